@@ -1,0 +1,62 @@
+"""Config pieces shared by several components, and their shape rules (torch-free)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from mmspec.spec._base import PositiveFloat, PositiveInt, Probability, StrictModel
+from mmspec.spec.tensors import CheckError, Dim, TensorInfo
+
+Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "relu", "tanh", "silu", "identity"]
+
+
+class PoolConfig(StrictModel):
+    """Sequence -> vector: pick the first token (`cls`), the highest-id token (`eos`, CLIP) or the masked mean,
+    then optionally LayerNorm, a dense layer to `dense` units, and an activation."""
+
+    type: Literal["cls", "eos", "mean"]
+    norm: bool = False
+    dense: PositiveInt | None = None
+    activation: Activation = "identity"
+
+
+class StackConfig(StrictModel):
+    """A stack of transformer layers (self-attention + feed-forward)."""
+
+    width: PositiveInt
+    layers: int = 12
+    heads: PositiveInt = 12
+    ffn: PositiveInt = 3072
+    activation: Activation = "gelu"
+    norm: Literal["post", "pre"] = "post"
+    """post = LN(x + f(x)) (BERT); pre = x + f(LN(x)) (ViT, CLIP)."""
+    eps: PositiveFloat = 1e-12
+    dropout: Probability = 0.1
+    attention_dropout: Probability = 0.1
+
+    def check_heads(self, prefix: tuple[str, ...] = ()) -> None:
+        if self.width % self.heads:
+            raise CheckError(
+                (*prefix, "heads"),
+                f"width {self.width} is not divisible by heads {self.heads}; choose heads that divide width "
+                f"(e.g. {_divisor_near(self.width, self.heads)})",
+            )
+        if self.layers < 0:
+            raise CheckError((*prefix, "layers"), f"layers must be >= 0, got {self.layers}")
+
+
+def _divisor_near(n: int, k: int) -> int:
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - k), d))
+
+
+def require(info: TensorInfo | None, port: str, rank: int, what: str) -> TensorInfo:
+    """The input tensor `port`, which must exist and have `rank` dims; else a CheckError naming both."""
+    if info is None:
+        raise CheckError("input", f"needs a {what} input ({port!r}), but the referenced node does not provide it")
+    if info.rank != rank:
+        raise CheckError("input", f"needs a {what} (rank {rank}) as {port!r}, got shape {list(info.shape)}")
+    return info
+
+
+def pooled_width(pool: PoolConfig, width: Dim) -> Dim:
+    return pool.dense or width

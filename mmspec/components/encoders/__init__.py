@@ -1,0 +1,1 @@
+"""Registered encoders components, one family per file."""

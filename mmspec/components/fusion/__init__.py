@@ -1,0 +1,1 @@
+"""Registered fusion components, one family per file."""

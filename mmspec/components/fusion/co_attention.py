@@ -1,0 +1,86 @@
+"""Two-stream co-attention (ViLBERT Co-TRM): two transformer streams joined by cross-stream blocks."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mmspec.components._common import PoolConfig, StackConfig, pooled_width, require
+from mmspec.registry import register
+from mmspec.spec._base import ComponentConfig, PositiveInt, Probability, Ref, StrictModel
+from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+
+
+class CoLayers(StrictModel):
+    """Where the co-attention blocks go: block k runs just before text layer `text_layers[k]` and vision
+    layer `vision_layers[k]` (ViLBERT's t_biattention_id / v_biattention_id)."""
+
+    width: PositiveInt = 1024
+    heads: PositiveInt = 8
+    text_layers: list[int] = Field(min_length=1)
+    vision_layers: list[int] = Field(min_length=1)
+    dropout: Probability = 0.1
+    attention_dropout: Probability = 0.1
+
+
+class Streams(StrictModel):
+    """The two input streams of a co-attention fusion."""
+
+    text: Ref
+    vision: Ref
+
+
+@register("fusion")
+class CoAttentionFusion(ComponentConfig):
+    """Text and vision streams, each a transformer stack, exchanging keys/values in co-attention blocks.
+
+    Emits `text`/`vision` sequences, and `text_pooled`/`vision_pooled` when the pools are set.
+    """
+
+    type: Literal["co_attention"]
+    inputs: Streams
+    text: StackConfig
+    vision: StackConfig
+    co: CoLayers
+    text_pool: PoolConfig | None = None
+    vision_pool: PoolConfig | None = None
+
+    def references(self) -> dict[str, str]:
+        return {"text": self.inputs.text, "vision": self.inputs.vision}
+
+    def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        out: Bundle = {}
+        for stream in ("text", "vision"):
+            cfg: StackConfig = getattr(self, stream)
+            cfg.check_heads((stream,))
+            seq = require(inputs[stream].get("sequence"), "sequence", 3, f"{stream} sequence")
+            if seq.width != cfg.width:
+                raise CheckError((stream, "width"),
+                                 f"{stream}.width {cfg.width} differs from the width {seq.width} of "
+                                 f"{getattr(self.inputs, stream)!r}; make them equal")
+            layer_ids = getattr(self.co, f"{stream}_layers")
+            if layer_ids != sorted(set(layer_ids)) or layer_ids[0] < 0 or layer_ids[-1] > cfg.layers:
+                raise CheckError(("co", f"{stream}_layers"),
+                                 f"co.{stream}_layers {layer_ids} must be strictly increasing layer indices "
+                                 f"in 0..{cfg.layers} ({stream}.layers)")
+            out[stream] = seq
+            if "mask" in inputs[stream]:
+                out[f"{stream}_mask"] = inputs[stream]["mask"]
+            pool = getattr(self, f"{stream}_pool")
+            if pool:
+                if pool.type == "eos":
+                    raise CheckError((f"{stream}_pool", "type"), "co-attention streams pool by 'cls' or 'mean'")
+                out[f"{stream}_pooled"] = TensorInfo((seq.shape[0], pooled_width(pool, cfg.width)))
+        if len(self.co.text_layers) != len(self.co.vision_layers):
+            raise CheckError(("co", "vision_layers"),
+                             f"co.text_layers has {len(self.co.text_layers)} entries but co.vision_layers has "
+                             f"{len(self.co.vision_layers)}; each co-attention block needs one of each")
+        if self.co.width % self.co.heads:
+            raise CheckError(("co", "heads"), f"co.width {self.co.width} is not divisible by co.heads {self.co.heads}")
+        return out
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.layers.co_attention import CoAttentionModule
+
+        return CoAttentionModule(self)

@@ -1,0 +1,65 @@
+"""Element-wise and concatenation fusion of vectors or sequences."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mmspec.registry import register
+from mmspec.spec._base import ComponentConfig, Ref
+from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+
+
+def _single(inputs: dict[str, Bundle]) -> list[TensorInfo]:
+    tensors = []
+    for port, bundle in inputs.items():
+        if len(bundle) != 1:
+            raise CheckError("inputs", f"input {port!r} is a bundle of {sorted(bundle)}; reference one field, "
+                                       f"e.g. '{port.split('_')[0]}.{sorted(bundle)[0]}'")
+        tensors.append(next(iter(bundle.values())))
+    return tensors
+
+
+@register("fusion")
+class ElementwiseFusion(ComponentConfig):
+    """Combine same-shaped tensors by `product` (ViLBERT's h_IMG * h_CLS), `sum` or `mean`. Emits `fused`."""
+
+    type: Literal["elementwise"]
+    inputs: list[Ref] = Field(min_length=2)
+    op: Literal["product", "sum", "mean"] = "product"
+
+    def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        tensors = _single(inputs)
+        for ref, t in zip(self.inputs[1:], tensors[1:], strict=True):
+            if t.shape != tensors[0].shape:
+                raise CheckError("inputs", f"{ref!r} has shape {list(t.shape)} but {self.inputs[0]!r} has "
+                                           f"{list(tensors[0].shape)}; {self.op} needs equal shapes")
+        return {"fused": tensors[0]}
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.layers.fusion import Elementwise
+
+        return Elementwise(self.op)
+
+
+@register("fusion")
+class ConcatFusion(ComponentConfig):
+    """Concatenate tensors along the last axis (late fusion). Emits `fused`."""
+
+    type: Literal["concat"]
+    inputs: list[Ref] = Field(min_length=2)
+
+    def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        tensors = _single(inputs)
+        lead = tensors[0].shape[:-1]
+        for ref, t in zip(self.inputs, tensors, strict=True):
+            if t.shape[:-1] != lead or not isinstance(t.width, int):
+                raise CheckError("inputs", f"{ref!r} has shape {list(t.shape)}; concat needs equal leading axes "
+                                           f"{list(lead)} and a fixed last axis")
+        return {"fused": tensors[0].with_shape(*lead, sum(t.width for t in tensors))}
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.layers.fusion import Concat
+
+        return Concat()

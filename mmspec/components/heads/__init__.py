@@ -1,0 +1,1 @@
+"""Registered heads components, one family per file."""

@@ -1,0 +1,1 @@
+"""Registered objectives components, one family per file."""

@@ -1,0 +1,69 @@
+"""Error types and located diagnostics shared by every stage (no torch here).
+
+A `Diagnostic` renders as ``FILE:LINE:COL: error[CODE]: message`` (DESIGN.md). Exceptions map to CLI
+exit codes: `SpecError`/`UsageError` -> 2, `CompileError` (build, capture, pass, export, verify) -> 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_PRINTED_DIAGNOSTICS = 50
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One located problem in a spec file. `line`/`col` are 1-based; 0 means 'whole file'."""
+
+    file: str
+    line: int
+    col: int
+    code: str
+    message: str
+
+    def render(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: error[{self.code}]: {_printable(self.message)}"
+
+
+def _printable(text: str) -> str:
+    """Escape control characters so hostile input never drives the terminal."""
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+
+
+class MmspecError(Exception):
+    """Root of every error mmspec raises on purpose."""
+
+    exit_code = 1
+
+
+class SpecError(MmspecError, ValueError):
+    """The spec (or a CLI override) is invalid; carries every diagnostic found."""
+
+    exit_code = 2
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = sorted(diagnostics, key=lambda d: (d.file, d.line, d.col, d.code))
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        shown = [d.render() for d in self.diagnostics[:MAX_PRINTED_DIAGNOSTICS]]
+        hidden = len(self.diagnostics) - MAX_PRINTED_DIAGNOSTICS
+        if hidden > 0:
+            shown.append(f"...and {hidden} more")
+        return "\n".join(shown)
+
+
+class UsageError(MmspecError, ValueError):
+    """A command-line argument is wrong (bad variant name, bad --set path, unreadable weights)."""
+
+    exit_code = 2
+
+
+class CompileError(MmspecError):
+    """Build, capture, a pass, export or verification failed; no artifact is left behind."""
+
+    exit_code = 1
+
+
+class VerificationError(CompileError):
+    """ONNX Runtime disagreed with eager PyTorch beyond tolerance."""

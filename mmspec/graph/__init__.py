@@ -1,0 +1,1 @@
+"""Spec -> nn.Module tree -> torch.fx GraphModule."""

@@ -1,0 +1,60 @@
+"""build(plan) -> MultimodalModel: the only place that walks the plan and calls component builders."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmspec.spec.model import Plan
+
+
+class BuildContext:
+    """What a component's `build` may use: the spec, and the modules built before it (weight tying)."""
+
+    def __init__(self, spec, modules: dict[str, nn.Module]):
+        self.spec = spec
+        self.modules = modules
+
+
+class MultimodalModel(nn.Module):
+    """Generic container: one submodule per component, evaluated in plan order.
+
+    `forward(inputs)` takes {graph input name: tensor} and returns the exported outputs as a tuple in
+    `output_names` order; objectives live in `objectives` and never run in forward.
+    """
+
+    def __init__(self, plan: Plan, spec):
+        super().__init__()
+        self.plan = plan
+        self.output_names = [name for name, _, _ in plan.outputs]
+        built: dict[str, nn.Module] = {}
+        ctx = BuildContext(spec, built)
+        for node in plan.nodes:
+            in_bundles = {p: _select(plan.bundles[t], f) for p, (t, f) in node.inputs.items()}
+            built[node.name] = node.config.build(in_bundles, ctx)
+        self.components = nn.ModuleDict({n.name: built[n.name] for n in plan.nodes if n.section != "objectives"})
+        self.objectives = nn.ModuleDict({n.name: built[n.name] for n in plan.nodes if n.section == "objectives"})
+        self._export_nodes = [n for n in plan.export_nodes if n.section != "objectives"]
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        values: dict[str, dict[str, torch.Tensor]] = {}
+        for gi in self.plan.graph_inputs:
+            values.setdefault(gi.modality, {})[gi.field] = inputs[gi.name]
+        for node in self._export_nodes:
+            args = {port: _select(values[src], fld) for port, (src, fld) in node.inputs.items()}
+            values[node.name] = self.components[node.name](args)
+        return tuple(values[node][fld] for _, node, fld in self.plan.outputs)
+
+
+def _select(bundle: dict, fld: str | None) -> dict:
+    return bundle if fld is None else {fld: bundle[fld]}
+
+
+def build(plan: Plan, spec, device: str | torch.device = "cpu") -> MultimodalModel:
+    """Instantiate the model for a planned spec; weights are seeded by `spec.seed`, so builds repeat exactly.
+
+    On device "meta" nothing is allocated (parameter counts and structure of full-size models).
+    """
+    with torch.device(device):
+        torch.manual_seed(spec.seed)
+        return MultimodalModel(plan, spec)

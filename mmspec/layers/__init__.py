@@ -1,0 +1,1 @@
+"""Torch building blocks shared by component builders (imported lazily by `build()` methods)."""

@@ -1,0 +1,50 @@
+"""Strict pydantic building blocks shared by every spec model (torch-free)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+"""Identifier for specs, modalities, components and axes: lower-case, starts with a letter, <= 64 chars."""
+
+Ref = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}(\.[a-z][a-z0-9_]{0,63})?$")]
+"""Reference to a node's output bundle (`text`) or to one field of it (`text.pooled`)."""
+
+Axis = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | Annotated[int, Field(ge=1)]
+"""A tensor axis: a named dynamic dim (becomes an ONNX symbolic dim) or a fixed size."""
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+
+
+class StrictModel(BaseModel):
+    """Every spec model: unknown keys are errors, no type coercion, no NaN/Inf, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, allow_inf_nan=False, use_attribute_docstrings=True
+    )
+
+
+class ComponentConfig(StrictModel):
+    """Base of every registered component's config. Subclasses add `type: Literal[...]`.
+
+    Inputs are declared by fields named `input` (one Ref) or `inputs` (a list or mapping of Refs);
+    `references()` returns them keyed by port name, which is how the module receives them.
+    """
+
+    slot: ClassVar[str] = ""
+
+    def references(self) -> dict[str, str]:
+        """Port name -> referenced node (or `node.field`)."""
+        single: Any = getattr(self, "input", None)
+        many: Any = getattr(self, "inputs", None)
+        if isinstance(single, str):
+            return {"input": single}
+        if isinstance(many, dict):
+            return dict(many)
+        if isinstance(many, list | tuple):
+            return {ref.replace(".", "_"): ref for ref in many}
+        return {}
