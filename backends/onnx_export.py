@@ -1,0 +1,303 @@
+"""Export a captured module to ONNX with the dynamo exporter, named symbolic dims and a full check.
+
+Contract of `export_onnx`: it either returns an `ExportResult` for a file that passed
+`onnx.checker.check_model(full_check=True)`, declares exactly the requested opset, has exactly the
+requested input/output names and carries the spec's dim names on exactly the declared dynamic input
+axes; or it raises `CompileError` with a one-line message and leaves no file at `path`. The exporter's
+stdout progress lines, warnings and log records never reach the terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import onnx
+import torch
+from torch.export import Dim
+
+from mmspec.errors import CompileError
+
+EXTERNAL_DATA_THRESHOLD = 3 << 29  # 1.5 GiB of initializers: beyond it, weights go to a sidecar
+QUIET_LOGGERS = ("torch", "torch.onnx", "onnxscript", "onnx_ir")  # torch.onnx does not propagate to torch
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class TensorSig:
+    """One graph input or output. `shape` holds ints, dim names, or "?" for an unnamed dynamic dim;
+    `dtype` is the numpy name ("float32", "int64", "bool")."""
+
+    name: str
+    shape: tuple[int | str, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A checked ONNX file. `bytes` counts the .onnx plus its external-data sidecar, if any."""
+
+    path: Path
+    opset: int
+    bytes: int
+    inputs: list[TensorSig]
+    outputs: list[TensorSig]
+    external_data: bool
+
+
+def sidecar(path: Path) -> Path:
+    """The external-data file that belongs to `path`: `<name>.data` next to it."""
+    return path.with_name(path.name + ".data")
+
+
+def export_onnx(
+    module: torch.nn.Module,
+    example_inputs: tuple[torch.Tensor, ...],
+    *,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+    path: Path,
+    opset: int = 20,
+    metadata: dict[str, str] | None = None,
+    external_data: bool | None = None,
+    dim_max: dict[str, int] | None = None,
+) -> ExportResult:
+    """Export `module(*example_inputs)` (outputs in `output_names` order) to `path`.
+
+    `dynamic_axes` maps an input name to {axis: dim name}; one name used on several inputs is one
+    shared dim. `dim_max` optionally bounds a dim (default: unbounded; the minimum is always 1).
+    `external_data=None` writes a single file unless the initializers exceed 1.5 GiB; external data
+    goes to `sidecar(path)` with a relative location. The module is exported in its current mode.
+    """
+    path = Path(path)
+    _check_request(input_names, dynamic_axes, opset)
+    dims = {
+        name: Dim(name, min=1, **({"max": dim_max[name]} if dim_max and name in dim_max else {}))
+        for axes in dynamic_axes.values()
+        for name in axes.values()
+    }
+    dynamic_shapes = tuple(
+        {axis: dims[name] for axis, name in dynamic_axes[inp].items()} if inp in dynamic_axes else None
+        for inp in input_names
+    )
+    with _quiet_exporter() as records:
+        try:
+            program = torch.onnx.export(
+                module,
+                tuple(example_inputs),
+                dynamo=True,
+                opset_version=opset,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_shapes=dynamic_shapes,
+                optimize=True,
+            )
+        except Exception as e:
+            raise CompileError(f"ONNX export failed: {_one_line(e)}") from e
+        if external_data is None:
+            external_data = _initializer_bytes(program) > EXTERNAL_DATA_THRESHOLD
+        try:
+            program.save(str(path), external_data=external_data)
+        except Exception as e:
+            discard(path)
+            raise CompileError(f"cannot write {path}: {_one_line(e)}") from e
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+        _check_opset(model, opset, records)
+        _check_names(model, input_names, output_names)
+        name_dims(model, dynamic_axes)
+        props = {p.key: p.value for p in model.metadata_props} | dict(metadata or {})
+        return ExportResult(path, opset, 0, [], [], False)
+        for key, value in props.items():
+            model.metadata_props.add(key=key, value=value)
+        model.producer_name = "mmspec"
+        model.producer_version = _mmspec_version()
+        onnx.save_model(model, str(path))
+        onnx.checker.check_model(str(path), full_check=True)
+    except CompileError:
+        discard(path)
+        raise
+    except Exception as e:
+        discard(path)
+        raise CompileError(f"ONNX checker: {_one_line(e)}") from e
+    inputs, outputs = _signature(model)
+    data = sidecar(path)
+    size = path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+    return ExportResult(path, opset, size, inputs, outputs, data.exists())
+
+
+def name_dims(model: onnx.ModelProto, dynamic_axes: dict[str, dict[int, str]]) -> None:
+    """Rename the exporter's symbols (e.g. `s72`) to the spec's dim names, in place.
+
+    The mapping is read off the declared input axes and applied, token by token, to every dim_param
+    of the inputs, outputs and value_info (so `s72*s70` becomes `batch*seq`). Raises `CompileError`
+    when a declared axis is a fixed number (the exporter specialised it), when the exporter merged two
+    differently named dims, or when an undeclared input axis is symbolic.
+    """
+    inputs = {vi.name: vi for vi in model.graph.input}
+    mapping: dict[str, str] = {}
+    for inp, vi in inputs.items():
+        declared = dynamic_axes.get(inp, {})
+        dims = vi.type.tensor_type.shape.dim
+        for axis, want in declared.items():
+            if axis >= len(dims):
+                raise CompileError(f"input '{inp}' has rank {len(dims)}, no dynamic axis {axis} ('{want}')")
+            dim = dims[axis]
+            if dim.HasField("dim_value"):
+                raise CompileError(
+                    f"input '{inp}' axis {axis} ('{want}') was frozen to {dim.dim_value} by the exporter"
+                )
+            if dim.dim_param and mapping.setdefault(dim.dim_param, want) != want:
+                raise CompileError(
+                    f"the exporter made dims '{mapping[dim.dim_param]}' and '{want}' one "
+                    f"(input '{inp}' axis {axis}); the model forces them equal"
+                )
+        for axis, dim in enumerate(dims):
+            if axis not in declared and not dim.HasField("dim_value"):
+                raise CompileError(f"input '{inp}' axis {axis} is dynamic but not declared dynamic")
+    for vi in (*model.graph.input, *model.graph.output, *model.graph.value_info):
+        for dim in vi.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = _SYMBOL.sub(lambda m: mapping.get(m[0], m[0]), dim.dim_param)
+    for inp, declared in dynamic_axes.items():
+        for axis, want in declared.items():
+            inputs[inp].type.tensor_type.shape.dim[axis].dim_param = want
+
+
+def onnx_signature(path: Path) -> tuple[list[TensorSig], list[TensorSig]]:
+    """Names, shapes and dtypes of the graph inputs (initializers excluded) and outputs of a file."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise CompileError(f"cannot read ONNX file {path}: {_one_line(e)}") from e
+    return _signature(model)
+
+
+def publish(tmp_path: Path, final_path: Path) -> Path:
+    """Move a verified export (and its sidecar) into place with `os.replace`; returns `final_path`.
+
+    A sidecar's location is stored relative and by name, so it requires `tmp_path.name ==
+    final_path.name` (export into a temporary directory, not to a temporary name). A stale sidecar at
+    the destination is removed when the new file has none. The sidecar moves first, so the final
+    `.onnx` never names data that is not there yet.
+    """
+    tmp_path, final_path = Path(tmp_path), Path(final_path)
+    if sidecar(tmp_path).exists():
+        if tmp_path.name != final_path.name:
+            raise ValueError(
+                f"external data pins the file name: cannot publish {tmp_path.name} as {final_path.name}"
+            )
+        os.replace(sidecar(tmp_path), sidecar(final_path))
+        os.replace(tmp_path, final_path)
+    else:
+        os.replace(tmp_path, final_path)
+        sidecar(final_path).unlink(missing_ok=True)
+    return final_path
+
+
+def discard(tmp_path: Path) -> None:
+    """Remove an export and its sidecar, if present."""
+    Path(tmp_path).unlink(missing_ok=True)
+    sidecar(Path(tmp_path)).unlink(missing_ok=True)
+
+
+def _check_request(input_names: list[str], dynamic_axes: dict[str, dict[int, str]], opset: int) -> None:
+    newest = onnx.defs.onnx_opset_version()
+    if not 1 <= opset <= newest:
+        raise CompileError(
+            f"opset {opset} is not supported: onnx {onnx.__version__} knows opsets 1..{newest}"
+        )
+    for inp, axes in dynamic_axes.items():
+        if inp not in input_names:
+            raise CompileError(f"dynamic axes given for unknown input '{inp}'")
+        for name in axes.values():
+            if not name.isidentifier():
+                raise CompileError(f"dynamic dim name {name!r} of input '{inp}' is not an identifier")
+
+
+def _check_opset(model: onnx.ModelProto, opset: int, records: list[logging.LogRecord]) -> None:
+    wrote = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if wrote != opset:
+        errors = [r for r in records if r.exc_info and r.exc_info[1] is not None]
+        cause = f" ({_one_line(errors[-1].exc_info[1])})" if errors else ""
+        raise CompileError(f"exporter wrote opset {wrote}, asked for {opset}{cause}")
+
+
+def _check_names(model: onnx.ModelProto, input_names: list[str], output_names: list[str]) -> None:
+    initializers = {t.name for t in model.graph.initializer}
+    got_in = [vi.name for vi in model.graph.input if vi.name not in initializers]
+    got_out = [vi.name for vi in model.graph.output]
+    if got_in != list(input_names):
+        raise CompileError(f"exported inputs are {got_in}, expected {list(input_names)}")
+    if got_out != list(output_names):
+        raise CompileError(f"exported outputs are {got_out}, expected {list(output_names)}")
+
+
+def _signature(model: onnx.ModelProto) -> tuple[list[TensorSig], list[TensorSig]]:
+    initializers = {t.name for t in model.graph.initializer}
+
+    def sig(vi: onnx.ValueInfoProto) -> TensorSig:
+        t = vi.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim)
+        return TensorSig(vi.name, shape, onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name)
+
+    inputs = [sig(vi) for vi in model.graph.input if vi.name not in initializers]
+    return inputs, [sig(vi) for vi in model.graph.output]
+
+
+def _initializer_bytes(program: torch.onnx.ONNXProgram) -> int:
+    values = program.model.graph.initializers.values()
+    return sum(v.const_value.nbytes for v in values if v.const_value is not None)
+
+
+def _mmspec_version() -> str:
+    try:
+        return importlib_metadata.version("mmspec")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class _Collect(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]):
+        super().__init__(logging.DEBUG)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[list[logging.LogRecord]]:
+    """Swallow the exporter's stdout, warnings and log output; yield the log records it emitted."""
+    records: list[logging.LogRecord] = []
+    handler = _Collect(records)
+    saved = [(lg, lg.handlers[:], lg.propagate) for lg in map(logging.getLogger, QUIET_LOGGERS)]
+    for lg, _, _ in saved:
+        lg.handlers, lg.propagate = [handler], False
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield records
+    finally:
+        for lg, handlers, propagate in saved:
+            lg.handlers, lg.propagate = handlers, propagate
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first meaningful line of the innermost cause, without ANSI colours or assert prefixes."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = [ln.strip() for ln in _ANSI.sub("", str(exc)).splitlines() if ln.strip()]
+    line = lines[0] if lines else type(exc).__name__
+    line = re.sub(r"^<class '[\w.]+'>: ", "", line)
+    return re.sub(r"^.*?Assertion `.*?` failed: ", "", line)

@@ -1,0 +1,183 @@
+"""Run an ONNX file on onnxruntime and compare it with an eager reference (DESIGN.md policy).
+
+`verify_onnx` never raises on a mismatch or an ORT failure: it returns the report's "verification"
+dict plus a "failures" list, and the caller raises `VerificationError(first_failure_message(report))`.
+
+Comparison, per output and case: names and order, dtype and shape must be equal; NaN, +Inf and -Inf
+positions must agree; at every position finite in both, ``|ort - ref| <= atol + rtol * |ref|``.
+Reported figures, over those finite positions: ``max_abs = max |ort - ref|`` and
+``max_rel = max |ort - ref| / max(|ref|, atol)`` -- relative error with the reference magnitude
+floored at `atol`, so values near zero (where the absolute term governs) do not blow it up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from mmspec.errors import CompileError
+
+from .onnx_export import onnx_signature
+
+TOLERANCE_FP32 = {"atol": 1e-4, "rtol": 1e-3}
+OPTIMIZATIONS = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+def available_providers(device: str = "cpu") -> list[str]:
+    """The ORT providers to verify on: CPU alone, or CUDA then CPU for `device == "cuda"`.
+
+    Raises `CompileError` when CUDA is asked for but torch sees no GPU or ORT has no CUDA provider.
+    """
+    if device == "cpu":
+        return [CPU]
+    if device != "cuda":
+        raise ValueError(f"unknown device {device!r}")
+    if not torch.cuda.is_available():
+        raise CompileError("--device cuda: torch sees no CUDA device")
+    if CUDA not in ort.get_available_providers():
+        raise CompileError(f"--device cuda: onnxruntime {ort.__version__} has no {CUDA}")
+    return [CUDA, CPU]
+
+
+def make_session(path: Path, provider: str, optimization: str) -> ort.InferenceSession:
+    """A session on `provider` (CUDA with TF32 off and CPU fallback for unsupported nodes), with graph
+    optimizations "disabled" or "all", quiet logging and no thread spinning."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = OPTIMIZATIONS[optimization]
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    providers = [(CUDA, {"use_tf32": "0"}), CPU] if provider == CUDA else [provider]
+    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+
+
+def verify_onnx(
+    path: Path,
+    reference: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    cases: list[dict[str, np.ndarray]],
+    *,
+    output_names: list[str],
+    providers: list[str],
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+) -> dict:
+    """Run every case on every provider at ORT optimization "disabled" and "all" and compare each
+    output with `reference(case)` (computed once per case, on copies of the inputs).
+
+    Returns {"passed", "tolerance", "cases": [{"shapes", "provider", "ort_optimization", "outputs":
+    {name: {"max_abs", "max_rel"}}}], "failures": [str]}. ORT load and run errors become failures.
+    """
+    dims = _symbolic_dims(path)
+    failures: list[str] = [] if cases else ["no verification cases"]
+    sessions: dict[tuple[str, str], ort.InferenceSession | None] = {}
+    for provider in providers:
+        for opt in OPTIMIZATIONS:
+            where = f"{provider}, ort_optimization={opt}"
+            try:
+                session = make_session(path, provider, opt)
+            except Exception as e:
+                session = None
+                failures.append(f"ORT cannot load the model: {_first_line(e)} ({where})")
+            else:
+                names = [o.name for o in session.get_outputs()]
+                if names != list(output_names):
+                    failures.append(f"ORT outputs are {names}, expected {list(output_names)} ({where})")
+                if provider not in session.get_providers():
+                    failures.append(
+                        f"{provider} did not start; ORT ran on {session.get_providers()} ({where})"
+                    )
+                    session = None
+            sessions[provider, opt] = session
+    records = []
+    for case in cases:
+        expected = reference({k: v.copy() for k, v in case.items()})
+        shapes = {k: [int(n) for n in v.shape] for k, v in case.items()}
+        for (provider, opt), session in sessions.items():
+            where = f"{_describe(shapes, dims)}, {provider}, ort_optimization={opt}"
+            record = {"shapes": shapes, "provider": provider, "ort_optimization": opt, "outputs": {}}
+            records.append(record)
+            if session is None:
+                continue
+            try:
+                got = session.run(None, case)
+            except Exception as e:
+                failures.append(f"ORT run failed: {_first_line(e)} ({where})")
+                continue
+            names = [o.name for o in session.get_outputs()]
+            for name, actual in zip(names, got, strict=True):
+                if name not in output_names:
+                    continue
+                stats, problem = _compare(name, actual, expected[name], atol, rtol)
+                if stats is not None:
+                    record["outputs"][name] = stats
+                if problem:
+                    failures.append(f"{problem} ({where})")
+    return {
+        "passed": not failures,
+        "tolerance": {"atol": atol, "rtol": rtol},
+        "cases": records,
+        "failures": failures,
+    }
+
+
+def first_failure_message(report: dict) -> str:
+    """The first failure of a `verify_onnx` report, for `VerificationError`; "" when it passed."""
+    failures = report["failures"]
+    more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
+    return failures[0] + more if failures else ""
+
+
+def _compare(
+    name: str, actual: np.ndarray, ref: np.ndarray, atol: float, rtol: float
+) -> tuple[dict | None, str]:
+    """(max_abs/max_rel stats or None, problem text or "") for one output."""
+    ref = np.asarray(ref)
+    if actual.dtype != ref.dtype:
+        return None, f"output '{name}' has dtype {actual.dtype}, eager has {ref.dtype}"
+    if actual.shape != ref.shape:
+        return None, f"output '{name}' has shape {list(actual.shape)}, eager has {list(ref.shape)}"
+    if not np.issubdtype(ref.dtype, np.inexact):
+        atol = rtol = 0.0  # integers and booleans must be equal
+    a, r = actual.astype(np.float64), ref.astype(np.float64)
+    bad_special = np.count_nonzero(
+        (np.isnan(a) != np.isnan(r)) | (np.isposinf(a) != np.isposinf(r)) | (np.isneginf(a) != np.isneginf(r))
+    )
+    finite = np.isfinite(a) & np.isfinite(r)
+    diff, mag = np.abs(a - r)[finite], np.abs(r)[finite]
+    max_abs = float(diff.max(initial=0.0))
+    floor = max(atol, np.finfo(np.float64).tiny)
+    max_rel = float((diff / np.maximum(mag, floor)).max(initial=0.0))
+    stats = {"max_abs": max_abs, "max_rel": max_rel}
+    if bad_special:
+        return stats, f"output '{name}' has NaN/Inf at {bad_special} positions where eager differs"
+    if np.any(diff > atol + rtol * mag):
+        return stats, f"output '{name}' differs: max_abs {max_abs:.1e} max_rel {max_rel:.1e}"
+    return stats, ""
+
+
+def _symbolic_dims(path: Path) -> dict[str, list[tuple[int, str]]]:
+    """Input name -> [(axis, dim name)] for the file's symbolic input dims."""
+    inputs, _ = onnx_signature(path)
+    return {s.name: [(i, d) for i, d in enumerate(s.shape) if isinstance(d, str)] for s in inputs}
+
+
+def _describe(shapes: dict[str, list[int]], dims: dict[str, list[tuple[int, str]]]) -> str:
+    """'shapes batch=1 seq=7' from the named dims, or the raw input shapes when none are named."""
+    named = {d: shapes[inp][axis] for inp, axes in dims.items() if inp in shapes for axis, d in axes}
+    if named:
+        return "shapes " + " ".join(f"{d}={n}" for d, n in named.items())
+    return "shapes " + " ".join(f"{k}={v}" for k, v in shapes.items())
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,49 @@
+"""Example inputs and verification cases generated from the modalities' declared signatures."""
+
+from __future__ import annotations
+
+import torch
+
+from mmspec.spec.model import Plan
+
+TRACE_SIZES = {"batch": 2}
+DEFAULT_TRACE = 8
+
+
+def trace_sizes(plan: Plan) -> dict[str, int]:
+    """Size of every dynamic axis in the trace case: >= 2 (so no axis specialises to 0/1), within its max."""
+    return {axis: min(TRACE_SIZES.get(axis, DEFAULT_TRACE), hi) if hi >= 2 else hi for axis, hi in plan.axes_max.items()}
+
+
+def verification_shapes(plan: Plan, batch_axes: set[str]) -> list[dict[str, int]]:
+    """Trace sizes, batch 1, an odd batch, and one case per other dynamic axis at a different size."""
+    base = trace_sizes(plan)
+    cases = [dict(base)]
+    for size in (1, 3):
+        cases.append({**base, **{b: min(size, plan.axes_max[b]) for b in batch_axes}})
+    for axis in sorted(set(base) - batch_axes):
+        other = base[axis] + 5 if base[axis] + 5 <= plan.axes_max[axis] else max(1, base[axis] - 1)
+        cases.append({**base, axis: other})
+    unique = []
+    for c in cases:
+        if c not in unique:
+            unique.append(c)
+    return unique
+
+
+def make_inputs(plan: Plan, sizes: dict[str, int], seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random inputs: ids within their vocabulary, masks with padding at the end of the first row."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for gi in plan.graph_inputs:
+        shape = [sizes[d] if isinstance(d, str) else d for d in gi.info.shape]
+        if gi.field == "mask":
+            mask = torch.ones(shape, dtype=torch.int64)
+            if shape[1] > 1:
+                mask[0, shape[1] - shape[1] // 4:] = 0  # pad the tail of row 0, keep its first position
+            out[gi.name] = mask
+        elif gi.info.dtype == "int64":
+            out[gi.name] = torch.randint(int(gi.low), int(gi.high), shape, generator=g)
+        else:
+            out[gi.name] = torch.randn(shape, generator=g)
+    return out

@@ -1,0 +1,1 @@
+"""Stage 1: the spec language. Pure pydantic and PyYAML; never imports torch."""

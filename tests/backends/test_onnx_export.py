@@ -1,0 +1,408 @@
+"""export_onnx: named symbolic dims, metadata, opset checks, external data, atomic publish, silence."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmspec.backends import (
+    TOLERANCE_FP32,
+    available_providers,
+    discard,
+    export_onnx,
+    name_dims,
+    onnx_signature,
+    publish,
+    sidecar,
+    verify_onnx,
+)
+from mmspec.backends import onnx_export as onnx_export_module
+from onnx import TensorProto, helper
+
+from mmspec.errors import CompileError
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 4)
+
+    def forward(self, x):
+        return (self.fc2(F.gelu(self.fc1(x))),)
+
+
+class Attention(nn.Module):
+    """SDPA block whose seq length flows through view/reshape."""
+
+    def __init__(self, d=32, heads=4):
+        super().__init__()
+        self.heads, self.qkv, self.proj, self.ln = (
+            heads,
+            nn.Linear(d, 3 * d),
+            nn.Linear(d, d),
+            nn.LayerNorm(d),
+        )
+
+    def forward(self, x):
+        b, s, d = x.shape
+        q, k, v = self.qkv(x).view(b, s, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, s, d)
+        y = self.ln(x + self.proj(a))
+        return y, y.mean(1)
+
+
+class TwoInputs(nn.Module):
+    """Text [batch, text_len, 16] and regions [batch, regions, 16]: batch is shared, lengths are not."""
+
+    def __init__(self):
+        super().__init__()
+        self.t, self.r = nn.Linear(16, 16), nn.Linear(16, 16)
+
+    def forward(self, text, regions):
+        return (self.t(text).mean(1) * self.r(regions).amax(1),)
+
+
+class CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3, stride=2, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.fc = nn.Linear(8, 10)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):  # non-trivial stats so BN folding is exercised
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, image):
+        return (self.fc(self.body(image)),)
+
+
+class Specialises(nn.Module):
+    """Broadcasting against a constant [2, 3] silently pins batch to 2 in torch.export."""
+
+    def forward(self, x):
+        return (x + torch.ones(2, 3),)
+
+
+class Unsupported(nn.Module):
+    def forward(self, x):
+        return (torch.linalg.eigvals(x).real,)
+
+
+def traced(cls: type[nn.Module]) -> torch.fx.GraphModule:
+    """A seeded, eval-mode instance of `cls`, traced: the same weights every call."""
+    torch.manual_seed(0)
+    return torch.fx.symbolic_trace(cls().eval())
+
+
+def eager_reference(module, input_names, output_names):
+    def run(case):
+        with torch.no_grad():
+            outs = module(*(torch.from_numpy(case[n]) for n in input_names))
+        return {n: o.numpy() for n, o in zip(output_names, outs, strict=True)}
+
+    return run
+
+
+def rand(*shape):
+    return np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+
+
+def dims(vi) -> list[int | str]:
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in vi.type.tensor_type.shape.dim]
+
+
+def export_mlp(path, **kw):
+    return export_onnx(
+        traced(MLP),
+        (torch.randn(2, 8),),
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "batch"}},
+        path=path,
+        **kw,
+    )
+
+
+def test_mlp_export_is_checked_and_carries_metadata(tmp_path):
+    res = export_mlp(tmp_path / "mlp.onnx", metadata={"mmspec.spec": "tiny.yaml", "mmspec.seed": "0"})
+    model = onnx.load(str(res.path))
+    onnx.checker.check_model(str(res.path), full_check=True)
+    assert [dims(v) for v in model.graph.input] == [["batch", 8]]
+    assert [dims(v) for v in model.graph.output] == [["batch", 4]]
+    assert {p.key: p.value for p in model.metadata_props} == {"mmspec.spec": "tiny.yaml", "mmspec.seed": "0"}
+    assert model.producer_name == "mmspec"
+    assert [(o.domain, o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")] == [("", 20)]
+    assert not res.external_data and not sidecar(res.path).exists()
+    assert res.bytes == res.path.stat().st_size and res.opset == 20
+    assert (res.inputs, res.outputs) == onnx_signature(res.path)
+    assert res.inputs[0].shape == ("batch", 8) and res.inputs[0].dtype == "float32"
+
+
+def test_attention_dims_are_named_and_runs_at_other_shapes(tmp_path):
+    gm = traced(Attention)
+    res = export_onnx(
+        gm,
+        (torch.randn(2, 5, 32),),
+        input_names=["x"],
+        output_names=["y", "pooled"],
+        dynamic_axes={"x": {0: "batch", 1: "seq"}},
+        path=tmp_path / "attn.onnx",
+    )
+    model = onnx.load(str(res.path))
+    assert dims(model.graph.input[0]) == ["batch", "seq", 32]
+    assert [dims(v) for v in model.graph.output] == [["batch", "seq", 32], ["batch", 32]]
+    cases = [{"x": rand(*s, 32)} for s in [(2, 5), (1, 5), (3, 5), (2, 9), (3, 1)]]
+    report = verify_onnx(
+        res.path,
+        eager_reference(gm, ["x"], ["y", "pooled"]),
+        cases,
+        output_names=["y", "pooled"],
+        providers=available_providers(),
+        **TOLERANCE_FP32,
+    )
+    assert report["passed"], report["failures"]
+    assert max(o["max_abs"] for c in report["cases"] for o in c["outputs"].values()) < 1e-5
+
+
+def test_shared_batch_is_one_dim_and_other_dims_stay_distinct(tmp_path):
+    gm = traced(TwoInputs)
+    res = export_onnx(
+        gm,
+        (torch.randn(2, 5, 16), torch.randn(2, 7, 16)),
+        input_names=["text", "regions"],
+        output_names=["fused"],
+        dynamic_axes={"text": {0: "batch", 1: "text_len"}, "regions": {0: "batch", 1: "regions"}},
+        path=tmp_path / "two.onnx",
+    )
+    model = onnx.load(str(res.path))
+    assert [dims(v) for v in model.graph.input] == [["batch", "text_len", 16], ["batch", "regions", 16]]
+    assert dims(model.graph.output[0]) == ["batch", 16]
+    cases = [
+        {"text": rand(b, t, 16), "regions": rand(b, r, 16)} for b, t, r in [(2, 5, 7), (1, 3, 9), (3, 8, 2)]
+    ]
+    report = verify_onnx(
+        res.path,
+        eager_reference(gm, ["text", "regions"], ["fused"]),
+        cases,
+        output_names=["fused"],
+        providers=available_providers(),
+    )
+    assert report["passed"], report["failures"]
+
+
+def test_cnn_with_batchnorm_exports_folded_and_verifies(tmp_path):
+    gm = traced(CNN)
+    res = export_onnx(
+        gm,
+        (torch.randn(2, 3, 16, 16),),
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_axes={"image": {0: "batch"}},
+        path=tmp_path / "cnn.onnx",
+    )
+    model = onnx.load(str(res.path))
+    assert dims(model.graph.input[0]) == ["batch", 3, 16, 16]
+    assert dims(model.graph.output[0]) == ["batch", 10]
+    assert "BatchNormalization" not in {n.op_type for n in model.graph.node}  # optimize=True folded BN
+    report = verify_onnx(
+        res.path,
+        eager_reference(gm, ["image"], ["logits"]),
+        [{"image": rand(b, 3, 16, 16)} for b in (2, 1, 3)],
+        output_names=["logits"],
+        providers=available_providers(),
+    )
+    assert report["passed"], report["failures"]
+
+
+def test_opset_23_exports_attention_op_and_verifies(tmp_path):
+    gm = traced(Attention)
+    res = export_onnx(
+        gm,
+        (torch.randn(2, 5, 32),),
+        input_names=["x"],
+        output_names=["y", "pooled"],
+        dynamic_axes={"x": {0: "batch", 1: "seq"}},
+        path=tmp_path / "attn23.onnx",
+        opset=23,
+    )
+    model = onnx.load(str(res.path))
+    assert res.opset == 23 and {o.version for o in model.opset_import if o.domain == ""} == {23}
+    assert "Attention" in {n.op_type for n in model.graph.node}
+    report = verify_onnx(
+        res.path,
+        eager_reference(gm, ["x"], ["y", "pooled"]),
+        [{"x": rand(*s, 32)} for s in [(2, 5), (1, 4), (3, 11)]],
+        output_names=["y", "pooled"],
+        providers=available_providers(),
+    )
+    assert report["passed"], report["failures"]
+
+
+@pytest.mark.parametrize(
+    ("opset", "message"),
+    [
+        (26, "exporter wrote opset 18, asked for 26"),  # the exporter returns normally with a broken file
+        (30, "opset 30 is not supported"),  # beyond what onnx knows: refused before exporting
+    ],
+)
+def test_unsupported_opset_is_compile_error_and_leaves_no_file(tmp_path, opset, message):
+    with pytest.raises(CompileError, match=message):
+        export_mlp(tmp_path / "mlp.onnx", opset=opset)
+    assert os.listdir(tmp_path) == []
+
+
+def test_frozen_dynamic_axis_is_compile_error(tmp_path):
+    with pytest.raises(CompileError, match=r"input 'x' axis 0 \('batch'\) was frozen to 2"):
+        export_onnx(
+            traced(Specialises),
+            (torch.randn(2, 3),),
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "batch"}},
+            path=tmp_path / "s.onnx",
+        )
+    assert os.listdir(tmp_path) == []
+
+
+def test_exporter_failure_is_one_line(tmp_path):
+    with pytest.raises(CompileError) as info:
+        export_onnx(
+            Unsupported(),
+            (torch.randn(2, 3, 3),),
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "batch"}},
+            path=tmp_path / "u.onnx",
+        )
+    message = str(info.value)
+    assert message.startswith("ONNX export failed: ") and "linalg_eig" in message
+    assert "\n" not in message and "Traceback" not in message and "\x1b" not in message
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_dim_name_is_refused_before_export(tmp_path):
+    with pytest.raises(CompileError, match="not an identifier"):
+        export_onnx(
+            MLP(),
+            (torch.randn(2, 8),),
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "bad name"}},
+            path=tmp_path / "m.onnx",
+        )
+
+
+def test_external_data_sidecar_and_publish_moves_both(tmp_path):
+    stage, out = tmp_path / ".stage", tmp_path / "build"
+    stage.mkdir()
+    out.mkdir()
+    res = export_mlp(stage / "mlp.onnx", external_data=True)
+    assert res.external_data and sidecar(res.path).exists()
+    assert res.bytes == res.path.stat().st_size + sidecar(res.path).stat().st_size
+    locations = {
+        e.value
+        for t in onnx.load(str(res.path), load_external_data=False).graph.initializer
+        for e in t.external_data
+        if e.key == "location"
+    }
+    assert locations == {"mlp.onnx.data"}  # relative, next to the file
+    final = publish(res.path, out / "mlp.onnx")
+    assert sorted(os.listdir(out)) == ["mlp.onnx", "mlp.onnx.data"] and os.listdir(stage) == []
+    onnx.checker.check_model(str(final), full_check=True)
+    gm = traced(MLP)
+    report = verify_onnx(
+        final,
+        eager_reference(gm, ["x"], ["y"]),
+        [{"x": rand(3, 8)}],
+        output_names=["y"],
+        providers=available_providers(),
+    )
+    assert report["passed"], report["failures"]
+
+
+def test_publish_single_file_removes_stale_sidecar(tmp_path):
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "mlp.onnx").write_bytes(b"old")
+    (tmp_path / "build" / "mlp.onnx.data").write_bytes(b"stale")
+    res = export_mlp(tmp_path / "mlp.onnx")
+    publish(res.path, tmp_path / "build" / "mlp.onnx")
+    assert os.listdir(tmp_path / "build") == ["mlp.onnx"]
+    onnx.checker.check_model(str(tmp_path / "build" / "mlp.onnx"), full_check=True)
+
+
+def test_publish_refuses_to_rename_a_file_with_sidecar(tmp_path):
+    (tmp_path / "a.onnx").write_bytes(b"x")
+    (tmp_path / "a.onnx.data").write_bytes(b"y")
+    with pytest.raises(ValueError, match="pins the file name"):
+        publish(tmp_path / "a.onnx", tmp_path / "b.onnx")
+
+
+def test_discard_leaves_nothing(tmp_path):
+    res = export_mlp(tmp_path / "mlp.onnx", external_data=True)
+    assert sorted(os.listdir(tmp_path)) == ["mlp.onnx", "mlp.onnx.data"]
+    discard(res.path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_auto_external_data_follows_threshold(tmp_path, monkeypatch):
+    assert not export_mlp(tmp_path / "small.onnx").external_data
+    monkeypatch.setattr(onnx_export_module, "EXTERNAL_DATA_THRESHOLD", 100)
+    assert export_mlp(tmp_path / "big.onnx").external_data
+
+
+def test_exporter_prints_and_warns_nothing(tmp_path, capfd):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_mlp(tmp_path / "quiet.onnx")
+        with pytest.raises(CompileError):
+            export_mlp(tmp_path / "loud.onnx", opset=26)  # the version converter logs a traceback
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    assert [str(w.message) for w in caught] == []
+
+
+def _model(inputs, outputs, value_info=()):
+    def vi(name, shape):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [vi(n, s) for n, s in inputs],
+        [vi(n, s) for n, s in outputs],
+        value_info=[vi(n, s) for n, s in value_info],
+    )
+    return helper.make_model(graph)
+
+
+def test_name_dims_maps_exporter_symbols_everywhere():
+    model = _model([("x", ["s72", "s70", 4])], [("y", ["s72*s70", 4])], [("v", ["s72", "(s70//2)"])])
+    name_dims(model, {"x": {0: "batch", 1: "seq"}})
+    assert dims(model.graph.input[0]) == ["batch", "seq", 4]
+    assert dims(model.graph.output[0]) == ["batch*seq", 4]
+    assert dims(model.graph.value_info[0]) == ["batch", "(seq//2)"]
+
+
+def test_name_dims_rejects_merged_and_undeclared_dims():
+    with pytest.raises(CompileError, match="made dims 'text_len' and 'regions' one"):
+        name_dims(
+            _model([("x", ["s0", "s1", "s1"])], [("y", [1])]),
+            {"x": {0: "batch", 1: "text_len", 2: "regions"}},
+        )
+    with pytest.raises(CompileError, match="input 'x' axis 1 is dynamic but not declared"):
+        name_dims(_model([("x", ["s0", "s1"])], [("y", [1])]), {"x": {0: "batch"}})
