@@ -117,7 +117,7 @@ def export_onnx(
         _check_names(model, input_names, output_names)
         name_dims(model, dynamic_axes)
         props = {p.key: p.value for p in model.metadata_props} | dict(metadata or {})
-        return ExportResult(path, opset, 0, [], [], False)
+        del model.metadata_props[:]
         for key, value in props.items():
             model.metadata_props.add(key=key, value=value)
         model.producer_name = "mmspec"

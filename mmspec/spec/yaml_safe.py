@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import yaml
+
 from mmspec.errors import Diagnostic, SpecError
 
 MAX_BYTES = 1 << 20
