@@ -107,6 +107,7 @@ def export_onnx(
         if external_data is None:
             external_data = _initializer_bytes(program) > EXTERNAL_DATA_THRESHOLD
         try:
+            discard(path)  # a stale sidecar must not be mistaken for this export's
             program.save(str(path), external_data=external_data)
         except Exception as e:
             discard(path)

@@ -432,3 +432,9 @@ def test_name_dims_rejects_merged_and_undeclared_dims():
         )
     with pytest.raises(CompileError, match="input 'x' axis 1 is dynamic but not declared"):
         name_dims(_model([("x", ["s0", "s1"])], [("y", [1])]), {"x": {0: "batch"}})
+
+
+def test_dim_max_reaches_torch_export(tmp_path):
+    with pytest.raises(CompileError, match="ONNX export failed: .*batch"):
+        export_mlp(tmp_path / "m.onnx", dim_max={"batch": 1})  # the example's batch 2 is out of range
+    assert export_mlp(tmp_path / "m.onnx", dim_max={"batch": 64}).inputs[0].shape == ("batch", 8)
