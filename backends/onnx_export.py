@@ -81,17 +81,19 @@ def export_onnx(
     """
     path = Path(path)
     _check_request(input_names, dynamic_axes, opset)
-    dims = {
-        name: Dim(name, min=1, **({"max": dim_max[name]} if dim_max and name in dim_max else {}))
-        for axes in dynamic_axes.values()
-        for name in axes.values()
-    }
-    dynamic_shapes = tuple(
-        {axis: dims[name] for axis, name in dynamic_axes[inp].items()} if inp in dynamic_axes else None
-        for inp in input_names
-    )
     with _quiet_exporter() as records:
         try:
+            dims = {
+                name: Dim(name, min=1, **({"max": dim_max[name]} if dim_max and name in dim_max else {}))
+                for axes in dynamic_axes.values()
+                for name in axes.values()
+            }
+            dynamic_shapes = tuple(
+                {axis: dims[name] for axis, name in dynamic_axes[inp].items()}
+                if inp in dynamic_axes
+                else None
+                for inp in input_names
+            )
             program = torch.onnx.export(
                 module,
                 tuple(example_inputs),

@@ -1,7 +1,7 @@
 """The public Python API; the CLI is a thin shell over it.
 
-    spec = load_spec("specs/bert.yaml", variant="tiny")
-    report = compile("specs/bert.yaml", out_dir="build", variant="tiny")
+spec = load_spec("specs/bert.yaml", variant="tiny")
+report = compile("specs/bert.yaml", out_dir="build", variant="tiny")
 """
 
 from __future__ import annotations
@@ -92,10 +92,20 @@ def export(gm, loaded: LoadedSpec, path: Path, opset: int = 20):
     example = make_inputs(loaded.plan, trace_sizes(loaded.plan), seed=loaded.spec.seed)
     names = [gi.name for gi in loaded.plan.graph_inputs]
     return export_onnx(
-        gm, tuple(example[n] for n in names), input_names=names, output_names=list(gm.meta["output_names"]),
-        dynamic_axes=dynamic_axes(loaded), path=path, opset=opset, dim_max=loaded.plan.axes_max,
-        metadata={"mmspec_version": mmspec.__version__, "spec_sha256": loaded.sha256, "spec_name": loaded.spec.name,
-                  "variant": loaded.variant or ""},
+        gm,
+        tuple(example[n] for n in names),
+        input_names=names,
+        output_names=list(gm.meta["output_names"]),
+        dynamic_axes=dynamic_axes(loaded),
+        path=path,
+        opset=opset,
+        dim_max=loaded.plan.axes_max,
+        metadata={
+            "mmspec_version": mmspec.__version__,
+            "spec_sha256": loaded.sha256,
+            "spec_name": loaded.spec.name,
+            "variant": loaded.variant or "",
+        },
     )
 
 
@@ -117,8 +127,14 @@ def verify(onnx_path: Path, model, loaded: LoadedSpec, device: str = "cpu") -> d
             outs = model({k: torch.from_numpy(v) for k, v in case.items()})
         return {name: t.numpy() for name, t in zip(model.output_names, outs, strict=True)}
 
-    return verify_onnx(onnx_path, reference, cases, output_names=model.output_names,
-                       providers=available_providers(device), **TOLERANCE_FP32)
+    return verify_onnx(
+        onnx_path,
+        reference,
+        cases,
+        output_names=model.output_names,
+        providers=available_providers(device),
+        **TOLERANCE_FP32,
+    )
 
 
 @contextmanager
@@ -131,8 +147,14 @@ def _step(name: str, timings: dict, progress: Progress | None):
 
 
 def compile(  # noqa: A001  (the verb users expect)
-    path: str | Path, out_dir: str | Path = "build", variant: str | None = None, sets: Sequence[str] = (),
-    opset: int = 20, device: str = "cpu", verify_export: bool = True, progress: Progress | None = None,
+    path: str | Path,
+    out_dir: str | Path = "build",
+    variant: str | None = None,
+    sets: Sequence[str] = (),
+    opset: int = 20,
+    device: str = "cpu",
+    verify_export: bool = True,
+    progress: Progress | None = None,
 ) -> dict:
     """Spec -> verified `out_dir/<stem>.onnx` + `out_dir/<stem>.report.json`; returns the report.
 
@@ -196,8 +218,13 @@ def _report(loaded, model, records, result, final: Path, verification, timings) 
         "spec_sha256": loaded.sha256,
         "params": param_counts(model),
         "passes": [r.as_dict() for r in records],
-        "onnx": {"path": str(final), "opset": result.opset, "bytes": result.bytes,
-                 "inputs": sig(result.inputs), "outputs": sig(result.outputs)},
+        "onnx": {
+            "path": str(final),
+            "opset": result.opset,
+            "bytes": result.bytes,
+            "inputs": sig(result.inputs),
+            "outputs": sig(result.outputs),
+        },
         "verification": verification and {k: v for k, v in verification.items() if k != "failures"},
         "timings_s": timings,
     }

@@ -17,10 +17,22 @@ def _count(model: torch.nn.Module) -> int:
 
 
 def _clip_b32() -> torch.nn.Module:
-    text = {"vocab_size": 49408, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
-            "num_attention_heads": 8, "max_position_embeddings": 77}
-    vision = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
-              "image_size": 224, "patch_size": 32}
+    text = {
+        "vocab_size": 49408,
+        "hidden_size": 512,
+        "intermediate_size": 2048,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 8,
+        "max_position_embeddings": 77,
+    }
+    vision = {
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "image_size": 224,
+        "patch_size": 32,
+    }
     return tf.CLIPModel(tf.CLIPConfig(text_config=text, vision_config=vision, projection_dim=512))
 
 
@@ -51,28 +63,67 @@ def _vilbert_official(c: dict) -> tuple[int, int]:
     h, vh, bh, ln = c["hidden_size"], c["v_hidden_size"], c["bi_hidden_size"], 2
     embeddings = (c["vocab_size"] + c["max_position_embeddings"] + c["type_vocab_size"]) * h + ln * h
     v_embeddings = _linear(c["v_feature_size"], vh) + _linear(5, vh) + ln * vh
-    text_layer = 4 * _linear(h, h) + ln * h + _linear(h, c["intermediate_size"]) + _linear(c["intermediate_size"], h) + ln * h
-    v_layer = 4 * _linear(vh, vh) + ln * vh + _linear(vh, c["v_intermediate_size"]) + _linear(c["v_intermediate_size"], vh) + ln * vh
+    text_layer = (
+        4 * _linear(h, h) + ln * h + _linear(h, c["intermediate_size"]) + _linear(c["intermediate_size"], h) + ln * h
+    )
+    v_layer = (
+        4 * _linear(vh, vh)
+        + ln * vh
+        + _linear(vh, c["v_intermediate_size"])
+        + _linear(c["v_intermediate_size"], vh)
+        + ln * vh
+    )
     bi_attention = 3 * _linear(vh, bh) + 3 * _linear(h, bh)
     bi_output = _linear(bh, vh) + ln * vh + _linear(bh, h) + ln * h
     unused_q_dense = _linear(bh, vh) + _linear(bh, h)
-    connection = (bi_attention + bi_output + _linear(vh, c["v_intermediate_size"]) + _linear(c["v_intermediate_size"], vh)
-                  + ln * vh + _linear(h, c["intermediate_size"]) + _linear(c["intermediate_size"], h) + ln * h)
+    connection = (
+        bi_attention
+        + bi_output
+        + _linear(vh, c["v_intermediate_size"])
+        + _linear(c["v_intermediate_size"], vh)
+        + ln * vh
+        + _linear(h, c["intermediate_size"])
+        + _linear(c["intermediate_size"], h)
+        + ln * h
+    )
     poolers = _linear(h, bh) + _linear(vh, bh)
-    heads = (_linear(h, h) + ln * h + c["vocab_size"]  # MLM transform + bias; decoder tied to word embeddings
-             + _linear(bh, 2)  # bi_seq_relationship
-             + _linear(vh, vh) + ln * vh + _linear(vh, c["v_target_size"]))  # image prediction head
+    heads = (
+        _linear(h, h)
+        + ln * h
+        + c["vocab_size"]  # MLM transform + bias; decoder tied to word embeddings
+        + _linear(bh, 2)  # bi_seq_relationship
+        + _linear(vh, vh)
+        + ln * vh
+        + _linear(vh, c["v_target_size"])
+    )  # image prediction head
     n_co = len(c["v_biattention_id"])
-    total = (embeddings + v_embeddings + c["num_hidden_layers"] * text_layer + c["v_num_hidden_layers"] * v_layer
-             + n_co * connection + poolers + heads)
+    total = (
+        embeddings
+        + v_embeddings
+        + c["num_hidden_layers"] * text_layer
+        + c["v_num_hidden_layers"] * v_layer
+        + n_co * connection
+        + poolers
+        + heads
+    )
     return total, total + n_co * unused_q_dense
 
 
 OFFICIAL_VILBERT = {  # config/bert_base_6layer_6conect.json of facebookresearch/vilbert-multi-task
-    "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072,
-    "max_position_embeddings": 512, "type_vocab_size": 2, "v_feature_size": 2048, "v_target_size": 1601,
-    "v_hidden_size": 1024, "v_num_hidden_layers": 6, "v_intermediate_size": 1024, "bi_hidden_size": 1024,
-    "v_biattention_id": [0, 1, 2, 3, 4, 5], "t_biattention_id": [6, 7, 8, 9, 10, 11],
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "v_feature_size": 2048,
+    "v_target_size": 1601,
+    "v_hidden_size": 1024,
+    "v_num_hidden_layers": 6,
+    "v_intermediate_size": 1024,
+    "bi_hidden_size": 1024,
+    "v_biattention_id": [0, 1, 2, 3, 4, 5],
+    "t_biattention_id": [6, 7, 8, 9, 10, 11],
 }
 
 

@@ -12,7 +12,9 @@ DEFAULT_TRACE = 8
 
 def trace_sizes(plan: Plan) -> dict[str, int]:
     """Size of every dynamic axis in the trace case: >= 2 (so no axis specialises to 0/1), within its max."""
-    return {axis: min(TRACE_SIZES.get(axis, DEFAULT_TRACE), hi) if hi >= 2 else hi for axis, hi in plan.axes_max.items()}
+    return {
+        axis: min(TRACE_SIZES.get(axis, DEFAULT_TRACE), hi) if hi >= 2 else hi for axis, hi in plan.axes_max.items()
+    }
 
 
 def verification_shapes(plan: Plan, batch_axes: set[str]) -> list[dict[str, int]]:
@@ -40,7 +42,7 @@ def make_inputs(plan: Plan, sizes: dict[str, int], seed: int = 0) -> dict[str, t
         if gi.field == "mask":
             mask = torch.ones(shape, dtype=torch.int64)
             if shape[1] > 1:
-                mask[0, shape[1] - shape[1] // 4:] = 0  # pad the tail of row 0, keep its first position
+                mask[0, shape[1] - shape[1] // 4 :] = 0  # pad the tail of row 0, keep its first position
             out[gi.name] = mask
         elif gi.info.dtype == "int64":
             out[gi.name] = torch.randint(int(gi.low), int(gi.high), shape, generator=g)

@@ -20,8 +20,18 @@ class CoAttentionModule(nn.Module):
         self.text_layers = make_blocks(t, t.layers)
         self.vision_layers = make_blocks(v, v.layers)
         self.co_layers = nn.ModuleList(
-            CoAttentionBlock(v.width, t.width, co.width, co.heads, v.ffn, t.ffn, t.activation, t.eps, co.dropout,
-                             co.attention_dropout)
+            CoAttentionBlock(
+                v.width,
+                t.width,
+                co.width,
+                co.heads,
+                v.ffn,
+                t.ffn,
+                t.activation,
+                t.eps,
+                co.dropout,
+                co.attention_dropout,
+            )
             for _ in co.text_layers
         )
         self.schedule = list(zip(co.text_layers, co.vision_layers, strict=True))

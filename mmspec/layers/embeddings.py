@@ -16,6 +16,9 @@ class TokenEmbedding(nn.Module):
         self.segment = nn.Embedding(segments, dim) if segments else None
         self.norm = nn.LayerNorm(dim, eps=eps) if norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
+        for table in (self.word, self.position, self.segment):
+            if table is not None:
+                nn.init.normal_(table.weight, std=0.02)  # BERT/CLIP initialisation scale
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
         pos = torch.arange(ids.shape[1], device=ids.device)  # S
@@ -26,10 +29,20 @@ class TokenEmbedding(nn.Module):
 
 
 class PatchEmbedding(nn.Module):
-    """Conv patchify [B,C,H,W] -> [B,N,D], prepend a class token, add learned positions, optional pre-norm (ViT, CLIP)."""
+    """Conv patchify [B,C,H,W] -> [B,N,D], prepend a class token, add learned positions, pre-norm (CLIP)."""
 
-    def __init__(self, channels: int, dim: int, patch: int, num_patches: int, bias: bool, cls_token: bool,
-                 norm: bool, eps: float, dropout: float):
+    def __init__(
+        self,
+        channels: int,
+        dim: int,
+        patch: int,
+        num_patches: int,
+        bias: bool,
+        cls_token: bool,
+        norm: bool,
+        eps: float,
+        dropout: float,
+    ):
         super().__init__()
         self.proj = nn.Conv2d(channels, dim, patch, patch, bias=bias)
         self.cls = nn.Parameter(torch.randn(dim) * 0.02) if cls_token else None

@@ -28,8 +28,7 @@ class Select(nn.Module):
 class MLPClassifier(nn.Module):
     """[Linear -> act (-> LN) -> dropout] x len(hidden) -> Linear(num_classes)."""
 
-    def __init__(self, dim: int, hidden: list[int], num_classes: int, act: str, norm: bool, eps: float,
-                 dropout: float):
+    def __init__(self, dim: int, hidden: list[int], num_classes: int, act: str, norm: bool, eps: float, dropout: float):
         super().__init__()
         layers: list[nn.Module] = []
         for width in hidden:
@@ -47,11 +46,11 @@ class MLPClassifier(nn.Module):
 class TokenClassifierModule(nn.Module):
     """dense -> act -> LN transform, then x W^T + b with W either its own or a tied embedding matrix."""
 
-    def __init__(self, dim: int, classes: int | None, tied: nn.Parameter | None, transform: bool, act: str,
-                 eps: float):
+    def __init__(self, dim: int, classes: int | None, tied: nn.Parameter | None, transform: bool, act: str, eps: float):
         super().__init__()
         self.transform = (
-            nn.Sequential(nn.Linear(dim, dim), activation(act), nn.LayerNorm(dim, eps=eps)) if transform
+            nn.Sequential(nn.Linear(dim, dim), activation(act), nn.LayerNorm(dim, eps=eps))
+            if transform
             else nn.Identity()
         )
         if tied is not None:
@@ -80,5 +79,9 @@ class ContrastiveModule(nn.Module):
         a = a / a.norm(p=2, dim=-1, keepdim=True)  # Ba,D
         b = b / b.norm(p=2, dim=-1, keepdim=True)  # Bb,D
         logits = self.logit_scale.exp() * a @ b.t()  # Ba,Bb
-        return {f"logits_per_{self.a}": logits, f"logits_per_{self.b}": logits.t(),
-                f"{self.a}_embeds": a, f"{self.b}_embeds": b}
+        return {
+            f"logits_per_{self.a}": logits,
+            f"logits_per_{self.b}": logits.t(),
+            f"{self.a}_embeds": a,
+            f"{self.b}_embeds": b,
+        }

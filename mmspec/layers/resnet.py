@@ -20,7 +20,9 @@ class ResidualBlock(nn.Module):
         super().__init__()
         if bottleneck:
             mid = cout // reduction
-            self.body = nn.Sequential(conv_bn(cin, mid, 1), conv_bn(mid, mid, 3, stride), conv_bn(mid, cout, 1, relu=False))
+            self.body = nn.Sequential(
+                conv_bn(cin, mid, 1), conv_bn(mid, mid, 3, stride), conv_bn(mid, cout, 1, relu=False)
+            )
         else:
             self.body = nn.Sequential(conv_bn(cin, cout, 3, stride), conv_bn(cout, cout, 3, relu=False))
         needs_projection = cin != cout or stride != 1
@@ -34,7 +36,9 @@ class ResidualBlock(nn.Module):
 class ResNet(nn.Module):
     """Stem (7x7/2 conv, BN, ReLU, 3x3/2 max-pool) + stages; returns the final feature map [B, C, h, w]."""
 
-    def __init__(self, channels: int, stem: int, widths: list[int], depths: list[int], bottleneck: bool, reduction: int):
+    def __init__(
+        self, channels: int, stem: int, widths: list[int], depths: list[int], bottleneck: bool, reduction: int
+    ):
         super().__init__()
         self.stem = nn.Sequential(conv_bn(channels, stem, 7, 2), nn.MaxPool2d(3, 2, 1))
         blocks, cin = [], stem
@@ -52,8 +56,9 @@ class ResNet(nn.Module):
 class ResNetModule(nn.Module):
     """The `resnet` encoder component: feature map and its global average."""
 
-    def __init__(self, channels: int, stem: int, widths: list[int], depths: list[int], bottleneck: bool,
-                 reduction: int):
+    def __init__(
+        self, channels: int, stem: int, widths: list[int], depths: list[int], bottleneck: bool, reduction: int
+    ):
         super().__init__()
         self.body = ResNet(channels, stem, widths, depths, bottleneck, reduction)
 

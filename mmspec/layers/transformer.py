@@ -12,8 +12,17 @@ from mmspec.layers.common import FeedForward, Residual
 class Block(nn.Module):
     """Self-attention + feed-forward, each wrapped in a post- or pre-norm residual."""
 
-    def __init__(self, dim: int, heads: int, ffn: int, act: str, norm_first: bool, eps: float,
-                 dropout: float, attention_dropout: float):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        ffn: int,
+        act: str,
+        norm_first: bool,
+        eps: float,
+        dropout: float,
+        attention_dropout: float,
+    ):
         super().__init__()
         self.attn = Attention(dim, dim, dim, heads, dim, attention_dropout)
         self.attn_res = Residual(dim, norm_first, eps, dropout)
@@ -29,8 +38,19 @@ class CoAttentionBlock(nn.Module):
     """ViLBERT Co-TRM connection: each stream's queries attend to the other stream's keys/values
     (post-norm Add&Norm), then each stream has its own feed-forward. Streams a [B,S,Da], b [B,T,Db]."""
 
-    def __init__(self, dim_a: int, dim_b: int, inner: int, heads: int, ffn_a: int, ffn_b: int, act: str,
-                 eps: float, dropout: float, attention_dropout: float):
+    def __init__(
+        self,
+        dim_a: int,
+        dim_b: int,
+        inner: int,
+        heads: int,
+        ffn_a: int,
+        ffn_b: int,
+        act: str,
+        eps: float,
+        dropout: float,
+        attention_dropout: float,
+    ):
         super().__init__()
         self.a_from_b = Attention(dim_a, dim_b, inner, heads, dim_a, attention_dropout)
         self.b_from_a = Attention(dim_b, dim_a, inner, heads, dim_b, attention_dropout)

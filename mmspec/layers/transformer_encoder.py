@@ -13,8 +13,16 @@ from mmspec.layers.transformer import Block
 def make_blocks(cfg, count: int) -> nn.ModuleList:
     """`count` self-attention blocks with the widths and norms of a StackConfig."""
     return nn.ModuleList(
-        Block(cfg.width, cfg.heads, cfg.ffn, cfg.activation, cfg.norm == "pre", cfg.eps, cfg.dropout,
-              cfg.attention_dropout)
+        Block(
+            cfg.width,
+            cfg.heads,
+            cfg.ffn,
+            cfg.activation,
+            cfg.norm == "pre",
+            cfg.eps,
+            cfg.dropout,
+            cfg.attention_dropout,
+        )
         for _ in range(count)
     )
 
@@ -30,12 +38,14 @@ class TransformerEncoderModule(nn.Module):
         super().__init__()
         e = cfg.embed
         if e.type == "tokens":
-            self.embed = TokenEmbedding(modality.vocab_size, cfg.width, e.positions, e.segments, e.norm, cfg.eps,
-                                        cfg.dropout)
+            self.embed = TokenEmbedding(
+                modality.vocab_size, cfg.width, e.positions, e.segments, e.norm, cfg.eps, cfg.dropout
+            )
         elif e.type == "patches":
             grid = (modality.height // e.patch_size) * (modality.width // e.patch_size)
-            self.embed = PatchEmbedding(modality.channels, cfg.width, e.patch_size, grid, e.bias, e.class_token,
-                                        e.norm, cfg.eps, cfg.dropout)
+            self.embed = PatchEmbedding(
+                modality.channels, cfg.width, e.patch_size, grid, e.bias, e.class_token, e.norm, cfg.eps, cfg.dropout
+            )
         else:
             self.embed = RegionEmbedding(modality.dim, modality.boxes, cfg.width, cfg.eps, cfg.dropout)
         self.kind = e.type

@@ -117,8 +117,11 @@ def plan(spec: Any) -> Plan:
         for name in getattr(spec, section):
             if name in owner:
                 problems.append(
-                    ((section, name), "duplicate-name",
-                     f"name {name!r} is used in both '{owner[name]}' and '{section}'; node names must be unique")
+                    (
+                        (section, name),
+                        "duplicate-name",
+                        f"name {name!r} is used in both '{owner[name]}' and '{section}'; node names must be unique",
+                    )
                 )
             else:
                 owner[name] = section
@@ -128,7 +131,9 @@ def plan(spec: Any) -> Plan:
     axes_max = _axes_max(spec)
 
     pending = {
-        name: (section, cfg) for section in SECTIONS for name, cfg in getattr(spec, section).items()
+        name: (section, cfg)
+        for section in SECTIONS
+        for name, cfg in getattr(spec, section).items()
         if owner.get(name) == section
     }
     for name, (section, cfg) in pending.items():
@@ -136,9 +141,12 @@ def plan(spec: Any) -> Plan:
             target = ref.split(".")[0]
             if target not in owner:
                 problems.append(
-                    ((section, name, *_ref_field(cfg, port)), "unknown-reference",
-                     f"{section}.{name} refers to {target!r}, which is not a modality or component"
-                     f"{suggestion_text(target, owner)}")
+                    (
+                        (section, name, *_ref_field(cfg, port)),
+                        "unknown-reference",
+                        f"{section}.{name} refers to {target!r}, which is not a modality or component"
+                        f"{suggestion_text(target, owner)}",
+                    )
                 )
 
     ctx = _Context(spec, bundles)
@@ -147,8 +155,11 @@ def plan(spec: Any) -> Plan:
     failed: set[str] = set()
     while pending:
         ready = [
-            n for n, (_, cfg) in pending.items()
-            if all(r.split(".")[0] in planned | failed or r.split(".")[0] not in owner for r in cfg.references().values())
+            n
+            for n, (_, cfg) in pending.items()
+            if all(
+                r.split(".")[0] in planned | failed or r.split(".")[0] not in owner for r in cfg.references().values()
+            )
         ]
         if not ready:
             cycle = sorted(pending)
@@ -166,9 +177,12 @@ def plan(spec: Any) -> Plan:
                 target, _, fld = ref.partition(".")
                 if fld and fld not in bundles[target]:
                     problems.append(
-                        ((section, name, *_ref_field(cfg, port)), "unknown-field",
-                         f"{target!r} has no output {fld!r}; it has {sorted(bundles[target])}"
-                         f"{suggestion_text(fld, bundles[target])}")
+                        (
+                            (section, name, *_ref_field(cfg, port)),
+                            "unknown-field",
+                            f"{target!r} has no output {fld!r}; it has {sorted(bundles[target])}"
+                            f"{suggestion_text(fld, bundles[target])}",
+                        )
                     )
                     ok = False
                 inputs[port] = (target, fld or None)
@@ -215,7 +229,9 @@ def _axes_max(spec: Any) -> dict[str, int]:
     return out
 
 
-def _outputs(spec: Any, bundles: dict[str, Bundle], owner: dict[str, str], problems: list) -> list[tuple[str, str, str]]:
+def _outputs(
+    spec: Any, bundles: dict[str, Bundle], owner: dict[str, str], problems: list
+) -> list[tuple[str, str, str]]:
     if spec.outputs is None:
         refs = [(h, f) for h in sorted(spec.heads) if h in bundles for f in sorted(bundles[h])]
     else:
@@ -224,19 +240,34 @@ def _outputs(spec: Any, bundles: dict[str, Bundle], owner: dict[str, str], probl
             node, _, fld = ref.partition(".")
             if node not in bundles:
                 if node not in owner:
-                    problems.append((("outputs", i), "unknown-reference",
-                                     f"output {ref!r} names no node{suggestion_text(node, owner)}"))
+                    problems.append(
+                        (
+                            ("outputs", i),
+                            "unknown-reference",
+                            f"output {ref!r} names no node{suggestion_text(node, owner)}",
+                        )
+                    )
                 continue
             if owner[node] == "objectives":
-                problems.append((("outputs", i), "training-only",
-                                 f"output {ref!r} is an objective; objectives are training-only and never exported"))
+                problems.append(
+                    (
+                        ("outputs", i),
+                        "training-only",
+                        f"output {ref!r} is an objective; objectives are training-only and never exported",
+                    )
+                )
                 continue
             fields = [fld] if fld else sorted(bundles[node])
             for f in fields:
                 if f not in bundles[node]:
-                    problems.append((("outputs", i), "unknown-field",
-                                     f"{node!r} has no output {f!r}; it has {sorted(bundles[node])}"
-                                     f"{suggestion_text(f, bundles[node])}"))
+                    problems.append(
+                        (
+                            ("outputs", i),
+                            "unknown-field",
+                            f"{node!r} has no output {f!r}; it has {sorted(bundles[node])}"
+                            f"{suggestion_text(f, bundles[node])}",
+                        )
+                    )
                 else:
                     refs.append((node, f))
     out, seen = [], set()

@@ -436,5 +436,15 @@ def test_name_dims_rejects_merged_and_undeclared_dims():
 
 def test_dim_max_reaches_torch_export(tmp_path):
     with pytest.raises(CompileError, match="ONNX export failed: .*batch"):
-        export_mlp(tmp_path / "m.onnx", dim_max={"batch": 1})  # the example's batch 2 is out of range
+        export_mlp(tmp_path / "m.onnx", dim_max={"batch": 1})  # max must exceed min
+    with pytest.raises(CompileError, match="ONNX export failed: .*batch"):
+        export_onnx(  # the example's batch 4 is out of range
+            traced(MLP),
+            (torch.randn(4, 8),),
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "batch"}},
+            path=tmp_path / "m.onnx",
+            dim_max={"batch": 3},
+        )
     assert export_mlp(tmp_path / "m.onnx", dim_max={"batch": 64}).inputs[0].shape == ("batch", 8)

@@ -29,8 +29,10 @@ class ResNetEncoder(ComponentConfig):
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         pixels = require(inputs["input"].get("pixels"), "pixels", 4, "image")
         if len(self.depths) != len(self.widths):
-            raise CheckError("widths", f"widths has {len(self.widths)} stages but depths has {len(self.depths)}; "
-                                       "give one width per stage")
+            raise CheckError(
+                "widths",
+                f"widths has {len(self.widths)} stages but depths has {len(self.depths)}; give one width per stage",
+            )
         if self.block == "bottleneck":
             for i, w in enumerate(self.widths):
                 if w % self.reduction:

@@ -62,34 +62,45 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         bundle = inputs["input"]
         self.check_heads()
-        src = require(bundle.get(_MODALITY_FIELD[self.embed.type]), _MODALITY_FIELD[self.embed.type],
-                      4 if self.embed.type == "patches" else (2 if self.embed.type == "tokens" else 3),
-                      f"{self.embed.type} embedding's")
+        src = require(
+            bundle.get(_MODALITY_FIELD[self.embed.type]),
+            _MODALITY_FIELD[self.embed.type],
+            4 if self.embed.type == "patches" else (2 if self.embed.type == "tokens" else 3),
+            f"{self.embed.type} embedding's",
+        )
         batch = src.shape[0]
         if isinstance(self.embed, TokensEmbed):
             modality = ctx.spec.modalities[self.input.split(".")[0]]
             longest = modality.max_length if isinstance(src.shape[1], str) else src.shape[1]
             if longest > self.embed.positions:
-                raise CheckError(("embed", "positions"),
-                                 f"embed.positions {self.embed.positions} is shorter than the input's length "
-                                 f"{longest} (modality {self.input!r} max_length); raise positions or lower max_length")
+                raise CheckError(
+                    ("embed", "positions"),
+                    f"embed.positions {self.embed.positions} is shorter than the input's length "
+                    f"{longest} (modality {self.input!r} max_length); raise positions or lower max_length",
+                )
             if "segments" in bundle and modality.segments != self.embed.segments:
-                raise CheckError(("embed", "segments"),
-                                 f"embed.segments {self.embed.segments} differs from modality {self.input!r} "
-                                 f"segments {modality.segments}; make them equal")
+                raise CheckError(
+                    ("embed", "segments"),
+                    f"embed.segments {self.embed.segments} differs from modality {self.input!r} "
+                    f"segments {modality.segments}; make them equal",
+                )
             length = src.shape[1]
         elif isinstance(self.embed, PatchesEmbed):
             _, _, h, w = src.shape
             p = self.embed.patch_size
             if h % p or w % p:
-                raise CheckError(("embed", "patch_size"),
-                                 f"embed.patch_size {p} does not divide the image size {h}x{w} of {self.input!r}")
+                raise CheckError(
+                    ("embed", "patch_size"),
+                    f"embed.patch_size {p} does not divide the image size {h}x{w} of {self.input!r}",
+                )
             length = (h // p) * (w // p) + int(self.embed.class_token)
         else:
             length = src.shape[1]
         if self.pool and self.pool.type == "eos" and not isinstance(self.embed, TokensEmbed):
-            raise CheckError(("pool", "type"), "pool.type 'eos' needs token ids; use 'cls' or 'mean' for embed "
-                                               f"type {self.embed.type!r}")
+            raise CheckError(
+                ("pool", "type"),
+                f"pool.type 'eos' needs token ids; use 'cls' or 'mean' for embed type {self.embed.type!r}",
+            )
         out: Bundle = {"sequence": TensorInfo((batch, length, self.width))}
         if "mask" in bundle:
             out["mask"] = bundle["mask"]

@@ -56,14 +56,18 @@ class CoAttentionFusion(ComponentConfig):
             cfg.check_heads((stream,))
             seq = require(inputs[stream].get("sequence"), "sequence", 3, f"{stream} sequence")
             if seq.width != cfg.width:
-                raise CheckError((stream, "width"),
-                                 f"{stream}.width {cfg.width} differs from the width {seq.width} of "
-                                 f"{getattr(self.inputs, stream)!r}; make them equal")
+                raise CheckError(
+                    (stream, "width"),
+                    f"{stream}.width {cfg.width} differs from the width {seq.width} of "
+                    f"{getattr(self.inputs, stream)!r}; make them equal",
+                )
             layer_ids = getattr(self.co, f"{stream}_layers")
             if layer_ids != sorted(set(layer_ids)) or layer_ids[0] < 0 or layer_ids[-1] > cfg.layers:
-                raise CheckError(("co", f"{stream}_layers"),
-                                 f"co.{stream}_layers {layer_ids} must be strictly increasing layer indices "
-                                 f"in 0..{cfg.layers} ({stream}.layers)")
+                raise CheckError(
+                    ("co", f"{stream}_layers"),
+                    f"co.{stream}_layers {layer_ids} must be strictly increasing layer indices "
+                    f"in 0..{cfg.layers} ({stream}.layers)",
+                )
             out[stream] = seq
             if "mask" in inputs[stream]:
                 out[f"{stream}_mask"] = inputs[stream]["mask"]
@@ -73,9 +77,11 @@ class CoAttentionFusion(ComponentConfig):
                     raise CheckError((f"{stream}_pool", "type"), "co-attention streams pool by 'cls' or 'mean'")
                 out[f"{stream}_pooled"] = TensorInfo((seq.shape[0], pooled_width(pool, cfg.width)))
         if len(self.co.text_layers) != len(self.co.vision_layers):
-            raise CheckError(("co", "vision_layers"),
-                             f"co.text_layers has {len(self.co.text_layers)} entries but co.vision_layers has "
-                             f"{len(self.co.vision_layers)}; each co-attention block needs one of each")
+            raise CheckError(
+                ("co", "vision_layers"),
+                f"co.text_layers has {len(self.co.text_layers)} entries but co.vision_layers has "
+                f"{len(self.co.vision_layers)}; each co-attention block needs one of each",
+            )
         if self.co.width % self.co.heads:
             raise CheckError(("co", "heads"), f"co.width {self.co.width} is not divisible by co.heads {self.co.heads}")
         return out

@@ -15,8 +15,11 @@ def _single(inputs: dict[str, Bundle]) -> list[TensorInfo]:
     tensors = []
     for port, bundle in inputs.items():
         if len(bundle) != 1:
-            raise CheckError("inputs", f"input {port!r} is a bundle of {sorted(bundle)}; reference one field, "
-                                       f"e.g. '{port.split('_')[0]}.{sorted(bundle)[0]}'")
+            raise CheckError(
+                "inputs",
+                f"input {port!r} is a bundle of {sorted(bundle)}; reference one field, "
+                f"e.g. '{port.split('_')[0]}.{sorted(bundle)[0]}'",
+            )
         tensors.append(next(iter(bundle.values())))
     return tensors
 
@@ -33,8 +36,11 @@ class ElementwiseFusion(ComponentConfig):
         tensors = _single(inputs)
         for ref, t in zip(self.inputs[1:], tensors[1:], strict=True):
             if t.shape != tensors[0].shape:
-                raise CheckError("inputs", f"{ref!r} has shape {list(t.shape)} but {self.inputs[0]!r} has "
-                                           f"{list(tensors[0].shape)}; {self.op} needs equal shapes")
+                raise CheckError(
+                    "inputs",
+                    f"{ref!r} has shape {list(t.shape)} but {self.inputs[0]!r} has "
+                    f"{list(tensors[0].shape)}; {self.op} needs equal shapes",
+                )
         return {"fused": tensors[0]}
 
     def build(self, inputs: dict[str, Bundle], ctx):
@@ -55,8 +61,11 @@ class ConcatFusion(ComponentConfig):
         lead = tensors[0].shape[:-1]
         for ref, t in zip(self.inputs, tensors, strict=True):
             if t.shape[:-1] != lead or not isinstance(t.width, int):
-                raise CheckError("inputs", f"{ref!r} has shape {list(t.shape)}; concat needs equal leading axes "
-                                           f"{list(lead)} and a fixed last axis")
+                raise CheckError(
+                    "inputs",
+                    f"{ref!r} has shape {list(t.shape)}; concat needs equal leading axes "
+                    f"{list(lead)} and a fixed last axis",
+                )
         return {"fused": tensors[0].with_shape(*lead, sum(t.width for t in tensors))}
 
     def build(self, inputs: dict[str, Bundle], ctx):

@@ -13,8 +13,9 @@ from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 def _one(inputs: dict[str, Bundle], ref: str) -> TensorInfo:
     bundle = inputs["input"]
     if len(bundle) != 1:
-        raise CheckError("input", f"{ref!r} emits {sorted(bundle)}; reference one of them, e.g. "
-                                  f"'{ref}.{sorted(bundle)[-1]}'")
+        raise CheckError(
+            "input", f"{ref!r} emits {sorted(bundle)}; reference one of them, e.g. '{ref}.{sorted(bundle)[-1]}'"
+        )
     return next(iter(bundle.values()))
 
 
@@ -37,15 +38,25 @@ class Classifier(ComponentConfig):
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         x = _one(inputs, self.input)
         if x.rank != 2 or not isinstance(x.width, int):
-            raise CheckError("input", f"classifier needs a vector [batch, D] but {self.input!r} has shape "
-                                      f"{list(x.shape)}; pool the sequence first (encoder `pool:`)")
+            raise CheckError(
+                "input",
+                f"classifier needs a vector [batch, D] but {self.input!r} has shape "
+                f"{list(x.shape)}; pool the sequence first (encoder `pool:`)",
+            )
         return {"logits": TensorInfo((x.shape[0], self.num_classes))}
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.layers.heads import MLPClassifier
 
-        return MLPClassifier(_one(inputs, self.input).width, self.hidden, self.num_classes, self.activation,
-                             self.norm, self.eps, self.dropout)
+        return MLPClassifier(
+            _one(inputs, self.input).width,
+            self.hidden,
+            self.num_classes,
+            self.activation,
+            self.norm,
+            self.eps,
+            self.dropout,
+        )
 
 
 @register("heads")
@@ -66,20 +77,27 @@ class TokenClassifier(ComponentConfig):
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         x = _one(inputs, self.input)
         if x.rank != 3:
-            raise CheckError("input", f"token_classifier needs a sequence [batch, S, D]; {self.input!r} has "
-                                      f"shape {list(x.shape)}")
+            raise CheckError(
+                "input", f"token_classifier needs a sequence [batch, S, D]; {self.input!r} has shape {list(x.shape)}"
+            )
         if (self.num_classes is None) == (self.tie_to is None):
-            raise CheckError("num_classes", "set exactly one of num_classes and tie_to (tie_to takes the "
-                                            "class count from the tied embedding)")
+            raise CheckError(
+                "num_classes",
+                "set exactly one of num_classes and tie_to (tie_to takes the class count from the tied embedding)",
+            )
         classes = self.num_classes
         if self.tie_to is not None:
             enc = ctx.spec.encoders.get(self.tie_to)
             if enc is None or enc.type != "transformer" or enc.embed.type != "tokens":
-                raise CheckError("tie_to", f"tie_to {self.tie_to!r} must name a transformer encoder with token "
-                                           "embeddings")
+                raise CheckError(
+                    "tie_to", f"tie_to {self.tie_to!r} must name a transformer encoder with token embeddings"
+                )
             if enc.width != x.width:
-                raise CheckError("tie_to", f"the tied embedding of {self.tie_to!r} has width {enc.width} but "
-                                           f"{self.input!r} has width {x.width}; they must match")
+                raise CheckError(
+                    "tie_to",
+                    f"the tied embedding of {self.tie_to!r} has width {enc.width} but "
+                    f"{self.input!r} has width {x.width}; they must match",
+                )
             classes = ctx.spec.modalities[enc.input.split(".")[0]].vocab_size
         return {"logits": TensorInfo((*x.shape[:2], classes))}
 

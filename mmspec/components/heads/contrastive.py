@@ -14,8 +14,9 @@ from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 def _vector(bundle: Bundle, ref: str, field: str | tuple = "input") -> TensorInfo:
     if len(bundle) != 1:
-        raise CheckError(field, f"{ref!r} emits {sorted(bundle)}; reference one of them, e.g. "
-                                f"'{ref}.{sorted(bundle)[-1]}'")
+        raise CheckError(
+            field, f"{ref!r} emits {sorted(bundle)}; reference one of them, e.g. '{ref}.{sorted(bundle)[-1]}'"
+        )
     x = next(iter(bundle.values()))
     if x.rank != 2:
         raise CheckError(field, f"{ref!r} has shape {list(x.shape)}; a vector [batch, D] is needed")
@@ -59,8 +60,11 @@ class Contrastive(ComponentConfig):
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         (a, ta), (b, tb) = [(p, _vector(bundle, self.inputs[p], ("inputs", p))) for p, bundle in inputs.items()]
         if ta.width != tb.width:
-            raise CheckError(("inputs", b), f"embedding widths differ: {self.inputs[a]!r} has {ta.width}, "
-                                            f"{self.inputs[b]!r} has {tb.width}; project both to one width")
+            raise CheckError(
+                ("inputs", b),
+                f"embedding widths differ: {self.inputs[a]!r} has {ta.width}, "
+                f"{self.inputs[b]!r} has {tb.width}; project both to one width",
+            )
         return {
             f"logits_per_{a}": TensorInfo((ta.shape[0], tb.shape[0])),
             f"logits_per_{b}": TensorInfo((tb.shape[0], ta.shape[0])),

@@ -21,8 +21,11 @@ def _head_logits(cfg: ComponentConfig, inputs: dict[str, Bundle], ctx, rank: int
         raise CheckError("input", f"objective input {cfg.input!r} must be a head (objectives train heads)")
     logits = inputs["input"].get("logits")
     if logits is None or logits.rank != rank:
-        raise CheckError("input", f"{cfg.type} needs {what} `logits` of rank {rank} from head {node!r}, "
-                                  f"which emits {sorted(inputs['input'])}")
+        raise CheckError(
+            "input",
+            f"{cfg.type} needs {what} `logits` of rank {rank} from head {node!r}, "
+            f"which emits {sorted(inputs['input'])}",
+        )
     return logits
 
 
