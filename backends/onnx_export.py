@@ -89,9 +89,7 @@ def export_onnx(
                 for name in axes.values()
             }
             dynamic_shapes = tuple(
-                {axis: dims[name] for axis, name in dynamic_axes[inp].items()}
-                if inp in dynamic_axes
-                else None
+                {axis: dims[name] for axis, name in dynamic_axes[inp].items()} if inp in dynamic_axes else None
                 for inp in input_names
             )
             program = torch.onnx.export(
@@ -197,9 +195,7 @@ def publish(tmp_path: Path, final_path: Path) -> Path:
     tmp_path, final_path = Path(tmp_path), Path(final_path)
     if sidecar(tmp_path).exists():
         if tmp_path.name != final_path.name:
-            raise ValueError(
-                f"external data pins the file name: cannot publish {tmp_path.name} as {final_path.name}"
-            )
+            raise ValueError(f"external data pins the file name: cannot publish {tmp_path.name} as {final_path.name}")
         os.replace(sidecar(tmp_path), sidecar(final_path))
         os.replace(tmp_path, final_path)
     else:
@@ -217,9 +213,7 @@ def discard(tmp_path: Path) -> None:
 def _check_request(input_names: list[str], dynamic_axes: dict[str, dict[int, str]], opset: int) -> None:
     newest = onnx.defs.onnx_opset_version()
     if not 1 <= opset <= newest:
-        raise CompileError(
-            f"opset {opset} is not supported: onnx {onnx.__version__} knows opsets 1..{newest}"
-        )
+        raise CompileError(f"opset {opset} is not supported: onnx {onnx.__version__} knows opsets 1..{newest}")
     for inp, axes in dynamic_axes.items():
         if inp not in input_names:
             raise CompileError(f"dynamic axes given for unknown input '{inp}'")

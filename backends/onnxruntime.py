@@ -92,9 +92,7 @@ def verify_onnx(
                 if names != list(output_names):
                     failures.append(f"ORT outputs are {names}, expected {list(output_names)} ({where})")
                 if provider not in session.get_providers():
-                    failures.append(
-                        f"{provider} did not start; ORT ran on {session.get_providers()} ({where})"
-                    )
+                    failures.append(f"{provider} did not start; ORT ran on {session.get_providers()} ({where})")
                     session = None
             sessions[provider, opt] = session
     records = []
@@ -136,9 +134,7 @@ def first_failure_message(report: dict) -> str:
     return failures[0] + more if failures else ""
 
 
-def _compare(
-    name: str, actual: np.ndarray, ref: np.ndarray, atol: float, rtol: float
-) -> tuple[dict | None, str]:
+def _compare(name: str, actual: np.ndarray, ref: np.ndarray, atol: float, rtol: float) -> tuple[dict | None, str]:
     """(max_abs/max_rel stats or None, problem text or "") for one output."""
     ref = np.asarray(ref)
     if actual.dtype != ref.dtype:

@@ -1,7 +1,9 @@
 """`mmspec` command line: a thin typer shell over `mmspec.api`.
 
-Library errors map to exit codes in one place (`main`): SpecError/UsageError -> 2, CompileError -> 1,
-Ctrl-C -> 130, an unexpected exception -> 1 with a one-line message. Tracebacks only with MMSPEC_DEBUG=1.
+Library errors map to exit codes in one place (`main`): SpecError/UsageError and command-line usage
+errors -> 2, CompileError -> 1, Ctrl-C -> 130 (silently), an unexpected exception -> 1 with a one-line
+message. Tracebacks only with MMSPEC_DEBUG=1. Every command imports its heavy dependencies lazily,
+so `mmspec validate` never imports torch.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import sys
 
 import typer
 
-from mmspec.errors import MmspecError, SpecError
+from mmspec.errors import MmspecError, SpecError, UsageError, _printable
 
 app = typer.Typer(
     name="mmspec", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    help="Compile declarative multimodal model specs to verified ONNX.",
+    help="Compile declarative multimodal model specs (YAML) to verified ONNX.\n\n"
+         "Exit codes: 0 success; 1 compile, export or verification failure; 2 spec or usage error; "
+         "130 interrupted. Set MMSPEC_DEBUG=1 for Python tracebacks.",
 )
 
 
@@ -31,33 +35,63 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point; returns (and exits with) the DESIGN.md exit code."""
+    """Console entry point: runs the command and exits (SystemExit) with the DESIGN.md exit code."""
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run one command line and return its exit code; errors are printed to stderr, never raised
+    (except with MMSPEC_DEBUG=1, where unexpected exceptions propagate with their traceback)."""
     debug = os.environ.get("MMSPEC_DEBUG") == "1"
     try:
-        app(args=argv, standalone_mode=False)
-        code = 0
+        result = app(args=argv, prog_name="mmspec", standalone_mode=False)
+        # Without standalone mode, typer returns the exit code of `--help`/`ctx.exit(n)` (130 for Ctrl-C
+        # during argument parsing) and the command's return value otherwise (our commands return None).
+        return result if isinstance(result, int) and not isinstance(result, bool) else 0
     except KeyboardInterrupt:
-        code = 130
+        return 130
     except MmspecError as e:
+        if debug and not isinstance(e, SpecError | UsageError):
+            raise
+        _stderr(e.render() if isinstance(e, SpecError) else f"error: {_one_line(e)}")
+        return e.exit_code
+    except typer.Abort:  # EOF on a prompt, or an explicit abort
+        _stderr("aborted")
+        return 130
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.TyperException as e:  # click's usage errors: typo'd option, missing argument, ...
+        _show_usage_error(e)
+        return getattr(e, "exit_code", 2)
+    except Exception as e:
         if debug:
             raise
-        print(e.render() if isinstance(e, SpecError) else f"error: {e}", file=sys.stderr)
-        code = e.exit_code
-    except typer.Abort:
-        code = 130
-    except Exception as e:  # click usage errors carry their own exit code
-        import click
+        _stderr(f"internal error: {type(e).__name__}: {_one_line(e)} (set MMSPEC_DEBUG=1 for the traceback)")
+        return 1
 
-        if isinstance(e, click.ClickException):
-            e.show()
-            code = e.exit_code
-        elif isinstance(e, click.exceptions.Exit):
-            code = e.exit_code
-        elif debug:
-            raise
-        else:
-            print(f"internal error: {type(e).__name__}: {e} (MMSPEC_DEBUG=1 shows the traceback)", file=sys.stderr)
-            code = 1
-    if __name__ != "__main__":
-        sys.exit(code)
-    return code
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return _printable(text)
+
+
+def _stderr(text: str) -> None:
+    sys.stdout.flush()
+    print(text, file=sys.stderr, flush=True)
+
+
+def _show_usage_error(e: typer.TyperException) -> None:
+    """Usage line, help hint, then `error: ...` (click's own `show` writes a capitalised 'Error:')."""
+    ctx = getattr(e, "ctx", None)
+    message = e.format_message()
+    if type(e).__name__ == "NoArgsIsHelpError":  # `mmspec` or `mmspec CMD` alone: the help text
+        _stderr(message)
+        return
+    lines = []
+    if ctx is not None:
+        lines.append(ctx.get_usage())
+        if ctx.command.get_help_option(ctx) is not None:
+            lines.append(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.")
+        lines.append("")
+    lines.append(f"error: {message}")
+    _stderr("\n".join(lines))

@@ -13,25 +13,38 @@ from mmspec.errors import SpecError, UsageError
 
 
 def validate(
-    specs: Annotated[list[Path], typer.Argument(help="Spec files.", show_default=False)],
+    specs: Annotated[list[Path], typer.Argument(help="Spec files.", metavar="SPEC", show_default=False)],
     variant: VariantOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Check specs: YAML safety, schema, references, shapes. Reports every error of every file."""
+    """Check specs without building them: YAML safety, schema, references, shapes.
+
+    Every error of every file is reported, as FILE:LINE:COL: error[CODE]: message. Exit code 2 when
+    any spec is invalid.
+    """
     from mmspec.api import load_spec
 
-    failed: list[str] = []
+    failed = 0
     for path in specs:
         try:
             loaded = load_spec(path, variant, set_ or ())
         except SpecError as e:
-            failed.append(e.render())
+            failed += 1
+            _stderr(e.render())
             continue
-        print(f"{path}: ok ({loaded.stem}, {len(loaded.plan.nodes)} components, "
-              f"{len(loaded.plan.outputs)} outputs)")
+        except UsageError as e:  # e.g. --variant that this spec does not define: report it, check the rest
+            failed += 1
+            _stderr(f"error: {e}")
+            continue
+        print(f"{path}: ok ({loaded.stem}: {len(loaded.plan.nodes)} components, "
+              f"{len(loaded.plan.outputs)} outputs)", flush=True)
     if failed:
-        print("\n".join(failed), file=sys.stderr)
-        raise UsageError(f"{len(failed)} of {len(specs)} spec(s) invalid")
+        raise UsageError(f"{failed} of {len(specs)} spec(s) invalid")
+
+
+def _stderr(text: str) -> None:
+    sys.stdout.flush()
+    print(text, file=sys.stderr, flush=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,7 +23,7 @@ SECTIONS = ("encoders", "fusion", "heads", "objectives")
 class Reference(StrictModel):
     """Where an architecture comes from: survey IDs, the paper, the public reference class."""
 
-    survey: list[Annotated[str, Field(pattern=r"^[A-Z]+-\d+$")]]
+    survey: list[Annotated[str, Field(pattern=r"^[A-Z0-9]+-\d+$")]]
     paper: str
     implementation: str | None = None
     """Importable reference class (e.g. `transformers.BertForPreTraining`), or null."""

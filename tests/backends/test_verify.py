@@ -118,13 +118,9 @@ def test_nan_positions_must_agree(exported):
 
 def test_dtype_and_shape_must_match(exported):
     path, reference = exported
-    as_f64 = run(
-        path, lambda c: reference(c) | {"pooled": reference(c)["pooled"].astype(np.float64)}, ((2, 5, 16),)
-    )
+    as_f64 = run(path, lambda c: reference(c) | {"pooled": reference(c)["pooled"].astype(np.float64)}, ((2, 5, 16),))
     assert "output 'pooled' has dtype float32, eager has float64" in first_failure_message(as_f64)
-    reshaped = run(
-        path, lambda c: reference(c) | {"pooled": reference(c)["pooled"].reshape(-1)}, ((2, 5, 16),)
-    )
+    reshaped = run(path, lambda c: reference(c) | {"pooled": reference(c)["pooled"].reshape(-1)}, ((2, 5, 16),))
     assert "output 'pooled' has shape [2, 16], eager has [32]" in first_failure_message(reshaped)
 
 
@@ -231,9 +227,7 @@ def test_relative_tolerance_scales_with_magnitude(tmp_path):
 
 
 def test_no_cases_is_a_failure(exported):
-    report = verify_onnx(
-        exported[0], exported[1], [], output_names=OUTPUTS, providers=["CPUExecutionProvider"]
-    )
+    report = verify_onnx(exported[0], exported[1], [], output_names=OUTPUTS, providers=["CPUExecutionProvider"])
     assert not report["passed"] and report["failures"] == ["no verification cases"]
 
 
