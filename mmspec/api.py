@@ -25,9 +25,15 @@ from mmspec.spec.model import SECTIONS, make_spec_model
 Progress = Callable[[str], None]
 
 
-@cache
 def spec_model():
-    """The root pydantic model for the components registered now."""
+    """The root pydantic model for the components registered now (user components included)."""
+    from mmspec.registry import version
+
+    return _spec_model(version())
+
+
+@cache
+def _spec_model(registry_version: int):
     from mmspec.registry import components
 
     return make_spec_model({s: {n: c.config for n, c in components(s).items()} for s in SECTIONS})

@@ -40,6 +40,13 @@ class Component:
 
 
 _REGISTRY: dict[str, dict[str, Component]] = {slot: {} for slot in SLOTS}
+_VERSION = 0
+
+
+def version() -> int:
+    """Changes whenever a component is registered (so schemas built from the registry can be cached)."""
+    _populate()
+    return _VERSION
 
 
 def register(
@@ -55,6 +62,8 @@ def register(
             raise ValueError(f"component {slot}/{name} is registered twice")
         config.slot = slot
         _REGISTRY[slot][name] = Component(slot, name, config, exportable, training_only, notes)
+        global _VERSION
+        _VERSION += 1
         return config
 
     return decorate

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NoReturn
 
 import typer
 
@@ -34,7 +35,7 @@ def _register() -> None:
 _register()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point: runs the command and exits (SystemExit) with the DESIGN.md exit code."""
     sys.exit(run(argv))
 
@@ -50,6 +51,9 @@ def run(argv: list[str] | None = None) -> int:
         return result if isinstance(result, int) and not isinstance(result, bool) else 0
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `mmspec schema | head`: the reader left; stay quiet, as `cat` does
+        _silence_stdout()
+        return 1
     except MmspecError as e:
         if debug and not isinstance(e, SpecError | UsageError):
             raise
@@ -73,6 +77,15 @@ def run(argv: list[str] | None = None) -> int:
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     return _printable(text)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _stderr(text: str) -> None:

@@ -25,8 +25,9 @@ def compile_spec(
 ) -> None:
     """Compile a spec to DIR/<stem>.onnx and DIR/<stem>.report.json, verified against eager PyTorch.
 
-    <stem> is the spec's name, or name-VARIANT. Nothing is written unless every step passes; a failed
-    verification exits 1 and names the output and its max abs/rel difference.
+    <stem> is the spec's name, or name-VARIANT. Nothing is written unless every step passes.
+
+    A failed verification exits 1 and names the output and its max abs/rel difference.
     """
     from rich.console import Console
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+import types
+import typing
+from typing import Annotated, Any
 
 import typer
 
@@ -29,11 +31,13 @@ def components(
             raise UsageError(str(e.args[0])) from None
     else:
         found = list_components(name or "*")
+        if not found:
+            raise UsageError(f"no component matches {name!r}; `mmspec components` lists them all")
     rows = [
         {"slot": c.slot, "name": c.name, "exportable": c.exportable and not c.training_only,
          "training_only": c.training_only, "summary": c.summary, "notes": c.notes,
-         "fields": {f: {"type": _type_name(info.annotation), "required": info.is_required(),
-                        "default": None if info.is_required() else repr(info.default),
+         "fields": {f: {"type": _type_name(info.annotation, info.metadata), "required": info.is_required(),
+                        "default": None if info.is_required() else _yaml(info.default),
                         "doc": info.description or ""}
                     for f, info in c.config.model_fields.items()}}
         for c in found
@@ -45,7 +49,7 @@ def components(
     if len(rows) == 1:
         r = rows[0]
         console.print(f"[bold]{r['slot']}/{r['name']}[/bold]: {escape(r['summary'])}", highlight=False)
-        console.print(f"export: {'training-only' if r['training_only'] else 'yes' if r['exportable'] else 'no'}"
+        console.print(f"export: {_export(r)}"
                       + (f"; {escape(r['notes'])}" if r["notes"] else ""), highlight=False)
         table = Table("field", "type", "default", "doc")
         for f, info in r["fields"].items():
@@ -55,13 +59,60 @@ def components(
         return
     table = Table("slot", "name", "export", "summary")
     for r in rows:
-        table.add_row(r["slot"], r["name"], "training-only" if r["training_only"] else "yes", escape(r["summary"]))
+        table.add_row(r["slot"], r["name"], _export(r), escape(r["summary"]))
     console.print(table)
 
 
-def _type_name(annotation) -> str:
-    text = getattr(annotation, "__name__", None) or str(annotation)
-    return text.replace("typing.", "").replace("mmspec.", "")
+def _export(row: dict) -> str:
+    return "training-only" if row["training_only"] else "yes" if row["exportable"] else "no"
+
+
+def _yaml(value: Any) -> str:
+    """A default value as it would be written in a spec."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _type_name(annotation: Any, metadata: list | tuple = ()) -> str:
+    """A short, readable type: `int >= 1`, `'post' | 'pre'`, `list[ref]`, `PoolConfig | null`."""
+    from pydantic import BaseModel
+
+    from mmspec.spec._base import Name, Ref
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0], [*metadata, *args[1:]])
+    if origin is typing.Literal:
+        text = " | ".join(repr(a) for a in args)
+    elif origin in (typing.Union, types.UnionType):
+        text = " | ".join("null" if a is type(None) else _type_name(a) for a in args)
+    elif origin is list:
+        text = f"list[{_type_name(args[0])}]"
+    elif origin is dict:
+        text = f"{{{_type_name(args[0])}: {_type_name(args[1])}}}"
+    elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        text = annotation.__name__
+    else:
+        text = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+    patterns = {typing.get_args(Name)[1].pattern: "name", typing.get_args(Ref)[1].pattern: "ref"}
+    bounds = []
+    for m in metadata:
+        for inner in getattr(m, "metadata", None) or ():  # a FieldInfo inside Annotated[int, Field(ge=1)]
+            bounds += _bound(inner)
+        pattern = getattr(m, "pattern", None)
+        if pattern in patterns:
+            text = patterns[pattern]
+        elif pattern:
+            text += f" ~ {pattern}"
+        bounds += _bound(m)
+    return " ".join([text, *bounds])
+
+
+def _bound(m: Any) -> list[str]:
+    ops = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", "min_length": "len >=", "max_length": "len <="}
+    return [f"{op} {getattr(m, k)}" for k, op in ops.items()
+            if type(m).__name__ != "StringConstraints" and getattr(m, k, None) is not None]
 
 
 def register(app: typer.Typer) -> None:

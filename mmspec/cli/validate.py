@@ -19,8 +19,9 @@ def validate(
 ) -> None:
     """Check specs without building them: YAML safety, schema, references, shapes.
 
-    Every error of every file is reported, as FILE:LINE:COL: error[CODE]: message. Exit code 2 when
-    any spec is invalid.
+    Every error of every file is reported as FILE:LINE:COL: error[CODE]: message.
+
+    Exit code 2 when any spec is invalid. Never imports torch.
     """
     from mmspec.api import load_spec
 

@@ -13,6 +13,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from onnx import TensorProto, helper
+
 from mmspec.backends import (
     TOLERANCE_FP32,
     available_providers,
@@ -25,8 +27,6 @@ from mmspec.backends import (
     verify_onnx,
 )
 from mmspec.backends import onnx_export as onnx_export_module
-from onnx import TensorProto, helper
-
 from mmspec.errors import CompileError
 
 

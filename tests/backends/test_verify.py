@@ -11,6 +11,8 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from onnx import TensorProto, helper
+
 from mmspec.backends import (
     TOLERANCE_FP32,
     available_providers,
@@ -20,8 +22,6 @@ from mmspec.backends import (
     verify_onnx,
 )
 from mmspec.backends import onnxruntime as backend_ort
-from onnx import TensorProto, helper
-
 from mmspec.errors import CompileError
 
 OUTPUTS = ["hidden", "pooled"]
