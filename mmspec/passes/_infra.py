@@ -83,6 +83,14 @@ class Pass(abc.ABC):
     def ensures(self, gm: GraphModule) -> None:  # noqa: B027 (optional hook)
         """Raise PostconditionError if `gm` does not keep the pass's promise."""
 
+    def finish(self, gm: GraphModule, modified: bool) -> PassResult:
+        """Close an in-place rewrite: when modified, drop unused submodules, lint and recompile."""
+        if modified:
+            gm.delete_all_unused_submodules()
+            gm.graph.lint()
+            gm.recompile()
+        return PassResult(gm, modified)
+
     def __call__(self, gm: GraphModule) -> PassResult:
         self.requires(gm)
         result = self.call(gm)

@@ -37,11 +37,7 @@ class EliminateDeadCode(Pass):
         self.fired = nodes_before - len(gm.graph.nodes)
         self.deleted_attributes = [name for name in modules_before if name not in modules_after]
         self.deleted_attributes += _delete_unreferenced_tensors(gm)
-        modified = self.fired > 0 or bool(self.deleted_attributes)
-        if modified:
-            gm.graph.lint()
-            gm.recompile()
-        return PassResult(gm, modified)
+        return self.finish(gm, self.fired > 0 or bool(self.deleted_attributes))
 
     def ensures(self, gm: GraphModule) -> None:
         dead = [n.name for n in gm.graph.nodes if not n.users and not _has_side_effect(n)]

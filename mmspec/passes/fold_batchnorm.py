@@ -80,11 +80,7 @@ class FoldBatchNorm(Pass):
                 continue
             _apply(gm, fold)
             self.fired += 1
-        if self.fired:
-            gm.delete_all_unused_submodules()
-            gm.graph.lint()
-            gm.recompile()
-        return PassResult(gm, self.fired > 0)
+        return self.finish(gm, self.fired > 0)
 
     def ensures(self, gm: GraphModule) -> None:
         left = [n.name for n in gm.graph.nodes if _is_batchnorm(gm, n) and isinstance(_match(gm, n), _Fold)]

@@ -54,11 +54,7 @@ class RemoveDropout(Pass):
                 node.replace_all_uses_with(_arg(node, 0, "input"))
                 gm.graph.erase_node(node)
                 self.fired += 1
-        if self.fired:
-            gm.delete_all_unused_submodules()
-            gm.graph.lint()
-            gm.recompile()
-        return PassResult(gm, self.fired > 0)
+        return self.finish(gm, self.fired > 0)
 
     def ensures(self, gm: GraphModule) -> None:
         left = [n.name for n in gm.graph.nodes if _is_identity_dropout(gm, n)]
