@@ -62,9 +62,9 @@ def test_validate_reports_a_misspelled_key(tmp_path):
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
     assert lines == [
-        f"{spec}:4:22: error[type]: modalities.x.dim: expected an integer, got string '8' (write 8 without quotes)",
-        f"{spec}:7:8: error[missing-key]: missing required key 'num_classes' in heads.b",
-        f"{spec}:7:46: error[unknown-key]: unknown key 'num_clases' in heads.b (did you mean 'num_classes'?)",
+        f"{spec}:4:26: error[type]: modalities.x.dim: expected an integer, got string '8' (write 8 without quotes)",
+        f"{spec}:7:3: error[missing-key]: missing required key 'num_classes' in heads.b",
+        f"{spec}:7:35: error[unknown-key]: unknown key 'num_clases' in heads.b (did you mean 'num_classes'?)",
         "error: 1 of 1 spec(s) invalid",
     ]
     assert "Traceback" not in proc.stderr
@@ -114,7 +114,7 @@ def test_validate_checks_every_file(capsys, tmp_path):
     assert code == 2
     assert out.startswith(f"{SPECS[0]}: ok (")
     assert err.splitlines() == [
-        f"{bad}:4:22: error[range]: modalities.x.dim: must be >= 1, got 0",
+        f"{bad}:4:26: error[range]: modalities.x.dim: must be >= 1, got 0",
         f"{tmp_path / 'missing.yaml'}:0:0: error[read-error]: cannot read spec: No such file or directory",
         "error: 2 of 3 spec(s) invalid",
     ]
@@ -152,6 +152,11 @@ def test_usage_errors_in_process(capsys):
     assert (code, out, err) == (2, "", "error: unknown component 'transfomer' (did you mean 'transformer'?)\n")
     code, out, err = main(capsys, "--help")
     assert code == 0 and "validate" in out and "Exit codes: 0 success" in out
+    assert main(capsys, "--version") == (0, f"mmspec {mmspec.__version__}\n", "")
+    code, out, err = main(capsys, "compile", "--help")
+    assert (code, err) == (0, "")
+    for word in ("--variant", "PATH=VALUE", "--out", "DIR", "<cpu|cuda>", "--no-verify", "--quiet"):
+        assert word in out
 
 
 def test_set_errors_are_located_on_the_command_line(capsys):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -22,6 +22,23 @@ app = typer.Typer(
          "Exit codes: 0 success; 1 compile, export or verification failure; 2 spec or usage error; "
          "130 interrupted. Set MMSPEC_DEBUG=1 for Python tracebacks.",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import mmspec
+
+        print(f"mmspec {mmspec.__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", help="Show the version and exit.", is_eager=True, callback=_print_version)
+    ] = False,
+) -> None:
+    pass
 
 
 def _register() -> None:

@@ -33,7 +33,7 @@ def compile_spec(
 
     from mmspec.api import compile
 
-    console = Console(stderr=True, quiet=quiet, highlight=False)
+    console = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
     if console.is_terminal:
         with console.status(_STEPS["load"]) as status:
             report = compile(spec, out, variant, set_ or (), opset, device.value, verify,

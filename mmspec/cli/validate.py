@@ -24,7 +24,9 @@ def validate(
     Exit code 2 when any spec is invalid. Never imports torch.
     """
     from mmspec.api import load_spec
+    from mmspec.spec.loader import parse_sets
 
+    parse_sets(set_ or ())  # a malformed --set is one usage error, not one per file
     failed = 0
     for path in specs:
         try:

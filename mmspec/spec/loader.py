@@ -68,7 +68,39 @@ def load_spec(path: str | Path, spec_model: type[BaseModel], variant: str | None
                                         f"got {_describe(body)}")])
         for key, value in body.items():
             origin = _Origin(file, source_path=("variants", variant, key))
-            diags += _override(raw, where, _split(key), key, value, origin)
+            diags += _override(raw, where, [p.strip() for p in key.split(".")], key, value, origin)
+    for item in parse_sets(sets):
+        diags += _override(raw, where, list(item.parts), item.key, item.value, item.origin)
+    spec = planned = None
+    try:
+        spec = spec_model.model_validate(raw)
+    except ValidationError as e:
+        diags += _translate(e, raw, where, spec_model)
+    if spec is not None:
+        try:
+            planned = plan(spec)
+        except PlanError as e:
+            diags += [where.diag(p, code, msg) for p, code, msg in e.problems]
+    if diags:
+        raise SpecError(diags)
+    resolved = {k: v for k, v in raw.items() if k != "variants"}
+    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
+    return LoadedSpec(file, variant, raw, spec, planned, digest)
+
+
+@dataclass(frozen=True)
+class SetItem:
+    """One parsed ``--set PATH=VALUE`` argument."""
+
+    key: str
+    parts: tuple[str, ...]
+    value: Any
+    origin: _Origin
+
+
+def parse_sets(sets: typing.Sequence[str]) -> list[SetItem]:
+    """Parse ``--set PATH=VALUE`` arguments (values in YAML 1.2 flow syntax); UsageError when malformed."""
+    out = []
     for i, item in enumerate(sets, 1):
         key, eq, text = item.partition("=")
         parts = key.strip().split(".")
@@ -85,22 +117,8 @@ def load_spec(path: str | Path, spec_model: type[BaseModel], variant: str | None
             col += len(part) + 1
         value_col = len(key) + 2 + len(text) - len(text.lstrip())
         origin = _Origin(f"--set #{i}", key_cols=tuple(cols), value_col=value_col)
-        diags += _override(raw, where, [_segment(p.strip()) for p in parts], key.strip(), value, origin)
-    spec = planned = None
-    try:
-        spec = spec_model.model_validate(raw)
-    except ValidationError as e:
-        diags += _translate(e, raw, where, spec_model)
-    if spec is not None:
-        try:
-            planned = plan(spec)
-        except PlanError as e:
-            diags += [where.diag(p, code, msg) for p, code, msg in e.problems]
-    if diags:
-        raise SpecError(diags)
-    resolved = {k: v for k, v in raw.items() if k != "variants"}
-    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
-    return LoadedSpec(file, variant, raw, spec, planned, digest)
+        out.append(SetItem(key.strip(), tuple(p.strip() for p in parts), value, origin))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -176,45 +194,42 @@ def _get(node: Any, path: Path_) -> Any:
     return node
 
 
-def _segment(part: str) -> str | int:
-    return int(part) if part.isdigit() else part
+def _override(raw: dict, where: _Locator, parts: list[str], key: str, value: Any, origin: _Origin) -> list:
+    """Set `raw[dotted.key] = value`; a path through missing or non-mapping nodes is a `bad-override`.
 
-
-def _split(key: str) -> list[str | int]:
-    return [_segment(p) for p in key.split(".")]
-
-
-def _override(raw: dict, where: _Locator, parts: list[str | int], key: str, value: Any, origin: _Origin) -> list:
-    """Set `raw[dotted.key] = value`; a path through missing or non-mapping nodes is a `bad-override`."""
+    A segment is a mapping key, or a list index when the node it applies to is a list."""
     node: Any = raw
+    path: list[str | int] = []
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
-        here = ".".join(map(str, parts[: depth + 1]))
+        here = ".".join(parts[: depth + 1])
         if isinstance(node, dict):
+            path.append(part)
             if last:
                 break
             child = node.get(part)
             if isinstance(child, dict | list):
                 node = child
                 continue
-            hint = suggestion_text(str(part), [k for k, v in node.items() if isinstance(v, dict | list)])
+            hint = suggestion_text(part, [k for k, v in node.items() if isinstance(v, dict | list)])
             problem = f"{here!r} does not exist" if part not in node else (
                 f"{here!r} is {_describe(child)}, not a mapping")
-        elif isinstance(part, int) and part < len(node):
+        elif part.isdigit() and int(part) < len(node):
+            path.append(int(part))
             if last:
                 break
-            if isinstance(node[part], dict | list):
-                node = node[part]
+            if isinstance(node[int(part)], dict | list):
+                node = node[int(part)]
                 continue
-            hint, problem = "", f"{here!r} is {_describe(node[part])}, not a mapping"
+            hint, problem = "", f"{here!r} is {_describe(node[int(part)])}, not a mapping"
         else:
-            parent = ".".join(map(str, parts[:depth]))
+            parent = ".".join(parts[:depth])
             hint = ""
             problem = (f"{parent!r} is a list of {len(node)}; use an index 0..{len(node) - 1}" if node
                        else f"{parent!r} is an empty list")
         return [_bad_override(where, origin, depth, f"override {key!r}: {problem}{hint}")]
-    node[parts[-1]] = copy.deepcopy(value)
-    where.overridden(tuple(parts), origin)
+    node[path[-1]] = copy.deepcopy(value)
+    where.overridden(tuple(path), origin)
     return []
 
 
@@ -425,6 +440,8 @@ def _dotted(path: Path_) -> str:
     """`encoders.bert.width`, `fusion.joint.inputs[1]`; the root is `the spec`."""
     text = ""
     for p in path:
+        if p == "[key]":
+            continue
         text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
     return text or "the spec"
 

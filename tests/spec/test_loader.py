@@ -231,7 +231,8 @@ def test_integer_accepts_no_float_even_when_finite_check_would(tmp_path):
     ("old", "new", "needle", "message"),
     [
         ("    heads: 4\n    ffn", "    heads: 0\n    ffn", "heads: 0", "encoders.bert.heads: must be >= 1, got 0"),
-        ("    ffn: 64\n", "    ffn: 64\n    dropout: 1.0\n", "dropout", "encoders.bert.dropout: must be < 1.0, got 1.0"),
+        ("    ffn: 64\n", "    ffn: 64\n    dropout: 1.0\n", "dropout",
+         "encoders.bert.dropout: must be < 1.0, got 1.0"),
         ("    ffn: 64\n", "    ffn: 64\n    dropout: -0.1\n", "dropout",
          "encoders.bert.dropout: must be >= 0.0, got -0.1"),
         ("vocab_size: 100", "vocab_size: -1", "vocab_size", "modalities.text.vocab_size: must be >= 1, got -1"),
@@ -458,7 +459,8 @@ def test_variant_paths_through_missing_or_scalar_nodes(tmp_path):
                                                         ("bad-override", 40, 5)]
     assert diags[0].message == "override 'encoders.bert.width.x': 'encoders.bert.width' is number 32, not a mapping"
     assert diags[1].message == "override 'encoders.bret.layers': 'encoders.bret' does not exist (did you mean 'bert'?)"
-    assert diags[2].message == "override 'fusion.joint.inputs.5': 'fusion.joint.inputs' is a list of 2; use an index 0..1"
+    assert diags[2].message == ("override 'fusion.joint.inputs.5': 'fusion.joint.inputs' is a list of 2; "
+                                "use an index 0..1")
 
 
 def test_variant_that_is_not_a_mapping(tmp_path):
@@ -471,8 +473,10 @@ def test_variant_that_is_not_a_mapping(tmp_path):
 def test_set_applies_after_the_variant(tmp_path):
     path = write(tmp_path, BASE)
     loaded = load_spec(path, "tiny", ["encoders.bert.layers=2", "heads.text_proj.input=vit.pooled",
-                                      "heads.itm.num_classes= 7"])
+                                      "heads.itm.num_classes= 7", "fusion.joint.inputs.0=vit.pooled",
+                                      "fusion.joint.inputs.1=bert.pooled"])
     assert loaded.spec.encoders["bert"].layers == 2
+    assert loaded.spec.fusion["joint"].inputs == ["vit.pooled", "bert.pooled"]  # digits index lists
     assert loaded.spec.heads["text_proj"].input == "vit.pooled"
     assert loaded.spec.heads["itm"].num_classes == 7
     assert loaded.spec.encoders["vit"].pool.type == "mean"  # from the variant
@@ -493,6 +497,15 @@ def test_set_errors_are_located_in_the_argument(tmp_path):
     assert "invalid value 'gleu' (did you mean 'gelu'?)" in diags[3].message
     assert diags[0].render() == ("--set #1:1:15: error[unknown-key]: unknown key 'layrs' in encoders.bert "
                                  "(did you mean 'layers'?)")
+
+
+def test_set_digits_are_mapping_keys_in_mappings(tmp_path):
+    diags = diagnostics(tmp_path, BASE, None, ["encoders.0={type: transformer}"])
+    assert [(d.file, d.line, d.col, d.code) for d in diags] == [("--set #1", 1, 10, "bad-name")] + [
+        ("--set #1", 1, 10, "missing-key")] * 3
+    assert diags[0].message.startswith("invalid name '0' in encoders")
+    assert {d.message for d in diags[1:]} == {f"missing required key {k!r} in encoders.0"
+                                              for k in ("input", "embed", "width")}
 
 
 def test_set_plan_error_and_set_over_variant_origin(tmp_path):
