@@ -19,7 +19,8 @@ def validate(
 ) -> None:
     """Check specs without building them: YAML safety, schema, references, shapes.
 
-    Every error of every file is reported as FILE:LINE:COL: error[CODE]: message.
+    Every error of every file is reported as FILE:LINE:COL: error[CODE]: message. Without --variant,
+    each of a spec's variants is checked too.
 
     Exit code 2 when any spec is invalid. Never imports torch.
     """
@@ -29,20 +30,31 @@ def validate(
     parse_sets(set_ or ())  # a malformed --set is one usage error, not one per file
     failed = 0
     for path in specs:
-        try:
-            loaded = load_spec(path, variant, set_ or ())
-        except SpecError as e:
+        loaded = _check(load_spec, path, variant, set_ or ())
+        if loaded is None:
             failed += 1
-            _stderr(e.render())
             continue
-        except UsageError as e:  # e.g. --variant that this spec does not define: report it, check the rest
+        variants = [] if variant else sorted(loaded.spec.variants)
+        results = [_check(load_spec, path, v, set_ or ()) for v in variants]
+        if any(r is None for r in results):
             failed += 1
-            _stderr(f"error: {e}")
             continue
+        names = f"; variants: {', '.join(variants)}" if variants else ""
         print(f"{path}: ok ({loaded.stem}: {len(loaded.plan.nodes)} components, "
-              f"{len(loaded.plan.outputs)} outputs)", flush=True)
+              f"{len(loaded.plan.outputs)} outputs{names})", flush=True)
     if failed:
         raise UsageError(f"{failed} of {len(specs)} spec(s) invalid")
+
+
+def _check(load_spec, path: Path, variant: str | None, sets):
+    """The loaded spec, or None after reporting why it is invalid."""
+    try:
+        return load_spec(path, variant, sets)
+    except SpecError as e:
+        _stderr(e.render())
+    except UsageError as e:  # e.g. --variant that this spec does not define: report it, check the rest
+        _stderr(f"error: {e}")
+    return None
 
 
 def _stderr(text: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from mmspec.spec._base import PositiveFloat, PositiveInt, Probability, StrictModel
 from mmspec.spec.tensors import CheckError, Dim, TensorInfo
@@ -24,7 +26,7 @@ class StackConfig(StrictModel):
     """A stack of transformer layers (self-attention + feed-forward)."""
 
     width: PositiveInt
-    layers: int = 12
+    layers: Annotated[int, Field(ge=0)] = 12
     heads: PositiveInt = 12
     ffn: PositiveInt = 3072
     activation: Activation = "gelu"
@@ -41,8 +43,6 @@ class StackConfig(StrictModel):
                 f"width {self.width} is not divisible by heads {self.heads}; choose heads that divide width "
                 f"(e.g. {_divisor_near(self.width, self.heads)})",
             )
-        if self.layers < 0:
-            raise CheckError((*prefix, "layers"), f"layers must be >= 0, got {self.layers}")
 
 
 def _divisor_near(n: int, k: int) -> int:

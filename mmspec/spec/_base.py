@@ -46,5 +46,5 @@ class ComponentConfig(StrictModel):
         if isinstance(many, dict):
             return dict(many)
         if isinstance(many, list | tuple):
-            return {ref.replace(".", "_"): ref for ref in many}
+            return {str(i): ref for i, ref in enumerate(many)}
         return {}

@@ -180,7 +180,7 @@ def plan(spec: Any) -> Plan:
                         (
                             (section, name, *_ref_field(cfg, port)),
                             "unknown-field",
-                            f"{target!r} has no output {fld!r}; it has {sorted(bundles[target])}"
+                            f"{section}.{name}: {target!r} has no output {fld!r}; it has {sorted(bundles[target])}"
                             f"{suggestion_text(fld, bundles[target])}",
                         )
                     )
@@ -264,7 +264,7 @@ def _outputs(
                         (
                             ("outputs", i),
                             "unknown-field",
-                            f"{node!r} has no output {f!r}; it has {sorted(bundles[node])}"
+                            f"outputs: {node!r} has no output {f!r}; it has {sorted(bundles[node])}"
                             f"{suggestion_text(f, bundles[node])}",
                         )
                     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -18,8 +18,8 @@ class CoLayers(StrictModel):
 
     width: PositiveInt = 1024
     heads: PositiveInt = 8
-    text_layers: list[int] = Field(min_length=1)
-    vision_layers: list[int] = Field(min_length=1)
+    text_layers: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
+    vision_layers: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
     dropout: Probability = 0.1
     attention_dropout: Probability = 0.1
 

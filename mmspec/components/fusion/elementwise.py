@@ -11,14 +11,13 @@ from mmspec.spec._base import ComponentConfig, Ref
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 
-def _single(inputs: dict[str, Bundle]) -> list[TensorInfo]:
+def _single(inputs: dict[str, Bundle], refs: list[str]) -> list[TensorInfo]:
     tensors = []
-    for port, bundle in inputs.items():
+    for i, (bundle, ref) in enumerate(zip(inputs.values(), refs, strict=True)):
         if len(bundle) != 1:
             raise CheckError(
-                "inputs",
-                f"input {port!r} is a bundle of {sorted(bundle)}; reference one field, "
-                f"e.g. '{port.split('_')[0]}.{sorted(bundle)[0]}'",
+                ("inputs", i),
+                f"input {ref!r} is a bundle of {sorted(bundle)}; reference one field, e.g. '{ref}.{sorted(bundle)[0]}'",
             )
         tensors.append(next(iter(bundle.values())))
     return tensors
@@ -33,7 +32,7 @@ class ElementwiseFusion(ComponentConfig):
     op: Literal["product", "sum", "mean"] = "product"
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
-        tensors = _single(inputs)
+        tensors = _single(inputs, self.inputs)
         for ref, t in zip(self.inputs[1:], tensors[1:], strict=True):
             if t.shape != tensors[0].shape:
                 raise CheckError(
@@ -57,7 +56,7 @@ class ConcatFusion(ComponentConfig):
     inputs: list[Ref] = Field(min_length=2)
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
-        tensors = _single(inputs)
+        tensors = _single(inputs, self.inputs)
         lead = tensors[0].shape[:-1]
         for ref, t in zip(self.inputs, tensors, strict=True):
             if t.shape[:-1] != lead or not isinstance(t.width, int):

@@ -7,6 +7,7 @@ from typing import Literal
 from mmspec.components._common import Activation
 from mmspec.registry import register
 from mmspec.spec._base import ComponentConfig, Name, PositiveFloat, PositiveInt, Probability, Ref
+from mmspec.spec.suggest import suggestion_text
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 
@@ -89,8 +90,11 @@ class TokenClassifier(ComponentConfig):
         if self.tie_to is not None:
             enc = ctx.spec.encoders.get(self.tie_to)
             if enc is None or enc.type != "transformer" or enc.embed.type != "tokens":
+                tied = [n for n, e in ctx.spec.encoders.items() if e.type == "transformer" and e.embed.type == "tokens"]
                 raise CheckError(
-                    "tie_to", f"tie_to {self.tie_to!r} must name a transformer encoder with token embeddings"
+                    "tie_to",
+                    f"tie_to {self.tie_to!r} must name a transformer encoder with token embeddings"
+                    f"{suggestion_text(self.tie_to, tied)}; candidates: {', '.join(tied) or 'none'}",
                 )
             if enc.width != x.width:
                 raise CheckError(
