@@ -17,7 +17,8 @@ from functools import cache
 from pathlib import Path
 
 import mmspec
-from mmspec.errors import CompileError, VerificationError
+from mmspec.errors import CompileError, Diagnostic, SpecError, VerificationError
+from mmspec.spec.budget import DEFAULT_BUDGET, Budget
 from mmspec.spec.loader import LoadedSpec
 from mmspec.spec.loader import load_spec as _load_spec
 from mmspec.spec.model import SECTIONS, make_spec_model
@@ -39,19 +40,58 @@ def _spec_model(registry_version: int):
     return make_spec_model({s: {n: c.config for n, c in components(s).items()} for s in SECTIONS})
 
 
-def load_spec(path: str | Path, variant: str | None = None, sets: Sequence[str] = ()) -> LoadedSpec:
-    """Load, override, validate and plan a spec (torch-free). Raises SpecError / UsageError."""
-    return _load_spec(path, spec_model(), variant, sets)
+def load_spec(path: str | Path, variant: str | None = None, sets: Sequence[str] = (),
+              budget: Budget | None = DEFAULT_BUDGET) -> LoadedSpec:
+    """Load, override, validate and plan a spec (torch-free). Raises SpecError / UsageError.
+
+    The parameter and activation estimates are checked against `budget` (None: no limits) by formula,
+    before anything is allocated (mmspec.spec.budget)."""
+    return _load_spec(path, spec_model(), variant, sets, budget)
 
 
-def build(loaded: LoadedSpec, device: str = "cpu"):
-    """The eval-mode nn.Module of a loaded spec (device "meta" allocates nothing)."""
+def check_budget_on_meta(loaded: LoadedSpec, budget: Budget | None = DEFAULT_BUDGET) -> None:
+    """Count the parameters of components without a formula on the meta device (nothing is allocated);
+    raise a located SpecError when the total exceeds `budget.max_params`."""
+    from mmspec.spec.budget import estimate, params_message
+    from mmspec.spec.yaml_safe import load_yaml_file
+
+    est = estimate(loaded.spec, loaded.plan)
+    if budget is None or budget.max_params is None or not est.unknown:
+        return
+    counts = param_counts(build(loaded, device="meta"))["by_component"]
+    total = est.params + sum(counts.get(name, 0) for name in est.unknown)
+    if total <= budget.max_params:
+        return
+    name = max(est.unknown, key=lambda n: counts.get(n, 0))
+    section = loaded.plan.node(name).section
+    line, col = load_yaml_file(loaded.path)[1].locate((section, name))
+    largest = f"; largest without a formula: {section}.{name} with {counts.get(name, 0):,} (meta device)"
+    raise SpecError([Diagnostic(loaded.path, line, col, "budget", params_message(total, budget.max_params, largest))])
+
+
+def build(loaded: LoadedSpec, device: str = "cpu", weights: str | Path | None = None, allow_torch_load: bool = False):
+    """The eval-mode nn.Module of a loaded spec (device "meta" allocates nothing).
+
+    With `weights`, its tensors are then loaded from that checkpoint (`load_weights`; on "meta" only checked),
+    and the load report is the model's `weights_report`."""
     from mmspec.graph.builder import build as _build
 
     try:
-        return _build(loaded.plan, loaded.spec, device).eval()
+        model = _build(loaded.plan, loaded.spec, device).eval()
     except Exception as e:
         raise CompileError(f"building the model failed: {type(e).__name__}: {e}") from e
+    if weights is not None:
+        model.weights_report = load_weights(model, loaded, weights, allow_torch_load, apply=device != "meta")
+    return model
+
+
+def load_weights(model, loaded: LoadedSpec, path: str | Path, allow_torch_load: bool = False, apply: bool = True):
+    """Load a checkpoint (safetensors file or directory; a PyTorch pickle only with `allow_torch_load`, and then
+    tensors only) into `model`, strictly, through the spec's `weights:` name map; returns the load report.
+    Raises WeightsError (exit 2) listing every problem; with `apply=False` it only checks."""
+    from mmspec.weights import load_weights as _load_weights
+
+    return _load_weights(model, loaded, path, allow_torch_load=allow_torch_load, apply=apply)
 
 
 def capture(model):
@@ -161,21 +201,32 @@ def compile(  # noqa: A001  (the verb users expect)
     device: str = "cpu",
     verify_export: bool = True,
     progress: Progress | None = None,
+    budget: Budget | None = DEFAULT_BUDGET,
+    weights: str | Path | None = None,
+    allow_torch_load: bool = False,
 ) -> dict:
     """Spec -> verified `out_dir/<stem>.onnx` + `out_dir/<stem>.report.json`; returns the report.
 
+    With `weights`, the model's tensors come from that checkpoint (see `load_weights`) and the report gains
+    "weights" (the load report) and a "weights" timing.
+
     Nothing is written unless every step passed: the model is exported into a temporary directory
-    inside `out_dir` and moved into place only after verification.
+    inside `out_dir` and moved into place only after verification. A spec over `budget` is refused
+    (SpecError) before torch is imported.
     """
     timings: dict[str, float] = {}
     with _step("load", timings, progress):
-        loaded = load_spec(path, variant, sets)
+        loaded = load_spec(path, variant, sets, budget)
+        check_budget_on_meta(loaded, budget)
     import torch
 
     from mmspec.backends import discard, publish
 
     with _step("build", timings, progress):
         model = build(loaded)
+    if weights is not None:
+        with _step("weights", timings, progress):
+            weights_report = load_weights(model, loaded, weights, allow_torch_load)
     with _step("capture", timings, progress):
         gm = capture(model)
     with _step("passes", timings, progress):
@@ -200,6 +251,8 @@ def compile(  # noqa: A001  (the verb users expect)
 
                 raise VerificationError(f"verification failed: {first_failure_message(verification)}")
         report = _report(loaded, model, records, result, final, verification, timings)
+        if weights is not None:
+            report["weights"] = weights_report
         report_tmp = tmp_dir / "report.json"
         report_tmp.write_text(json.dumps(report, indent=2) + "\n")
         publish(tmp, final)
@@ -236,16 +289,48 @@ def _report(loaded, model, records, result, final: Path, verification, timings) 
     }
 
 
-def model_summary(loaded: LoadedSpec) -> dict:
-    """Parameter counts and forward FLOPs at the trace shape, on the meta device (nothing allocated)."""
+def model_summary(loaded: LoadedSpec, weights: str | Path | None = None, allow_torch_load: bool = False) -> dict:
+    """Parameter counts and forward FLOPs at the trace shape, on the meta device (nothing allocated).
+
+    With `weights`, the checkpoint is checked against the model as `load_weights` would load it, and its load
+    report is under "weights"."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from mmspec.graph.inputs import make_inputs, trace_sizes
 
-    model = build(loaded, device="meta")
+    model = build(loaded, device="meta", weights=weights, allow_torch_load=allow_torch_load)
     sizes = trace_sizes(loaded.plan)
     inputs = {k: v.to("meta") for k, v in make_inputs(loaded.plan, sizes).items()}
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(inputs)
-    return {"params": param_counts(model), "flops": {"forward": int(counter.get_total_flops()), "shape": sizes}}
+    info = {"params": param_counts(model), "flops": {"forward": int(counter.get_total_flops()), "shape": sizes}}
+    if weights is not None:
+        info["weights"] = model.weights_report
+    return info
+
+
+def fit(
+    path: str | Path,
+    steps: int,
+    variant: str | None = None,
+    sets: Sequence[str] = (),
+    batch: int = 8,
+    lr: float = 3e-3,
+    seed: int = 0,
+    batch_file: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    json_path: str | Path | None = None,
+    device: str = "cpu",
+    fsdp: bool = False,
+    resample: bool = False,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> dict:
+    """Train a spec through its objectives; returns {"steps", "losses", "objectives"} (docs/training.md).
+
+    Inside torchrun workers (`mmspec fit --nproc K` starts them) the global batch is split over the processes.
+    """
+    from mmspec.train.run import fit as _fit
+
+    loaded = load_spec(path, variant, sets)
+    return _fit(loaded, steps, batch, lr, seed, batch_file, out_dir, json_path, device, fsdp, resample, on_step)

@@ -59,6 +59,20 @@ class UsageError(MmspecError, ValueError):
     exit_code = 2
 
 
+class WeightsError(UsageError):
+    """A `--weights` checkpoint cannot be used: unreadable, unsafe, or not the model's tensors. One diagnostic
+    per problem (FILE is the checkpoint file, LINE:COL 0:0), every one of them; nothing was loaded."""
+
+    def __init__(self, diagnostics: list[Diagnostic], summary: str = ""):
+        self.diagnostics = list(diagnostics)
+        self.summary = summary
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [d.render() for d in self.diagnostics]
+        return "\n".join([*lines, f"error: {_printable(self.summary)}"] if self.summary else lines)
+
+
 class CompileError(MmspecError):
     """Build, capture, a pass, export or verification failed; no artifact is left behind."""
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Hypothesis profiles (tests/fuzz): `ci` is the default, derandomized so every run checks the same 200
+# examples; `--hypothesis-profile nightly` draws thousands with random seeds; `dev` is a quick smoke run.
+settings.register_profile("ci", max_examples=200, derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("nightly", max_examples=5000, deadline=None, print_blob=True)
+settings.register_profile("dev", max_examples=20, deadline=None, print_blob=True)
+settings.load_profile("ci")
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from mmspec.errors import MmspecError, SpecError, UsageError, _printable
+from mmspec.errors import MmspecError, SpecError, UsageError, WeightsError, _printable
 
 app = typer.Typer(
     name="mmspec", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -43,9 +43,9 @@ def _root(
 
 def _register() -> None:
     from mmspec.cli import compile as compile_cmd
-    from mmspec.cli import components, schema, summary, validate
+    from mmspec.cli import components, fit, import_cmd, schema, summary, validate
 
-    for module in (validate, compile_cmd, summary, schema, components):
+    for module in (validate, compile_cmd, summary, schema, components, import_cmd, fit):
         module.register(app)
 
 
@@ -74,7 +74,7 @@ def run(argv: list[str] | None = None) -> int:
     except MmspecError as e:
         if debug and not isinstance(e, SpecError | UsageError):
             raise
-        _stderr(e.render() if isinstance(e, SpecError) else f"error: {_one_line(e)}")
+        _stderr(e.render() if isinstance(e, SpecError | WeightsError) else f"error: {_one_line(e)}")
         return e.exit_code
     except typer.Abort:  # EOF on a prompt, or an explicit abort
         _stderr("aborted")

@@ -7,9 +7,20 @@ from typing import Annotated
 
 import typer
 
-from mmspec.cli._options import Device, QuietOpt, SetOpt, SpecArg, VariantOpt
+from mmspec.cli._options import (
+    AllowTorchLoadOpt,
+    Device,
+    MaxActivationOpt,
+    MaxParamsOpt,
+    QuietOpt,
+    SetOpt,
+    SpecArg,
+    VariantOpt,
+    WeightsOpt,
+)
 
-_STEPS = {"load": "loading the spec", "build": "building the model", "capture": "capturing the FX graph",
+_STEPS = {"load": "loading the spec", "build": "building the model", "weights": "loading weights",
+          "capture": "capturing the FX graph",
           "passes": "running graph passes", "export": "exporting to ONNX", "verify": "verifying on ONNX Runtime"}
 
 
@@ -22,29 +33,49 @@ def compile_spec(
     device: Annotated[Device, typer.Option(help="Verify on this device.", case_sensitive=False)] = Device.cpu,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Prove the export on ONNX Runtime.")] = True,
     quiet: QuietOpt = False,
+    max_params: MaxParamsOpt = None,
+    max_activation_bytes: MaxActivationOpt = None,
+    weights: WeightsOpt = None,
+    allow_torch_load: AllowTorchLoadOpt = False,
 ) -> None:
     """Compile a spec to DIR/<stem>.onnx and DIR/<stem>.report.json, verified against eager PyTorch.
 
     <stem> is the spec's name, or name-VARIANT. Nothing is written unless every step passes.
 
-    A failed verification exits 1 and names the output and its max abs/rel difference.
+    A failed verification exits 1 and names the output and its max abs/rel difference. A checkpoint that
+    cannot be read or does not fit the model (--weights) exits 2 and lists every problem.
     """
     from rich.console import Console
 
     from mmspec.api import compile
+    from mmspec.spec.budget import budget_from_options
 
+    budget = budget_from_options(max_params, max_activation_bytes)
     console = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
+    loading = {"weights": weights, "allow_torch_load": allow_torch_load}
     if console.is_terminal:
         with console.status(_STEPS["load"]) as status:
             report = compile(spec, out, variant, set_ or (), opset, device.value, verify,
-                             progress=lambda step: status.update(f"{_STEPS.get(step, step)}..."))
+                             progress=lambda step: status.update(f"{_STEPS.get(step, step)}..."), budget=budget,
+                             **loading)
     else:  # logs and pipes: one plain line per step instead of a spinner
         report = compile(spec, out, variant, set_ or (), opset, device.value, verify,
-                         progress=lambda step: console.print(f"{spec}: {_STEPS.get(step, step)}..."))
+                         progress=lambda step: console.print(f"{spec}: {_STEPS.get(step, step)}..."), budget=budget,
+                         **loading)
     v = report["verification"]
     checked = (f"verified on {len(v['cases'])} ONNX Runtime runs" if v else "NOT verified (--no-verify)")
+    loaded = f", weights: {weights_line(report['weights'])}" if weights else ""
     console.print(f"wrote {report['onnx']['path']} ({report['onnx']['bytes']:,} bytes, "
-                  f"{report['params']['total']:,} params), {checked}", markup=False)
+                  f"{report['params']['total']:,} params{loaded}), {checked}", markup=False)
+
+
+def weights_line(report: dict) -> str:
+    """One line about a load report: what was loaded, cast, initialised and left unused."""
+    parts = [f"{report['loaded']:,} tensors from {report['path']} ({report['bytes']:,} bytes)"]
+    parts += [f"{n} cast {kind}" for kind, n in report["cast"].items()]
+    parts += [f"{len(report['new'])} new"] if report["new"] else []
+    parts += [f"{len(report['ignored'])} unused"] if report["ignored"] else []
+    return ", ".join(parts)
 
 
 def register(app: typer.Typer) -> None:

@@ -36,6 +36,7 @@ def components(
     rows = [
         {"slot": c.slot, "name": c.name, "exportable": c.exportable and not c.training_only,
          "training_only": c.training_only, "summary": c.summary, "notes": c.notes,
+         "weight_layouts": sorted({"mmspec", *c.config.weight_layouts}),
          "fields": {f: {"type": _type_name(info.annotation, info.metadata), "required": info.is_required(),
                         "default": None if info.is_required() else _yaml(info.default),
                         "doc": info.description or ""}
@@ -51,6 +52,8 @@ def components(
         console.print(f"[bold]{r['slot']}/{r['name']}[/bold]: {escape(r['summary'])}", highlight=False)
         console.print(f"export: {_export(r)}"
                       + (f"; {escape(r['notes'])}" if r["notes"] else ""), highlight=False)
+        console.print(f"weight layouts (weights.nodes.NODE.layout): {', '.join(r['weight_layouts'])}",
+                      highlight=False)
         table = Table("field", "type", "default", "doc")
         for f, info in r["fields"].items():
             table.add_row(f, escape(info["type"]), "required" if info["required"] else escape(info["default"]),

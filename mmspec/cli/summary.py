@@ -6,18 +6,34 @@ import json
 
 import typer
 
-from mmspec.cli._options import JsonOpt, SetOpt, SpecArg, VariantOpt
+from mmspec.cli._options import (
+    AllowTorchLoadOpt,
+    JsonOpt,
+    MaxActivationOpt,
+    MaxParamsOpt,
+    SetOpt,
+    SpecArg,
+    VariantOpt,
+    WeightsOpt,
+)
 
 
-def summary(spec: SpecArg, variant: VariantOpt = None, set_: SetOpt = None, as_json: JsonOpt = False) -> None:
-    """Parameter counts and forward FLOPs at the trace shape, computed without allocating weights."""
+def summary(spec: SpecArg, variant: VariantOpt = None, set_: SetOpt = None, as_json: JsonOpt = False,
+            weights: WeightsOpt = None, allow_torch_load: AllowTorchLoadOpt = False, max_params: MaxParamsOpt = None,
+            max_activation_bytes: MaxActivationOpt = None) -> None:
+    """Parameter counts and forward FLOPs at the trace shape, computed without allocating weights.
+
+    With --weights, also checks that checkpoint against the model exactly as `compile --weights` would load it
+    (exit 2 with every problem listed when it does not fit)."""
     from rich.console import Console
     from rich.table import Table
 
     from mmspec.api import load_spec, model_summary
+    from mmspec.cli.compile import weights_line
+    from mmspec.spec.budget import budget_from_options
 
-    loaded = load_spec(spec, variant, set_ or ())
-    info = model_summary(loaded)
+    loaded = load_spec(spec, variant, set_ or (), budget_from_options(max_params, max_activation_bytes))
+    info = model_summary(loaded, weights, allow_torch_load)
     if as_json:
         print(json.dumps(info, indent=2))
         return
@@ -30,6 +46,9 @@ def summary(spec: SpecArg, variant: VariantOpt = None, set_: SetOpt = None, as_j
     shape = ", ".join(f"{k}={v}" for k, v in info["flops"]["shape"].items())
     console.print(f"trainable: {info['params']['trainable']:,}; forward FLOPs at {shape}: "
                   f"{info['flops']['forward']:,}", highlight=False)
+    if weights:
+        console.print(f"weights: {weights_line(info['weights'])}; all tensors fit", highlight=False, markup=False,
+                      soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

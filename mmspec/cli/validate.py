@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mmspec.cli._options import SetOpt, VariantOpt
+from mmspec.cli._options import MaxActivationOpt, MaxParamsOpt, SetOpt, VariantOpt
 from mmspec.errors import SpecError, UsageError
 
 
@@ -16,18 +16,24 @@ def validate(
     specs: Annotated[list[Path], typer.Argument(help="Spec files.", metavar="SPEC", show_default=False)],
     variant: VariantOpt = None,
     set_: SetOpt = None,
+    max_params: MaxParamsOpt = None,
+    max_activation_bytes: MaxActivationOpt = None,
 ) -> None:
-    """Check specs without building them: YAML safety, schema, references, shapes.
+    """Check specs without building them: YAML safety, schema, references, shapes, budgets.
 
     Every error of every file is reported as FILE:LINE:COL: error[CODE]: message. Without --variant,
     each of a spec's variants is checked too.
 
     Exit code 2 when any spec is invalid. Never imports torch.
     """
+    from functools import partial
+
     from mmspec.api import load_spec
+    from mmspec.spec.budget import budget_from_options
     from mmspec.spec.loader import parse_sets
 
     parse_sets(set_ or ())  # a malformed --set is one usage error, not one per file
+    load_spec = partial(load_spec, budget=budget_from_options(max_params, max_activation_bytes))
     failed = 0
     for path in specs:
         loaded = _check(load_spec, path, variant, set_ or ())

@@ -17,6 +17,9 @@ class PoolConfig(StrictModel):
     then optionally LayerNorm, a dense layer to `dense` units, and an activation."""
 
     type: Literal["cls", "eos", "mean"]
+    eos_id: Annotated[int, Field(ge=0)] | None = None
+    """`eos` only: pool at the first occurrence of this token id (position 0 when absent), as transformers' CLIP
+    does when its config's eos_token_id is not 2. null: the highest id (original CLIP)."""
     norm: bool = False
     dense: PositiveInt | None = None
     activation: Activation = "identity"
@@ -45,8 +48,14 @@ class StackConfig(StrictModel):
             )
 
 
-def _divisor_near(n: int, k: int) -> int:
-    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - k), d))
+def _divisor_near(n: int, k: int, window: int = 4096) -> int:
+    """The divisor of `n` closest to `k` (the smaller on a tie), searched within `window` of `k` so that a
+    huge width stays instant; 1 when none is that close."""
+    for dist in range(window + 1):
+        for d in (k - dist, k + dist):
+            if 1 <= d <= n and n % d == 0:
+                return d
+    return 1
 
 
 def require(info: TensorInfo | None, port: str, rank: int, what: str) -> TensorInfo:
@@ -55,6 +64,14 @@ def require(info: TensorInfo | None, port: str, rank: int, what: str) -> TensorI
         raise CheckError("input", f"needs a {what} input ({port!r}), but the referenced node does not provide it")
     if info.rank != rank:
         raise CheckError("input", f"needs a {what} (rank {rank}) as {port!r}, got shape {list(info.shape)}")
+    return info
+
+
+def require_float(info: TensorInfo, ref: str, field: str | tuple = "input") -> TensorInfo:
+    """`info`, which a learned layer consumes, must hold features (float), not ids or a mask; else a CheckError."""
+    if not info.dtype.startswith(("float", "bfloat")):
+        raise CheckError(field, f"{ref!r} holds {info.dtype} values (ids or a mask); a learned layer needs float "
+                                f"features: embed the ids first (e.g. a transformer encoder)")
     return info
 
 

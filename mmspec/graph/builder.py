@@ -32,6 +32,8 @@ class MultimodalModel(nn.Module):
         for node in plan.nodes:
             in_bundles = {p: _select(plan.bundles[t], f) for p, (t, f) in node.inputs.items()}
             built[node.name] = node.config.build(in_bundles, ctx)
+            if not node.config.trainable:
+                built[node.name].requires_grad_(False)  # frozen (`trainable: false`): no gradients, no optimizer state
         self.components = nn.ModuleDict({n.name: built[n.name] for n in plan.nodes if n.section != "objectives"})
         self.objectives = nn.ModuleDict({n.name: built[n.name] for n in plan.nodes if n.section == "objectives"})
         self._export_nodes = [n for n in plan.export_nodes if n.section != "objectives"]
@@ -44,6 +46,18 @@ class MultimodalModel(nn.Module):
             args = {port: _select(values[src], fld) for port, (src, fld) in node.inputs.items()}
             values[node.name] = self.components[node.name](args)
         return tuple(values[node][fld] for _, node, fld in self.plan.outputs)
+
+    def node_values(self, inputs: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+        """Bundles of every modality and every component (objectives excluded), by node name: what
+        training needs. `forward` computes only the exported outputs; this computes all nodes."""
+        values: dict[str, dict[str, torch.Tensor]] = {}
+        for gi in self.plan.graph_inputs:
+            values.setdefault(gi.modality, {})[gi.field] = inputs[gi.name]
+        for node in self.plan.nodes:
+            if node.section != "objectives":
+                args = {port: _select(values[src], fld) for port, (src, fld) in node.inputs.items()}
+                values[node.name] = self.components[node.name](args)
+        return values
 
 
 def _select(bundle: dict, fld: str | None) -> dict:

@@ -88,9 +88,12 @@ class Residual(nn.Module):
 class Pool(nn.Module):
     """Sequence [B, S, D] -> vector [B, D'] by cls / eos / mean, then optional LayerNorm, dense, activation."""
 
-    def __init__(self, kind: str, dim: int, norm: bool, eps: float, dense: int | None, act: str):
+    def __init__(
+        self, kind: str, dim: int, norm: bool, eps: float, dense: int | None, act: str, eos_id: int | None = None
+    ):
         super().__init__()
         self.kind = kind
+        self.eos_id = eos_id
         self.norm = nn.LayerNorm(dim, eps=eps) if norm else nn.Identity()
         self.dense = nn.Linear(dim, dense) if dense else nn.Identity()
         self.act = activation(act)
@@ -100,7 +103,11 @@ class Pool(nn.Module):
             pooled = seq[:, 0]  # B,D
         elif self.kind == "eos":
             rows = torch.arange(seq.shape[0], device=seq.device)  # B
-            pooled = seq[rows, ids.argmax(dim=-1)]  # B,D  (CLIP: the highest id is the end-of-text token)
+            if self.eos_id is None:
+                at = ids.argmax(dim=-1)  # B  (original CLIP: the highest id is the end-of-text token)
+            else:
+                at = (ids == self.eos_id).to(torch.int32).argmax(dim=-1)  # B  first eos, 0 when there is none
+            pooled = seq[rows, at]  # B,D
         elif mask is not None:
             keep = mask.type_as(seq).unsqueeze(-1)  # B,S,1
             pooled = (seq * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # B,D

@@ -7,10 +7,21 @@ from torch import nn
 
 
 class TokenEmbedding(nn.Module):
-    """word(ids) + position(0..S-1) [+ segment(ids)] -> optional LayerNorm -> dropout  (BERT, CLIP text)."""
+    """word(ids) [+ segment(ids)] + position(0..S-1) -> optional LayerNorm -> dropout  (BERT, CLIP text)."""
 
-    def __init__(self, vocab: int, dim: int, positions: int, segments: int, norm: bool, eps: float, dropout: float):
+    def __init__(
+        self,
+        vocab: int,
+        dim: int,
+        positions: int,
+        segments: int,
+        norm: bool,
+        eps: float,
+        dropout: float,
+        padding_idx: int | None = None,
+    ):
         super().__init__()
+        self.padding_idx = padding_idx
         self.word = nn.Embedding(vocab, dim)
         self.position = nn.Embedding(positions, dim)
         self.segment = nn.Embedding(segments, dim) if segments else None
@@ -21,10 +32,17 @@ class TokenEmbedding(nn.Module):
                 nn.init.normal_(table.weight, std=0.02)  # BERT/CLIP initialisation scale
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
-        pos = torch.arange(ids.shape[1], device=ids.device)  # S
-        x = self.word(ids) + self.position(pos)[None]  # B,S,D
+        if self.padding_idx is None:
+            pos = torch.arange(ids.shape[1], device=ids.device)  # S
+        else:  # RoBERTa (fairseq make_positions): real tokens count from padding_idx + 1, padding stays put
+            keep = (ids != self.padding_idx).to(ids.dtype)  # B,S
+            pos = torch.cumsum(keep, dim=1) * keep + self.padding_idx  # B,S
+        # Summed in transformers' order (word, segment, position), so imported BERTs match it bit for bit.
+        x = self.word(ids)  # B,S,D
         if self.segment is not None:
             x = x + self.segment(segments if segments is not None else torch.zeros_like(ids))  # B,S,D
+        position = self.position(pos)  # S,D (B,S,D with padding_idx)
+        x = x + (position[None] if self.padding_idx is None else position)  # B,S,D
         return self.dropout(self.norm(x))
 
 

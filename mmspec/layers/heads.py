@@ -46,7 +46,16 @@ class MLPClassifier(nn.Module):
 class TokenClassifierModule(nn.Module):
     """dense -> act -> LN transform, then x W^T + b with W either its own or a tied embedding matrix."""
 
-    def __init__(self, dim: int, classes: int | None, tied: nn.Parameter | None, transform: bool, act: str, eps: float):
+    def __init__(
+        self,
+        dim: int,
+        classes: int | None,
+        tied: nn.Parameter | None,
+        transform: bool,
+        act: str,
+        eps: float,
+        bias: bool = True,
+    ):
         super().__init__()
         self.transform = (
             nn.Sequential(nn.Linear(dim, dim), activation(act), nn.LayerNorm(dim, eps=eps))
@@ -58,7 +67,7 @@ class TokenClassifierModule(nn.Module):
         else:
             self.weight = nn.Parameter(torch.empty(classes, dim))
             nn.init.normal_(self.weight, std=0.02)
-        self.bias = nn.Parameter(torch.zeros(self.weight.shape[0]))
+        self.bias = nn.Parameter(torch.zeros(self.weight.shape[0])) if bias else None
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         h = self.transform(_only(inputs))  # B,S,D

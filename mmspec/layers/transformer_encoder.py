@@ -28,7 +28,9 @@ def make_blocks(cfg, count: int) -> nn.ModuleList:
 
 
 def make_pool(pool, width: int, eps: float) -> Pool | None:
-    return Pool(pool.type, width, pool.norm, eps, pool.dense, pool.activation) if pool else None
+    if not pool:
+        return None
+    return Pool(pool.type, width, pool.norm, eps, pool.dense, pool.activation, pool.eos_id)
 
 
 class TransformerEncoderModule(nn.Module):
@@ -39,7 +41,7 @@ class TransformerEncoderModule(nn.Module):
         e = cfg.embed
         if e.type == "tokens":
             self.embed = TokenEmbedding(
-                modality.vocab_size, cfg.width, e.positions, e.segments, e.norm, cfg.eps, cfg.dropout
+                modality.vocab_size, cfg.width, e.positions, e.segments, e.norm, cfg.eps, cfg.dropout, e.padding_idx
             )
         elif e.type == "patches":
             grid = (modality.height // e.patch_size) * (modality.width // e.patch_size)

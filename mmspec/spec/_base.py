@@ -6,6 +6,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from mmspec.spec.layout import IDENTITY, MMSPEC_LAYOUT, Rule
+
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 """Identifier for specs, modalities, components and axes: lower-case, starts with a letter, <= 64 chars."""
 
@@ -36,6 +38,19 @@ class ComponentConfig(StrictModel):
     """
 
     slot: ClassVar[str] = ""
+    weight_layouts: ClassVar[dict[str, tuple[Rule, ...]]] = {}
+    """Reference implementations' names for this component's tensors (`weights.nodes.NODE.layout`)."""
+
+    def weight_rules(self, layout: str) -> tuple[Rule, ...]:
+        """The rules of `layout` for this config; override where they depend on it (e.g. stage depths)."""
+        return IDENTITY if layout == MMSPEC_LAYOUT else self.weight_layouts[layout]
+
+    trainable: bool = True
+    """false: frozen; the parameters get no gradients and no optimizer state, and the module runs in eval mode
+    while training (a parameter shared with a frozen component is frozen too)."""
+    training_only: bool = False
+    """true: used only while training (projection/predictor heads, discriminators); never exported, and no
+    exported output may depend on it. Objectives are always training-only."""
 
     def references(self) -> dict[str, str]:
         """Port name -> referenced node (or `node.field`)."""

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mmspec.errors import Diagnostic, SpecError, UsageError
+from mmspec.spec.budget import Budget, check_budget
 from mmspec.spec.model import Plan, PlanError, plan
 from mmspec.spec.suggest import did_you_mean, suggestion_text
 from mmspec.spec.yaml_safe import SourceMap, load_yaml_file, parse_scalar_value
@@ -49,8 +50,10 @@ class LoadedSpec:
 
 
 def load_spec(path: str | Path, spec_model: type[BaseModel], variant: str | None = None,
-              sets: typing.Sequence[str] = ()) -> LoadedSpec:
-    """Load, override, validate and plan a spec file; raise SpecError (all problems) or UsageError."""
+              sets: typing.Sequence[str] = (), budget: Budget | None = None) -> LoadedSpec:
+    """Load, override, validate and plan a spec file; raise SpecError (all problems) or UsageError.
+
+    With a `budget`, a planned spec whose estimated parameters or activations exceed it is a `budget` error."""
     file = str(path)
     raw, source = load_yaml_file(path)
     where = _Locator(raw, source)
@@ -81,6 +84,8 @@ def load_spec(path: str | Path, spec_model: type[BaseModel], variant: str | None
             planned = plan(spec)
         except PlanError as e:
             diags += [where.diag(p, code, msg) for p, code, msg in e.problems]
+    if planned is not None and budget is not None:
+        diags += [where.diag(p, "budget", msg, at="key") for p, msg in check_budget(spec, planned, budget)]
     if diags:
         raise SpecError(diags)
     resolved = {k: v for k, v in raw.items() if k != "variants"}

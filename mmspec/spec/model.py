@@ -16,6 +16,7 @@ from mmspec.spec._base import ComponentConfig, Name, Ref, StrictModel
 from mmspec.spec.modality import GraphInput, Modality
 from mmspec.spec.suggest import suggestion_text
 from mmspec.spec.tensors import Bundle, CheckError
+from mmspec.spec.weights import WeightsSpec, check_weights
 
 SECTIONS = ("encoders", "fusion", "heads", "objectives")
 
@@ -40,10 +41,13 @@ class _SpecBase(StrictModel):
     modalities: Annotated[dict[Name, Modality], Field(min_length=1)]
     outputs: list[Ref] | None = None
     """Exported outputs (node or node.field). Default: every field of every head."""
-    seed: Annotated[int, Field(ge=0)] = 0
-    """Seed of the random initialisation (same spec + seed -> identical weights and ONNX bytes)."""
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    """Seed of the random initialisation (same spec + seed -> identical weights and ONNX bytes); below 2**63
+    (torch seeds are 64-bit, and verification cases use seed + 1, seed + 2, ...)."""
     variants: dict[Name, dict[str, Any]] = {}
     """Named override sets: dotted path -> value, applied with --variant."""
+    weights: WeightsSpec | None = None
+    """How `--weights` checkpoints name this model's tensors. Default: mmspec's own names."""
 
 
 def make_spec_model(registry: dict[str, dict[str, type[ComponentConfig]]]) -> type[StrictModel]:
@@ -129,6 +133,7 @@ def plan(spec: Any) -> Plan:
     graph_inputs = [gi for name, m in sorted(spec.modalities.items()) for gi in m.graph_inputs(name)]
     bundles: dict[str, Bundle] = {name: m.bundle(name) for name, m in spec.modalities.items()}
     axes_max = _axes_max(spec)
+    problems += _degenerate_axes(spec, axes_max)
 
     pending = {
         name: (section, cfg)
@@ -153,20 +158,25 @@ def plan(spec: Any) -> Plan:
     nodes: list[Node] = []
     planned: set[str] = set(spec.modalities)
     failed: set[str] = set()
+    # Waves in linear time: a node is ready once every pending node it references is planned or failed;
+    # each wave is handled in name order (a spec with thousands of chained nodes must not take hours).
+    waiting = {n: {r.split(".")[0] for r in cfg.references().values()} & pending.keys()
+               for n, (_, cfg) in pending.items()}
+    users: dict[str, list[str]] = {}
+    for n, deps in waiting.items():
+        for dep in deps:
+            users.setdefault(dep, []).append(n)
+    ready = [n for n, deps in waiting.items() if not deps]
     while pending:
-        ready = [
-            n
-            for n, (_, cfg) in pending.items()
-            if all(
-                r.split(".")[0] in planned | failed or r.split(".")[0] not in owner for r in cfg.references().values()
-            )
-        ]
         if not ready:
-            cycle = sorted(pending)
-            section, _ = pending[cycle[0]]
-            problems.append(((section, cycle[0]), "cycle", f"references form a cycle among: {', '.join(cycle)}"))
+            problems += _cycles(pending, waiting)
             break
-        for name in sorted(ready):
+        wave, ready = sorted(ready), []
+        for name in wave:
+            for user in users.get(name, ()):
+                waiting[user].discard(name)
+                if not waiting[user]:
+                    ready.append(user)
             section, cfg = pending.pop(name)
             refs = cfg.references()
             if any(r.split(".")[0] in failed or r.split(".")[0] not in owner for r in refs.values()):
@@ -185,6 +195,10 @@ def plan(spec: Any) -> Plan:
                         )
                     )
                     ok = False
+                elif not bundles[target]:  # e.g. an objective that only transforms the batch
+                    problems.append(((section, name, *_ref_field(cfg, port)), "unknown-field",
+                                     f"{section}.{name}: {target!r} emits no tensors to read"))
+                    ok = False
                 inputs[port] = (target, fld or None)
             if not ok:
                 failed.add(name)
@@ -200,9 +214,103 @@ def plan(spec: Any) -> Plan:
             planned.add(name)
 
     outputs = _outputs(spec, bundles, owner, problems)
+    problems += _io_name_clashes(spec, graph_inputs, outputs, owner)
+    problems += _training_only_problems(spec, nodes, outputs, owner)
+    problems += check_weights(spec.weights, {n: c for s in SECTIONS for n, c in getattr(spec, s).items()})
     if problems:
         raise PlanError(problems)
     return Plan(graph_inputs, nodes, bundles, outputs, axes_max)
+
+
+def _training_only_problems(spec: Any, nodes: list[Node], outputs: list, owner: dict[str, str]) -> list:
+    """Training-only parts stay out of every export: no exported output may depend on a `training_only`
+    node, only objectives may read an objective's outputs, and objectives need no `training_only` key."""
+    problems: list[tuple[tuple[str | int, ...], str, str]] = []
+    by_name = {n.name: n for n in nodes}
+    for n in nodes:
+        if n.section == "objectives" and "training_only" in n.config.model_fields_set:
+            msg = f"objectives.{n.name}: objectives are always training-only; remove `training_only`"
+            problems.append(((n.section, n.name, "training_only"), "training-only", msg))
+        for port, (src, _) in n.inputs.items() if n.section != "objectives" else ():
+            if owner.get(src) == "objectives":
+                msg = f"{n.section}.{n.name} reads objective {src!r}; only objectives may use an objective's outputs"
+                problems.append(((n.section, n.name, *_ref_field(n.config, port)), "training-only", msg))
+    # first[n]: the first training-only node a depth-first walk up from n meets (last input first), or None;
+    # computed once in plan order, so thousands of chained outputs stay linear.
+    first: dict[str, str | None] = {}
+    for n in nodes:
+        hit = None
+        for src, _ in reversed(list(n.inputs.values())):
+            if src in by_name:
+                hit = src if by_name[src].config.training_only else first.get(src)
+                if hit:
+                    break
+        first[n.name] = hit
+    reported: set[str] = set()
+    for _, out_node, _ in outputs:
+        if out_node in reported:
+            continue
+        reported.add(out_node)
+        name = first.get(out_node)
+        if name:
+            where: tuple[str | int, ...] = (
+                ("outputs", next(i for i, r in enumerate(spec.outputs) if r.split(".")[0] == out_node))
+                if spec.outputs is not None
+                else (owner[out_node], out_node)
+            )
+            msg = (
+                f"exported node {out_node!r} depends on training-only node {name!r}; mark "
+                f"{owner[out_node]}.{out_node} `training_only: true` too, or export something else"
+            )
+            problems.append((where, "training-only", msg))
+    return problems
+
+
+def _cycles(pending: dict[str, tuple[str, Any]], waiting: dict[str, set[str]]) -> list:
+    """One `cycle` problem per reference cycle among the nodes left pending, naming the cycle's members only
+    (not the nodes that merely depend on it). Each stuck node waits on at least one other stuck node."""
+    problems: list[tuple[tuple[str | int, ...], str, str]] = []
+    done: set[str] = set()
+    for start in sorted(pending):
+        path: list[str] = []
+        index: dict[str, int] = {}
+        node = start
+        while node not in done and node not in index:
+            index[node] = len(path)
+            path.append(node)
+            node = min(waiting[node])
+        if node in index:
+            cycle = sorted(path[index[node] :])
+            section, _ = pending[cycle[0]]
+            problems.append(((section, cycle[0]), "cycle", f"references form a cycle among: {', '.join(cycle)}"))
+        done.update(path)
+    return problems
+
+
+def _io_name_clashes(spec: Any, graph_inputs: list[GraphInput], outputs: list, owner: dict[str, str]) -> list:
+    """ONNX graph inputs and outputs share one namespace: `text_mask` is the mask input of modality `text`, so
+    neither a modality nor an exported output may take that name."""
+    problems: list[tuple[tuple[str | int, ...], str, str]] = []
+    taken: dict[str, str] = {}
+    for gi in graph_inputs:
+        if taken.setdefault(gi.name, gi.modality) != gi.modality:
+            problems.append((("modalities", gi.modality), "duplicate-name",
+                             f"modality {gi.modality!r} has the ONNX input name {gi.name!r}, which is already an "
+                             f"input of modality {taken[gi.name]!r}; rename modality {gi.modality!r}"))
+    for onnx_name, node, fld in outputs:
+        if onnx_name in taken:
+            fix = "export a computed tensor instead" if owner[node] == "modalities" else f"rename {owner[node]}.{node}"
+            problems.append((_output_path(spec, owner, node), "duplicate-name",
+                             f"the ONNX output name {onnx_name!r} of {node}.{fld} is already an input of "
+                             f"modality {taken[onnx_name]!r}; {fix}"))
+    return problems
+
+
+def _output_path(spec: Any, owner: dict[str, str], node: str) -> tuple[str | int, ...]:
+    """Where an exported node is named: its `outputs:` entry, else (default outputs) the node itself."""
+    if spec.outputs is not None:
+        return ("outputs", next(i for i, r in enumerate(spec.outputs) if r.split(".")[0] == node))
+    return (owner[node], node)
 
 
 def _select(bundle: Bundle, fld: str | None) -> Bundle:
@@ -210,6 +318,8 @@ def _select(bundle: Bundle, fld: str | None) -> Bundle:
 
 
 def _ref_field(cfg: ComponentConfig, port: str) -> tuple[str | int, ...]:
+    if port in getattr(cfg, "ref_fields", ()):  # one reference per named field (objectives: target, student, ...)
+        return (port,)
     if getattr(cfg, "input", None) is not None:
         return ("input",)
     if not isinstance(getattr(cfg, "inputs", None), list):
@@ -229,11 +339,30 @@ def _axes_max(spec: Any) -> dict[str, int]:
     return out
 
 
+def _degenerate_axes(spec: Any, axes_max: dict[str, int]) -> list:
+    """A named (dynamic) axis must be able to take two sizes; `max_length: 1` makes it a constant."""
+    problems: list[tuple[tuple[str | int, ...], str, str]] = []
+    for name, m in sorted(spec.modalities.items()):
+        for axis_field, max_field in (("length", "max_length"), ("count", "max_count")):
+            axis = getattr(m, axis_field, None)
+            if isinstance(axis, str) and axes_max.get(axis, 2) < 2 and getattr(m, max_field) < 2:
+                problems.append((("modalities", name, max_field), "check",
+                                 f"modalities.{name}: the dynamic axis {axis!r} can only have size 1 ({max_field} "
+                                 f"{getattr(m, max_field)}); raise {max_field}, or write `{axis_field}: 1` for a "
+                                 f"fixed size"))
+    return problems
+
+
 def _outputs(
     spec: Any, bundles: dict[str, Bundle], owner: dict[str, str], problems: list
 ) -> list[tuple[str, str, str]]:
     if spec.outputs is None:
-        refs = [(h, f) for h in sorted(spec.heads) if h in bundles for f in sorted(bundles[h])]
+        refs = [
+            (h, f)
+            for h in sorted(spec.heads)
+            if h in bundles and not spec.heads[h].training_only
+            for f in sorted(bundles[h])
+        ]
     else:
         refs = []
         for i, ref in enumerate(spec.outputs):
@@ -257,6 +386,15 @@ def _outputs(
                     )
                 )
                 continue
+            if owner[node] != "modalities" and getattr(spec, owner[node])[node].training_only:
+                problems.append(
+                    (
+                        ("outputs", i),
+                        "training-only",
+                        f"output {ref!r} names a training-only node ({owner[node]}.{node} has `training_only: true`)",
+                    )
+                )
+                continue
             fields = [fld] if fld else sorted(bundles[node])
             for f in fields:
                 if f not in bundles[node]:
@@ -270,12 +408,17 @@ def _outputs(
                     )
                 else:
                     refs.append((node, f))
-    out, seen = [], set()
+    out, seen = [], {}
     for node, f in refs:
         onnx_name = node if len(bundles[node]) == 1 else f"{node}_{f}"
         if onnx_name not in seen:
-            seen.add(onnx_name)
+            seen[onnx_name] = (node, f)
             out.append((onnx_name, node, f))
+        elif seen[onnx_name] != (node, f):  # `a_b` (one field) and field `b` of `a` would be one ONNX output
+            other = ".".join(seen[onnx_name])
+            problems.append((_output_path(spec, owner, node), "duplicate-name",
+                             f"the ONNX output name {onnx_name!r} of {node}.{f} is already the name of output "
+                             f"{other}; rename {owner[node]}.{node}"))
     if not out and not problems:
         problems.append((("outputs",), "no-outputs", "the spec exports nothing: declare `heads:` or `outputs:`"))
     return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
@@ -98,9 +97,7 @@ def test_long_scalar_too_many_nodes_and_huge_int():
     assert load_yaml_text("a: " + "x" * MAX_SCALAR_CHARS)[0]["a"] == "x" * MAX_SCALAR_CHARS
     assert one_error("a: " + "x" * (MAX_SCALAR_CHARS + 1))[:3] == ("too-large", 1, 4)
     assert one_error("a: 1\nb: " + "9" * 5000) == ("too-large", 2, 4, "integer literal too long")
-    start = time.perf_counter()
     code, line, col, message = one_error("a: [" + "1," * MAX_NODES + "]")
-    assert time.perf_counter() - start < 2
     # node MAX_NODES + 1 is the list item at index MAX_NODES - 3 (mapping, key and list come first)
     assert (code, line, col) == ("too-large", 1, 5 + 2 * (MAX_NODES - 3))
     assert str(MAX_NODES) in message
@@ -193,13 +190,11 @@ def test_anchors_aliases_and_merge_keys(loader):
     assert load_yaml_text('"<<": 1\n')[0] == {"<<": 1}  # a quoted '<<' is just a string
 
 
-def test_alias_bomb_rejected_fast(loader):
+def test_alias_bomb_rejected_without_expansion(loader):
     lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for i in range(1, 10):
         lines.append(f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 10) + "]")
-    start = time.perf_counter()
-    found = errors("\n".join(lines) + "\n")
-    assert time.perf_counter() - start < 0.5
+    found = errors("\n".join(lines) + "\n")  # one error per anchor/alias event: nothing is expanded
     assert len(found) == 10 + 9 * 10 and {code for code, _, _ in found} == {"yaml-alias"}
 
 

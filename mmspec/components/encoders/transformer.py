@@ -9,6 +9,7 @@ from pydantic import Field
 from mmspec.components._common import PoolConfig, StackConfig, pooled_width, require
 from mmspec.registry import register
 from mmspec.spec._base import ComponentConfig, PositiveInt, Ref, StrictModel
+from mmspec.spec.layout import Rule
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 
@@ -21,6 +22,9 @@ class TokensEmbed(StrictModel):
     segments: Annotated[int, Field(ge=0)] = 0
     """Segment (token-type) table size; BERT has 2 even when no segment ids are fed."""
     norm: bool = True
+    padding_idx: Annotated[int, Field(ge=0)] | None = None
+    """RoBERTa's positions: tokens other than this id count from padding_idx + 1, padding tokens sit at
+    position padding_idx. null: positions 0..S-1."""
 
 
 class PatchesEmbed(StrictModel):
@@ -43,6 +47,66 @@ Embed = Annotated[TokensEmbed | PatchesEmbed | RegionsEmbed, Field(discriminator
 _MODALITY_FIELD = {"tokens": "ids", "patches": "pixels", "regions": "features"}
 
 
+def _layer(block: str, q: str, k: str, v: str, out: str, norm1: str, fc1: str, fc2: str, norm2: str) -> tuple:
+    """Rules for one family's layer `block.{i}`: its names for attention, the two norms and the MLP."""
+    names = {q: "attn.q", k: "attn.k", v: "attn.v", out: "attn.out", norm1: "attn_res.norm", fc1: "ffn.fc1",
+             fc2: "ffn.fc2", norm2: "ffn_res.norm"}
+    return tuple(Rule(f"{block}.{{i}}.{theirs}.{{p}}", f"layers.{{i}}.{ours}.{{p}}") for theirs, ours in names.items())
+
+
+_HF_BERT = (  # transformers BertModel, RobertaModel, Data2VecTextModel (post-norm)
+    Rule("embeddings.word_embeddings.weight", "embed.word.weight"),
+    Rule("embeddings.position_embeddings.weight", "embed.position.weight"),
+    Rule("embeddings.token_type_embeddings.weight", "embed.segment.weight"),
+    Rule("embeddings.LayerNorm.{p}", "embed.norm.{p}"),
+    Rule("embeddings.position_ids", None),
+    Rule("embeddings.token_type_ids", None),
+    *_layer("encoder.layer", "attention.self.query", "attention.self.key", "attention.self.value",
+            "attention.output.dense", "attention.output.LayerNorm", "intermediate.dense", "output.dense",
+            "output.LayerNorm"),
+    Rule("pooler.dense.{p}", "pool.dense.{p}"),
+)
+_HF_VIT = (  # transformers ViTModel (pre-norm, final LayerNorm)
+    Rule("embeddings.cls_token", "embed.cls", squeeze=True),
+    Rule("embeddings.position_embeddings", "embed.position", squeeze=True),
+    Rule("embeddings.patch_embeddings.projection.{p}", "embed.proj.{p}"),
+    *_layer("encoder.layer", "attention.attention.query", "attention.attention.key", "attention.attention.value",
+            "attention.output.dense", "layernorm_before", "intermediate.dense", "output.dense", "layernorm_after"),
+    Rule("layernorm.{p}", "final_norm.{p}"),
+    Rule("pooler.dense.{p}", "pool.dense.{p}"),
+)
+_HF_CLIP = (  # transformers CLIPTextTransformer and CLIPVisionTransformer
+    Rule("embeddings.token_embedding.weight", "embed.word.weight"),
+    Rule("embeddings.class_embedding", "embed.cls"),
+    Rule("embeddings.patch_embedding.{p}", "embed.proj.{p}"),
+    Rule("embeddings.position_embedding.weight", "embed.position.weight"),  # text: an nn.Embedding
+    Rule("embeddings.position_embedding.weight", "embed.position"),  # vision: a parameter
+    Rule("embeddings.position_ids", None),
+    Rule("pre_layrnorm.{p}", "embed.norm.{p}"),
+    *_layer("encoder.layers", "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj",
+            "layer_norm1", "mlp.fc1", "mlp.fc2", "layer_norm2"),
+    Rule("final_layer_norm.{p}", "final_norm.{p}"),
+    Rule("post_layernorm.{p}", "pool.norm.{p}"),
+)
+_HF_GPT2 = (  # transformers GPT2Model: Conv1D weights are stored [in, out]; c_attn holds q, k and v
+    Rule("wte.weight", "embed.word.weight"),
+    Rule("wpe.weight", "embed.position.weight"),
+    Rule("h.{i}.ln_1.{p}", "layers.{i}.attn_res.norm.{p}"),
+    Rule("h.{i}.attn.c_attn.weight", tuple(f"layers.{{i}}.attn.{x}.weight" for x in "qkv"), transpose=True),
+    Rule("h.{i}.attn.c_attn.bias", tuple(f"layers.{{i}}.attn.{x}.bias" for x in "qkv")),
+    Rule("h.{i}.attn.c_proj.weight", "layers.{i}.attn.out.weight", transpose=True),
+    Rule("h.{i}.attn.c_proj.bias", "layers.{i}.attn.out.bias"),
+    Rule("h.{i}.attn.bias", None),
+    Rule("h.{i}.attn.masked_bias", None),
+    Rule("h.{i}.ln_2.{p}", "layers.{i}.ffn_res.norm.{p}"),
+    Rule("h.{i}.mlp.c_fc.weight", "layers.{i}.ffn.fc1.weight", transpose=True),
+    Rule("h.{i}.mlp.c_fc.bias", "layers.{i}.ffn.fc1.bias"),
+    Rule("h.{i}.mlp.c_proj.weight", "layers.{i}.ffn.fc2.weight", transpose=True),
+    Rule("h.{i}.mlp.c_proj.bias", "layers.{i}.ffn.fc2.bias"),
+    Rule("ln_f.{p}", "final_norm.{p}"),
+)
+
+
 @register("encoders", notes="layers may be 0 (embeddings only, e.g. streams that a fusion continues)")
 class TransformerEncoder(StackConfig, ComponentConfig):
     """Transformer encoder: an embedding, `layers` blocks, optional final LayerNorm and pooling.
@@ -59,6 +123,8 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     """LayerNorm on the whole output sequence (CLIP text)."""
     pool: PoolConfig | None = None
 
+    weight_layouts = {"bert": _HF_BERT, "vit": _HF_VIT, "clip": _HF_CLIP, "gpt2": _HF_GPT2}
+
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         bundle = inputs["input"]
         self.check_heads()
@@ -72,11 +138,13 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         if isinstance(self.embed, TokensEmbed):
             modality = ctx.spec.modalities[self.input.split(".")[0]]
             longest = modality.max_length if isinstance(src.shape[1], str) else src.shape[1]
-            if longest > self.embed.positions:
+            offset = 0 if self.embed.padding_idx is None else self.embed.padding_idx + 1
+            if longest + offset > self.embed.positions:
+                shifted = f" plus the offset padding_idx + 1 = {offset}" if offset else ""
                 raise CheckError(
                     ("embed", "positions"),
                     f"embed.positions {self.embed.positions} is shorter than the input's length "
-                    f"{longest} (modality {self.input!r} max_length); raise positions or lower max_length",
+                    f"{longest} (modality {self.input!r} max_length){shifted}; raise positions or lower max_length",
                 )
             if "segments" in bundle and modality.segments != self.embed.segments:
                 raise CheckError(
@@ -101,12 +169,35 @@ class TransformerEncoder(StackConfig, ComponentConfig):
                 ("pool", "type"),
                 f"pool.type 'eos' needs token ids; use 'cls' or 'mean' for embed type {self.embed.type!r}",
             )
+        if self.pool and self.pool.eos_id is not None and self.pool.type != "eos":
+            raise CheckError(("pool", "eos_id"), f"pool.eos_id applies to pool.type 'eos', not {self.pool.type!r}")
         out: Bundle = {"sequence": TensorInfo((batch, length, self.width))}
         if "mask" in bundle:
             out["mask"] = bundle["mask"]
         if self.pool:
             out["pooled"] = TensorInfo((batch, pooled_width(self.pool, self.width)))
         return out
+
+    def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
+        """Parameters `build` will allocate, by formula (budgets before allocation; mmspec.spec.budget)."""
+        from mmspec.components import _params as P
+
+        m, w, e = ctx.spec.modalities[self.input.split(".")[0]], self.width, self.embed
+        if isinstance(e, TokensEmbed):
+            embed = (m.vocab_size + e.positions + e.segments) * w + (P.layer_norm(w) if e.norm else 0)
+        elif isinstance(e, PatchesEmbed):
+            grid = (m.height // e.patch_size) * (m.width // e.patch_size) + int(e.class_token)
+            embed = (m.channels * e.patch_size**2 + int(e.bias) + int(e.class_token) + grid) * w
+            embed += P.layer_norm(w) if e.norm else 0
+        else:
+            embed = P.linear(m.dim, w) + (P.linear(m.boxes, w) if m.boxes else 0) + P.layer_norm(w)
+        final = P.layer_norm(w) if self.final_norm else 0
+        return embed + P.stack(self) + final + P.pool(self.pool, w)
+
+    def internal_shapes(self, inputs: dict[str, Bundle], ctx) -> list[tuple]:
+        """The largest intermediates of one layer: attention scores and the feed-forward hidden layer."""
+        batch, length, _ = self.infer(inputs, ctx)["sequence"].shape
+        return [(batch, self.heads, length, length), (batch, length, self.ffn)] if self.layers else []
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.layers.transformer_encoder import TransformerEncoderModule

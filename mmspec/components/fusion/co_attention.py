@@ -86,6 +86,25 @@ class CoAttentionFusion(ComponentConfig):
             raise CheckError(("co", "heads"), f"co.width {self.co.width} is not divisible by co.heads {self.co.heads}")
         return out
 
+    def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
+        """Parameters `build` will allocate, by formula (budgets before allocation; mmspec.spec.budget)."""
+        from mmspec.components import _params as P
+
+        t, v, co = self.text, self.vision, self.co
+        cross = P.attention(v.width, t.width, co.width, v.width) + P.attention(t.width, v.width, co.width, t.width)
+        ffns = P.feed_forward(v.width, v.ffn) + P.feed_forward(t.width, t.ffn)
+        per_block = cross + ffns + 2 * P.layer_norm(v.width) + 2 * P.layer_norm(t.width)
+        pools = P.pool(self.text_pool, t.width) + P.pool(self.vision_pool, v.width)
+        return P.stack(t) + P.stack(v) + len(co.text_layers) * per_block + pools
+
+    def internal_shapes(self, inputs: dict[str, Bundle], ctx) -> list[tuple]:
+        """Attention scores of both streams and of the two cross-attentions, and the feed-forward layers."""
+        batch, st, _ = inputs["text"]["sequence"].shape
+        sv = inputs["vision"]["sequence"].shape[1]
+        t, v, co = self.text, self.vision, self.co
+        return [(batch, t.heads, st, st), (batch, v.heads, sv, sv), (batch, co.heads, st, sv),
+                (batch, co.heads, sv, st), (batch, st, t.ffn), (batch, sv, v.ffn)]
+
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.layers.co_attention import CoAttentionModule
 

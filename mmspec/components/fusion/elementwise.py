@@ -42,6 +42,9 @@ class ElementwiseFusion(ComponentConfig):
                 )
         return {"fused": tensors[0]}
 
+    def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
+        return 0
+
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.layers.fusion import Elementwise
 
@@ -66,6 +69,9 @@ class ConcatFusion(ComponentConfig):
                     f"{list(lead)} and a fixed last axis",
                 )
         return {"fused": tensors[0].with_shape(*lead, sum(t.width for t in tensors))}
+
+    def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
+        return 0
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.layers.fusion import Concat

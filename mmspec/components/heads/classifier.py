@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from mmspec.components._common import Activation
+from mmspec.components._common import Activation, require_float
 from mmspec.registry import register
 from mmspec.spec._base import ComponentConfig, Name, PositiveFloat, PositiveInt, Probability, Ref
+from mmspec.spec.layout import Rule
 from mmspec.spec.suggest import suggestion_text
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
@@ -17,7 +18,7 @@ def _one(inputs: dict[str, Bundle], ref: str) -> TensorInfo:
         raise CheckError(
             "input", f"{ref!r} emits {sorted(bundle)}; reference one of them, e.g. '{ref}.{sorted(bundle)[-1]}'"
         )
-    return next(iter(bundle.values()))
+    return require_float(next(iter(bundle.values())), ref)
 
 
 @register("heads")
@@ -36,6 +37,8 @@ class Classifier(ComponentConfig):
     dropout: Probability = 0.0
     eps: PositiveFloat = 1e-12
 
+    weight_layouts = {"linear": (Rule("{p}", "mlp.0.{p}"),)}  # one nn.Linear (a classifier without `hidden`)
+
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         x = _one(inputs, self.input)
         if x.rank != 2 or not isinstance(x.width, int):
@@ -45,6 +48,16 @@ class Classifier(ComponentConfig):
                 f"{list(x.shape)}; pool the sequence first (encoder `pool:`)",
             )
         return {"logits": TensorInfo((x.shape[0], self.num_classes))}
+
+    def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
+        """Parameters `build` will allocate, by formula (budgets before allocation; mmspec.spec.budget)."""
+        from mmspec.components._params import layer_norm, linear
+
+        total, dim = 0, _one(inputs, self.input).width
+        for width in self.hidden:
+            total += linear(dim, width) + (layer_norm(width) if self.norm else 0)
+            dim = width
+        return total + linear(dim, self.num_classes)
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.layers.heads import MLPClassifier
@@ -74,6 +87,24 @@ class TokenClassifier(ComponentConfig):
     transform: bool = True
     activation: Activation = "gelu"
     eps: PositiveFloat = 1e-12
+    bias: bool = True
+    """A per-class output bias (BERT's MLM head has one, GPT-2's LM head has none)."""
+
+    weight_layouts = {
+        "bert_lm_head": (  # transformers BertLMPredictionHead (cls.predictions)
+            Rule("transform.dense.{p}", "transform.0.{p}"),
+            Rule("transform.LayerNorm.{p}", "transform.2.{p}"),
+            Rule("decoder.{p}", "{p}"),
+            Rule("bias", "bias"),
+        ),
+        "roberta_lm_head": (  # transformers RobertaLMHead (lm_head)
+            Rule("dense.{p}", "transform.0.{p}"),
+            Rule("layer_norm.{p}", "transform.2.{p}"),
+            Rule("decoder.{p}", "{p}"),
+            Rule("bias", "bias"),
+        ),
+        "linear": (Rule("{p}", "{p}"),),  # a bare decoder (GPT-2's lm_head)
+    }
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         x = _one(inputs, self.input)
@@ -105,9 +136,19 @@ class TokenClassifier(ComponentConfig):
             classes = ctx.spec.modalities[enc.input.split(".")[0]].vocab_size
         return {"logits": TensorInfo((*x.shape[:2], classes))}
 
+    def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
+        """Parameters `build` will allocate (a tied decoder matrix belongs to its encoder)."""
+        from mmspec.components._params import layer_norm, linear
+
+        width, classes = _one(inputs, self.input).width, self.infer(inputs, ctx)["logits"].shape[-1]
+        transform = linear(width, width) + layer_norm(width) if self.transform else 0
+        return transform + (0 if self.tie_to else classes * width) + (classes if self.bias else 0)
+
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.layers.heads import TokenClassifierModule
 
         width = _one(inputs, self.input).width
         tied = ctx.modules[self.tie_to].embed.word.weight if self.tie_to else None
-        return TokenClassifierModule(width, self.num_classes, tied, self.transform, self.activation, self.eps)
+        return TokenClassifierModule(
+            width, self.num_classes, tied, self.transform, self.activation, self.eps, self.bias
+        )

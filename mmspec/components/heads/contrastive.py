@@ -7,8 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
+from mmspec.components._common import require_float
 from mmspec.registry import register
 from mmspec.spec._base import ComponentConfig, Name, PositiveFloat, PositiveInt, Ref
+from mmspec.spec.layout import Rule
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 
@@ -20,7 +22,7 @@ def _vector(bundle: Bundle, ref: str, field: str | tuple = "input") -> TensorInf
     x = next(iter(bundle.values()))
     if x.rank != 2:
         raise CheckError(field, f"{ref!r} has shape {list(x.shape)}; a vector [batch, D] is needed")
-    return x
+    return require_float(x, ref, field)
 
 
 @register("heads")
@@ -32,9 +34,15 @@ class Projection(ComponentConfig):
     dim: PositiveInt
     bias: bool = False
 
+    weight_layouts = {"linear": (Rule("{p}", "inner.{p}"),)}  # one nn.Linear (CLIP's text/visual_projection)
+
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         x = _vector(inputs["input"], self.input)
         return {"embedding": TensorInfo((x.shape[0], self.dim))}
+
+    def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
+        """Parameters `build` will allocate, by formula (budgets before allocation; mmspec.spec.budget)."""
+        return _vector(inputs["input"], self.input).width * self.dim + (self.dim if self.bias else 0)
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from torch import nn
@@ -57,6 +65,8 @@ class Contrastive(ComponentConfig):
     logit_scale_init: PositiveFloat = math.log(1 / 0.07)
     """Initial log of the inverse temperature (CLIP: ln(1/0.07) = 2.6592)."""
 
+    weight_layouts = {"clip": (Rule("logit_scale", "logit_scale"),)}  # transformers CLIPModel
+
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         (a, ta), (b, tb) = [(p, _vector(bundle, self.inputs[p], ("inputs", p))) for p, bundle in inputs.items()]
         if ta.width != tb.width:
@@ -71,6 +81,9 @@ class Contrastive(ComponentConfig):
             f"{a}_embeds": ta,
             f"{b}_embeds": tb,
         }
+
+    def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
+        return 1  # the learned temperature
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.layers.heads import ContrastiveModule

@@ -1,0 +1,41 @@
+"""`mmspec import hf DIR -o SPEC`: write a spec from a Hugging Face checkpoint's config.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import_app = typer.Typer(
+    name="import", no_args_is_help=True, help="Write an mmspec spec from another framework's model configuration."
+)
+
+
+@import_app.command("hf")
+def import_hf(
+    path: Annotated[
+        Path,
+        typer.Argument(help="Checkpoint directory (or its config.json).", metavar="DIR", show_default=False),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="SPEC", help="Spec file to write.")],
+    name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="The spec's name (default: from the directory name).")
+    ] = None,
+) -> None:
+    """Write SPEC from DIR/config.json (BERT, RoBERTa, XLM-R, data2vec-text, GPT-2, ViT, CLIP, ResNet).
+
+    The spec's `weights:` section names the checkpoint's tensors, so `mmspec compile SPEC --weights DIR`
+    loads them. An unsupported model_type, architecture or option exits 2 and says which.
+    """
+    from mmspec.importers.hf import import_hf as _import_hf
+    from mmspec.importers.hf import write_spec
+
+    tree, arch = _import_hf(path, name)
+    write_spec(tree, out)
+    typer.echo(f"wrote {out} (transformers.{arch}); load its weights with: mmspec compile {out} --weights {path}",
+               err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(import_app)

@@ -1,0 +1,1 @@
+"""Specs written from other frameworks' model configurations (`mmspec import`)."""

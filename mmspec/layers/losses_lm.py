@@ -1,0 +1,174 @@
+"""Language and alignment objectives with their masking generators: masked LM (BERT 80/10/10), masked-region
+KL (ViLBERT), image-text alignment with mismatched negatives, autoregressive LM with loss masks and
+per-segment weights, T5 span corruption. Token-level means divide by the global count (see distributed.py)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mmspec.layers.distributed import global_mean
+from mmspec.layers.losses import CrossEntropyLoss
+from mmspec.layers.masking import bernoulli, bert_mask, t5_corrupt, t5_noise_mask
+from mmspec.layers.objective import Batch, ObjectiveModule, one
+
+
+def token_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over positions whose label is not -100, across all processes. logits [..., V]."""
+    total = F.cross_entropy(logits.flatten(0, -2), labels.flatten(), ignore_index=-100, reduction="sum")
+    return global_mean(total, (labels != -100).sum())
+
+
+class MaskedLM(ObjectiveModule):
+    """BERT masked LM: `corrupt` masks the token ids (80/10/10); the loss is CE at the chosen positions."""
+
+    def __init__(
+        self, ids: str, mask: str | None, prob: float, mask_token: int, vocab: int, random_prob: float, keep_prob: float
+    ):
+        super().__init__()
+        self.ids, self.mask, self.prob, self.mask_token, self.vocab = ids, mask, prob, mask_token, vocab
+        self.random_prob, self.keep_prob = random_prob, keep_prob
+
+    def corrupt(self, batch: Batch, g: torch.Generator) -> dict[str, torch.Tensor]:
+        ids = batch.inputs[self.ids]  # B,S
+        valid = batch.inputs[self.mask] if self.mask else torch.ones_like(ids)
+        batch.inputs[self.ids], labels = bert_mask(
+            ids, valid, self.prob, self.mask_token, self.vocab, g, self.random_prob, self.keep_prob
+        )
+        return {"labels": labels}  # B,S
+
+    def forward(self, args, targets):
+        return token_ce(args["input"]["logits"], targets["labels"])  # logits B,S,V
+
+
+class MaskedRegionKL(ObjectiveModule):
+    """ViLBERT masked multimodal modelling on regions: `prob` of the valid regions are chosen, `zero_prob` of
+    those get zero features; the loss is KL(detector distribution || predicted) averaged over chosen regions."""
+
+    def __init__(self, features: str, mask: str | None, prob: float, zero_prob: float):
+        super().__init__()
+        self.features, self.mask, self.prob, self.zero_prob = features, mask, prob, zero_prob
+
+    def corrupt(self, batch: Batch, g: torch.Generator) -> dict[str, torch.Tensor]:
+        x = batch.inputs[self.features]  # B,R,F
+        chosen = bernoulli(x.shape[:2], self.prob, g)  # B,R
+        if self.mask:
+            chosen &= batch.inputs[self.mask].bool()
+        zero = chosen & bernoulli(x.shape[:2], self.zero_prob, g)
+        batch.inputs[self.features] = x.masked_fill(zero[..., None], 0.0)
+        return {"masked": chosen}
+
+    def forward(self, args, targets):
+        p = targets["distribution"]  # B,R,C
+        logq = F.log_softmax(args["input"]["logits"], dim=-1)  # B,R,C
+        kl = (torch.xlogy(p, p) - p * logq).sum(-1)  # B,R
+        masked = targets["masked"].to(kl.dtype)
+        return global_mean((kl * masked).sum(), masked.sum())
+
+
+class Alignment(CrossEntropyLoss):
+    """Image-text alignment (ITM, ViLBERT/LXMERT): with probability `prob` an example's `names` inputs (one
+    modality) are replaced by another example's; the head predicts 1 = matched, 0 = mismatched."""
+
+    def __init__(self, names: list[str], prob: float):
+        super().__init__()
+        self.names, self.prob = names, prob
+
+    def corrupt(self, batch: Batch, g: torch.Generator) -> dict[str, torch.Tensor]:
+        b = batch.size
+        negative = bernoulli((b,), self.prob, g) if b > 1 else torch.zeros(b, dtype=torch.bool)
+        shift = torch.randint(1, max(b, 2), (b,), generator=g)  # another row, never the same one
+        source = torch.where(negative, (torch.arange(b) + shift) % b, torch.arange(b))  # B
+        for name in self.names:
+            batch.inputs[name] = batch.inputs[name][source]
+        return {"labels": (~negative).long()}  # B
+
+
+class AutoregressiveLM(ObjectiveModule):
+    """Next-token CE: logits at position t predict token t+1 of args["tokens"] (the modality as given). A
+    position counts when the next token is not padding and, with a loss mask, when targets["loss_mask"]
+    marks it. With `segment_weights`, the loss is sum_k w_k * (mean CE over the target tokens of segment k)
+    (DALL-E: 1/8 text, 7/8 image; Flamingo: one weight per dataset)."""
+
+    def __init__(self, segment_weights: list[float] | None, loss_mask: bool):
+        super().__init__()
+        self.weights, self.loss_mask = segment_weights, loss_mask
+
+    def forward(self, args, targets):
+        logits = args["input"]["logits"][:, :-1]  # B,S-1,V
+        tokens = args["tokens"]
+        nxt = tokens["ids"][:, 1:]  # B,S-1
+        valid = torch.ones_like(nxt, dtype=torch.bool)
+        if "mask" in tokens:
+            valid &= tokens["mask"][:, 1:].bool()
+        if self.loss_mask:
+            valid &= targets["loss_mask"][:, 1:].bool()
+        ce = F.cross_entropy(logits.flatten(0, 1), nxt.flatten(), reduction="none").view_as(nxt)  # B,S-1
+        if not self.weights:
+            return global_mean((ce * valid).sum(), valid.sum())
+        seg = tokens["segments"][:, 1:]  # B,S-1
+        return sum(
+            w * global_mean((ce * (valid & (seg == k))).sum(), (valid & (seg == k)).sum())
+            for k, w in enumerate(self.weights)
+        )
+
+
+class SpanCorruption(ObjectiveModule):
+    """T5 span corruption: noise spans of the source are replaced by sentinels (ids first_sentinel, one less
+    each); the decoder modality receives the target shifted right after `decoder_start`, and the loss is CE
+    of the decoder logits against the target (noise spans after their sentinels, then a final sentinel).
+    Sequences are padded with `pad` (and their masks with 0); a target longer than the decoder is cut."""
+
+    def __init__(
+        self,
+        src: str,
+        src_mask: str | None,
+        dec: str,
+        dec_mask: str | None,
+        density: float,
+        mean_span: float,
+        first_sentinel: int,
+        pad: int,
+        decoder_start: int,
+    ):
+        super().__init__()
+        self.src, self.src_mask, self.dec, self.dec_mask = src, src_mask, dec, dec_mask
+        self.density, self.mean_span, self.first, self.pad, self.start = (
+            density,
+            mean_span,
+            first_sentinel,
+            pad,
+            decoder_start,
+        )
+
+    def corrupt(self, batch: Batch, g: torch.Generator) -> dict[str, torch.Tensor]:
+        ids = batch.inputs[self.src]  # B,S
+        valid = batch.inputs[self.src_mask].bool() if self.src_mask else torch.ones_like(ids, dtype=torch.bool)
+        t = batch.inputs[self.dec].shape[1]
+        enc = torch.full_like(ids, self.pad)
+        enc_mask = torch.zeros_like(ids)
+        dec = torch.full((ids.shape[0], t), self.pad, dtype=ids.dtype)
+        dec_mask = torch.zeros_like(dec)
+        labels = torch.full_like(dec, -100)
+        for row in range(ids.shape[0]):
+            tokens = ids[row][valid[row]]
+            if tokens.numel() < 2:
+                enc[row, : tokens.numel()], enc_mask[row, : tokens.numel()] = tokens, 1
+                continue
+            source, target = t5_corrupt(
+                tokens, t5_noise_mask(tokens.numel(), self.density, self.mean_span, g), self.first
+            )
+            enc[row, : source.numel()], enc_mask[row, : source.numel()] = source, 1
+            target = target[:t]
+            labels[row, : target.numel()] = target
+            shifted = torch.cat([torch.tensor([self.start]), target[:-1]])
+            dec[row, : shifted.numel()], dec_mask[row, : shifted.numel()] = shifted, 1
+        batch.inputs[self.src], batch.inputs[self.dec] = enc, dec
+        if self.src_mask:
+            batch.inputs[self.src_mask] = enc_mask
+        if self.dec_mask:
+            batch.inputs[self.dec_mask] = dec_mask
+        return {"labels": labels}  # B,T
+
+    def forward(self, args, targets):
+        return token_ce(one(args["input"], "logits"), targets["labels"])

@@ -1,0 +1,217 @@
+"""The training loop of `mmspec fit`.
+
+One step on the global batch (the same on every process, drawn from one seed):
+  views -> corrupt (student inputs, derived targets) -> this process's rows -> for each update group, in file
+  order: forward of every node, the group's objectives, weighted sum, backward, optimizer step -> after-step
+  hooks (EMA teachers, temperature clamps).
+An update group is the objectives with one `updates:` list (GAN: discriminator, then generator); the default
+group updates every trainable parameter. Frozen components (`trainable: false`) have no gradients, no
+optimizer state, and run in eval mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from mmspec.errors import UsageError
+from mmspec.layers import distributed as mdist
+from mmspec.layers.objective import Batch, StepContext
+from mmspec.spec.loader import LoadedSpec
+
+
+@dataclass
+class Group:
+    """Objectives that share one optimizer step."""
+
+    key: tuple[str, ...] | None
+    losses: list[str]
+    needed: list[str]
+    """Objectives to run: the group's losses and the objectives they read (teachers), in plan order."""
+    params: list[nn.Parameter] = field(default_factory=list)
+
+
+class TrainStep(nn.Module):
+    """forward(student inputs, clean inputs, targets, group) -> {objective: loss}: one training forward pass.
+    A module, so that DDP/FSDP can wrap it."""
+
+    def __init__(self, model, groups: list[Group]):
+        super().__init__()
+        self.model = model
+        self.groups = groups
+
+    def forward(
+        self,
+        student: dict[str, torch.Tensor],
+        clean: dict[str, torch.Tensor],
+        targets: dict[str, dict[str, torch.Tensor]],
+        group: int,
+    ) -> dict[str, torch.Tensor]:
+        plan = self.model.plan
+        values = self.model.node_values(student)
+        for gi in plan.graph_inputs:  # objectives read the modalities as they were before corruption
+            values[gi.modality] = {**values.get(gi.modality, {}), gi.field: clean[gi.name]}
+        losses: dict[str, torch.Tensor] = {}
+        wanted = self.groups[group]
+        for node in plan.nodes:
+            if node.name not in wanted.needed:
+                continue
+            args = {p: values[s] if f is None else {f: values[s][f]} for p, (s, f) in node.inputs.items()}
+            ctx = StepContext(args, targets.get(node.name, {}), clean, student)
+            result = self.model.objectives[node.name].run(ctx)
+            if node.name in wanted.losses:
+                losses[node.name] = result
+            else:
+                values[node.name] = result
+        return losses
+
+
+def group_params(model, key: tuple[str, ...] | None) -> list[nn.Parameter]:
+    """Trainable parameters of the nodes in `key` (every trainable parameter for None), each once."""
+    if key is None:
+        modules = [model]
+    else:
+        modules = [model.components[n] if n in model.components else model.objectives[n] for n in key]
+    params = {id(p): p for m in modules for p in m.parameters() if p.requires_grad}
+    return list(params.values())
+
+
+def make_groups(loaded: LoadedSpec, model) -> list[Group]:
+    plan = loaded.plan
+    objectives = [n for n in plan.nodes if n.section == "objectives"]
+    loss_names = [n.name for n in objectives if "loss" in plan.bundles[n.name]]
+    keys: dict[tuple[str, ...] | None, list[str]] = {}
+    for name, cfg in loaded.spec.objectives.items():  # file order
+        if name in loss_names:
+            keys.setdefault(tuple(cfg.updates) if cfg.updates else None, []).append(name)
+    deps = {n.name: {s for s, _ in n.inputs.values()} for n in objectives}
+    groups = []
+    for key, names in keys.items():
+        needed, stack = set(), list(names)
+        while stack:
+            name = stack.pop()
+            if name in deps and name not in needed:
+                needed.add(name)
+                stack.extend(deps[name])
+        groups.append(Group(key, names, [n.name for n in objectives if n.name in needed]))
+    for g in groups:
+        g.params = group_params(model, g.key)
+        if not g.params:
+            raise UsageError(
+                f"objectives {', '.join(g.losses)} update no trainable parameter "
+                f"({'updates: ' + ', '.join(g.key) if g.key else 'everything is frozen'})"
+            )
+    return groups
+
+
+@dataclass
+class History:
+    """What `mmspec fit --json` writes: the weighted total per step and each objective's (unweighted) loss."""
+
+    steps: int = 0
+    losses: list[float] = field(default_factory=list)
+    objectives: dict[str, list[float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"steps": self.steps, "losses": self.losses, "objectives": self.objectives}
+
+
+class Trainer:
+    """Builds the training state of a loaded spec and runs steps. `strategy`: none, ddp or fsdp (the last two
+    need torch.distributed to be initialised, as torchrun does). Optimizer: AdamW, one per update group."""
+
+    def __init__(
+        self, loaded: LoadedSpec, lr: float = 3e-3, device: str = "cpu", strategy: str = "none", resample: bool = False
+    ):
+        from mmspec.api import build
+
+        self.loaded = loaded
+        self.device = torch.device(device)
+        self.model = build(loaded).to(self.device)
+        self.groups = make_groups(loaded, self.model)
+        self.weights = {n: cfg.weight for n, cfg in loaded.spec.objectives.items()}
+        self.replicated: list[nn.Parameter] = []
+        """Parameters FSDP cannot shard (scalars); their gradients are averaged here."""
+        self.frozen = [n.name for n in loaded.plan.nodes if not n.config.trainable and n.section != "objectives"]
+        self.resample = resample
+        """Draw new views, masks, noise and negatives every step (else once: the run overfits one batch)."""
+        self.step_module: nn.Module = TrainStep(self.model, self.groups)
+        if strategy == "ddp":
+            # One group: the same parameters are used every step (static_graph also copes with unused ones).
+            # Several groups use different parameters in each of their passes.
+            static = len(self.groups) == 1
+            self.step_module = nn.parallel.DistributedDataParallel(
+                self.step_module, static_graph=static, find_unused_parameters=not static
+            )
+        elif strategy == "fsdp":
+            from mmspec.train.distributed import apply_fsdp
+
+            self.replicated = apply_fsdp(self.step_module)
+            for g in self.groups:  # fully_shard replaced the parameters by sharded ones
+                g.params = group_params(self.model, g.key)
+        self.optimizers = [torch.optim.AdamW(g.params, lr=lr) for g in self.groups]
+        self.input_grad = sorted({n for m in self.model.objectives.values() for n in m.input_grad()})
+        self.step_index = 0
+
+    def prepare(self, batch: Batch, seed: int) -> tuple[Batch, Batch]:
+        """(clean, student) rows of this process for the next step: views, then corruption, of the global batch."""
+        g = torch.Generator().manual_seed(seed * 1_000_003 + (self.step_index if self.resample else 0))
+        for module in self.model.objectives.values():
+            batch = module.views(batch, g)
+        student = batch.copy()
+        for name, module in self.model.objectives.items():
+            derived = module.corrupt(student, g)
+            if derived:
+                student.targets[name] = {**student.targets.get(name, {}), **derived}
+        rank, world = mdist.world()
+        if world > 1:
+            if batch.size % world:
+                raise UsageError(f"the batch of {batch.size} rows does not split over {world} processes")
+            rows = batch.size // world
+            batch, student = batch.rows(rank * rows, (rank + 1) * rows), student.rows(rank * rows, (rank + 1) * rows)
+        move = lambda t: t.to(self.device)  # noqa: E731
+        batch, student = batch.map(move), student.map(move)
+        for name in self.input_grad:
+            student.inputs[name] = student.inputs[name].detach().clone().requires_grad_(True)
+        return batch, student
+
+    def step(self, batch: Batch, seed: int, total_steps: int) -> dict[str, float]:
+        """One training step; returns each objective's loss averaged over processes, and `total`."""
+        self.step_module.train()
+        for name in self.frozen:
+            self.model.components[name].eval()
+        clean, student = self.prepare(batch, seed)
+        values: dict[str, torch.Tensor] = {}
+        for i, (group, opt) in enumerate(zip(self.groups, self.optimizers, strict=True)):
+            opt.zero_grad(set_to_none=True)
+            losses = self.step_module(student.inputs, clean.inputs, student.targets, i)
+            total = sum(self.weights[n] * losses[n] for n in group.losses)
+            total.backward()
+            for p in self.replicated:
+                if p.grad is not None:
+                    p.grad.copy_(mdist.global_sum(p.grad) / mdist.world()[1])
+            opt.step()
+            values.update({n: v.detach() for n, v in losses.items()})
+        for module in self.model.objectives.values():
+            module.after_step(self.step_index, total_steps)
+        self.step_index += 1
+        names = [n for g in self.groups for n in g.losses]
+        stacked = (mdist.global_sum(torch.stack([values[n].float() for n in names])) / mdist.world()[1]).cpu()
+        out = {n: float(v) for n, v in zip(names, stacked, strict=True)}
+        out["total"] = float(sum(self.weights[n] * out[n] for n in names))
+        return out
+
+    def fit(self, batch: Batch, steps: int, seed: int, on_step: Callable[[int, dict], None] | None = None) -> History:
+        history = History(objectives={n: [] for g in self.groups for n in g.losses})
+        for k in range(steps):
+            values = self.step(batch, seed, steps)
+            history.steps += 1
+            history.losses.append(values["total"])
+            for n in history.objectives:
+                history.objectives[n].append(values[n])
+            if on_step:
+                on_step(k, values)
+        return history

@@ -1,0 +1,54 @@
+"""Same spec, same mmspec version, same seed -> byte-identical ONNX (DESIGN.md, verification policy).
+
+Every spec in specs/ (tiny variant) is compiled here and, at the same time, in a separate Python process
+with a different hash seed, so neither caches nor set/dict ordering can make the bytes agree by accident.
+A different seed must change them (the comparison can fail).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mmspec import api
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+
+_COMPILE_ALL = """
+import sys
+from mmspec import api
+out = sys.argv[1]
+for spec in sys.argv[2:]:
+    api.compile(spec, out, variant="tiny", verify_export=False)
+"""
+
+
+def _digests(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("*.onnx"))}
+
+
+def test_every_spec_compiles_to_identical_bytes_in_another_process(tmp_path):
+    here, there = tmp_path / "here", tmp_path / "there"
+    env = {k: v for k, v in os.environ.items() if k != "MMSPEC_DEBUG"} | {"PYTHONHASHSEED": "12345"}
+    other = subprocess.Popen([sys.executable, "-c", _COMPILE_ALL, str(there), *map(str, SPECS)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for spec in SPECS:
+            api.compile(spec, here, variant="tiny", verify_export=False)
+    finally:
+        _, err = other.communicate(timeout=900)
+    assert other.returncode == 0, err
+    mine, theirs = _digests(here), _digests(there)
+    assert len(mine) == len(SPECS)
+    assert mine == theirs, {name: (mine[name], theirs.get(name)) for name in mine if mine[name] != theirs.get(name)}
+
+
+def test_a_different_seed_changes_the_bytes(tmp_path):
+    spec = ROOT / "specs" / "resnet50.yaml"
+    a = api.compile(spec, tmp_path / "a", variant="tiny", verify_export=False)
+    b = api.compile(spec, tmp_path / "b", variant="tiny", sets=["seed=1"], verify_export=False)
+    assert Path(a["onnx"]["path"]).read_bytes() != Path(b["onnx"]["path"]).read_bytes()
