@@ -98,57 +98,26 @@ def fit(
         argv += (["--fsdp"] if fsdp else []) + (["--resample"] if resample else []) + (["--quiet"] if quiet else [])
         raise typer.Exit(distributed.launch(argv, nproc))
 
-    every = max(1, steps // 10)
+    def run(on_step):
+        return api.fit(spec, steps, variant, set_ or (), batch, lr, seed, batch_file, out, json_file, device.value,
+                       fsdp, resample, on_step=on_step)
+
     if console.is_terminal and not console.quiet:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        with Progress(
-            TextColumn("fit"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as bar:
+        columns = (TextColumn("fit"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=console) as bar:
             task = bar.add_task("fit", total=steps, loss="-")
-            history = api.fit(
-                spec,
-                steps,
-                variant,
-                set_ or (),
-                batch,
-                lr,
-                seed,
-                batch_file,
-                out,
-                json_file,
-                device.value,
-                fsdp,
-                resample,
-                on_step=lambda k, v: bar.update(task, advance=1, loss=f"{v['total']:.4f}"),
-            )
+            history = run(lambda k, v: bar.update(task, advance=1, loss=f"{v['total']:.4f}"))
     else:
+        every = max(1, steps // 10)
 
         def line(k: int, values: dict) -> None:
             if (k + 1) % every == 0 or k == 0:
                 console.print(f"step {k + 1}/{steps}: loss {values['total']:.4f}")
 
-        history = api.fit(
-            spec,
-            steps,
-            variant,
-            set_ or (),
-            batch,
-            lr,
-            seed,
-            batch_file,
-            out,
-            json_file,
-            device.value,
-            fsdp,
-            resample,
-            on_step=line,
-        )
+        history = run(line)
     first, last = history["losses"][0], history["losses"][-1]
     ratio = f" (x{last / first:.3f})" if first else ""
     console.print(f"{spec}: {steps} steps, loss {first:.4f} -> {last:.4f}{ratio}", markup=False)

@@ -151,6 +151,13 @@ def _name(dirname: str, fallback: str) -> str:
 # Families: config -> modalities, encoders, heads, outputs and the `weights:` map.
 
 
+_BERT_STACK_KEYS = (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act", "layer_norm_eps",
+    "hidden_dropout_prob", "attention_probs_dropout_prob",
+)
+"""Stack field names shared by the BERT-style families (BERT, RoBERTa, ViT, ...)."""
+
+
 def _stack(
     cfg: Config, width: str, layers: str, heads: str, ffn: str, act: str, eps: str, drop: str, attn_drop: str
 ) -> dict:
@@ -202,17 +209,7 @@ def _bert_like(prefix: str, lm_layout: str, lm_prefix: str, roberta: bool) -> Ca
             "type": "transformer",
             "input": "text",
             "embed": embed,
-            **_stack(
-                cfg,
-                "hidden_size",
-                "num_hidden_layers",
-                "num_attention_heads",
-                "intermediate_size",
-                "hidden_act",
-                "layer_norm_eps",
-                "hidden_dropout_prob",
-                "attention_probs_dropout_prob",
-            ),
+            **_stack(cfg, *_BERT_STACK_KEYS),
             "norm": "post",
         }
         pooler = kind in ("Model", "ForPreTraining", "ForSequenceClassification")
@@ -323,17 +320,7 @@ def _vit(cfg: Config, arch: str) -> dict:
         "type": "transformer",
         "input": "image",
         "embed": {"type": "patches", "patch_size": cfg.int("patch_size"), "class_token": True},
-        **_stack(
-            cfg,
-            "hidden_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "intermediate_size",
-            "hidden_act",
-            "layer_norm_eps",
-            "hidden_dropout_prob",
-            "attention_probs_dropout_prob",
-        ),
+        **_stack(cfg, *_BERT_STACK_KEYS),
         "norm": "pre",
         "final_norm": True,
         "pool": {"type": "cls"},
