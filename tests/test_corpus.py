@@ -161,7 +161,7 @@ def test_every_corpus_case_exits_2_with_a_located_diagnostic(tmp_path):
 
 
 COLD = ["yaml/tag_os_system.yaml", "file/utf16_le_bom.yaml", "schema/unknown_key_widht.yaml",
-        "cross/cycle_two_nodes.yaml", "budget/width_1e6.yaml"]
+        "cross/cycle_two_nodes.yaml", "budget/width_1e6.yaml", "weights/pickle_reduce_payload.pt"]
 # The cold process reports its own peak RSS (VmHWM of its address space after exec: unlike ru_maxrss, it
 # does not inherit the peak of the pytest worker that spawned it).
 _WRAPPER = """
@@ -179,18 +179,22 @@ main(sys.argv[1:])
 
 @pytest.mark.parametrize("name", COLD)
 def test_cold_process_matches_the_warm_driver(name, tmp_path):
-    """The same checks in a fresh interpreter: the warm driver must not hide a slow or heavy start."""
+    """The same checks in a fresh interpreter: the warm driver (whose children do not count the library pages
+    they share with it) must not hide a slow or heavy start; here every page the process maps counts."""
     entry = EXPECTED[name]
-    shutil.copy(CORPUS / name, tmp_path / "spec.yaml")
+    case = tmp_path / Path(name).name
+    shutil.copy(CORPUS / name, case)
+    target = [str(CORPUS / entry["spec"]), "--weights", case.name] if "spec" in entry else [case.name]
     for command in _commands(entry):
-        argv = [command, "spec.yaml", *(["-o", "out", "-q"] if command == "compile" else [])]
+        argv = [command, *target, *entry.get("args", []), *(["-o", "out", "-q"] if command == "compile" else [])]
         env = {k: v for k, v in os.environ.items() if k != "MMSPEC_DEBUG"} | {
             "MMSPEC_TEST_PEAK": str(tmp_path / "peak")}
         proc = subprocess.run([sys.executable, "-c", _WRAPPER, *argv], cwd=tmp_path, env=env, capture_output=True,
                               text=True, timeout=120)
         assert proc.returncode == 2, proc.stderr
-        assert f"spec.yaml:{entry['line']}:" in proc.stderr and f"error[{entry['code']}]" in proc.stderr, proc.stderr
+        assert f"{case.name}:{entry['line']}:" in proc.stderr and f"error[{entry['code']}]" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr and proc.stdout == ""
         peak_mib = int((tmp_path / "peak").read_text()) / 1024
-        assert peak_mib <= MAX_RSS_MIB, f"{command} {name}: cold peak RSS {peak_mib:.0f} MiB"
+        limit = entry.get("max_rss_mib", MAX_RSS_MIB)
+        assert peak_mib <= limit, f"{command} {name}: cold peak RSS {peak_mib:.0f} MiB (limit {limit} MiB)"
         assert not (tmp_path / "out").exists() and not (tmp_path / CANARY_NAME).exists()
