@@ -13,31 +13,22 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from functools import cache
 from pathlib import Path
 
 import mmspec
-from mmspec.errors import CompileError, Diagnostic, SpecError, VerificationError
+from mmspec.errors import CompileError, SpecError, VerificationError
 from mmspec.spec.budget import DEFAULT_BUDGET, Budget
 from mmspec.spec.loader import LoadedSpec
 from mmspec.spec.loader import load_spec as _load_spec
-from mmspec.spec.model import SECTIONS, make_spec_model
 
 Progress = Callable[[str], None]
 
 
 def spec_model():
     """The root pydantic model for the components registered now (user components included)."""
-    from mmspec.registry import version
+    from mmspec.registry import spec_model as _spec_model
 
-    return _spec_model(version())
-
-
-@cache
-def _spec_model(registry_version: int):
-    from mmspec.registry import components
-
-    return make_spec_model({s: {n: c.config for n, c in components(s).items()} for s in SECTIONS})
+    return _spec_model()
 
 
 def load_spec(path: str | Path, variant: str | None = None, sets: Sequence[str] = (),
@@ -52,10 +43,9 @@ def load_spec(path: str | Path, variant: str | None = None, sets: Sequence[str] 
 def check_budget_on_meta(loaded: LoadedSpec, budget: Budget | None = DEFAULT_BUDGET) -> None:
     """Count the parameters of components without a formula on the meta device (nothing is allocated);
     raise a located SpecError when the total exceeds `budget.max_params`."""
-    from mmspec.spec.budget import estimate, params_message
-    from mmspec.spec.yaml_safe import load_yaml_file
+    from mmspec.spec.budget import params_message
 
-    est = estimate(loaded.spec, loaded.plan)
+    est = loaded.estimate
     if budget is None or budget.max_params is None or not est.unknown:
         return
     counts = param_counts(build(loaded, device="meta"))["by_component"]
@@ -64,9 +54,9 @@ def check_budget_on_meta(loaded: LoadedSpec, budget: Budget | None = DEFAULT_BUD
         return
     name = max(est.unknown, key=lambda n: counts.get(n, 0))
     section = loaded.plan.node(name).section
-    line, col = load_yaml_file(loaded.path)[1].locate((section, name))
     largest = f"; largest without a formula: {section}.{name} with {counts.get(name, 0):,} (meta device)"
-    raise SpecError([Diagnostic(loaded.path, line, col, "budget", params_message(total, budget.max_params, largest))])
+    raise SpecError([loaded.where.diag((section, name), "budget", params_message(total, budget.max_params, largest),
+                                       at="key")])
 
 
 def build(loaded: LoadedSpec, device: str = "cpu", weights: str | Path | None = None, allow_torch_load: bool = False):

@@ -2,37 +2,77 @@
 
 A component is a `ComponentConfig` subclass with a `type: Literal["name"]` field and two methods:
 `infer(inputs, ctx) -> Bundle` (torch-free shape rules, raises `CheckError`) and
-`build(inputs, ctx) -> torch.nn.Module` (imports torch lazily). Registering it is one decorator:
+`build(inputs, ctx) -> torch.nn.Module` (imports torch lazily); optionally `estimate_params(inputs, ctx)` (its
+parameter count by formula) and `weight_layouts` (reference implementations' tensor names). Registering it is one
+decorator, with at least one example:
 
-    @register("encoders", exportable=True)
+    @register("encoders", examples=[Example(modalities={"x": {...}}, config={"input": "x", ...})])
     class MyEncoder(ComponentConfig): ...
 
-Importing `mmspec.components` populates the registry without importing torch.
+The examples drive the tests of every registered component (`mmspec.testing.check_example`) and the fuzz
+generator. Importing `mmspec.components` populates the registry without importing torch.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
 from typing import get_args
 
 from mmspec.spec._base import ComponentConfig
+from mmspec.spec.model import SLOTS, make_spec_model
 from mmspec.spec.suggest import suggestion_text
 
-SLOTS = ("encoders", "fusion", "heads", "objectives")
+PROBE = "probe"
+"""The node name an example's component gets in the spec its example becomes."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """A small complete use of a component: the modalities it reads, the other nodes it needs, its own config.
+
+    `config` is the component's entry without `type` (it becomes node `probe` in its slot); `nodes` holds the
+    other entries by slot (`{"encoders": {"enc": {...}}}`); `outputs` the exported outputs (default: `probe`
+    when it is exportable and not a head, else every head). Keep sizes tiny: every example is built, captured,
+    exported and verified in the default test suite.
+    """
+
+    modalities: dict[str, dict]
+    config: dict
+    nodes: dict[str, dict[str, dict]] = field(default_factory=dict)
+    outputs: list[str] | None = None
+    name: str = "default"
+
+    def spec(self, component: Component) -> dict:
+        """The example as a spec tree (what a YAML file would hold)."""
+        tree: dict = {"mmspec": 1, "name": f"{component.name}_{self.name}", "modalities": dict(self.modalities)}
+        for slot in SLOTS:
+            nodes = dict(self.nodes.get(slot, {}))
+            if slot == component.slot:
+                nodes[PROBE] = {"type": component.name, **self.config}
+            if nodes:
+                tree[slot] = nodes
+        if self.outputs is not None:
+            tree["outputs"] = list(self.outputs)
+        elif component.exportable and component.slot != "heads":
+            tree["outputs"] = [PROBE]
+        return tree
 
 
 @dataclass(frozen=True)
 class Component:
-    """A registry entry: where it may appear, its config class, and what export can do with it."""
+    """A registry entry: where it may appear, its config class, what export can do with it, and its examples."""
 
     slot: str
     name: str
     config: type[ComponentConfig]
     exportable: bool
+    """Its module can be part of an exported graph (false for objectives and training-only parts)."""
     training_only: bool
     notes: str
+    examples: tuple[Example, ...] = ()
 
     @property
     def summary(self) -> str:
@@ -50,9 +90,17 @@ def version() -> int:
 
 
 def register(
-    slot: str, *, exportable: bool = True, training_only: bool = False, notes: str = ""
+    slot: str,
+    *,
+    examples: Sequence[Example] = (),
+    exportable: bool | None = None,
+    training_only: bool = False,
+    notes: str = "",
 ) -> Callable[[type[ComponentConfig]], type[ComponentConfig]]:
-    """Register a component config under the name of its `type` literal in `slot`."""
+    """Register a component config under the name of its `type` literal in `slot`.
+
+    `exportable` defaults to true except for objectives and training-only components, which never are;
+    `examples` are required in practice: the registry tests fail for a component without one."""
     if slot not in SLOTS:
         raise ValueError(f"unknown slot {slot!r}; expected one of {SLOTS}")
 
@@ -61,7 +109,12 @@ def register(
         if name in _REGISTRY[slot]:
             raise ValueError(f"component {slot}/{name} is registered twice")
         config.slot = slot
-        _REGISTRY[slot][name] = Component(slot, name, config, exportable, training_only, notes)
+        can_export = slot != "objectives" and not training_only
+        if exportable and not can_export:
+            raise ValueError(f"component {slot}/{name}: objectives and training-only components are never exportable")
+        entry = Component(slot, name, config, can_export if exportable is None else exportable, training_only, notes,
+                          tuple(examples))
+        _REGISTRY[slot][name] = entry
         global _VERSION
         _VERSION += 1
         return config
@@ -90,6 +143,17 @@ def list_components(pattern: str = "*") -> list[Component]:
     """All components whose name matches a shell-style pattern, sorted by slot then name."""
     _populate()
     return [c for s in SLOTS for n, c in sorted(_REGISTRY[s].items()) if fnmatch.fnmatch(n, pattern)]
+
+
+def spec_model():
+    """The root pydantic spec model for the components registered now (user components included); cached per
+    registry version."""
+    return _spec_model(version())
+
+
+@cache
+def _spec_model(registry_version: int):
+    return make_spec_model({s: {n: c.config for n, c in components(s).items()} for s in SLOTS})
 
 
 def _populate() -> None:

@@ -1,9 +1,30 @@
-"""Every component family. Importing this package imports each module under it, and each module's
-`@register` decorators fill the registry, so adding a component is adding one file (torch-free)."""
+"""Every component family, one folder each under its slot (`encoders/`, `fusion/`, `heads/`, `objectives/`).
+
+A family folder holds everything that is its own: `__init__.py` with the torch-free configs (shape rules,
+parameter formula, weight layouts, examples, `@register`), `module.py`/`loss.py` with the torch modules that
+`build()` imports lazily, and `hf.py` where Hugging Face checkpoints map onto it. Importing this package
+imports the families listed here, and their `@register` decorators fill the registry without importing torch.
+Adding a family is one new folder plus one line below.
+"""
 
 import importlib
-import pkgutil
 
-for _info in pkgutil.walk_packages(__path__, prefix=f"{__name__}."):
-    if not _info.name.rsplit(".", 1)[-1].startswith("_"):
-        importlib.import_module(_info.name)
+FAMILIES = (
+    "encoders.resnet",
+    "encoders.transformer",
+    "fusion.co_attention",
+    "fusion.elementwise",
+    "heads.classifier",
+    "heads.contrastive",
+    "heads.mlp",
+    "objectives.auxiliary",
+    "objectives.contrastive",
+    "objectives.generative",
+    "objectives.language",
+    "objectives.supervised",
+    "objectives.survival",
+    "objectives.teacher",
+)
+
+for _family in FAMILIES:
+    importlib.import_module(f"{__name__}.{_family}")

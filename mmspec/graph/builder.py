@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmspec.spec.model import Plan
+from mmspec.spec.model import Plan, select
 
 
 class BuildContext:
@@ -30,7 +30,7 @@ class MultimodalModel(nn.Module):
         built: dict[str, nn.Module] = {}
         ctx = BuildContext(spec, built)
         for node in plan.nodes:
-            in_bundles = {p: _select(plan.bundles[t], f) for p, (t, f) in node.inputs.items()}
+            in_bundles = {p: select(plan.bundles[t], f) for p, (t, f) in node.inputs.items()}
             built[node.name] = node.config.build(in_bundles, ctx)
             if not node.config.trainable:
                 built[node.name].requires_grad_(False)  # frozen (`trainable: false`): no gradients, no optimizer state
@@ -43,7 +43,7 @@ class MultimodalModel(nn.Module):
         for gi in self.plan.graph_inputs:
             values.setdefault(gi.modality, {})[gi.field] = inputs[gi.name]
         for node in self._export_nodes:
-            args = {port: _select(values[src], fld) for port, (src, fld) in node.inputs.items()}
+            args = {port: select(values[src], fld) for port, (src, fld) in node.inputs.items()}
             values[node.name] = self.components[node.name](args)
         return tuple(values[node][fld] for _, node, fld in self.plan.outputs)
 
@@ -55,13 +55,9 @@ class MultimodalModel(nn.Module):
             values.setdefault(gi.modality, {})[gi.field] = inputs[gi.name]
         for node in self.plan.nodes:
             if node.section != "objectives":
-                args = {port: _select(values[src], fld) for port, (src, fld) in node.inputs.items()}
+                args = {port: select(values[src], fld) for port, (src, fld) in node.inputs.items()}
                 values[node.name] = self.components[node.name](args)
         return values
-
-
-def _select(bundle: dict, fld: str | None) -> dict:
-    return bundle if fld is None else {fld: bundle[fld]}
 
 
 def build(plan: Plan, spec, device: str | torch.device = "cpu") -> MultimodalModel:

@@ -121,7 +121,9 @@ def import_hf(path: str | Path, name: str | None = None) -> tuple[dict, str]:
 
 def write_spec(tree: dict, out: str | Path) -> None:
     """Write `tree` as YAML to `out`, after checking that it loads as a valid spec (written atomically)."""
-    from mmspec.api import load_spec
+    from mmspec.registry import spec_model
+    from mmspec.spec.budget import DEFAULT_BUDGET
+    from mmspec.spec.loader import load_spec
 
     text = yaml.safe_dump(tree, sort_keys=False, default_flow_style=None, width=120, allow_unicode=True)
     target = Path(out)
@@ -133,7 +135,7 @@ def write_spec(tree: dict, out: str | Path) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         try:
-            load_spec(tmp)
+            load_spec(tmp, spec_model(), budget=DEFAULT_BUDGET)
         except SpecError as e:
             raise AssertionError(f"mmspec import hf wrote an invalid spec (a bug):\n{e.render()}") from None
         os.replace(tmp, target)

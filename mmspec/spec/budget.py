@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmspec.errors import UsageError
-from mmspec.spec.model import Plan, _Context, _select
+from mmspec.spec.model import Plan, PlanContext, select
 from mmspec.spec.tensors import Dim, TensorInfo
 
 DEFAULT_MAX_PARAMS = 2_000_000_000
@@ -66,7 +66,7 @@ class Estimate:
 
 def estimate(spec: Any, plan: Plan) -> Estimate:
     """Parameter count and per-example activation memory of a planned spec; never allocates a tensor."""
-    ctx = _Context(spec, plan.bundles)
+    ctx = PlanContext(spec, plan.bundles)
     by_node: dict[str, int] = {}
     unknown: list[str] = []
     batch_axes = {m.batch for m in spec.modalities.values()}
@@ -79,7 +79,7 @@ def estimate(spec: Any, plan: Plan) -> Estimate:
         peak = max(peak, (gi.modality, n), key=lambda p: p[1])
     internal = 0
     for node in plan.nodes:
-        inputs = {p: _select(plan.bundles[t], f) for p, (t, f) in node.inputs.items()}
+        inputs = {p: select(plan.bundles[t], f) for p, (t, f) in node.inputs.items()}
         count = getattr(node.config, "estimate_params", None)
         if count is None:
             unknown.append(node.name)
@@ -105,9 +105,8 @@ def _size(d: Dim, sizes: dict[str, int]) -> int:
     return sizes.get(d, 1) if isinstance(d, str) else int(d)
 
 
-def check_budget(spec: Any, plan: Plan, budget: Budget) -> list[tuple[tuple[str | int, ...], str]]:
-    """(path in the spec, message) for every exceeded limit; [] when the spec fits."""
-    est = estimate(spec, plan)
+def check_budget(spec: Any, plan: Plan, budget: Budget, est: Estimate) -> list[tuple[tuple[str | int, ...], str]]:
+    """(path in the spec, message) for every limit that the estimate `est` of `spec` exceeds; [] when it fits."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
     if budget.max_params is not None and est.params > budget.max_params:
         problems.append((_node_path(plan, est), params_message(est.params, budget.max_params, _largest(plan, est))))

@@ -18,14 +18,14 @@ import json
 import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from mmspec.errors import Diagnostic, SpecError, UsageError
-from mmspec.spec.budget import Budget, check_budget
+from mmspec.spec.budget import Budget, Estimate, check_budget, estimate
 from mmspec.spec.model import Plan, PlanError, plan
 from mmspec.spec.suggest import did_you_mean, suggestion_text
 from mmspec.spec.yaml_safe import SourceMap, load_yaml_file, parse_scalar_value
@@ -43,6 +43,10 @@ class LoadedSpec:
     spec: Any
     plan: Plan
     sha256: str
+    estimate: Estimate
+    """Parameters and activations by formula (`mmspec.spec.budget`), computed once while loading."""
+    where: Any = field(repr=False, compare=False)
+    """Locates a path in the spec tree in the file (variants and --set included): `where.diag(path, code, msg)`."""
 
     @property
     def stem(self) -> str:
@@ -84,13 +88,14 @@ def load_spec(path: str | Path, spec_model: type[BaseModel], variant: str | None
             planned = plan(spec)
         except PlanError as e:
             diags += [where.diag(p, code, msg) for p, code, msg in e.problems]
-    if planned is not None and budget is not None:
-        diags += [where.diag(p, "budget", msg, at="key") for p, msg in check_budget(spec, planned, budget)]
+    est = estimate(spec, planned) if planned is not None else None
+    if est is not None and budget is not None:
+        diags += [where.diag(p, "budget", msg, at="key") for p, msg in check_budget(spec, planned, budget, est)]
     if diags:
         raise SpecError(diags)
     resolved = {k: v for k, v in raw.items() if k != "variants"}
     digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
-    return LoadedSpec(file, variant, raw, spec, planned, digest)
+    return LoadedSpec(file, variant, raw, spec, planned, digest, est, where)
 
 
 @dataclass(frozen=True)
@@ -260,6 +265,8 @@ _BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "les
 _NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 _REF_PATTERN = r"^[a-z][a-z0-9_]{0,63}(\.[a-z][a-z0-9_]{0,63})?$"
 _YAML11_BOOLS = {"yes", "no", "on", "off", "y", "n"}
+_CUSTOM_CODES = {"unknown-survey-id"}
+"""Error types of PydanticCustomErrors raised by spec validators; each one is its diagnostic code."""
 
 
 def _translate(err: ValidationError, raw: dict, where: _Locator, spec_model: type[BaseModel]) -> list[Diagnostic]:
@@ -340,6 +347,8 @@ def _one(e: dict, names_field: bool, path: Path_, raw: dict, where: _Locator,
         bound = "at least" if kind == "too_short" else "at most"
         msg = f"{name}: needs {bound} {n} {what}, got {ctx.get('actual_length', len(value or ()))}"
         return where.diag(path, "range", msg, at="key")
+    if kind in _CUSTOM_CODES:
+        return where.diag(path, kind, f"{name}: {e['msg']}", at="value")
     if kind == "recursion_loop":
         return where.diag(path, "value", f"{name}: the value refers to itself", at="key")
     text = e["msg"]

@@ -15,16 +15,21 @@ from pydantic import Field, create_model
 from mmspec.spec._base import ComponentConfig, Name, Ref, StrictModel
 from mmspec.spec.modality import GraphInput, Modality
 from mmspec.spec.suggest import suggestion_text
+from mmspec.spec.survey import KNOWN_SURVEY_ID
 from mmspec.spec.tensors import Bundle, CheckError
 from mmspec.spec.weights import WeightsSpec, check_weights
 
-SECTIONS = ("encoders", "fusion", "heads", "objectives")
+SLOTS = ("encoders", "fusion", "heads", "objectives")
+"""The four sections of a spec that hold components, in evaluation order; each is a registry slot."""
+MODEL_SLOTS = SLOTS[:3]
+"""The slots whose components make up the model (objectives are training-only and never exported)."""
 
 
 class Reference(StrictModel):
     """Where an architecture comes from: survey IDs, the paper, the public reference class."""
 
-    survey: list[Annotated[str, Field(pattern=r"^[A-Z0-9]+-\d+$")]]
+    survey: list[Annotated[str, Field(pattern=r"^[A-Z0-9]+-\d+$"), KNOWN_SURVEY_ID]]
+    """IDs of the survey's architectures (`[CV-01]`), each one listed in mmspec/spec/survey.json."""
     paper: str
     implementation: str | None = None
     """Importable reference class (e.g. `transformers.BertForPreTraining`), or null."""
@@ -53,7 +58,7 @@ class _SpecBase(StrictModel):
 def make_spec_model(registry: dict[str, dict[str, type[ComponentConfig]]]) -> type[StrictModel]:
     """The root spec model with a discriminated union of registered configs for each section."""
     fields: dict[str, Any] = {}
-    for section in SECTIONS:
+    for section in SLOTS:
         configs = tuple(registry[section].values())
         union: Any = Annotated[Union[configs], Field(discriminator="type")] if len(configs) > 1 else configs[0]  # noqa: UP007
         fields[section] = (dict[Name, union], {})
@@ -105,7 +110,7 @@ class PlanError(Exception):
         super().__init__("; ".join(m for _, _, m in problems))
 
 
-class _Context:
+class PlanContext:
     """What a component's `infer` may look at: the spec, and bundles of nodes already planned."""
 
     def __init__(self, spec: Any, bundles: dict[str, Bundle]):
@@ -117,7 +122,7 @@ def plan(spec: Any) -> Plan:
     """Resolve references, order nodes topologically, run shape rules; raise PlanError with all problems."""
     problems: list[tuple[tuple[str | int, ...], str, str]] = []
     owner: dict[str, str] = {m: "modalities" for m in spec.modalities}
-    for section in SECTIONS:
+    for section in SLOTS:
         for name in getattr(spec, section):
             if name in owner:
                 problems.append(
@@ -137,7 +142,7 @@ def plan(spec: Any) -> Plan:
 
     pending = {
         name: (section, cfg)
-        for section in SECTIONS
+        for section in SLOTS
         for name, cfg in getattr(spec, section).items()
         if owner.get(name) == section
     }
@@ -154,7 +159,7 @@ def plan(spec: Any) -> Plan:
                     )
                 )
 
-    ctx = _Context(spec, bundles)
+    ctx = PlanContext(spec, bundles)
     nodes: list[Node] = []
     planned: set[str] = set(spec.modalities)
     failed: set[str] = set()
@@ -204,7 +209,7 @@ def plan(spec: Any) -> Plan:
                 failed.add(name)
                 continue
             try:
-                in_bundles = {p: _select(bundles[t], f) for p, (t, f) in inputs.items()}
+                in_bundles = {p: select(bundles[t], f) for p, (t, f) in inputs.items()}
                 bundles[name] = cfg.infer(in_bundles, ctx)
             except CheckError as e:
                 problems.append(((section, name, *e.field), e.code, f"{section}.{name}: {e}"))
@@ -216,7 +221,7 @@ def plan(spec: Any) -> Plan:
     outputs = _outputs(spec, bundles, owner, problems)
     problems += _io_name_clashes(spec, graph_inputs, outputs, owner)
     problems += _training_only_problems(spec, nodes, outputs, owner)
-    problems += check_weights(spec.weights, {n: c for s in SECTIONS for n, c in getattr(spec, s).items()})
+    problems += check_weights(spec.weights, {n: c for s in SLOTS for n, c in getattr(spec, s).items()})
     if problems:
         raise PlanError(problems)
     return Plan(graph_inputs, nodes, bundles, outputs, axes_max)
@@ -313,7 +318,8 @@ def _output_path(spec: Any, owner: dict[str, str], node: str) -> tuple[str | int
     return (owner[node], node)
 
 
-def _select(bundle: Bundle, fld: str | None) -> Bundle:
+def select(bundle: Bundle, fld: str | None) -> Bundle:
+    """The bundle a reference reads: the whole bundle, or only its field `fld`."""
     return bundle if fld is None else {fld: bundle[fld]}
 
 

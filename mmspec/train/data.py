@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from mmspec.components.objectives._base import Target
+from mmspec.components.objectives.base import Target
+from mmspec.components.objectives.runtime import Batch
 from mmspec.errors import UsageError
 from mmspec.graph.inputs import make_inputs, trace_sizes
-from mmspec.layers.objective import Batch
 from mmspec.spec.loader import LoadedSpec
 
 

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from mmspec.layers import distributed as mdist
+from mmspec.blocks import distributed as mdist
 
 
 def in_worker() -> bool:

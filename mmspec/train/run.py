@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
+from mmspec.blocks import distributed as mdist
 from mmspec.errors import UsageError
-from mmspec.layers import distributed as mdist
 from mmspec.spec.loader import LoadedSpec
 from mmspec.train import distributed
 from mmspec.train.checkpoint import save

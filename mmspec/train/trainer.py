@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from mmspec.blocks import distributed as mdist
+from mmspec.components.objectives.runtime import Batch, StepContext
 from mmspec.errors import UsageError
-from mmspec.layers import distributed as mdist
-from mmspec.layers.objective import Batch, StepContext
 from mmspec.spec.loader import LoadedSpec
 
 
@@ -126,11 +126,11 @@ class Trainer:
     def __init__(
         self, loaded: LoadedSpec, lr: float = 3e-3, device: str = "cpu", strategy: str = "none", resample: bool = False
     ):
-        from mmspec.api import build
+        from mmspec.graph.builder import build
 
         self.loaded = loaded
         self.device = torch.device(device)
-        self.model = build(loaded).to(self.device)
+        self.model = build(loaded.plan, loaded.spec).eval().to(self.device)
         self.groups = make_groups(loaded, self.model)
         self.weights = {n: cfg.weight for n, cfg in loaded.spec.objectives.items()}
         self.replicated: list[nn.Parameter] = []

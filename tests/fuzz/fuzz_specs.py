@@ -23,13 +23,13 @@ from pydantic import BaseModel, TypeAdapter
 
 from mmspec.registry import components
 from mmspec.spec.modality import Modality
-from mmspec.spec.model import SECTIONS, _Context
+from mmspec.spec.model import MODEL_SLOTS, SLOTS, PlanContext
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 ACTIVATIONS = ["gelu", "gelu_tanh", "quick_gelu", "relu", "tanh", "silu", "identity"]
 MODALITY_KINDS = ["tokens", "image", "regions", "sequence", "vector"]
 _MODALITY = TypeAdapter(Modality)
-EXPORT_SLOTS = ("encoders", "fusion", "heads")
+EXPORT_SLOTS = MODEL_SLOTS
 
 
 def small(lo: int = 1, hi: int = 12) -> st.SearchStrategy[int]:
@@ -43,7 +43,7 @@ class Draft:
         self.draw = draw
         self.prefix = prefix
         self.raw: dict[str, Any] = {"mmspec": 1, "name": f"{prefix}fuzz", "modalities": {}}
-        self.configs: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+        self.configs: dict[str, dict[str, Any]] = {s: {} for s in SLOTS}
         self.modalities: dict[str, Any] = {}
         self.bundles: dict[str, Bundle] = {}
         self.count = 0
@@ -88,7 +88,7 @@ class Draft:
                     return False  # plan() reports these itself
                 inputs[port] = {field: self.bundles[node][field]} if field else self.bundles[node]
             self.configs[slot][name] = cfg
-            bundle = cfg.infer(inputs, _Context(self.spec, self.bundles))
+            bundle = cfg.infer(inputs, PlanContext(self.spec, self.bundles))
         except (CheckError, ValueError, KeyError, TypeError, AttributeError):
             self.configs[slot].pop(name, None)
             return False
@@ -393,7 +393,7 @@ def _value(draft: Draft, ann: Any, metadata: list, refs: list[str]) -> Any:
 
 def _registered() -> list[tuple[str, str]]:
     """Every registered component; those with a recipe (the exportable ones) four times as often."""
-    return [(slot, name) for slot in SECTIONS for name in components(slot)] + 3 * sorted(RECIPES)
+    return [(slot, name) for slot in SLOTS for name in components(slot)] + 3 * sorted(RECIPES)
 
 
 def _try(draft: Draft, slot: str, name: str) -> bool:
@@ -440,7 +440,7 @@ def _onnx_name(draft: Draft, ref: str) -> str:
 
 def _training_only(draft: Draft, node: str) -> bool:
     """Whether `node` is, or depends on, a training-only node (it may then not be exported)."""
-    for slot in SECTIONS:
+    for slot in SLOTS:
         cfg = draft.configs[slot].get(node)
         if cfg is None:
             continue
@@ -454,7 +454,7 @@ def merge(parts: list[dict[str, Any]], outputs: list[list[str]]) -> dict[str, An
     """One spec with every part as an independent sub-graph; `outputs[i]` are part i's exported references."""
     spec: dict[str, Any] = {"mmspec": 1, "name": "merged", "seed": parts[0].get("seed", 0), "modalities": {}}
     for part in parts:
-        for key in ("modalities", *SECTIONS):
+        for key in ("modalities", *SLOTS):
             spec.setdefault(key, {}).update(part.get(key, {}))
     spec["outputs"] = [ref for refs in outputs for ref in refs]
     return spec

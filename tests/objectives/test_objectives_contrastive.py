@@ -7,11 +7,12 @@ import math
 import pytest
 import torch
 
-from mmspec.layers.losses_contrastive import BYOL, NTXent, SymmetricInfoNCE
-from mmspec.layers.losses_contrastive import Data2Vec as Data2VecModule
-from mmspec.layers.masking import span_mask, uniform_mask
-from mmspec.layers.objective import Batch
-from mmspec.layers.schedules import momentum
+from mmspec.blocks.masking import span_mask, uniform_mask
+from mmspec.blocks.schedules import momentum
+from mmspec.components.objectives.contrastive.loss import BYOL, NTXent
+from mmspec.components.objectives.contrastive.loss import Data2Vec as Data2VecModule
+from mmspec.components.objectives.runtime import Batch
+from mmspec.components.objectives.supervised.loss import SymmetricInfoNCE
 
 VIEWS = {"names": ["image"], "image": True, "flip": False, "crop": 1.0, "brightness": 0.0, "noise": 0.0}
 

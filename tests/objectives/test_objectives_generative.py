@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmspec.layers.losses_generative import (
+from mmspec.blocks.schedules import betas
+from mmspec.components.objectives.generative.loss import (
     VAEELBO,
     DiffusionEps,
     GANLoss,
@@ -18,8 +19,7 @@ from mmspec.layers.losses_generative import (
     gumbel_softmax,
     straight_through,
 )
-from mmspec.layers.objective import Batch, StepContext
-from mmspec.layers.schedules import betas
+from mmspec.components.objectives.runtime import Batch, StepContext
 
 
 def _sp(x: float) -> float:  # softplus

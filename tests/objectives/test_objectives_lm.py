@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from mmspec.layers.losses import CrossEntropyLoss
-from mmspec.layers.losses_lm import Alignment, AutoregressiveLM, MaskedLM, MaskedRegionKL, SpanCorruption
-from mmspec.layers.masking import bert_mask, t5_corrupt, t5_noise_mask
-from mmspec.layers.objective import Batch
+from mmspec.blocks.masking import bert_mask, t5_corrupt, t5_noise_mask
+from mmspec.components.objectives.language.loss import AutoregressiveLM, SpanCorruption
+from mmspec.components.objectives.runtime import Batch
+from mmspec.components.objectives.supervised.loss import Alignment, CrossEntropyLoss, MaskedLM, MaskedRegionKL
 
 
 def _log_softmax(row: list[float], k: int) -> float:

@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmspec.layers.losses_misc import (
-    CoxPartialLikelihood,
-    DiscreteTimeSurvival,
-    ModalityDropout,
-    MoELoadBalancing,
-    Reconstruction,
-    patchify,
-)
-from mmspec.layers.objective import Batch
+from mmspec.components.objectives.auxiliary.loss import ModalityDropout, MoELoadBalancing, Reconstruction, patchify
+from mmspec.components.objectives.runtime import Batch
+from mmspec.components.objectives.survival.loss import CoxPartialLikelihood, DiscreteTimeSurvival
 
 
 def _cox(eta, time, event, ties):

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from mmspec.api import build, load_spec
+from mmspec.blocks.schedules import momentum
 from mmspec.cli import run
-from mmspec.layers.schedules import momentum
 from mmspec.train.data import synthetic_batch
 from mmspec.train.trainer import Trainer
 
@@ -113,7 +113,7 @@ def test_gan_objectives_alternate_discriminator_then_generator():
     trainer.fit(batch, 1, seed=0)
 
     # by hand: a discriminator step (adversarial loss + R1), then a generator step against the updated critic
-    from mmspec.layers.objective import StepContext
+    from mmspec.components.objectives.runtime import StepContext
 
     def args(values, *pairs):
         return {port: {fld: values[node][fld]} for port, node, fld in pairs}

@@ -13,8 +13,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from mmspec.blocks import distributed as mdist
 from mmspec.cli import run
-from mmspec.layers import distributed as mdist
 from mmspec.layers.losses_contrastive import NTXent, SymmetricInfoNCE
 
 ROOT = Path(__file__).resolve().parents[2]

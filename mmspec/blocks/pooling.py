@@ -1,0 +1,45 @@
+"""Sequence -> vector pooling (cls, eos, masked mean) with optional norm and dense layer."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmspec.blocks.activations import activation
+
+
+class Pool(nn.Module):
+    """Sequence [B, S, D] -> vector [B, D'] by cls / eos / mean, then optional LayerNorm, dense, activation."""
+
+    def __init__(
+        self, kind: str, dim: int, norm: bool, eps: float, dense: int | None, act: str, eos_id: int | None = None
+    ):
+        super().__init__()
+        self.kind = kind
+        self.eos_id = eos_id
+        self.norm = nn.LayerNorm(dim, eps=eps) if norm else nn.Identity()
+        self.dense = nn.Linear(dim, dense) if dense else nn.Identity()
+        self.act = activation(act)
+
+    def forward(self, seq: torch.Tensor, ids: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
+        if self.kind == "cls":
+            pooled = seq[:, 0]  # B,D
+        elif self.kind == "eos":
+            rows = torch.arange(seq.shape[0], device=seq.device)  # B
+            if self.eos_id is None:
+                at = ids.argmax(dim=-1)  # B  (original CLIP: the highest id is the end-of-text token)
+            else:
+                at = (ids == self.eos_id).to(torch.int32).argmax(dim=-1)  # B  first eos, 0 when there is none
+            pooled = seq[rows, at]  # B,D
+        elif mask is not None:
+            keep = mask.type_as(seq).unsqueeze(-1)  # B,S,1
+            pooled = (seq * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # B,D
+        else:
+            pooled = seq.mean(1)  # B,D
+        return self.act(self.dense(self.norm(pooled)))
+
+
+def make_pool(pool, width: int, eps: float) -> Pool | None:
+    if not pool:
+        return None
+    return Pool(pool.type, width, pool.norm, eps, pool.dense, pool.activation, pool.eos_id)

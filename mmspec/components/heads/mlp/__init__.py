@@ -1,0 +1,124 @@
+"""MLP heads: projection/predictor heads (SimCLR, BYOL), regression heads (data2vec), and the MLP
+discriminator that GAN objectives read. Heads used only in pre-training are marked `training_only: true`,
+which keeps them out of every export."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from mmspec.components.common import Activation, require_float
+from mmspec.registry import Example, register
+from mmspec.spec._base import ComponentConfig, PositiveFloat, PositiveInt, Ref, StrictModel
+from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+
+
+def _single(bundle: Bundle, ref: str, field: str | tuple) -> TensorInfo:
+    if len(bundle) != 1:
+        raise CheckError(
+            field, f"{ref!r} emits {sorted(bundle)}; reference one of them, e.g. '{ref}.{sorted(bundle)[-1]}'"
+        )
+    x = next(iter(bundle.values()))
+    if x.rank not in (2, 3) or not isinstance(x.width, int):
+        raise CheckError(
+            field, f"{ref!r} has shape {list(x.shape)}; a vector [batch, D] or a sequence [batch, S, D] is needed"
+        )
+    return require_float(x, ref, field)
+
+
+MLP_EXAMPLES = (
+    Example(
+        {"x": {"type": "vector", "dim": 6}}, {"input": "x", "dim": 4, "hidden": [8], "norm": "batch"}, name="vector"
+    ),
+    Example(
+        {"s": {"type": "sequence", "dim": 6, "length": "seq", "max_length": 10}},
+        {"input": "s", "dim": 3, "hidden": [5], "norm": "layer", "activation": "gelu"},
+        name="sequence",
+    ),
+)
+DISCRIMINATOR_EXAMPLES = (
+    Example(
+        {"real": {"type": "vector", "dim": 6}, "z": {"type": "vector", "dim": 3}, "c": {"type": "vector", "dim": 2}},
+        {"inputs": {"real": "real", "fake": "gen", "condition": "c"}, "hidden": [8]},
+        {"heads": {"gen": {"type": "mlp", "input": "z", "dim": 6, "hidden": [8]}}},
+    ),
+)
+
+
+@register("heads", examples=MLP_EXAMPLES)
+class MLPHead(ComponentConfig):
+    """MLP on vectors [batch, D] or on each position of [batch, S, D] -> `embedding` [..., dim]:
+    [Linear -> norm -> activation] per `hidden` width, then Linear(dim). BYOL's projector and predictor are
+    `hidden: [4096], norm: batch, dim: 256`."""
+
+    type: Literal["mlp"]
+    input: Ref
+    dim: PositiveInt
+    hidden: list[PositiveInt] = []
+    norm: Literal["none", "batch", "layer"] = "none"
+    activation: Activation = "relu"
+    eps: PositiveFloat = 1e-5
+
+    def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        x = _single(inputs["input"], self.input, "input")
+        return {"embedding": x.with_shape(*x.shape[:-1], self.dim)}
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.heads.mlp.module import MLP
+
+        return MLP(
+            _single(inputs["input"], self.input, "input").width,
+            self.hidden,
+            self.dim,
+            self.norm,
+            self.activation,
+            self.eps,
+            "embedding",
+        )
+
+
+class DiscriminatorInputs(StrictModel):
+    """What the discriminator judges: `real` and `fake` vectors of one width, optionally a `condition`."""
+
+    real: Ref
+    fake: Ref
+    condition: Ref | None = None
+
+
+@register("heads", training_only=True, examples=DISCRIMINATOR_EXAMPLES)
+class Discriminator(ComponentConfig):
+    """MLP discriminator, one network applied to `real` and `fake` vectors [batch, D] (each concatenated with
+    `condition` when given) -> `real`, `fake` logits [batch, 1]; with a condition also `mismatched`: real data
+    with the next example's condition (matching-aware GAN-CLS). Training-only by default."""
+
+    type: Literal["discriminator"]
+    inputs: DiscriminatorInputs
+    hidden: list[PositiveInt] = [256]
+    activation: Activation = "silu"
+    training_only: bool = True
+
+    def references(self) -> dict[str, str]:
+        return {k: v for k, v in self.inputs.model_dump().items() if v is not None}
+
+    def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        real = _single(inputs["real"], self.inputs.real, ("inputs", "real"))
+        fake = _single(inputs["fake"], self.inputs.fake, ("inputs", "fake"))
+        if real.rank != 2 or real.shape != fake.shape:
+            raise CheckError(
+                ("inputs", "fake"),
+                f"real {list(real.shape)} and fake {list(fake.shape)} must be vectors of one shape [batch, D]",
+            )
+        out = {"real": real.with_shape(real.shape[0], 1), "fake": real.with_shape(real.shape[0], 1)}
+        if "condition" in inputs:
+            cond = _single(inputs["condition"], self.inputs.condition, ("inputs", "condition"))
+            if cond.rank != 2:
+                raise CheckError(("inputs", "condition"), "the condition must be a vector [batch, C]")
+            out["mismatched"] = out["real"]
+        return out
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.heads.mlp.module import MLPDiscriminator
+
+        width = next(iter(inputs["real"].values())).width
+        if "condition" in inputs:
+            width += next(iter(inputs["condition"].values())).width
+        return MLPDiscriminator(width, self.hidden, self.activation)

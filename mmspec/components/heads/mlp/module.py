@@ -1,0 +1,55 @@
+"""Modules behind the `mlp` and `discriminator` heads."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmspec.blocks.activations import activation
+
+
+class MLP(nn.Module):
+    """[Linear -> norm -> act] x len(hidden) -> Linear(out), over the last axis of [B, D] or [B, S, D]."""
+
+    def __init__(self, dim: int, hidden: list[int], out: int, norm: str, act: str, eps: float, name: str):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for width in hidden:
+            layers.append(nn.Linear(dim, width))
+            if norm == "batch":
+                layers.append(nn.BatchNorm1d(width, eps=eps))
+            elif norm == "layer":
+                layers.append(nn.LayerNorm(width, eps=eps))
+            layers.append(activation(act))
+            dim = width
+        layers.append(nn.Linear(dim, out))
+        self.mlp = nn.Sequential(*layers)
+        self.name = name
+
+    def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        x = next(iter(inputs["input"].values()))  # B,(S,)D
+        y = self.mlp(x.flatten(0, -2)).unflatten(0, x.shape[:-1])  # B,(S,)out  (BatchNorm1d needs [N, C])
+        return {self.name: y}
+
+
+class MLPDiscriminator(nn.Module):
+    """One MLP scoring real and fake vectors (concatenated with the condition when there is one)."""
+
+    def __init__(self, dim: int, hidden: list[int], act: str):
+        super().__init__()
+        self.net = MLP(dim, hidden, 1, "none", act, 1e-5, "logits")
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net({"input": {"x": x}})["logits"]  # B,1
+
+    def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        real = next(iter(inputs["real"].values()))  # B,D
+        fake = next(iter(inputs["fake"].values()))  # B,D
+        if "condition" not in inputs:
+            return {"real": self.score(real), "fake": self.score(fake)}
+        c = next(iter(inputs["condition"].values()))  # B,C
+        return {
+            "real": self.score(torch.cat([real, c], -1)),
+            "fake": self.score(torch.cat([fake, c], -1)),
+            "mismatched": self.score(torch.cat([real, c.roll(1, 0)], -1)),  # another example's condition
+        }

@@ -1,0 +1,137 @@
+"""Auxiliary objectives and training-time parts (training-only): MoE load balancing, reconstruction (masked
+patches, L1) and modality dropout."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from mmspec.components.objectives.base import (
+    LOSS,
+    Objective,
+    input_names,
+    require_rank,
+    same_shape,
+    tensor,
+)
+from mmspec.registry import register
+from mmspec.spec._base import Name, PositiveInt, Probability, Ref, StrictModel
+from mmspec.spec.suggest import suggestion_text
+from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+
+
+@register("objectives", training_only=True)
+class MoELoadBalancing(Objective):
+    """Load-balancing auxiliary loss on router logits [..., experts] (LIMoE, Switch, MultiModel): `switch`
+    E * sum_e f_e P_e (f: fraction of tokens sent to e by top-k routing, P: mean router probability), or
+    `importance`, the squared coefficient of variation of the experts' summed probabilities."""
+
+    type: Literal["moe_load_balancing"]
+    input: Ref
+    kind: Literal["switch", "importance"] = "switch"
+    top_k: PositiveInt = 1
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        logits = require_rank(
+            tensor(inputs, "input", self.input, "logits"), (2, 3), "input", "router logits", self.input
+        )
+        if isinstance(logits.width, int) and self.top_k > logits.width:
+            raise CheckError("top_k", f"top_k {self.top_k} exceeds the {logits.width} experts of {self.input!r}")
+        return LOSS
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.auxiliary.loss import MoELoadBalancing as Module
+
+        return Module(self.kind, self.top_k)
+
+
+class PatchMask(StrictModel):
+    """Mask `ratio` of the image's `patch` x `patch` patches in the student's input (zeros); the loss counts only
+    those patches (MAE, SimMIM)."""
+
+    ratio: Probability = 0.75
+    patch: PositiveInt = 16
+
+
+@register("objectives", training_only=True)
+class Reconstruction(Objective):
+    """Reconstruction loss, `mse` or `l1`, averaged over elements (MultiMAE: mse on RGB, l1 on depth). With
+    `mask`, the `target` image is masked in the student's input and the loss counts only masked patches; the
+    prediction is then the image [batch, C, H, W] or per-patch pixels [batch, patches, patch*patch*C];
+    `normalize` standardises each target patch (MAE norm_pix_loss)."""
+
+    type: Literal["reconstruction"]
+    input: Ref
+    target: Ref
+    """What is reconstructed (a modality: the data before masking, or a node's output)."""
+    loss: Literal["mse", "l1"] = "mse"
+    mask: PatchMask | None = None
+    normalize: bool = False
+    ref_fields = ("input", "target")
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        pred, target = tensor(inputs, "input", self.input), tensor(inputs, "target", self.target, field="target")
+        if self.mask is None:
+            if self.normalize:
+                raise CheckError("normalize", "normalize applies to masked patches; set `mask:` or remove it")
+            same_shape(target, pred, "input", self.target, self.input)
+            return LOSS
+        node = self.target.split(".")[0]
+        if node not in ctx.spec.modalities or ctx.spec.modalities[node].type != "image":
+            raise CheckError(
+                "target", f"masked reconstruction needs an image modality as target; {self.target!r} is not one"
+            )
+        b, c, h, w = target.shape
+        p = self.mask.patch
+        if h % p or w % p:
+            raise CheckError(("mask", "patch"), f"mask.patch {p} does not divide the image size {h}x{w}")
+        per_patch = TensorInfo((b, (h // p) * (w // p), p * p * c))
+        if pred.shape not in (target.shape, per_patch.shape):
+            raise CheckError(
+                "input",
+                f"the prediction {list(pred.shape)} of {self.input!r} must be the image "
+                f"{list(target.shape)} or per-patch pixels {list(per_patch.shape)}",
+            )
+        return LOSS
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.auxiliary.loss import Reconstruction as Module
+
+        image = None
+        if self.mask is not None:
+            image = input_names(ctx.spec, self.target.split(".")[0])["pixels"]
+        m = self.mask or PatchMask()
+        return Module(self.loss, image, m.ratio, m.patch, self.normalize)
+
+
+@register("objectives", training_only=True)
+class ModalityDropout(Objective):
+    """Multimodal dropout (Cheerla & Gevaert 2019): each of `modalities` is dropped for a `prob` fraction of
+    examples, never all of them for one example; a dropped modality has zero features, zero mask and pad ids.
+    A training-time part without a loss (it emits nothing)."""
+
+    type: Literal["modality_dropout"]
+    modalities: Annotated[list[Name], Field(min_length=1)]
+    prob: Probability = 0.25
+    pad: Annotated[int, Field(ge=0)] = 0
+    ref_fields = ()
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        if {"weight", "updates"} & self.model_fields_set:
+            raise CheckError("weight", "modality_dropout has no loss; remove `weight` and `updates`")
+        for i, name in enumerate(self.modalities):
+            if name not in ctx.spec.modalities:
+                raise CheckError(
+                    ("modalities", i), f"{name!r} is not a modality{suggestion_text(name, ctx.spec.modalities)}"
+                )
+        return {}
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.auxiliary.loss import ModalityDropout as Module
+
+        fills = [
+            {name: (self.pad if fld == "ids" else 0) for fld, name in input_names(ctx.spec, m).items()}
+            for m in self.modalities
+        ]
+        return Module(fills, self.prob)

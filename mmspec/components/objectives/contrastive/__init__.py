@@ -1,0 +1,179 @@
+"""Contrastive and self-distillation objectives on embeddings: NT-Xent (SimCLR), BYOL's normalized MSE
+and data2vec's regression to an EMA teacher's layers (training-only). CLIP's symmetric InfoNCE is in
+supervised.py, next to the contrastive head it reads."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from mmspec.components.objectives.base import (
+    LOSS,
+    Objective,
+    input_names,
+    pick_modality,
+    require_rank,
+    same_shape,
+    tensor,
+)
+from mmspec.registry import register
+from mmspec.spec._base import Name, PositiveFloat, PositiveInt, Probability, Ref, StrictModel
+from mmspec.spec.tensors import Bundle, CheckError
+
+VIEW_KINDS = ("image", "regions", "sequence", "vector")
+
+
+class Augment(StrictModel):
+    """Two augmented views per example (rows 2i, 2i+1 of the doubled batch). Images: random resized crop
+    (area fraction in [crop, 1]), horizontal flip, brightness jitter, Gaussian noise; other float
+    modalities: Gaussian noise."""
+
+    modality: Name
+    flip: bool = True
+    crop: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    brightness: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.4
+    noise: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+def _check_views(obj, ctx) -> None:
+    pick_modality(ctx.spec, obj.augment.modality, obj.input, VIEW_KINDS, "augment", "augment")
+    others = [n for n, o in ctx.spec.objectives.items() if getattr(o, "augment", None) is not None and o is not obj]
+    if others:
+        raise CheckError(
+            "augment",
+            f"objective {others[0]!r} also makes views; only one objective may augment "
+            "(the others then see both views)",
+        )
+
+
+def _views(obj, ctx) -> dict:
+    a = obj.augment
+    return {
+        "names": list(input_names(ctx.spec, a.modality).values()),
+        "image": ctx.spec.modalities[a.modality].type == "image",
+        "flip": a.flip,
+        "crop": a.crop,
+        "brightness": a.brightness,
+        "noise": a.noise,
+    }
+
+
+@register("objectives", training_only=True)
+class NTXent(Objective):
+    """SimCLR's NT-Xent on embeddings [batch, D] of two augmented views: each view's positive is the other
+    view of its example, every other row (of every process) a negative, at a fixed `temperature`."""
+
+    type: Literal["nt_xent"]
+    input: Ref
+    temperature: PositiveFloat = 0.5
+    augment: Augment
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        require_rank(tensor(inputs, "input", self.input), 2, "input", "embeddings", self.input)
+        _check_views(self, ctx)
+        return LOSS
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.contrastive.loss import NTXent as Module
+
+        return Module(self.temperature, **_views(self, ctx))
+
+
+@register("objectives", training_only=True)
+class BYOLNormalizedMSE(Objective):
+    """BYOL: 2 - 2 cos(predictor output for one view, EMA teacher's projection of the other view);
+    `symmetric` adds the swapped term (the paper's L + L~). `target` is usually an `ema_teacher`'s field."""
+
+    type: Literal["byol_normalized_mse"]
+    input: Ref
+    target: Ref
+    symmetric: bool = True
+    augment: Augment
+    ref_fields = ("input", "target")
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        pred = require_rank(tensor(inputs, "input", self.input), 2, "input", "predictions", self.input)
+        same_shape(pred, tensor(inputs, "target", self.target, field="target"), "target", self.input, self.target)
+        _check_views(self, ctx)
+        return LOSS
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.contrastive.loss import BYOL as Module
+
+        return Module(self.symmetric, **_views(self, ctx))
+
+
+class StudentMask(StrictModel):
+    """Masking of the student's input: `span` (wav2vec/data2vec: round(prob S / length) spans of `length`) or
+    `uniform` (exactly prob S positions)."""
+
+    type: Literal["span", "uniform"] = "span"
+    prob: Probability = 0.35
+    length: PositiveInt = 4
+    modality: Name | None = None
+    """The tokens/sequence/regions modality to mask; default: the only one the student reads."""
+    mask_token: Annotated[int, Field(ge=0)] = 103
+    """Id written at masked token positions (float features are zeroed)."""
+
+
+@register("objectives", training_only=True)
+class Data2VecRegression(Objective):
+    """data2vec: the student sees masked input and regresses, at the masked positions, the mean of the EMA
+    teacher's top_k block outputs (the teacher sees the unmasked input), each normalised by `target_norm`.
+    `input`: per-position predictions [batch, S, D]; `target`: an `ema_teacher` with `emit: layers`."""
+
+    type: Literal["data2vec_regression"]
+    input: Ref
+    target: Ref
+    top_k: PositiveInt = 8
+    target_norm: Literal["layer", "instance", "none"] = "layer"
+    loss: Literal["smooth_l1", "l2"] = "smooth_l1"
+    beta: Annotated[float, Field(ge=0.0)] = 4.0
+    """Smooth L1 switches from quadratic to linear at |error| = beta (0: plain L1)."""
+    mask: StudentMask = StudentMask()
+    ref_fields = ("input", "target")
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        pred = require_rank(tensor(inputs, "input", self.input), 3, "input", "per-position predictions", self.input)
+        layers = inputs["target"].get("layers")
+        if layers is None or layers.rank != 4:
+            raise CheckError(
+                "target",
+                f"data2vec_regression needs `layers` [batch, L, S, D] from {self.target!r}; "
+                "reference an ema_teacher with `emit: layers`",
+            )
+        if (layers.shape[0], *layers.shape[2:]) != pred.shape:
+            raise CheckError(
+                "target",
+                f"teacher layers {list(layers.shape)} do not match the predictions "
+                f"{list(pred.shape)} of {self.input!r} (batch, positions, width)",
+            )
+        if self.top_k > layers.shape[1]:
+            raise CheckError("top_k", f"top_k {self.top_k} exceeds the teacher's {layers.shape[1]} layers")
+        self._modality(ctx)
+        return LOSS
+
+    def _modality(self, ctx) -> str:
+        return pick_modality(
+            ctx.spec, self.mask.modality, self.input, ("tokens", "sequence", "regions"), "mask", "mask"
+        )
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.contrastive.loss import Data2Vec as Module
+
+        modality = self._modality(ctx)
+        names = input_names(ctx.spec, modality)
+        main = names.get("ids") or names.get("values") or names["features"]
+        return Module(
+            main,
+            names.get("mask"),
+            self.mask.mask_token,
+            self.mask.type,
+            self.mask.prob,
+            self.mask.length,
+            self.top_k,
+            self.target_norm,
+            self.loss,
+            self.beta,
+        )

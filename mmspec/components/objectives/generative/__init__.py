@@ -1,0 +1,277 @@
+"""Generative objectives (training-only): VAE ELBO, VQ-VAE losses, dVAE Gumbel ELBO, GAN losses with R1,
+and diffusion epsilon-prediction. They read the outputs of encoders/decoders/discriminators by reference,
+so any component that emits the named tensors can be trained with them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from mmspec.components.objectives.base import (
+    LOSS,
+    Objective,
+    input_names,
+    pick_modality,
+    require_rank,
+    same_shape,
+    tensor,
+)
+from mmspec.registry import register
+from mmspec.spec._base import Name, PositiveFloat, PositiveInt, Probability, Ref, StrictModel
+from mmspec.spec.tensors import Bundle, CheckError
+
+Likelihood = Literal["gaussian", "bernoulli", "laplace"]
+NonNegative = Annotated[float, Field(ge=0.0)]
+
+
+@register("objectives", training_only=True)
+class VAEELBO(Objective):
+    """Negative ELBO: NLL(target | input) + beta * KL(N(mean, exp(log_var)) || N(0, I)), per example, averaged.
+    `likelihood`: gaussian 0.5 * squared error, bernoulli BCE on logits, laplace absolute error (summed)."""
+
+    type: Literal["vae_elbo"]
+    input: Ref
+    """The reconstruction."""
+    target: Ref
+    """What is reconstructed (a modality: the data before any masking)."""
+    mean: Ref
+    log_var: Ref
+    beta: NonNegative = 1.0
+    likelihood: Likelihood = "gaussian"
+    ref_fields = ("input", "target", "mean", "log_var")
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        same_shape(
+            tensor(inputs, "target", self.target, field="target"),
+            tensor(inputs, "input", self.input),
+            "input",
+            self.target,
+            self.input,
+        )
+        same_shape(
+            tensor(inputs, "mean", self.mean),
+            tensor(inputs, "log_var", self.log_var),
+            "log_var",
+            self.mean,
+            self.log_var,
+        )
+        return LOSS
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.generative.loss import VAEELBO as Module
+
+        return Module(self.likelihood, self.beta)
+
+
+@register("objectives", training_only=True)
+class VQLosses(Objective):
+    """VQ-VAE: codebook loss mean((sg[z_e] - z_q)^2) + beta * commitment mean((z_e - sg[z_q])^2). `input`: the
+    encoder output z_e; `quantized`: the chosen codebook vectors z_q (not the straight-through output, which
+    the quantizer passes on as z_e + sg(z_q - z_e))."""
+
+    type: Literal["vq_losses"]
+    input: Ref
+    quantized: Ref
+    beta: NonNegative = 0.25
+    ref_fields = ("input", "quantized")
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        same_shape(
+            tensor(inputs, "input", self.input),
+            tensor(inputs, "quantized", self.quantized, field="quantized"),
+            "quantized",
+            self.input,
+            self.quantized,
+        )
+        return LOSS
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.generative.loss import VQLoss
+
+        return VQLoss(self.beta)
+
+
+class Anneal(StrictModel):
+    """A weight annealed from `start` to `end` over `steps` updates (linear or cosine), then constant."""
+
+    start: NonNegative = 0.0
+    end: NonNegative = 6.6
+    steps: PositiveInt = 5000
+    schedule: Literal["linear", "cosine"] = "cosine"
+
+
+@register("objectives", training_only=True)
+class GumbelELBO(Objective):
+    """dVAE (DALL-E stage 1) ELBO: NLL(target | reconstruction) + beta * KL(softmax(logits) || uniform over K),
+    the KL summed over latent positions; beta is annealed (DALL-E: 0 -> 6.6 over 5000 updates). `input`: the
+    encoder's code logits [batch, ..., K]; the encoder samples codes with mmspec.components.objectives.generative.loss
+    .gumbel_softmax."""
+
+    type: Literal["gumbel_elbo"]
+    input: Ref
+    reconstruction: Ref
+    target: Ref
+    beta: Anneal = Anneal()
+    likelihood: Likelihood = "laplace"
+    ref_fields = ("input", "reconstruction", "target")
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        require_rank(tensor(inputs, "input", self.input, "logits"), (2, 3, 4, 5), "input", "code logits", self.input)
+        same_shape(
+            tensor(inputs, "target", self.target, field="target"),
+            tensor(inputs, "reconstruction", self.reconstruction, field="reconstruction"),
+            "reconstruction",
+            self.target,
+            self.reconstruction,
+        )
+        return LOSS
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.generative.loss import GumbelELBO as Module
+
+        b = self.beta
+        return Module(self.likelihood, b.start, b.end, b.steps, b.schedule)
+
+
+@register("objectives", training_only=True)
+class GAN(Objective):
+    """An adversarial loss on discriminator logits: minimax, non-saturating or hinge.
+
+    role `discriminator` reads `real` and `fake` (and `mismatched`: real data with a wrong condition, for
+    matching-aware GAN-CLS); role `generator` reads `fake`.
+    `loss`: minimax, non_saturating or hinge. Give each role its `updates:` (the discriminator's, the
+    generator's node) so that `mmspec fit` alternates their optimizer steps."""
+
+    type: Literal["gan"]
+    role: Literal["discriminator", "generator"]
+    loss: Literal["minimax", "non_saturating", "hinge"] = "non_saturating"
+    fake: Ref
+    real: Ref | None = None
+    mismatched: Ref | None = None
+    ref_fields = ("fake", "real", "mismatched")
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        fake = tensor(inputs, "fake", self.fake, field="fake")
+        if self.role == "discriminator" and self.real is None:
+            raise CheckError("real", "role discriminator needs `real`: its logits on real data")
+        if self.role == "generator" and (self.real or self.mismatched):
+            raise CheckError("real" if self.real else "mismatched", "role generator reads only `fake`")
+        for fld in ("real", "mismatched"):
+            if getattr(self, fld) is not None:
+                same_shape(fake, tensor(inputs, fld, getattr(self, fld), field=fld), fld, self.fake, getattr(self, fld))
+        return LOSS
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.generative.loss import GANLoss
+
+        return GANLoss(self.role, self.loss)
+
+
+@register("objectives", training_only=True)
+class R1Penalty(Objective):
+    """R1 gradient penalty (StyleGAN): gamma / 2 * E ||d D(x) / d x||^2 on real data. `input`: the
+    discriminator's logits on the real data; `wrt`: the modality holding that data."""
+
+    type: Literal["r1_penalty"]
+    input: Ref
+    wrt: Name
+    gamma: PositiveFloat = 10.0
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        tensor(inputs, "input", self.input)
+        pick_modality(
+            ctx.spec, self.wrt, self.input, ("image", "regions", "sequence", "vector"), "wrt", "differentiate"
+        )
+        return LOSS
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.generative.loss import R1Penalty as Module
+
+        return Module(list(input_names(ctx.spec, self.wrt).values()), self.gamma)
+
+
+class NoiseSchedule(StrictModel):
+    """Diffusion beta schedule over `steps` timesteps: linear (DDPM 1e-4 .. 0.02), scaled_linear, or
+    squaredcos_cap_v2 (improved DDPM's cosine)."""
+
+    kind: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
+    steps: PositiveInt = 1000
+    beta_start: PositiveFloat = 1e-4
+    beta_end: PositiveFloat = 0.02
+
+
+class ConditionDropout(StrictModel):
+    """Classifier-free guidance training: the condition modality of a `prob` fraction of examples is replaced
+    by the null condition (token ids -> `null_token`, mask and float features -> 0)."""
+
+    modality: Name
+    prob: Probability = 0.1
+    null_token: Annotated[int, Field(ge=0)] = 0
+
+
+@register("objectives", training_only=True)
+class DiffusionEpsMSE(Objective):
+    """DDPM epsilon-prediction: the batch holds x_0 in `image`; the objective samples t uniformly and the
+    noise, feeds x_t and t to the model (the `timestep` modality: `vector` dim 1, or `tokens` of length 1), and
+    regresses the denoiser's `input` output on the noise (mean squared error)."""
+
+    type: Literal["diffusion_eps_mse"]
+    input: Ref
+    image: Name
+    timestep: Name
+    schedule: NoiseSchedule = NoiseSchedule()
+    condition_dropout: ConditionDropout | None = None
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        pred = tensor(inputs, "input", self.input, "eps")
+        m = ctx.spec.modalities
+        pick_modality(ctx.spec, self.image, self.input, ("image", "sequence", "vector", "regions"), "image", "noise")
+        x0 = next(iter(m[self.image].bundle(self.image).values()))
+        if pred.shape != x0.shape:
+            raise CheckError(
+                "input",
+                f"the prediction {list(pred.shape)} of {self.input!r} must have the shape "
+                f"{list(x0.shape)} of the noised {self.image!r}",
+            )
+        t = m.get(self.timestep)
+        ok = t is not None and ((t.type == "vector" and t.dim == 1) or (t.type == "tokens" and t.length == 1))
+        if not ok:
+            raise CheckError(
+                "timestep",
+                f"timestep {self.timestep!r} must be a `vector` modality with dim 1 or a "
+                "`tokens` modality with length 1",
+            )
+        if t.type == "tokens" and t.vocab_size < self.schedule.steps:
+            raise CheckError(
+                "timestep",
+                f"timestep ids go up to {self.schedule.steps - 1} but {self.timestep!r} has vocab_size {t.vocab_size}",
+            )
+        if self.condition_dropout is not None and self.condition_dropout.modality not in m:
+            raise CheckError(
+                ("condition_dropout", "modality"),
+                f"condition_dropout.modality {self.condition_dropout.modality!r} is not a modality",
+            )
+        return LOSS
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.generative.loss import DiffusionEps
+
+        cond: dict[str, float] = {}
+        if (cd := self.condition_dropout) is not None:
+            for fld, name in input_names(ctx.spec, cd.modality).items():
+                cond[name] = cd.null_token if fld == "ids" else 0.0
+        names = input_names(ctx.spec, self.image)
+        image = names.get("pixels") or names.get("values") or names["features"]
+        timestep = input_names(ctx.spec, self.timestep)
+        s = self.schedule
+        return DiffusionEps(
+            image,
+            timestep.get("ids") or timestep["values"],
+            s.kind,
+            s.steps,
+            s.beta_start,
+            s.beta_end,
+            cond,
+            self.condition_dropout.prob if self.condition_dropout else 0.0,
+        )

@@ -1,0 +1,125 @@
+"""Autoregressive language modelling and T5 span corruption (training-only)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from mmspec.components.objectives.base import (
+    LOSS,
+    Objective,
+    Target,
+    input_names,
+    pick_modality,
+    require_rank,
+    tensor,
+)
+from mmspec.registry import register
+from mmspec.spec._base import Name, PositiveFloat, Probability, Ref
+from mmspec.spec.tensors import Bundle, CheckError
+
+
+@register("objectives", training_only=True)
+class AutoregressiveLM(Objective):
+    """Next-token cross-entropy on per-token logits [batch, S, V] of a causal model (GPT, DALL-E, Gato):
+    logits at t predict token t+1 of `tokens`; padding never counts.
+
+    `loss_mask: true` adds batch target `loss_mask` [batch, S] (1 = this token is a target; Gato's action
+    tokens). `segment_weights` weighs the mean loss of each segment id of the tokens (DALL-E: [0.125, 0.875])."""
+
+    type: Literal["autoregressive_lm"]
+    input: Ref
+    tokens: Name
+    """The tokens modality whose next ids are the targets (the one the causal model reads)."""
+    loss_mask: bool = False
+    segment_weights: list[Annotated[float, Field(ge=0.0)]] | None = None
+    ref_fields = ("input", "tokens")
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        logits = require_rank(tensor(inputs, "input", self.input, "logits"), 3, "input", "per-token logits", self.input)
+        modality = ctx.spec.modalities.get(self.tokens)
+        if modality is None or modality.type != "tokens":
+            pick_modality(ctx.spec, self.tokens, self.input, ("tokens",), "tokens", "predict")
+        if logits.shape[:2] != inputs["tokens"]["ids"].shape:
+            raise CheckError(
+                "input",
+                f"logits {list(logits.shape)} of {self.input!r} do not cover the tokens "
+                f"{list(inputs['tokens']['ids'].shape)} of {self.tokens!r}",
+            )
+        if self.segment_weights is not None and len(self.segment_weights) != modality.segments:
+            raise CheckError(
+                "segment_weights",
+                f"segment_weights has {len(self.segment_weights)} entries but "
+                f"{self.tokens!r} has segments: {modality.segments}; give one each",
+            )
+        return LOSS
+
+    def targets(self, inputs: dict[str, Bundle], spec: Any) -> dict[str, Target]:
+        if not self.loss_mask:
+            return {}
+        return {"loss_mask": Target(inputs["tokens"]["ids"], "binary")}
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.language.loss import AutoregressiveLM as Module
+
+        return Module(self.segment_weights, self.loss_mask)
+
+
+@register("objectives", training_only=True)
+class SpanCorruption(Objective):
+    """T5 span corruption: `noise_density` of the `source` tokens, in spans of mean length `mean_span`, are
+    replaced by sentinel ids (first_sentinel, first_sentinel - 1, ...); the `decoder` modality gets the target
+    shifted right, and the loss is cross-entropy of the decoder's per-token logits against the target."""
+
+    type: Literal["span_corruption"]
+    input: Ref
+    """A head with per-token logits over the decoder positions."""
+    source: Name
+    """The tokens modality the encoder reads (corrupted in place, then padded)."""
+    decoder: Name
+    """The tokens modality the decoder reads (filled with the shifted target)."""
+    noise_density: Probability = 0.15
+    mean_span: PositiveFloat = 3.0
+    first_sentinel: Annotated[int, Field(ge=0)] | None = None
+    """Id of the first sentinel; default: the source's vocab_size - 1 (T5: <extra_id_0> = 32099)."""
+    pad: Annotated[int, Field(ge=0)] = 0
+    decoder_start: Annotated[int, Field(ge=0)] = 0
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        logits = require_rank(tensor(inputs, "input", self.input, "logits"), 3, "input", "per-token logits", self.input)
+        for fld in ("source", "decoder"):
+            pick_modality(ctx.spec, getattr(self, fld), self.input, ("tokens",), fld, "corrupt")
+        dec = ctx.spec.modalities[self.decoder]
+        if logits.shape[1] != dec.length:
+            raise CheckError(
+                "decoder",
+                f"{self.input!r} has {logits.shape[1]} positions but decoder "
+                f"{self.decoder!r} has length {dec.length}; the head must read the decoder",
+            )
+        vocab = ctx.spec.modalities[self.source].vocab_size
+        if self.first_sentinel is not None and self.first_sentinel >= vocab:
+            raise CheckError(
+                "first_sentinel",
+                f"first_sentinel {self.first_sentinel} is not below the vocab_size {vocab} of {self.source!r}",
+            )
+        return LOSS
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.language.loss import SpanCorruption as Module
+
+        src, dec = input_names(ctx.spec, self.source), input_names(ctx.spec, self.decoder)
+        first = self.first_sentinel
+        if first is None:
+            first = ctx.spec.modalities[self.source].vocab_size - 1
+        return Module(
+            src["ids"],
+            src.get("mask"),
+            dec["ids"],
+            dec.get("mask"),
+            self.noise_density,
+            self.mean_span,
+            first,
+            self.pad,
+            self.decoder_start,
+        )

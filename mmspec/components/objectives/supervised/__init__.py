@@ -1,0 +1,177 @@
+"""Training objectives over head outputs. Training-only: never part of an exported graph.
+
+Each objective's module maps (input bundles, targets) -> scalar loss; the weighted sum of a
+spec's objectives is the training loss. The other objective families are in the files beside this one.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from mmspec.components.objectives.base import LOSS, Objective, Target, input_names, pick_modality
+from mmspec.registry import register
+from mmspec.spec._base import ComponentConfig, Name, PositiveFloat, Probability, Ref
+from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+
+
+class _HeadObjective(Objective):
+    """An objective on one head's output; subclasses say which head outputs they need and build the loss."""
+
+    input: Ref
+    logits_rank: ClassVar[int | None] = None
+    """Rank of the head's `logits` the loss needs (None: checked by the subclass)."""
+    logits_kind: ClassVar[str] = ""
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        node = self.input.split(".")[0]
+        if node not in ctx.spec.heads:
+            raise CheckError("input", f"objective input {self.input!r} must be a head (objectives train heads)")
+        self.check_head(ctx.spec.heads[node], inputs["input"])
+        self.check_more(inputs, ctx)
+        return LOSS
+
+    def check_more(self, inputs: dict[str, Bundle], ctx) -> None:
+        """Rules beyond the head's logits (which modality to mask, ...)."""
+
+    def check_head(self, head: ComponentConfig, bundle: Bundle) -> None:
+        logits = bundle.get("logits")
+        if logits is None or logits.rank != self.logits_rank:
+            raise CheckError(
+                "input",
+                f"{self.type} needs {self.logits_kind} `logits` of rank {self.logits_rank} from head "  # type: ignore[attr-defined]
+                f"{self.input!r}, which emits {sorted(bundle)}",
+            )
+
+
+@register("objectives", training_only=True)
+class CrossEntropy(_HeadObjective):
+    """Cross-entropy on per-example logits [batch, C] against data labels (NSP, classification).
+
+    Batch target `labels` [batch], class ids."""
+
+    type: Literal["cross_entropy"]
+    label_smoothing: Probability = 0.0
+    logits_rank: ClassVar[int] = 2
+    logits_kind: ClassVar[str] = "per-example"
+
+    def targets(self, inputs: dict[str, Bundle], spec: Any) -> dict[str, Target]:
+        logits = inputs["input"]["logits"]
+        return {"labels": Target(TensorInfo(logits.shape[:1], "int64"), "classes", int(logits.shape[1]))}
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.supervised.loss import CrossEntropyLoss
+
+        return CrossEntropyLoss(self.label_smoothing)
+
+
+@register("objectives", training_only=True)
+class Alignment(_HeadObjective):
+    """Image-text alignment / ITM (ViLBERT, LXMERT): mismatched pairs are made by giving a `negative_prob`
+    fraction of examples another example's `shuffle` modality; cross-entropy on logits [batch, 2], 1 = matched."""
+
+    type: Literal["alignment"]
+    shuffle: Name
+    """The modality whose rows are swapped to make negatives (e.g. the image regions)."""
+    negative_prob: Probability = 0.5
+    logits_rank: ClassVar[int] = 2
+    logits_kind: ClassVar[str] = "per-example"
+
+    def check_more(self, inputs: dict[str, Bundle], ctx) -> None:
+        kinds = ("tokens", "image", "regions", "sequence", "vector")
+        pick_modality(ctx.spec, self.shuffle, self.input, kinds, "shuffle", "shuffle")
+        if inputs["input"]["logits"].shape[1] != 2:
+            raise CheckError("input", f"alignment needs 2 classes (mismatched, matched) from {self.input!r}")
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.supervised.loss import Alignment as Module
+
+        return Module(list(input_names(ctx.spec, self.shuffle).values()), self.negative_prob)
+
+
+@register("objectives", training_only=True)
+class MaskedLM(_HeadObjective):
+    """Masked language modelling: cross-entropy at the masked positions of per-token logits [batch, S, V]
+    (BERT: 15 % of tokens; of those 80 % [MASK], 10 % random, 10 % kept)."""
+
+    type: Literal["masked_lm"]
+    mask_prob: Probability = 0.15
+    mask_token: Annotated[int, Field(ge=0)] = 103
+    """Id written at masked positions (BERT's [MASK] is 103)."""
+    random_prob: Probability = 0.1
+    """Fraction of the chosen positions that get a random id instead."""
+    keep_prob: Probability = 0.1
+    """Fraction of the chosen positions left unchanged."""
+    tokens: Name | None = None
+    """The tokens modality to mask; default: the only one the head reads. Padding (mask 0) is never chosen."""
+    logits_rank: ClassVar[int] = 3
+    logits_kind: ClassVar[str] = "per-token"
+
+    def check_more(self, inputs: dict[str, Bundle], ctx) -> None:
+        name = pick_modality(ctx.spec, self.tokens, self.input, ("tokens",), "tokens", "mask")
+        vocab = ctx.spec.modalities[name].vocab_size
+        if self.mask_token >= vocab:
+            raise CheckError("mask_token", f"mask_token {self.mask_token} is not below the vocab_size {vocab} "
+                                           f"of {name!r}")
+        if self.random_prob + self.keep_prob > 1:
+            raise CheckError("keep_prob", "random_prob + keep_prob must be at most 1")
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.supervised.loss import MaskedLM as Module
+
+        name = pick_modality(ctx.spec, self.tokens, self.input, ("tokens",), "tokens", "mask")
+        names = input_names(ctx.spec, name)
+        return Module(names["ids"], names.get("mask"), self.mask_prob, self.mask_token,
+                      ctx.spec.modalities[name].vocab_size, self.random_prob, self.keep_prob)
+
+
+@register("objectives", training_only=True)
+class MaskedRegionKL(_HeadObjective):
+    """KL(detector class distribution || predicted distribution) at masked regions (ViLBERT): `mask_prob` of
+    the regions are chosen, `zero_prob` of those get zero features.
+
+    Batch target `distribution` [batch, regions, C], the detector's class probabilities."""
+
+    type: Literal["masked_region_kl"]
+    mask_prob: Probability = 0.15
+    zero_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
+    regions: Name | None = None
+    """The regions modality to mask; default: the only one the head reads."""
+    logits_rank: ClassVar[int] = 3
+    logits_kind: ClassVar[str] = "per-region"
+
+    def check_more(self, inputs: dict[str, Bundle], ctx) -> None:
+        pick_modality(ctx.spec, self.regions, self.input, ("regions",), "regions", "mask")
+
+    def targets(self, inputs: dict[str, Bundle], spec: Any) -> dict[str, Target]:
+        return {"distribution": Target(inputs["input"]["logits"], "simplex")}
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.supervised.loss import MaskedRegionKL as Module
+
+        names = input_names(ctx.spec, pick_modality(ctx.spec, self.regions, self.input, ("regions",), "regions",
+                                                    "mask"))
+        return Module(names["features"], names.get("mask"), self.mask_prob, self.zero_prob)
+
+
+@register("objectives", training_only=True)
+class SymmetricInfoNCE(_HeadObjective):
+    """CLIP's symmetric InfoNCE: mean of the cross-entropies of both logit matrices against the diagonal,
+    with in-batch negatives from every process and the head's learnable temperature, clamped after each step
+    so that exp(logit_scale) <= max_scale (CLIP: 100)."""
+
+    type: Literal["symmetric_infonce"]
+    max_scale: PositiveFloat | None = 100.0
+    """Upper bound of the learned inverse temperature; null: unclamped."""
+
+    def check_head(self, head: ComponentConfig, bundle: Bundle) -> None:
+        if head.type != "contrastive":  # type: ignore[attr-defined]
+            raise CheckError("input", f"symmetric_infonce needs a `contrastive` head; {self.input!r} is not one")
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.supervised.loss import SymmetricInfoNCE as Module
+
+        head = self.input.split(".")[0]
+        a, b = ctx.spec.heads[head].inputs
+        return Module(a, b, ctx.modules[head].logit_scale, self.max_scale)

@@ -1,1 +1,0 @@
-"""Torch building blocks shared by component builders (imported lazily by `build()` methods)."""
