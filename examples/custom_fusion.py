@@ -20,7 +20,7 @@ from torch import nn
 
 import mmspec
 from mmspec.registry import Example, get_component, register
-from mmspec.spec._base import ComponentConfig, Ref
+from mmspec.spec.base import ComponentConfig, Ref
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 from mmspec.testing import check_example
 

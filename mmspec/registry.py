@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import get_args
 
-from mmspec.spec._base import ComponentConfig
+from mmspec.spec.base import ComponentConfig
 from mmspec.spec.model import SLOTS, make_spec_model
 from mmspec.spec.suggest import suggestion_text
 

@@ -81,7 +81,7 @@ def _type_name(annotation: Any, metadata: list | tuple = ()) -> str:
     """A short, readable type: `int >= 1`, `'post' | 'pre'`, `list[ref]`, `PoolConfig | null`."""
     from pydantic import BaseModel
 
-    from mmspec.spec._base import Name, Ref
+    from mmspec.spec.base import Name, Ref
 
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from mmspec.spec._base import PositiveFloat, PositiveInt, Probability, StrictModel
+from mmspec.spec.base import PositiveFloat, PositiveInt, Probability, StrictModel
 from mmspec.spec.tensors import CheckError, Dim, TensorInfo
 
 Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "relu", "tanh", "silu", "identity"]

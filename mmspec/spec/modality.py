@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from mmspec.spec._base import Axis, Name, PositiveInt, StrictModel
+from mmspec.spec.base import Axis, Name, PositiveInt, StrictModel
 from mmspec.spec.tensors import Bundle, TensorInfo
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model
 
-from mmspec.spec._base import ComponentConfig, Name, Ref, StrictModel
+from mmspec.spec.base import ComponentConfig, Name, Ref, StrictModel
 from mmspec.spec.modality import GraphInput, Modality
 from mmspec.spec.suggest import suggestion_text
 from mmspec.spec.survey import KNOWN_SURVEY_ID

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from mmspec.spec._base import ComponentConfig, Name, StrictModel
+from mmspec.spec.base import ComponentConfig, Name, StrictModel
 from mmspec.spec.layout import MMSPEC_LAYOUT
 from mmspec.spec.suggest import suggestion_text
 

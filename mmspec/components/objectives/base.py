@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from mmspec.spec._base import ComponentConfig, Name, PositiveFloat
+from mmspec.spec.base import ComponentConfig, Name, PositiveFloat
 from mmspec.spec.model import SLOTS
 from mmspec.spec.suggest import suggestion_text
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from mmspec.components.common import require
 from mmspec.registry import Example, register
-from mmspec.spec._base import ComponentConfig, PositiveInt, Ref
+from mmspec.spec.base import ComponentConfig, PositiveInt, Ref
 from mmspec.spec.layout import Rule
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 

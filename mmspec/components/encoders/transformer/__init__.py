@@ -8,7 +8,7 @@ from pydantic import Field
 
 from mmspec.components.common import PoolConfig, StackConfig, pooled_width, require
 from mmspec.registry import Example, register
-from mmspec.spec._base import ComponentConfig, PositiveInt, Ref, StrictModel
+from mmspec.spec.base import ComponentConfig, PositiveInt, Ref, StrictModel
 from mmspec.spec.layout import Rule
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 

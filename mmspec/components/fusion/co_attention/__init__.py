@@ -8,7 +8,7 @@ from pydantic import Field
 
 from mmspec.components.common import PoolConfig, StackConfig, pooled_width, require
 from mmspec.registry import Example, register
-from mmspec.spec._base import ComponentConfig, PositiveInt, Probability, Ref, StrictModel
+from mmspec.spec.base import ComponentConfig, PositiveInt, Probability, Ref, StrictModel
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 

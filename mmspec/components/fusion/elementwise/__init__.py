@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from mmspec.registry import Example, register
-from mmspec.spec._base import ComponentConfig, Ref
+from mmspec.spec.base import ComponentConfig, Ref
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 

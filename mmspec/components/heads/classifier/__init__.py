@@ -6,7 +6,7 @@ from typing import Literal
 
 from mmspec.components.common import Activation, require_float
 from mmspec.registry import Example, register
-from mmspec.spec._base import ComponentConfig, Name, PositiveFloat, PositiveInt, Probability, Ref
+from mmspec.spec.base import ComponentConfig, Name, PositiveFloat, PositiveInt, Probability, Ref
 from mmspec.spec.layout import Rule
 from mmspec.spec.suggest import suggestion_text
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from mmspec.components.common import require_float
 from mmspec.registry import Example, register
-from mmspec.spec._base import ComponentConfig, Name, PositiveFloat, PositiveInt, Ref
+from mmspec.spec.base import ComponentConfig, Name, PositiveFloat, PositiveInt, Ref
 from mmspec.spec.layout import Rule
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 

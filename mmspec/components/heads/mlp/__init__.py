@@ -8,7 +8,7 @@ from typing import Literal
 
 from mmspec.components.common import Activation, require_float
 from mmspec.registry import Example, register
-from mmspec.spec._base import ComponentConfig, PositiveFloat, PositiveInt, Ref, StrictModel
+from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Ref, StrictModel
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 

@@ -15,13 +15,68 @@ from mmspec.components.objectives.base import (
     same_shape,
     tensor,
 )
-from mmspec.registry import register
-from mmspec.spec._base import Name, PositiveInt, Probability, Ref, StrictModel
+from mmspec.registry import Example, register
+from mmspec.spec.base import Name, PositiveInt, Probability, Ref, StrictModel
 from mmspec.spec.suggest import suggestion_text
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
+_SEQ = {"s": {"type": "sequence", "dim": 6, "length": "seq", "max_length": 8}}
+_X = {"x": {"type": "vector", "dim": 6}}
+MOE_EXAMPLES = (
+    Example(  # Switch-style top-2 routing of every position to 4 experts
+        _SEQ,
+        {"input": "router", "top_k": 2},
+        {"heads": {"router": {"type": "token_classifier", "input": "s", "num_classes": 4, "transform": False}}},
+        name="switch",
+    ),
+    Example(  # per-example router logits [batch, experts]
+        _X,
+        {"input": "router", "kind": "importance"},
+        {"heads": {"router": {"type": "classifier", "input": "x", "num_classes": 4}}},
+        name="importance",
+    ),
+)
+RECONSTRUCTION_EXAMPLES = (
+    Example(
+        _X,
+        {"input": "recon", "target": "x"},
+        {"heads": {"recon": {"type": "mlp", "input": "x", "hidden": [8], "dim": 6}}},
+        name="mse",
+    ),
+    Example(  # MAE: half of the 4x4 patches masked, per-patch pixels predicted, normalised targets, L1
+        {"image": {"type": "image", "channels": 1, "height": 8, "width": 8}},
+        {"input": "pixels", "target": "image", "loss": "l1", "mask": {"ratio": 0.5, "patch": 4}, "normalize": True},
+        {
+            "encoders": {
+                "vit": {
+                    "type": "transformer",
+                    "input": "image",
+                    "embed": {"type": "patches", "patch_size": 4, "class_token": False},
+                    "width": 8,
+                    "layers": 1,
+                    "heads": 2,
+                    "ffn": 16,
+                }
+            },
+            "heads": {"pixels": {"type": "token_classifier", "input": "vit.sequence", "num_classes": 16}},
+        },
+        name="masked_patches",
+    ),
+)
+MODALITY_DROPOUT_EXAMPLES = (
+    Example(  # a part without a loss: cross-entropy trains the classifier on what is left
+        {"a": {"type": "vector", "dim": 6}, "b": {"type": "vector", "dim": 5}},
+        {"modalities": ["a", "b"], "prob": 0.5},
+        {
+            "fusion": {"both": {"type": "concat", "inputs": ["a", "b"]}},
+            "heads": {"cls": {"type": "classifier", "input": "both.fused", "num_classes": 3}},
+            "objectives": {"ce": {"type": "cross_entropy", "input": "cls"}},
+        },
+    ),
+)
 
-@register("objectives", training_only=True)
+
+@register("objectives", training_only=True, examples=MOE_EXAMPLES)
 class MoELoadBalancing(Objective):
     """Load-balancing auxiliary loss on router logits [..., experts] (LIMoE, Switch, MultiModel): `switch`
     E * sum_e f_e P_e (f: fraction of tokens sent to e by top-k routing, P: mean router probability), or
@@ -54,7 +109,7 @@ class PatchMask(StrictModel):
     patch: PositiveInt = 16
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=RECONSTRUCTION_EXAMPLES)
 class Reconstruction(Objective):
     """Reconstruction loss, `mse` or `l1`, averaged over elements (MultiMAE: mse on RGB, l1 on depth). With
     `mask`, the `target` image is masked in the student's input and the loss counts only masked patches; the
@@ -105,7 +160,7 @@ class Reconstruction(Objective):
         return Module(self.loss, image, m.ratio, m.patch, self.normalize)
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=MODALITY_DROPOUT_EXAMPLES)
 class ModalityDropout(Objective):
     """Multimodal dropout (Cheerla & Gevaert 2019): each of `modalities` is dropped for a `prob` fraction of
     examples, never all of them for one example; a dropped modality has zero features, zero mask and pad ids.

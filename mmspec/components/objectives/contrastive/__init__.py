@@ -17,8 +17,8 @@ from mmspec.components.objectives.base import (
     same_shape,
     tensor,
 )
-from mmspec.registry import register
-from mmspec.spec._base import Name, PositiveFloat, PositiveInt, Probability, Ref, StrictModel
+from mmspec.registry import Example, register
+from mmspec.spec.base import Name, PositiveFloat, PositiveInt, Probability, Ref, StrictModel
 from mmspec.spec.tensors import Bundle, CheckError
 
 VIEW_KINDS = ("image", "regions", "sequence", "vector")
@@ -59,7 +59,86 @@ def _views(obj, ctx) -> dict:
     }
 
 
-@register("objectives", training_only=True)
+_IMAGE = {"image": {"type": "image", "channels": 3, "height": 16, "width": 16}}
+_CNN = {"cnn": {"type": "resnet", "input": "image", "block": "basic", "depths": [1, 1], "widths": [4, 8], "stem": 4}}
+NT_XENT_EXAMPLES = (
+    Example(  # SimCLR: crops, flips, brightness and noise on images; the projector is training-only
+        _IMAGE,
+        {"input": "projector", "temperature": 0.5, "augment": {"modality": "image", "crop": 0.6, "noise": 0.05}},
+        {
+            "encoders": _CNN,
+            "heads": {"projector": {"type": "mlp", "input": "cnn.pooled", "hidden": [8], "dim": 4,
+                                    "training_only": True}},
+        },
+        outputs=["cnn.pooled"],
+        name="image",
+    ),
+    Example(  # a float modality: its views differ by Gaussian noise
+        {"x": {"type": "vector", "dim": 6}},
+        {"input": "proj", "temperature": 0.2, "augment": {"modality": "x", "noise": 0.1}},
+        {"heads": {"proj": {"type": "mlp", "input": "x", "hidden": [8], "dim": 4}}},
+        name="vector",
+    ),
+)
+BYOL_EXAMPLES = (
+    Example(  # BYOL: the EMA teacher follows the online projector (BatchNorm in train mode)
+        _IMAGE,
+        {"input": "predictor", "target": "teacher.embedding", "augment": {"modality": "image"}},
+        {
+            "encoders": _CNN,
+            "heads": {
+                "projector": {"type": "mlp", "input": "cnn.pooled", "hidden": [8], "norm": "batch", "dim": 4,
+                              "training_only": True},
+                "predictor": {"type": "mlp", "input": "projector.embedding", "hidden": [8], "norm": "batch",
+                              "dim": 4, "training_only": True},
+            },
+            "objectives": {"teacher": {"type": "ema_teacher", "student": "projector", "mode": "train",
+                                       "momentum": {"start": 0.9}}},
+        },
+        outputs=["cnn.pooled"],
+    ),
+)
+_D2V_ENCODER = {
+    "type": "transformer",
+    "input": "text",
+    "embed": {"type": "tokens", "positions": 12},
+    "width": 8,
+    "layers": 2,
+    "heads": 2,
+    "ffn": 16,
+    "dropout": 0.0,
+    "attention_dropout": 0.0,
+}
+_D2V_NODES = {
+    "encoders": {"student": _D2V_ENCODER},
+    "heads": {"regress": {"type": "mlp", "input": "student.sequence", "dim": 8, "training_only": True}},
+    "objectives": {
+        "teacher": {"type": "ema_teacher", "student": "student", "scope": "layers", "emit": "layers",
+                    "momentum": {"start": 0.99, "end": 0.999, "schedule": "linear", "steps": 10}}
+    },
+}
+_D2V_TEXT = {"text": {"type": "tokens", "vocab_size": 40, "length": "seq", "max_length": 12, "mask": True}}
+DATA2VEC_EXAMPLES = (
+    Example(  # span masking, smooth L1 to the layer-normalised mean of the teacher's 2 blocks
+        _D2V_TEXT,
+        {"input": "regress", "target": "teacher.layers", "top_k": 2, "mask": {"prob": 0.35, "length": 2,
+                                                                               "mask_token": 3}},
+        _D2V_NODES,
+        outputs=["student.sequence"],
+        name="span",
+    ),
+    Example(  # uniform masking, L2 to the instance-normalised top block
+        _D2V_TEXT,
+        {"input": "regress", "target": "teacher.layers", "top_k": 1, "target_norm": "instance", "loss": "l2",
+         "mask": {"type": "uniform", "prob": 0.5, "modality": "text", "mask_token": 3}},
+        _D2V_NODES,
+        outputs=["student.sequence"],
+        name="uniform_l2",
+    ),
+)
+
+
+@register("objectives", training_only=True, examples=NT_XENT_EXAMPLES)
 class NTXent(Objective):
     """SimCLR's NT-Xent on embeddings [batch, D] of two augmented views: each view's positive is the other
     view of its example, every other row (of every process) a negative, at a fixed `temperature`."""
@@ -80,7 +159,7 @@ class NTXent(Objective):
         return Module(self.temperature, **_views(self, ctx))
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=BYOL_EXAMPLES)
 class BYOLNormalizedMSE(Objective):
     """BYOL: 2 - 2 cos(predictor output for one view, EMA teacher's projection of the other view);
     `symmetric` adds the swapped term (the paper's L + L~). `target` is usually an `ema_teacher`'s field."""
@@ -117,7 +196,7 @@ class StudentMask(StrictModel):
     """Id written at masked token positions (float features are zeroed)."""
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=DATA2VEC_EXAMPLES)
 class Data2VecRegression(Objective):
     """data2vec: the student sees masked input and regresses, at the masked positions, the mean of the EMA
     teacher's top_k block outputs (the teacher sees the unmasked input), each normalised by `target_norm`.

@@ -17,15 +17,129 @@ from mmspec.components.objectives.base import (
     same_shape,
     tensor,
 )
-from mmspec.registry import register
-from mmspec.spec._base import Name, PositiveFloat, PositiveInt, Probability, Ref, StrictModel
+from mmspec.registry import Example, register
+from mmspec.spec.base import Name, PositiveFloat, PositiveInt, Probability, Ref, StrictModel
 from mmspec.spec.tensors import Bundle, CheckError
 
 Likelihood = Literal["gaussian", "bernoulli", "laplace"]
 NonNegative = Annotated[float, Field(ge=0.0)]
 
 
-@register("objectives", training_only=True)
+_X = {"x": {"type": "vector", "dim": 4}}
+VAE_EXAMPLES = (
+    Example(  # mean and log-variance heads, a decoder reading the mean
+        _X,
+        {"input": "recon", "target": "x", "mean": "mean", "log_var": "log_var", "beta": 0.5},
+        {
+            "heads": {
+                "mean": {"type": "mlp", "input": "x", "dim": 2},
+                "log_var": {"type": "mlp", "input": "x", "dim": 2},
+                "recon": {"type": "mlp", "input": "mean.embedding", "hidden": [8], "dim": 4},
+            }
+        },
+    ),
+)
+VQ_EXAMPLES = (
+    Example(
+        _X,
+        {"input": "z_e", "quantized": "z_q", "beta": 0.25},
+        {"heads": {"z_e": {"type": "mlp", "input": "x", "dim": 3}, "z_q": {"type": "mlp", "input": "x", "dim": 3}}},
+    ),
+)
+GUMBEL_ELBO_EXAMPLES = (
+    Example(  # beta annealed over 4 updates
+        _X,
+        {"input": "codes", "reconstruction": "recon", "target": "x", "beta": {"steps": 4, "schedule": "linear"}},
+        {
+            "heads": {
+                "codes": {"type": "mlp", "input": "x", "dim": 6},
+                "recon": {"type": "mlp", "input": "codes.embedding", "dim": 4},
+            }
+        },
+    ),
+)
+_GAN_MODALITIES = {
+    "noise": {"type": "vector", "dim": 4},
+    "data": {"type": "vector", "dim": 3},
+    "caption": {"type": "vector", "dim": 2},
+}
+_GAN_NODES = {
+    "fusion": {"conditioned": {"type": "concat", "inputs": ["noise", "caption"]}},
+    "heads": {
+        "generator": {"type": "mlp", "input": "conditioned.fused", "hidden": [8], "dim": 3},
+        "critic": {
+            "type": "discriminator",
+            "inputs": {"real": "data", "fake": "generator.embedding", "condition": "caption"},
+            "hidden": [8],
+        },
+    },
+}
+GAN_EXAMPLES = (
+    Example(  # matching-aware discriminator (GAN-CLS), updating only the critic
+        _GAN_MODALITIES,
+        {"role": "discriminator", "real": "critic.real", "fake": "critic.fake", "mismatched": "critic.mismatched",
+         "updates": ["critic"]},
+        _GAN_NODES,
+        name="discriminator",
+    ),
+    Example(  # hinge generator loss, alternating with the discriminator's update
+        _GAN_MODALITIES,
+        {"role": "generator", "loss": "hinge", "fake": "critic.fake", "updates": ["generator"]},
+        {
+            **_GAN_NODES,
+            "objectives": {
+                "d_loss": {"type": "gan", "role": "discriminator", "loss": "hinge", "real": "critic.real",
+                           "fake": "critic.fake", "updates": ["critic"]}
+            },
+        },
+        name="generator",
+    ),
+)
+R1_EXAMPLES = (
+    Example(
+        _GAN_MODALITIES,
+        {"input": "critic.real", "wrt": "data", "gamma": 1.0, "updates": ["critic"]},
+        _GAN_NODES,
+    ),
+)
+_DENOISER = {
+    "fusion": {"noised": {"type": "concat", "inputs": ["x0", "t"]}},
+    "heads": {"eps": {"type": "mlp", "input": "noised.fused", "hidden": [8], "dim": 4}},
+}
+DIFFUSION_EXAMPLES = (
+    Example(  # DDPM's linear schedule, the timestep as a float
+        {"x0": {"type": "vector", "dim": 4}, "t": {"type": "vector", "dim": 1}},
+        {"input": "eps", "image": "x0", "timestep": "t"},
+        _DENOISER,
+        name="ddpm",
+    ),
+    Example(  # cosine schedule, timestep ids embedded by a transformer, classifier-free guidance dropout
+        {
+            "x0": {"type": "vector", "dim": 4},
+            "t": {"type": "tokens", "vocab_size": 50, "length": 1},
+            "cond": {"type": "vector", "dim": 3},
+        },
+        {
+            "input": "eps",
+            "image": "x0",
+            "timestep": "t",
+            "schedule": {"kind": "squaredcos_cap_v2", "steps": 50},
+            "condition_dropout": {"modality": "cond", "prob": 0.5},
+        },
+        {
+            "encoders": {
+                "t_embed": {"type": "transformer", "input": "t", "embed": {"type": "tokens", "positions": 1},
+                            "width": 8, "layers": 0, "heads": 2, "ffn": 16, "pool": {"type": "mean"}}
+            },
+            "fusion": {"noised": {"type": "concat", "inputs": ["x0", "t_embed.pooled", "cond"]}},
+            "heads": {"eps": {"type": "mlp", "input": "noised.fused", "hidden": [8], "dim": 4}},
+        },
+        name="guided",
+    ),
+)
+
+
+@register("objectives", training_only=True, examples=VAE_EXAMPLES)
 class VAEELBO(Objective):
     """Negative ELBO: NLL(target | input) + beta * KL(N(mean, exp(log_var)) || N(0, I)), per example, averaged.
     `likelihood`: gaussian 0.5 * squared error, bernoulli BCE on logits, laplace absolute error (summed)."""
@@ -64,7 +178,7 @@ class VAEELBO(Objective):
         return Module(self.likelihood, self.beta)
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=VQ_EXAMPLES)
 class VQLosses(Objective):
     """VQ-VAE: codebook loss mean((sg[z_e] - z_q)^2) + beta * commitment mean((z_e - sg[z_q])^2). `input`: the
     encoder output z_e; `quantized`: the chosen codebook vectors z_q (not the straight-through output, which
@@ -101,7 +215,7 @@ class Anneal(StrictModel):
     schedule: Literal["linear", "cosine"] = "cosine"
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=GUMBEL_ELBO_EXAMPLES)
 class GumbelELBO(Objective):
     """dVAE (DALL-E stage 1) ELBO: NLL(target | reconstruction) + beta * KL(softmax(logits) || uniform over K),
     the KL summed over latent positions; beta is annealed (DALL-E: 0 -> 6.6 over 5000 updates). `input`: the
@@ -134,7 +248,7 @@ class GumbelELBO(Objective):
         return Module(self.likelihood, b.start, b.end, b.steps, b.schedule)
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=GAN_EXAMPLES)
 class GAN(Objective):
     """An adversarial loss on discriminator logits: minimax, non-saturating or hinge.
 
@@ -168,7 +282,7 @@ class GAN(Objective):
         return GANLoss(self.role, self.loss)
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=R1_EXAMPLES)
 class R1Penalty(Objective):
     """R1 gradient penalty (StyleGAN): gamma / 2 * E ||d D(x) / d x||^2 on real data. `input`: the
     discriminator's logits on the real data; `wrt`: the modality holding that data."""
@@ -210,7 +324,7 @@ class ConditionDropout(StrictModel):
     null_token: Annotated[int, Field(ge=0)] = 0
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=DIFFUSION_EXAMPLES)
 class DiffusionEpsMSE(Objective):
     """DDPM epsilon-prediction: the batch holds x_0 in `image`; the objective samples t uniformly and the
     noise, feeds x_t and t to the model (the `timestep` modality: `vector` dim 1, or `tokens` of length 1), and

@@ -15,12 +15,52 @@ from mmspec.components.objectives.base import (
     require_rank,
     tensor,
 )
-from mmspec.registry import register
-from mmspec.spec._base import Name, PositiveFloat, Probability, Ref
+from mmspec.registry import Example, register
+from mmspec.spec.base import Name, PositiveFloat, Probability, Ref
 from mmspec.spec.tensors import Bundle, CheckError
 
+_STACK = {"width": 8, "layers": 1, "heads": 2, "ffn": 16, "causal": True}
+_TEXT = {"type": "tokens", "vocab_size": 40, "length": "seq", "max_length": 12, "mask": True}
+AUTOREGRESSIVE_LM_EXAMPLES = (
+    Example(  # GPT: causal transformer, output layer tied to the token embedding
+        {"text": _TEXT},
+        {"input": "lm", "tokens": "text"},
+        {
+            "encoders": {"gpt": {"type": "transformer", "input": "text", "embed": {"type": "tokens", "positions": 12},
+                                 **_STACK}},
+            "heads": {"lm": {"type": "token_classifier", "input": "gpt.sequence", "tie_to": "gpt"}},
+        },
+        name="gpt",
+    ),
+    Example(  # DALL-E / Gato: per-segment loss weights and a data loss mask
+        {"text": {**_TEXT, "segments": 2}},
+        {"input": "lm", "tokens": "text", "loss_mask": True, "segment_weights": [0.125, 0.875]},
+        {
+            "encoders": {"gpt": {"type": "transformer", "input": "text",
+                                 "embed": {"type": "tokens", "positions": 12, "segments": 2}, **_STACK}},
+            "heads": {"lm": {"type": "token_classifier", "input": "gpt.sequence", "num_classes": 40,
+                             "transform": False}},
+        },
+        name="weighted",
+    ),
+)
+SPAN_CORRUPTION_EXAMPLES = (
+    Example(  # the source is corrupted in place, the decoder reads the shifted target
+        {
+            "source": {"type": "tokens", "vocab_size": 40, "length": "src", "max_length": 12, "mask": True},
+            "target": {"type": "tokens", "vocab_size": 40, "length": 6, "mask": True},
+        },
+        {"input": "t5", "source": "source", "decoder": "target", "noise_density": 0.3, "mean_span": 2.0},
+        {
+            "encoders": {"decoder": {"type": "transformer", "input": "target",
+                                     "embed": {"type": "tokens", "positions": 6}, **_STACK}},
+            "heads": {"t5": {"type": "token_classifier", "input": "decoder.sequence", "num_classes": 40}},
+        },
+    ),
+)
 
-@register("objectives", training_only=True)
+
+@register("objectives", training_only=True, examples=AUTOREGRESSIVE_LM_EXAMPLES)
 class AutoregressiveLM(Objective):
     """Next-token cross-entropy on per-token logits [batch, S, V] of a causal model (GPT, DALL-E, Gato):
     logits at t predict token t+1 of `tokens`; padding never counts.
@@ -66,7 +106,7 @@ class AutoregressiveLM(Objective):
         return Module(self.segment_weights, self.loss_mask)
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=SPAN_CORRUPTION_EXAMPLES)
 class SpanCorruption(Objective):
     """T5 span corruption: `noise_density` of the `source` tokens, in spans of mean length `mean_span`, are
     replaced by sentinel ids (first_sentinel, first_sentinel - 1, ...); the `decoder` modality gets the target

@@ -11,9 +11,103 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from mmspec.components.objectives.base import LOSS, Objective, Target, input_names, pick_modality
-from mmspec.registry import register
-from mmspec.spec._base import ComponentConfig, Name, PositiveFloat, Probability, Ref
+from mmspec.registry import Example, register
+from mmspec.spec.base import ComponentConfig, Name, PositiveFloat, Probability, Ref
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+
+_TEXT = {"type": "tokens", "vocab_size": 40, "length": "seq", "max_length": 12, "mask": True}
+_TEXT_ENCODER = {
+    "type": "transformer",
+    "input": "text",
+    "embed": {"type": "tokens", "positions": 12},
+    "width": 8,
+    "layers": 1,
+    "heads": 2,
+    "ffn": 16,
+    "pool": {"type": "cls"},
+}
+_REGIONS = {"type": "regions", "dim": 5, "count": "regions", "max_count": 6, "boxes": 5, "mask": True}
+CROSS_ENTROPY_EXAMPLES = (
+    Example(
+        {"x": {"type": "vector", "dim": 6}},
+        {"input": "cls"},
+        {"heads": {"cls": {"type": "classifier", "input": "x", "num_classes": 3}}},
+        name="linear",
+    ),
+    Example(
+        {"text": _TEXT},
+        {"input": "cls", "label_smoothing": 0.1},
+        {
+            "encoders": {"enc": _TEXT_ENCODER},
+            "heads": {"cls": {"type": "classifier", "input": "enc.pooled", "num_classes": 2, "hidden": [8]}},
+        },
+        name="smoothed",
+    ),
+)
+ALIGNMENT_EXAMPLES = (
+    Example(  # ITM: mismatched pairs get another example's image vector
+        {"text": _TEXT, "image": {"type": "vector", "dim": 6}},
+        {"input": "itm", "shuffle": "image", "negative_prob": 0.5},
+        {
+            "encoders": {"enc": _TEXT_ENCODER},
+            "fusion": {"pair": {"type": "concat", "inputs": ["enc.pooled", "image"]}},
+            "heads": {"itm": {"type": "classifier", "input": "pair.fused", "num_classes": 2}},
+        },
+    ),
+)
+MASKED_LM_EXAMPLES = (
+    Example(  # BERT: tied output embedding, 80/10/10 masking that never picks padding
+        {"text": _TEXT},
+        {"input": "lm", "mask_prob": 0.3, "mask_token": 3},
+        {
+            "encoders": {"enc": _TEXT_ENCODER},
+            "heads": {"lm": {"type": "token_classifier", "input": "enc.sequence", "tie_to": "enc"}},
+        },
+        name="tied",
+    ),
+    Example(  # every chosen position becomes mask_token; the modality named explicitly
+        {"text": _TEXT},
+        {"input": "lm", "tokens": "text", "mask_prob": 0.5, "mask_token": 1, "random_prob": 0.0, "keep_prob": 0.0},
+        {
+            "encoders": {"enc": _TEXT_ENCODER},
+            "heads": {"lm": {"type": "token_classifier", "input": "enc.sequence", "num_classes": 40,
+                             "transform": False}},
+        },
+        name="all_masked",
+    ),
+)
+MASKED_REGION_KL_EXAMPLES = (
+    Example(
+        {"regions": _REGIONS},
+        {"input": "classes", "mask_prob": 0.5, "zero_prob": 0.9},
+        {
+            "encoders": {
+                "enc": {"type": "transformer", "input": "regions", "embed": {"type": "regions"}, "width": 8,
+                        "layers": 1, "heads": 2, "ffn": 16}
+            },
+            "heads": {"classes": {"type": "token_classifier", "input": "enc.sequence", "num_classes": 5}},
+        },
+    ),
+)
+_TOWERS = {
+    "pa": {"type": "projection", "input": "a", "dim": 4},
+    "pb": {"type": "projection", "input": "b", "dim": 4},
+    "clip": {"type": "contrastive", "inputs": {"image": "pa", "text": "pb"}},
+}
+SYMMETRIC_INFONCE_EXAMPLES = (
+    Example(
+        {"a": {"type": "vector", "dim": 6}, "b": {"type": "vector", "dim": 5}},
+        {"input": "clip"},
+        {"heads": _TOWERS},
+        name="clamped",
+    ),
+    Example(
+        {"a": {"type": "vector", "dim": 6}, "b": {"type": "vector", "dim": 5}},
+        {"input": "clip", "max_scale": None},
+        {"heads": _TOWERS},
+        name="unclamped",
+    ),
+)
 
 
 class _HeadObjective(Objective):
@@ -45,7 +139,7 @@ class _HeadObjective(Objective):
             )
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=CROSS_ENTROPY_EXAMPLES)
 class CrossEntropy(_HeadObjective):
     """Cross-entropy on per-example logits [batch, C] against data labels (NSP, classification).
 
@@ -66,7 +160,7 @@ class CrossEntropy(_HeadObjective):
         return CrossEntropyLoss(self.label_smoothing)
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=ALIGNMENT_EXAMPLES)
 class Alignment(_HeadObjective):
     """Image-text alignment / ITM (ViLBERT, LXMERT): mismatched pairs are made by giving a `negative_prob`
     fraction of examples another example's `shuffle` modality; cross-entropy on logits [batch, 2], 1 = matched."""
@@ -90,7 +184,7 @@ class Alignment(_HeadObjective):
         return Module(list(input_names(ctx.spec, self.shuffle).values()), self.negative_prob)
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=MASKED_LM_EXAMPLES)
 class MaskedLM(_HeadObjective):
     """Masked language modelling: cross-entropy at the masked positions of per-token logits [batch, S, V]
     (BERT: 15 % of tokens; of those 80 % [MASK], 10 % random, 10 % kept)."""
@@ -126,7 +220,7 @@ class MaskedLM(_HeadObjective):
                       ctx.spec.modalities[name].vocab_size, self.random_prob, self.keep_prob)
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=MASKED_REGION_KL_EXAMPLES)
 class MaskedRegionKL(_HeadObjective):
     """KL(detector class distribution || predicted distribution) at masked regions (ViLBERT): `mask_prob` of
     the regions are chosen, `zero_prob` of those get zero features.
@@ -155,7 +249,7 @@ class MaskedRegionKL(_HeadObjective):
         return Module(names["features"], names.get("mask"), self.mask_prob, self.zero_prob)
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=SYMMETRIC_INFONCE_EXAMPLES)
 class SymmetricInfoNCE(_HeadObjective):
     """CLIP's symmetric InfoNCE: mean of the cross-entropies of both logit matrices against the diagonal,
     with in-batch negatives from every process and the head's learnable temperature, clamped after each step

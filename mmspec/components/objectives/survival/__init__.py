@@ -5,12 +5,26 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from mmspec.components.objectives.base import LOSS, Objective, Target, require_rank, tensor
-from mmspec.registry import register
-from mmspec.spec._base import Ref
+from mmspec.registry import Example, register
+from mmspec.spec.base import Ref
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
+_X = {"x": {"type": "vector", "dim": 6}}
+COX_EXAMPLES = (
+    Example(_X, {"input": "risk"}, {"heads": {"risk": {"type": "mlp", "input": "x", "dim": 1}}}, name="breslow"),
+    Example(  # risk [batch, 1] from a classifier; Efron's correction for tied times
+        _X,
+        {"input": "risk", "ties": "efron"},
+        {"heads": {"risk": {"type": "classifier", "input": "x", "num_classes": 1, "hidden": [8]}}},
+        name="efron",
+    ),
+)
+DISCRETE_TIME_EXAMPLES = (
+    Example(_X, {"input": "hazard"}, {"heads": {"hazard": {"type": "classifier", "input": "x", "num_classes": 5}}}),
+)
 
-@register("objectives", training_only=True)
+
+@register("objectives", training_only=True, examples=COX_EXAMPLES)
 class CoxPartialLikelihood(Objective):
     """Negative Cox partial log-likelihood of risk scores [batch] or [batch, 1] (DeepSurv, DeepConvSurv), per
     event, with Breslow or Efron handling of tied times. The risk set is the batch (of each process).
@@ -39,7 +53,7 @@ class CoxPartialLikelihood(Objective):
         return Module(self.ties)
 
 
-@register("objectives", training_only=True)
+@register("objectives", training_only=True, examples=DISCRETE_TIME_EXAMPLES)
 class DiscreteTimeSurvival(Objective):
     """Discrete-time survival NLL with logistic hazards (Gensheimer & Narasimhan; pycox LogisticHazard):
     `input` holds one hazard logit per time interval [batch, K].

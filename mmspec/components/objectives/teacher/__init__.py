@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from mmspec.components.objectives.base import Objective, upstream_modalities
-from mmspec.registry import register
-from mmspec.spec._base import Name, PositiveInt, StrictModel
+from mmspec.registry import Example, register
+from mmspec.spec.base import Name, PositiveInt, StrictModel
 from mmspec.spec.model import MODEL_SLOTS
 from mmspec.spec.suggest import suggestion_text
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
@@ -31,7 +31,41 @@ def _config(spec, name: str):
     return next((getattr(spec, s)[name] for s in MODEL_SLOTS if name in getattr(spec, s)), None)
 
 
-@register("objectives", training_only=True)
+EMA_TEACHER_EXAMPLES = (
+    Example(  # BYOL's target network: a momentum copy of encoder and projector, BatchNorm in train mode
+        {"x": {"type": "vector", "dim": 6}},
+        {"student": "projector", "mode": "train", "momentum": {"start": 0.9, "schedule": "cosine"}},
+        {
+            "heads": {
+                "online": {"type": "mlp", "input": "x", "hidden": [8], "dim": 8},
+                "projector": {"type": "mlp", "input": "online.embedding", "hidden": [8], "norm": "batch", "dim": 4,
+                              "training_only": True},
+                "predictor": {"type": "mlp", "input": "projector.embedding", "dim": 4, "training_only": True},
+            },
+            "objectives": {"byol": {"type": "byol_normalized_mse", "input": "predictor", "target": "probe.embedding",
+                                    "augment": {"modality": "x", "noise": 0.1}}},
+        },
+        outputs=["online"],
+        name="byol",
+    ),
+    Example(  # data2vec: only the transformer blocks follow the EMA, their outputs are emitted as `layers`
+        {"text": {"type": "tokens", "vocab_size": 40, "length": "seq", "max_length": 12, "mask": True}},
+        {"student": "enc", "scope": "layers", "emit": "layers",
+         "momentum": {"start": 0.99, "end": 0.999, "schedule": "linear", "steps": 10}},
+        {
+            "encoders": {"enc": {"type": "transformer", "input": "text", "embed": {"type": "tokens", "positions": 12},
+                                 "width": 8, "layers": 2, "heads": 2, "ffn": 16}},
+            "heads": {"regress": {"type": "mlp", "input": "enc.sequence", "dim": 8, "training_only": True}},
+            "objectives": {"d2v": {"type": "data2vec_regression", "input": "regress", "target": "probe.layers",
+                                   "top_k": 2, "mask": {"mask_token": 3}}},
+        },
+        outputs=["enc.sequence"],
+        name="data2vec",
+    ),
+)
+
+
+@register("objectives", training_only=True, examples=EMA_TEACHER_EXAMPLES)
 class EMATeacher(Objective):
     """A momentum copy of `student` and every component on its path from the inputs, run without gradients on
     the unaltered batch; emits the student's outputs (plus `layers` [batch, L, S, D], the outputs of its
