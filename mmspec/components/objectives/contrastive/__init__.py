@@ -230,7 +230,12 @@ class Data2VecRegression(Objective):
             )
         if self.top_k > layers.shape[1]:
             raise CheckError("top_k", f"top_k {self.top_k} exceeds the teacher's {layers.shape[1]} layers")
-        self._modality(ctx)
+        modality = ctx.spec.modalities[self._modality(ctx)]
+        if modality.type == "tokens" and self.mask.mask_token >= modality.vocab_size:
+            raise CheckError(
+                ("mask", "mask_token"),
+                f"mask.mask_token {self.mask.mask_token} is not below the vocab_size {modality.vocab_size}",
+            )
         return LOSS
 
     def _modality(self, ctx) -> str:

@@ -107,11 +107,11 @@ _DENOISER = {
     "heads": {"eps": {"type": "mlp", "input": "noised.fused", "hidden": [8], "dim": 4}},
 }
 DIFFUSION_EXAMPLES = (
-    Example(  # DDPM's linear schedule, the timestep as a float
+    Example(  # a linear schedule over 20 steps, the timestep as a float
         {"x0": {"type": "vector", "dim": 4}, "t": {"type": "vector", "dim": 1}},
-        {"input": "eps", "image": "x0", "timestep": "t"},
+        {"input": "eps", "image": "x0", "timestep": "t", "schedule": {"steps": 20, "beta_end": 0.2}},
         _DENOISER,
-        name="ddpm",
+        name="linear",
     ),
     Example(  # cosine schedule, timestep ids embedded by a transformer, classifier-free guidance dropout
         {

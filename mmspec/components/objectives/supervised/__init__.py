@@ -99,13 +99,13 @@ SYMMETRIC_INFONCE_EXAMPLES = (
         {"a": {"type": "vector", "dim": 6}, "b": {"type": "vector", "dim": 5}},
         {"input": "clip"},
         {"heads": _TOWERS},
-        name="clamped",
+        name="clip",
     ),
-    Example(
+    Example(  # the initial temperature 1/0.07 exceeds max_scale: clamped after the first step
         {"a": {"type": "vector", "dim": 6}, "b": {"type": "vector", "dim": 5}},
-        {"input": "clip", "max_scale": None},
+        {"input": "clip", "max_scale": 5.0},
         {"heads": _TOWERS},
-        name="unclamped",
+        name="clamped",
     ),
 )
 
