@@ -1,6 +1,22 @@
-"""Multi-head attention (self-, cross- and co-attention) and the additive masks it takes."""
+"""Multi-head attention (self-, cross- and co-attention), its key/value cache, and the additive masks it takes.
+
+Contract:
+- `Attention(...)(x, context=None, bias=None)` -> [B, T, out_dim]: softmax(q k^T * scale + bias) v. Its numerics and
+  captured graph are frozen (golden graphs depend on them); new options are keyword-only and default to them.
+- Incremental self-attention: `attn(x, bias=bias, cache=past)` -> (y, present). `past` and `present` are `KVCache`s
+  of [B, H, P, d] and [B, H, P + T, d] tensors, the `past_key_values.{i}.key|value` in / `present.{i}.key|value`
+  out layout of Optimum and onnxruntime-genai decoder-with-past graphs. The first step takes a zero-length past
+  (`attn.empty_cache(x)`), so one graph serves every step; `bias` then covers all P + T keys
+  (`cached_causal_bias`, `padding_bias` of a [B, P + T] mask).
+- Cross-attention keys/values are static: `kv = attn.project_kv(context)` once, `attn.attend(x, kv, bias)` per step.
+- Biases are additive (MASKED where blocked), broadcastable to [B, H, T, S]; `combine_biases` sums them.
+Everything is torch.fx symbolically traceable: sizes are read from tensors, control flow only tests arguments
+for None and fixed module options. Build a `KVCache` inside the traced code from explicit past tensors.
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -22,26 +38,117 @@ def causal_bias(like: torch.Tensor) -> torch.Tensor:
     return (idx[None, :] > idx[:, None]).type_as(like) * MASKED  # S,S
 
 
-class Attention(nn.Module):
-    """softmax(q k^T / sqrt(d) + bias) v over `heads` heads, with projections
-    q: q_dim -> inner, k/v: kv_dim -> inner, out: inner -> out_dim."""
+def cached_causal_bias(like: torch.Tensor, past) -> torch.Tensor:
+    """Additive causal bias [T, P + T] for T new positions `like` [B, T, D] after `past` (P, an int or a tensor
+    size) cached ones: query i, at absolute position P + i, attends to keys j <= P + i. Equals `causal_bias` at P=0."""
+    t = like.shape[1]
+    queries = torch.arange(t, device=like.device) + past  # T
+    keys = torch.arange(past + t, device=like.device)  # P+T
+    return (keys[None, :] > queries[:, None]).type_as(like) * MASKED  # T,P+T
 
-    def __init__(self, q_dim: int, kv_dim: int, inner: int, heads: int, out_dim: int, dropout: float = 0.0):
+
+def combine_biases(*biases: torch.Tensor | None) -> torch.Tensor | None:
+    """Sum of the additive biases that are not None (broadcast together, e.g. padding [B,1,1,S] + causal [T,S]
+    + relative positions [1,H,T,S] -> [B,H,T,S]); None when all are None. A position blocked by k masks gets
+    k * MASKED, still finite in fp16 for k <= 6."""
+    given = [b for b in biases if b is not None]
+    if not given:
+        return None
+    total = given[0]
+    for b in given[1:]:
+        total = total + b  # broadcast of both
+    return total
+
+
+class KVCache(NamedTuple):
+    """Keys and values of one attention layer, heads first: each [B, H, S, d]."""
+
+    key: torch.Tensor
+    value: torch.Tensor
+
+    @property
+    def length(self):
+        """S, the number of cached positions (a symbolic size under tracing/export)."""
+        return self.key.shape[2]
+
+
+class Attention(nn.Module):
+    """softmax(q k^T * scale + bias) v over `heads` heads, with projections
+    q: q_dim -> inner, k/v: kv_dim -> inner, out: inner -> out_dim.
+
+    `bias=False` drops the projections' biases and `scale` overrides 1/sqrt(d) (T5: neither, scale 1.0)."""
+
+    def __init__(
+        self,
+        q_dim: int,
+        kv_dim: int,
+        inner: int,
+        heads: int,
+        out_dim: int,
+        dropout: float = 0.0,
+        *,
+        bias: bool = True,
+        scale: float | None = None,
+    ):
         super().__init__()
         self.heads = heads
-        self.q = nn.Linear(q_dim, inner)
-        self.k = nn.Linear(kv_dim, inner)
-        self.v = nn.Linear(kv_dim, inner)
-        self.out = nn.Linear(inner, out_dim)
+        self.q = nn.Linear(q_dim, inner, bias=bias)
+        self.k = nn.Linear(kv_dim, inner, bias=bias)
+        self.v = nn.Linear(kv_dim, inner, bias=bias)
+        self.out = nn.Linear(inner, out_dim, bias=bias)
         self.dropout = dropout
+        # Passed to SDPA only when set, so the default graph (and its golden text) is unchanged.
+        self.sdpa_options = {} if scale is None else {"scale": scale}
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, bias: torch.Tensor | None = None):
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ):
+        """x [B, T, q_dim] attends to context [B, S, kv_dim] (x itself when None); returns [B, T, out_dim].
+
+        With `cache` (self-attention only), the keys/values of x are appended to it and the result is
+        (y, present KVCache [B, H, P + T, d]); `bias` must then cover the P + T keys."""
+        if cache is not None:
+            if context is not None:
+                raise ValueError("a KV cache extends self-attention; for cross-attention use project_kv, then attend")
+            new = self.project_kv(x)
+            key = torch.cat([cache.key, new.key], dim=2)  # B,H,P+T,d
+            value = torch.cat([cache.value, new.value], dim=2)  # B,H,P+T,d
+            present = KVCache(key, value)
+            return self.attend(x, present, bias), present
         context = x if context is None else context
         b, t, s = x.shape[0], x.shape[1], context.shape[1]
-        q = self.q(x).view(b, t, self.heads, -1).transpose(1, 2)  # B,H,T,d
-        k = self.k(context).view(b, s, self.heads, -1).transpose(1, 2)  # B,H,S,d
-        v = self.v(context).view(b, s, self.heads, -1).transpose(1, 2)  # B,H,S,d
+        q = self.split_heads(self.q(x), b, t)  # B,H,T,d
+        k = self.split_heads(self.k(context), b, s)  # B,H,S,d
+        v = self.split_heads(self.v(context), b, s)  # B,H,S,d
+        return self.mix(q, k, v, bias, b, t)  # B,T,out_dim
+
+    def project_kv(self, context: torch.Tensor) -> KVCache:
+        """Keys and values of context [B, S, kv_dim], each [B, H, S, d]: a static cross-attention cache."""
+        b, s = context.shape[0], context.shape[1]
+        return KVCache(self.split_heads(self.k(context), b, s), self.split_heads(self.v(context), b, s))
+
+    def attend(self, x: torch.Tensor, kv: KVCache, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, T, q_dim] attends to precomputed keys/values [B, H, S, d]; returns [B, T, out_dim]."""
+        b, t = x.shape[0], x.shape[1]
+        q = self.split_heads(self.q(x), b, t)  # B,H,T,d
+        return self.mix(q, kv.key, kv.value, bias, b, t)  # B,T,out_dim
+
+    def empty_cache(self, x: torch.Tensor) -> KVCache:
+        """A zero-length past [B, H, 0, d] for the first decoding step of x [B, T, q_dim]."""
+        empty = x.new_zeros(x.shape[0], self.heads, 0, self.q.out_features // self.heads)  # B,H,0,d
+        return KVCache(empty, empty)
+
+    def split_heads(self, y: torch.Tensor, b, n) -> torch.Tensor:
+        """[B, N, inner] -> [B, H, N, d]."""
+        return y.view(b, n, self.heads, -1).transpose(1, 2)  # B,H,N,d
+
+    def mix(self, q, k, v, bias: torch.Tensor | None, b, t) -> torch.Tensor:
+        """Attention of q [B,H,T,d] over k, v [B,H,S,d], heads merged and projected: [B, T, out_dim]."""
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)  # B,H,T,d
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p, **self.sdpa_options)  # B,H,T,d
         y = y.transpose(1, 2).reshape(b, t, -1)  # B,T,inner
         return self.out(y)  # B,T,out_dim
