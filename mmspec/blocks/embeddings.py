@@ -1,4 +1,4 @@
-"""Input embeddings: token ids, image patches, detector regions."""
+"""Input embeddings: token ids, image patches, detector regions, other nodes' sequences; MAE token dropping."""
 
 from __future__ import annotations
 
@@ -77,17 +77,106 @@ class PatchEmbedding(nn.Module):
 
 
 class RegionEmbedding(nn.Module):
-    """LN(Linear(features) [+ Linear(boxes)]) -> dropout: detector regions with box geometry (ViLBERT)."""
+    """Linear(features) [+ Linear(boxes)] [+ position] [+ segment] -> LayerNorm (ViLBERT) or not -> dropout.
 
-    def __init__(self, feature_dim: int, box_dim: int, dim: int, eps: float, dropout: float):
+    `positions`: a learned table; regions take rows 0..R-1 (`position_ids` "index") or all row 0 ("zero",
+    VisualBERT without image-text alignment). `segments`: a table whose row `segment` every region adds
+    (VisualBERT's visual token type 1)."""
+
+    def __init__(
+        self,
+        feature_dim: int,
+        box_dim: int,
+        dim: int,
+        eps: float,
+        dropout: float,
+        norm: bool = True,
+        positions: int = 0,
+        position_ids: str = "index",
+        segments: int = 0,
+        segment: int = 0,
+    ):
         super().__init__()
         self.features = nn.Linear(feature_dim, dim)
         self.boxes = nn.Linear(box_dim, dim) if box_dim else None
-        self.norm = nn.LayerNorm(dim, eps=eps)
+        if positions:
+            self.position = nn.Embedding(positions, dim)
+            nn.init.normal_(self.position.weight, std=0.02)
+        if segments:
+            self.segment = nn.Embedding(segments, dim)
+            nn.init.normal_(self.segment.weight, std=0.02)
+        self.norm = nn.LayerNorm(dim, eps=eps) if norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
+        self.positions, self.position_ids, self.segments, self.segment_id = positions, position_ids, segments, segment
 
     def forward(self, features: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
         x = self.features(features)  # B,R,D
         if self.boxes is not None:
             x = x + self.boxes(boxes)  # B,R,D
+        if self.positions and self.position_ids == "zero":
+            x = x + self.position.weight[0]  # B,R,D
+        elif self.positions:
+            x = x + self.position(torch.arange(x.shape[1], device=x.device))  # B,R,D
+        if self.segments:
+            x = x + self.segment.weight[self.segment_id]  # B,R,D
         return self.dropout(self.norm(x))
+
+
+class SequenceEmbedding(nn.Module):
+    """Another node's sequence [B, L, Din]: Linear(Din -> D) when the widths differ, then (MAE decoder) a learned
+    mask token at every dropped position and the original order restored, learned positions, LayerNorm,
+    dropout. `prefix`: leading tokens (class token) that `restore` does not cover."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int,
+        positions: int,
+        norm: bool,
+        eps: float,
+        dropout: float,
+        mask_token: bool = False,
+        prefix: int = 0,
+    ):
+        super().__init__()
+        self.proj = nn.Linear(in_dim, dim) if in_dim != dim else None
+        self.mask_token = nn.Parameter(torch.randn(dim) * 0.02) if mask_token else None
+        self.position = nn.Parameter(torch.randn(positions, dim) * 0.02) if positions else None
+        self.norm = nn.LayerNorm(dim, eps=eps) if norm else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.prefix = prefix
+
+    def forward(self, x: torch.Tensor, restore: torch.Tensor | None = None) -> torch.Tensor:
+        if self.proj is not None:
+            x = self.proj(x)  # B,L,D
+        if self.mask_token is not None:
+            # Kept tokens first, then one mask token per position: restore[b, j] < kept count picks a kept token,
+            # anything larger a mask token (MAE's unshuffle, without a zero-length tensor at eval).
+            fill = self.mask_token.expand(x.shape[0], restore.shape[1], -1)  # B,N,D
+            pool = torch.cat([x[:, self.prefix :], fill], dim=1)  # B,k+N,D
+            index = restore.unsqueeze(-1).expand(-1, -1, x.shape[2])  # B,N,D
+            restored = torch.gather(pool, 1, index)  # B,N,D
+            x = torch.cat([x[:, : self.prefix], restored], dim=1) if self.prefix else restored  # B,P+N,D
+        if self.position is not None:
+            x = x + self.position[: x.shape[1]]  # B,S,D
+        return self.dropout(self.norm(x))
+
+
+def drop_tokens(
+    x: torch.Tensor, prefix: int, tokens: int, keep: int, training: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MAE random masking of the `tokens` tokens after `prefix` leading ones (class token) of x [B, P+N, D].
+
+    Training: keep `keep` random tokens per example (global RNG: reproducible under torch.manual_seed), in the
+    order of the draw. Eval: keep every token. Returns (x [B, P+keep, D] or x, restore [B, N] int64: the index in
+    the kept-then-dropped order of each original token, dropped [B, N] int64: 1 = dropped)."""
+    if not training:
+        restore = torch.arange(tokens, device=x.device).expand(x.shape[0], -1)  # B,N
+        return x, restore, torch.zeros_like(restore)
+    noise = torch.rand(x.shape[0], tokens, device=x.device)  # B,N
+    shuffle = torch.argsort(noise, dim=1)  # B,N
+    restore = torch.argsort(shuffle, dim=1)  # B,N
+    index = shuffle[:, :keep].unsqueeze(-1).expand(-1, -1, x.shape[2])  # B,keep,D
+    kept = torch.gather(x[:, prefix:], 1, index)  # B,keep,D
+    x = torch.cat([x[:, :prefix], kept], dim=1) if prefix else kept  # B,P+keep,D
+    return x, restore, (restore >= keep).long()

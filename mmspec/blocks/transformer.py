@@ -8,24 +8,48 @@ from torch import nn
 from mmspec.blocks.attention import Attention
 from mmspec.blocks.mlp import FeedForward
 
+FROZEN = "mmspec_frozen"
+"""Attribute that marks a frozen sub-module (a `trainable: false` stack inside a component)."""
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Freeze a part of a component: no gradients (so no optimizer state), and the trainer keeps it in eval mode."""
+    module.requires_grad_(False)
+    setattr(module, FROZEN, True)
+    return module
+
+
+def is_frozen(module: nn.Module) -> bool:
+    return getattr(module, FROZEN, False)
+
 
 class Residual(nn.Module):
-    """Residual wrapper: post-norm `LN(x + drop(f(x)))` (BERT) or pre-norm `x + drop(f(LN(x)))` (CLIP, ViT)."""
+    """Residual wrapper: post-norm `LN(x + drop(f(x)))` (BERT) or pre-norm `x + drop(f(LN(x)))` (CLIP, ViT).
 
-    def __init__(self, dim: int, norm_first: bool, eps: float, dropout: float):
+    `gated`: Flamingo's `x + tanh(g) * drop(f(LN(x)))` with a learned scalar g starting at 0, so the sublayer starts
+    as the identity (always the pre-norm form: only there does a zero gate leave x unchanged)."""
+
+    def __init__(self, dim: int, norm_first: bool, eps: float, dropout: float, gated: bool = False):
         super().__init__()
         self.norm = nn.LayerNorm(dim, eps=eps)
         self.dropout = nn.Dropout(dropout)
         self.norm_first = norm_first
+        self.gate = nn.Parameter(torch.zeros(())) if gated else None
 
     def forward(self, x: torch.Tensor, f, *args) -> torch.Tensor:
+        if self.gate is not None:
+            return x + torch.tanh(self.gate) * self.dropout(f(self.norm(x), *args))  # B,S,D
         if self.norm_first:
             return x + self.dropout(f(self.norm(x), *args))
         return self.norm(x + self.dropout(f(x, *args)))
 
 
 class Block(nn.Module):
-    """Self-attention + feed-forward, each wrapped in a post- or pre-norm residual."""
+    """Self-attention + feed-forward, each wrapped in a post- or pre-norm residual.
+
+    With `cross` (the context's width), a cross-attention sublayer attends to a context sequence: between
+    self-attention and feed-forward (Transformer decoder), or, `gated`, tanh-gated before self-attention
+    (Flamingo's gated cross-attention in front of a frozen LM layer)."""
 
     def __init__(
         self,
@@ -37,16 +61,36 @@ class Block(nn.Module):
         eps: float,
         dropout: float,
         attention_dropout: float,
+        cross: int | None = None,
+        gated: bool = False,
     ):
         super().__init__()
         self.attn = Attention(dim, dim, dim, heads, dim, attention_dropout)
         self.attn_res = Residual(dim, norm_first, eps, dropout)
+        if cross is not None:
+            self.cross_attn = Attention(dim, cross, dim, heads, dim, attention_dropout)
+            self.cross_res = Residual(dim, norm_first, eps, dropout, gated)
         self.ffn = FeedForward(dim, ffn, act)
         self.ffn_res = Residual(dim, norm_first, eps, dropout)
+        self.cross, self.gated = cross is not None, gated
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        bias: torch.Tensor | None,
+        context: torch.Tensor | None = None,
+        context_bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.cross and self.gated:
+            x = self.cross_res(x, self.cross_attn, context, context_bias)  # B,S,D
         x = self.attn_res(x, self.attn, None, bias)  # B,S,D
+        if self.cross and not self.gated:
+            x = self.cross_res(x, self.cross_attn, context, context_bias)  # B,S,D
         return self.ffn_res(x, self.ffn)  # B,S,D
+
+    def self_parts(self) -> list[nn.Module]:
+        """The self-attention and feed-forward sublayers with their norms (what a frozen stack freezes)."""
+        return [self.attn, self.attn_res, self.ffn, self.ffn_res]
 
 
 class CoAttentionBlock(nn.Module):
@@ -82,9 +126,13 @@ class CoAttentionBlock(nn.Module):
         return self.a_ffn_res(a2, self.a_ffn), self.b_ffn_res(b2, self.b_ffn)
 
 
-def make_blocks(cfg, count: int) -> nn.ModuleList:
-    """`count` self-attention blocks with the widths and norms of a StackConfig."""
-    return nn.ModuleList(
+def make_blocks(
+    cfg, count: int, cross: int | None = None, every: int = 1, gated: bool = False, trainable: bool = True
+) -> nn.ModuleList:
+    """`count` self-attention blocks with the widths and norms of a StackConfig; with `cross` (the context width),
+    layers 0, every, 2*every, ... also get a cross-attention sublayer. `trainable=False` freezes every layer's
+    self-attention and feed-forward sublayers (not the cross-attention ones)."""
+    blocks = nn.ModuleList(
         Block(
             cfg.width,
             cfg.heads,
@@ -94,6 +142,12 @@ def make_blocks(cfg, count: int) -> nn.ModuleList:
             cfg.eps,
             cfg.dropout,
             cfg.attention_dropout,
+            cross if i % every == 0 else None,
+            gated,
         )
-        for _ in range(count)
+        for i in range(count)
     )
+    for block in blocks if not trainable else ():
+        for part in block.self_parts():
+            freeze(part)
+    return blocks

@@ -48,6 +48,14 @@ class StackConfig(StrictModel):
             )
 
 
+class FreezableStack(StackConfig):
+    """A layer stack that a component owns and that can be frozen on its own (a pretrained stream)."""
+
+    trainable: bool = True
+    """false: the stack's layers get no gradients and no optimizer state and run in eval mode while training;
+    the component's other parts still train."""
+
+
 def _divisor_near(n: int, k: int, window: int = 4096) -> int:
     """The divisor of `n` closest to `k` (the smaller on a tie), searched within `window` of `k` so that a
     huge width stays instant; 1 when none is that close."""
@@ -77,3 +85,32 @@ def require_float(info: TensorInfo, ref: str, field: str | tuple = "input") -> T
 
 def pooled_width(pool: PoolConfig, width: Dim) -> Dim:
     return pool.dense or width
+
+
+def sequence_of(bundle: dict[str, TensorInfo], ref: str, field: str | tuple = "input") -> tuple[str, TensorInfo]:
+    """(field name, info) of the sequence [batch, S, D] a bundle carries: its `sequence`, else its one rank-3 float
+    tensor; a CheckError naming the bundle's fields otherwise."""
+    if "sequence" in bundle:
+        name = "sequence"
+    else:
+        found = [k for k, t in sorted(bundle.items()) if t.rank == 3 and t.dtype.startswith(("float", "bfloat"))]
+        if len(found) != 1:
+            fields = {k: list(t.shape) for k, t in sorted(bundle.items())}
+            raise CheckError(field, f"{ref!r} has no `sequence` and {len(found)} rank-3 float tensors ({fields}); "
+                                    f"reference one [batch, S, D] tensor, e.g. '{ref}.<field>'")
+        (name,) = found
+    info = bundle[name]
+    if info.rank != 3 or not isinstance(info.width, int):
+        raise CheckError(field, f"{ref!r}.{name} has shape {list(info.shape)}; a sequence [batch, S, D] with a fixed "
+                                f"width D is needed")
+    return name, info
+
+
+def axis_max(spec, dim: Dim) -> int | None:
+    """Largest size of an axis: itself when fixed; for a named axis, the smallest max_length / max_count of the
+    modalities that declare it; None when no modality declares it."""
+    if isinstance(dim, int):
+        return dim
+    sizes = [getattr(m, cap) for m in spec.modalities.values()
+             for axis, cap in (("length", "max_length"), ("count", "max_count")) if getattr(m, axis, None) == dim]
+    return min(sizes) if sizes else None

@@ -31,8 +31,13 @@ def attention(q_dim: int, kv_dim: int, inner: int, out_dim: int) -> int:
 
 
 def block(width: int, ffn: int) -> int:
-    """layers.transformer.Block: self-attention, feed-forward and their two LayerNorms."""
+    """blocks.transformer.Block: self-attention, feed-forward and their two LayerNorms."""
     return attention(width, width, width, width) + feed_forward(width, ffn) + 2 * layer_norm(width)
+
+
+def cross_sublayer(width: int, kv_dim: int, gated: bool) -> int:
+    """The optional cross-attention sublayer of a Block: attention to a kv_dim context, its LayerNorm, the gate."""
+    return attention(width, kv_dim, width, width) + layer_norm(width) + int(gated)
 
 
 def stack(cfg: Any) -> int:

@@ -5,8 +5,9 @@ One step on the global batch (the same on every process, drawn from one seed):
   order: forward of every node, the group's objectives, weighted sum, backward, optimizer step -> after-step
   hooks (EMA teachers, temperature clamps).
 An update group is the objectives with one `updates:` list (GAN: discriminator, then generator); the default
-group updates every trainable parameter. Frozen components (`trainable: false`) have no gradients, no
-optimizer state, and run in eval mode.
+group updates every trainable parameter. Frozen components (`trainable: false`) and frozen parts inside a
+component (a stack with `trainable: false`, marked by blocks.transformer.freeze) have no gradients, no optimizer
+state, and run in eval mode.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from mmspec.blocks import distributed as mdist
+from mmspec.blocks.transformer import is_frozen
 from mmspec.components.objectives.runtime import Batch, StepContext
 from mmspec.errors import UsageError
 from mmspec.spec.loader import LoadedSpec
@@ -136,6 +138,8 @@ class Trainer:
         self.replicated: list[nn.Parameter] = []
         """Parameters FSDP cannot shard (scalars); their gradients are averaged here."""
         self.frozen = [n.name for n in loaded.plan.nodes if not n.config.trainable and n.section != "objectives"]
+        self.frozen_parts = [m for m in self.model.components.modules() if is_frozen(m)]
+        """Frozen parts inside components (a `trainable: false` stack)."""
         self.resample = resample
         """Draw new views, masks, noise and negatives every step (else once: the run overfits one batch)."""
         self.step_module: nn.Module = TrainStep(self.model, self.groups)
@@ -183,6 +187,8 @@ class Trainer:
         self.step_module.train()
         for name in self.frozen:
             self.model.components[name].eval()
+        for module in self.frozen_parts:
+            module.eval()
         clean, student = self.prepare(batch, seed)
         values: dict[str, torch.Tensor] = {}
         for i, (group, opt) in enumerate(zip(self.groups, self.optimizers, strict=True)):

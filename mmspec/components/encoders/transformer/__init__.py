@@ -1,12 +1,13 @@
-"""Transformer encoder over tokens, image patches or detector regions (BERT, ViT, CLIP towers, ViLBERT streams)."""
+"""Transformer encoder over tokens, image patches, detector regions or another node's sequence (BERT, ViT, CLIP
+towers, ViLBERT streams, MAE encoder/decoder, VisualBERT joint stream), with optional cross-attention."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from mmspec.components.common import PoolConfig, StackConfig, pooled_width, require
+from mmspec.components.common import PoolConfig, StackConfig, axis_max, pooled_width, require, sequence_of
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveInt, Ref, StrictModel
 from mmspec.spec.layout import Rule
@@ -38,13 +39,58 @@ class PatchesEmbed(StrictModel):
 
 
 class RegionsEmbed(StrictModel):
-    """Linear(region features) + Linear(box geometry), LayerNorm (ViLBERT visual stream)."""
+    """Linear(region features) + Linear(box geometry) [+ position] [+ segment], LayerNorm (ViLBERT visual stream;
+    VisualBERT's visual embeddings: positions 512 with position_ids zero, segments 2, norm false)."""
 
     type: Literal["regions"]
+    norm: bool = True
+    positions: PositiveInt | None = None
+    """Size of a learned position table added to the regions; null: none."""
+    position_ids: Literal["index", "zero"] = "index"
+    """`index`: region r takes row r (positions must cover the modality's max_count); `zero`: every region takes
+    row 0 (VisualBERT without image-text alignment)."""
+    segments: Annotated[int, Field(ge=0)] = 0
+    """Size of a segment (token-type) table; every region adds its row `segment`."""
+    segment: Annotated[int, Field(ge=0)] = 1
+    """The segment row every region takes (VisualBERT: visual token type 1); below `segments`."""
 
 
-Embed = Annotated[TokensEmbed | PatchesEmbed | RegionsEmbed, Field(discriminator="type")]
+class SequenceEmbed(StrictModel):
+    """Another node's sequence [batch, S, D] (its `sequence`, or its one rank-3 float tensor; its `mask` comes
+    along): Linear(D -> width) when D differs from width, optional mask tokens, learned positions, LayerNorm."""
+
+    type: Literal["sequence"]
+    positions: PositiveInt | None = None
+    """Size of a learned position table added to the sequence (must cover its length); null: none."""
+    norm: bool = False
+    """LayerNorm (then dropout) on the embedded sequence (VisualBERT's shared embedding LayerNorm)."""
+    mask_token: bool = False
+    """MAE decoder: the input carries `restore` (a `drop` encoder's output); a learned mask token fills every
+    dropped position and the original order is restored, so S = class tokens + restore's length."""
+
+
+Embed = Annotated[TokensEmbed | PatchesEmbed | RegionsEmbed | SequenceEmbed, Field(discriminator="type")]
 _MODALITY_FIELD = {"tokens": "ids", "patches": "pixels", "regions": "features"}
+
+
+class DropConfig(StrictModel):
+    """MAE token dropping: while training, keep a random `1 - ratio` of the patch tokens of each example."""
+
+    ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.75
+    """Fraction of patch tokens dropped while training (the class token is always kept); at eval every token
+    is kept, so the export is deterministic."""
+
+
+class CrossConfig(StrictModel):
+    """Cross-attention to another node's sequence in every `every`-th layer (decoders, Perceiver latents, Flamingo)."""
+
+    input: Ref
+    """The context: a node with a `sequence` (or one rank-3 float tensor); its `mask` masks the keys."""
+    every: PositiveInt = 1
+    """Layers 0, every, 2*every, ... get a cross-attention sublayer."""
+    gated: bool = False
+    """Flamingo: tanh(g)-gated (g learned, starting at 0) and placed before the layer's self-attention, so the
+    stack starts as the one without cross-attention; false: between self-attention and feed-forward."""
 
 
 def _layer(block: str, q: str, k: str, v: str, out: str, norm1: str, fc1: str, fc2: str, norm2: str) -> tuple:
@@ -202,6 +248,92 @@ TRANSFORMER_EXAMPLES = (
         {"input": "regions", "embed": {"type": "regions"}, **_STACK, "pool": {"type": "mean"}},
         name="regions",
     ),
+    Example(  # VisualBERT's visual embeddings: projection + position row 0 + token type 1, no LayerNorm
+        {"regions": {"type": "regions", "dim": 5, "count": "regions", "max_count": 6, "mask": True}},
+        {
+            "input": "regions",
+            "embed": {"type": "regions", "norm": False, "positions": 4, "position_ids": "zero", "segments": 2},
+            **_STACK,
+            "layers": 0,
+        },
+        name="regions_visualbert",
+    ),
+    Example(  # learned region positions 0..R-1
+        {"regions": {"type": "regions", "dim": 5, "count": "regions", "max_count": 6}},
+        {"input": "regions", "embed": {"type": "regions", "positions": 6, "segments": 1, "segment": 0}, **_STACK},
+        name="regions_positions",
+    ),
+    Example(  # a sequence input of another width: projection, positions, LayerNorm
+        {"feats": {"type": "sequence", "dim": 6, "length": "seq", "max_length": 10}},
+        {"input": "feats", "embed": {"type": "sequence", "positions": 10, "norm": True}, **_STACK, "norm": "pre"},
+        name="sequence",
+    ),
+    Example(  # joint stream over another encoder's masked sequence (VisualBERT): shared LayerNorm, cls pooler
+        {"text": {**_TEXT, "mask": True}},
+        {
+            "input": "emb",
+            "embed": {"type": "sequence", "norm": True},
+            **_STACK,
+            "pool": {"type": "cls", "dense": 8, "activation": "tanh"},
+        },
+        {"encoders": {"emb": {"type": "transformer", "input": "text", "embed": {"type": "tokens", "positions": 12,
+                                                                              "norm": False}, **_STACK, "layers": 0}}},
+        name="sequence_joint",
+    ),
+    Example(  # decoder: causal self-attention, cross-attention to a masked memory of another width
+        {
+            "text": _TEXT,
+            "regions": {"type": "regions", "dim": 5, "count": "regions", "max_count": 6, "mask": True},
+        },
+        {
+            "input": "text",
+            "embed": {"type": "tokens", "positions": 12},
+            **_STACK,
+            "causal": True,
+            "cross": {"input": "memory"},
+        },
+        {"encoders": {"memory": {"type": "transformer", "input": "regions", "embed": {"type": "regions"},
+                                 "width": 6, "layers": 1, "heads": 2, "ffn": 12}}},
+        name="cross_decoder",
+    ),
+    Example(  # Flamingo: frozen pre-norm LM stack, tanh-gated cross-attention before layers 0 and 2
+        {"text": _TEXT, "media": {"type": "sequence", "dim": 6, "length": "media", "max_length": 5}},
+        {
+            "input": "text",
+            "embed": {"type": "tokens", "positions": 12, "norm": False},
+            **_STACK,
+            "layers": 3,
+            "norm": "pre",
+            "causal": True,
+            "final_norm": True,
+            "cross": {"input": "media", "every": 2, "gated": True},
+            "stack_trainable": False,
+        },
+        name="flamingo",
+    ),
+    Example(  # MAE encoder: 16 patches, 4 kept while training; at eval every token, restore = identity
+        {"image": {"type": "image", "channels": 3, "height": 8, "width": 8}},
+        {"input": "image", "embed": {"type": "patches", "patch_size": 2}, **_STACK, "norm": "pre",
+         "final_norm": True, "drop": {"ratio": 0.75}},
+        name="mae_encoder",
+    ),
+    Example(  # MAE decoder: projection 8 -> 6, mask tokens, unshuffle, positions for class token + 16 patches
+        {"image": {"type": "image", "channels": 3, "height": 8, "width": 8}},
+        {
+            "input": "encoder",
+            "embed": {"type": "sequence", "positions": 17, "mask_token": True},
+            "width": 6,
+            "layers": 1,
+            "heads": 2,
+            "ffn": 12,
+            "norm": "pre",
+            "final_norm": True,
+        },
+        {"encoders": {"encoder": {"type": "transformer", "input": "image", "embed": {"type": "patches",
+                                                                                   "patch_size": 2},
+                                  **_STACK, "norm": "pre", "final_norm": True, "drop": {"ratio": 0.75}}}},
+        name="mae_decoder",
+    ),
 )
 
 
@@ -213,7 +345,8 @@ TRANSFORMER_EXAMPLES = (
 class TransformerEncoder(StackConfig, ComponentConfig):
     """Transformer encoder: an embedding, `layers` blocks, optional final LayerNorm and pooling.
 
-    Emits `sequence` [batch, S, width], `mask` when the input has one, `pooled` [batch, D] when `pool` is set.
+    Emits `sequence` [batch, S, width], `mask` when the input has one, `pooled` [batch, D] when `pool` is set,
+    `restore` and `dropped` [batch, N] with `drop`.
     """
 
     type: Literal["transformer"]
@@ -224,21 +357,63 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     final_norm: bool = False
     """LayerNorm on the whole output sequence (CLIP text)."""
     pool: PoolConfig | None = None
+    cross: CrossConfig | None = None
+    """Cross-attention to another node's sequence (a decoder's memory, Flamingo's media, Perceiver's inputs)."""
+    drop: DropConfig | None = None
+    """MAE: drop a random subset of the patch tokens while training (patches embed only)."""
+    stack_trainable: bool = True
+    """false: the layer stack (every layer's self-attention and feed-forward sublayers) and final_norm are frozen;
+    the embedding, the cross-attention sublayers and the pool still train (Flamingo's frozen LM)."""
 
     weight_layouts = {"bert": _HF_BERT, "vit": _HF_VIT, "clip": _HF_CLIP, "gpt2": _HF_GPT2}
+    ref_fields: ClassVar[tuple[str, ...]] = ("cross",)
+    """`cross` is an input port; a bad reference there is located at `cross`."""
+
+    def references(self) -> dict[str, str]:
+        return {"input": self.input, **({"cross": self.cross.input} if self.cross else {})}
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         bundle = inputs["input"]
         self.check_heads()
+        if isinstance(self.embed, SequenceEmbed):
+            src, length = self._sequence_input(bundle, ctx)
+        else:
+            src, length = self._modality_input(bundle, ctx)
+        batch = src.shape[0]
+        if self.pool and self.pool.type == "eos" and not isinstance(self.embed, TokensEmbed):
+            raise CheckError(
+                ("pool", "type"),
+                f"pool.type 'eos' needs token ids; use 'cls' or 'mean' for embed type {self.embed.type!r}",
+            )
+        if self.pool and self.pool.eos_id is not None and self.pool.type != "eos":
+            raise CheckError(("pool", "eos_id"), f"pool.eos_id applies to pool.type 'eos', not {self.pool.type!r}")
+        out: Bundle = {"sequence": TensorInfo((batch, length, self.width))}
+        if "mask" in bundle:
+            out["mask"] = bundle["mask"]
+        if self.pool:
+            out["pooled"] = TensorInfo((batch, pooled_width(self.pool, self.width)))
+        if self.drop:
+            tokens, _ = self.drop_sizes(src)
+            out["restore"] = out["dropped"] = TensorInfo((batch, tokens), "int64")
+        if isinstance(self.embed, SequenceEmbed) and self.embed.mask_token and "dropped" in bundle:
+            out["dropped"] = bundle["dropped"]
+        if self.cross:
+            self._context(inputs["cross"], batch)
+        return out
+
+    def _modality_input(self, bundle: Bundle, ctx) -> tuple[TensorInfo, object]:
+        """The modality tensor the token/patch/region embedding reads, and the sequence length it gives."""
         src = require(
             bundle.get(_MODALITY_FIELD[self.embed.type]),
             _MODALITY_FIELD[self.embed.type],
             4 if self.embed.type == "patches" else (2 if self.embed.type == "tokens" else 3),
             f"{self.embed.type} embedding's",
         )
-        batch = src.shape[0]
+        if self.drop and not isinstance(self.embed, PatchesEmbed):
+            raise CheckError(("drop",), f"drop applies to embed type 'patches' (MAE), not {self.embed.type!r}; "
+                                        f"remove drop")
+        modality = ctx.spec.modalities[self.input.split(".")[0]]
         if isinstance(self.embed, TokensEmbed):
-            modality = ctx.spec.modalities[self.input.split(".")[0]]
             longest = modality.max_length if isinstance(src.shape[1], str) else src.shape[1]
             offset = 0 if self.embed.padding_idx is None else self.embed.padding_idx + 1
             if longest + offset > self.embed.positions:
@@ -254,8 +429,8 @@ class TransformerEncoder(StackConfig, ComponentConfig):
                     f"embed.segments {self.embed.segments} differs from modality {self.input!r} "
                     f"segments {modality.segments}; make them equal",
                 )
-            length = src.shape[1]
-        elif isinstance(self.embed, PatchesEmbed):
+            return src, src.shape[1]
+        if isinstance(self.embed, PatchesEmbed):
             _, _, h, w = src.shape
             p = self.embed.patch_size
             if h % p or w % p:
@@ -263,45 +438,106 @@ class TransformerEncoder(StackConfig, ComponentConfig):
                     ("embed", "patch_size"),
                     f"embed.patch_size {p} does not divide the image size {h}x{w} of {self.input!r}",
                 )
-            length = (h // p) * (w // p) + int(self.embed.class_token)
-        else:
-            length = src.shape[1]
-        if self.pool and self.pool.type == "eos" and not isinstance(self.embed, TokensEmbed):
-            raise CheckError(
-                ("pool", "type"),
-                f"pool.type 'eos' needs token ids; use 'cls' or 'mean' for embed type {self.embed.type!r}",
-            )
-        if self.pool and self.pool.eos_id is not None and self.pool.type != "eos":
-            raise CheckError(("pool", "eos_id"), f"pool.eos_id applies to pool.type 'eos', not {self.pool.type!r}")
-        out: Bundle = {"sequence": TensorInfo((batch, length, self.width))}
-        if "mask" in bundle:
-            out["mask"] = bundle["mask"]
-        if self.pool:
-            out["pooled"] = TensorInfo((batch, pooled_width(self.pool, self.width)))
-        return out
+            return src, (h // p) * (w // p) + int(self.embed.class_token)
+        e = self.embed
+        longest = axis_max(ctx.spec, src.shape[1])
+        if e.positions and e.position_ids == "index" and longest is not None and longest > e.positions:
+            raise CheckError(("embed", "positions"), f"embed.positions {e.positions} is shorter than the "
+                                                     f"{longest} regions of {self.input!r} (max_count); raise "
+                                                     f"positions, lower max_count, or use position_ids: zero")
+        if e.segments and e.segment >= e.segments:
+            raise CheckError(("embed", "segment"), f"embed.segment {e.segment} is not a row of the {e.segments}-row "
+                                                   f"segment table (embed.segments); use 0..{e.segments - 1}")
+        return src, src.shape[1]
+
+    def _sequence_input(self, bundle: Bundle, ctx) -> tuple[TensorInfo, object]:
+        """The sequence an `embed: sequence` reads, and the length after the embedding."""
+        if self.drop:
+            raise CheckError(("drop",), "drop applies to embed type 'patches' (MAE), not 'sequence'; remove drop")
+        _, src = sequence_of(bundle, self.input)
+        length = src.shape[1]
+        if self.embed.mask_token:
+            self.mask_prefix(bundle, src)
+        longest = axis_max(ctx.spec, length)
+        if self.embed.positions and longest is not None and longest > self.embed.positions:
+            raise CheckError(("embed", "positions"), f"embed.positions {self.embed.positions} is shorter than the "
+                                                     f"length {longest} of {self.input!r} ({length}); raise "
+                                                     f"positions to at least {longest}")
+        return src, length
+
+    def mask_prefix(self, bundle: Bundle, src: TensorInfo) -> int:
+        """Tokens in front of the ones `restore` orders (an MAE encoder's class token)."""
+        restore = bundle.get("restore")
+        if restore is None:
+            raise CheckError(("embed", "mask_token"), f"embed.mask_token needs an input that carries `restore` (a "
+                                                      f"transformer with `drop:`); {self.input!r} has "
+                                                      f"{sorted(bundle)}; reference the whole encoder bundle")
+        s, n = src.shape[1], restore.shape[1]
+        if s == n:
+            return 0
+        if isinstance(s, int) and isinstance(n, int) and s > n:
+            return s - n
+        raise CheckError("input", f"{self.input!r}: the sequence length {s} does not cover the {n} tokens of "
+                                  f"`restore`; the sequence must be the drop encoder's own")
+
+    def drop_sizes(self, src: TensorInfo) -> tuple[int, int]:
+        """(patch tokens N, tokens kept while training)."""
+        _, _, h, w = src.shape
+        tokens = (h // self.embed.patch_size) * (w // self.embed.patch_size)
+        keep = int(tokens * (1 - self.drop.ratio))
+        if keep < 1:
+            raise CheckError(("drop", "ratio"), f"drop.ratio {self.drop.ratio} keeps no token of {tokens} patches; "
+                                                f"lower the ratio below {1 - 1 / tokens:.4g}")
+        return tokens, keep
+
+    def _context(self, bundle: Bundle, batch) -> TensorInfo:
+        """The sequence the cross-attention reads."""
+        _, ctx_seq = sequence_of(bundle, self.cross.input, "cross")
+        if self.layers == 0:
+            raise CheckError(("cross",), "cross-attention lives in the layers, but layers is 0; set layers >= 1 or "
+                                         "remove cross")
+        if ctx_seq.shape[0] != batch:
+            raise CheckError(("cross",), f"the context {self.cross.input!r} has batch axis {ctx_seq.shape[0]!r} but "
+                                         f"the input {self.input!r} has {batch!r}; both must be one batch")
+        return ctx_seq
 
     def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
         """Parameters `build` will allocate, by formula (budgets before allocation; mmspec.spec.budget)."""
         from mmspec.components import params as P
 
-        m, w, e = ctx.spec.modalities[self.input.split(".")[0]], self.width, self.embed
-        if isinstance(e, TokensEmbed):
-            embed = (m.vocab_size + e.positions + e.segments) * w + (P.layer_norm(w) if e.norm else 0)
-        elif isinstance(e, PatchesEmbed):
-            grid = (m.height // e.patch_size) * (m.width // e.patch_size) + int(e.class_token)
-            embed = (m.channels * e.patch_size**2 + int(e.bias) + int(e.class_token) + grid) * w
-            embed += P.layer_norm(w) if e.norm else 0
+        w, e = self.width, self.embed
+        if isinstance(e, SequenceEmbed):
+            _, src = sequence_of(inputs["input"], self.input)
+            embed = (P.linear(src.width, w) if src.width != w else 0) + (P.layer_norm(w) if e.norm else 0)
+            embed += (e.positions or 0) * w + (w if e.mask_token else 0)
         else:
-            embed = P.linear(m.dim, w) + (P.linear(m.boxes, w) if m.boxes else 0) + P.layer_norm(w)
+            m = ctx.spec.modalities[self.input.split(".")[0]]
+            if isinstance(e, TokensEmbed):
+                embed = (m.vocab_size + e.positions + e.segments) * w + (P.layer_norm(w) if e.norm else 0)
+            elif isinstance(e, PatchesEmbed):
+                grid = (m.height // e.patch_size) * (m.width // e.patch_size) + int(e.class_token)
+                embed = (m.channels * e.patch_size**2 + int(e.bias) + int(e.class_token) + grid) * w
+                embed += P.layer_norm(w) if e.norm else 0
+            else:
+                embed = P.linear(m.dim, w) + (P.linear(m.boxes, w) if m.boxes else 0)
+                embed += ((e.positions or 0) + e.segments) * w + (P.layer_norm(w) if e.norm else 0)
+        cross = 0
+        if self.cross:
+            _, context = sequence_of(inputs["cross"], self.cross.input, "cross")
+            cross = len(range(0, self.layers, self.cross.every)) * P.cross_sublayer(w, context.width, self.cross.gated)
         final = P.layer_norm(w) if self.final_norm else 0
-        return embed + P.stack(self) + final + P.pool(self.pool, w)
+        return embed + P.stack(self) + cross + final + P.pool(self.pool, w)
 
     def internal_shapes(self, inputs: dict[str, Bundle], ctx) -> list[tuple]:
         """The largest intermediates of one layer: attention scores and the feed-forward hidden layer."""
         batch, length, _ = self.infer(inputs, ctx)["sequence"].shape
-        return [(batch, self.heads, length, length), (batch, length, self.ffn)] if self.layers else []
+        shapes = [(batch, self.heads, length, length), (batch, length, self.ffn)] if self.layers else []
+        if self.cross and self.layers:
+            _, context = sequence_of(inputs["cross"], self.cross.input, "cross")
+            shapes.append((batch, self.heads, length, context.shape[1]))
+        return shapes
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.encoders.transformer.module import TransformerEncoderModule
 
-        return TransformerEncoderModule(self, inputs["input"], ctx.spec.modalities[self.input.split(".")[0]])
+        return TransformerEncoderModule(self, inputs, ctx.spec.modalities.get(self.input.split(".")[0]))

@@ -6,15 +6,23 @@ import torch
 from torch import nn
 
 from mmspec.blocks.attention import causal_bias, padding_bias
-from mmspec.blocks.embeddings import PatchEmbedding, RegionEmbedding, TokenEmbedding
+from mmspec.blocks.embeddings import (
+    PatchEmbedding,
+    RegionEmbedding,
+    SequenceEmbedding,
+    TokenEmbedding,
+    drop_tokens,
+)
 from mmspec.blocks.pooling import make_pool
-from mmspec.blocks.transformer import make_blocks
+from mmspec.blocks.transformer import freeze, make_blocks
+from mmspec.components.common import sequence_of
 
 
 class TransformerEncoderModule(nn.Module):
-    """embed -> blocks -> optional final norm -> optional pooling, over one input bundle."""
+    """embed -> [drop tokens] -> blocks (with cross-attention to a context) -> optional final norm -> optional
+    pooling, over one input bundle (and the context's bundle with `cross`)."""
 
-    def __init__(self, cfg, bundle, modality):
+    def __init__(self, cfg, bundles, modality):
         super().__init__()
         e = cfg.embed
         if e.type == "tokens":
@@ -26,28 +34,71 @@ class TransformerEncoderModule(nn.Module):
             self.embed = PatchEmbedding(
                 modality.channels, cfg.width, e.patch_size, grid, e.bias, e.class_token, e.norm, cfg.eps, cfg.dropout
             )
+        elif e.type == "regions":
+            self.embed = RegionEmbedding(
+                modality.dim,
+                modality.boxes,
+                cfg.width,
+                cfg.eps,
+                cfg.dropout,
+                e.norm,
+                e.positions or 0,
+                e.position_ids,
+                e.segments,
+                e.segment,
+            )
         else:
-            self.embed = RegionEmbedding(modality.dim, modality.boxes, cfg.width, cfg.eps, cfg.dropout)
+            self.field, src = sequence_of(bundles["input"], cfg.input)
+            prefix = cfg.mask_prefix(bundles["input"], src) if e.mask_token else 0
+            self.embed = SequenceEmbedding(
+                src.width, cfg.width, e.positions or 0, e.norm, cfg.eps, cfg.dropout, e.mask_token, prefix
+            )
         self.kind = e.type
-        self.layers = make_blocks(cfg, cfg.layers)
+        self.drop = cfg.drop_sizes(bundles["input"]["pixels"]) if cfg.drop else None
+        """(patch tokens, tokens kept while training) with `drop`."""
+        self.class_tokens = int(e.type == "patches" and e.class_token)
+        context = sequence_of(bundles["cross"], cfg.cross.input, "cross") if cfg.cross else None
+        self.context_field = context[0] if context else None
+        self.layers = make_blocks(
+            cfg,
+            cfg.layers,
+            context[1].width if context else None,
+            cfg.cross.every if cfg.cross else 1,
+            cfg.cross.gated if cfg.cross else False,
+            cfg.stack_trainable,
+        )
         self.final_norm = nn.LayerNorm(cfg.width, eps=cfg.eps) if cfg.final_norm else None
+        if self.final_norm is not None and not cfg.stack_trainable:
+            freeze(self.final_norm)
         self.pool = make_pool(cfg.pool, cfg.width, cfg.eps)
         self.causal = cfg.causal
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         b = inputs["input"]
         mask = b.get("mask")
+        extra = {}
         if self.kind == "tokens":
             x = self.embed(b["ids"], b.get("segments"))  # B,S,D
         elif self.kind == "patches":
-            x = self.embed(b["pixels"])  # B,N,D
-        else:
+            x = self.embed(b["pixels"])  # B,1+N,D
+        elif self.kind == "regions":
             x = self.embed(b["features"], b.get("boxes"))  # B,R,D
+        else:
+            x = self.embed(b[self.field], b.get("restore"))  # B,S,D
+            if "dropped" in b and "restore" in b:
+                extra["dropped"] = b["dropped"]
+        if self.drop is not None:
+            x, extra["restore"], extra["dropped"] = drop_tokens(x, self.class_tokens, *self.drop, self.training)
         bias = padding_bias(mask, x) if mask is not None else None  # B,1,1,S
         if self.causal:
             bias = causal_bias(x) if bias is None else bias + causal_bias(x)  # (B,1,)S,S
+        context = context_bias = None
+        if self.context_field is not None:
+            context = inputs["cross"][self.context_field]  # B,T,Dc
+            context_mask = inputs["cross"].get("mask")
+            context_bias = padding_bias(context_mask, context) if context_mask is not None else None  # B,1,1,T
         for layer in self.layers:
-            x = layer(x, bias)  # B,S,D
+            x = layer(x, bias, context, context_bias)  # B,S,D
         if self.final_norm is not None:
             x = self.final_norm(x)
         out = {"sequence": x}
@@ -55,4 +106,4 @@ class TransformerEncoderModule(nn.Module):
             out["mask"] = mask
         if self.pool is not None:
             out["pooled"] = self.pool(x, b.get("ids"), mask)  # B,D'
-        return out
+        return {**out, **extra}

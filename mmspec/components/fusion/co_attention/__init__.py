@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from mmspec.components.common import PoolConfig, StackConfig, pooled_width, require
+from mmspec.components.common import FreezableStack, PoolConfig, StackConfig, pooled_width, require
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveInt, Probability, Ref, StrictModel
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
@@ -14,7 +14,8 @@ from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 class CoLayers(StrictModel):
     """Where the co-attention blocks go: block k runs just before text layer `text_layers[k]` and vision
-    layer `vision_layers[k]` (ViLBERT's t_biattention_id / v_biattention_id)."""
+    layer `vision_layers[k]` (ViLBERT's t_biattention_id / v_biattention_id). The lists are non-decreasing: a
+    repeated id puts two blocks in a row with no layer of that stream between them (as the official code)."""
 
     width: PositiveInt = 1024
     heads: PositiveInt = 8
@@ -80,8 +81,8 @@ class CoAttentionFusion(ComponentConfig):
 
     type: Literal["co_attention"]
     inputs: Streams
-    text: StackConfig
-    vision: StackConfig
+    text: FreezableStack
+    vision: FreezableStack
     co: CoLayers
     text_pool: PoolConfig | None = None
     vision_pool: PoolConfig | None = None
@@ -102,10 +103,10 @@ class CoAttentionFusion(ComponentConfig):
                     f"{getattr(self.inputs, stream)!r}; make them equal",
                 )
             layer_ids = getattr(self.co, f"{stream}_layers")
-            if layer_ids != sorted(set(layer_ids)) or layer_ids[0] < 0 or layer_ids[-1] > cfg.layers:
+            if layer_ids != sorted(layer_ids) or layer_ids[0] < 0 or layer_ids[-1] > cfg.layers:
                 raise CheckError(
                     ("co", f"{stream}_layers"),
-                    f"co.{stream}_layers {layer_ids} must be strictly increasing layer indices "
+                    f"co.{stream}_layers {layer_ids} must be non-decreasing layer indices "
                     f"in 0..{cfg.layers} ({stream}.layers)",
                 )
             out[stream] = seq

@@ -12,13 +12,14 @@ from mmspec.blocks.transformer import CoAttentionBlock, make_blocks
 
 class CoAttentionModule(nn.Module):
     """Runs text layers, vision layers and co-attention blocks in ViLBERT's order: before co block k,
-    text layers up to text_layers[k] and vision layers up to vision_layers[k]; the rest run at the end."""
+    text layers up to text_layers[k] and vision layers up to vision_layers[k] (none when the id repeats the
+    previous one); the rest run at the end. Every layer runs exactly once."""
 
     def __init__(self, cfg):
         super().__init__()
         t, v, co = cfg.text, cfg.vision, cfg.co
-        self.text_layers = make_blocks(t, t.layers)
-        self.vision_layers = make_blocks(v, v.layers)
+        self.text_layers = make_blocks(t, t.layers, trainable=t.trainable)
+        self.vision_layers = make_blocks(v, v.layers, trainable=v.trainable)
         self.co_layers = nn.ModuleList(
             CoAttentionBlock(
                 v.width,
