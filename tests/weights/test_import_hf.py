@@ -5,16 +5,20 @@ model types, architectures and options exit 2 and say what is missing."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
 import transformers as tf
 from hf_reference import PARITY_ATOL, randomize
 
-from mmspec import cli
+from mmspec import cli, components
 from mmspec.api import build, load_spec
+from mmspec.components.encoders.transformer.hf import CLIP_TEXT, CLIP_VISION
+from mmspec.components.hf import hf_family
 from mmspec.graph.inputs import make_inputs, trace_sizes
-from mmspec.importers.hf import CLIP_TEXT, CLIP_VISION, FAMILIES, NOT_YET, import_hf, write_spec
+from mmspec.importers.hf import NOT_YET, families, import_hf, write_spec
 
 TEXT = {"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
         "intermediate_size": 37, "max_position_embeddings": 40}  # fmt: skip
@@ -99,7 +103,7 @@ CASES = {  # architecture -> (reference, its inputs, our output -> its output)
 
 
 def test_every_supported_architecture_is_tested():
-    assert {a for f in FAMILIES.values() for a in f.architectures} == set(CASES)
+    assert {a for f in families().values() for a in f.architectures} == set(CASES)
 
 
 @pytest.mark.parametrize("arch", sorted(CASES))
@@ -128,12 +132,12 @@ def test_imported_spec_matches_transformers(arch, tmp_path):
         assert diff <= PARITY_ATOL, f"{arch} {name}: max abs diff {diff:.3g}"
 
 
-@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+@pytest.mark.parametrize("model_type", sorted(families()))
 def test_defaults_are_those_of_transformers(model_type):
     """A key missing from config.json means the transformers default; ours must be the same."""
     config_class = tf.AutoConfig.for_model(model_type).__class__
     reference = config_class()
-    for key, value in FAMILIES[model_type].defaults.items():
+    for key, value in families()[model_type].defaults.items():
         if key not in LEGACY_KEYS:
             assert _plain(getattr(reference, key)) == value, f"{model_type}.{key}"
     if model_type == "clip":
@@ -185,6 +189,50 @@ def test_unsupported_model_types_exit_2(model_type, tmp_path, capsys):
 def test_unsupported_options_name_the_key(data, message, tmp_path, capsys):
     code, err = _main(capsys, "import", "hf", _config(tmp_path, **data), "-o", str(tmp_path / "m.yaml"))
     assert code == 2 and message in err, err
+
+
+def test_families_live_in_their_component_folders():
+    """Each model_type is mapped by the `hf.py` of a component folder, which the importer finds on its own."""
+    folders = {f"mmspec.components.{folder}.hf" for folder in components.FAMILIES}
+    modules = {model_type: family.build.__module__ for model_type, family in families().items()}
+    assert set(modules.values()) <= folders, modules
+    assert modules["bert"] == "mmspec.components.encoders.transformer.hf"
+    assert modules["resnet"] == "mmspec.components.encoders.resnet.hf"
+
+
+def test_a_model_type_is_mapped_once():
+    with pytest.raises(ValueError, match="model_type 'bert' is mapped twice: mmspec.components.encoders.transformer"):
+        hf_family("bert", ("BertModel",), {}, survey=[], paper="")(lambda cfg, arch: {})
+    assert families()["bert"].build.__module__ == "mmspec.components.encoders.transformer.hf"
+
+
+_TORCH_FREE = """\
+import json, sys
+from pathlib import Path
+from mmspec import cli
+from mmspec.importers.hf import families
+for model_type, family in sorted(families().items()):
+    for arch in family.architectures:
+        ckpt = Path(sys.argv[1], arch)
+        ckpt.mkdir()
+        (ckpt / "config.json").write_text(json.dumps({"model_type": model_type, "architectures": [arch]}))
+        try:
+            cli.main(["import", "hf", str(ckpt), "-o", str(ckpt / "m.yaml")])
+        except SystemExit as e:
+            assert e.code == 0, (arch, e.code)
+        assert (ckpt / "m.yaml").is_file(), arch
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers")))
+"""
+
+
+def test_import_does_not_import_torch(tmp_path):
+    """`mmspec import hf` of every architecture, in a fresh process, leaves torch and transformers unimported."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _TORCH_FREE, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[]\n"
+    assert len(list(tmp_path.glob("*/m.yaml"))) == len(CASES)
 
 
 def test_bad_name_exits_2(tmp_path, capsys):

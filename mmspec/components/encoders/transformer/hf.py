@@ -1,0 +1,408 @@
+"""Hugging Face families that map onto the transformer encoder: BERT, RoBERTa, XLM-R, data2vec-text, GPT-2, ViT
+and CLIP (config.json -> spec tree; the `layout:` names are the encoder's `weight_layouts`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmspec.components.hf import Builder, Config, hf_family, num_labels
+
+_BERT_STACK_KEYS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "hidden_act",
+    "layer_norm_eps",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+)
+"""Stack field names shared by the BERT-style families (BERT, RoBERTa, ViT, ...)."""
+
+
+def _stack(
+    cfg: Config, width: str, layers: str, heads: str, ffn: str, act: str, eps: str, drop: str, attn_drop: str
+) -> dict:
+    """The transformer stack fields, from a family's key names (an `ffn` of null means 4 x width, GPT-2)."""
+    return {
+        "width": cfg.int(width),
+        "layers": cfg.int(layers),
+        "heads": cfg.int(heads),
+        "ffn": 4 * cfg.int(width) if cfg.get(ffn, (int, type(None))) is None else cfg.int(ffn),
+        "activation": cfg.activation(act),
+        "eps": cfg.float(eps),
+        "dropout": cfg.float(drop),
+        "attention_dropout": cfg.float(attn_drop),
+    }
+
+
+def _bert_like(prefix: str, lm_layout: str, lm_prefix: str, roberta: bool) -> Builder:
+    """BERT and the RoBERTa family: post-norm encoder, MLM head tied to the word embeddings."""
+
+    def build(cfg: Config, arch: str) -> dict:
+        cfg.require("is_decoder", False, "a causal BERT decoder")
+        cfg.require("add_cross_attention", False, "cross-attention layers")
+        cfg.require("position_embedding_type", "absolute", "relative position embeddings")
+        kind = next(
+            k for k in ("Model", "ForPreTraining", "ForMaskedLM", "ForSequenceClassification") if arch.endswith(k)
+        )
+        positions, segments = cfg.int("max_position_embeddings"), cfg.int("type_vocab_size")
+        embed: dict[str, Any] = {"type": "tokens", "positions": positions, "segments": segments}
+        offset = 0
+        if roberta:  # positions count from pad_token_id + 1 (fairseq)
+            embed["padding_idx"] = cfg.int("pad_token_id")
+            offset = embed["padding_idx"] + 1
+        if positions <= offset:
+            raise cfg.error("max_position_embeddings", f"{positions} leaves no positions after the offset {offset}")
+        text = {
+            "type": "tokens",
+            "vocab_size": cfg.int("vocab_size"),
+            "length": "seq",
+            "max_length": positions - offset,
+            "mask": True,
+            "segments": segments if segments > 1 else 0,
+        }
+        encoder = {
+            "type": "transformer",
+            "input": "text",
+            "embed": embed,
+            **_stack(cfg, *_BERT_STACK_KEYS),
+            "norm": "post",
+        }
+        pooler = kind in ("Model", "ForPreTraining", "ForSequenceClassification")
+        if pooler:
+            encoder["pool"] = {"type": "cls", "dense": cfg.int("hidden_size"), "activation": "tanh"}
+        enc = prefix
+        heads: dict[str, Any] = {}
+        nodes: dict[str, Any] = {enc: {"prefix": prefix if kind != "Model" else "", "layout": "bert"}}
+        ignore: list[str] = []
+        if kind in ("ForPreTraining", "ForMaskedLM"):
+            tied = cfg.get("tie_word_embeddings", bool)
+            heads["mlm"] = {
+                "type": "token_classifier",
+                "input": f"{enc}.sequence",
+                **({"tie_to": enc} if tied else {"num_classes": cfg.int("vocab_size")}),
+                "activation": "gelu" if roberta else cfg.activation("hidden_act"),
+                "eps": cfg.float("layer_norm_eps"),
+            }
+            nodes["mlm"] = {"prefix": lm_prefix, "layout": lm_layout}
+            if not tied:  # then the decoder has its own bias, and the head's `bias` is an unused leftover
+                ignore.append(f"{lm_prefix}.bias")
+        if kind == "ForPreTraining":
+            heads["nsp"] = {"type": "classifier", "input": f"{enc}.pooled", "num_classes": 2}
+            nodes["nsp"] = {"prefix": "cls.seq_relationship", "layout": "linear"}
+        if kind == "ForSequenceClassification":
+            heads["classifier"] = {"type": "classifier", "input": f"{enc}.pooled", "num_classes": num_labels(cfg)}
+            nodes["classifier"] = {"prefix": "classifier", "layout": "linear"}
+        outputs = {"outputs": [f"{enc}.sequence", *([f"{enc}.pooled"] if pooler else [])]} if not heads else {}
+        return {
+            "modalities": {"text": text},
+            "encoders": {enc: encoder},
+            "heads": heads,
+            **outputs,
+            "weights": {"nodes": nodes, **({"ignore": ignore} if ignore else {})},
+        }
+
+    return build
+
+
+_BERT_DEFAULTS = {
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "layer_norm_eps": 1e-12,
+    "pad_token_id": 0,
+    "is_decoder": False,
+    "add_cross_attention": False,
+    "tie_word_embeddings": True,
+    "position_embedding_type": "absolute",
+    "num_labels": 2,
+}
+_ROBERTA_DEFAULTS = {**_BERT_DEFAULTS, "pad_token_id": 1}
+
+hf_family(
+    "bert",
+    ("BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForSequenceClassification"),
+    _BERT_DEFAULTS,
+    survey=["NLP-09"],
+    paper="Devlin, Chang, Lee, Toutanova. BERT: Pre-training of Deep Bidirectional "
+    "Transformers for Language Understanding. NAACL 2019.",
+)(_bert_like("bert", "bert_lm_head", "cls.predictions", roberta=False))
+hf_family(
+    "roberta",
+    ("RobertaModel", "RobertaForMaskedLM"),
+    {**_ROBERTA_DEFAULTS, "vocab_size": 50265},
+    survey=[],
+    paper="Liu et al. RoBERTa: A Robustly Optimized BERT Pretraining Approach. 2019.",
+)(_bert_like("roberta", "roberta_lm_head", "lm_head", roberta=True))
+hf_family(
+    "xlm-roberta",
+    ("XLMRobertaModel", "XLMRobertaForMaskedLM"),
+    _ROBERTA_DEFAULTS,
+    survey=[],
+    paper="Conneau et al. Unsupervised Cross-lingual Representation Learning at Scale. ACL 2020.",
+)(_bert_like("roberta", "roberta_lm_head", "lm_head", roberta=True))
+hf_family(
+    "data2vec-text",
+    ("Data2VecTextModel", "Data2VecTextForMaskedLM"),
+    _ROBERTA_DEFAULTS,
+    survey=["BOTH-01"],
+    paper="Baevski et al. data2vec: A General Framework for Self-supervised "
+    "Learning in Speech, Vision and Language. ICML 2022.",
+)(_bert_like("data2vec_text", "roberta_lm_head", "lm_head", roberta=True))
+
+
+@hf_family(
+    "gpt2",
+    ("GPT2Model", "GPT2LMHeadModel"),
+    {
+        "vocab_size": 50257,
+        "n_positions": 1024,
+        "n_embd": 768,
+        "n_layer": 12,
+        "n_head": 12,
+        "n_inner": None,
+        "activation_function": "gelu_new",
+        "resid_pdrop": 0.1,
+        "attn_pdrop": 0.1,
+        "layer_norm_epsilon": 1e-5,
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        "add_cross_attention": False,
+        "tie_word_embeddings": True,
+    },
+    survey=["NLP-11"],
+    paper="Radford et al. Language Models are Unsupervised Multitask Learners. 2019.",
+)
+def _gpt2(cfg: Config, arch: str) -> dict:
+    cfg.require("scale_attn_weights", True, "unscaled attention")
+    cfg.require("scale_attn_by_inverse_layer_idx", False, "attention scaled by 1/layer")
+    cfg.require("reorder_and_upcast_attn", False, "reordered upcast attention")
+    cfg.require("add_cross_attention", False, "cross-attention layers")
+    lm = arch == "GPT2LMHeadModel"
+    enc = "gpt2"
+    positions = cfg.int("n_positions")
+    encoder = {
+        "type": "transformer",
+        "input": "text",
+        "embed": {"type": "tokens", "positions": positions, "norm": False},
+        **_stack(
+            cfg,
+            "n_embd",
+            "n_layer",
+            "n_head",
+            "n_inner",
+            "activation_function",
+            "layer_norm_epsilon",
+            "resid_pdrop",
+            "attn_pdrop",
+        ),
+        "norm": "pre",
+        "causal": True,
+        "final_norm": True,
+    }
+    tree: dict[str, Any] = {
+        "modalities": {
+            "text": {
+                "type": "tokens",
+                "vocab_size": cfg.int("vocab_size"),
+                "length": "seq",
+                "max_length": positions,
+                "mask": True,
+            }
+        },
+        "encoders": {enc: encoder},
+    }
+    nodes: dict[str, Any] = {enc: {"prefix": "transformer" if lm else "", "layout": "gpt2"}}
+    if lm:
+        tied = cfg.get("tie_word_embeddings", bool)
+        tree["heads"] = {
+            "lm": {
+                "type": "token_classifier",
+                "input": f"{enc}.sequence",
+                "transform": False,
+                "bias": False,
+                **({"tie_to": enc} if tied else {"num_classes": cfg.int("vocab_size")}),
+            }
+        }
+        nodes["lm"] = {"prefix": "lm_head", "layout": "linear"}
+    else:
+        tree["outputs"] = [f"{enc}.sequence"]
+    return {**tree, "weights": {"nodes": nodes}}
+
+
+def _image(cfg: Config, size_key: str = "image_size") -> dict:
+    size = cfg.get(size_key, (int, list))
+    height, width = (size, size) if isinstance(size, int) else size
+    return {"type": "image", "channels": cfg.int("num_channels"), "height": height, "width": width}
+
+
+@hf_family(
+    "vit",
+    ("ViTModel", "ViTForImageClassification"),
+    {
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "layer_norm_eps": 1e-12,
+        "image_size": 224,
+        "patch_size": 16,
+        "num_channels": 3,
+        "qkv_bias": True,
+        "pooler_act": "tanh",
+        "num_labels": 2,
+    },
+    survey=["CV-05"],
+    paper="Dosovitskiy et al. An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale. ICLR 2021.",
+)
+def _vit(cfg: Config, arch: str) -> dict:
+    cfg.require("qkv_bias", True, "attention projections without bias")
+    classify = arch == "ViTForImageClassification"
+    enc = "vit"
+    encoder = {
+        "type": "transformer",
+        "input": "image",
+        "embed": {"type": "patches", "patch_size": cfg.int("patch_size"), "class_token": True},
+        **_stack(cfg, *_BERT_STACK_KEYS),
+        "norm": "pre",
+        "final_norm": True,
+        "pool": {"type": "cls"},
+    }
+    nodes: dict[str, Any] = {enc: {"prefix": "vit" if classify else "", "layout": "vit"}}
+    tree: dict[str, Any] = {"modalities": {"image": _image(cfg)}, "encoders": {enc: encoder}}
+    if classify:
+        tree["heads"] = {"classifier": {"type": "classifier", "input": f"{enc}.pooled", "num_classes": num_labels(cfg)}}
+        nodes["classifier"] = {"prefix": "classifier", "layout": "linear"}
+    else:
+        pooled = cfg.data.get("pooler_output_size") or cfg.int("hidden_size")
+        encoder["pool"] = {"type": "cls", "dense": pooled, "activation": cfg.activation("pooler_act")}
+        tree["outputs"] = [f"{enc}.sequence", f"{enc}.pooled"]
+    return {**tree, "weights": {"nodes": nodes}}
+
+
+CLIP_TEXT = {
+    "vocab_size": 49408,
+    "hidden_size": 512,
+    "intermediate_size": 2048,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 8,
+    "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu",
+    "layer_norm_eps": 1e-5,
+    "attention_dropout": 0.0,
+    "eos_token_id": 49407,
+}
+"""CLIPTextConfig's defaults (config.json's `text_config`)."""
+CLIP_VISION = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "num_channels": 3,
+    "image_size": 224,
+    "patch_size": 32,
+    "hidden_act": "quick_gelu",
+    "layer_norm_eps": 1e-5,
+    "attention_dropout": 0.0,
+}
+"""CLIPVisionConfig's defaults (config.json's `vision_config`)."""
+
+
+@hf_family(
+    "clip",
+    ("CLIPModel",),
+    {"projection_dim": 512, "logit_scale_init_value": 2.6592},
+    survey=["TSV-01"],
+    paper="Radford et al. Learning Transferable Visual Models From Natural Language Supervision. ICML 2021.",
+)
+def _clip(cfg: Config, arch: str) -> dict:
+    text, vision = cfg.sub("text_config", CLIP_TEXT), cfg.sub("vision_config", CLIP_VISION)
+    eos = text.int("eos_token_id")
+    positions = text.int("max_position_embeddings")
+
+    def tower(c: Config, modality: str, embed: dict, pool: dict, **extra) -> dict:
+        return {
+            "type": "transformer",
+            "input": modality,
+            "embed": embed,
+            **_stack(
+                c,
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "intermediate_size",
+                "hidden_act",
+                "layer_norm_eps",
+                "attention_dropout",
+                "attention_dropout",
+            ),
+            "norm": "pre",
+            **extra,
+            "pool": pool,
+        }
+
+    dim = cfg.int("projection_dim")
+    return {
+        "modalities": {
+            "image": _image(vision),
+            "text": {
+                "type": "tokens",
+                "vocab_size": text.int("vocab_size"),
+                "length": "text_len",
+                "max_length": positions,
+            },
+        },
+        "encoders": {
+            "vision": tower(
+                vision,
+                "image",
+                {
+                    "type": "patches",
+                    "patch_size": vision.int("patch_size"),
+                    "class_token": True,
+                    "bias": False,
+                    "norm": True,
+                },
+                {"type": "cls", "norm": True},
+            ),
+            "text_tower": tower(
+                text,
+                "text",
+                {"type": "tokens", "positions": positions, "norm": False},
+                {"type": "eos"} if eos == 2 else {"type": "eos", "eos_id": eos},
+                causal=True,
+                final_norm=True,
+            ),
+        },
+        "heads": {
+            "image_proj": {"type": "projection", "input": "vision.pooled", "dim": dim, "bias": False},
+            "text_proj": {"type": "projection", "input": "text_tower.pooled", "dim": dim, "bias": False},
+            "clip": {
+                "type": "contrastive",
+                "inputs": {"image": "image_proj", "text": "text_proj"},
+                "logit_scale_init": cfg.float("logit_scale_init_value"),
+            },
+        },
+        "outputs": ["clip"],
+        "weights": {
+            "nodes": {
+                "vision": {"prefix": "vision_model", "layout": "clip"},
+                "text_tower": {"prefix": "text_model", "layout": "clip"},
+                "image_proj": {"prefix": "visual_projection", "layout": "linear"},
+                "text_proj": {"prefix": "text_projection", "layout": "linear"},
+                "clip": {"prefix": "", "layout": "clip"},
+            }
+        },
+    }
