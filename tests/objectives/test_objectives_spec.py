@@ -188,6 +188,21 @@ objectives:
 """,
             "only one objective may augment",
         ),
+        (
+            """\
+heads:
+  reg: {type: mlp, input: enc.sequence, dim: 8}
+objectives:
+  teacher: {type: ema_teacher, student: enc, emit: layers}
+  d2v:
+    type: data2vec_regression
+    input: reg
+    target: teacher
+    top_k: 2
+    mask: {type: uniform, prob: 0.5, modality: text}
+""",
+            "mask.mask_token 103 is not below the vocab_size 50",
+        ),
     ],
 )
 def test_objective_shape_rules(tmp_path, body, needle):
