@@ -173,7 +173,7 @@ def drop_tokens(
     if not training:
         restore = torch.arange(tokens, device=x.device).expand(x.shape[0], -1)  # B,N
         return x, restore, torch.zeros_like(restore)
-    noise = torch.rand(x.shape[0], tokens, device=x.device)  # B,N
+    noise = torch.rand_like(x[:, prefix:, 0])  # B,N  (rand_like: a draw shaped by a tensor, so fx can trace it)
     shuffle = torch.argsort(noise, dim=1)  # B,N
     restore = torch.argsort(shuffle, dim=1)  # B,N
     index = shuffle[:, :keep].unsqueeze(-1).expand(-1, -1, x.shape[2])  # B,keep,D

@@ -69,6 +69,21 @@ CO_ATTENTION_EXAMPLES = (
         },
         {"encoders": _STREAMS},
     ),
+    Example(  # ViLBERT's official repeated visual ids; a frozen (pretrained) text stream
+        {
+            "text": {"type": "tokens", "vocab_size": 40, "length": "seq", "max_length": 12, "mask": True},
+            "regions": {"type": "regions", "dim": 5, "count": "regions", "max_count": 6, "boxes": 5, "mask": True},
+        },
+        {
+            "inputs": {"text": "text_enc", "vision": "region_enc"},
+            "text": {"width": 8, **_STACK, "layers": 3, "trainable": False},
+            "vision": {"width": 6, **_STACK},
+            "co": {"width": 8, "heads": 2, "text_layers": [1, 2, 2, 3], "vision_layers": [0, 0, 1, 2]},
+            "text_pool": {"type": "cls"},
+        },
+        {"encoders": _STREAMS},
+        name="repeated_ids_frozen_text",
+    ),
 )
 
 
