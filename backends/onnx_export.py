@@ -3,7 +3,8 @@
 Contract of `export_onnx`: it either returns an `ExportResult` for a file that passed
 `onnx.checker.check_model(full_check=True)`, declares exactly the requested opset, has exactly the
 requested input/output names and carries the spec's dim names on exactly the declared dynamic input
-axes; or it raises `CompileError` with a one-line message and leaves no file at `path`. The exporter's
+axes (and the declared symbolic output dims, named axes or derived ones such as `regions + text_len`,
+on the outputs); or it raises `CompileError` with a one-line message and leaves no file at `path`. The exporter's
 stdout progress lines, warnings and log records never reach the terminal.
 """
 
@@ -71,6 +72,7 @@ def export_onnx(
     metadata: dict[str, str] | None = None,
     external_data: bool | None = None,
     dim_max: dict[str, int] | None = None,
+    output_axes: dict[str, dict[int, str]] | None = None,
 ) -> ExportResult:
     """Export `module(*example_inputs)` (outputs in `output_names` order) to `path`.
 
@@ -78,6 +80,8 @@ def export_onnx(
     shared dim. `dim_max` optionally bounds a dim (default: unbounded; the minimum is always 1).
     `external_data=None` writes a single file unless the initializers exceed 1.5 GiB; external data
     goes to `sidecar(path)` with a relative location. The module is exported in its current mode.
+    `output_axes` maps an output name to {axis: dim} (a dim name or an expression of dim names) that the file
+    declares instead of the exporter's symbols; `verify_onnx` checks them at every case.
     """
     path = Path(path)
     _check_request(input_names, dynamic_axes, opset)
@@ -116,7 +120,7 @@ def export_onnx(
         model = onnx.load(str(path), load_external_data=False)
         _check_opset(model, opset, records)
         _check_names(model, input_names, output_names)
-        name_dims(model, dynamic_axes)
+        name_dims(model, dynamic_axes, output_axes)
         props = {p.key: p.value for p in model.metadata_props} | dict(metadata or {})
         del model.metadata_props[:]
         for key, value in props.items():
@@ -137,11 +141,15 @@ def export_onnx(
     return ExportResult(path, opset, size, inputs, outputs, data.exists())
 
 
-def name_dims(model: onnx.ModelProto, dynamic_axes: dict[str, dict[int, str]]) -> None:
+def name_dims(model: onnx.ModelProto, dynamic_axes: dict[str, dict[int, str]],
+              output_axes: dict[str, dict[int, str]] | None = None) -> None:
     """Rename the exporter's symbols (e.g. `s72`) to the spec's dim names, in place.
 
     The mapping is read off the declared input axes and applied, token by token, to every dim_param
-    of the inputs, outputs and value_info (so `s72*s70` becomes `batch*seq`). Raises `CompileError`
+    of the inputs, outputs and value_info (so `s72*s70` becomes `batch*seq` and `s72 + s70` `batch + seq`,
+    in the exporter's term order). Then each axis in `output_axes` gets the declared dim (a name, or an
+    expression in the spec's canonical order, e.g. `regions + text_len`); a wrong declaration is left for
+    verification to catch, which evaluates it at every case's sizes. Raises `CompileError`
     when a declared axis is a fixed number (the exporter specialised it), when the exporter merged two
     differently named dims, or when an undeclared input axis is symbolic.
     """
@@ -173,6 +181,12 @@ def name_dims(model: onnx.ModelProto, dynamic_axes: dict[str, dict[int, str]]) -
     for inp, declared in dynamic_axes.items():
         for axis, want in declared.items():
             inputs[inp].type.tensor_type.shape.dim[axis].dim_param = want
+    outputs = {vi.name: vi for vi in model.graph.output}
+    for out, declared in (output_axes or {}).items():
+        dims = outputs[out].type.tensor_type.shape.dim if out in outputs else []
+        for axis, want in declared.items():
+            if axis < len(dims):
+                dims[axis].dim_param = want  # replaces a dim_value too: the file declares what the spec says
 
 
 def onnx_signature(path: Path) -> tuple[list[TensorSig], list[TensorSig]]:

@@ -3,7 +3,9 @@
 `verify_onnx` never raises on a mismatch or an ORT failure: it returns the report's "verification"
 dict plus a "failures" list, and the caller raises `VerificationError(first_failure_message(report))`.
 
-Comparison, per output and case: names and order, dtype and shape must be equal; NaN, +Inf and -Inf
+Comparison, per output and case: names and order, dtype and shape must be equal; every symbolic output dim
+the file declares (a named axis or an expression such as `regions + text_len`), evaluated at the case's
+input sizes, must equal ORT's actual size; NaN, +Inf and -Inf
 positions must agree; at every position finite in both, ``|ort - ref| <= atol + rtol * |ref|``.
 Reported figures, over those finite positions: ``max_abs = max |ort - ref|`` and
 ``max_rel = max |ort - ref| / max(|ref|, atol)`` -- relative error with the reference magnitude
@@ -20,6 +22,7 @@ import onnxruntime as ort
 import torch
 
 from mmspec.errors import CompileError
+from mmspec.spec.tensors import dim_axes, dim_value
 
 from .onnx_export import onnx_signature
 
@@ -77,6 +80,7 @@ def verify_onnx(
     {name: {"max_abs", "max_rel"}}}], "failures": [str]}. ORT load and run errors become failures.
     """
     dims = _symbolic_dims(path)
+    out_dims = _output_dims(path)
     failures: list[str] = [] if cases else ["no verification cases"]
     sessions: dict[tuple[str, str], ort.InferenceSession | None] = {}
     for provider in providers:
@@ -99,6 +103,7 @@ def verify_onnx(
     for case in cases:
         expected = reference({k: v.copy() for k, v in case.items()})
         shapes = {k: [int(n) for n in v.shape] for k, v in case.items()}
+        sizes = {d: shapes[inp][axis] for inp, axes in dims.items() if inp in shapes for axis, d in axes}
         for (provider, opt), session in sessions.items():
             where = f"{_describe(shapes, dims)}, {provider}, ort_optimization={opt}"
             record = {"shapes": shapes, "provider": provider, "ort_optimization": opt, "outputs": {}}
@@ -114,6 +119,8 @@ def verify_onnx(
             for name, actual in zip(names, got, strict=True):
                 if name not in output_names:
                     continue
+                if problem := _check_dims(name, actual.shape, out_dims.get(name, []), sizes):
+                    failures.append(f"{problem} ({where})")
                 stats, problem = _compare(name, actual, expected[name], atol, rtol)
                 if stats is not None:
                     record["outputs"][name] = stats
@@ -158,6 +165,27 @@ def _compare(name: str, actual: np.ndarray, ref: np.ndarray, atol: float, rtol: 
     if np.any(diff > atol + rtol * mag):
         return stats, f"output '{name}' differs: max_abs {max_abs:.1e} max_rel {max_rel:.1e}"
     return stats, ""
+
+
+def _check_dims(name: str, shape: tuple[int, ...], declared: list[tuple[int, str]], sizes: dict[str, int]) -> str:
+    """"" when every declared symbolic dim of output `name` (named axes and their expressions, evaluated at the
+    case's input sizes) equals ORT's actual size; else the first mismatch. Dims of other symbols are skipped."""
+    for axis, dim in declared:
+        try:
+            names = dim_axes(dim)
+        except ValueError:  # an exporter symbol such as `u0` or `floor(...)`: nothing to evaluate
+            continue
+        if axis < len(shape) and names <= sizes.keys() and shape[axis] != dim_value(dim, sizes):
+            at = " ".join(f"{n}={sizes[n]}" for n in sorted(names))
+            return (f"output '{name}' axis {axis} has size {shape[axis]}, but the file declares '{dim}' = "
+                    f"{dim_value(dim, sizes)} at {at}")
+    return ""
+
+
+def _output_dims(path: Path) -> dict[str, list[tuple[int, str]]]:
+    """Output name -> [(axis, declared dim)] for the file's symbolic output dims."""
+    _, outputs = onnx_signature(path)
+    return {s.name: [(i, d) for i, d in enumerate(s.shape) if isinstance(d, str) and d != "?"] for s in outputs}
 
 
 def _symbolic_dims(path: Path) -> dict[str, list[tuple[int, str]]]:

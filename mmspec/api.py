@@ -120,8 +120,19 @@ def dynamic_axes(loaded: LoadedSpec) -> dict[str, dict[int, str]]:
     }
 
 
+def output_axes(loaded: LoadedSpec) -> dict[str, dict[int, str]]:
+    """The symbolic axes the plan declares for each exported output: a named axis or a derived one
+    (`regions + text_len`); the ONNX file's outputs carry them and verification evaluates them."""
+    plan = loaded.plan
+    return {
+        name: {i: d for i, d in enumerate(plan.bundles[node][fld].shape) if isinstance(d, str)}
+        for name, node, fld in plan.outputs
+    }
+
+
 def export(gm, loaded: LoadedSpec, path: Path, opset: int = 20):
-    """Export an (optimized) GraphModule to ONNX at `path` with the spec's named dynamic axes."""
+    """Export an (optimized) GraphModule to ONNX at `path` with the spec's named dynamic axes on its inputs and
+    the plan's symbolic shapes on its outputs."""
     from mmspec.backends import export_onnx
     from mmspec.graph.inputs import make_inputs, trace_sizes
 
@@ -133,6 +144,7 @@ def export(gm, loaded: LoadedSpec, path: Path, opset: int = 20):
         input_names=names,
         output_names=list(gm.meta["output_names"]),
         dynamic_axes=dynamic_axes(loaded),
+        output_axes=output_axes(loaded),
         path=path,
         opset=opset,
         dim_max=loaded.plan.axes_max,

@@ -11,6 +11,7 @@ import importlib
 
 FAMILIES = (
     "encoders.resnet",
+    "encoders.scalar",
     "encoders.transformer",
     "fusion.co_attention",
     "fusion.elementwise",

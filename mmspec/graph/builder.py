@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmspec.spec.model import Plan, select
+from mmspec.spec.model import Node, Plan, select
 
 
 class BuildContext:
@@ -30,8 +30,7 @@ class MultimodalModel(nn.Module):
         built: dict[str, nn.Module] = {}
         ctx = BuildContext(spec, built)
         for node in plan.nodes:
-            in_bundles = {p: select(plan.bundles[t], f) for p, (t, f) in node.inputs.items()}
-            built[node.name] = node.config.build(in_bundles, ctx)
+            built[node.name] = node.config.build(plan.node_inputs(node), ctx)
             if not node.config.trainable:
                 built[node.name].requires_grad_(False)  # frozen (`trainable: false`): no gradients, no optimizer state
         self.components = nn.ModuleDict({n.name: built[n.name] for n in plan.nodes if n.section != "objectives"})
@@ -43,8 +42,7 @@ class MultimodalModel(nn.Module):
         for gi in self.plan.graph_inputs:
             values.setdefault(gi.modality, {})[gi.field] = inputs[gi.name]
         for node in self._export_nodes:
-            args = {port: select(values[src], fld) for port, (src, fld) in node.inputs.items()}
-            values[node.name] = self.components[node.name](args)
+            values[node.name] = self._run(node, values)
         return tuple(values[node][fld] for _, node, fld in self.plan.outputs)
 
     def node_values(self, inputs: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
@@ -55,9 +53,23 @@ class MultimodalModel(nn.Module):
             values.setdefault(gi.modality, {})[gi.field] = inputs[gi.name]
         for node in self.plan.nodes:
             if node.section != "objectives":
-                args = {port: select(values[src], fld) for port, (src, fld) in node.inputs.items()}
-                values[node.name] = self.components[node.name](args)
+                values[node.name] = self._run(node, values)
         return values
+
+    def _run(self, node: Node, values: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """One component on its inputs; an encoder over items runs on them folded into the batch and its outputs
+        are unfolded as the plan says (mmspec.spec.model.unfold_rule)."""
+        args = {port: select(values[src], fld) for port, (src, fld) in node.inputs.items()}
+        if node.fold is None:
+            return self.components[node.name](args)
+        batch = next(iter(args[node.fold.ports[0]].values())).shape[0]
+        for port in node.fold.ports:
+            args[port] = {k: v.flatten(0, 1) for k, v in args[port].items()}  # B,M,... -> B*M,...
+        out = {}
+        for name, v in self.components[node.name](args).items():
+            v = v.unflatten(0, (batch, -1))  # B*M,... -> B,M,...
+            out[name] = v.flatten(1, 2) if name in node.fold.concat else v  # sequences, masks: B,M*N,...
+        return out
 
 
 def build(plan: Plan, spec, device: str | torch.device = "cpu") -> MultimodalModel:

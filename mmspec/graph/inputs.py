@@ -34,18 +34,24 @@ def verification_shapes(plan: Plan, batch_axes: set[str]) -> list[dict[str, int]
 
 
 def make_inputs(plan: Plan, sizes: dict[str, int], seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random inputs: ids within their vocabulary, masks with padding at the end of the first row."""
+    """Random inputs: integers within [low, high), floats within their bounds (standard normal when unbounded),
+    masks with padding at the end of the first row (of each of its items)."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for gi in plan.graph_inputs:
         shape = [sizes[d] if isinstance(d, str) else d for d in gi.info.shape]
         if gi.field == "mask":
             mask = torch.ones(shape, dtype=torch.int64)
-            if shape[1] > 1:
-                mask[0, shape[1] - shape[1] // 4 :] = 0  # pad the tail of row 0, keep its first position
+            if shape[-1] > 1:
+                mask[0, ..., shape[-1] - shape[-1] // 4 :] = 0  # pad the tail of row 0, keep its first position
             out[gi.name] = mask
         elif gi.info.dtype == "int64":
             out[gi.name] = torch.randint(int(gi.low), int(gi.high), shape, generator=g)
+        elif gi.low is not None and gi.high is not None:
+            out[gi.name] = gi.low + (gi.high - gi.low) * torch.rand(shape, generator=g)
+        elif gi.low is not None or gi.high is not None:  # one bound: a half-normal away from it
+            x = torch.randn(shape, generator=g).abs()
+            out[gi.name] = gi.low + x if gi.low is not None else gi.high - x
         else:
             out[gi.name] = torch.randn(shape, generator=g)
     return out

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmspec.errors import UsageError
-from mmspec.spec.model import Plan, PlanContext, select
-from mmspec.spec.tensors import Dim, TensorInfo
+from mmspec.spec.model import Plan, PlanContext
+from mmspec.spec.tensors import Dim, TensorInfo, dim_value
 
 DEFAULT_MAX_PARAMS = 2_000_000_000
 """2 G parameters, 8 GB of fp32 weights: every canonical spec fits (the largest, ViLBERT, has 239 M) with room
@@ -79,7 +79,7 @@ def estimate(spec: Any, plan: Plan) -> Estimate:
         peak = max(peak, (gi.modality, n), key=lambda p: p[1])
     internal = 0
     for node in plan.nodes:
-        inputs = {p: select(plan.bundles[t], f) for p, (t, f) in node.inputs.items()}
+        inputs = plan.node_inputs(node)
         count = getattr(node.config, "estimate_params", None)
         if count is None:
             unknown.append(node.name)
@@ -102,7 +102,8 @@ def tensor_bytes(info: TensorInfo, sizes: dict[str, int]) -> int:
 
 
 def _size(d: Dim, sizes: dict[str, int]) -> int:
-    return sizes.get(d, 1) if isinstance(d, str) else int(d)
+    """A dim at `sizes` (an unknown axis counts 1); a derived axis at the maxima is its upper bound."""
+    return dim_value(d, sizes, default=1)
 
 
 def check_budget(spec: Any, plan: Plan, budget: Budget, est: Estimate) -> list[tuple[tuple[str | int, ...], str]]:

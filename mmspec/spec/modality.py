@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from mmspec.spec.base import Axis, Name, PositiveInt, StrictModel
-from mmspec.spec.tensors import Bundle, TensorInfo
+from mmspec.spec.tensors import Bundle, Dim, TensorInfo
 
 
 @dataclass(frozen=True)
@@ -19,9 +19,10 @@ class GraphInput:
     modality: str
     field: str
     info: TensorInfo
-    low: float = 0.0
+    low: float | None = None
+    """Lower bound (inclusive); integer inputs always have one, None for a float unbounded below."""
     high: float | None = None
-    """Exclusive upper bound for integer inputs (token ids), None for unbounded floats."""
+    """Upper bound: exclusive for integer inputs (token ids), inclusive for floats; None for unbounded floats."""
 
 
 class _Modality(StrictModel):
@@ -34,9 +35,43 @@ class _Modality(StrictModel):
     def bundle(self, name: str) -> Bundle:
         return {i.field: i.info for i in self.graph_inputs(name)}
 
+    @property
+    def items(self) -> Dim | None:
+        """The item axis (several images or texts per example, axis 1 of every input), or None."""
+        return None
 
-class TokensModality(_Modality):
-    """Integer token ids [batch, length], optionally with a padding mask and segment ids."""
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, message) for every cross-field rule the modality breaks."""
+        return []
+
+
+class _Items(_Modality):
+    """Optional `count` of items per example; each input then has the item axis after the batch axis."""
+
+    count: Axis | None = None
+    """Items per example (Flamingo's images, multi-view): a dynamic axis name or a fixed number; null: one item,
+    and no item axis."""
+    max_count: PositiveInt = 16
+    """Largest number of items when `count` is a name."""
+
+    @property
+    def items(self) -> Dim | None:
+        return self.count
+
+    def lead(self) -> tuple[Dim, ...]:
+        """The leading axes of every input: batch, then the item axis when `count` is set."""
+        return (self.batch,) if self.count is None else (self.batch, self.count)
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.count is None and "max_count" in self.model_fields_set:
+            return [("max_count", f"max_count {self.max_count} without count; add `count: media` (a dynamic "
+                                  f"axis) or `count: N`, or remove max_count")]
+        return []
+
+
+class TokensModality(_Items):
+    """Integer token ids [batch, length] ([batch, count, length] with items), optionally with a padding mask and
+    segment ids."""
 
     type: Literal["tokens"]
     vocab_size: PositiveInt
@@ -50,7 +85,7 @@ class TokensModality(_Modality):
     """Number of segment ids (BERT token types); 0 = no `<name>_segments` input."""
 
     def graph_inputs(self, name: str) -> list[GraphInput]:
-        ids = TensorInfo((self.batch, self.length), "int64")
+        ids = TensorInfo((*self.lead(), self.length), "int64")
         out = [GraphInput(name, name, "ids", ids, 0, self.vocab_size)]
         if self.mask:
             out.append(GraphInput(f"{name}_mask", name, "mask", ids, 0, 2))
@@ -59,8 +94,8 @@ class TokensModality(_Modality):
         return out
 
 
-class ImageModality(_Modality):
-    """Dense images [batch, channels, height, width], float32."""
+class ImageModality(_Items):
+    """Dense images [batch, channels, height, width] ([batch, count, channels, height, width] with items), float32."""
 
     type: Literal["image"]
     channels: PositiveInt = 3
@@ -68,7 +103,8 @@ class ImageModality(_Modality):
     width: PositiveInt = 224
 
     def graph_inputs(self, name: str) -> list[GraphInput]:
-        return [GraphInput(name, name, "pixels", TensorInfo((self.batch, self.channels, self.height, self.width)))]
+        shape = (*self.lead(), self.channels, self.height, self.width)
+        return [GraphInput(name, name, "pixels", TensorInfo(shape))]
 
 
 class RegionsModality(_Modality):
@@ -113,7 +149,39 @@ class VectorModality(_Modality):
         return [GraphInput(name, name, "values", TensorInfo((self.batch, self.dim)))]
 
 
+class ScalarModality(_Modality):
+    """One number per example [batch]: an int64 diffusion timestep in [low, high), a float survival time or
+    covariate within optional bounds."""
+
+    type: Literal["scalar"]
+    dtype: Literal["int64", "float32"] = "float32"
+    low: int | float | None = None
+    """Smallest value (inclusive); int64 default 0, float32 default unbounded."""
+    high: int | float | None = None
+    """int64: exclusive upper bound, required (timesteps 0..999: `high: 1000`); float32: inclusive, optional."""
+
+    def graph_inputs(self, name: str) -> list[GraphInput]:
+        low = 0 if self.low is None and self.dtype == "int64" else self.low
+        return [GraphInput(name, name, "values", TensorInfo((self.batch,), self.dtype), low, self.high)]
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.dtype == "int64":
+            if self.high is None:
+                return [("dtype", "an int64 scalar needs `high`, its exclusive upper bound (timesteps 0..999: "
+                                  "`high: 1000`)")]
+            for key in ("low", "high"):
+                if isinstance(getattr(self, key), float):
+                    return [(key, f"{key} {getattr(self, key)} is not an integer; an int64 scalar has integer "
+                                  f"bounds (or use `dtype: float32`)")]
+        low = 0 if self.low is None and self.dtype == "int64" else self.low
+        if low is not None and self.high is not None and self.high <= low:
+            return [("high", f"high {self.high} is not above low {low}; the valid values of this {self.dtype} scalar "
+                             f"are {'[low, high)' if self.dtype == 'int64' else '[low, high]'}: raise high or "
+                             f"lower low")]
+        return []
+
+
 Modality = Annotated[
-    TokensModality | ImageModality | RegionsModality | SequenceModality | VectorModality,
+    TokensModality | ImageModality | RegionsModality | SequenceModality | VectorModality | ScalarModality,
     Field(discriminator="type"),
 ]

@@ -7,7 +7,7 @@ the `Plan` the builder follows. Both are torch-free.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model
@@ -16,7 +16,7 @@ from mmspec.spec.base import ComponentConfig, Name, Ref, StrictModel
 from mmspec.spec.modality import GraphInput, Modality
 from mmspec.spec.suggest import suggestion_text
 from mmspec.spec.survey import KNOWN_SURVEY_ID
-from mmspec.spec.tensors import Bundle, CheckError
+from mmspec.spec.tensors import Bundle, CheckError, Dim, TensorInfo, dim_product
 from mmspec.spec.weights import WeightsSpec, check_weights
 
 SLOTS = ("encoders", "fusion", "heads", "objectives")
@@ -68,6 +68,26 @@ def make_spec_model(registry: dict[str, dict[str, type[ComponentConfig]]]) -> ty
 
 
 @dataclass(frozen=True)
+class Fold:
+    """An encoder over a modality with items (`count`) runs on the items folded into the batch: the inputs of
+    `ports` go from [batch, count, ...] to [batch*count, ...], and its outputs are unfolded by `unfold_bundle`."""
+
+    ports: tuple[str, ...]
+    batch: Dim
+    count: Dim
+    concat: tuple[str, ...] = ()
+    """The outputs whose items are concatenated along their sequence axis (the others gain an item axis)."""
+
+    @property
+    def folded(self) -> Dim:
+        return dim_product(self.batch, self.count)
+
+    def outputs(self, folded: Bundle) -> Fold:
+        """This fold, with the encoder's outputs over folded items sorted by `unfold_rule`."""
+        return replace(self, concat=tuple(k for k, t in folded.items() if unfold_rule(k, t.rank) == "concat"))
+
+
+@dataclass(frozen=True)
 class Node:
     """One component instance in evaluation order, with its inputs resolved."""
 
@@ -76,6 +96,8 @@ class Node:
     config: ComponentConfig
     inputs: dict[str, tuple[str, str | None]]
     """Port -> (node, field or None for the whole bundle)."""
+    fold: Fold | None = None
+    """Set for an encoder that reads items (see `Fold`)."""
 
 
 @dataclass
@@ -91,6 +113,11 @@ class Plan:
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
+
+    def node_inputs(self, node: Node) -> dict[str, Bundle]:
+        """The bundles `node`'s component sees (its `infer`, `build`, `estimate_params`): what it references,
+        with items folded into the batch for an encoder over items."""
+        return fold_inputs({p: select(self.bundles[t], f) for p, (t, f) in node.inputs.items()}, node.fold)
 
     @property
     def export_nodes(self) -> list[Node]:
@@ -139,6 +166,8 @@ def plan(spec: Any) -> Plan:
     bundles: dict[str, Bundle] = {name: m.bundle(name) for name, m in spec.modalities.items()}
     axes_max = _axes_max(spec)
     problems += _degenerate_axes(spec, axes_max)
+    problems += [(("modalities", name, fld), "check", f"modalities.{name}: {msg}")
+                 for name, m in sorted(spec.modalities.items()) for fld, msg in m.problems()]
 
     pending = {
         name: (section, cfg)
@@ -209,13 +238,16 @@ def plan(spec: Any) -> Plan:
                 failed.add(name)
                 continue
             try:
-                in_bundles = {p: select(bundles[t], f) for p, (t, f) in inputs.items()}
-                bundles[name] = cfg.infer(in_bundles, ctx)
+                fold = _fold(spec, section, cfg, inputs) if section == "encoders" else None
+                in_bundles = fold_inputs({p: select(bundles[t], f) for p, (t, f) in inputs.items()}, fold)
+                out = cfg.infer(in_bundles, ctx)
+                fold = fold and fold.outputs(out)
+                bundles[name] = unfold_bundle(out, fold)
             except CheckError as e:
                 problems.append(((section, name, *e.field), e.code, f"{section}.{name}: {e}"))
                 failed.add(name)
                 continue
-            nodes.append(Node(section, name, cfg, inputs))
+            nodes.append(Node(section, name, cfg, inputs, fold))
             planned.add(name)
 
     outputs = _outputs(spec, bundles, owner, problems)
@@ -321,6 +353,57 @@ def _output_path(spec: Any, owner: dict[str, str], node: str) -> tuple[str | int
 def select(bundle: Bundle, fld: str | None) -> Bundle:
     """The bundle a reference reads: the whole bundle, or only its field `fld`."""
     return bundle if fld is None else {fld: bundle[fld]}
+
+
+def _fold(spec: Any, section: str, cfg: ComponentConfig, inputs: dict[str, tuple[str, str | None]]) -> Fold | None:
+    """The Fold of an encoder whose inputs are modalities with items; None when none of them has items."""
+    items = {p: spec.modalities[t] for p, (t, _) in inputs.items() if t in spec.modalities
+             and spec.modalities[t].items is not None}
+    if not items:
+        return None
+    first, m = next(iter(items.items()))
+    for port, (target, _) in inputs.items():
+        other = items.get(port)
+        if other is None or (other.batch, other.items) != (m.batch, m.items):
+            what = f"has items [{other.batch}, {other.items}]" if other else "has no items"
+            raise CheckError(_ref_field(cfg, port), f"{target!r} {what} but {inputs[first][0]!r} has items "
+                             f"[{m.batch}, {m.items}]; an encoder over items reads only modalities with the same "
+                             f"batch and count")
+    return Fold(tuple(items), m.batch, m.items)
+
+
+def fold_inputs(inputs: dict[str, Bundle], fold: Fold | None) -> dict[str, Bundle]:
+    """Items folded into the batch: [batch, count, ...] -> [batch*count, ...] on the ports of `fold`."""
+    if fold is None:
+        return inputs
+    return {p: {k: t.with_shape(fold.folded, *t.shape[2:]) for k, t in b.items()} if p in fold.ports else b
+            for p, b in inputs.items()}
+
+
+def unfold_rule(field: str, rank: int) -> str:
+    """How an encoder's output over folded items [batch*count, ...] is unfolded: "concat" for sequences
+    [B*M, N, D] -> [B, M*N, D] and their masks (`mask`, `*_mask`: [B*M, N] -> [B, M*N]), the items concatenated
+    along the sequence; "items" for everything else, which gains an item axis: [B*M, D] -> [B, M, D],
+    [B*M, C, h, w] -> [B, M, C, h, w]."""
+    is_mask = field == "mask" or field.endswith("_mask")
+    return "concat" if rank == 3 or (rank == 2 and is_mask) else "items"
+
+
+def unfold_bundle(bundle: Bundle, fold: Fold | None) -> Bundle:
+    """An encoder's output bundle over folded items, unfolded by `unfold_rule` (what downstream nodes see)."""
+    if fold is None:
+        return bundle
+    out: Bundle = {}
+    for name, t in bundle.items():
+        if not t.shape or t.shape[0] != fold.folded:
+            raise CheckError("input", f"output {name!r} {list(t.shape)} does not start with the folded batch "
+                                      f"{fold.folded!r}, so its items cannot be restored; read this modality "
+                                      f"without `count` or use another encoder")
+        if name in fold.concat:
+            out[name] = TensorInfo((fold.batch, dim_product(fold.count, t.shape[1]), *t.shape[2:]), t.dtype)
+        else:
+            out[name] = TensorInfo((fold.batch, fold.count, *t.shape[1:]), t.dtype)
+    return out
 
 
 def _ref_field(cfg: ComponentConfig, port: str) -> tuple[str | int, ...]:
