@@ -1,9 +1,20 @@
-"""Convolution stages: conv-BN-ReLU, residual blocks, ResNet bodies (v1.5 stride placement)."""
+"""Convolution stages: conv-BN-ReLU, residual blocks, ResNet bodies (v1.5 stride placement), and the
+GroupNorm + SiLU residual blocks and stages of DDPM/diffusers U-Nets, VAEs and GAN generators.
+
+Contract: every block maps [B, C, H, W] -> [B, C', H', W'] and is torch.fx symbolically traceable; `ResnetBlock`
+and `ResnetStage` take an optional time embedding [B, temb_dim] and name their parameters as diffusers'
+ResnetBlock2D / DownBlock2D do (norm1, conv1, time_emb_proj, norm2, conv2, conv_shortcut; resnets).
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from mmspec.blocks.sampling import Downsample, Upsample
+
+TIME_NORMS = ("default", "scale_shift")
 
 
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, relu: bool = True) -> nn.Sequential:
@@ -51,3 +62,87 @@ class ResNet(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(pixels))  # B,C,h,w
+
+
+class ResnetBlock(nn.Module):
+    """DDPM residual block (diffusers ResnetBlock2D, pre-activation):
+    h = conv1(SiLU(GN(x))); h += proj(SiLU(temb)) ("default") ; h = GN(h), or GN(h) * (1 + scale) + shift
+    ("scale_shift", GLIDE/ADM); out = (shortcut(x) + conv2(dropout(SiLU(h)))) / output_scale, with a 1x1 conv
+    shortcut when the channel count changes. `temb_dim=None`: no time embedding (VAEs, GAN generators)."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int | None = None,
+        temb_dim: int | None = None,
+        groups: int = 32,
+        eps: float = 1e-6,
+        dropout: float = 0.0,
+        time_norm: str = "default",
+        output_scale: float = 1.0,
+    ):
+        super().__init__()
+        if time_norm not in TIME_NORMS:
+            raise ValueError(f"unknown time_norm {time_norm!r}; expected one of {', '.join(TIME_NORMS)}")
+        cout = cout or cin
+        self.cout = cout
+        self.time_norm = time_norm
+        self.output_scale = output_scale
+        self.norm1 = nn.GroupNorm(groups, cin, eps=eps)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        width = 2 * cout if time_norm == "scale_shift" else cout
+        self.time_emb_proj = nn.Linear(temb_dim, width) if temb_dim else None
+        self.norm2 = nn.GroupNorm(groups, cout, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))  # B,C',H,W
+        t = None
+        if self.time_emb_proj is not None and temb is not None:
+            t = self.time_emb_proj(F.silu(temb))[:, :, None, None]  # B,C' (or 2C'),1,1
+        if t is not None and self.time_norm == "default":
+            h = h + t  # B,C',H,W
+        h = self.norm2(h)  # B,C',H,W
+        if t is not None and self.time_norm == "scale_shift":
+            h = h * (1 + t[:, : self.cout]) + t[:, self.cout :]  # B,C',H,W
+        h = self.conv2(self.dropout(F.silu(h)))  # B,C',H,W
+        shortcut = x if self.conv_shortcut is None else self.conv_shortcut(x)  # B,C',H,W
+        return (shortcut + h) / self.output_scale  # B,C',H,W
+
+
+class ResnetStage(nn.Module):
+    """`depth` ResnetBlocks (cin -> cout, then cout -> cout), then an optional resampler: "down_conv", "down_avg"
+    (`Downsample`), "up_conv", "up_transpose", "up_nearest" (`Upsample`) or None. A U-Net encoder/decoder level
+    without skip connections (diffusers DownBlock2D/UpBlock2D) or a GAN generator stage."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        depth: int,
+        temb_dim: int | None = None,
+        resample: str | None = None,
+        groups: int = 32,
+        eps: float = 1e-6,
+        dropout: float = 0.0,
+        time_norm: str = "default",
+    ):
+        super().__init__()
+        self.resnets = nn.ModuleList(
+            ResnetBlock(cin if i == 0 else cout, cout, temb_dim, groups, eps, dropout, time_norm) for i in range(depth)
+        )
+        if resample is None:
+            self.resample = None
+        elif resample.startswith("down_"):
+            self.resample = Downsample(cout, mode=resample.removeprefix("down_"))
+        elif resample.startswith("up_"):
+            self.resample = Upsample(cout, mode=resample.removeprefix("up_"))
+        else:
+            raise ValueError(f"unknown resample {resample!r}; expected down_<mode>, up_<mode> or None")
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
+        for block in self.resnets:
+            x = block(x, temb)  # B,C',H,W
+        return x if self.resample is None else self.resample(x)  # B,C',H',W'
