@@ -136,3 +136,17 @@ def test_vilbert_matches_official_configuration():
     co = loaded.spec.fusion["coattn"].co
     assert co.text_layers == OFFICIAL_VILBERT["t_biattention_id"]
     assert co.vision_layers == OFFICIAL_VILBERT["v_biattention_id"]
+
+
+def test_visualbert_matches_reference():
+    """specs/visualbert.yaml: VisualBertConfig()'s sizes with the paper's 2048-d region features (the config class
+    defaults visual_embedding_dim to 512; only the visual projection depends on it)."""
+    default = tf.VisualBertConfig()
+    with torch.device("meta"):
+        reference = _count(tf.VisualBertForPreTraining(tf.VisualBertConfig(visual_embedding_dim=2048)))
+        with_512 = _count(tf.VisualBertForPreTraining(default))
+    assert reference - with_512 == (2048 - default.visual_embedding_dim) * default.hidden_size
+    loaded = load_spec("specs/visualbert.yaml")
+    assert loaded.spec.reference.implementation == "transformers.VisualBertForPreTraining"
+    assert loaded.spec.modalities["image"].dim == 2048
+    assert param_counts(build(loaded, device="meta"))["total"] == reference

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from mmspec.spec.base import PositiveFloat, PositiveInt, Probability, StrictModel
-from mmspec.spec.tensors import CheckError, Dim, TensorInfo
+from mmspec.spec.tensors import CheckError, Dim, TensorInfo, dim_axes, dim_value
 
 Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "relu", "tanh", "silu", "identity"]
 
@@ -107,10 +107,13 @@ def sequence_of(bundle: dict[str, TensorInfo], ref: str, field: str | tuple = "i
 
 
 def axis_max(spec, dim: Dim) -> int | None:
-    """Largest size of an axis: itself when fixed; for a named axis, the smallest max_length / max_count of the
-    modalities that declare it; None when no modality declares it."""
-    if isinstance(dim, int):
-        return dim
-    sizes = [getattr(m, cap) for m in spec.modalities.values()
-             for axis, cap in (("length", "max_length"), ("count", "max_count")) if getattr(m, axis, None) == dim]
-    return min(sizes) if sizes else None
+    """Largest size of an axis: itself when fixed; for a named or derived axis (`regions + text_len`), its value
+    with every named axis at the smallest max_length / max_count of the modalities declaring it; None when a named
+    axis it uses has no declared maximum."""
+    caps: dict[str, int] = {}
+    for m in spec.modalities.values():
+        for axis, cap in (("length", "max_length"), ("count", "max_count")):
+            name = getattr(m, axis, None)
+            if isinstance(name, str):
+                caps[name] = min(caps.get(name, getattr(m, cap)), getattr(m, cap))
+    return dim_value(dim, caps) if dim_axes(dim) <= caps.keys() else None
