@@ -471,7 +471,8 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         if restore is None:
             raise CheckError(("embed", "mask_token"), f"embed.mask_token needs an input that carries `restore` (a "
                                                       f"transformer with `drop:`); {self.input!r} has "
-                                                      f"{sorted(bundle)}; reference the whole encoder bundle")
+                                                      f"{sorted(bundle)}; add `drop:` to that encoder, or reference "
+                                                      f"its whole bundle (not one field)")
         s, n = src.shape[1], restore.shape[1]
         if s == n:
             return 0
