@@ -114,11 +114,11 @@ class Attention(nn.Module):
         if cache is not None:
             if context is not None:
                 raise ValueError("a KV cache extends self-attention; for cross-attention use project_kv, then attend")
-            new = self.project_kv(x)
+            new = self.project_kv(x)  # B,H,T,d each
             key = torch.cat([cache.key, new.key], dim=2)  # B,H,P+T,d
             value = torch.cat([cache.value, new.value], dim=2)  # B,H,P+T,d
-            present = KVCache(key, value)
-            return self.attend(x, present, bias), present
+            present = KVCache(key, value)  # B,H,P+T,d each
+            return self.attend(x, present, bias), present  # B,T,out_dim; B,H,P+T,d each
         context = x if context is None else context
         b, t, s = x.shape[0], x.shape[1], context.shape[1]
         q = self.split_heads(self.q(x), b, t)  # B,H,T,d
@@ -129,7 +129,7 @@ class Attention(nn.Module):
     def project_kv(self, context: torch.Tensor) -> KVCache:
         """Keys and values of context [B, S, kv_dim], each [B, H, S, d]: a static cross-attention cache."""
         b, s = context.shape[0], context.shape[1]
-        return KVCache(self.split_heads(self.k(context), b, s), self.split_heads(self.v(context), b, s))
+        return KVCache(self.split_heads(self.k(context), b, s), self.split_heads(self.v(context), b, s))  # B,H,S,d
 
     def attend(self, x: torch.Tensor, kv: KVCache, bias: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, T, q_dim] attends to precomputed keys/values [B, H, S, d]; returns [B, T, out_dim]."""
@@ -140,7 +140,7 @@ class Attention(nn.Module):
     def empty_cache(self, x: torch.Tensor) -> KVCache:
         """A zero-length past [B, H, 0, d] for the first decoding step of x [B, T, q_dim]."""
         empty = x.new_zeros(x.shape[0], self.heads, 0, self.q.out_features // self.heads)  # B,H,0,d
-        return KVCache(empty, empty)
+        return KVCache(empty, empty)  # B,H,0,d each
 
     def split_heads(self, y: torch.Tensor, b, n) -> torch.Tensor:
         """[B, N, inner] -> [B, H, N, d]."""

@@ -94,7 +94,7 @@ class RotaryEmbedding(nn.Module):
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = positions[..., None, :, None].float() * self.inv_freq  # (B,)1,T,d/2
         emb = torch.cat([freqs, freqs], dim=-1)  # (B,)1,T,d
-        return emb.cos(), emb.sin()
+        return emb.cos(), emb.sin()  # (B,)1,T,d each
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -148,6 +148,7 @@ class RelativePositionBias(nn.Module):
         device = self.relative_attention_bias.weight.device
         queries = torch.arange(t, dtype=torch.long, device=device)[:, None] + past  # T,1
         keys = torch.arange(s, dtype=torch.long, device=device)[None, :]  # 1,S
-        buckets = relative_position_bucket(keys - queries, self.bidirectional, self.num_buckets, self.max_distance)
+        relative = keys - queries  # T,S
+        buckets = relative_position_bucket(relative, self.bidirectional, self.num_buckets, self.max_distance)  # T,S
         values = self.relative_attention_bias(buckets)  # T,S,H
         return values.permute(2, 0, 1).unsqueeze(0)  # 1,H,T,S

@@ -19,10 +19,11 @@ def flat(out) -> list[torch.Tensor]:
     return [t for item in out for t in flat(item)]
 
 
-def assert_traceable(module: torch.nn.Module, *args) -> torch.fx.GraphModule:
-    """`torch.fx.symbolic_trace(module)` runs and its output equals eager bit for bit on `args` (eval mode)."""
+def assert_traceable(module: torch.nn.Module, *args, concrete_args: dict | None = None) -> torch.fx.GraphModule:
+    """`torch.fx.symbolic_trace(module, concrete_args)` runs and its output equals eager bit for bit on `args`
+    (eval mode; `args` go to both, concrete arguments in their places with their concrete values)."""
     module.eval()
-    gm = torch.fx.symbolic_trace(module)
+    gm = torch.fx.symbolic_trace(module, concrete_args=concrete_args)
     with torch.no_grad():
         eager, traced = flat(module(*args)), flat(gm(*args))
     assert len(eager) == len(traced)

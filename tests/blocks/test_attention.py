@@ -124,6 +124,8 @@ def test_bias_free_unscaled_variant_matches_hand_computation():
     weights = torch.softmax(q @ k.transpose(-1, -2) + bias, dim=-1)  # B,H,T,T  (no 1/sqrt(d))
     expected = (weights @ v).permute(0, 2, 1, 3).reshape(B, T, 12) @ wo.T  # B,T,10
     torch.testing.assert_close(attn(x, bias=bias), expected, atol=ATOL, rtol=RTOL)
+    gm = assert_traceable(attn, x, None, bias, concrete_args={"context": None, "cache": None})
+    assert any(n.kwargs.get("scale") == 1.0 for n in gm.graph.nodes if n.target is F.scaled_dot_product_attention)
 
 
 def gpt2_attention() -> tuple[GPT2Attention, Attention]:
