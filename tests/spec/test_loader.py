@@ -142,7 +142,7 @@ def test_unknown_component_type(tmp_path):
     code, line, col, msg = one(tmp_path, text)
     assert (code, line, col) == ("unknown-type", 8, 11) == ("unknown-type", *at(text, "transfomer"))
     assert msg.startswith("unknown type 'transfomer' for encoders.bert (did you mean 'transformer'?)")
-    assert "known types: resnet, transformer" in msg
+    assert "known types: resnet, scalar, transformer" in msg
 
 
 def test_unknown_modality_type(tmp_path):
@@ -150,7 +150,7 @@ def test_unknown_modality_type(tmp_path):
     code, line, col, msg = one(tmp_path, text)
     assert (code, line, col) == ("unknown-type", *at(text, "imgae"))
     assert "unknown type 'imgae' for modalities.image (did you mean 'image'?)" in msg
-    assert "known types: image, regions, sequence, tokens, vector" in msg
+    assert "known types: image, regions, scalar, sequence, tokens, vector" in msg
 
 
 def test_missing_type_tag(tmp_path):
