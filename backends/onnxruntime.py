@@ -1,4 +1,4 @@
-"""Run an ONNX file on onnxruntime and compare it with an eager reference (DESIGN.md policy).
+"""Run an ONNX file on onnxruntime and compare it with an eager reference (docs/contracts.md).
 
 `verify_onnx` never raises on a mismatch or an ORT failure: it returns the report's "verification"
 dict plus a "failures" list, and the caller raises `VerificationError(first_failure_message(report))`.

@@ -158,7 +158,7 @@ def export(gm, loaded: LoadedSpec, path: Path, opset: int = 20):
 
 
 def verify(onnx_path: Path, model, loaded: LoadedSpec, device: str = "cpu") -> dict:
-    """Compare ONNX Runtime with the eager model on the verification shapes (DESIGN.md policy)."""
+    """Compare ONNX Runtime with the eager model on the verification shapes (docs/contracts.md)."""
     import torch
 
     from mmspec.backends import TOLERANCE_FP32, available_providers, verify_onnx

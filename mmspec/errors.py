@@ -1,6 +1,6 @@
 """Error types and located diagnostics shared by every stage (no torch here).
 
-A `Diagnostic` renders as ``FILE:LINE:COL: error[CODE]: message`` (DESIGN.md). Exceptions map to CLI
+A `Diagnostic` renders as ``FILE:LINE:COL: error[CODE]: message`` (docs/contracts.md). Exceptions map to CLI
 exit codes: `SpecError`/`UsageError` -> 2, `CompileError` (build, capture, pass, export, verify) -> 1.
 """
 

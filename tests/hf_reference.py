@@ -14,7 +14,7 @@ import transformers as tf
 from mmspec.graph.inputs import make_inputs, verification_shapes
 
 PARITY_ATOL = 1e-5
-"""Fidelity contract (DESIGN.md): max abs difference to the reference in fp32, eval mode."""
+"""Fidelity contract (docs/contracts.md): max abs difference to the reference in fp32, eval mode."""
 
 
 def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -1,4 +1,4 @@
-"""The malformed-input corpus (tests/corpus, reliability.md section 7.1): every file makes the real CLI exit 2
+"""The malformed-input corpus (tests/corpus): every file makes the real CLI exit 2
 with a located diagnostic of the expected code and line, no traceback, in at most 2 s and 256 MiB, and no
 payload ever runs.
 

@@ -1,4 +1,4 @@
-"""Same spec, same mmspec version, same seed -> byte-identical ONNX (DESIGN.md, verification policy).
+"""Same spec, same mmspec version, same seed -> byte-identical ONNX (docs/contracts.md, verification).
 
 Every spec in specs/ (tiny variant) is compiled here and, at the same time, in a separate Python process
 with a different hash seed, so neither caches nor set/dict ordering can make the bytes agree by accident.

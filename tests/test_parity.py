@@ -1,4 +1,4 @@
-"""Fidelity (DESIGN.md): every spec whose reference implementation is installable computes what the reference
+"""Fidelity (docs/contracts.md): every spec whose reference implementation is installable computes what the reference
 computes once the reference's weights are imported with --weights.
 
 For each such spec, the reference is built with the spec's tiny sizes and random weights (nothing is

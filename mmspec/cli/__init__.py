@@ -53,7 +53,7 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Console entry point: runs the command and exits (SystemExit) with the DESIGN.md exit code."""
+    """Console entry point: runs the command and exits (SystemExit) with the exit code of docs/contracts.md."""
     sys.exit(run(argv))
 
 

@@ -3,7 +3,7 @@
 Mutations of the reference specs and of the corpus base (byte flips, deleted, duplicated and swapped lines,
 injected YAML tokens: anchors, aliases, tags, merge keys, tabs, quotes, brackets, huge numbers, control
 characters, non-UTF-8 bytes) go through `mmspec.api.load_spec`, the code path of `mmspec validate`. The
-invariant (reliability.md section 6): no other exception type, ever, and every diagnostic has a code and a
+invariant: no other exception type, ever, and every diagnostic has a code and a
 position. The `ci` profile runs 200 mutants; `--hypothesis-profile nightly` runs thousands.
 """
 

@@ -1,6 +1,6 @@
 """Did-you-mean on the real schema: every valid key (in the mapping where it is valid), every registered
 type name (in its section) and every allowed literal value, misspelled by each single edit, gets the right
-suggestion in at least 95 % of cases; words unlike every candidate get none (reliability.md section 7.2)."""
+suggestion in at least 95 % of cases; words unlike every candidate get none."""
 
 from __future__ import annotations
 
