@@ -12,6 +12,7 @@ from mmspec.components.objectives.runtime import Batch
 from mmspec.errors import UsageError
 from mmspec.graph.inputs import make_inputs, trace_sizes
 from mmspec.spec.loader import LoadedSpec
+from mmspec.spec.tensors import dim_value
 
 
 def batch_axes(loaded: LoadedSpec) -> set[str]:
@@ -50,7 +51,7 @@ def synthetic_batch(loaded: LoadedSpec, batch: int, seed: int) -> Batch:
     g = torch.Generator().manual_seed(seed + 7919)
     targets = {
         obj: {
-            name: _draw(t, [sizes[d] if isinstance(d, str) else d for d in t.info.shape], g) for name, t in ts.items()
+            name: _draw(t, [dim_value(d, sizes) for d in t.info.shape], g) for name, t in ts.items()
         }
         for obj, ts in sorted(data_targets(loaded).items())
     }
