@@ -84,7 +84,8 @@ _VERSION = 0
 
 
 def version() -> int:
-    """Changes whenever a component is registered (so schemas built from the registry can be cached)."""
+    """Changes whenever a component is registered or unregistered (so schemas built from the registry can be
+    cached)."""
     _populate()
     return _VERSION
 
@@ -120,6 +121,13 @@ def register(
         return config
 
     return decorate
+
+
+def unregister(slot: str, name: str) -> None:
+    """Remove a registered component (tests that register a throw-away component clean up with it)."""
+    del _REGISTRY[slot][name]
+    global _VERSION
+    _VERSION += 1
 
 
 def components(slot: str) -> dict[str, Component]:

@@ -1,35 +1,50 @@
-"""Hypothesis strategies for valid random specs, built from the component registry.
+"""Hypothesis strategies for valid random specs, driven by the component registry's examples.
 
-`specs(prefix)` draws one or more modalities, then a random sequence of components from every slot of the
-registry. Each component takes its inputs from what the spec already offers (a modality, an encoder's
-sequence, a head's logits, ...), chosen among the tensors whose rank, width and dtype fit, and is kept only
-when its own shape rules (`infer`) accept it; so a component can sit in any legal position: a classifier on
-a raw vector modality, on a pooled encoder, on a fusion of two heads. Sizes stay tiny (widths <= 24,
-layers <= 2, sequences <= 12). Exportable components have recipes written for them; any other registered
-component (objectives, training-only heads) is filled in from its pydantic fields and kept if it plans.
+`specs(prefix, max_nodes)` draws one or two modalities, then up to `max_nodes` nodes of registered components
+(exportable ones four times as often), then an exportable head if none is there yet. Each component starts
+from one of its registry examples (`mmspec.registry.Example`), planned once on its own: that tells what every
+reference in its config received (rank, dtype, fixed or dynamic width) and what kind of node every name in it
+(`tie_to`, `updates`) designates. A draw varies the example:
 
-`merged(k)` draws k specs with distinct name prefixes and joins them into one spec with k independent
-sub-graphs, so that one ONNX export (about a second of fixed cost) covers several specs.
+- rewire: each reference goes to a tensor already in the draft with the rank and dtype (and, where the
+  example's was fixed, a fixed width) of the example's input, preferring tensors as wide as the example's and
+  tensors that agree with the component's other inputs; each name goes to a draft node of the same slot and
+  type. So a component can sit in any legal position: a classifier on a raw vector, on a pooled encoder, on a
+  fusion of two heads.
+- perturb: integers (widths, layers, list entries; int lists grow or shrink together), floats, booleans and
+  `Literal` choices of the config, and its absent boolean and `Literal` fields, are redrawn near the example's
+  values (at most one more, so sizes stay tiny).
+- transplant: when nothing in the draft fits, or the component refuses what does, the example's own modalities
+  and supporting nodes join the draft, renamed with its prefix, and the component reads them.
+
+A variation is kept when its config validates and its shape rules (`infer`) accept its inputs (`Draft.add`),
+else the unperturbed one is tried. A component registered at runtime is fuzzed like the others, with no edit
+here; one without examples is never drawn.
+
+`merge(parts, outputs)` joins specs drawn with distinct name prefixes into one spec of independent sub-graphs,
+so that one ONNX export (about a second of fixed cost) covers several specs.
 """
 
 from __future__ import annotations
 
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter
 
-from mmspec.registry import components
+from mmspec.registry import PROBE, Component, Example, components, list_components, spec_model
 from mmspec.spec.modality import Modality
-from mmspec.spec.model import MODEL_SLOTS, SLOTS, PlanContext
+from mmspec.spec.model import MODEL_SLOTS, SLOTS, Node, PlanContext, plan, select
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
-ACTIVATIONS = ["gelu", "gelu_tanh", "quick_gelu", "relu", "tanh", "silu", "identity"]
 MODALITY_KINDS = ["tokens", "image", "regions", "sequence", "vector"]
 _MODALITY = TypeAdapter(Modality)
 EXPORT_SLOTS = MODEL_SLOTS
+FIXED_FIELDS = {"type", "training_only"}
+"""Never perturbed: what the component is, and whether it may be exported."""
 
 
 def small(lo: int = 1, hi: int = 12) -> st.SearchStrategy[int]:
@@ -57,19 +72,26 @@ class Draft:
         """What a component's `infer` may look at (the validated parts drawn so far)."""
         return types.SimpleNamespace(modalities=self.modalities, weights=None, **self.configs)
 
-    def tensors(self, ranks: tuple[int, ...] = (2, 3), float_only: bool = True, fixed_width: bool = True,
-                exclude: str | None = None) -> list[tuple[str, TensorInfo]]:
-        """References to single tensors: `node.field` (or the bare `node` when it emits one field)."""
+    def slot_of(self, node: str) -> str:
+        return next((s for s in SLOTS if node in self.configs[s]), "modalities")
+
+    def readable(self, node: str, reader: str, training: bool) -> bool:
+        """Whether a node of slot `reader` (training-only or not) may read `node`: only objectives read objectives,
+        and only training-only nodes read what depends on a training-only node."""
+        if self.slot_of(node) == "objectives":
+            return reader == "objectives"
+        return training or not _training_only(self, node)
+
+    def tensors(self, reader: str = "heads", training: bool = False) -> list[tuple[str, str, TensorInfo]]:
+        """(reference, node, tensor) for each single tensor a node may read: `node.field`, and the bare `node`
+        when it emits one field."""
         out = []
         for node, bundle in self.bundles.items():
-            if node == exclude or _training_only(self, node):
-                continue
-            for field, info in sorted(bundle.items()):
-                if info.rank in ranks and (not float_only or info.dtype == "float32") and \
-                        (not fixed_width or isinstance(info.width, int)):
-                    out.append((f"{node}.{field}", info))
+            if self.readable(node, reader, training):
+                for field, info in sorted(bundle.items()):
+                    out.append((f"{node}.{field}", node, info))
                     if len(bundle) == 1:
-                        out.append((node, info))
+                        out.append((node, node, info))
         return out
 
     def pick(self, options: list) -> Any:
@@ -128,278 +150,275 @@ def add_modality(draft: Draft) -> None:
         m.update(dim=d(small(1, 12)), length=length, max_length=longest)
     else:
         m.update(dim=d(small(1, 12)))
-    name = draft.name("m")
+    _put_modality(draft, draft.name("m"), m)
+
+
+def _put_modality(draft: Draft, name: str, m: dict[str, Any]) -> None:
     modality = _MODALITY.validate_python(m)
     draft.raw["modalities"][name] = m
     draft.modalities[name] = modality
     draft.bundles[name] = modality.bundle(name)
 
 
-# --- recipes for the exportable components --------------------------------------------------------
+# --- examples as templates ------------------------------------------------------------------------
+
+Path = tuple[str | int, ...]
+_ABSENT = object()
 
 
-def _stack(draft: Draft, width: int | None = None) -> dict[str, Any]:
-    d = draft.draw
-    if width is None:
-        heads = d(small(1, 4))
-        width = heads * d(small(1, 6))
-    else:
-        heads = d(st.sampled_from([h for h in range(1, min(width, 4) + 1) if width % h == 0]))
-    return {"width": width, "heads": heads, "layers": d(st.integers(0, 2)), "ffn": d(small(1, 24)),
-            "activation": d(st.sampled_from(ACTIVATIONS)), "norm": d(st.sampled_from(["post", "pre"])),
-            "eps": d(st.sampled_from([1e-12, 1e-6, 1e-5])), "dropout": d(st.sampled_from([0.0, 0.1])),
-            "attention_dropout": d(st.sampled_from([0.0, 0.2]))}
+@dataclass(frozen=True)
+class Template:
+    """A registry example planned on its own: its spec tree, its nodes in plan order, and, for the component's
+    config, each reference (path -> (value, the bundle it received)) and each name of another node of the
+    example (path -> (value, that node's slot, its type))."""
+
+    component: Component
+    example: Example
+    tree: dict[str, Any]
+    nodes: list[Node]
+    refs: dict[Path, tuple[str, Bundle]]
+    names: dict[Path, tuple[str, str, str]]
+
+    @property
+    def probe(self) -> Node:
+        return next(n for n in self.nodes if n.name == PROBE)
 
 
-def _pool(draft: Draft, kinds: list[str]) -> dict[str, Any] | None:
-    d = draft.draw
-    if d(st.booleans()):
-        return None
-    pool: dict[str, Any] = {"type": d(st.sampled_from(kinds)), "norm": d(st.booleans()),
-                            "activation": d(st.sampled_from(ACTIVATIONS))}
-    if d(st.booleans()):
-        pool["dense"] = d(small(1, 12))
-    return pool
+_TEMPLATES: dict[int, Template] = {}
 
 
-def transformer(draft: Draft) -> dict[str, Any] | None:
-    d = draft.draw
-    options = sorted(n for n, m in draft.modalities.items() if m.type in ("tokens", "image", "regions"))
-    if not options:
-        return None
-    name = draft.pick(options)
-    m = draft.modalities[name]
-    cfg = {"type": "transformer", "input": name, **_stack(draft), "causal": d(st.booleans()),
-           "final_norm": d(st.booleans())}
-    if m.type == "tokens":
-        longest = m.max_length if isinstance(m.length, str) else m.length
-        embed: dict[str, Any] = {"type": "tokens", "norm": d(st.booleans()),
-                                 "segments": m.segments if m.segments else d(st.integers(0, 2))}
-        offset = 0
-        if d(st.integers(0, 3)) == 0:
-            embed["padding_idx"] = d(st.integers(0, m.vocab_size - 1))
-            offset = embed["padding_idx"] + 1
-        embed["positions"] = longest + offset + d(st.integers(0, 3))
-    elif m.type == "image":
-        sizes = [p for p in range(1, min(m.height, m.width) + 1) if m.height % p == 0 and m.width % p == 0]
-        embed = {"type": "patches", "patch_size": d(st.sampled_from(sizes)), "class_token": d(st.booleans()),
-                 "bias": d(st.booleans()), "norm": d(st.booleans())}
-    else:
-        embed = {"type": "regions"}
-    cfg["embed"] = embed
-    pool = _pool(draft, ["cls", "mean", "eos"] if m.type == "tokens" else ["cls", "mean"])
-    if pool is not None:
-        cfg["pool"] = pool
-    return cfg
+def template(component: Component, example: Example) -> Template:
+    """The example planned (cached per example object)."""
+    cached = _TEMPLATES.get(id(example))
+    if cached is None or cached.example is not example or cached.component is not component:
+        cached = _TEMPLATES[id(example)] = _plan_example(component, example)
+    return cached
 
 
-def resnet(draft: Draft) -> dict[str, Any] | None:
-    d = draft.draw
-    options = sorted(n for n, m in draft.modalities.items() if m.type == "image")
-    if not options:
-        return None
-    stages = d(st.integers(1, 3))
-    block = d(st.sampled_from(["bottleneck", "basic"]))
-    reduction = d(small(1, 4))
-    widths = [reduction * d(small(1, 4)) for _ in range(stages)]
-    return {"type": "resnet", "input": draft.pick(options), "block": block, "reduction": reduction,
-            "depths": [d(small(1, 2)) for _ in range(stages)], "widths": widths, "stem": d(small(1, 8))}
+def _plan_example(component: Component, example: Example) -> Template:
+    tree = example.spec(component)
+    try:
+        spec = spec_model().model_validate(tree)
+        planned = plan(spec)
+    except Exception as e:
+        raise AssertionError(f"registry example {component.slot}/{component.name} {example.name!r} does not "
+                             f"plan: {e}") from e
+    kinds = {n: ("modalities", m.type) for n, m in spec.modalities.items()}
+    kinds.update({n.name: (n.section, n.config.type) for n in planned.nodes})
+    refs: dict[Path, tuple[str, Bundle]] = {}
+    names: dict[Path, tuple[str, str, str]] = {}
+
+    def collect(path: Path, value: Any, kind: tuple) -> Any:
+        node, _, field = value.partition(".") if isinstance(value, str) else ("", "", "")
+        if kind[0] == "ref" and node in planned.bundles:
+            refs[path] = (value, select(planned.bundles[node], field or None))
+        elif kind[0] == "name" and value in kinds:
+            names[path] = (value, *kinds[value])
+        return value
+
+    probe = next(n for n in planned.nodes if n.name == PROBE)
+    _walk(tree[component.slot][PROBE], type(probe.config), probe.config, (), collect)
+    return Template(component, example, tree, planned.nodes, refs, names)
 
 
-def co_attention(draft: Draft) -> dict[str, Any] | None:
-    d = draft.draw
-    def streams() -> list[str]:
-        return sorted(n for n, b in draft.bundles.items() if "sequence" in b and b["sequence"].rank == 3
-                      and isinstance(b["sequence"].width, int) and not _training_only(draft, n))
-
-    options = streams()
-    if not options and _try(draft, "encoders", "transformer"):  # a stream to work on
-        options = streams()
-    if not options:
-        return None
-    text, vision = draft.pick(options), draft.pick(options)
-    t = _stack(draft, draft.bundles[text]["sequence"].width)
-    v = _stack(draft, draft.bundles[vision]["sequence"].width)
-    count = d(st.integers(1, min(t["layers"], v["layers"]) + 1))
-    heads = d(small(1, 3))
-    co = {"width": heads * d(small(1, 6)), "heads": heads,
-          "text_layers": sorted(d(st.sets(st.integers(0, t["layers"]), min_size=count, max_size=count))),
-          "vision_layers": sorted(d(st.sets(st.integers(0, v["layers"]), min_size=count, max_size=count)))}
-    cfg = {"type": "co_attention", "inputs": {"text": text, "vision": vision}, "text": t, "vision": v, "co": co}
-    for stream in ("text", "vision"):
-        pool = _pool(draft, ["cls", "mean"])
-        if pool is not None:
-            cfg[f"{stream}_pool"] = pool
-    return cfg
-
-
-def _same_shape(draft: Draft, ranks: tuple[int, ...], fixed_width: bool, same, ints: bool) -> list[str] | None:
-    """Two or three references with `same` shapes; with `ints`, integer tensors (ids, masks) may be among them."""
-    first = draft.tensors(ranks, float_only=not ints, fixed_width=fixed_width)
-    if not first:
-        return None
-    ref, info = draft.pick(first)
-    others = [r for r, i in draft.tensors(ranks, float_only=not ints, fixed_width=fixed_width) if same(i, info)]
-    return [ref] + [draft.pick(others) for _ in range(draft.draw(st.integers(1, 2)))]
+def _walk(raw: Any, ann: Any, current: Any, path: Path, leaf) -> Any:
+    """A copy of the raw config piece `raw` with every leaf replaced by `leaf(path, value, kind)`; `current` is
+    its validated value (it resolves unions), `ann` its annotation. A BaseModel's absent boolean and `Literal`
+    fields are offered as `_ABSENT` leaves too (a bool's kind carries its default; kept where `leaf` returns a
+    value)."""
+    ann, meta = _resolve(ann, current)
+    if isinstance(current, BaseModel) and isinstance(raw, dict):
+        out = {}
+        for key, info in type(current).model_fields.items():
+            if key in FIXED_FIELDS:
+                if key in raw:
+                    out[key] = raw[key]
+                continue
+            field_ann = typing.Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+            if key in raw:
+                out[key] = _walk(raw[key], field_ann, getattr(current, key), (*path, key), leaf)
+            elif (kind := _kind(*_resolve(field_ann, info.default), info.default))[0] in ("bool", "literal"):
+                value = leaf((*path, key), _ABSENT, (*kind, info.default) if kind[0] == "bool" else kind)
+                if value is not _ABSENT:
+                    out[key] = value
+        return out
+    args = typing.get_args(ann)
+    if isinstance(raw, dict):
+        return {k: _walk(v, args[1] if len(args) == 2 else Any, current[k], (*path, k), leaf) for k, v in raw.items()}
+    if isinstance(raw, list):
+        item = args[0] if args else Any
+        if _resolve(item, 0)[0] is int:
+            return leaf(path, raw, ("ints",))
+        return [_walk(v, item, current[i], (*path, i), leaf) for i, v in enumerate(raw)]
+    return leaf(path, raw, _kind(ann, meta, raw))
 
 
-def elementwise(draft: Draft) -> dict[str, Any] | None:
-    refs = _same_shape(draft, (1, 2, 3, 4), False, lambda a, b: a.shape == b.shape, draft.draw(st.booleans()))
-    if refs is None:
-        return None
-    return {"type": "elementwise", "inputs": refs, "op": draft.pick(["product", "sum", "mean"])}
+def _resolve(ann: Any, current: Any) -> tuple[Any, list]:
+    """The annotation without `Annotated` (its metadata returned apart) and, of a union, the member `current` is."""
+    meta: list = []
+    while True:
+        origin = typing.get_origin(ann)
+        if origin is typing.Annotated:
+            ann, *more = typing.get_args(ann)
+            meta += more
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(ann) if a is not type(None)]
+            ann = next((m for m in members if _fits(m, current)), members[0])
+        else:
+            return ann, meta
 
 
-def concat(draft: Draft) -> dict[str, Any] | None:
-    refs = _same_shape(draft, (2, 3, 4), True, lambda a, b: a.shape[:-1] == b.shape[:-1], draft.draw(st.booleans()))
-    return None if refs is None else {"type": "concat", "inputs": refs}
+def _fits(ann: Any, value: Any) -> bool:
+    base = _resolve(ann, value)[0]
+    if typing.get_origin(base) is typing.Literal:
+        return value in typing.get_args(base)
+    cls = typing.get_origin(base) or base
+    return isinstance(cls, type) and isinstance(value, cls)
 
 
-def classifier(draft: Draft) -> dict[str, Any] | None:
-    d = draft.draw
-    options = draft.tensors((2,))
-    if not options:
-        return None
-    return {"type": "classifier", "input": draft.pick(options)[0], "num_classes": d(small(1, 8)),
-            "hidden": d(st.lists(small(1, 12), max_size=2)), "activation": d(st.sampled_from(ACTIVATIONS)),
-            "norm": d(st.booleans()), "dropout": d(st.sampled_from([0.0, 0.3])),
-            "eps": d(st.sampled_from([1e-12, 1e-5]))}
+def _kind(ann: Any, meta: list, value: Any) -> tuple:
+    """What a leaf is: a reference, a node name, a `Literal` (with its choices), a bool, int or float, or other."""
+    pattern = next((p for m in meta if (p := getattr(m, "pattern", None))), None)
+    if ann is str and pattern:
+        return ("ref",) if "\\." in pattern else ("name",)
+    if typing.get_origin(ann) is typing.Literal:
+        return ("literal", typing.get_args(ann))
+    for kind in (bool, int, float):
+        if ann is kind or (ann is Any and type(value) is kind):
+            return (kind.__name__,)
+    return ("other",)
 
 
-def token_classifier(draft: Draft) -> dict[str, Any] | None:
-    d = draft.draw
-    options = draft.tensors((3,))
-    if not options:
-        return None
-    ref, info = draft.pick(options)
-    cfg = {"type": "token_classifier", "input": ref, "transform": d(st.booleans()),
-           "activation": d(st.sampled_from(ACTIVATIONS)), "eps": d(st.sampled_from([1e-12, 1e-5])),
-           "bias": d(st.booleans())}
-    tied = sorted(n for n, c in draft.configs["encoders"].items()
-                  if c.type == "transformer" and c.embed.type == "tokens" and c.width == info.width)
-    if tied and d(st.booleans()):
-        cfg["tie_to"] = draft.pick(tied)
-    else:
-        cfg["num_classes"] = d(small(1, 8))
-    return cfg
+# --- drawing a component --------------------------------------------------------------------------
 
 
-def projection(draft: Draft) -> dict[str, Any] | None:
-    options = draft.tensors((2,))
-    if not options:
-        return None
-    return {"type": "projection", "input": draft.pick(options)[0], "dim": draft.draw(small(1, 12)),
-            "bias": draft.draw(st.booleans())}
+def place(draft: Draft, component: Component, room: int = 1 << 30) -> bool:
+    """Add `component` from one of its examples, perturbed: rewired into the draft, else (nothing fits, or the
+    component refuses what does) transplanted when the example has at most `room` nodes."""
+    t = template(component, draft.pick(list(component.examples)))
+    name = draft.name(component.name[:3])
+    wiring = _wire(draft, t)
+    if wiring is not None and _add(draft, t, name, wiring):
+        return True
+    wiring = _transplant(draft, t) if len(t.nodes) <= room else None
+    return wiring is not None and _add(draft, t, name, wiring)
 
 
-def contrastive(draft: Draft) -> dict[str, Any] | None:
-    d = draft.draw
-    options = draft.tensors((2,))
-    if not options:
-        return None
-    a, info = draft.pick(options)
-    b = draft.pick([r for r, i in options if i.width == info.width])
-    keys = d(st.lists(st.sampled_from(["a", "b", "image", "text", "query", "key"]), min_size=2, max_size=2,
-                      unique=True))
-    return {"type": "contrastive", "inputs": {keys[0]: a, keys[1]: b},
-            "logit_scale_init": d(st.floats(0.5, 3.0, allow_nan=False))}
+def _add(draft: Draft, t: Template, name: str, wiring: dict[Path, str]) -> bool:
+    """The component with `wiring`, perturbed, else as in the example."""
+    return any(draft.add(t.component.slot, name, _variant(draft, t, wiring, perturb)) for perturb in (True, False))
 
 
-def mlp(draft: Draft) -> dict[str, Any] | None:
-    d = draft.draw
-    options = draft.tensors((2, 3))
-    if not options:
-        return None
-    return {"type": "mlp", "input": draft.pick(options)[0], "dim": d(small(1, 12)),
-            "hidden": d(st.lists(small(1, 12), max_size=2)), "norm": d(st.sampled_from(["none", "batch", "layer"])),
-            "activation": d(st.sampled_from(ACTIVATIONS)), "eps": d(st.sampled_from([1e-5, 1e-3]))}
-
-
-RECIPES = {
-    ("encoders", "transformer"): transformer,
-    ("encoders", "resnet"): resnet,
-    ("fusion", "co_attention"): co_attention,
-    ("fusion", "elementwise"): elementwise,
-    ("fusion", "concat"): concat,
-    ("heads", "classifier"): classifier,
-    ("heads", "token_classifier"): token_classifier,
-    ("heads", "projection"): projection,
-    ("heads", "contrastive"): contrastive,
-    ("heads", "mlp"): mlp,
-}
-
-
-# --- any other registered component: fields drawn from its pydantic model -------------------------
-
-
-def generic(draft: Draft, slot: str, name: str) -> dict[str, Any] | None:
-    """Required fields only (plus `type`), each drawn from its annotation; references point at earlier nodes."""
-    config: dict[str, Any] = {"type": name}
-    refs = [r for r, _ in draft.tensors((0, 1, 2, 3, 4), float_only=False, fixed_width=False)]
-    refs += sorted(draft.bundles)
-    for field, info in components(slot)[name].config.model_fields.items():
-        if field == "type" or not info.is_required():
-            continue
-        value = _value(draft, info.annotation, info.metadata, refs)
-        if value is _SKIP:
+def _wire(draft: Draft, t: Template) -> dict[Path, str] | None:
+    """New values for the config's names and references, all in the draft; None when one has no candidate."""
+    slot, training = t.component.slot, t.probe.config.training_only
+    chosen: dict[str, str] = {}  # example node -> draft node (keeps `tie_to: enc` and `input: enc.sequence` together)
+    picked: list[TensorInfo] = []
+    wiring: dict[Path, str] = {}
+    for path, (old, kind_slot, kind) in t.names.items():
+        if kind_slot == "modalities":
+            options = sorted(n for n, m in draft.modalities.items() if m.type == kind)
+        else:
+            options = sorted(n for n, c in draft.configs[kind_slot].items()
+                             if c.type == kind and draft.readable(n, slot, training))
+        if old in chosen and chosen[old] in options:
+            options = [chosen[old]]
+        if not options:
             return None
-        config[field] = value
-    return config
+        wiring[path] = chosen[old] = draft.pick(options)
+    for path, (old, bundle) in t.refs.items():
+        options = _sources(draft, bundle, slot, training)
+        if not options:
+            return None
+        node, widths = chosen.get(old.partition(".")[0]), {info.width for info in bundle.values()}
+        tiers = [[o for o in options if o[1] == node],
+                 [o for o in options if o[2].width in widths],
+                 [o for o in options if any(o[2].shape == p.shape for p in picked)],
+                 [o for o in options if any(o[2].shape[:-1] == p.shape[:-1] for p in picked)],
+                 [o for o in options if any(o[2].width == p.width for p in picked)],
+                 options]
+        ref, node, info = draft.pick(draft.pick([tier for tier in tiers if tier]))
+        chosen.setdefault(old.partition(".")[0], node)
+        picked.append(info)
+        wiring[path] = ref
+    return wiring
 
 
-_SKIP = object()
+def _sources(draft: Draft, bundle: Bundle, slot: str, training: bool) -> list[tuple[str, str, TensorInfo]]:
+    """What may stand for `bundle`: one tensor of its rank and dtype (and a fixed width where its width was),
+    or, for a bundle of several tensors, a node that emits some of them alike."""
+    if len(bundle) == 1:
+        (want,) = bundle.values()
+        return [(ref, node, info) for ref, node, info in draft.tensors(slot, training)
+                if info.rank == want.rank and info.dtype == want.dtype
+                and (isinstance(info.width, int) or not isinstance(want.width, int))]
+    out = []
+    for node, have in draft.bundles.items():
+        shared = sorted(set(have) & set(bundle))
+        if shared and draft.readable(node, slot, training) and \
+                all((have[f].rank, have[f].dtype) == (bundle[f].rank, bundle[f].dtype) for f in shared):
+            out.append((node, node, have[shared[0]]))
+    return out
 
 
-def _value(draft: Draft, ann: Any, metadata: list, refs: list[str]) -> Any:
+def _transplant(draft: Draft, t: Template) -> dict[Path, str] | None:
+    """Add the example's modalities and supporting nodes, renamed; the config's names and references to them."""
+    renamed: dict[str, str] = {}
+
+    def rename(path: Path, value: Any, kind: tuple) -> Any:
+        node, dot, field = value.partition(".") if kind[0] in ("ref", "name") else ("", "", "")
+        return renamed[node] + dot + field if node in renamed else value
+
+    for old, m in t.tree["modalities"].items():
+        renamed[old] = draft.name(old[:3])
+        _put_modality(draft, renamed[old], dict(m))
+    for node in t.nodes:
+        if node.name != PROBE:
+            renamed[node.name] = draft.name(node.name[:3])
+            config = _walk(t.tree[node.section][node.name], type(node.config), node.config, (), rename)
+            if not draft.add(node.section, renamed[node.name], config):
+                return None
+    return {path: rename(path, old, ("ref",)) for path, (old, *_) in {**t.refs, **t.names}.items()}
+
+
+def _variant(draft: Draft, t: Template, wiring: dict[Path, str], perturb: bool) -> dict[str, Any]:
+    """The example's config with `wiring` applied and, with `perturb`, about one leaf in four redrawn."""
     d = draft.draw
-    origin, args = typing.get_origin(ann), typing.get_args(ann)
-    if origin is typing.Annotated:
-        return _value(draft, args[0], [*metadata, *args[1:]], refs)
-    patterns = [getattr(m, "pattern", None) for m in metadata]
-    if ann is str and any(p and "\\." in p for p in patterns):  # a Ref
-        return draft.pick(refs) if refs else _SKIP
-    if ann is str and any(patterns):  # a Name
-        return draft.pick(sorted(draft.bundles)) if draft.bundles else _SKIP
-    if origin is typing.Literal:
-        return d(st.sampled_from(args))
-    if origin in (typing.Union, types.UnionType):
-        members = [a for a in args if a is not type(None)]
-        return _value(draft, members[0], metadata, refs) if members else None
-    if origin is list:
-        item = _value(draft, args[0], [], refs)
-        return _SKIP if item is _SKIP else [item]
-    if ann is bool:
-        return d(st.booleans())
-    if ann is int:
-        return d(small(1, 4))
-    if ann is float:
-        return d(st.sampled_from([0.1, 0.5]))
-    if ann is str:
-        return "x"
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        nested = {}
-        for field, info in ann.model_fields.items():
-            if info.is_required():
-                value = _value(draft, info.annotation, info.metadata, refs)
-                if value is _SKIP:
-                    return _SKIP
-                nested[field] = value
-        return nested
-    return _SKIP
+    delta = d(st.sampled_from([0, 1, -1])) if perturb else 0  # int lists (depths and widths) keep equal lengths
+
+    def leaf(path: Path, value: Any, kind: tuple) -> Any:
+        if path in wiring:
+            return wiring[path]
+        if kind[0] == "ints":  # a copy: a list shared by two nodes would be a YAML alias
+            value = value[:len(value) + delta] if delta <= 0 else [*value, value[-1] if value else 1]
+        if not perturb or kind[0] in ("ref", "name", "other") or d(st.integers(0, 3)) < 3:
+            return value
+        if kind[0] == "ints":
+            return [d(st.sampled_from(_near(v))) for v in value]
+        if kind[0] == "literal":
+            return d(st.sampled_from([c for c in kind[1] if c != value] or [value]))
+        if kind[0] == "bool":
+            return not (kind[1] if value is _ABSENT else value)
+        if kind[0] == "int":
+            return d(st.sampled_from(_near(value)))
+        return value * d(st.sampled_from([0.5, 2.0]))
+
+    probe = t.probe
+    return _walk(t.tree[t.component.slot][PROBE], type(probe.config), probe.config, (), leaf)
+
+
+def _near(v: int) -> list[int]:
+    """Integers near `v` and no larger than v + 1: `v` itself first, its neighbours, its half, 1 and 0."""
+    return list(dict.fromkeys(x for x in (v, v - 1, v + 1, v // 2, 1, 0) if x >= 0))
 
 
 # --- whole specs ----------------------------------------------------------------------------------
 
 
-def _registered() -> list[tuple[str, str]]:
-    """Every registered component; those with a recipe (the exportable ones) four times as often."""
-    return [(slot, name) for slot in SLOTS for name in components(slot)] + 3 * sorted(RECIPES)
-
-
-def _try(draft: Draft, slot: str, name: str) -> bool:
-    recipe = RECIPES.get((slot, name))
-    config = recipe(draft) if recipe else generic(draft, slot, name)
-    return config is not None and draft.add(slot, draft.name(name[:3]), config)
+def _registered() -> list[Component]:
+    """Every registered component with examples; the exportable ones four times as often."""
+    drawn = [c for c in list_components() if c.examples]
+    return drawn + 3 * [c for c in drawn if c.exportable]
 
 
 def _exported(draft: Draft) -> bool:
@@ -407,30 +426,47 @@ def _exported(draft: Draft) -> bool:
 
 
 @st.composite
-def specs(draw, prefix: str = "", max_nodes: int = 6) -> dict[str, Any]:
+def specs(draw, prefix: str = "", max_nodes: int = 4) -> dict[str, Any]:
     """A valid spec as a plain dict (what `yaml.safe_load` of a spec file gives)."""
     draft = Draft(draw, prefix)
     draft.raw["seed"] = draw(st.integers(0, 2**31))
-    for _ in range(draw(st.integers(1, 3))):
+    for _ in range(draw(st.integers(1, 2))):
         add_modality(draft)
     registered = _registered()
-    for _ in range(draw(st.integers(1, max_nodes))):
-        _try(draft, *draw(st.sampled_from(registered)))
-    # Something to export: a head on whatever is there (every modality kind has one that can take it).
-    for slot, name in [("heads", "classifier"), ("heads", "mlp"), ("heads", "token_classifier"),
-                       ("encoders", "resnet"), ("encoders", "transformer"), ("heads", "classifier"),
-                       ("heads", "mlp")]:
-        if _exported(draft):
+    size = draw(st.integers(1, max_nodes))
+    for _ in range(size):
+        room = size - sum(map(len, draft.configs.values()))
+        if room <= 0:
             break
-        _try(draft, slot, name)
+        place(draft, draw(st.sampled_from(registered)), room)
+    # Something to export: an exportable head on what is there, else with its example's inputs.
+    heads = [c for c in components("heads").values() if c.exportable and c.examples]
+    for head in draw(st.permutations(heads)):
+        if _exported(draft) or place(draft, head, room=0):
+            break
+    if not _exported(draft):
+        place(draft, draw(st.sampled_from(heads)))
     assert _exported(draft), draft.raw
-    if draw(st.integers(0, 3)) == 0:  # explicit outputs: any field of any node that is not training-only
+    unread = _unread(draft)
+    if unread or draw(st.integers(0, 3)) == 0:
+        # Explicit outputs: with unread encoders or fusion nodes (tested by no oracle unless exported), the heads
+        # and a field of each of them; else any fields of any nodes that are not training-only.
         inputs = {gi.name for name, m in draft.modalities.items() for gi in m.graph_inputs(name)}
-        refs = [r for r, _ in draft.tensors((0, 1, 2, 3, 4), float_only=False, fixed_width=False)
-                if "." in r and not _training_only(draft, r.split(".")[0]) and _onnx_name(draft, r) not in inputs]
-        if refs:
-            draft.raw["outputs"] = draw(st.lists(st.sampled_from(refs), min_size=1, max_size=3, unique=True))
+        refs = [r for r, _, _ in draft.tensors() if "." in r and _onnx_name(draft, r) not in inputs]
+        outputs = [f"{h}.{f}" for h, c in sorted(draft.configs["heads"].items()) if not c.training_only
+                   for f in sorted(draft.bundles[h])] if unread else []
+        outputs += [draft.pick([r for r in refs if r.partition(".")[0] == node]) for node in unread]
+        outputs += draw(st.lists(st.sampled_from(refs), min_size=0 if outputs else 1, max_size=3, unique=True))
+        draft.raw["outputs"] = list(dict.fromkeys(outputs))
     return draft.raw
+
+
+def _unread(draft: Draft) -> list[str]:
+    """Encoders and fusion nodes (not training-only) that no node outside training reads."""
+    read = {ref.partition(".")[0] for slot in SLOTS for node, cfg in draft.configs[slot].items()
+            if not _training_only(draft, node) for ref in cfg.references().values()}
+    return [n for slot in ("encoders", "fusion") for n in draft.configs[slot]
+            if n not in read and not _training_only(draft, n)]
 
 
 def _onnx_name(draft: Draft, ref: str) -> str:
@@ -467,4 +503,3 @@ def batch_names(spec: dict[str, Any]) -> set[str]:
 def registered_exportable() -> list[tuple[str, str]]:
     return [(c.slot, c.name) for slot in EXPORT_SLOTS for c in components(slot).values()
             if c.exportable and not c.training_only]
-
