@@ -187,8 +187,26 @@ def test_frozen_stack_gets_no_gradients_runs_in_eval_and_counts_as_frozen(name, 
 # --- co-attention schedules -----------------------------------------------------------------------------------
 
 
-def test_repeated_co_attention_ids_run_every_layer_exactly_once_in_order():
-    loaded, model = _model("frozen_stream")
+def _official_order(t_ids: list[int], v_ids: list[int], t_layers: int, v_layers: int) -> list[str]:
+    """The layer calls of vilbert-multi-task's BertEncoder.forward: before co block k, the layers from the previous
+    id up to (excluding) the k-th id of each stream (the official code runs the vision ones first; the streams
+    do not meet before the block, so the text-first order below computes the same), then the rest."""
+    calls, ts, vs = [], 0, 0
+    for k, (te, ve) in enumerate(zip(t_ids, v_ids, strict=True)):
+        calls += [f"t{i}" for i in range(ts, te)] + [f"v{i}" for i in range(vs, ve)] + [f"c{k}"]
+        ts, vs = te, ve
+    return calls + [f"t{i}" for i in range(ts, t_layers)] + [f"v{i}" for i in range(vs, v_layers)]
+
+
+@pytest.mark.parametrize(("t_ids", "v_ids", "t_layers", "v_layers"), [
+    ([1, 2, 3, 4], [0, 0, 2, 2], 4, 3),  # the spec as written
+    ([1, 2, 3, 4, 5, 6], [0, 0, 1, 2, 2, 3], 6, 4),  # the official v_biattention_id for a 4-layer visual stream
+])
+def test_repeated_co_attention_ids_run_every_layer_exactly_once_in_order(t_ids, v_ids, t_layers, v_layers):
+    sets = [f"fusion.co.text.layers={t_layers}", f"fusion.co.vision.layers={v_layers}",
+            f"fusion.co.co.text_layers={t_ids}", f"fusion.co.co.vision_layers={v_ids}"]
+    loaded = api.load_spec(SPECS / "frozen_stream.yaml", sets=sets)
+    model = api.build(loaded)
     co = model.components["co"]
     calls: list[str] = []
     for stream in ("text_layers", "vision_layers", "co_layers"):
@@ -196,10 +214,11 @@ def test_repeated_co_attention_ids_run_every_layer_exactly_once_in_order():
             layer.register_forward_hook(lambda m, a, o, tag=f"{stream[0]}{i}": calls.append(tag))
     with torch.no_grad():
         model(make_inputs(loaded.plan, trace_sizes(loaded.plan), seed=0))
-    # text_layers [1, 2, 3, 4], vision_layers [0, 0, 2, 2]; text layers 4, vision layers 3
-    assert calls == ["t0", "c0", "t1", "c1", "t2", "v0", "v1", "c2", "t3", "c3", "v2"]
-    for prefix, n in (("t", 4), ("v", 3), ("c", 4)):
-        assert sorted(c for c in calls if c[0] == prefix) == [f"{prefix}{i}" for i in range(n)]
+    assert calls == _official_order(t_ids, v_ids, t_layers, v_layers)
+    for prefix, n in (("t", t_layers), ("v", v_layers), ("c", len(t_ids))):  # none twice, none skipped
+        assert sorted(c for c in calls if c[0] == prefix) == sorted(f"{prefix}{i}" for i in range(n))
+    if v_ids == [0, 0, 2, 2]:
+        assert calls == ["t0", "c0", "t1", "c1", "t2", "v0", "v1", "c2", "t3", "c3", "v2"]
 
 
 def test_co_attention_ids_must_not_decrease(tmp_path):
