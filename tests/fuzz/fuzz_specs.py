@@ -162,7 +162,8 @@ def _put_modality(draft: Draft, name: str, m: dict[str, Any]) -> None:
 
 # --- examples as templates ------------------------------------------------------------------------
 
-Path = tuple[str | int, ...]
+KeyPath = tuple[str | int, ...]
+"""Where a leaf is in a config: its keys and list indices."""
 _ABSENT = object()
 
 
@@ -176,8 +177,8 @@ class Template:
     example: Example
     tree: dict[str, Any]
     nodes: list[Node]
-    refs: dict[Path, tuple[str, Bundle]]
-    names: dict[Path, tuple[str, str, str]]
+    refs: dict[KeyPath, tuple[str, Bundle]]
+    names: dict[KeyPath, tuple[str, str, str]]
 
     @property
     def probe(self) -> Node:
@@ -196,6 +197,7 @@ def template(component: Component, example: Example) -> Template:
 
 
 def _plan_example(component: Component, example: Example) -> Template:
+    """Plan the example's spec alone; collect its component's references and names (see `Template`)."""
     tree = example.spec(component)
     try:
         spec = spec_model().model_validate(tree)
@@ -205,10 +207,10 @@ def _plan_example(component: Component, example: Example) -> Template:
                              f"plan: {e}") from e
     kinds = {n: ("modalities", m.type) for n, m in spec.modalities.items()}
     kinds.update({n.name: (n.section, n.config.type) for n in planned.nodes})
-    refs: dict[Path, tuple[str, Bundle]] = {}
-    names: dict[Path, tuple[str, str, str]] = {}
+    refs: dict[KeyPath, tuple[str, Bundle]] = {}
+    names: dict[KeyPath, tuple[str, str, str]] = {}
 
-    def collect(path: Path, value: Any, kind: tuple) -> Any:
+    def collect(path: KeyPath, value: Any, kind: tuple) -> Any:
         node, _, field = value.partition(".") if isinstance(value, str) else ("", "", "")
         if kind[0] == "ref" and node in planned.bundles:
             refs[path] = (value, select(planned.bundles[node], field or None))
@@ -221,7 +223,7 @@ def _plan_example(component: Component, example: Example) -> Template:
     return Template(component, example, tree, planned.nodes, refs, names)
 
 
-def _walk(raw: Any, ann: Any, current: Any, path: Path, leaf) -> Any:
+def _walk(raw: Any, ann: Any, current: Any, path: KeyPath, leaf) -> Any:
     """A copy of the raw config piece `raw` with every leaf replaced by `leaf(path, value, kind)`; `current` is
     its validated value (it resolves unions), `ann` its annotation. A BaseModel's absent boolean and `Literal`
     fields are offered as `_ABSENT` leaves too (a bool's kind carries its default; kept where `leaf` returns a
@@ -304,17 +306,17 @@ def place(draft: Draft, component: Component, room: int = 1 << 30) -> bool:
     return wiring is not None and _add(draft, t, name, wiring)
 
 
-def _add(draft: Draft, t: Template, name: str, wiring: dict[Path, str]) -> bool:
+def _add(draft: Draft, t: Template, name: str, wiring: dict[KeyPath, str]) -> bool:
     """The component with `wiring`, perturbed, else as in the example."""
     return any(draft.add(t.component.slot, name, _variant(draft, t, wiring, perturb)) for perturb in (True, False))
 
 
-def _wire(draft: Draft, t: Template) -> dict[Path, str] | None:
+def _wire(draft: Draft, t: Template) -> dict[KeyPath, str] | None:
     """New values for the config's names and references, all in the draft; None when one has no candidate."""
     slot, training = t.component.slot, t.probe.config.training_only
     chosen: dict[str, str] = {}  # example node -> draft node (keeps `tie_to: enc` and `input: enc.sequence` together)
     picked: list[TensorInfo] = []
-    wiring: dict[Path, str] = {}
+    wiring: dict[KeyPath, str] = {}
     for path, (old, kind_slot, kind) in t.names.items():
         if kind_slot == "modalities":
             options = sorted(n for n, m in draft.modalities.items() if m.type == kind)
@@ -361,11 +363,11 @@ def _sources(draft: Draft, bundle: Bundle, slot: str, training: bool) -> list[tu
     return out
 
 
-def _transplant(draft: Draft, t: Template) -> dict[Path, str] | None:
+def _transplant(draft: Draft, t: Template) -> dict[KeyPath, str] | None:
     """Add the example's modalities and supporting nodes, renamed; the config's names and references to them."""
     renamed: dict[str, str] = {}
 
-    def rename(path: Path, value: Any, kind: tuple) -> Any:
+    def rename(path: KeyPath, value: Any, kind: tuple) -> Any:
         node, dot, field = value.partition(".") if kind[0] in ("ref", "name") else ("", "", "")
         return renamed[node] + dot + field if node in renamed else value
 
@@ -381,12 +383,12 @@ def _transplant(draft: Draft, t: Template) -> dict[Path, str] | None:
     return {path: rename(path, old, ("ref",)) for path, (old, *_) in {**t.refs, **t.names}.items()}
 
 
-def _variant(draft: Draft, t: Template, wiring: dict[Path, str], perturb: bool) -> dict[str, Any]:
+def _variant(draft: Draft, t: Template, wiring: dict[KeyPath, str], perturb: bool) -> dict[str, Any]:
     """The example's config with `wiring` applied and, with `perturb`, about one leaf in four redrawn."""
     d = draft.draw
     delta = d(st.sampled_from([0, 1, -1])) if perturb else 0  # int lists (depths and widths) keep equal lengths
 
-    def leaf(path: Path, value: Any, kind: tuple) -> Any:
+    def leaf(path: KeyPath, value: Any, kind: tuple) -> Any:
         if path in wiring:
             return wiring[path]
         if kind[0] == "ints":  # a copy: a list shared by two nodes would be a YAML alias
