@@ -15,7 +15,8 @@ import torch.multiprocessing as mp
 
 from mmspec.blocks import distributed as mdist
 from mmspec.cli import run
-from mmspec.layers.losses_contrastive import NTXent, SymmetricInfoNCE
+from mmspec.components.objectives.contrastive.loss import NTXent
+from mmspec.components.objectives.supervised.loss import SymmetricInfoNCE
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_DROPOUT = ["--set", "encoders.bert.dropout=0", "--set", "encoders.bert.attention_dropout=0"]
