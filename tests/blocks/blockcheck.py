@@ -12,6 +12,15 @@ ONNX_ATOL = 1e-5
 ONNX_RTOL = 1e-5
 
 
+def seeded(module: torch.nn.Module, seed: int = 0, std: float = 0.3) -> torch.nn.Module:
+    """Every parameter redrawn from N(0, std) (biases and norm scales included), eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+    return module.eval()
+
+
 def flat(out) -> list[torch.Tensor]:
     """A module output (tensor, or nested tuple of tensors) as a flat list."""
     if isinstance(out, torch.Tensor):

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import transformers as tf
-from blockcheck import assert_onnx_matches, assert_traceable
+from blockcheck import assert_onnx_matches, assert_traceable, seeded
 from torch import nn
 from transformers.models.gpt2.modeling_gpt2 import GPT2Attention
 from transformers.models.t5.modeling_t5 import T5Attention
@@ -26,14 +26,6 @@ from mmspec.blocks.positions import RelativePositionBias
 ATOL, RTOL = 1e-6, 1e-5
 B, T, D, H = 2, 7, 16, 4
 
-
-def seeded(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Every parameter redrawn from N(0, 0.3) (biases included), eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    return module.eval()
 
 
 def left_padded_mask() -> torch.Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from blockcheck import assert_onnx_matches, assert_traceable
+from blockcheck import assert_onnx_matches, assert_traceable, seeded
 from torch import nn
 
 from mmspec.blocks.conv import ResidualBlock, ResnetBlock, ResnetStage
@@ -15,14 +15,6 @@ from mmspec.blocks.sampling import Downsample, Upsample
 ATOL, RTOL = 1e-5, 1e-5
 GROUPS = 4
 
-
-def seeded(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Every parameter redrawn from N(0, 0.2) (GroupNorm scales and biases included), eval mode."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return module.eval()
 
 
 def count(module: nn.Module) -> int:
@@ -56,7 +48,7 @@ def resnet_block_reference(block: ResnetBlock, x: torch.Tensor, temb: torch.Tens
 @pytest.mark.parametrize("time_norm", ["default", "scale_shift"])
 @pytest.mark.parametrize(("cin", "cout"), [(8, 8), (8, 12)])
 def test_resnet_block_matches_diffusers_algorithm(cin, cout, time_norm):
-    block = seeded(ResnetBlock(cin, cout, temb_dim=6, groups=GROUPS, time_norm=time_norm))
+    block = seeded(ResnetBlock(cin, cout, temb_dim=6, groups=GROUPS, time_norm=time_norm), std=0.2)
     assert count(block) == resnet_block_params(cin, cout, 6, time_norm == "scale_shift")
     names = {n.rsplit(".", 1)[0] for n, _ in block.named_parameters()}
     shortcut = {"conv_shortcut"} if cin != cout else set()
@@ -69,7 +61,7 @@ def test_resnet_block_matches_diffusers_algorithm(cin, cout, time_norm):
 
 
 def test_resnet_block_without_time_embedding_and_output_scale():
-    block = seeded(ResnetBlock(8, 4, groups=GROUPS, output_scale=2.0))
+    block = seeded(ResnetBlock(8, 4, groups=GROUPS, output_scale=2.0), std=0.2)
     assert count(block) == resnet_block_params(8, 4, None, False)
     x = torch.randn(2, 8, 4, 4)  # B,C,H,W
     n1, n2 = block.norm1, block.norm2
@@ -95,7 +87,7 @@ def test_resnet_pieces_are_unchanged():
     [("conv", 6, 9 * 4 * 6 + 6, (2, 6, 3, 4)), ("avg", None, 0, (2, 4, 2, 4))],
 )
 def test_downsample_matches_hand_computation(mode, cout, params, shape):
-    down = seeded(Downsample(4, cout, mode=mode))
+    down = seeded(Downsample(4, cout, mode=mode), std=0.2)
     assert count(down) == params
     x = torch.randn(2, 4, 5, 8)  # B,C,H,W  (odd height)
     if mode == "conv":
@@ -112,7 +104,7 @@ def test_downsample_matches_hand_computation(mode, cout, params, shape):
     ("mode", "cout", "params"), [("conv", 6, 9 * 4 * 6 + 6), ("transpose", 6, 16 * 4 * 6 + 6), ("nearest", None, 0)]
 )
 def test_upsample_matches_hand_computation(mode, cout, params):
-    up = seeded(Upsample(4, cout, mode=mode))
+    up = seeded(Upsample(4, cout, mode=mode), std=0.2)
     assert count(up) == params
     x = torch.randn(2, 4, 3, 5)  # B,C,H,W
     nearest = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # B,C,2H,2W
@@ -147,7 +139,7 @@ STAGES = [
 
 
 def stage(cin: int, resample: str, time_norm: str) -> ResnetStage:
-    return seeded(ResnetStage(cin, 8, 2, temb_dim=6, resample=resample, groups=GROUPS, time_norm=time_norm))
+    return seeded(ResnetStage(cin, 8, 2, temb_dim=6, resample=resample, groups=GROUPS, time_norm=time_norm), std=0.2)
 
 
 @pytest.mark.parametrize(("resample", "time_norm", "shape"), STAGES, ids=[s[0] for s in STAGES])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers as tf
-from blockcheck import assert_traceable
+from blockcheck import assert_traceable, seeded
 from torch import nn
 from transformers.models.llama.modeling_llama import LlamaMLP
 from transformers.models.t5.modeling_t5 import T5DenseActDense, T5DenseGatedActDense
@@ -16,13 +16,6 @@ from mmspec.blocks.mlp import FeedForward, GatedFeedForward
 ATOL, RTOL = 1e-6, 1e-5
 D, F = 12, 20
 
-
-def seeded(module: nn.Module, seed: int = 0) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    return module.eval()
 
 
 def copy_linears(pairs: list[tuple[nn.Linear, nn.Linear]]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from mmspec.components.common import Activation, require_float
+from mmspec.components.examples import TEXT, text_encoder
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, Name, PositiveFloat, PositiveInt, Probability, Ref
 from mmspec.spec.layout import Rule
@@ -21,22 +22,11 @@ def _one(inputs: dict[str, Bundle], ref: str) -> TensorInfo:
     return require_float(next(iter(bundle.values())), ref)
 
 
-_TEXT_ENCODER = {
-    "enc": {
-        "type": "transformer",
-        "input": "text",
-        "embed": {"type": "tokens", "positions": 12},
-        "width": 8,
-        "layers": 1,
-        "heads": 2,
-        "ffn": 16,
-        "pool": {"type": "cls"},
-    }
-}
+_TEXT_ENCODER = {"enc": text_encoder()}
 CLASSIFIER_EXAMPLES = (
     Example({"x": {"type": "vector", "dim": 6}}, {"input": "x", "num_classes": 3}, name="linear"),
     Example(
-        {"text": {"type": "tokens", "vocab_size": 40, "length": "seq", "max_length": 12, "mask": True}},
+        {"text": TEXT},
         {"input": "enc.pooled", "num_classes": 2, "hidden": [8], "norm": True, "activation": "gelu", "dropout": 0.1},
         {"encoders": _TEXT_ENCODER},
         name="mlp",
@@ -44,13 +34,13 @@ CLASSIFIER_EXAMPLES = (
 )
 TOKEN_CLASSIFIER_EXAMPLES = (
     Example(
-        {"text": {"type": "tokens", "vocab_size": 40, "length": "seq", "max_length": 12, "mask": True}},
+        {"text": TEXT},
         {"input": "enc.sequence", "tie_to": "enc"},
         {"encoders": _TEXT_ENCODER},
         name="tied",
     ),
     Example(
-        {"text": {"type": "tokens", "vocab_size": 40, "length": "seq", "max_length": 12, "mask": True}},
+        {"text": TEXT},
         {"input": "enc.sequence", "num_classes": 5, "transform": False, "bias": False},
         {"encoders": _TEXT_ENCODER},
         name="linear",

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from mmspec.components.examples import TEXT, text_encoder
 from mmspec.components.objectives.base import (
     LOSS,
     Objective,
@@ -98,17 +99,7 @@ BYOL_EXAMPLES = (
         outputs=["cnn.pooled"],
     ),
 )
-_D2V_ENCODER = {
-    "type": "transformer",
-    "input": "text",
-    "embed": {"type": "tokens", "positions": 12},
-    "width": 8,
-    "layers": 2,
-    "heads": 2,
-    "ffn": 16,
-    "dropout": 0.0,
-    "attention_dropout": 0.0,
-}
+_D2V_ENCODER = text_encoder(layers=2, pool=None, dropout=0.0, attention_dropout=0.0)
 _D2V_NODES = {
     "encoders": {"student": _D2V_ENCODER},
     "heads": {"regress": {"type": "mlp", "input": "student.sequence", "dim": 8, "training_only": True}},
@@ -117,7 +108,7 @@ _D2V_NODES = {
                     "momentum": {"start": 0.99, "end": 0.999, "schedule": "linear", "steps": 10}}
     },
 }
-_D2V_TEXT = {"text": {"type": "tokens", "vocab_size": 40, "length": "seq", "max_length": 12, "mask": True}}
+_D2V_TEXT = {"text": TEXT}
 DATA2VEC_EXAMPLES = (
     Example(  # span masking, smooth L1 to the layer-normalised mean of the teacher's 2 blocks
         _D2V_TEXT,

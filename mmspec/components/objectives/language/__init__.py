@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from mmspec.components.examples import TEXT
 from mmspec.components.objectives.base import (
     LOSS,
     Objective,
@@ -20,10 +21,9 @@ from mmspec.spec.base import Name, PositiveFloat, Probability, Ref
 from mmspec.spec.tensors import Bundle, CheckError
 
 _STACK = {"width": 8, "layers": 1, "heads": 2, "ffn": 16, "causal": True}
-_TEXT = {"type": "tokens", "vocab_size": 40, "length": "seq", "max_length": 12, "mask": True}
 AUTOREGRESSIVE_LM_EXAMPLES = (
     Example(  # GPT: causal transformer, output layer tied to the token embedding
-        {"text": _TEXT},
+        {"text": TEXT},
         {"input": "lm", "tokens": "text"},
         {
             "encoders": {"gpt": {"type": "transformer", "input": "text", "embed": {"type": "tokens", "positions": 12},
@@ -33,7 +33,7 @@ AUTOREGRESSIVE_LM_EXAMPLES = (
         name="gpt",
     ),
     Example(  # DALL-E / Gato: per-segment loss weights and a data loss mask
-        {"text": {**_TEXT, "segments": 2}},
+        {"text": {**TEXT, "segments": 2}},
         {"input": "lm", "tokens": "text", "loss_mask": True, "segment_weights": [0.125, 0.875]},
         {
             "encoders": {"gpt": {"type": "transformer", "input": "text",

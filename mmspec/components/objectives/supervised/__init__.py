@@ -10,23 +10,13 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
+from mmspec.components.examples import REGIONS, TEXT, text_encoder
 from mmspec.components.objectives.base import LOSS, Objective, Target, input_names, pick_modality
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, Name, PositiveFloat, Probability, Ref
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
-_TEXT = {"type": "tokens", "vocab_size": 40, "length": "seq", "max_length": 12, "mask": True}
-_TEXT_ENCODER = {
-    "type": "transformer",
-    "input": "text",
-    "embed": {"type": "tokens", "positions": 12},
-    "width": 8,
-    "layers": 1,
-    "heads": 2,
-    "ffn": 16,
-    "pool": {"type": "cls"},
-}
-_REGIONS = {"type": "regions", "dim": 5, "count": "regions", "max_count": 6, "boxes": 5, "mask": True}
+_TEXT_ENCODER = text_encoder()
 CROSS_ENTROPY_EXAMPLES = (
     Example(
         {"x": {"type": "vector", "dim": 6}},
@@ -35,7 +25,7 @@ CROSS_ENTROPY_EXAMPLES = (
         name="linear",
     ),
     Example(
-        {"text": _TEXT},
+        {"text": TEXT},
         {"input": "cls", "label_smoothing": 0.1},
         {
             "encoders": {"enc": _TEXT_ENCODER},
@@ -46,7 +36,7 @@ CROSS_ENTROPY_EXAMPLES = (
 )
 ALIGNMENT_EXAMPLES = (
     Example(  # ITM: mismatched pairs get another example's image vector
-        {"text": _TEXT, "image": {"type": "vector", "dim": 6}},
+        {"text": TEXT, "image": {"type": "vector", "dim": 6}},
         {"input": "itm", "shuffle": "image", "negative_prob": 0.5},
         {
             "encoders": {"enc": _TEXT_ENCODER},
@@ -57,7 +47,7 @@ ALIGNMENT_EXAMPLES = (
 )
 MASKED_LM_EXAMPLES = (
     Example(  # BERT: tied output embedding, 80/10/10 masking that never picks padding
-        {"text": _TEXT},
+        {"text": TEXT},
         {"input": "lm", "mask_prob": 0.3, "mask_token": 3},
         {
             "encoders": {"enc": _TEXT_ENCODER},
@@ -66,7 +56,7 @@ MASKED_LM_EXAMPLES = (
         name="tied",
     ),
     Example(  # every chosen position becomes mask_token; the modality named explicitly
-        {"text": _TEXT},
+        {"text": TEXT},
         {"input": "lm", "tokens": "text", "mask_prob": 0.5, "mask_token": 1, "random_prob": 0.0, "keep_prob": 0.0},
         {
             "encoders": {"enc": _TEXT_ENCODER},
@@ -78,7 +68,7 @@ MASKED_LM_EXAMPLES = (
 )
 MASKED_REGION_KL_EXAMPLES = (
     Example(
-        {"regions": _REGIONS},
+        {"regions": REGIONS},
         {"input": "classes", "mask_prob": 0.5, "zero_prob": 0.9},
         {
             "encoders": {
