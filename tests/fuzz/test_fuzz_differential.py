@@ -24,6 +24,7 @@ from mmspec.registry import Example, components, register, unregister
 from mmspec.spec.base import ComponentConfig, Ref
 from mmspec.spec.budget import estimate
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+from mmspec.testing import check_example
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -182,9 +183,13 @@ def gated_sum():
     assert "gated_sum" not in components("fusion")
 
 
-def test_a_component_registered_at_runtime_is_fuzzed(gated_sum):
-    """A component registered by user code, with an example and no edit in tests/, is exported in generated
-    specs, also in positions its example does not have, and those specs pass the differential oracles."""
+def test_a_component_registered_at_runtime_is_fuzzed(gated_sum, tmp_path):
+    """A component registered by user code, with an example and no edit in tests/, passes the registry checks
+    (built, captured, parameter formula, exported and verified), is exported in generated specs, also in
+    positions its example does not have, and those specs pass the differential oracles."""
+    component = components("fusion")["gated_sum"]
+    report = check_example(component, component.examples[0], tmp_path)
+    assert {"plan", "capture", "params", "export"} <= set(report.checked), report.checked
     positions: dict[tuple[str, ...], dict] = {}  # what the exported gated_sum nodes read -> the first such spec
 
     @settings(max_examples=300, derandomize=True, database=None, deadline=None,
