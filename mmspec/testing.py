@@ -36,10 +36,20 @@ class ExampleReport:
     layouts: list[str] = field(default_factory=list)
 
 
+class _NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def dump_spec(tree: dict) -> str:
+    """A spec tree as YAML text; a dict that appears twice is written out twice (specs refuse YAML aliases)."""
+    return yaml.dump(tree, Dumper=_NoAliases, sort_keys=False)
+
+
 def write_example(component: Component, example: Example, workdir: str | Path) -> Path:
     """The example as a YAML spec file in `workdir`."""
     path = Path(workdir) / f"{component.slot}-{component.name}-{example.name}.yaml"
-    path.write_text(yaml.safe_dump(example.spec(component), sort_keys=False))
+    path.write_text(dump_spec(example.spec(component)))
     return path
 
 
@@ -119,7 +129,7 @@ def _round_trip(path: Path, loaded, layout: str, workdir: Path, where: str) -> b
     others = [n for slot in SLOTS for n in tree.get(slot, {}) if n != PROBE]
     tree["weights"] = {"nodes": {PROBE: {"prefix": "ref", "layout": layout}}, "new": others}
     spec_path = workdir / f"{path.stem}.{layout}.yaml"
-    spec_path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    spec_path.write_text(dump_spec(tree))
     with_layout = api.load_spec(spec_path)
     keymap = KeyMap(with_layout.spec, {n.name: n.config for n in with_layout.plan.nodes})
     source = api.build(with_layout)

@@ -18,12 +18,12 @@ import tempfile
 from pathlib import Path
 
 import torch
-import yaml
 
 from mmspec import api
 from mmspec.graph.capture import example_call
 from mmspec.graph.inputs import make_inputs, verification_shapes
 from mmspec.passes import DEFAULT_PIPELINE, PassManager
+from mmspec.testing import dump_spec
 
 BIT_EXACT = {"remove_dropout", "eliminate_dead_code"}
 ATOL, RTOL = 1e-4, 1e-3
@@ -32,7 +32,7 @@ ATOL, RTOL = 1e-4, 1e-3
 def load(spec: dict, directory: Path, name: str = "spec.yaml"):
     """Write `spec` as a YAML file and load it through the real loader (all checks, budget included)."""
     path = directory / name
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    path.write_text(dump_spec(spec))
     return api.load_spec(path)
 
 
