@@ -23,6 +23,7 @@ import yaml
 from mmspec import api
 from mmspec.registry import PROBE, Component, Example
 from mmspec.spec.model import SLOTS
+from mmspec.spec.yaml_safe import dump_spec
 
 
 @dataclass
@@ -34,16 +35,6 @@ class ExampleReport:
     compile_report: dict | None = None
     fit: dict | None = None
     layouts: list[str] = field(default_factory=list)
-
-
-class _NoAliases(yaml.SafeDumper):
-    def ignore_aliases(self, data) -> bool:
-        return True
-
-
-def dump_spec(tree: dict) -> str:
-    """A spec tree as YAML text; a dict that appears twice is written out twice (specs refuse YAML aliases)."""
-    return yaml.dump(tree, Dumper=_NoAliases, sort_keys=False)
 
 
 def write_example(component: Component, example: Example, workdir: str | Path) -> Path:

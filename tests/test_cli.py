@@ -301,3 +301,16 @@ def test_components(capsys):
     (row,) = json.loads(out)
     assert (row["exportable"], row["training_only"]) == (False, True)
     assert row["fields"]["weight"]["type"] == "float > 0.0" and row["fields"]["weight"]["default"] == "1.0"
+
+
+def test_components_shows_examples_as_specs_that_validate(capsys, tmp_path):
+    code, out, err = main(capsys, "components", "concat")
+    assert code == 0 and "example 'sequence_tensors'" in out and "type: concat" in out
+    code, out, err = main(capsys, "components", "concat", "--json")
+    (row,) = json.loads(out)
+    assert set(row["examples"]) >= {"default", "sequence_tensors"}
+    for example, tree in row["examples"].items():
+        path = tmp_path / f"{example}.yaml"
+        path.write_text(json.dumps(tree))  # JSON is YAML
+        code, out, err = main(capsys, "validate", str(path))
+        assert (code, err) == (0, ""), err

@@ -23,6 +23,7 @@ def components(
 
     from mmspec.errors import UsageError
     from mmspec.registry import get_component, list_components
+    from mmspec.spec.yaml_safe import dump_spec
 
     if name and not any(c in name for c in "*?["):
         try:
@@ -40,7 +41,8 @@ def components(
          "fields": {f: {"type": _type_name(info.annotation, info.metadata), "required": info.is_required(),
                         "default": None if info.is_required() else _yaml(info.default),
                         "doc": info.description or ""}
-                    for f, info in c.config.model_fields.items()}}
+                    for f, info in c.config.model_fields.items()},
+         "examples": {ex.name: ex.spec(c) for ex in c.examples}}
         for c in found
     ]
     if as_json:
@@ -59,6 +61,10 @@ def components(
             table.add_row(f, escape(info["type"]), "required" if info["required"] else escape(info["default"]),
                           escape(info["doc"]))
         console.print(table)
+        for example, tree in r["examples"].items():
+            console.print(f"\nexample {example!r} (a complete spec; its node `probe` is this component):",
+                          highlight=False)
+            console.print(escape(dump_spec(tree)).rstrip(), highlight=False)
         return
     table = Table("slot", "name", "export", "summary")
     for r in rows:

@@ -61,6 +61,16 @@ class SourceMap:
         self.keys[tuple(path)] = self.values[tuple(path)] = (line, col)
 
 
+class _NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def dump_spec(tree: dict) -> str:
+    """A spec tree as YAML text; a mapping that appears twice is written out twice (specs refuse YAML aliases)."""
+    return yaml.dump(tree, Dumper=_NoAliases, sort_keys=False)
+
+
 def load_yaml_file(path: str | Path) -> tuple[dict, SourceMap]:
     """Read and load a spec file; raises `SpecError` with every problem found."""
     file = str(path)

@@ -23,7 +23,7 @@ from mmspec import api
 from mmspec.graph.capture import example_call
 from mmspec.graph.inputs import make_inputs, verification_shapes
 from mmspec.passes import DEFAULT_PIPELINE, PassManager
-from mmspec.testing import dump_spec
+from mmspec.spec.yaml_safe import dump_spec
 
 BIT_EXACT = {"remove_dropout", "eliminate_dead_code"}
 ATOL, RTOL = 1e-4, 1e-3
