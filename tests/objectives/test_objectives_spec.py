@@ -203,6 +203,15 @@ objectives:
 """,
             "mask.mask_token 103 is not below the vocab_size 50",
         ),
+        (
+            """\
+heads:
+  lm: {type: token_classifier, input: enc.sequence, num_classes: 7}
+objectives:
+  mlm: {type: masked_lm, input: lm, mask_token: 3}
+""",
+            "masked_lm needs logits [batch, S, vocab] = ['batch', 'seq', 50] over the tokens of 'text'",
+        ),
     ],
 )
 def test_objective_shape_rules(tmp_path, body, needle):

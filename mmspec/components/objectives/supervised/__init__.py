@@ -200,6 +200,11 @@ class MaskedLM(_HeadObjective):
                                            f"of {name!r}")
         if self.random_prob + self.keep_prob > 1:
             raise CheckError("keep_prob", "random_prob + keep_prob must be at most 1")
+        logits, ids = inputs["input"]["logits"], ctx.bundles[name]["ids"]
+        if logits.shape[:2] != ids.shape or logits.width != vocab:
+            raise CheckError("input", f"masked_lm needs logits [batch, S, vocab] = {[*ids.shape, vocab]} over the "
+                                      f"tokens of {name!r}, but {self.input!r} has {list(logits.shape)}; predict "
+                                      f"the tokens' positions over their vocabulary (e.g. `tie_to` their encoder)")
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.objectives.supervised.loss import MaskedLM as Module
