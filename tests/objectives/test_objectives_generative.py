@@ -156,3 +156,32 @@ def test_diffusion_condition_dropout_rate():
         batch, torch.Generator().manual_seed(0)
     )
     assert (batch.inputs["c"] == 0).all(1).float().mean().item() == pytest.approx(0.2, abs=0.02)
+
+
+def test_diffusion_scalar_timestep_must_cover_the_schedule(tmp_path):
+    from mmspec.api import load_spec
+    from mmspec.errors import SpecError
+
+    spec = """\
+mmspec: 1
+name: probe
+modalities:
+  x0: {type: vector, dim: 4}
+  t: {type: scalar, dtype: int64, high: HIGH}
+encoders:
+  t_embed: {type: scalar, input: t, dim: 8}
+fusion:
+  noised: {type: concat, inputs: [x0, t_embed]}
+heads:
+  eps: {type: mlp, input: noised.fused, dim: 4}
+objectives:
+  diffusion: {type: diffusion_eps_mse, input: eps, image: x0, timestep: t, schedule: {steps: 30}}
+"""
+    path = tmp_path / "probe.yaml"
+    path.write_text(spec.replace("HIGH", "30"))
+    assert load_spec(path).spec.objectives["diffusion"].timestep == "t"
+    path.write_text(spec.replace("HIGH", "29"))
+    with pytest.raises(SpecError) as e:
+        load_spec(path)
+    (d,) = e.value.diagnostics
+    assert (d.code, d.line) == ("check", 13) and "give it low: 0, high >= 30" in d.message

@@ -113,6 +113,16 @@ DIFFUSION_EXAMPLES = (
         _DENOISER,
         name="linear",
     ),
+    Example(  # an int64 scalar timestep through the sinusoidal scalar encoder (DDPM)
+        {"x0": {"type": "vector", "dim": 4}, "t": {"type": "scalar", "dtype": "int64", "high": 30}},
+        {"input": "eps", "image": "x0", "timestep": "t", "schedule": {"steps": 30}},
+        {
+            "encoders": {"t_embed": {"type": "scalar", "input": "t", "embed": "sinusoidal", "dim": 8}},
+            "fusion": {"noised": {"type": "concat", "inputs": ["x0", "t_embed"]}},
+            "heads": {"eps": {"type": "mlp", "input": "noised.fused", "hidden": [8], "dim": 4}},
+        },
+        name="scalar",
+    ),
     Example(  # cosine schedule, timestep ids embedded by a transformer, classifier-free guidance dropout
         {
             "x0": {"type": "vector", "dim": 4},
@@ -327,7 +337,8 @@ class ConditionDropout(StrictModel):
 @register("objectives", training_only=True, examples=DIFFUSION_EXAMPLES)
 class DiffusionEpsMSE(Objective):
     """DDPM epsilon-prediction: the batch holds x_0 in `image`; the objective samples t uniformly and the
-    noise, feeds x_t and t to the model (the `timestep` modality: `vector` dim 1, or `tokens` of length 1), and
+    noise, feeds x_t and t to the model (the `timestep` modality: a `scalar`, a `vector` of dim 1, or `tokens` of
+    length 1), and
     regresses the denoiser's `input` output on the noise (mean squared error)."""
 
     type: Literal["diffusion_eps_mse"]
@@ -349,17 +360,21 @@ class DiffusionEpsMSE(Objective):
                 f"{list(x0.shape)} of the noised {self.image!r}",
             )
         t = m.get(self.timestep)
-        ok = t is not None and ((t.type == "vector" and t.dim == 1) or (t.type == "tokens" and t.length == 1))
+        ok = t is not None and (t.type == "scalar" or (t.type == "vector" and t.dim == 1)
+                                or (t.type == "tokens" and t.length == 1))
         if not ok:
             raise CheckError(
                 "timestep",
-                f"timestep {self.timestep!r} must be a `vector` modality with dim 1 or a "
+                f"timestep {self.timestep!r} must be a `scalar` modality, a `vector` modality with dim 1 or a "
                 "`tokens` modality with length 1",
             )
-        if t.type == "tokens" and t.vocab_size < self.schedule.steps:
+        top = t.vocab_size if t.type == "tokens" else t.high if t.type == "scalar" and t.dtype == "int64" else None
+        if top is not None and (top < self.schedule.steps or (t.type == "scalar" and (t.low or 0) > 0)):
+            bound, fix = ("vocab_size", "vocab_size") if t.type == "tokens" else ("bounds", "low: 0, high")
             raise CheckError(
                 "timestep",
-                f"timestep ids go up to {self.schedule.steps - 1} but {self.timestep!r} has vocab_size {t.vocab_size}",
+                f"timestep ids run from 0 to {self.schedule.steps - 1} but the {bound} of {self.timestep!r} do not "
+                f"cover them; give it {fix} >= {self.schedule.steps}",
             )
         if self.condition_dropout is not None and self.condition_dropout.modality not in m:
             raise CheckError(

@@ -168,8 +168,8 @@ class DiffusionEps(ObjectiveModule):
         eps = torch.randn(x0.shape, generator=g)
         ab = self.alpha_bar[t].view(b, *[1] * (x0.dim() - 1))
         batch.inputs[self.image] = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
-        slot = batch.inputs[self.timestep]  # B,1
-        batch.inputs[self.timestep] = t.view(b, 1).to(slot.dtype).expand_as(slot).clone()
+        slot = batch.inputs[self.timestep]  # B (scalar) or B,1
+        batch.inputs[self.timestep] = t.view(b, *[1] * (slot.dim() - 1)).to(slot.dtype).expand_as(slot).clone()
         if self.condition:
             drop = bernoulli((b,), self.drop_prob, g)
             for name, fill in self.condition.items():
