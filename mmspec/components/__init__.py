@@ -15,6 +15,7 @@ FAMILIES = (
     "encoders.transformer",
     "fusion.co_attention",
     "fusion.elementwise",
+    "fusion.reduce",
     "heads.classifier",
     "heads.contrastive",
     "heads.mlp",

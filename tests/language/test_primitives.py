@@ -22,7 +22,7 @@ from mmspec.spec.tensors import dim_product, dim_sum, dim_terms, dim_value
 SPECS = Path(__file__).parent / "specs"
 OUTPUTS = {  # spec -> ONNX output -> the shape the file declares (and verification checks at every case)
     "scalar_denoiser": {"eps": ["batch", 192]},
-    "image_items": {"per_image": ["batch", "media", 4], "per_patch": ["batch", "5*media", 2],
+    "image_items": {"label": ["batch", 3], "per_image": ["batch", "media", 4], "per_patch": ["batch", "5*media", 2],
                     "per_view": ["batch", 2, 3], "cnn_features": ["batch", 2, 8, 2, 2]},
     "concat_sequence": {"tagger": ["batch", "regions + text_len", 3], "joint_mask": ["batch", "regions + text_len"]},
     "text_items": {"scores": ["batch", "choices", 1], "tokens": ["batch", "choices*seq + q_len", 2],

@@ -72,7 +72,8 @@ class Classifier(ComponentConfig):
             raise CheckError(
                 "input",
                 f"classifier needs a vector [batch, D] but {self.input!r} has shape "
-                f"{list(x.shape)}; pool the sequence first (encoder `pool:`)",
+                f"{list(x.shape)}; pool the sequence first (encoder `pool:`) or reduce its items or positions "
+                f"(fusion `reduce`)",
             )
         return {"logits": TensorInfo((x.shape[0], self.num_classes))}
 
