@@ -114,37 +114,46 @@ def param_counts(model) -> dict:
     return {"total": sum(by_component.values()), "trainable": trainable, "by_component": by_component}
 
 
-def dynamic_axes(loaded: LoadedSpec) -> dict[str, dict[int, str]]:
-    return {
-        gi.name: {i: d for i, d in enumerate(gi.info.shape) if isinstance(d, str)} for gi in loaded.plan.graph_inputs
-    }
+def graph_views(model) -> dict:
+    """{graph name: module computing only that graph} for the graphs of a spec's `exports:` (shared weights)."""
+    from mmspec.graph.builder import GraphView
+
+    return {g.name: GraphView(model, g) for g in model.plan.graphs}
 
 
-def output_axes(loaded: LoadedSpec) -> dict[str, dict[int, str]]:
-    """The symbolic axes the plan declares for each exported output: a named axis or a derived one
-    (`regions + text_len`); the ONNX file's outputs carry them and verification evaluates them."""
+def dynamic_axes(loaded: LoadedSpec, graph=None) -> dict[str, dict[int, str]]:
+    """The named axes of each input of the model, or of one graph of `exports:`."""
+    inputs = loaded.plan.graph_inputs if graph is None else graph.inputs
+    return {gi.name: {i: d for i, d in enumerate(gi.info.shape) if isinstance(d, str)} for gi in inputs}
+
+
+def output_axes(loaded: LoadedSpec, graph=None) -> dict[str, dict[int, str]]:
+    """The symbolic axes the plan declares for each exported output (of the model, or of one graph of `exports:`):
+    a named axis or a derived one (`regions + text_len`); the ONNX file's outputs carry them and verification
+    evaluates them."""
     plan = loaded.plan
     return {
         name: {i: d for i, d in enumerate(plan.bundles[node][fld].shape) if isinstance(d, str)}
-        for name, node, fld in plan.outputs
+        for name, node, fld in (plan.outputs if graph is None else graph.outputs)
     }
 
 
-def export(gm, loaded: LoadedSpec, path: Path, opset: int = 20):
+def export(gm, loaded: LoadedSpec, path: Path, opset: int = 20, graph=None):
     """Export an (optimized) GraphModule to ONNX at `path` with the spec's named dynamic axes on its inputs and
-    the plan's symbolic shapes on its outputs."""
+    the plan's symbolic shapes on its outputs; `graph`: the ExportGraph of `exports:` that `gm` captures."""
     from mmspec.backends import export_onnx
     from mmspec.graph.inputs import make_inputs, trace_sizes
 
-    example = make_inputs(loaded.plan, trace_sizes(loaded.plan), seed=loaded.spec.seed)
-    names = [gi.name for gi in loaded.plan.graph_inputs]
+    inputs = None if graph is None else graph.inputs
+    example = make_inputs(loaded.plan, trace_sizes(loaded.plan), seed=loaded.spec.seed, inputs=inputs)
+    names = list(gm.meta["input_names"])
     return export_onnx(
         gm,
         tuple(example[n] for n in names),
         input_names=names,
         output_names=list(gm.meta["output_names"]),
-        dynamic_axes=dynamic_axes(loaded),
-        output_axes=output_axes(loaded),
+        dynamic_axes=dynamic_axes(loaded, graph),
+        output_axes=output_axes(loaded, graph),
         path=path,
         opset=opset,
         dim_max=loaded.plan.axes_max,
@@ -157,18 +166,24 @@ def export(gm, loaded: LoadedSpec, path: Path, opset: int = 20):
     )
 
 
-def verify(onnx_path: Path, model, loaded: LoadedSpec, device: str = "cpu") -> dict:
-    """Compare ONNX Runtime with the eager model on the verification shapes (docs/contracts.md)."""
+def verify(onnx_path: Path, model, loaded: LoadedSpec, device: str = "cpu", graph=None) -> dict:
+    """Compare ONNX Runtime with the eager model (or, with `graph`, its view `model` of that graph of `exports:`)
+    on the verification shapes (docs/contracts.md); cases differing only in axes the inputs lack are run once."""
     import torch
 
     from mmspec.backends import TOLERANCE_FP32, available_providers, verify_onnx
     from mmspec.graph.inputs import make_inputs, verification_shapes
 
+    inputs = loaded.plan.graph_inputs if graph is None else graph.inputs
+    axes = {d for gi in inputs for d in gi.info.shape if isinstance(d, str)}
     batch_axes = {m.batch for m in loaded.spec.modalities.values()}
-    cases = [
-        {k: v.numpy() for k, v in make_inputs(loaded.plan, sizes, seed=loaded.spec.seed + i + 1).items()}
-        for i, sizes in enumerate(verification_shapes(loaded.plan, batch_axes))
-    ]
+    cases, seen = [], []
+    for i, sizes in enumerate(verification_shapes(loaded.plan, batch_axes)):
+        if graph is not None and {k: v for k, v in sizes.items() if k in axes} in seen:
+            continue
+        seen.append({k: v for k, v in sizes.items() if k in axes})
+        case = make_inputs(loaded.plan, sizes, seed=loaded.spec.seed + i + 1, inputs=graph and graph.inputs)
+        cases.append({k: v.numpy() for k, v in case.items()})
 
     def reference(case):
         with torch.no_grad():
@@ -229,6 +244,9 @@ def compile(  # noqa: A001  (the verb users expect)
     if weights is not None:
         with _step("weights", timings, progress):
             weights_report = load_weights(model, loaded, weights, allow_torch_load)
+    if loaded.plan.graphs:
+        return _compile_graphs(loaded, model, Path(out_dir), opset, device, verify_export, progress, timings,
+                               weights_report if weights is not None else None)
     with _step("capture", timings, progress):
         gm = capture(model)
     with _step("passes", timings, progress):
@@ -267,10 +285,101 @@ def compile(  # noqa: A001  (the verb users expect)
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def _report(loaded, model, records, result, final: Path, verification, timings) -> dict:
+def _compile_graphs(loaded, model, out: Path, opset: int, device: str, verify_export: bool,
+                    progress: Progress | None, timings: dict, weights_report: dict | None) -> dict:
+    """`compile` of a spec with `exports:`: per graph, capture, passes, export to `<stem>.<graph>.onnx` and
+    verify; then the report and `<stem>.manifest.json`, all published only after every graph verified."""
+    import torch
+
+    from mmspec.backends import discard, first_failure_message, publish
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=".mmspec-", dir=out))
+    except OSError as e:
+        raise CompileError(f"cannot write to {out}: {e.strerror or e}") from e
+    graphs = {g.name: g for g in loaded.plan.graphs}
+    finals = {name: out / f"{loaded.stem}.{name}.onnx" for name in graphs}
+    try:
+        sections = {}
+        for name, view in graph_views(model).items():
+            with _step(f"capture.{name}", timings, progress):
+                gm = capture(view)
+            with _step(f"passes.{name}", timings, progress):
+                gm, records = optimize(gm)
+            with _step(f"export.{name}", timings, progress), torch.no_grad():
+                result = export(gm, loaded, tmp_dir / finals[name].name, opset, graphs[name])
+            verification = None
+            if verify_export:
+                with _step(f"verify.{name}", timings, progress):
+                    verification = verify(tmp_dir / finals[name].name, view, loaded, device, graphs[name])
+                if not verification["passed"]:
+                    raise VerificationError(f"graph {name!r}: verification failed: "
+                                            f"{first_failure_message(verification)}")
+            sections[name] = _graph_section(records, result, finals[name], verification)
+        report = {**_report_head(loaded, model), "graphs": sections, "timings_s": timings}
+        if weights_report is not None:
+            report["weights"] = weights_report
+        (tmp_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp_dir / "manifest.json").write_text(json.dumps(manifest(loaded, sections, finals), indent=2) + "\n")
+        for final in finals.values():
+            publish(tmp_dir / final.name, final)
+        os.replace(tmp_dir / "report.json", out / f"{loaded.stem}.report.json")
+        os.replace(tmp_dir / "manifest.json", out / f"{loaded.stem}.manifest.json")
+        return report
+    except BaseException:
+        for final in finals.values():
+            discard(tmp_dir / final.name)
+        raise
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def manifest(loaded: LoadedSpec, sections: dict, finals: dict[str, Path]) -> dict:
+    """How a server runs the graphs of `exports:` (docs/contracts.md): each graph's file, inputs (with their
+    source) and outputs, in run order, and which graph output feeds which graph input."""
+    plan = loaded.plan
+    made = {(node, fld): (g.name, name) for g in plan.graphs for name, node, fld in g.outputs}
+    graphs, connections = {}, []
+    for g in plan.graphs:
+        onnx_in = {t["name"]: t for t in sections[g.name]["onnx"]["inputs"]}
+        onnx_out = {t["name"]: t for t in sections[g.name]["onnx"]["outputs"]}
+        graphs[g.name] = {
+            "file": finals[g.name].name,
+            "inputs": [{**onnx_in[gi.name], "source": src} for gi, src in zip(g.inputs, g.sources, strict=True)],
+            "outputs": [{**onnx_out[name], "node": node, "field": fld} for name, node, fld in g.outputs],
+        }
+        for gi, src in zip(g.inputs, g.sources, strict=True):
+            if src.startswith("node "):
+                to = {"graph": g.name, "input": gi.name}
+                if (gi.modality, gi.field) in made:
+                    frm, output = made[gi.modality, gi.field]
+                    connections.append({"from": {"graph": frm, "output": output}, "to": to})
+                else:
+                    connections.append({"from": None, "to": to,
+                                        "note": f"no graph exports {src}; the caller provides it"})
+    return {"spec": loaded.path, "name": loaded.spec.name, "variant": loaded.variant, "graphs": graphs,
+            "connections": connections}
+
+
+def _graph_section(records, result, final: Path, verification) -> dict:
+    """One graph's `passes`, `onnx` and `verification`, as a single-graph report has them."""
+    return {
+        "passes": [r.as_dict() for r in records],
+        "onnx": _onnx_section(result, final),
+        "verification": verification and {k: v for k, v in verification.items() if k != "failures"},
+    }
+
+
+def _onnx_section(result, final: Path) -> dict:
     def sig(tensors):
         return [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in tensors]
 
+    return {"path": str(final), "opset": result.opset, "bytes": result.bytes, "inputs": sig(result.inputs),
+            "outputs": sig(result.outputs)}
+
+
+def _report_head(loaded, model) -> dict:
     return {
         "spec": loaded.path,
         "name": loaded.spec.name,
@@ -278,17 +387,11 @@ def _report(loaded, model, records, result, final: Path, verification, timings) 
         "mmspec_version": mmspec.__version__,
         "spec_sha256": loaded.sha256,
         "params": param_counts(model),
-        "passes": [r.as_dict() for r in records],
-        "onnx": {
-            "path": str(final),
-            "opset": result.opset,
-            "bytes": result.bytes,
-            "inputs": sig(result.inputs),
-            "outputs": sig(result.outputs),
-        },
-        "verification": verification and {k: v for k, v in verification.items() if k != "failures"},
-        "timings_s": timings,
     }
+
+
+def _report(loaded, model, records, result, final: Path, verification, timings) -> dict:
+    return {**_report_head(loaded, model), **_graph_section(records, result, final, verification), "timings_s": timings}
 
 
 def model_summary(loaded: LoadedSpec, weights: str | Path | None = None, allow_torch_load: bool = False) -> dict:

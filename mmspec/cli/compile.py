@@ -24,6 +24,12 @@ _STEPS = {"load": "loading the spec", "build": "building the model", "weights": 
           "passes": "running graph passes", "export": "exporting to ONNX", "verify": "verifying on ONNX Runtime"}
 
 
+def _step_text(step: str) -> str:
+    """What a progress step is doing; `capture.G` (a graph of `exports:`) names the graph."""
+    name, _, graph = step.partition(".")
+    return _STEPS.get(name, name) + (f" of graph {graph}" if graph else "")
+
+
 def compile_spec(
     spec: SpecArg,
     out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output directory.")] = Path("build"),
@@ -56,17 +62,18 @@ def compile_spec(
     if console.is_terminal:
         with console.status(_STEPS["load"]) as status:
             report = compile(spec, out, variant, set_ or (), opset, device.value, verify,
-                             progress=lambda step: status.update(f"{_STEPS.get(step, step)}..."), budget=budget,
+                             progress=lambda step: status.update(f"{_step_text(step)}..."), budget=budget,
                              **loading)
     else:  # logs and pipes: one plain line per step instead of a spinner
         report = compile(spec, out, variant, set_ or (), opset, device.value, verify,
-                         progress=lambda step: console.print(f"{spec}: {_STEPS.get(step, step)}..."), budget=budget,
+                         progress=lambda step: console.print(f"{spec}: {_step_text(step)}..."), budget=budget,
                          **loading)
-    v = report["verification"]
-    checked = (f"verified on {len(v['cases'])} ONNX Runtime runs" if v else "NOT verified (--no-verify)")
     loaded = f", weights: {weights_line(report['weights'])}" if weights else ""
-    console.print(f"wrote {report['onnx']['path']} ({report['onnx']['bytes']:,} bytes, "
-                  f"{report['params']['total']:,} params{loaded}), {checked}", markup=False)
+    for section in report["graphs"].values() if "graphs" in report else [report]:
+        v = section["verification"]
+        checked = (f"verified on {len(v['cases'])} ONNX Runtime runs" if v else "NOT verified (--no-verify)")
+        console.print(f"wrote {section['onnx']['path']} ({section['onnx']['bytes']:,} bytes, "
+                      f"{report['params']['total']:,} params{loaded}), {checked}", markup=False)
 
 
 def weights_line(report: dict) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmspec.spec.model import Node, Plan, select
+from mmspec.spec.model import ExportGraph, Node, Plan, select
 
 
 class BuildContext:
@@ -27,6 +27,7 @@ class MultimodalModel(nn.Module):
         super().__init__()
         self.plan = plan
         self.output_names = [name for name, _, _ in plan.outputs]
+        self.input_names = [gi.name for gi in plan.graph_inputs]
         built: dict[str, nn.Module] = {}
         ctx = BuildContext(spec, built)
         for node in plan.nodes:
@@ -57,19 +58,45 @@ class MultimodalModel(nn.Module):
         return values
 
     def _run(self, node: Node, values: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """One component on its inputs; an encoder over items runs on them folded into the batch and its outputs
-        are unfolded as the plan says (mmspec.spec.model.unfold_rule)."""
-        args = {port: select(values[src], fld) for port, (src, fld) in node.inputs.items()}
-        if node.fold is None:
-            return self.components[node.name](args)
-        batch = next(iter(args[node.fold.ports[0]].values())).shape[0]
-        for port in node.fold.ports:
-            args[port] = {k: v.flatten(0, 1) for k, v in args[port].items()}  # B,M,... -> B*M,...
-        out = {}
-        for name, v in self.components[node.name](args).items():
-            v = v.unflatten(0, (batch, -1))  # B*M,... -> B,M,...
-            out[name] = v.flatten(1, 2) if name in node.fold.concat else v  # sequences, masks: B,M*N,...
-        return out
+        return run_node(self.components, node, values)
+
+
+class GraphView(nn.Module):
+    """One graph of `exports:` over a built model's components (shared, not copied): `forward(inputs)` takes
+    {input name: tensor} (fed node outputs included) and computes only that graph's sub-DAG and outputs."""
+
+    def __init__(self, model: MultimodalModel, graph: ExportGraph):
+        super().__init__()
+        self.components = model.components
+        self.graph = graph
+        self.input_names = [gi.name for gi in graph.inputs]
+        self.output_names = [name for name, _, _ in graph.outputs]
+        self.train(model.training)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        values: dict[str, dict[str, torch.Tensor]] = {}
+        for gi in self.graph.inputs:
+            values.setdefault(gi.modality, {})[gi.field] = inputs[gi.name]
+        for node in self.graph.nodes:
+            values[node.name] = run_node(self.components, node, values)
+        return tuple(values[node][fld] for _, node, fld in self.graph.outputs)
+
+
+def run_node(components: nn.ModuleDict, node: Node,
+             values: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """One component on its inputs; an encoder over items runs on them folded into the batch and its outputs
+    are unfolded as the plan says (mmspec.spec.model.unfold_rule)."""
+    args = {port: select(values[src], fld) for port, (src, fld) in node.inputs.items()}
+    if node.fold is None:
+        return components[node.name](args)
+    batch = next(iter(args[node.fold.ports[0]].values())).shape[0]
+    for port in node.fold.ports:
+        args[port] = {k: v.flatten(0, 1) for k, v in args[port].items()}  # B,M,... -> B*M,...
+    out = {}
+    for name, v in components[node.name](args).items():
+        v = v.unflatten(0, (batch, -1))  # B*M,... -> B,M,...
+        out[name] = v.flatten(1, 2) if name in node.fold.concat else v  # sequences, masks: B,M*N,...
+    return out
 
 
 def build(plan: Plan, spec, device: str | torch.device = "cpu") -> MultimodalModel:

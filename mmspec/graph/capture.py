@@ -14,18 +14,19 @@ import torch
 from torch import fx
 
 from mmspec.errors import CompileError
-from mmspec.graph.builder import MultimodalModel
+from mmspec.graph.builder import GraphView, MultimodalModel
 
 
-def capture(model: MultimodalModel) -> fx.GraphModule:
-    """Trace `model` and turn `inputs["x"]` look-ups into placeholders `x` in graph-input order."""
+def capture(model: MultimodalModel | GraphView) -> fx.GraphModule:
+    """Trace `model` (a whole model or one graph of `exports:`) and turn `inputs["x"]` look-ups into
+    placeholders `x` in its input order."""
     try:
         graph = fx.Tracer().trace(model)
     except Exception as e:  # tracing user components: report, never crash
         raise CompileError(f"graph capture failed: {type(e).__name__}: {e}") from e
     (root,) = [n for n in graph.nodes if n.op == "placeholder"]
     lookups = {n.args[1]: n for n in root.users if n.op == "call_function" and n.target is operator.getitem}
-    names = [gi.name for gi in model.plan.graph_inputs]
+    names = list(model.input_names)
     with graph.inserting_before(root):
         for name in names:
             placeholder = graph.placeholder(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from mmspec.spec.modality import GraphInput
 from mmspec.spec.model import Plan
 
 TRACE_SIZES = {"batch": 2}
@@ -33,12 +34,14 @@ def verification_shapes(plan: Plan, batch_axes: set[str]) -> list[dict[str, int]
     return unique
 
 
-def make_inputs(plan: Plan, sizes: dict[str, int], seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random inputs: integers within [low, high), floats within their bounds (standard normal when unbounded),
-    masks with padding at the end of the first row (of each of its items)."""
+def make_inputs(plan: Plan, sizes: dict[str, int], seed: int = 0,
+                inputs: list[GraphInput] | None = None) -> dict[str, torch.Tensor]:
+    """Random values of `inputs` (default: the plan's graph inputs; a graph of `exports:` also takes node outputs):
+    integers within [low, high), floats within their bounds (standard normal when unbounded), masks with padding
+    at the end of the first row (of each of its items)."""
     g = torch.Generator().manual_seed(seed)
     out = {}
-    for gi in plan.graph_inputs:
+    for gi in plan.graph_inputs if inputs is None else inputs:
         shape = [sizes[d] if isinstance(d, str) else d for d in gi.info.shape]
         if gi.field == "mask":
             mask = torch.ones(shape, dtype=torch.int64)

@@ -36,6 +36,15 @@ class Reference(StrictModel):
     notes: str | None = None
 
 
+class ExportSpec(StrictModel):
+    """One graph of `exports:`: what it is fed from outside, and what it computes."""
+
+    inputs: list[Ref] = []
+    """Modalities, and node outputs (`node` or `node.field`) computed elsewhere, that the graph takes."""
+    outputs: Annotated[list[Ref], Field(min_length=1)]
+    """What the graph returns, as in the top-level `outputs:`."""
+
+
 class _SpecBase(StrictModel):
     mmspec: Literal[1]
     """Spec format version."""
@@ -46,6 +55,8 @@ class _SpecBase(StrictModel):
     modalities: Annotated[dict[Name, Modality], Field(min_length=1)]
     outputs: list[Ref] | None = None
     """Exported outputs (node or node.field). Default: every field of every head."""
+    exports: Annotated[dict[Name, ExportSpec], Field(min_length=1)] | None = None
+    """Several graphs instead of one: graph name -> its inputs and outputs (docs/spec-language.md 4.8)."""
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     """Seed of the random initialisation (same spec + seed -> identical weights and ONNX bytes); below 2**63
     (torch seeds are 64-bit, and verification cases use seed + 1, seed + 2, ...)."""
@@ -100,6 +111,20 @@ class Node:
     """Set for an encoder that reads items (see `Fold`)."""
 
 
+@dataclass(frozen=True)
+class ExportGraph:
+    """One graph of `exports:`: its inputs (a fed node output is a GraphInput whose `modality` is the node),
+    the sub-DAG computing its outputs from them, and its outputs."""
+
+    name: str
+    inputs: list[GraphInput]
+    sources: list[str]
+    """Per input: "modality M" or "node N.F"."""
+    nodes: list[Node]
+    outputs: list[tuple[str, str, str]]
+    """(ONNX output name, node, field), in export order."""
+
+
 @dataclass
 class Plan:
     """Everything the builder needs, derived from a valid spec without torch."""
@@ -110,6 +135,9 @@ class Plan:
     outputs: list[tuple[str, str, str]]
     """(ONNX output name, node, field), in export order."""
     axes_max: dict[str, int] = field(default_factory=dict)
+    graphs: list[ExportGraph] = field(default_factory=list)
+    """The graphs of `exports:`, each after the graphs that feed it; empty without `exports:` (then `outputs`
+    is the one graph's; with it, the union of the graphs' outputs)."""
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -250,13 +278,21 @@ def plan(spec: Any) -> Plan:
             nodes.append(Node(section, name, cfg, inputs, fold))
             planned.add(name)
 
-    outputs = _outputs(spec, bundles, owner, problems)
-    problems += _io_name_clashes(spec, graph_inputs, outputs, owner)
-    problems += _training_only_problems(spec, nodes, outputs, owner)
+    graphs: list[ExportGraph] = []
+    if spec.exports is None:
+        outputs = _outputs(spec, bundles, owner, problems)
+        problems += _io_name_clashes(spec, graph_inputs, outputs, owner)
+    else:
+        if spec.outputs is not None:
+            problems.append((("outputs",), "conflict", "a spec with `exports:` names each graph's outputs there; "
+                                                       "remove the top-level `outputs:`"))
+        graphs = _export_graphs(spec, nodes, bundles, owner, problems)
+        outputs = list({name: (name, n, f) for g in graphs for name, n, f in g.outputs}.values())
+    problems += _training_only_problems(spec, nodes, outputs if spec.exports is None else [], owner)
     problems += check_weights(spec.weights, {n: c for s in SLOTS for n, c in getattr(spec, s).items()})
     if problems:
         raise PlanError(problems)
-    return Plan(graph_inputs, nodes, bundles, outputs, axes_max)
+    return Plan(graph_inputs, nodes, bundles, outputs, axes_max, graphs)
 
 
 def _training_only_problems(spec: Any, nodes: list[Node], outputs: list, owner: dict[str, str]) -> list:
@@ -453,61 +489,151 @@ def _outputs(
             for f in sorted(bundles[h])
         ]
     else:
-        refs = []
-        for i, ref in enumerate(spec.outputs):
-            node, _, fld = ref.partition(".")
-            if node not in bundles:
-                if node not in owner:
-                    problems.append(
-                        (
-                            ("outputs", i),
-                            "unknown-reference",
-                            f"output {ref!r} names no node{suggestion_text(node, owner)}",
-                        )
-                    )
-                continue
-            if owner[node] == "objectives":
-                problems.append(
-                    (
-                        ("outputs", i),
-                        "training-only",
-                        f"output {ref!r} is an objective; objectives are training-only and never exported",
-                    )
-                )
-                continue
-            if owner[node] != "modalities" and getattr(spec, owner[node])[node].training_only:
-                problems.append(
-                    (
-                        ("outputs", i),
-                        "training-only",
-                        f"output {ref!r} names a training-only node ({owner[node]}.{node} has `training_only: true`)",
-                    )
-                )
-                continue
-            fields = [fld] if fld else sorted(bundles[node])
-            for f in fields:
-                if f not in bundles[node]:
-                    problems.append(
-                        (
-                            ("outputs", i),
-                            "unknown-field",
-                            f"outputs: {node!r} has no output {f!r}; it has {sorted(bundles[node])}"
-                            f"{suggestion_text(f, bundles[node])}",
-                        )
-                    )
-                else:
-                    refs.append((node, f))
-    out, seen = [], {}
-    for node, f in refs:
-        onnx_name = node if len(bundles[node]) == 1 else f"{node}_{f}"
-        if onnx_name not in seen:
-            seen[onnx_name] = (node, f)
-            out.append((onnx_name, node, f))
-        elif seen[onnx_name] != (node, f):  # `a_b` (one field) and field `b` of `a` would be one ONNX output
-            other = ".".join(seen[onnx_name])
-            problems.append((_output_path(spec, owner, node), "duplicate-name",
-                             f"the ONNX output name {onnx_name!r} of {node}.{f} is already the name of output "
-                             f"{other}; rename {owner[node]}.{node}"))
+        refs = [r for _, r in _output_refs(spec, spec.outputs, ("outputs",), "outputs", bundles, owner, problems)]
+    out = _onnx_outputs(refs, bundles, problems, lambda node: _output_path(spec, owner, node), owner)
     if not out and not problems:
         problems.append((("outputs",), "no-outputs", "the spec exports nothing: declare `heads:` or `outputs:`"))
+    return out
+
+
+def _output_refs(spec: Any, refs: list[str], at: tuple[str | int, ...], label: str, bundles: dict[str, Bundle],
+                 owner: dict[str, str], problems: list, what: str = "output") -> list[tuple[int, tuple[str, str]]]:
+    """(index in `refs`, (node, field)) for every exportable field that `refs` (the list at path `at`) names;
+    `what` ("output", "input") is how the messages call an entry."""
+    out = []
+    for i, ref in enumerate(refs):
+        node, _, fld = ref.partition(".")
+        if node not in bundles:
+            if node not in owner:
+                problems.append(((*at, i), "unknown-reference",
+                                 f"{what} {ref!r} names no node{suggestion_text(node, owner)}"))
+            continue
+        if owner[node] == "objectives":
+            problems.append(((*at, i), "training-only",
+                             f"{what} {ref!r} is an objective; objectives are training-only and never exported"))
+            continue
+        if owner[node] != "modalities" and getattr(spec, owner[node])[node].training_only:
+            problems.append(((*at, i), "training-only",
+                             f"{what} {ref!r} names a training-only node ({owner[node]}.{node} has "
+                             f"`training_only: true`)"))
+            continue
+        for f in [fld] if fld else sorted(bundles[node]):
+            if f not in bundles[node]:
+                problems.append(((*at, i), "unknown-field", f"{label}: {node!r} has no output {f!r}; it has "
+                                 f"{sorted(bundles[node])}{suggestion_text(f, bundles[node])}"))
+            else:
+                out.append((i, (node, f)))
+    return out
+
+
+def _export_graphs(spec: Any, nodes: list[Node], bundles: dict[str, Bundle], owner: dict[str, str],
+                   problems: list) -> list[ExportGraph]:
+    """The graphs of `exports:`, each after the graphs that feed it (spec order otherwise)."""
+    graphs = [_export_graph(spec, g, ex, {n.name: n for n in nodes}, bundles, owner, problems)
+              for g, ex in spec.exports.items()]
+    made = {(n, f): g.name for g in graphs for _, n, f in g.outputs}
+    feeders = {g.name: {made.get((gi.modality, gi.field)) for gi in g.inputs} - {None, g.name} for g in graphs}
+    ordered: list[ExportGraph] = []
+    while len(ordered) < len(graphs):
+        done = {g.name for g in ordered}
+        ready = [g for g in graphs if g.name not in done and feeders[g.name] <= done]
+        ordered.append(ready[0] if ready else next(g for g in graphs if g.name not in done))  # graph cycle: spec order
+    return ordered
+
+
+def _export_graph(spec: Any, g: str, ex: Any, by_name: dict[str, Node], bundles: dict[str, Bundle],
+                  owner: dict[str, str], problems: list) -> ExportGraph:
+    """One graph: its fed inputs, the nodes its outputs need (stopping at the inputs), its outputs."""
+    at = ("exports", g)
+    fed: dict[str, dict[str, int]] = {}  # node or modality -> {field: index of its `inputs` entry}
+    inputs, sources = [], []
+    for j, (node, f) in _output_refs(spec, ex.inputs, (*at, "inputs"), f"exports.{g}.inputs", bundles, owner,
+                                     problems, what="input"):
+        fed.setdefault(node, {})[f] = j
+        if node in spec.modalities:
+            inputs.append(next(gi for gi in spec.modalities[node].graph_inputs(node) if gi.field == f))
+            sources.append(f"modality {node}")
+            continue
+        info = bundles[node][f]
+        bounds = (0, 2) if info.dtype != "float32" else (None, None)
+        inputs.append(GraphInput(onnx_name(bundles, node, f), node, f, info, *bounds))
+        sources.append(f"node {node}.{f}")
+        derived = [d for d in info.shape if isinstance(d, str) and not d.isidentifier()]
+        if derived:
+            problems.append(((*at, "inputs", j), "check", f"exports.{g}.inputs: {node}.{f} has the derived axis "
+                             f"{derived[0]!r}, which a graph input cannot have; feed a tensor with named axes"))
+    out_refs = _output_refs(spec, ex.outputs, (*at, "outputs"), f"exports.{g}.outputs", bundles, owner, problems)
+    used: set[int] = set()
+    included: set[str] = set()
+    for i, (node, f) in out_refs:
+        missing: list[tuple[str, str]] = []
+        trained: list[str] = []
+        stack: list[tuple[str, str | None]] = [(node, f)]
+        while stack:
+            src, fld = stack.pop()
+            if src in fed or src in spec.modalities:
+                for field_ in [fld] if fld else sorted(bundles[src]):
+                    if field_ in fed.get(src, {}):
+                        used.add(fed[src][field_])
+                    else:
+                        whole = src in spec.modalities and src not in fed
+                        missing.append((f"modality {src!r}", src) if whole
+                                       else (f"node output '{src}.{field_}'", f"{src}.{field_}"))
+            elif src not in included:
+                included.add(src)
+                if by_name[src].config.training_only:
+                    trained.append(src)
+                stack.extend(by_name[src].inputs.values())
+        ref = ex.outputs[i]
+        if missing:
+            first, add = missing[0]
+            problems.append(((*at, "outputs", i), "missing-input",
+                             f"exports.{g}: output {ref!r} needs {first}, which graph {g!r} does not take; add "
+                             f"`{add}` to exports.{g}.inputs (or an input computed from it)"))
+        if trained:
+            problems.append(((*at, "outputs", i), "training-only",
+                             f"exports.{g}: output {ref!r} depends on training-only node {trained[0]!r}; feed it "
+                             f"as an input, or export something else"))
+    resolved = {j for fields in fed.values() for j in fields.values()}
+    for j in sorted(resolved - used):
+        problems.append(((*at, "inputs", j), "unused-input",
+                         f"exports.{g}.inputs: {ex.inputs[j]!r} is not needed by the graph's outputs; remove it"))
+
+    def out_path(node: str) -> tuple[str | int, ...]:
+        return (*at, "outputs", next(i for i, r in enumerate(ex.outputs) if r.split(".")[0] == node))
+
+    outputs = _onnx_outputs([r for _, r in out_refs], bundles, problems, out_path, owner)
+    taken: dict[str, str] = {}
+    for gi, src in zip(inputs, sources, strict=True):
+        if taken.setdefault(gi.name, src) != src:
+            problems.append(((*at, "inputs", fed[gi.modality][gi.field]), "duplicate-name",
+                             f"exports.{g}: the ONNX input name {gi.name!r} of {src} is already the name of input "
+                             f"{taken[gi.name]}; rename {owner[gi.modality]}.{gi.modality}"))
+    for name, node, f in outputs:
+        if name in taken:
+            problems.append((out_path(node), "duplicate-name",
+                             f"exports.{g}: the ONNX output name {name!r} of {node}.{f} is already an input of the "
+                             f"graph ({taken[name]}); export a computed tensor instead"))
+    return ExportGraph(g, inputs, sources, [n for n in by_name.values() if n.name in included], outputs)
+
+
+def onnx_name(bundles: dict[str, Bundle], node: str, fld: str) -> str:
+    """The ONNX name of a node output: the node's name when it emits one field, else `node_field`."""
+    return node if len(bundles[node]) == 1 else f"{node}_{fld}"
+
+
+def _onnx_outputs(refs: list[tuple[str, str]], bundles: dict[str, Bundle], problems: list, path: Any,
+                  owner: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(ONNX name, node, field) per distinct reference; two references sharing one name are a problem."""
+    out, seen = [], {}
+    for node, f in refs:
+        name = onnx_name(bundles, node, f)
+        if name not in seen:
+            seen[name] = (node, f)
+            out.append((name, node, f))
+        elif seen[name] != (node, f):  # `a_b` (one field) and field `b` of `a` would be one ONNX output
+            other = ".".join(seen[name])
+            problems.append((path(node), "duplicate-name",
+                             f"the ONNX output name {name!r} of {node}.{f} is already the name of output "
+                             f"{other}; rename {owner[node]}.{node}"))
     return out
