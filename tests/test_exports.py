@@ -76,6 +76,17 @@ def test_graphs_run_after_their_feeders(tmp_path):
     assert [g.name for g in plan.graphs] == ["image_tower", "text_tower", "similarity"]
 
 
+def test_graphs_feeding_each_other_are_a_cycle(tmp_path):
+    exports = {
+        "projections": {"inputs": ["vision.pooled", "text_tower.pooled"], "outputs": ["image_proj", "text_proj"]},
+        "rest": {"inputs": ["image", "text", "image_proj", "text_proj"],
+                 "outputs": ["vision.pooled", "text_tower.pooled", "clip"]},
+    }
+    assert _problems(tmp_path, exports) == [("cycle", "exports: graphs projections, rest feed each other in a cycle, "
+                                                      "so no order can run them; merge them, or feed the shared "
+                                                      "tensors from one graph only")]
+
+
 def test_missing_input_is_located(tmp_path):
     probs = _problems(tmp_path, {"sim": {"inputs": ["image_proj"], "outputs": ["clip"]}})
     assert probs == [("missing-input", "exports.sim: output 'clip' needs modality 'text', which graph 'sim' does "

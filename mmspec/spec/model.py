@@ -528,7 +528,7 @@ def _output_refs(spec: Any, refs: list[str], at: tuple[str | int, ...], label: s
 
 def _export_graphs(spec: Any, nodes: list[Node], bundles: dict[str, Bundle], owner: dict[str, str],
                    problems: list) -> list[ExportGraph]:
-    """The graphs of `exports:`, each after the graphs that feed it (spec order otherwise)."""
+    """The graphs of `exports:`, each after the graphs that feed it; graphs that feed each other are a `cycle`."""
     graphs = [_export_graph(spec, g, ex, {n.name: n for n in nodes}, bundles, owner, problems)
               for g, ex in spec.exports.items()]
     made = {(n, f): g.name for g in graphs for _, n, f in g.outputs}
@@ -537,7 +537,13 @@ def _export_graphs(spec: Any, nodes: list[Node], bundles: dict[str, Bundle], own
     while len(ordered) < len(graphs):
         done = {g.name for g in ordered}
         ready = [g for g in graphs if g.name not in done and feeders[g.name] <= done]
-        ordered.append(ready[0] if ready else next(g for g in graphs if g.name not in done))  # graph cycle: spec order
+        if not ready:
+            stuck = [g.name for g in graphs if g.name not in done]
+            problems.append((("exports", stuck[0]), "cycle",
+                             f"exports: graphs {', '.join(stuck)} feed each other in a cycle, so no order can run "
+                             f"them; merge them, or feed the shared tensors from one graph only"))
+            return ordered + [g for g in graphs if g.name not in done]
+        ordered.append(ready[0])
     return ordered
 
 
