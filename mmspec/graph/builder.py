@@ -39,26 +39,14 @@ class MultimodalModel(nn.Module):
         self._export_nodes = [n for n in plan.export_nodes if n.section != "objectives"]
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        values: dict[str, dict[str, torch.Tensor]] = {}
-        for gi in self.plan.graph_inputs:
-            values.setdefault(gi.modality, {})[gi.field] = inputs[gi.name]
-        for node in self._export_nodes:
-            values[node.name] = self._run(node, values)
+        values = run_nodes(self.components, self.plan.graph_inputs, self._export_nodes, inputs)
         return tuple(values[node][fld] for _, node, fld in self.plan.outputs)
 
     def node_values(self, inputs: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
         """Bundles of every modality and every component (objectives excluded), by node name: what
         training needs. `forward` computes only the exported outputs; this computes all nodes."""
-        values: dict[str, dict[str, torch.Tensor]] = {}
-        for gi in self.plan.graph_inputs:
-            values.setdefault(gi.modality, {})[gi.field] = inputs[gi.name]
-        for node in self.plan.nodes:
-            if node.section != "objectives":
-                values[node.name] = self._run(node, values)
-        return values
-
-    def _run(self, node: Node, values: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        return run_node(self.components, node, values)
+        nodes = [n for n in self.plan.nodes if n.section != "objectives"]
+        return run_nodes(self.components, self.plan.graph_inputs, nodes, inputs)
 
 
 class GraphView(nn.Module):
@@ -74,12 +62,20 @@ class GraphView(nn.Module):
         self.train(model.training)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        values: dict[str, dict[str, torch.Tensor]] = {}
-        for gi in self.graph.inputs:
-            values.setdefault(gi.modality, {})[gi.field] = inputs[gi.name]
-        for node in self.graph.nodes:
-            values[node.name] = run_node(self.components, node, values)
+        values = run_nodes(self.components, self.graph.inputs, self.graph.nodes, inputs)
         return tuple(values[node][fld] for _, node, fld in self.graph.outputs)
+
+
+def run_nodes(components: nn.ModuleDict, graph_inputs: list, nodes: list[Node],
+              inputs: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """Every node's bundle, by node name, from {graph input name: tensor}: the inputs grouped into their
+    modalities' (or fed nodes') bundles, then `nodes` run in order."""
+    values: dict[str, dict[str, torch.Tensor]] = {}
+    for gi in graph_inputs:
+        values.setdefault(gi.modality, {})[gi.field] = inputs[gi.name]
+    for node in nodes:
+        values[node.name] = run_node(components, node, values)
+    return values
 
 
 def run_node(components: nn.ModuleDict, node: Node,
