@@ -179,9 +179,10 @@ def verify(onnx_path: Path, model, loaded: LoadedSpec, device: str = "cpu", grap
     batch_axes = {m.batch for m in loaded.spec.modalities.values()}
     cases, seen = [], []
     for i, sizes in enumerate(verification_shapes(loaded.plan, batch_axes)):
-        if graph is not None and {k: v for k, v in sizes.items() if k in axes} in seen:
+        key = {k: v for k, v in sizes.items() if k in axes}
+        if key in seen:
             continue
-        seen.append({k: v for k, v in sizes.items() if k in axes})
+        seen.append(key)
         case = make_inputs(loaded.plan, sizes, seed=loaded.spec.seed + i + 1, inputs=graph and graph.inputs)
         cases.append({k: v.numpy() for k, v in case.items()})
 
