@@ -121,6 +121,34 @@ def graph_views(model) -> dict:
     return {g.name: GraphView(model, g) for g in model.plan.graphs}
 
 
+class EagerGraph:
+    """A built model (or a view of one graph of `exports:`) as a `mmspec.runtime.Graph`: numpy arrays in and out,
+    run in eval mode without gradients, so the runtime's drivers run the same loop on it as on ONNX Runtime."""
+
+    def __init__(self, module):
+        self.module = module
+        self.input_names = list(module.input_names)
+        self.output_names = list(module.output_names)
+
+    def __call__(self, feeds: dict) -> dict:
+        import numpy as np
+        import torch
+
+        with torch.no_grad():
+            outs = self.module({n: torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.input_names})
+        return {n: t.numpy() for n, t in zip(self.output_names, outs, strict=True)}
+
+
+def eager_graph(model, graph: str | None = None) -> EagerGraph:
+    """The eager model, or its view of graph `graph` of `exports:`, as a numpy-in/numpy-out runtime Graph."""
+    if graph is None:
+        return EagerGraph(model)
+    views = graph_views(model)
+    if graph not in views:
+        raise KeyError(f"no graph {graph!r} in exports:; the spec has {sorted(views)}")
+    return EagerGraph(views[graph])
+
+
 def dynamic_axes(loaded: LoadedSpec, graph=None) -> dict[str, dict[int, str]]:
     """The named axes of each input of the model, or of one graph of `exports:`."""
     inputs = loaded.plan.graph_inputs if graph is None else graph.inputs

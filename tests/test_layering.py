@@ -15,7 +15,7 @@ LAYERS = {
     "mmspec.blocks": 1,
     "mmspec.registry": 2, "mmspec.components": 2,
     "mmspec.graph": 3, "mmspec.passes": 3, "mmspec.train": 3, "mmspec.weights": 3, "mmspec.importers": 3,
-    "mmspec.backends": 3,
+    "mmspec.backends": 3, "mmspec.runtime": 3,
     "mmspec.api": 4, "mmspec.testing": 4, "mmspec": 4,
     "mmspec.cli": 5,
 }

@@ -1,0 +1,10 @@
+"""Generation on ONNX Runtime: the drivers that run a compiled spec's graphs step by step.
+
+Imports numpy and onnxruntime only (never torch), so a server needs neither torch nor mmspec's compiler. The
+drivers work on `Graph`s, callables from {input name: array} to {output name: array}: `OnnxGraph` runs an ONNX
+file; `mmspec.api.eager_graph` runs the eager model the same way, so tests drive both with one loop.
+"""
+
+from mmspec.runtime.graphs import Graph, OnnxGraph
+
+__all__ = ["Graph", "OnnxGraph"]
