@@ -5,6 +5,23 @@ drivers work on `Graph`s, callables from {input name: array} to {output name: ar
 file; `mmspec.api.eager_graph` runs the eager model the same way, so tests drive both with one loop.
 """
 
+from mmspec.runtime.diffusion import (
+    Denoiser,
+    Stage,
+    alphas_cumprod,
+    betas,
+    cascade,
+    ddim_sample,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_sample,
+    ddpm_step,
+    upsample_nearest,
+)
 from mmspec.runtime.graphs import Graph, OnnxGraph
 
-__all__ = ["Graph", "OnnxGraph"]
+__all__ = [
+    "Graph", "OnnxGraph",
+    "Denoiser", "Stage", "alphas_cumprod", "betas", "cascade", "ddim_sample", "ddim_step", "ddim_timesteps",
+    "ddpm_sample", "ddpm_step", "upsample_nearest",
+]
