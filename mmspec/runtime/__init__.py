@@ -19,9 +19,11 @@ from mmspec.runtime.diffusion import (
     upsample_nearest,
 )
 from mmspec.runtime.graphs import Graph, OnnxGraph
+from mmspec.runtime.search import Decoder, beam_search, greedy, sample
 
 __all__ = [
     "Graph", "OnnxGraph",
     "Denoiser", "Stage", "alphas_cumprod", "betas", "cascade", "ddim_sample", "ddim_step", "ddim_timesteps",
     "ddpm_sample", "ddpm_step", "upsample_nearest",
+    "Decoder", "beam_search", "greedy", "sample",
 ]
