@@ -3,7 +3,7 @@
 The loops never see how logits are made: a `Decoder` turns a prompt into next-token logits plus an opaque state,
 extends the state by one token per row, and (for beam search) selects rows of the state. Every function returns
 int64 [B, T + n]: the prompt followed by n <= max_new_tokens generated tokens, rows that finished early (emitted
-`eos_id`) right-padded with `pad_id` (default `eos_id`).
+`eos_id`) right-padded with `pad_id` (default `eos_id`). Each takes `progress`, called once per decoding step.
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ class Decoder(Protocol):
 
 def greedy(decoder: Decoder, prompt: np.ndarray, max_new_tokens: int, *, eos_id: int | None = None,
            pad_id: int | None = None, progress: Progress | None = None) -> np.ndarray:
-    """Append the most likely token (ties -> lowest id) until max_new_tokens or every row has emitted eos_id."""
+    """Append the most likely token (ties -> lowest id) until max_new_tokens or every row has emitted eos_id.
+
+    A finished row is still stepped (fed eos_id, its logits ignored) until every row has finished.
+    """
     return _extend(decoder, prompt, max_new_tokens, lambda logits: logits.argmax(axis=1), eos_id, pad_id, progress)
 
 
@@ -67,9 +70,10 @@ def sample(decoder: Decoder, prompt: np.ndarray, max_new_tokens: int, *, top_k: 
         order = np.argsort(-z, axis=1, kind="stable")  # B,V  most likely first, ties -> lowest id
         z = np.take_along_axis(z, order, axis=1)  # B,V  sorted
         keep = min(top_k, z.shape[1]) if top_k else z.shape[1]
-        p = np.exp(z[:, :keep] - z[:, :1])  # B,k  unnormalized, after top-k
-        cum = np.cumsum(p, axis=1) / p.sum(axis=1, keepdims=True)  # B,k  renormalized cumulative probability
-        kept = (cum - p / p.sum(axis=1, keepdims=True) < top_p).sum(axis=1) if top_p < 1.0 else np.full(len(z), keep)
+        p = np.exp(z[:, :keep] - z[:, :1])  # B,k  after top-k
+        p /= p.sum(axis=1, keepdims=True)
+        before = np.cumsum(p, axis=1) - p  # B,k  probability of the more likely tokens
+        kept = (before < top_p).sum(axis=1) if top_p < 1.0 else np.full(len(z), keep)  # B  >= 1: before[:, 0] = 0
         p = np.where(np.arange(keep) < kept[:, None], p, 0.0)  # B,k  after top-p
         cdf = np.cumsum(p, axis=1)  # B,k
         u = rng.random(len(z)) * cdf[:, -1]  # B
@@ -148,12 +152,9 @@ def beam_search(decoder: Decoder, prompt: np.ndarray, max_new_tokens: int, *, be
         _check_logits(logits, b * k, "step", eos_id)
     # without eos_id every hypothesis has max_new_tokens tokens and nothing is padded
     fill = pad_id if pad_id is not None else eos_id if eos_id is not None else 0
-    width_out = int(best_len.max())
-    out = np.full((b, t0 + width_out), fill, dtype=np.int64)  # B,T+n
-    out[:, :t0] = prompt
-    for i in range(b):
-        out[i, t0: t0 + best_len[i]] = best_tokens[i, : best_len[i]]
-    return out
+    longest = int(best_len.max())
+    generated = np.where(np.arange(longest) < best_len[:, None], best_tokens[:, :longest], fill)  # B,n
+    return np.concatenate([prompt, generated], axis=1)
 
 
 def _extend(decoder: Decoder, prompt: np.ndarray, max_new_tokens: int, pick: Callable[[np.ndarray], np.ndarray],
