@@ -95,7 +95,7 @@ class Denoiser:
         feeds |= {n: np.concatenate([self.cond[n], self.uncond[n]]) for n in self.cond}  # 2B,...
         eps = self._eps(feeds, (2 * len(x), *x.shape[1:]))  # 2B,...
         eps_cond, eps_uncond = eps[: len(x)], eps[len(x):]  # B,...
-        return eps_uncond + np.float32(guidance_scale) * (eps_cond - eps_uncond)
+        return eps_uncond + np.float32(guidance_scale) * (eps_cond - eps_uncond)  # B,...
 
     def _eps(self, feeds: dict[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
         missing = [n for n in self.graph.input_names if n not in feeds]
@@ -126,7 +126,8 @@ def ddpm_step(eps: np.ndarray, t: int, x: np.ndarray, schedule: np.ndarray, nois
     x0 = (x - sqrt(1 - ab_t) eps) / sqrt(ab_t), clipped to [-1, 1] with `clip_sample`; then the posterior mean
     sqrt(ab_prev) beta_t / (1 - ab_t) x0 + sqrt(alpha_t) (1 - ab_prev) / (1 - ab_t) x, plus
     sqrt(beta-tilde_t) * noise with beta-tilde_t = (1 - ab_prev) / (1 - ab_t) beta_t when t > 0; ab_prev = 1 at
-    t = 0 and beta_t = 1 - ab_t / ab_prev (so a respaced schedule works too)."""
+    t = 0 and beta_t = 1 - ab_t / ab_prev (so a respaced schedule works too). `noise` (x's shape) is needed for
+    t > 0 only."""
     ab_t = float(schedule[t])
     ab_prev = float(schedule[t - 1]) if t > 0 else 1.0
     beta_t = 1.0 - ab_t / ab_prev
