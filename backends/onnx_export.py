@@ -73,11 +73,13 @@ def export_onnx(
     external_data: bool | None = None,
     dim_max: dict[str, int] | None = None,
     output_axes: dict[str, dict[int, str]] | None = None,
+    dim_min: dict[str, int] | None = None,
 ) -> ExportResult:
     """Export `module(*example_inputs)` (outputs in `output_names` order) to `path`.
 
     `dynamic_axes` maps an input name to {axis: dim name}; one name used on several inputs is one
-    shared dim. `dim_max` optionally bounds a dim (default: unbounded; the minimum is always 1).
+    shared dim. `dim_max` optionally bounds a dim (default: unbounded), `dim_min` lowers its minimum
+    below the default 1 (a past axis of a decoding step may be 0).
     `external_data=None` writes a single file unless the initializers exceed 1.5 GiB; external data
     goes to `sidecar(path)` with a relative location. The module is exported in its current mode.
     `output_axes` maps an output name to {axis: dim} (a dim name or an expression of dim names) that the file
@@ -88,7 +90,8 @@ def export_onnx(
     with _quiet_exporter() as records:
         try:
             dims = {
-                name: Dim(name, min=1, **({"max": dim_max[name]} if dim_max and name in dim_max else {}))
+                name: Dim(name, min=(dim_min or {}).get(name, 1),
+                          **({"max": dim_max[name]} if dim_max and name in dim_max else {}))
                 for axes in dynamic_axes.values()
                 for name in axes.values()
             }

@@ -160,20 +160,24 @@ def output_axes(loaded: LoadedSpec, graph=None) -> dict[str, dict[int, str]]:
     a named axis or a derived one (`regions + text_len`); the ONNX file's outputs carry them and verification
     evaluates them."""
     plan = loaded.plan
-    return {
+    axes = {
         name: {i: d for i, d in enumerate(plan.bundles[node][fld].shape) if isinstance(d, str)}
         for name, node, fld in (plan.outputs if graph is None else graph.outputs)
     }
+    for t in graph.cache_outputs if graph is not None else ():
+        axes[t.name] = {i: d for i, d in enumerate(t.info.shape) if isinstance(d, str)}
+    return axes
 
 
 def export(gm, loaded: LoadedSpec, path: Path, opset: int = 20, graph=None):
     """Export an (optimized) GraphModule to ONNX at `path` with the spec's named dynamic axes on its inputs and
     the plan's symbolic shapes on its outputs; `graph`: the ExportGraph of `exports:` that `gm` captures."""
     from mmspec.backends import export_onnx
-    from mmspec.graph.inputs import make_inputs, trace_sizes
+    from mmspec.graph.inputs import fit_positions, make_inputs, trace_sizes
 
     inputs = None if graph is None else graph.inputs
-    example = make_inputs(loaded.plan, trace_sizes(loaded.plan), seed=loaded.spec.seed, inputs=inputs)
+    sizes = fit_positions(trace_sizes(loaded.plan), graph, floor=2)
+    example = make_inputs(loaded.plan, sizes, seed=loaded.spec.seed, inputs=inputs)
     names = list(gm.meta["input_names"])
     return export_onnx(
         gm,
@@ -185,6 +189,7 @@ def export(gm, loaded: LoadedSpec, path: Path, opset: int = 20, graph=None):
         path=path,
         opset=opset,
         dim_max=loaded.plan.axes_max,
+        dim_min=loaded.plan.axes_min,
         metadata={
             "mmspec_version": mmspec.__version__,
             "spec_sha256": loaded.sha256,
@@ -206,7 +211,7 @@ def verify(onnx_path: Path, model, loaded: LoadedSpec, device: str = "cpu", grap
     axes = {d for gi in inputs for d in gi.info.shape if isinstance(d, str)}
     batch_axes = {m.batch for m in loaded.spec.modalities.values()}
     cases, seen = [], []
-    for i, sizes in enumerate(verification_shapes(loaded.plan, batch_axes)):
+    for i, sizes in enumerate(verification_shapes(loaded.plan, batch_axes, graph)):
         key = {k: v for k, v in sizes.items() if k in axes}
         if key in seen:
             continue
@@ -366,21 +371,36 @@ def _compile_graphs(loaded, model, out: Path, opset: int, device: str, verify_ex
 
 def manifest(loaded: LoadedSpec, sections: dict, finals: dict[str, Path]) -> dict:
     """How a server runs the graphs of `exports:` (docs/contracts.md): each graph's file, inputs (with their
-    source) and outputs, in run order, and which graph output feeds which graph input."""
+    source) and outputs, in run order; which graph output feeds which graph input; and, for a graph that decodes
+    step by step, which present keys/values become the next step's past ones."""
     plan = loaded.plan
     made = {(node, fld): (g.name, name) for g in plan.graphs for name, node, fld in g.outputs}
+    cross_made = {t.name: g.name for g in plan.graphs for t in g.cache_outputs if t.kind == "cross"}
     graphs, connections = {}, []
     for g in plan.graphs:
         onnx_in = {t["name"]: t for t in sections[g.name]["onnx"]["inputs"]}
         onnx_out = {t["name"]: t for t in sections[g.name]["onnx"]["outputs"]}
+        cache_in = {t.name: t for t in g.cache_inputs}
         graphs[g.name] = {
             "file": finals[g.name].name,
             "inputs": [{**onnx_in[gi.name], "source": src} for gi, src in zip(g.inputs, g.sources, strict=True)],
-            "outputs": [{**onnx_out[name], "node": node, "field": fld} for name, node, fld in g.outputs],
+            "outputs": [{**onnx_out[name], "node": node, "field": fld} for name, node, fld in g.outputs]
+            + [{**onnx_out[t.name], "cache": _cache_entry(t)} for t in g.cache_outputs],
         }
+        if g.cached:
+            graphs[g.name]["cache"] = [{"node": c.node, "past_axis": c.past, "length_axis": c.length,
+                                        "positions": c.positions} for c in g.cached]
         for gi, src in zip(g.inputs, g.sources, strict=True):
-            if src.startswith("node "):
-                to = {"graph": g.name, "input": gi.name}
+            to = {"graph": g.name, "input": gi.name}
+            if gi.name in cache_in:
+                t = cache_in[gi.name]
+                if t.kind == "past":
+                    present = next(u.name for u in g.cache_outputs
+                                   if (u.node, u.kind, u.layer, u.part) == (t.node, "present", t.layer, t.part))
+                    connections.append({"from": {"graph": g.name, "output": present}, "to": to, "step": "next"})
+                else:
+                    connections.append({"from": {"graph": cross_made[t.name], "output": t.name}, "to": to})
+            elif src.startswith("node "):
                 if (gi.modality, gi.field) in made:
                     frm, output = made[gi.modality, gi.field]
                     connections.append({"from": {"graph": frm, "output": output}, "to": to})
@@ -389,6 +409,10 @@ def manifest(loaded: LoadedSpec, sections: dict, finals: dict[str, Path]) -> dic
                                         "note": f"no graph exports {src}; the caller provides it"})
     return {"spec": loaded.path, "name": loaded.spec.name, "variant": loaded.variant, "graphs": graphs,
             "connections": connections}
+
+
+def _cache_entry(t) -> dict:
+    return {"node": t.node, "kind": t.kind, "layer": t.layer, "part": t.part}
 
 
 def _graph_section(records, result, final: Path, verification) -> dict:

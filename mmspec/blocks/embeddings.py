@@ -31,9 +31,12 @@ class TokenEmbedding(nn.Module):
             if table is not None:
                 nn.init.normal_(table.weight, std=0.02)  # BERT/CLIP initialisation scale
 
-    def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None, offset=None) -> torch.Tensor:
+        """ids [B, S] -> [B, S, D]; `offset` (an int or a tensor size: the cached positions of a decoding step)
+        shifts the positions to offset..offset+S-1."""
         if self.padding_idx is None:
             pos = torch.arange(ids.shape[1], device=ids.device)  # S
+            pos = pos if offset is None else pos + offset  # S
         else:  # RoBERTa (fairseq make_positions): real tokens count from padding_idx + 1, padding stays put
             keep = (ids != self.padding_idx).to(ids.dtype)  # B,S
             pos = torch.cumsum(keep, dim=1) * keep + self.padding_idx  # B,S
@@ -146,7 +149,8 @@ class SequenceEmbedding(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.prefix = prefix
 
-    def forward(self, x: torch.Tensor, restore: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, restore: torch.Tensor | None = None, offset=None) -> torch.Tensor:
+        """x [B, L, Din] -> [B, S, D]; `offset` (the cached positions of a decoding step) shifts the positions."""
         if self.proj is not None:
             x = self.proj(x)  # B,L,D
         if self.mask_token is not None:
@@ -157,8 +161,10 @@ class SequenceEmbedding(nn.Module):
             index = restore.unsqueeze(-1).expand(-1, -1, x.shape[2])  # B,N,D
             restored = torch.gather(pool, 1, index)  # B,N,D
             x = torch.cat([x[:, : self.prefix], restored], dim=1) if self.prefix else restored  # B,P+N,D
-        if self.position is not None:
+        if self.position is not None and offset is None:
             x = x + self.position[: x.shape[1]]  # B,S,D
+        elif self.position is not None:
+            x = x + self.position[offset : offset + x.shape[1]]  # B,S,D
         return self.dropout(self.norm(x))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmspec.blocks.attention import Attention
+from mmspec.blocks.attention import Attention, KVCache
 from mmspec.blocks.mlp import FeedForward
 
 FROZEN = "mmspec_frozen"
@@ -87,6 +87,31 @@ class Block(nn.Module):
         if self.cross and not self.gated:
             x = self.cross_res(x, self.cross_attn, context, context_bias)  # B,S,D
         return self.ffn_res(x, self.ffn)  # B,S,D
+
+    def step(
+        self,
+        x: torch.Tensor,
+        bias: torch.Tensor | None,
+        past: KVCache,
+        cross: KVCache | None = None,
+        cross_bias: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, KVCache]:
+        """`forward` for T new positions x [B, T, D] after the cached ones: self-attention extends `past`
+        [B, H, P, d] (`bias` covers the P + T keys), cross-attention reads the context's precomputed keys/values;
+        returns (x [B, T, D], present [B, H, P + T, d])."""
+        present = []
+
+        def self_attention(h: torch.Tensor) -> torch.Tensor:
+            y, kv = self.attn(h, bias=bias, cache=past)  # B,T,D; B,H,P+T,d
+            present.append(kv)
+            return y
+
+        if self.cross and self.gated:
+            x = self.cross_res(x, self.cross_attn.attend, cross, cross_bias)  # B,T,D
+        x = self.attn_res(x, self_attention)  # B,T,D
+        if self.cross and not self.gated:
+            x = self.cross_res(x, self.cross_attn.attend, cross, cross_bias)  # B,T,D
+        return self.ffn_res(x, self.ffn), present[0]  # B,T,D
 
     def self_parts(self) -> list[nn.Module]:
         """The self-attention and feed-forward sublayers with their norms (what a frozen stack freezes)."""

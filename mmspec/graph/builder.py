@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmspec.blocks.attention import KVCache
 from mmspec.spec.model import ExportGraph, Node, Plan, select
 
 
@@ -51,19 +52,61 @@ class MultimodalModel(nn.Module):
 
 class GraphView(nn.Module):
     """One graph of `exports:` over a built model's components (shared, not copied): `forward(inputs)` takes
-    {input name: tensor} (fed node outputs included) and computes only that graph's sub-DAG and outputs."""
+    {input name: tensor} (fed node outputs and KV caches included) and computes only that graph's sub-DAG and
+    outputs: its `outputs`, then its `cache_outputs`. A cached node runs one decoding step (`step`)."""
 
     def __init__(self, model: MultimodalModel, graph: ExportGraph):
         super().__init__()
         self.components = model.components
         self.graph = graph
         self.input_names = [gi.name for gi in graph.inputs]
-        self.output_names = [name for name, _, _ in graph.outputs]
+        self.output_names = graph.output_names
+        self.cached = {c.node: c for c in graph.cached}
+        self.cache_inputs = {t.name for t in graph.cache_inputs}
         self.train(model.training)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        values = run_nodes(self.components, self.graph.inputs, self.graph.nodes, inputs)
-        return tuple(values[node][fld] for _, node, fld in self.graph.outputs)
+        fed = [gi for gi in self.graph.inputs if gi.name not in self.cache_inputs]
+        values = run_nodes(self.components, fed, [], inputs)
+        presents: dict[str, list[KVCache]] = {}
+        for node in self.graph.nodes:
+            if node.name in self.cached:
+                values[node.name], presents[node.name] = self.step(node, values, inputs)
+            else:
+                values[node.name] = run_node(self.components, node, values)
+        outs = [values[node][fld] for _, node, fld in self.graph.outputs]
+        crosses: dict[str, list[KVCache]] = {}
+        for t in self.graph.cache_outputs:
+            if t.kind == "present":
+                kv = presents[t.node][t.layer]  # B,H,P+T,d
+            else:
+                if t.node not in crosses:
+                    context = values[t.context[0]][t.context[1]]  # B,S,Dc
+                    crosses[t.node] = self.components[t.node].cross_kv(context)
+                kv = crosses[t.node][self._cross_index(t)]  # B,H,S,d
+            outs.append(kv.key if t.part == "key" else kv.value)
+        return tuple(outs)
+
+    def step(self, node: Node, values: dict, inputs: dict[str, torch.Tensor]) -> tuple[dict, list[KVCache]]:
+        """One decoding step of a cached node: its past (and cross-attention) keys/values from the inputs."""
+        c = self.cached[node.name]
+        args = {}
+        for port, (src, fld) in node.inputs.items():
+            if port == c.context_port:
+                args[port] = {"mask": values[src]["mask"]} if "mask" in values.get(src, {}) else {}
+            else:
+                args[port] = select(values[src], fld) if fld is None or fld in values[src] else {}
+        caches = {kind: self._caches(node.name, kind, inputs) for kind in ("past", "cross")}
+        return self.components[node.name].step(args, caches["past"], caches["cross"] or None)
+
+    def _caches(self, node: str, kind: str, inputs: dict[str, torch.Tensor]) -> list[KVCache]:
+        tensors = [t for t in self.graph.cache_inputs if t.node == node and t.kind == kind]
+        return [KVCache(inputs[k.name], inputs[v.name]) for k, v in zip(tensors[::2], tensors[1::2], strict=True)]
+
+    def _cross_index(self, t) -> int:
+        """Position of a cross-attention layer among the node's cross-attention layers."""
+        layers = sorted({u.layer for u in self.graph.cache_outputs if u.node == t.node and u.kind == "cross"})
+        return layers.index(t.layer)
 
 
 def run_nodes(components: nn.ModuleDict, graph_inputs: list, nodes: list[Node],

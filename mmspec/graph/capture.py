@@ -9,6 +9,7 @@ not torch.export, which the ONNX exporter then runs on the optimized graph.
 from __future__ import annotations
 
 import operator
+import re
 
 import torch
 from torch import fx
@@ -29,7 +30,7 @@ def capture(model: MultimodalModel | GraphView) -> fx.GraphModule:
     names = list(model.input_names)
     with graph.inserting_before(root):
         for name in names:
-            placeholder = graph.placeholder(name)
+            placeholder = graph.placeholder(re.sub(r"\W", "_", name))  # `past_key_values.0.key`: an identifier
             if name in lookups:
                 lookups[name].replace_all_uses_with(placeholder)
                 graph.erase_node(lookups[name])

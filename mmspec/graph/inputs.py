@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mmspec.spec.modality import GraphInput
-from mmspec.spec.model import Plan
+from mmspec.spec.model import ExportGraph, Plan
 
 TRACE_SIZES = {"batch": 2}
 DEFAULT_TRACE = 8
@@ -18,17 +18,35 @@ def trace_sizes(plan: Plan) -> dict[str, int]:
     }
 
 
-def verification_shapes(plan: Plan, batch_axes: set[str]) -> list[dict[str, int]]:
-    """Trace sizes, batch 1, an odd batch, and one case per other dynamic axis at a different size."""
-    base = trace_sizes(plan)
+def fit_positions(sizes: dict[str, int], graph: ExportGraph | None, floor: int = 0) -> dict[str, int]:
+    """`sizes` with the past axis of each node a graph decodes step by step (`cache:`) lowered, then the new
+    positions, so that past + new positions fit the node's position table; neither below `floor` (2 for a trace,
+    so that no axis specialises), and unchanged when they fit."""
+    out = dict(sizes)
+    for c in graph.cached if graph is not None else ():
+        if c.positions is not None and out[c.past] + out[c.length] > c.positions:
+            out[c.past] = max(floor, c.positions - out[c.length])
+            out[c.length] = min(out[c.length], c.positions - out[c.past])
+    return out
+
+
+def verification_shapes(plan: Plan, batch_axes: set[str], graph: ExportGraph | None = None) -> list[dict[str, int]]:
+    """Trace sizes, batch 1, an odd batch, one case per other dynamic axis at a different size, and sizes 0 and 1
+    of an axis that may be empty (the past of a decoding step); each fitted to position tables (`fit_positions`)."""
+    base = fit_positions(trace_sizes(plan), graph, floor=2)
     cases = [dict(base)]
     for size in (1, 3):
         cases.append({**base, **{b: min(size, plan.axes_max[b]) for b in batch_axes}})
     for axis in sorted(set(base) - batch_axes):
         other = base[axis] + 5 if base[axis] + 5 <= plan.axes_max[axis] else max(1, base[axis] - 1)
         cases.append({**base, axis: other})
+    for axis in sorted(a for a, lo in plan.axes_min.items() if lo == 0 and a in base):
+        cases += [{**base, axis: 0}, {**base, axis: 1}]
+    for c in graph.cached if graph is not None else ():  # one new token after the longest past
+        cases.append({**base, c.length: 1, c.past: plan.axes_max[c.past]})
     unique = []
     for c in cases:
+        c = fit_positions(c, graph)
         if c not in unique:
             unique.append(c)
     return unique

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from mmspec.spec.layout import IDENTITY, MMSPEC_LAYOUT, Rule
+from mmspec.spec.tensors import Bundle, CheckError, Dim
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 """Identifier for specs, modalities, components and axes: lower-case, starts with a letter, <= 64 chars."""
@@ -20,6 +22,29 @@ Axis = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | An
 PositiveInt = Annotated[int, Field(ge=1)]
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
+
+
+@dataclass(frozen=True)
+class KVLayout:
+    """How a component decodes incrementally (`exports.G.cache`): the keys/values it keeps per step."""
+
+    layers: int
+    """Self-attention layers; each keeps past keys and values [batch, heads, past, head_dim]."""
+    heads: int
+    head_dim: int
+    batch: Dim
+    length: str
+    """The named axis of the new positions of a step (its input's sequence axis)."""
+    positions: int | None
+    """past + new positions must not exceed this (a learned position table); None: no limit."""
+    dropped: tuple[str, ...] = ()
+    """Fields of its `input` bundle a step does not read (the padding mask: a step attends to every past key)."""
+    cross_layers: tuple[int, ...] = ()
+    """Layers with cross-attention, whose context keys/values come in precomputed [batch, heads, S, head_dim]."""
+    context: tuple[str, str] | None = None
+    """The cross-attention context (node, field); its `mask`, when its node has one, still comes in."""
+    context_port: str | None = None
+    context_length: Dim | None = None
 
 
 class StrictModel(BaseModel):
@@ -51,6 +76,11 @@ class ComponentConfig(StrictModel):
     training_only: bool = False
     """true: used only while training (projection/predictor heads, discriminators); never exported, and no
     exported output may depend on it. Objectives are always training-only."""
+
+    def kv_layout(self, inputs: dict[str, Bundle], ctx) -> KVLayout:
+        """How this component decodes with a KV cache, for `exports.G.cache`; raise CheckError when it cannot."""
+        raise CheckError((), f"a {type(self).__name__} does not decode incrementally; `cache` takes causal "
+                             f"transformers")
 
     def references(self) -> dict[str, str]:
         """Port name -> referenced node (or `node.field`)."""

@@ -12,11 +12,11 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model
 
-from mmspec.spec.base import ComponentConfig, Name, Ref, StrictModel
+from mmspec.spec.base import ComponentConfig, KVLayout, Name, Ref, StrictModel
 from mmspec.spec.modality import GraphInput, Modality
 from mmspec.spec.suggest import suggestion_text
 from mmspec.spec.survey import KNOWN_SURVEY_ID
-from mmspec.spec.tensors import Bundle, CheckError, Dim, TensorInfo, dim_product
+from mmspec.spec.tensors import Bundle, CheckError, Dim, TensorInfo, dim_product, dim_sum
 from mmspec.spec.weights import WeightsSpec, check_weights
 
 SLOTS = ("encoders", "fusion", "heads", "objectives")
@@ -43,6 +43,9 @@ class ExportSpec(StrictModel):
     """Modalities, and node outputs (`node` or `node.field`) computed elsewhere, that the graph takes."""
     outputs: Annotated[list[Ref], Field(min_length=1)]
     """What the graph returns, as in the top-level `outputs:`."""
+    cache: list[Name] = []
+    """Nodes this graph runs one decoding step at a time with a KV cache (causal transformers): past keys and
+    values per layer come in, the extended ones go out (docs/spec-language.md 4.9)."""
 
 
 class _SpecBase(StrictModel):
@@ -112,6 +115,38 @@ class Node:
 
 
 @dataclass(frozen=True)
+class CacheTensor:
+    """One key or value tensor of a KV cache that a graph takes or returns."""
+
+    name: str
+    """ONNX name: `past_key_values.{layer}.{part}` in, `present.{layer}.{part}` out, `cross_key_values.{layer}.{part}`
+    (precomputed cross-attention context), prefixed `<node>.` when a graph caches several nodes."""
+    node: str
+    kind: Literal["past", "present", "cross"]
+    layer: int
+    part: Literal["key", "value"]
+    info: TensorInfo
+    context: tuple[str, str] | None = None
+    """For `cross`: the (node, field) whose keys/values these are."""
+
+
+@dataclass(frozen=True)
+class CachedNode:
+    """A node that a graph of `exports:` runs one step at a time (`cache:`)."""
+
+    node: str
+    past: str
+    """The named axis of the cached positions; it may be 0 (the first step)."""
+    length: str
+    """The named axis of the new positions of a step."""
+    positions: int | None
+    """past + length must not exceed this (the node's learned position table); None: no limit."""
+    context: tuple[str, str] | None = None
+    """The cross-attention context (node, field), replaced in this graph by its precomputed keys/values."""
+    context_port: str | None = None
+
+
+@dataclass(frozen=True)
 class ExportGraph:
     """One graph of `exports:`: its inputs (a fed node output is a GraphInput whose `modality` is the node),
     the sub-DAG computing its outputs from them, and its outputs."""
@@ -123,6 +158,16 @@ class ExportGraph:
     nodes: list[Node]
     outputs: list[tuple[str, str, str]]
     """(ONNX output name, node, field), in export order."""
+    cached: tuple[CachedNode, ...] = ()
+    cache_inputs: tuple[CacheTensor, ...] = ()
+    """Past and cross-attention keys/values fed in (their GraphInputs close `inputs`)."""
+    cache_outputs: tuple[CacheTensor, ...] = ()
+    """Present keys/values, then cross-attention keys/values this graph computes for a step graph; after
+    `outputs`."""
+
+    @property
+    def output_names(self) -> list[str]:
+        return [name for name, _, _ in self.outputs] + [t.name for t in self.cache_outputs]
 
 
 @dataclass
@@ -135,6 +180,8 @@ class Plan:
     outputs: list[tuple[str, str, str]]
     """(ONNX output name, node, field), in export order."""
     axes_max: dict[str, int] = field(default_factory=dict)
+    axes_min: dict[str, int] = field(default_factory=dict)
+    """Lower bounds other than 1: a past axis of `cache:` may be 0."""
     graphs: list[ExportGraph] = field(default_factory=list)
     """The graphs of `exports:`, each after the graphs that feed it; empty without `exports:` (then `outputs`
     is the one graph's; with it, the union of the graphs' outputs)."""
@@ -286,13 +333,14 @@ def plan(spec: Any) -> Plan:
         if spec.outputs is not None:
             problems.append((("outputs",), "conflict", "a spec with `exports:` names each graph's outputs there; "
                                                        "remove the top-level `outputs:`"))
-        graphs = _export_graphs(spec, nodes, bundles, owner, problems)
+        graphs = _export_graphs(spec, nodes, bundles, owner, problems, axes_max)
         outputs = list({name: (name, n, f) for g in graphs for name, n, f in g.outputs}.values())
     problems += _training_only_problems(spec, nodes, outputs if spec.exports is None else [], owner)
     problems += check_weights(spec.weights, {n: c for s in SLOTS for n, c in getattr(spec, s).items()})
     if problems:
         raise PlanError(problems)
-    return Plan(graph_inputs, nodes, bundles, outputs, axes_max, graphs)
+    axes_min = {c.past: 0 for g in graphs for c in g.cached}
+    return Plan(graph_inputs, nodes, bundles, outputs, axes_max, axes_min, graphs)
 
 
 def _training_only_problems(spec: Any, nodes: list[Node], outputs: list, owner: dict[str, str]) -> list:
@@ -527,12 +575,30 @@ def _output_refs(spec: Any, refs: list[str], at: tuple[str | int, ...], label: s
 
 
 def _export_graphs(spec: Any, nodes: list[Node], bundles: dict[str, Bundle], owner: dict[str, str],
-                   problems: list) -> list[ExportGraph]:
-    """The graphs of `exports:`, each after the graphs that feed it; graphs that feed each other are a `cycle`."""
-    graphs = [_export_graph(spec, g, ex, {n.name: n for n in nodes}, bundles, owner, problems)
+                   problems: list, axes_max: dict[str, int]) -> list[ExportGraph]:
+    """The graphs of `exports:`, each after the graphs that feed it; graphs that feed each other are a `cycle`.
+    A step graph's cross-attention keys/values become extra outputs of the graph that outputs their context."""
+    spec_axes = set(axes_max)
+    graphs = [_export_graph(spec, g, ex, {n.name: n for n in nodes}, bundles, owner, problems, axes_max, spec_axes)
               for g, ex in spec.exports.items()]
     made = {(n, f): g.name for g in graphs for _, n, f in g.outputs}
-    feeders = {g.name: {made.get((gi.modality, gi.field)) for gi in g.inputs} - {None, g.name} for g in graphs}
+    for g in list(graphs):
+        for c in g.cached:
+            if c.context is None:
+                continue
+            k = spec.exports[g.name].cache.index(c.node)
+            producer = made.get(c.context)
+            if producer is None:
+                problems.append((("exports", g.name, "cache", k), "missing-input",
+                                 f"exports.{g.name}: {c.node} cross-attends to {'.'.join(c.context)}, which no graph "
+                                 f"outputs; output it from the graph that computes it (its keys/values are computed "
+                                 f"there once)"))
+                continue
+            cross = tuple(t for t in g.cache_inputs if t.node == c.node and t.kind == "cross")
+            i = next(i for i, h in enumerate(graphs) if h.name == producer)
+            graphs[i] = replace(graphs[i], cache_outputs=graphs[i].cache_outputs + cross)
+    feeders = {g.name: ({made.get((gi.modality, gi.field)) for gi in g.inputs}
+                        | {made.get(c.context) for c in g.cached}) - {None, g.name} for g in graphs}
     ordered: list[ExportGraph] = []
     while len(ordered) < len(graphs):
         done = {g.name for g in ordered}
@@ -548,8 +614,9 @@ def _export_graphs(spec: Any, nodes: list[Node], bundles: dict[str, Bundle], own
 
 
 def _export_graph(spec: Any, g: str, ex: Any, by_name: dict[str, Node], bundles: dict[str, Bundle],
-                  owner: dict[str, str], problems: list) -> ExportGraph:
-    """One graph: its fed inputs, the nodes its outputs need (stopping at the inputs), its outputs."""
+                  owner: dict[str, str], problems: list, axes_max: dict[str, int], spec_axes: set[str]) -> ExportGraph:
+    """One graph: its fed inputs, the nodes its outputs need (stopping at the inputs), its outputs, and the KV
+    caches of the nodes it decodes step by step."""
     at = ("exports", g)
     fed: dict[str, dict[str, int]] = {}  # node or modality -> {field: index of its `inputs` entry}
     inputs, sources = [], []
@@ -568,8 +635,10 @@ def _export_graph(spec: Any, g: str, ex: Any, by_name: dict[str, Node], bundles:
         if derived:
             problems.append(((*at, "inputs", j), "check", f"exports.{g}.inputs: {node}.{f} has the derived axis "
                              f"{derived[0]!r}, which a graph input cannot have; feed a tensor with named axes"))
+    layouts = _kv_layouts(spec, g, ex, by_name, bundles, problems)
     out_refs = _output_refs(spec, ex.outputs, (*at, "outputs"), f"exports.{g}.outputs", bundles, owner, problems)
     used: set[int] = set()
+    read: set[tuple[str, str]] = set()  # fed (source, field) pairs some node of the graph reads
     included: set[str] = set()
     for i, (node, f) in out_refs:
         missing: list[tuple[str, str]] = []
@@ -581,6 +650,7 @@ def _export_graph(spec: Any, g: str, ex: Any, by_name: dict[str, Node], bundles:
                 for field_ in [fld] if fld else sorted(bundles[src]):
                     if field_ in fed.get(src, {}):
                         used.add(fed[src][field_])
+                        read.add((src, field_))
                     else:
                         whole = src in spec.modalities and src not in fed
                         missing.append((f"modality {src!r}", src) if whole
@@ -589,7 +659,7 @@ def _export_graph(spec: Any, g: str, ex: Any, by_name: dict[str, Node], bundles:
                 included.add(src)
                 if by_name[src].config.training_only:
                     trained.append(src)
-                stack.extend(by_name[src].inputs.values())
+                stack.extend(_step_reads(by_name[src], layouts.get(src), bundles))
         ref = ex.outputs[i]
         if missing:
             first, add = missing[0]
@@ -600,6 +670,29 @@ def _export_graph(spec: Any, g: str, ex: Any, by_name: dict[str, Node], bundles:
             problems.append(((*at, "outputs", i), "training-only",
                              f"exports.{g}: output {ref!r} depends on training-only node {trained[0]!r}; feed it "
                              f"as an input, or export something else"))
+    cached, cache_inputs, cache_outputs = [], [], []
+    for k, (name, layout) in enumerate(layouts.items()):
+        if name not in included:
+            problems.append(((*at, "cache", k), "unused-input", f"exports.{g}.cache: {name!r} is not computed by "
+                             f"graph {g!r} (its outputs do not need it); remove it from cache"))
+            continue
+        if layout.context is not None:
+            if layout.context[1] not in fed.get(layout.context[0], {}):
+                problems.append(((*at, "cache", k), "missing-input", f"exports.{g}: {name} cross-attends to "
+                                 f"{'.'.join(layout.context)}; add it to exports.{g}.inputs (its keys/values then come "
+                                 f"in from the graph that outputs it)"))
+                continue
+            used.add(fed[layout.context[0]][layout.context[1]])
+        node = _cached_node(g, name, layout, len(layouts) > 1, axes_max, spec_axes, problems, (*at, "cache", k))
+        cached.append(node)
+        ins, outs = _cache_tensors(name, layout, node, len(layouts) > 1)
+        cache_inputs += ins
+        cache_outputs += outs
+    if cached:  # a step graph takes only what its nodes read (no padding mask; cross keys/values, not the context)
+        keep = [(gi, src) for gi, src in zip(inputs, sources, strict=True) if (gi.modality, gi.field) in read]
+        inputs, sources = [gi for gi, _ in keep], [src for _, src in keep]
+        inputs += [GraphInput(t.name, t.node, t.name, t.info) for t in cache_inputs]
+        sources += [f"cache {t.node}.{t.kind}.{t.layer}.{t.part}" for t in cache_inputs]
     resolved = {j for fields in fed.values() for j in fields.values()}
     for j in sorted(resolved - used):
         problems.append(((*at, "inputs", j), "unused-input",
@@ -620,7 +713,81 @@ def _export_graph(spec: Any, g: str, ex: Any, by_name: dict[str, Node], bundles:
             problems.append((out_path(node), "duplicate-name",
                              f"exports.{g}: the ONNX output name {name!r} of {node}.{f} is already an input of the "
                              f"graph ({taken[name]}); export a computed tensor instead"))
-    return ExportGraph(g, inputs, sources, [n for n in by_name.values() if n.name in included], outputs)
+    return ExportGraph(g, inputs, sources, [n for n in by_name.values() if n.name in included], outputs,
+                       tuple(cached), tuple(cache_inputs), tuple(cache_outputs))
+
+
+def _kv_layouts(spec: Any, g: str, ex: Any, by_name: dict[str, Node], bundles: dict[str, Bundle],
+                problems: list) -> dict[str, KVLayout]:
+    """The KV layout of each node of `exports.G.cache`, by name; located problems for the others."""
+    out: dict[str, KVLayout] = {}
+    for k, name in enumerate(ex.cache):
+        at = ("exports", g, "cache", k)
+        node = by_name.get(name)
+        if node is None or node.section == "objectives":
+            what = "an objective" if node is not None else "not a component"
+            problems.append((at, "unknown-reference", f"exports.{g}.cache: {name!r} is {what}; name a causal "
+                             f"transformer the graph computes{suggestion_text(name, by_name)}"))
+            continue
+        if name in out:
+            problems.append((at, "duplicate-name", f"exports.{g}.cache: {name!r} is listed twice"))
+            continue
+        inputs = fold_inputs({p: select(bundles[t], f) for p, (t, f) in node.inputs.items()}, node.fold)
+        try:
+            out[name] = node.config.kv_layout(inputs, PlanContext(spec, bundles))
+        except CheckError as e:
+            problems.append((at, e.code, f"exports.{g}.cache: {node.section}.{name} cannot decode step by step: {e}"))
+    return out
+
+
+def _step_reads(node: Node, layout: KVLayout | None, bundles: dict[str, Bundle]) -> list[tuple[str, str | None]]:
+    """What a node reads: its inputs; a node decoded step by step does not read its input's `dropped` fields, and
+    reads its cross-attention context's mask (when there is one) instead of the context."""
+    if layout is None:
+        return list(node.inputs.values())
+    reads: list[tuple[str, str | None]] = []
+    for port, (src, fld) in node.inputs.items():
+        if port == layout.context_port:
+            reads += [(src, "mask")] if "mask" in bundles[src] else []
+        elif fld is None:
+            reads += [(src, f) for f in sorted(bundles[src]) if f not in layout.dropped]
+        elif fld not in layout.dropped:
+            reads.append((src, fld))
+    return reads
+
+
+def _cached_node(g: str, name: str, layout: KVLayout, prefixed: bool, axes_max: dict[str, int],
+                 spec_axes: set[str], problems: list, at: tuple[str | int, ...]) -> CachedNode:
+    """The past axis of a cached node (`past`, or `<node>_past` when a graph caches several), bounded so that past
+    and new positions fit its position table; recorded in `axes_max`."""
+    past = f"{name}_past" if prefixed else "past"
+    bound = max(1, layout.positions - 1) if layout.positions else axes_max.get(layout.length, 1)
+    if past in spec_axes or axes_max.setdefault(past, bound) != bound:
+        problems.append((at, "duplicate-name", f"exports.{g}.cache: the past axis {past!r} of {name} is already an "
+                         f"axis of a modality or of another cached node; rename that axis"))
+    return CachedNode(name, past, layout.length, layout.positions, layout.context, layout.context_port)
+
+
+def _cache_tensors(name: str, layout: KVLayout, node: CachedNode,
+                   prefixed: bool) -> tuple[list[CacheTensor], list[CacheTensor]]:
+    """(past and cross keys/values in, present keys/values out) of one cached node, layer by layer."""
+    prefix = f"{name}." if prefixed else ""
+
+    def heads(length: Dim) -> TensorInfo:
+        return TensorInfo((layout.batch, layout.heads, length, layout.head_dim))  # B,H,S,d
+
+    ins: list[CacheTensor] = []
+    outs: list[CacheTensor] = []
+    for i in range(layout.layers):
+        for part in ("key", "value"):
+            ins.append(CacheTensor(f"{prefix}past_key_values.{i}.{part}", name, "past", i, part, heads(node.past)))
+            outs.append(CacheTensor(f"{prefix}present.{i}.{part}", name, "present", i, part,
+                                    heads(dim_sum(node.past, node.length))))
+    for i in layout.cross_layers:
+        for part in ("key", "value"):
+            ins.append(CacheTensor(f"{prefix}cross_key_values.{i}.{part}", name, "cross", i, part,
+                                   heads(layout.context_length), layout.context))
+    return ins, outs
 
 
 def onnx_name(bundles: dict[str, Bundle], node: str, fld: str) -> str:

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from mmspec.components.common import PoolConfig, StackConfig, axis_max, pooled_width, require, sequence_of
 from mmspec.registry import Example, register
-from mmspec.spec.base import ComponentConfig, PositiveInt, Ref, StrictModel
+from mmspec.spec.base import ComponentConfig, KVLayout, PositiveInt, Ref, StrictModel
 from mmspec.spec.layout import Rule
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
@@ -400,6 +400,35 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         if self.cross:
             self._context(inputs["cross"], batch)
         return out
+
+    def kv_layout(self, inputs: dict[str, Bundle], ctx) -> KVLayout:
+        """Causal self-attention over token ids or a sequence decodes step by step: each layer keeps its keys and
+        values, new positions continue after the past ones, cross-attention reads precomputed context keys/values."""
+        if not self.causal:
+            raise CheckError(("causal",), "a KV cache serves causal self-attention; set causal: true (a "
+                                          "bidirectional encoder recomputes every position each step)")
+        if not isinstance(self.embed, TokensEmbed | SequenceEmbed):
+            raise CheckError(("embed", "type"), f"decoding step by step needs a tokens or sequence embedding, "
+                                                f"not {self.embed.type!r}")
+        if isinstance(self.embed, TokensEmbed) and self.embed.padding_idx is not None:
+            raise CheckError(("embed", "padding_idx"), "positions counted from padding (padding_idx) are not "
+                                                       "known one step at a time; remove padding_idx")
+        if isinstance(self.embed, SequenceEmbed) and self.embed.mask_token:
+            raise CheckError(("embed", "mask_token"), "mask tokens restore a dropped sequence; a decoder step "
+                                                      "cannot; remove mask_token")
+        batch, length, _ = self.infer(inputs, ctx)["sequence"].shape
+        if not isinstance(length, str) or not length.isidentifier():
+            raise CheckError(("input",), f"the new positions of a step need a named dynamic length axis; "
+                                         f"{self.input!r} has length {length!r}")
+        positions = self.embed.positions
+        cross = {}
+        if self.cross:
+            fld, context = sequence_of(inputs["cross"], self.cross.input, "cross")
+            cross = {"cross_layers": tuple(range(0, self.layers, self.cross.every)),
+                     "context": (self.cross.input.split(".")[0], fld), "context_port": "cross",
+                     "context_length": context.shape[1]}
+        return KVLayout(self.layers, self.heads, self.width // self.heads, batch, length, positions,
+                        ("mask",), **cross)
 
     def _modality_input(self, bundle: Bundle, ctx) -> tuple[TensorInfo, object]:
         """The modality tensor the token/patch/region embedding reads, and the sequence length it gives."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmspec.blocks.attention import causal_bias, padding_bias
+from mmspec.blocks.attention import KVCache, cached_causal_bias, causal_bias, padding_bias
 from mmspec.blocks.embeddings import (
     PatchEmbedding,
     RegionEmbedding,
@@ -107,3 +107,37 @@ class TransformerEncoderModule(nn.Module):
         if self.pool is not None:
             out["pooled"] = self.pool(x, b.get("ids"), mask)  # B,D'
         return {**out, **extra}
+
+    def step(
+        self, inputs: dict[str, dict[str, torch.Tensor]], past: list[KVCache], cross: list[KVCache] | None = None
+    ) -> tuple[dict[str, torch.Tensor], list[KVCache]]:
+        """One decoding step (`exports.G.cache`): the new positions of `inputs` (no padding mask) attend to every
+        past position; `past` holds each layer's keys/values [B, H, P, d] (P may be 0), `cross` the context's
+        precomputed ones for the cross-attention layers (`cross_kv`), whose `mask` may still come in `inputs`.
+        Returns (the bundle, present keys/values per layer [B, H, P + T, d])."""
+        b = inputs["input"]
+        offset = past[0].length if past else 0
+        if self.kind == "tokens":
+            x = self.embed(b["ids"], b.get("segments"), offset=offset)  # B,T,D
+        else:
+            x = self.embed(b[self.field], offset=offset)  # B,T,D
+        bias = cached_causal_bias(x, offset)  # T,P+T
+        context_bias = None
+        if self.context_field is not None and "mask" in inputs.get("cross", {}):
+            context_bias = padding_bias(inputs["cross"]["mask"], x)  # B,1,1,S
+        kv = iter(cross or ())
+        presents = []
+        for layer, cache in zip(self.layers, past, strict=True):
+            x, present = layer.step(x, bias, cache, next(kv) if layer.cross else None, context_bias)  # B,T,D
+            presents.append(present)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        out = {"sequence": x}
+        if self.pool is not None:
+            out["pooled"] = self.pool(x, b.get("ids"), None)  # B,D'
+        return out, presents
+
+    def cross_kv(self, context: torch.Tensor) -> list[KVCache]:
+        """The keys/values [B, H, S, d] that each cross-attention layer reads from context [B, S, Dc], in layer
+        order: computed once per context (an encoder graph) and fed to every `step`."""
+        return [layer.cross_attn.project_kv(context) for layer in self.layers if layer.cross]
