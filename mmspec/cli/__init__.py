@@ -43,9 +43,9 @@ def _root(
 
 def _register() -> None:
     from mmspec.cli import compile as compile_cmd
-    from mmspec.cli import components, fit, import_cmd, schema, summary, validate
+    from mmspec.cli import components, fit, generate, import_cmd, schema, summary, validate
 
-    for module in (validate, compile_cmd, summary, schema, components, import_cmd, fit):
+    for module in (validate, compile_cmd, summary, schema, components, import_cmd, fit, generate):
         module.register(app)
 
 
