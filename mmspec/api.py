@@ -458,7 +458,8 @@ def model_summary(loaded: LoadedSpec, weights: str | Path | None = None, allow_t
     from mmspec.graph.inputs import make_inputs, trace_sizes
 
     model = build(loaded, device="meta", weights=weights, allow_torch_load=allow_torch_load)
-    sizes = trace_sizes(loaded.plan)
+    used = {d for gi in loaded.plan.graph_inputs for d in gi.info.shape if isinstance(d, str)}
+    sizes = {axis: size for axis, size in trace_sizes(loaded.plan).items() if axis in used}  # no step-graph axes
     inputs = {k: v.to("meta") for k, v in make_inputs(loaded.plan, sizes).items()}
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(inputs)

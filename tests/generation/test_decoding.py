@@ -90,19 +90,31 @@ def test_encoder_decoder_tokens_equal_eager(seq2seq, strategy):
     assert not np.array_equal(ours, run(ort.decoder(other)))  # the decoder does read the memory
 
 
-def test_gpt2_greedy_equals_transformers_generate(tmp_path):
+def _gpt2_parity(tmp_path: Path, config: tf.GPT2Config, rows: int, new_tokens: int) -> None:
+    """GPT-2 with random weights, saved, imported (`import hf`) with a step graph, compiled with its weights:
+    greedy decoding on ONNX Runtime equals transformers' `generate` token for token."""
     torch.manual_seed(0)
-    config = tf.GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=40, bos_token_id=0,
-                           eos_token_id=0)
     reference = tf.GPT2LMHeadModel(config).eval()
     reference.save_pretrained(tmp_path / "ckpt")
     tree, _ = import_hf(tmp_path / "ckpt")
     tree["exports"] = {"decoder_step": {"inputs": ["text"], "outputs": ["lm"], "cache": ["gpt2"]}}
     write_spec(tree, tmp_path / "gpt2.yaml")
     api.compile(tmp_path / "gpt2.yaml", out_dir=tmp_path / "build", weights=tmp_path / "ckpt")
-    prompt = _prompt(3, 5, 99, seed=3) + 1  # no eos in the prompt
-    ours = greedy(Pipeline.open(tmp_path / "build").decoder(), prompt, 20, eos_id=0, pad_id=0)
+    prompt = _prompt(rows, 5, config.vocab_size - 1, seed=3) + 1  # no eos (id 0) in the prompt
+    ours = greedy(Pipeline.open(tmp_path / "build").decoder(), prompt, new_tokens, eos_id=0, pad_id=0)
     with torch.no_grad():
-        theirs = reference.generate(torch.from_numpy(prompt), attention_mask=torch.ones(3, 5, dtype=torch.long),
-                                    do_sample=False, max_new_tokens=20, pad_token_id=0).numpy()
+        theirs = reference.generate(torch.from_numpy(prompt), attention_mask=torch.ones_like(torch.from_numpy(prompt)),
+                                    do_sample=False, max_new_tokens=new_tokens, pad_token_id=0).numpy()
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_gpt2_greedy_equals_transformers_generate(tmp_path):
+    config = tf.GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=40, bos_token_id=0,
+                           eos_token_id=0)
+    _gpt2_parity(tmp_path, config, rows=3, new_tokens=20)
+
+
+@pytest.mark.slow
+def test_gpt2_small_greedy_equals_transformers_generate(tmp_path):
+    """GPT-2 small (124M: transformers' default GPT2Config) -- `pytest -m slow tests/generation`."""
+    _gpt2_parity(tmp_path, tf.GPT2Config(bos_token_id=0, eos_token_id=0), rows=2, new_tokens=24)
