@@ -19,6 +19,7 @@ FAMILIES = (
     "heads.classifier",
     "heads.contrastive",
     "heads.mlp",
+    "heads.vq_decoder",
     "objectives.auxiliary",
     "objectives.contrastive",
     "objectives.generative",
