@@ -19,6 +19,7 @@ from mmspec.runtime.diffusion import (
     upsample_nearest,
 )
 from mmspec.runtime.graphs import Graph, OnnxGraph
+from mmspec.runtime.images import GeneratedImage, decode_tokens, generate_image
 from mmspec.runtime.search import Decoder, beam_search, greedy, sample
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "Denoiser", "Stage", "alphas_cumprod", "betas", "cascade", "ddim_sample", "ddim_step", "ddim_timesteps",
     "ddpm_sample", "ddpm_step", "upsample_nearest",
     "Decoder", "beam_search", "greedy", "sample",
+    "GeneratedImage", "decode_tokens", "generate_image",
 ]
