@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 TOKENS, DIFFUSION = "Token decoding", "Diffusion sampling"
+MAX_NEW_TOKENS = 20
 SPEC_SUFFIXES = (".yaml", ".yml")
 PNG_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type: grey, grey+alpha, RGB, RGBA
 ORT_DTYPES = {"float": "float32", "double": "float64", "float16": "float16", "int64": "int64", "int32": "int32",
@@ -91,7 +92,9 @@ def generate(
     input_: Annotated[list[str] | None, typer.Option(
         "--input", metavar="NAME=VALUES", rich_help_panel=TOKENS,
         help='Another input, e.g. source="4 5 6": once for every row, or once per prompt.')] = None,
-    max_new_tokens: Annotated[int, typer.Option(metavar="N", min=1, rich_help_panel=TOKENS)] = 20,
+    max_new_tokens: Annotated[int | None, typer.Option(
+        metavar="N", min=1, rich_help_panel=TOKENS, show_default=False,
+        help=f"[default: {MAX_NEW_TOKENS}, or fewer if the graph's positions run out first]")] = None,
     strategy: Annotated[Strategy, typer.Option(rich_help_panel=TOKENS, case_sensitive=False)] = Strategy.greedy,
     beams: Annotated[int, typer.Option(metavar="K", min=1, rich_help_panel=TOKENS)] = 4,
     length_penalty: Annotated[float, typer.Option(metavar="X", rich_help_panel=TOKENS)] = 1.0,
@@ -292,7 +295,7 @@ def _locate(target: Path) -> Path:
 # --- token decoding ----------------------------------------------------------------------------------------------
 
 
-def _decode(build: _Build, graph: str, prompts: list[str], inputs: list[str], max_new_tokens: int,
+def _decode(build: _Build, graph: str, prompts: list[str], inputs: list[str], max_new_tokens: int | None,
             strategy: Strategy, options: dict, eos_id: int | None, pad_id: int | None,
             console: Console) -> list[list[int]]:
     """Run the strategy on the step graph; the rows, prompt and new tokens."""
@@ -323,6 +326,9 @@ def _decode(build: _Build, graph: str, prompts: list[str], inputs: list[str], ma
         if value is not None and vocab is not None and not 0 <= value < vocab:
             raise UsageError(f"{flag} {value} is outside the vocabulary 0..{vocab - 1}")
     positions = min((c["positions"] for c in entry["cache"] if "positions" in c), default=None)
+    if max_new_tokens is None:
+        room = MAX_NEW_TOKENS if positions is None else positions - prompt.shape[1] + 1
+        max_new_tokens = max(min(MAX_NEW_TOKENS, room), 1)
     if positions is not None and prompt.shape[1] + max_new_tokens - 1 > positions:
         raise UsageError(f"a prompt of {prompt.shape[1]} tokens and --max-new-tokens {max_new_tokens} need "
                          f"{prompt.shape[1] + max_new_tokens - 1} positions; graph {graph!r} has {positions} "
