@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mmspec import api
+from mmspec.errors import SpecError
 from mmspec.runtime import decode_tokens, generate_image
 from mmspec.runtime.decoding import Pipeline
 
@@ -96,3 +97,39 @@ def test_one_code_changes_the_pixels(dalle):
     a, b = decode_tokens(ort.graphs["vq_decoder"], codes), decode_tokens(ort.graphs["vq_decoder"], other)
     assert a.shape == (1, 3, 8, 8)
     assert np.abs(a - b).max() > 1e-3
+
+
+VQ_SPEC = """\
+mmspec: 1
+name: vq
+modalities:
+  codes: {type: tokens, vocab_size: 16, length: LENGTH}
+  feats: {type: vector, dim: 4}
+heads:
+  vq:
+    type: vq_decoder
+    input: INPUT
+    codebook: 16
+    dim: 4
+    grid: [4, 4]
+    widths: [8, 6]
+    groups: 2
+"""
+
+
+@pytest.mark.parametrize(("edit", "line", "message"), [
+    ({"LENGTH": "seq"}, 12, "grid 4x4 holds 16 codes but 'codes' has length 'seq'"),
+    ({"LENGTH": "12"}, 12, "has length 12; give the ids the fixed length 16"),
+    ({"codebook: 16": "codebook: 32"}, 10, "codebook 32 differs from the vocab_size 16 of 'codes'"),
+    ({"INPUT": "feats"}, 9, "the decoder needs int64 code ids [batch, h*w]"),
+    ({"groups: 2": "groups: 4"}, 13, "width 6 is not divisible by groups 4"),
+])
+def test_vq_decoder_shape_rules_are_located(tmp_path, edit, line, message):
+    text = VQ_SPEC
+    for old, new in {"LENGTH": "16", "INPUT": "codes", **edit}.items():
+        text = text.replace(old, new)
+    (tmp_path / "vq.yaml").write_text(text)
+    with pytest.raises(SpecError) as e:
+        api.load_spec(tmp_path / "vq.yaml")
+    (d,) = e.value.diagnostics
+    assert (d.line, d.code) == (line, "check") and message in d.message, d.render()

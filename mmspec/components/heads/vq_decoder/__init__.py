@@ -11,15 +11,15 @@ from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Ref
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
-_CODES = {"type": "tokens", "vocab_size": 12, "length": 6}
+_IDS = {"type": "tokens", "vocab_size": 12, "length": 6}
 VQ_DECODER_EXAMPLES = (
     Example(
-        {"codes": _CODES},
+        {"codes": _IDS},
         {"input": "codes", "codebook": 12, "dim": 4, "grid": [2, 3], "widths": [8, 4], "blocks": 1, "groups": 2},
         name="two_stages",
     ),
     Example(
-        {"codes": {**_CODES, "length": 4, "mask": True}},
+        {"codes": {**_IDS, "length": 4, "mask": True}},
         {"input": "codes.ids", "codebook": 12, "dim": 3, "grid": [2, 2], "widths": [4], "blocks": 2, "groups": 2,
          "channels": 1},
         name="one_stage",
