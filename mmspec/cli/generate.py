@@ -94,7 +94,7 @@ def generate(
         help='Another input, e.g. source="4 5 6": once for every row, or once per prompt.')] = None,
     max_new_tokens: Annotated[int | None, typer.Option(
         metavar="N", min=1, rich_help_panel=TOKENS, show_default=False,
-        help=f"[default: {MAX_NEW_TOKENS}, or fewer if the graph's positions run out first]")] = None,
+        help=f"New tokens at most (default: {MAX_NEW_TOKENS}, or fewer if the graph's positions run out).")] = None,
     strategy: Annotated[Strategy, typer.Option(rich_help_panel=TOKENS, case_sensitive=False)] = Strategy.greedy,
     beams: Annotated[int, typer.Option(metavar="K", min=1, rich_help_panel=TOKENS)] = 4,
     length_penalty: Annotated[float, typer.Option(metavar="X", rich_help_panel=TOKENS)] = 1.0,
@@ -103,17 +103,17 @@ def generate(
     temperature: Annotated[float, typer.Option(metavar="T", rich_help_panel=TOKENS, help="> 0.")] = 1.0,
     eos_id: Annotated[int | None, typer.Option(metavar="ID", min=0, rich_help_panel=TOKENS)] = None,
     pad_id: Annotated[int | None, typer.Option(metavar="ID", rich_help_panel=TOKENS,
-                                               help="Pads rows that ended early [default: --eos-id].")] = None,
+                                               help="Pads rows that ended early (default: --eos-id).")] = None,
     sampler: Annotated[Sampler | None, typer.Option(rich_help_panel=DIFFUSION, case_sensitive=False,
                                                     help="Required for a denoiser.")] = None,
     sample: Annotated[str | None, typer.Option(metavar="NAME", rich_help_panel=DIFFUSION,
-                                               help="The noisy-sample input [default: the one rank-4 float "
-                                                    "input].")] = None,
+                                               help="The noisy-sample input (default: the one rank-4 float "
+                                                    "input).")] = None,
     timestep: Annotated[str | None, typer.Option(metavar="NAME", rich_help_panel=DIFFUSION,
-                                                 help="The timestep input [default: the one int64 rank-1 input "
-                                                      "left].")] = None,
+                                                 help="The timestep input (default: the one int64 rank-1 input "
+                                                      "left).")] = None,
     eps: Annotated[str | None, typer.Option(metavar="NAME", rich_help_panel=DIFFUSION,
-                                            help="The predicted-noise output [default: the one output].")] = None,
+                                            help="The predicted-noise output (default: the one output).")] = None,
     cond: Annotated[list[str] | None, typer.Option(metavar="NAME=VALUE", rich_help_panel=DIFFUSION,
                                                    help="A condition input, broadcast over the batch.")] = None,
     uncond: Annotated[list[str] | None, typer.Option(metavar="NAME=VALUE", rich_help_panel=DIFFUSION,
@@ -130,11 +130,12 @@ def generate(
     npy: Annotated[Path | None, typer.Option(metavar="FILE", rich_help_panel=DIFFUSION,
                                              help="Write the raw float32 samples [B, C, H, W].")] = None,
 ) -> None:
-    """Generate with a compiled model on ONNX Runtime: token decoding when the build has a step graph (one with
-    `cache:`), diffusion sampling (--sampler) when it is a denoiser.
+    """Generate with a compiled model on ONNX Runtime: token decoding when the build has a step graph (one
+    with `cache:`), diffusion sampling (--sampler) when it is a denoiser.
 
-    Token decoding prints each row (the prompt, then the new tokens) as one line of ids, or --json. Diffusion
-    writes --png (a grid of the batch, [-1, 1] mapped to 0..255) and/or --npy. See docs/generation.md.
+    Token decoding prints each row, the prompt then the new tokens, as one line of ids (or --json).
+    Diffusion writes --png (the batch as a grid, [-1, 1] mapped to 0..255) and/or --npy.
+    A spec TARGET is compiled into --out first. See docs/generation.md, "Command line".
     """
     from rich.console import Console
 
