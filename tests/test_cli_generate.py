@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import struct
 import subprocess
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from mmspec import api, cli
+from mmspec.cli.generate import _token_feeds, grid, png_bytes
 from mmspec.runtime import Denoiser, OnnxGraph, alphas_cumprod, beam_search, betas, ddim_sample, ddpm_sample, greedy
 from mmspec.runtime import sample as sample_tokens
 from mmspec.runtime.decoding import Pipeline
@@ -64,7 +64,7 @@ def prompt_args(prompts: list[list[int]]) -> list[str]:
 
 STRATEGIES = {
     "greedy": ([], lambda d, p: greedy(d, p, 8)),
-    "greedy-eos": (["--eos-id", "12", "--pad-id", "0"], lambda d, p: greedy(d, p, 8, eos_id=12, pad_id=0)),
+    "greedy-eos": (["--eos-id", "3", "--pad-id", "0"], lambda d, p: greedy(d, p, 8, eos_id=3, pad_id=0)),
     "beam": (["--strategy", "beam", "--beams", "3", "--length-penalty", "0.5", "--eos-id", "3"],
              lambda d, p: beam_search(d, p, 8, beams=3, length_penalty=0.5, eos_id=3)),
     "sample": (["--strategy", "sample", "--top-k", "7", "--top-p", "0.9", "--temperature", "1.5", "--seed", "11"],
@@ -82,6 +82,8 @@ def test_decoding_equals_the_runtime(builds, capsys, case):
     expected = direct(Pipeline.open(builds["tiny_gpt"]).decoder(), np.array(PROMPTS)).tolist()
     assert result == {"tokens": expected, "strategy": case.split("-")[0], "graph": "decoder_step"}
     assert [row[:3] for row in expected] == PROMPTS
+    if case == "greedy-eos":  # the first row ends early and is padded
+        assert expected[0][-4:] == [3, 0, 0, 0]
     code, out, _ = generate(capsys, builds["tiny_gpt"], *prompt_args(PROMPTS), "--max-new-tokens", "8", *flags)
     assert code == 0
     assert out.splitlines() == [" ".join(map(str, row)) for row in expected]
@@ -96,6 +98,10 @@ def test_seq2seq_takes_the_source_and_fills_its_mask(builds, capsys):
     feeds = {"source": np.array(source), "source_mask": np.ones((2, 4), np.int64)}
     expected = greedy(Pipeline.open(builds["tiny_seq2seq"]).decoder(feeds), np.array([[1], [2]]), 6)
     assert json.loads(out)["tokens"] == expected.tolist()
+    # all-zero and all-one masks attend alike, so check the filled mask itself
+    manifest = json.loads(next(builds["tiny_seq2seq"].glob("*.manifest.json")).read_text())
+    filled = _token_feeds(manifest, "decoder_step", ["source=3 4 5"], 1)
+    assert filled["source_mask"].tolist() == [[1, 1, 1]] and filled["source_mask"].dtype == np.int64
     # one --input row serves every prompt; an explicit mask is used as given
     code, out, err = generate(capsys, builds["tiny_seq2seq"], "--prompt", "1", "--prompt", "2", "--json",
                               "--max-new-tokens", "6", "--input", "source=3 4 5 6", "--input", "source_mask=1 1 0 0")
@@ -207,8 +213,6 @@ def test_a_build_runs_without_torch(builds):
 
 
 def test_the_png_writer_handles_every_channel_count():
-    from mmspec.cli.generate import grid, png_bytes
-
     for channels, color in ((1, 0), (2, 4), (3, 2), (4, 6)):
         x = np.linspace(-1.2, 1.2, 5 * channels * 2 * 3, dtype=np.float32).reshape(5, channels, 2, 3)
         image = grid(x)
@@ -217,7 +221,6 @@ def test_the_png_writer_handles_every_channel_count():
         width, height, got, decoded = read_png(png_bytes(image))
         assert (width, height, got) == (9, 4, color)
         np.testing.assert_array_equal(decoded, image)
-    assert math.ceil(math.sqrt(5)) == 3
 
 
 # --- errors --------------------------------------------------------------------------------------------------------
@@ -233,6 +236,7 @@ ERRORS = [
     ("tiny_gpt", ["--prompt", "1", "--sampler", "ddim"], "--sampler cannot be used here: graph 'decoder_step' "
                                                          "decodes tokens"),
     ("tiny_gpt", ["--prompt", "1", "--eos-id", "40"], "--eos-id 40 is outside the vocabulary 0..39"),
+    ("tiny_gpt", ["--prompt", " ".join(["1"] * 17)], "the prompt has 17 tokens; graph 'decoder_step' has 16 positions"),
     ("tiny_gpt", ["--prompt", "1 2", "--max-new-tokens", "16"], "graph 'decoder_step' has 16 (use --max-new-tokens "
                                                                 "15 or less)"),
     ("tiny_gpt", ["--prompt", "1", "--strategy", "sample", "--top-p", "0"], "--top-p must be in (0, 1]"),

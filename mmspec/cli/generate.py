@@ -323,21 +323,21 @@ def _decode(build: _Build, graph: str, prompts: list[str], inputs: list[str], ma
         if bad:
             known = f"0..{vocab - 1} (the width of the logits)" if vocab is not None else "of ids >= 0"
             raise UsageError(f"--prompt #{i}: token id {bad[0]} is outside the vocabulary {known}")
-    for flag, value in (("--eos-id", eos_id), ("--pad-id", pad_id)):
-        if value is not None and vocab is not None and not 0 <= value < vocab:
-            raise UsageError(f"{flag} {value} is outside the vocabulary 0..{vocab - 1}")
+    if eos_id is not None and vocab is not None and eos_id >= vocab:
+        raise UsageError(f"--eos-id {eos_id} is outside the vocabulary 0..{vocab - 1}")
     positions = min((c["positions"] for c in entry["cache"] if "positions" in c), default=None)
+    if positions is not None and prompt.shape[1] > positions:
+        raise UsageError(f"the prompt has {prompt.shape[1]} tokens; graph {graph!r} has {positions} positions")
     if max_new_tokens is None:
         room = MAX_NEW_TOKENS if positions is None else positions - prompt.shape[1] + 1
-        max_new_tokens = max(min(MAX_NEW_TOKENS, room), 1)
+        max_new_tokens = min(MAX_NEW_TOKENS, room)
     if positions is not None and prompt.shape[1] + max_new_tokens - 1 > positions:
         raise UsageError(f"a prompt of {prompt.shape[1]} tokens and --max-new-tokens {max_new_tokens} need "
                          f"{prompt.shape[1] + max_new_tokens - 1} positions; graph {graph!r} has {positions} "
-                         f"(use --max-new-tokens {max(positions - prompt.shape[1] + 1, 0)} or less)")
+                         f"(use --max-new-tokens {positions - prompt.shape[1] + 1} or less)")
     feeds = _token_feeds(manifest, graph, inputs, len(prompt))
     pipeline = Pipeline(manifest, build.graphs)
-    total = max_new_tokens
-    with _runtime_errors(f"graph {graph!r}"), _progress(console, strategy.value, total, 1) as progress:
+    with _runtime_errors(f"graph {graph!r}"), _progress(console, strategy.value, max_new_tokens, 1) as progress:
         decoder = pipeline.decoder(feeds, graph)
         common = dict(eos_id=eos_id, pad_id=pad_id, progress=progress)
         if strategy == Strategy.greedy:
