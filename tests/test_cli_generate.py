@@ -200,16 +200,17 @@ def test_a_spec_target_is_compiled_first(capsys, tmp_path):
     assert np.load(tmp_path / "x.npy").shape == (1, 3, 8, 8)
 
 
-def test_a_build_runs_without_torch(builds):
+def test_a_build_runs_without_torch(builds, tmp_path):
     script = ("import sys; from mmspec import cli; "
               "codes = [cli.run(a) for a in (sys.argv[1:4], sys.argv[4:])]; "
               "print(codes, sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     argv = ["generate", str(builds["tiny_gpt"]), "--prompt=1 2", "generate", str(builds["tiny_diffusion"]),
-            "--sampler=ddim", "--steps=2", "--cond=label=1", f"--npy={builds['tiny_diffusion'] / 'x.npy'}", "-q"]
+            "--sampler=ddim", "--steps=2", "--cond=label=1", f"--npy={tmp_path / 'x.npy'}", "-q"]
     env = {k: v for k, v in os.environ.items() if k != "MMSPEC_DEBUG"}
     proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "[0, 0] []"
+    assert np.load(tmp_path / "x.npy").shape == (1, 3, 8, 8)
 
 
 def test_the_png_writer_handles_every_channel_count():
