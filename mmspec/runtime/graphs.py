@@ -30,7 +30,7 @@ class OnnxGraph:
         if device == "cuda" and CUDA not in ort.get_available_providers():
             raise RuntimeError(f"onnxruntime {ort.__version__} has no {CUDA}")
         options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # errors reach the caller as exceptions; ORT prints nothing itself
         options.intra_op_num_threads = threads
         providers = [(CUDA, {"use_tf32": "0"}), CPU] if device == "cuda" else [CPU]
         self.path = Path(path)
