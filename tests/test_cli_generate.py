@@ -21,6 +21,7 @@ from mmspec.cli.generate import _token_feeds, grid, png_bytes
 from mmspec.runtime import Denoiser, OnnxGraph, alphas_cumprod, beam_search, betas, ddim_sample, ddpm_sample, greedy
 from mmspec.runtime import sample as sample_tokens
 from mmspec.runtime.decoding import Pipeline
+from mmspec.runtime.images import generate_image
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "tests" / "generation" / "specs"
@@ -34,7 +35,7 @@ def builds(tmp_path_factory, worker_id) -> dict[str, Path]:
     base = tmp_path_factory.getbasetemp()
     root = (base.parent if worker_id != "master" else base) / "cli_generate_builds"
     root.mkdir(exist_ok=True)
-    out = {stem: root / stem for stem in ("tiny_gpt", "tiny_seq2seq", "tiny_diffusion")}
+    out = {stem: root / stem for stem in ("tiny_gpt", "tiny_seq2seq", "tiny_diffusion", "tiny_dalle")}
     with open(root / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         for stem, build in out.items():
@@ -165,6 +166,23 @@ def test_ddim_with_guidance_writes_the_runtime_sample(builds, capsys, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png", "x.npy"]
 
 
+@pytest.mark.parametrize("flags", [[], ["--strategy", "sample", "--top-k", "5", "--seed", "3"]])
+def test_image_tokens_equal_the_runtime(builds, capsys, tmp_path, flags):
+    """A DALL-E-shaped build: codes sampled after the text prompt, decoded by the vq_decoder graph."""
+    png, npy = tmp_path / "grid.png", tmp_path / "x.npy"
+    code, out, err = generate(capsys, builds["tiny_dalle"], *prompt_args(PROMPTS), "--image-graph", "vq_decoder",
+                              "--image-offset", "20", *flags, "--png", png, "--npy", npy, "--json")
+    assert code == 0, err
+    pipeline = Pipeline.open(builds["tiny_dalle"])
+    kwargs = {"strategy": "sample", "top_k": 5, "seed": 3} if flags else {}
+    expected = generate_image(pipeline.decoder({}, "prior_step"), pipeline.graphs["vq_decoder"], np.array(PROMPTS),
+                              16, offset=20, entry=pipeline.manifest["graphs"]["vq_decoder"], **kwargs)
+    assert json.loads(out)["codes"] == expected.codes.tolist()
+    np.testing.assert_array_equal(np.load(npy), expected.pixels)
+    width, height, _, _ = read_png(png.read_bytes())
+    assert (width, height) == (16, 8)  # two 8x8 images side by side
+
+
 def test_ddpm_equals_the_runtime(builds, capsys, tmp_path):
     npy = tmp_path / "x.npy"
     code, out, err = generate(capsys, builds["tiny_diffusion"], "--sampler", "ddpm", "--train-steps", "20",
@@ -243,6 +261,17 @@ ERRORS = [
     ("tiny_gpt", ["--prompt", "1", "--strategy", "sample", "--top-p", "0"], "--top-p must be in (0, 1]"),
     ("tiny_gpt", ["--prompt", "1", "--graph", "encoder"], "no graph 'encoder'"),
     ("tiny_gpt", ["--prompt", "1", "--variant", "tiny"], "--variant: only for a spec TARGET"),
+    ("tiny_gpt", ["--prompt", "1", "--png", "x.png"], "--png cannot be used here: graph 'decoder_step' decodes "
+                                                      "tokens"),
+    ("tiny_gpt", ["--prompt", "1", "--image-offset", "3"], "--image-offset cannot be used here: there is no "
+                                                           "--image-graph"),
+    ("tiny_dalle", ["--prompt", "1", "--image-graph", "vq_decoder", "--strategy", "beam", "--png", "x.png"],
+     "not beam"),
+    ("tiny_dalle", ["--prompt", "1", "--image-graph", "prior_step", "--png", "x.png"], "--image-graph 'prior_step': "
+                                                                                       "not a graph"),
+    ("tiny_dalle", ["--prompt", "1", "--image-graph", "vq_decoder"], "give --png FILE and/or --npy FILE"),
+    ("tiny_dalle", ["--prompt", "1", "--image-graph", "vq_decoder", "--image-offset", "40", "--png", "x.png"],
+     "--image-graph 'vq_decoder':"),
     ("tiny_seq2seq", ["--prompt", "1"], "graph 'decoder_step' needs source, source_mask: give --input source="),
     ("tiny_seq2seq", ["--prompt", "1", "--input", "source"], "--input #1: expected NAME=VALUES"),
     ("tiny_seq2seq", ["--prompt", "1", "--input", "source=1 99"], "ONNX Runtime failed"),

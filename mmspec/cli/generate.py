@@ -104,6 +104,10 @@ def generate(
     eos_id: Annotated[int | None, typer.Option(metavar="ID", min=0, rich_help_panel=TOKENS)] = None,
     pad_id: Annotated[int | None, typer.Option(metavar="ID", rich_help_panel=TOKENS,
                                                help="Pads rows that ended early (default: --eos-id).")] = None,
+    image_graph: Annotated[str | None, typer.Option(metavar="NAME", rich_help_panel=TOKENS,
+        help="Decode the generated tokens as an image with this vq_decoder graph (--png / --npy).")] = None,
+    image_offset: Annotated[int, typer.Option(metavar="K", min=0, rich_help_panel=TOKENS,
+        help="With --image-graph: image code c is token id K + c.")] = 0,
     sampler: Annotated[Sampler | None, typer.Option(rich_help_panel=DIFFUSION, case_sensitive=False,
                                                     help="Required for a denoiser.")] = None,
     sample: Annotated[str | None, typer.Option(metavar="NAME", rich_help_panel=DIFFUSION,
@@ -148,13 +152,25 @@ def generate(
     build = _Build.open(target, device.value)
     name, step = build.choose(graph)
     if step:
-        _reject(ctx, given & set(DIFFUSION_ONLY), f"graph {name!r} decodes tokens (it has a cache)")
+        files = {"png", "npy"} if image_graph is not None else set()
+        _reject(ctx, given & (set(DIFFUSION_ONLY) - files), f"graph {name!r} decodes tokens (it has a cache)")
+        _reject(ctx, given & {"image_offset"} if image_graph is None else set(), "there is no --image-graph")
         _reject(ctx, {k for k, s in STRATEGY_ONLY.items() if k in given and s != strategy},
                 f"--strategy is {strategy.value}")
         _reject(ctx, {"seed"} & given if strategy != Strategy.sample else set(), f"--strategy is {strategy.value}")
-        tokens = _decode(build, name, prompt or [], input_ or [], max_new_tokens, strategy,
-                         dict(beams=beams, length_penalty=length_penalty, top_k=top_k, top_p=top_p,
-                              temperature=temperature, seed=seed), eos_id, pad_id, console)
+        options = dict(beams=beams, length_penalty=length_penalty, top_k=top_k, top_p=top_p,
+                       temperature=temperature, seed=seed)
+        if image_graph is not None:
+            codes = _image(build, name, image_graph, image_offset, prompt or [], strategy, options,
+                           (eos_id, pad_id, max_new_tokens), png, npy, console)
+            if as_json:
+                print(json.dumps({"codes": codes, "strategy": strategy.value, "graph": name,
+                                  "image_graph": image_graph, "png": png and str(png), "npy": npy and str(npy)}))
+            else:
+                print("\n".join(" ".join(map(str, row)) for row in codes))
+            return
+        tokens = _decode(build, name, prompt or [], input_ or [], max_new_tokens, strategy, options, eos_id, pad_id,
+                         console)
         if as_json:
             print(json.dumps({"tokens": tokens, "strategy": strategy.value, "graph": name}))
         else:
@@ -351,6 +367,62 @@ def _decode(build: _Build, graph: str, prompts: list[str], inputs: list[str], ma
     console.print(f"{build.path}: {strategy.value} on graph {graph!r}, {len(result)} row(s), "
                   f"{result.shape[1] - prompt.shape[1]} new token(s)", markup=False)
     return result.tolist()
+
+
+def _image(build: _Build, graph: str, image_graph: str, offset: int, prompts: list[str], strategy: Strategy,
+           options: dict, stopping: tuple, png: Path | None, npy: Path | None, console: Console) -> list[list[int]]:
+    """Sample a grid of image codes after the prompts with the step graph, decode them with the vq_decoder graph
+    `image_graph`, write --png / --npy; the codes of each row."""
+    import numpy as np
+
+    from mmspec.runtime.decoding import Pipeline
+    from mmspec.runtime.images import generate_image
+
+    if strategy == Strategy.beam:
+        raise UsageError("--image-graph samples codes with --strategy greedy or sample, not beam")
+    if any(v is not None for v in stopping):
+        raise UsageError("--eos-id, --pad-id and --max-new-tokens do not apply to --image-graph: an image has as "
+                         "many codes as its vq_decoder graph takes")
+    if image_graph not in build.graphs or image_graph == graph:
+        raise UsageError(f"--image-graph {image_graph!r}: not a graph of {build.path} besides {graph!r}; it has "
+                         f"{sorted(build.graphs)}")
+    if png is None and npy is None:
+        raise UsageError("--image-graph writes its images to a file: give --png FILE and/or --npy FILE")
+    if not prompts:
+        raise UsageError(f"graph {graph!r} decodes tokens: give the prompt's token ids with --prompt \"1 2 3\"")
+    rows = [_ids(text, f"--prompt #{i}", int) for i, text in enumerate(prompts, 1)]
+    if len({len(r) for r in rows}) != 1:
+        raise UsageError(f"the prompts have different lengths {[len(r) for r in rows]}; a batch needs equal lengths")
+    entry = build.manifest["graphs"][image_graph]
+    (codes_input,) = entry["inputs"] if len(entry["inputs"]) == 1 else (None,)
+    if codes_input is None or not isinstance(codes_input["shape"][1], int):
+        raise UsageError(f"--image-graph {image_graph!r} must take one input of fixed length (the codes of one "
+                         f"image); it takes {[i['name'] for i in entry['inputs']]}")
+    length = codes_input["shape"][1]
+    kwargs = {} if strategy == Strategy.greedy else {k: options[k] for k in ("top_k", "top_p", "temperature", "seed")}
+    pipeline = Pipeline(build.manifest, build.graphs)
+    with _runtime_errors(f"graph {graph!r}"), _progress(console, strategy.value, length, 1) as progress:
+        try:
+            image = generate_image(pipeline.decoder({}, graph), build.graphs[image_graph],
+                                   np.array(rows, dtype=np.int64), length, offset=offset, entry=entry,
+                                   strategy=strategy.value, progress=progress, **kwargs)
+        except ValueError as e:
+            raise UsageError(f"--image-graph {image_graph!r}: {e}") from e
+    files = {}
+    if png is not None:
+        if image.pixels.shape[1] not in PNG_COLOR_TYPES:
+            raise UsageError(f"--png: a {image.pixels.shape[1]}-channel output is not an image; use --npy")
+        files[png] = png_bytes(grid(image.pixels))
+    if npy is not None:
+        import io
+
+        buffer = io.BytesIO()
+        np.save(buffer, image.pixels)
+        files[npy] = buffer.getvalue()
+    _write_all(files)
+    console.print(f"wrote {', '.join(map(str, files))}: {len(rows)} image(s) of {length} codes from graph "
+                  f"{graph!r} through {image_graph!r}", markup=False)
+    return image.codes.tolist()
 
 
 def _vocab(entry: dict) -> int | None:
