@@ -125,10 +125,11 @@ def report(result: dict) -> None:
 
 
 def compile_both(out: Path, variant: str | None) -> tuple[Path, Path]:
-    """The step graph's build directory and the whole-sequence ONNX file."""
-    api.compile(SPEC, out_dir=out / "step", variant=variant)
-    return out / "step", Path(api.compile(SPEC, out_dir=out / "full", variant=variant, sets=["exports=null"])
-                              ["onnx"]["path"])
+    """The step graph's manifest and the whole-sequence ONNX file."""
+    report = api.compile(SPEC, out_dir=out / "step", variant=variant)
+    stem = f"{report['name']}-{variant}" if variant else report["name"]
+    full = api.compile(SPEC, out_dir=out / "full", variant=variant, sets=["exports=null"])
+    return out / "step" / f"{stem}.manifest.json", Path(full["onnx"]["path"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,13 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         args.new_tokens, args.prompt, args.repeats = 24, 4, 1
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="decode_cost-"))
     start = time.perf_counter()
-    step_dir, full_file = compile_both(out, variant)
+    manifest_file, full_file = compile_both(out, variant)
     compile_s = time.perf_counter() - start
-    manifest = json.loads(next(step_dir.glob("*.manifest.json")).read_text())
-    pipeline = Pipeline(manifest, {name: OnnxGraph(step_dir / g["file"], threads=args.threads)
+    manifest = json.loads(manifest_file.read_text())
+    pipeline = Pipeline(manifest, {name: OnnxGraph(manifest_file.parent / g["file"], threads=args.threads)
                                    for name, g in manifest["graphs"].items()})
     full = FullDecoder(OnnxGraph(full_file, threads=args.threads), "text", "lm", mask="text_mask")
-    vocab = pipeline.manifest["graphs"][pipeline.step_graph()]["outputs"][0]["shape"][-1]
+    vocab = next(o for o in manifest["graphs"][pipeline.step_graph()]["outputs"] if o["name"] == "lm")["shape"][-1]
     results = []
     for batch in args.batch:
         prompt = np.random.default_rng(0).integers(0, vocab, (batch, args.prompt))  # B,T
@@ -165,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ncompile {compile_s:.0f} s, total {seconds:.0f} s on {platform.processor() or platform.machine()}")
     if args.json:
         summary = {"spec": str(SPEC), "variant": variant, "threads": args.threads, "compile_s": compile_s,
-                   "seconds": seconds,
-                   "results": results}
+                   "seconds": seconds, "results": results}
         Path(args.json).write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
     return 0 if all(r["tokens_equal"] for r in results) else 1
 
