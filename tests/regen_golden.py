@@ -1,7 +1,7 @@
-"""Regenerate tests/golden/: `python tests/regen_golden.py` (run from the repository root).
+"""Regenerate tests/golden/: `python tests/regen_golden.py [SPEC...]` (run from the repository root).
 
-For every spec in specs/: the captured FX graph of its `tiny` variant, and the parameter table of
-its canonical (full) size built on the meta device. Regenerate only on purpose, and explain the
+For every spec in specs/ (or only the SPEC files named): the captured FX graph of its `tiny` variant, and the
+parameter table of its canonical (full) size built on the meta device. Regenerate only on purpose, and explain the
 diff in the commit message.
 """
 
@@ -29,9 +29,9 @@ def golden_texts(spec_path: Path) -> dict[str, str]:
     }
 
 
-def main() -> int:
+def main(paths: list[str]) -> int:
     GOLDEN.mkdir(exist_ok=True)
-    for spec in sorted((ROOT / "specs").glob("*.yaml")):
+    for spec in [Path(p) for p in paths] or sorted((ROOT / "specs").glob("*.yaml")):
         for name, text in golden_texts(spec).items():
             (GOLDEN / name).write_text(text)
             print(f"wrote tests/golden/{name}")
@@ -39,4 +39,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
