@@ -36,13 +36,13 @@ MaxParamsOpt = Annotated[
     str | None,
     typer.Option("--max-params", metavar="N",
                  help="Refuse a spec whose parameter count, estimated before anything is allocated, exceeds N "
-                      "(e.g. 2e10). [default: 2e9]"),
+                      "(e.g. 2e10; default 2e9)."),
 ]
 MaxActivationOpt = Annotated[
     str | None,
     typer.Option("--max-activation-bytes", metavar="BYTES",
                  help="Refuse a spec whose activation memory for one example at the declared maximum sizes "
-                      "exceeds BYTES (e.g. 64GiB). [default: 64GiB]"),
+                      "exceeds BYTES (e.g. 128GiB; default 64GiB)."),
 ]
 
 
