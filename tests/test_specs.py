@@ -55,6 +55,9 @@ def test_compile_tiny_verifies(spec_path, tmp_path):
     report = compile(spec_path, out_dir=tmp_path, variant="tiny")
     loaded = load_spec(spec_path, "tiny")
     stem = f"{loaded.spec.name}-tiny"
+    if loaded.plan.graphs:
+        _exports_verify(loaded, report, tmp_path, stem)
+        return
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{stem}.onnx", f"{stem}.report.json"]
     assert json.loads((tmp_path / f"{stem}.report.json").read_text()) == report
     v = report["verification"]
@@ -73,6 +76,20 @@ def test_compile_tiny_verifies(spec_path, tmp_path):
     for gi, onnx_in in zip(loaded.plan.graph_inputs, model.graph.input, strict=True):
         dims = [d.dim_param or d.dim_value for d in onnx_in.type.tensor_type.shape.dim]
         assert onnx_in.name == gi.name and dims == list(gi.info.shape)
+    assert report["params"]["total"] == sum(report["params"]["by_component"].values())
+
+
+def _exports_verify(loaded, report, out, stem):
+    """A spec with `exports:` compiles every graph to its own verified file, with a manifest."""
+    names = [g.name for g in loaded.plan.graphs]
+    files = sorted([*(f"{stem}.{g}.onnx" for g in names), f"{stem}.manifest.json", f"{stem}.report.json"])
+    assert sorted(p.name for p in out.iterdir()) == files
+    assert list(report["graphs"]) == names
+    for g, section in report["graphs"].items():
+        v = section["verification"]
+        assert v["passed"] and v["tolerance"] == {"atol": 1e-4, "rtol": 1e-3}, g
+        assert {c["ort_optimization"] for c in v["cases"]} == {"disabled", "all"}, g
+        assert all(s["max_abs"] <= 1e-4 for case in v["cases"] for s in case["outputs"].values()), g
     assert report["params"]["total"] == sum(report["params"]["by_component"].values())
 
 

@@ -27,6 +27,7 @@ VIT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "int
        "image_size": 32, "patch_size": 8, "num_labels": 5}  # fmt: skip
 GPT2 = {"vocab_size": 99, "n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 40, "bos_token_id": 0,
         "eos_token_id": 0}  # fmt: skip
+OPENAI_GPT = {k: GPT2[k] for k in ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions")}
 CLIP_SMALL = {
     "text_config": {**TEXT, "max_position_embeddings": 16, "bos_token_id": 3, "pad_token_id": 4, "eos_token_id": 5},
     "vision_config": {k: v for k, v in VIT.items() if k != "num_labels"},
@@ -85,6 +86,10 @@ CASES = {  # architecture -> (reference, its inputs, our output -> its output)
                                 {"mlm": "logits"}),
     "GPT2Model": (lambda: tf.GPT2Model(tf.GPT2Config(**GPT2)), _text, {"gpt2_sequence": "last_hidden_state"}),
     "GPT2LMHeadModel": (lambda: tf.GPT2LMHeadModel(tf.GPT2Config(**GPT2)), _text, {"lm": "logits"}),
+    "OpenAIGPTModel": (lambda: tf.OpenAIGPTModel(tf.OpenAIGPTConfig(**OPENAI_GPT)), _text,
+                       {"gpt_sequence": "last_hidden_state"}),
+    "OpenAIGPTLMHeadModel": (lambda: tf.OpenAIGPTLMHeadModel(tf.OpenAIGPTConfig(**OPENAI_GPT)), _text,
+                             {"lm": "logits"}),
     "ViTModel": (lambda: tf.ViTModel(tf.ViTConfig(**VIT, pooler_output_size=24)), _image,
                  {"vit_sequence": "last_hidden_state", "vit_pooled": "pooler_output"}),
     "ViTForImageClassification": (lambda: tf.ViTForImageClassification(tf.ViTConfig(**VIT)), _image,
@@ -170,7 +175,7 @@ def test_unsupported_model_types_exit_2(model_type, tmp_path, capsys):
     code, err = _main(capsys, "import", "hf", _config(tmp_path, model_type=model_type), "-o", str(tmp_path / "m.yaml"))
     assert code == 2
     assert f"model_type {model_type!r} is not supported yet ({NOT_YET[model_type]} is missing); supported: " in err
-    assert "bert, clip, data2vec-text, gpt2, resnet, roberta, vit, xlm-roberta" in err
+    assert "bert, clip, data2vec-text, gpt2, openai-gpt, resnet, roberta, vit, xlm-roberta" in err
     assert not (tmp_path / "m.yaml").exists() and "Traceback" not in err
 
 

@@ -185,6 +185,11 @@ _HF_GPT2 = (  # transformers GPT2Model: Conv1D weights are stored [in, out]; c_a
     Rule("h.{i}.mlp.c_proj.bias", "layers.{i}.ffn.fc2.bias"),
     Rule("ln_f.{p}", "final_norm.{p}"),
 )
+_HF_OPENAI_GPT = (  # transformers OpenAIGPTModel (GPT-1): GPT-2's Conv1D layout, post-norm, no final norm
+    Rule("tokens_embed.weight", "embed.word.weight"),
+    Rule("positions_embed.weight", "embed.position.weight"),
+    *(r for r in _HF_GPT2 if r.src.startswith("h.")),
+)
 
 
 _STACK = {"width": 8, "layers": 2, "heads": 2, "ffn": 16}
@@ -218,6 +223,12 @@ TRANSFORMER_EXAMPLES = (
             "pool": {"type": "eos"},
         },
         name="gpt2",
+    ),
+    Example(
+        {"text": _TEXT},  # GPT-1: causal, post-norm, no embedding or final LayerNorm
+        {"input": "text", "embed": {"type": "tokens", "positions": 12, "norm": False}, **_STACK, "causal": True,
+         "activation": "gelu_tanh"},
+        name="gpt1",
     ),
     Example(
         {"image": {"type": "image", "channels": 3, "height": 8, "width": 8}},  # ViT
@@ -365,7 +376,13 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     """false: the layer stack (every layer's self-attention and feed-forward sublayers) and final_norm are frozen;
     the embedding, the cross-attention sublayers and the pool still train (Flamingo's frozen LM)."""
 
-    weight_layouts = {"bert": _HF_BERT, "vit": _HF_VIT, "clip": _HF_CLIP, "gpt2": _HF_GPT2}
+    weight_layouts = {
+        "bert": _HF_BERT,
+        "vit": _HF_VIT,
+        "clip": _HF_CLIP,
+        "gpt2": _HF_GPT2,
+        "openai_gpt": _HF_OPENAI_GPT,
+    }
     ref_fields: ClassVar[tuple[str, ...]] = ("cross",)
     """`cross` is an input port; a bad reference there is located at `cross`."""
 

@@ -1,5 +1,5 @@
-"""Hugging Face families that map onto the transformer encoder: BERT, RoBERTa, XLM-R, data2vec-text, GPT-2, ViT
-and CLIP (config.json -> spec tree; the `layout:` names are the encoder's `weight_layouts`)."""
+"""Hugging Face families that map onto the transformer encoder: BERT, RoBERTa, XLM-R, data2vec-text, GPT-1,
+GPT-2, ViT and CLIP (config.json -> spec tree; the `layout:` names are the encoder's `weight_layouts`)."""
 
 from __future__ import annotations
 
@@ -222,6 +222,75 @@ def _gpt2(cfg: Config, arch: str) -> dict:
         "encoders": {enc: encoder},
     }
     nodes: dict[str, Any] = {enc: {"prefix": "transformer" if lm else "", "layout": "gpt2"}}
+    if lm:
+        tied = cfg.get("tie_word_embeddings", bool)
+        tree["heads"] = {
+            "lm": {
+                "type": "token_classifier",
+                "input": f"{enc}.sequence",
+                "transform": False,
+                "bias": False,
+                **({"tie_to": enc} if tied else {"num_classes": cfg.int("vocab_size")}),
+            }
+        }
+        nodes["lm"] = {"prefix": "lm_head", "layout": "linear"}
+    else:
+        tree["outputs"] = [f"{enc}.sequence"]
+    return {**tree, "weights": {"nodes": nodes}}
+
+
+_OPENAI_GPT_ACTIVATIONS = {"gelu": "gelu_tanh", "relu": "relu", "silu": "silu", "swish": "silu"}
+"""OpenAIGPTConfig.afn -> ours (its "gelu" is the tanh approximation)."""
+
+
+@hf_family(
+    "openai-gpt",
+    ("OpenAIGPTLMHeadModel", "OpenAIGPTModel"),
+    {
+        "vocab_size": 40478,
+        "n_positions": 512,
+        "n_embd": 768,
+        "n_layer": 12,
+        "n_head": 12,
+        "afn": "gelu",
+        "resid_pdrop": 0.1,
+        "embd_pdrop": 0.1,
+        "attn_pdrop": 0.1,
+        "layer_norm_epsilon": 1e-5,
+        "tie_word_embeddings": True,
+    },
+    survey=["NLP-11"],
+    paper="Radford, Narasimhan, Salimans, Sutskever. Improving Language Understanding by Generative "
+    "Pre-Training. 2018.",
+)
+def _openai_gpt(cfg: Config, arch: str) -> dict:
+    """GPT-1: post-norm causal stack (GELU, tanh form), learned positions, no embedding or final LayerNorm."""
+    afn = cfg.get("afn", str)
+    if afn not in _OPENAI_GPT_ACTIVATIONS:
+        supported = ", ".join(_OPENAI_GPT_ACTIVATIONS)
+        raise cfg.error("afn", f"activation {afn!r} is not supported yet; supported: {supported}")
+    lm = arch == "OpenAIGPTLMHeadModel"
+    enc = "gpt"
+    positions = cfg.int("n_positions")
+    encoder = {
+        "type": "transformer",
+        "input": "text",
+        "embed": {"type": "tokens", "positions": positions, "norm": False},
+        "width": cfg.int("n_embd"),
+        "layers": cfg.int("n_layer"),
+        "heads": cfg.int("n_head"),
+        "ffn": 4 * cfg.int("n_embd"),
+        "activation": _OPENAI_GPT_ACTIVATIONS[afn],
+        "eps": cfg.float("layer_norm_epsilon"),
+        "dropout": cfg.float("resid_pdrop"),
+        "attention_dropout": cfg.float("attn_pdrop"),
+        "norm": "post",
+        "causal": True,
+    }
+    text = {"type": "tokens", "vocab_size": cfg.int("vocab_size"), "length": "seq", "max_length": positions,
+            "mask": True}
+    tree: dict[str, Any] = {"modalities": {"text": text}, "encoders": {enc: encoder}}
+    nodes: dict[str, Any] = {enc: {"prefix": "transformer" if lm else "", "layout": "openai_gpt"}}
     if lm:
         tied = cfg.get("tie_word_embeddings", bool)
         tree["heads"] = {
