@@ -4,12 +4,13 @@
 callable that builds the reference with the same configuration; it runs under `torch.device("meta")`, so nothing
 is allocated. It returns the reference `nn.Module`, or a `Formula` where the reference cannot be installed (a count
 derived module by module from the official configuration). Where no implementation exists at all, `PAPER_SIZES`
-holds the paper's reported size instead, and the spec's `reference.notes` must cite that figure.
+holds the paper's reported size instead, and the spec's `reference.notes` must cite where the paper prints it
+(the `source`, e.g. "Table 2.1").
 
 Adding a reference is one line, e.g.
 
     "gpt2:medium": lambda: tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=1024, n_layer=24, n_head=16)),
-    "glide": PaperSize("3.5B", "Table 1"),    # in PAPER_SIZES
+    "glide": PaperSize("3.5B", "Table 1"),    # in PAPER_SIZES; the notes of specs/glide.yaml cite "Table 1"
 
 tests/test_coverage_doc.py checks every entry against the spec's own count (a registered reference must match),
 and docs/coverage.md shows both numbers: rerun `python tests/regen_coverage.py` after adding one.

@@ -171,7 +171,7 @@ def test_registered_references_equal_the_specs():
         else:
             size = references.PAPER_SIZES[k]
             assert size.matches(ours), f"{k}: {ours:,} does not round to the paper's {size.figure}"
-            assert size.figure in (loaded.spec.reference.notes or ""), f"{k}: reference.notes must cite {size.figure}"
+            assert size.source in (loaded.spec.reference.notes or ""), f"{k}: reference.notes must cite {size.source}"
 
 
 def test_reference_counts_are_built_on_the_meta_device():
