@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
+from mmspec.blocks.positions import SinusoidalPositions
+
 
 class TokenEmbedding(nn.Module):
-    """word(ids) [+ segment(ids)] + position(0..S-1) -> optional LayerNorm -> dropout  (BERT, CLIP text)."""
+    """word(ids) [* sqrt(D)] [+ segment(ids)] + position(0..S-1) -> optional LayerNorm -> dropout  (BERT, CLIP
+    text, GPT; the Transformer: fixed sinusoidal positions, scaled words, a word table shared with another
+    embedding)."""
 
     def __init__(
         self,
@@ -19,16 +25,22 @@ class TokenEmbedding(nn.Module):
         eps: float,
         dropout: float,
         padding_idx: int | None = None,
+        position_kind: str = "learned",
+        scale: bool = False,
+        shared: nn.Embedding | None = None,
     ):
         super().__init__()
         self.padding_idx = padding_idx
-        self.word = nn.Embedding(vocab, dim)
-        self.position = nn.Embedding(positions, dim)
+        self.word = shared if shared is not None else nn.Embedding(vocab, dim)
+        learned = position_kind == "learned"
+        self.position = nn.Embedding(positions, dim) if learned else SinusoidalPositions(positions, dim)
         self.segment = nn.Embedding(segments, dim) if segments else None
         self.norm = nn.LayerNorm(dim, eps=eps) if norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
-        for table in (self.word, self.position, self.segment):
-            if table is not None:
+        self.scale = math.sqrt(dim) if scale else None
+        own = (self.word if shared is None else None, self.position, self.segment)
+        for table in own:
+            if isinstance(table, nn.Embedding):
                 nn.init.normal_(table.weight, std=0.02)  # BERT/CLIP initialisation scale
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None, offset=None) -> torch.Tensor:
@@ -42,6 +54,8 @@ class TokenEmbedding(nn.Module):
             pos = torch.cumsum(keep, dim=1) * keep + self.padding_idx  # B,S
         # Summed in transformers' order (word, segment, position), so imported BERTs match it bit for bit.
         x = self.word(ids)  # B,S,D
+        if self.scale is not None:
+            x = x * self.scale  # B,S,D
         if self.segment is not None:
             x = x + self.segment(segments if segments is not None else torch.zeros_like(ids))  # B,S,D
         position = self.position(pos)  # S,D (B,S,D with padding_idx)

@@ -9,17 +9,25 @@ from pydantic import Field
 
 from mmspec.components.common import PoolConfig, StackConfig, axis_max, pooled_width, require, sequence_of
 from mmspec.registry import Example, register
-from mmspec.spec.base import ComponentConfig, KVLayout, PositiveInt, Ref, StrictModel
+from mmspec.spec.base import ComponentConfig, KVLayout, Name, PositiveInt, Ref, StrictModel
 from mmspec.spec.layout import Rule
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 
 class TokensEmbed(StrictModel):
-    """word + learned position (+ segment) embeddings, then LayerNorm (BERT) or not (CLIP text)."""
+    """word (+ segment) + position embeddings, then LayerNorm (BERT) or not (CLIP text, GPT, the Transformer)."""
 
     type: Literal["tokens"]
     positions: PositiveInt = 512
-    """Size of the learned position table; must cover the modality's max_length."""
+    """Size of the position table (learned or fixed); must cover the modality's max_length."""
+    position_kind: Literal["learned", "sinusoidal"] = "learned"
+    """`learned`: a trained table (BERT, GPT); `sinusoidal`: the Transformer's fixed sin/cos table, no parameters."""
+    scale: bool = False
+    """Multiply the word embeddings by sqrt(width) before the positions are added (the Transformer)."""
+    share: Name | None = None
+    """Use the word table of this other `transformer` encoder with token embeddings (same vocabulary size and
+    width) instead of an own one: the Transformer's source/target vocabulary. It must be computed before this
+    encoder (this one's `cross` reads it, or it feeds this one's input)."""
     segments: Annotated[int, Field(ge=0)] = 0
     """Segment (token-type) table size; BERT has 2 even when no segment ids are fed."""
     norm: bool = True
@@ -307,6 +315,20 @@ TRANSFORMER_EXAMPLES = (
                                  "width": 6, "layers": 1, "heads": 2, "ffn": 12}}},
         name="cross_decoder",
     ),
+    Example(  # the Transformer's decoder: sinusoidal positions, scaled words, the source encoder's word table
+        {"source": {**_TEXT, "length": "src", "mask": True}, "text": _TEXT},
+        {
+            "input": "text",
+            "embed": {"type": "tokens", "positions": 12, "position_kind": "sinusoidal", "scale": True,
+                      "norm": False, "share": "src"},
+            **_STACK,
+            "causal": True,
+            "cross": {"input": "src"},
+        },
+        {"encoders": {"src": {"type": "transformer", "input": "source", **_STACK, "embed": {
+            "type": "tokens", "positions": 12, "position_kind": "sinusoidal", "scale": True, "norm": False}}}},
+        name="shared_sinusoidal",
+    ),
     Example(  # Flamingo: frozen pre-norm LM stack, tanh-gated cross-attention before layers 0 and 2
         {"text": _TEXT, "media": {"type": "sequence", "dim": 6, "length": "media", "max_length": 5}},
         {
@@ -469,6 +491,8 @@ class TransformerEncoder(StackConfig, ComponentConfig):
                     f"embed.positions {self.embed.positions} is shorter than the input's length "
                     f"{longest} (modality {self.input!r} max_length){shifted}; raise positions or lower max_length",
                 )
+            if self.embed.share is not None:
+                self._shared_table(ctx, modality.vocab_size)
             if "segments" in bundle and modality.segments != self.embed.segments:
                 raise CheckError(
                     ("embed", "segments"),
@@ -495,6 +519,27 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             raise CheckError(("embed", "segment"), f"embed.segment {e.segment} is not a row of the {e.segments}-row "
                                                    f"segment table (embed.segments); use 0..{e.segments - 1}")
         return src, src.shape[1]
+
+    def _shared_table(self, ctx, vocab: int) -> None:
+        """`embed.share` names a transformer with token embeddings of this vocabulary and width, planned before."""
+        name = self.embed.share
+        other = ctx.spec.encoders.get(name)
+        if other is None or other.type != "transformer" or other.embed.type != "tokens" or other is self:
+            tables = [n for n, e in ctx.spec.encoders.items()
+                      if e.type == "transformer" and e.embed.type == "tokens" and e is not self]
+            raise CheckError(("embed", "share"), f"embed.share {name!r} must name another transformer encoder with "
+                                                 f"token embeddings; candidates: {', '.join(tables) or 'none'}")
+        if other.embed.share is not None:
+            raise CheckError(("embed", "share"), f"{name!r} shares the table of {other.embed.share!r}; name the "
+                                                 f"owner {other.embed.share!r}")
+        theirs = ctx.spec.modalities[other.input.split(".")[0]].vocab_size
+        if (theirs, other.width) != (vocab, self.width):
+            raise CheckError(("embed", "share"), f"the word table of {name!r} is [{theirs}, {other.width}] but this "
+                                                 f"encoder needs [{vocab}, {self.width}]; make the vocabulary sizes "
+                                                 f"and widths equal")
+        if name not in ctx.bundles:
+            raise CheckError(("embed", "share"), f"{name!r} must be computed before this encoder (reference it, "
+                                                 f"e.g. with cross: {{input: {name}}})")
 
     def _sequence_input(self, bundle: Bundle, ctx) -> tuple[TensorInfo, object]:
         """The sequence an `embed: sequence` reads, and the length after the embedding."""
@@ -560,7 +605,9 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         else:
             m = ctx.spec.modalities[self.input.split(".")[0]]
             if isinstance(e, TokensEmbed):
-                embed = (m.vocab_size + e.positions + e.segments) * w + (P.layer_norm(w) if e.norm else 0)
+                words = 0 if e.share else m.vocab_size
+                learned = e.positions if e.position_kind == "learned" else 0
+                embed = (words + learned + e.segments) * w + (P.layer_norm(w) if e.norm else 0)
             elif isinstance(e, PatchesEmbed):
                 grid = (m.height // e.patch_size) * (m.width // e.patch_size) + int(e.class_token)
                 embed = (m.channels * e.patch_size**2 + int(e.bias) + int(e.class_token) + grid) * w
@@ -587,4 +634,5 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.encoders.transformer.module import TransformerEncoderModule
 
-        return TransformerEncoderModule(self, inputs, ctx.spec.modalities.get(self.input.split(".")[0]))
+        shared = ctx.modules[self.embed.share].embed.word if getattr(self.embed, "share", None) else None
+        return TransformerEncoderModule(self, inputs, ctx.spec.modalities.get(self.input.split(".")[0]), shared)

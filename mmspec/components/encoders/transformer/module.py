@@ -22,12 +22,22 @@ class TransformerEncoderModule(nn.Module):
     """embed -> [drop tokens] -> blocks (with cross-attention to a context) -> optional final norm -> optional
     pooling, over one input bundle (and the context's bundle with `cross`)."""
 
-    def __init__(self, cfg, bundles, modality):
+    def __init__(self, cfg, bundles, modality, shared: nn.Embedding | None = None):
         super().__init__()
         e = cfg.embed
         if e.type == "tokens":
             self.embed = TokenEmbedding(
-                modality.vocab_size, cfg.width, e.positions, e.segments, e.norm, cfg.eps, cfg.dropout, e.padding_idx
+                modality.vocab_size,
+                cfg.width,
+                e.positions,
+                e.segments,
+                e.norm,
+                cfg.eps,
+                cfg.dropout,
+                e.padding_idx,
+                e.position_kind,
+                e.scale,
+                shared,
             )
         elif e.type == "patches":
             grid = (modality.height // e.patch_size) * (modality.width // e.patch_size)
