@@ -3,6 +3,7 @@ patches, L1) and modality dropout."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -10,6 +11,7 @@ from pydantic import Field
 from mmspec.components.objectives.base import (
     LOSS,
     Objective,
+    field_of,
     input_names,
     require_rank,
     same_shape,
@@ -62,6 +64,22 @@ RECONSTRUCTION_EXAMPLES = (
         },
         name="masked_patches",
     ),
+    Example(  # MAE: the encoder drops 3 of 4 patches while training; only those count, class token left out
+        {"image": {"type": "image", "channels": 1, "height": 8, "width": 8}},
+        {"input": "pixels", "target": "image", "dropped": "dec.dropped", "normalize": True},
+        {
+            "encoders": {
+                "enc": {"type": "transformer", "input": "image", "embed": {"type": "patches", "patch_size": 4},
+                        "width": 8, "layers": 1, "heads": 2, "ffn": 16, "norm": "pre", "drop": {"ratio": 0.75}},
+                "dec": {"type": "transformer", "input": "enc", "embed": {"type": "sequence", "positions": 5,
+                                                                         "mask_token": True},
+                        "width": 4, "layers": 1, "heads": 2, "ffn": 8, "norm": "pre", "training_only": True},
+            },
+            "heads": {"pixels": {"type": "mlp", "input": "dec.sequence", "dim": 16, "training_only": True}},
+        },
+        outputs=["enc.sequence"],
+        name="dropped_tokens",
+    ),
 )
 MODALITY_DROPOUT_EXAMPLES = (
     Example(  # a part without a loss: cross-entropy trains the classifier on what is left
@@ -113,8 +131,10 @@ class PatchMask(StrictModel):
 class Reconstruction(Objective):
     """Reconstruction loss, `mse` or `l1`, averaged over elements (MultiMAE: mse on RGB, l1 on depth). With
     `mask`, the `target` image is masked in the student's input and the loss counts only masked patches; the
-    prediction is then the image [batch, C, H, W] or per-patch pixels [batch, patches, patch*patch*C];
-    `normalize` standardises each target patch (MAE norm_pix_loss)."""
+    prediction is then the image [batch, C, H, W] or per-patch pixels [batch, patches, patch*patch*C]. With
+    `dropped` (MAE), the patches a `drop` encoder left out count instead, the input is not altered, and the
+    prediction is per-patch pixels, optionally after one class token; `normalize` standardises each target patch
+    (MAE norm_pix_loss)."""
 
     type: Literal["reconstruction"]
     input: Ref
@@ -122,14 +142,21 @@ class Reconstruction(Objective):
     """What is reconstructed (a modality: the data before masking, or a node's output)."""
     loss: Literal["mse", "l1"] = "mse"
     mask: PatchMask | None = None
+    dropped: Ref | None = None
+    """A node's int64 [batch, patches] tensor, 1 where the model did not see the patch (a transformer's `dropped`
+    with `drop:`, or its decoder's); the patch size follows from the prediction's width. Not with `mask`."""
     normalize: bool = False
-    ref_fields = ("input", "target")
+    ref_fields = ("input", "target", "dropped")
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         pred, target = tensor(inputs, "input", self.input), tensor(inputs, "target", self.target, field="target")
-        if self.mask is None:
+        if self.mask is not None and self.dropped is not None:
+            raise CheckError("dropped", "`mask` zeroes patches in the input and `dropped` reads the patches a model "
+                                        "left out; keep one of them")
+        if self.mask is None and self.dropped is None:
             if self.normalize:
-                raise CheckError("normalize", "normalize applies to masked patches; set `mask:` or remove it")
+                raise CheckError("normalize", "normalize applies to masked patches; set `mask:` or `dropped:`, or "
+                                              "remove it")
             same_shape(target, pred, "input", self.target, self.input)
             return LOSS
         node = self.target.split(".")[0]
@@ -138,6 +165,9 @@ class Reconstruction(Objective):
                 "target", f"masked reconstruction needs an image modality as target; {self.target!r} is not one"
             )
         b, c, h, w = target.shape
+        if self.dropped is not None:
+            self._check_dropped(pred, target, tensor(inputs, "dropped", self.dropped))
+            return LOSS
         p = self.mask.patch
         if h % p or w % p:
             raise CheckError(("mask", "patch"), f"mask.patch {p} does not divide the image size {h}x{w}")
@@ -150,6 +180,21 @@ class Reconstruction(Objective):
             )
         return LOSS
 
+    def _check_dropped(self, pred: TensorInfo, target: TensorInfo, dropped: TensorInfo) -> None:
+        """`dropped` [batch, N] int64; the prediction [batch, N or 1 + N, p*p*C] with (H/p)(W/p) = N."""
+        _, c, h, w = target.shape
+        if dropped.rank != 2 or dropped.dtype != "int64":
+            raise CheckError("dropped", f"needs an int64 [batch, patches] tensor from {self.dropped!r}, which is "
+                                        f"{dropped.dtype} {list(dropped.shape)}")
+        n = dropped.shape[1]
+        if pred.rank != 3 or pred.shape[1] not in (n, 1 + n if isinstance(n, int) else None):
+            raise CheckError("input", f"the prediction {list(pred.shape)} of {self.input!r} must be per-patch pixels "
+                                      f"[batch, {n} (or 1 + {n} with a class token), patch*patch*{c}]")
+        p = math.isqrt(pred.shape[2] // c)
+        if p * p * c != pred.shape[2] or h % p or w % p or (h // p) * (w // p) != n:
+            raise CheckError("input", f"the prediction's width {pred.shape[2]} is not patch*patch*{c} for a patch "
+                                      f"size that cuts the {h}x{w} image into the {n} patches of {self.dropped!r}")
+
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.objectives.auxiliary.loss import Reconstruction as Module
 
@@ -157,6 +202,10 @@ class Reconstruction(Objective):
         if self.mask is not None:
             image = input_names(ctx.spec, self.target.split(".")[0])["pixels"]
         m = self.mask or PatchMask()
+        if self.dropped is not None:
+            pred, c = tensor(inputs, "input", self.input), inputs["target"][field_of(inputs, "target", "pixels")]
+            skip = pred.shape[1] - tensor(inputs, "dropped", self.dropped).shape[1]
+            return Module(self.loss, None, m.ratio, math.isqrt(pred.shape[2] // c.shape[1]), self.normalize, skip)
         return Module(self.loss, image, m.ratio, m.patch, self.normalize)
 
 

@@ -40,14 +40,18 @@ def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
 
 
 class Reconstruction(ObjectiveModule):
-    """Reconstruction of a target (`mse` or `l1`), averaged over elements. With masking (MAE / SimMIM), a
-    `ratio` of the image's p x p patches is zeroed in the student's input and only those patches count; the
-    prediction is the image [B, C, H, W] or per-patch pixels [B, N, p*p*C]; `normalize`: each target patch
-    is standardised first (MAE norm_pix_loss)."""
+    """Reconstruction of a target (`mse` or `l1`), averaged over elements. With masking (SimMIM), a `ratio` of
+    the image's p x p patches is zeroed in the student's input and only those patches count; the prediction is
+    the image [B, C, H, W] or per-patch pixels [B, N, p*p*C]. With `skip` set (MAE), the model dropped patches
+    itself: the `dropped` input [B, N] says which count, and the prediction's first `skip` positions (a class
+    token) are left out. `normalize`: each target patch is standardised first (MAE norm_pix_loss)."""
 
-    def __init__(self, loss: str, image: str | None, ratio: float, patch: int, normalize: bool):
+    def __init__(
+        self, loss: str, image: str | None, ratio: float, patch: int, normalize: bool, skip: int | None = None
+    ):
         super().__init__()
         self.loss, self.image, self.ratio, self.patch, self.normalize = loss, image, ratio, patch, normalize
+        self.skip = skip
 
     def corrupt(self, batch: Batch, g: torch.Generator) -> dict[str, torch.Tensor]:
         if self.image is None:
@@ -62,7 +66,7 @@ class Reconstruction(ObjectiveModule):
 
     def forward(self, args, targets):
         pred, target = one(args["input"]), one(args["target"])
-        if self.image is None:
+        if self.image is None and self.skip is None:
             err = (pred - target).abs() if self.loss == "l1" else (pred - target) ** 2
             return err.mean()
         target = patchify(target, self.patch)  # B,N,P
@@ -70,8 +74,12 @@ class Reconstruction(ObjectiveModule):
             target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
         if pred.dim() == 4:
             pred = patchify(pred, self.patch)
+        if self.skip is not None:
+            pred = pred[:, self.skip :]  # B,N,P
+            masked = one(args["dropped"]).to(pred.dtype)  # B,N
+        else:
+            masked = targets["masked"]  # B,N
         err = (pred - target).abs() if self.loss == "l1" else (pred - target) ** 2  # B,N,P
-        masked = targets["masked"]
         return global_mean((err * masked[..., None]).sum(), masked.sum() * err.shape[-1])
 
 
