@@ -372,7 +372,8 @@ def _compile_graphs(loaded, model, out: Path, opset: int, device: str, verify_ex
 def manifest(loaded: LoadedSpec, sections: dict, finals: dict[str, Path]) -> dict:
     """How a server runs the graphs of `exports:` (docs/contracts.md): each graph's file, inputs (with their
     source) and outputs, in run order; which graph output feeds which graph input; and, for a graph that decodes
-    step by step, which present keys/values become the next step's past ones."""
+    step by step, which present keys/values (next states) become the next step's past ones (states), and which
+    graph output a state starts from (`"step": "first"`; without one, the first step takes zeros)."""
     plan = loaded.plan
     made = {(node, fld): (g.name, name) for g in plan.graphs for name, node, fld in g.outputs}
     cross_made = {t.name: g.name for g in plan.graphs for t in g.cache_outputs if t.kind == "cross"}
@@ -394,10 +395,14 @@ def manifest(loaded: LoadedSpec, sections: dict, finals: dict[str, Path]) -> dic
             to = {"graph": g.name, "input": gi.name}
             if gi.name in cache_in:
                 t = cache_in[gi.name]
-                if t.kind == "past":
+                if t.kind in ("past", "state"):
+                    out_kind = "present" if t.kind == "past" else "next_state"
                     present = next(u.name for u in g.cache_outputs
-                                   if (u.node, u.kind, u.layer, u.part) == (t.node, "present", t.layer, t.part))
+                                   if (u.node, u.kind, u.layer, u.part) == (t.node, out_kind, t.layer, t.part))
                     connections.append({"from": {"graph": g.name, "output": present}, "to": to, "step": "next"})
+                    if t.kind == "state" and t.context in made:
+                        frm, output = made[t.context]
+                        connections.append({"from": {"graph": frm, "output": output}, "to": to, "step": "first"})
                 else:
                     connections.append({"from": {"graph": cross_made[t.name], "output": t.name}, "to": to})
             elif src.startswith("node "):

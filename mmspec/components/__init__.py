@@ -12,6 +12,7 @@ import importlib
 FAMILIES = (
     "encoders.resnet",
     "encoders.scalar",
+    "encoders.rnn",
     "encoders.transformer",
     "fusion.co_attention",
     "fusion.elementwise",

@@ -52,8 +52,8 @@ class MultimodalModel(nn.Module):
 
 class GraphView(nn.Module):
     """One graph of `exports:` over a built model's components (shared, not copied): `forward(inputs)` takes
-    {input name: tensor} (fed node outputs and KV caches included) and computes only that graph's sub-DAG and
-    outputs: its `outputs`, then its `cache_outputs`. A cached node runs one decoding step (`step`)."""
+    {input name: tensor} (fed node outputs, KV caches and recurrent states included) and computes only that graph's
+    sub-DAG and outputs: its `outputs`, then its `cache_outputs`. A cached node runs one decoding step (`step`)."""
 
     def __init__(self, model: MultimodalModel, graph: ExportGraph):
         super().__init__()
@@ -69,14 +69,18 @@ class GraphView(nn.Module):
         fed = [gi for gi in self.graph.inputs if gi.name not in self.cache_inputs]
         values = run_nodes(self.components, fed, [], inputs)
         presents: dict[str, list[KVCache]] = {}
+        states: dict[str, dict[str, torch.Tensor]] = {}
         for node in self.graph.nodes:
             if node.name in self.cached:
-                values[node.name], presents[node.name] = self.step(node, values, inputs)
+                values[node.name], presents[node.name], states[node.name] = self.step(node, values, inputs)
             else:
                 values[node.name] = run_node(self.components, node, values)
         outs = [values[node][fld] for _, node, fld in self.graph.outputs]
         crosses: dict[str, list[KVCache]] = {}
         for t in self.graph.cache_outputs:
+            if t.kind == "next_state":
+                outs.append(states[t.node][t.part])  # B,...
+                continue
             if t.kind == "present":
                 kv = presents[t.node][t.layer]  # B,H,P+T,d
             else:
@@ -87,17 +91,24 @@ class GraphView(nn.Module):
             outs.append(kv.key if t.part == "key" else kv.value)
         return tuple(outs)
 
-    def step(self, node: Node, values: dict, inputs: dict[str, torch.Tensor]) -> tuple[dict, list[KVCache]]:
-        """One decoding step of a cached node: its past (and cross-attention) keys/values from the inputs."""
+    def step(self, node: Node, values: dict, inputs: dict[str, torch.Tensor]
+             ) -> tuple[dict, list[KVCache], dict[str, torch.Tensor]]:
+        """One decoding step of a cached node: its past (and cross-attention) keys/values and its recurrent states
+        from the inputs; returns (bundle, presents, next states). The module's contract is `KVLayout`'s."""
         c = self.cached[node.name]
         args = {}
         for port, (src, fld) in node.inputs.items():
+            if port == c.state_port:
+                continue
             if port == c.context_port:
                 args[port] = {"mask": values[src]["mask"]} if "mask" in values.get(src, {}) else {}
             else:
                 args[port] = select(values[src], fld) if fld is None or fld in values[src] else {}
         caches = {kind: self._caches(node.name, kind, inputs) for kind in ("past", "cross")}
-        return self.components[node.name].step(args, caches["past"], caches["cross"] or None)
+        state = {t.part: inputs[t.name] for t in self.graph.cache_inputs if t.node == node.name and t.kind == "state"}
+        if not state:
+            return (*self.components[node.name].step(args, caches["past"], caches["cross"] or None), {})
+        return self.components[node.name].step(args, caches["past"], caches["cross"] or None, state=state)
 
     def _caches(self, node: str, kind: str, inputs: dict[str, torch.Tensor]) -> list[KVCache]:
         tensors = [t for t in self.graph.cache_inputs if t.node == node and t.kind == kind]

@@ -21,10 +21,11 @@ def trace_sizes(plan: Plan) -> dict[str, int]:
 def fit_positions(sizes: dict[str, int], graph: ExportGraph | None, floor: int = 0) -> dict[str, int]:
     """`sizes` with the past axis of each node a graph decodes step by step (`cache:`) lowered, then the new
     positions, so that past + new positions fit the node's position table; neither below `floor` (2 for a trace,
-    so that no axis specialises), and unchanged when they fit."""
+    so that no axis specialises), and unchanged when they fit. A node without a past axis (recurrent states) has
+    nothing to fit."""
     out = dict(sizes)
     for c in graph.cached if graph is not None else ():
-        if c.positions is not None and out[c.past] + out[c.length] > c.positions:
+        if c.past is not None and c.positions is not None and out[c.past] + out[c.length] > c.positions:
             out[c.past] = max(floor, c.positions - out[c.length])
             out[c.length] = min(out[c.length], c.positions - out[c.past])
     return out
@@ -32,7 +33,8 @@ def fit_positions(sizes: dict[str, int], graph: ExportGraph | None, floor: int =
 
 def verification_shapes(plan: Plan, batch_axes: set[str], graph: ExportGraph | None = None) -> list[dict[str, int]]:
     """Trace sizes, batch 1, an odd batch, one case per other dynamic axis at a different size, and sizes 0 and 1
-    of an axis that may be empty (the past of a decoding step); each fitted to position tables (`fit_positions`)."""
+    of an axis that may be empty (the past of a decoding step), one new position per cached node (after its longest
+    past); each fitted to position tables (`fit_positions`). Recurrent states are drawn like any float input."""
     base = fit_positions(trace_sizes(plan), graph, floor=2)
     cases = [dict(base)]
     for size in (1, 3):
@@ -43,7 +45,7 @@ def verification_shapes(plan: Plan, batch_axes: set[str], graph: ExportGraph | N
     for axis in sorted(a for a, lo in plan.axes_min.items() if lo == 0 and a in base):
         cases += [{**base, axis: 0}, {**base, axis: 1}]
     for c in graph.cached if graph is not None else ():  # one new token after the longest past
-        cases.append({**base, c.length: 1, c.past: plan.axes_max[c.past]})
+        cases.append({**base, c.length: 1, **({c.past: plan.axes_max[c.past]} if c.past is not None else {})})
     unique = []
     for c in cases:
         c = fit_positions(c, graph)

@@ -14,8 +14,9 @@ from mmspec.runtime.graphs import Graph, OnnxGraph
 
 @dataclass
 class StepState:
-    """The KV cache of every row ({past input name: array [B, H, P, d]}) and the per-row constant feeds
-    (cross-attention keys/values, the memory mask) of a `StepDecoder`."""
+    """The KV cache of every row ({past input name: array [B, H, P, d]}, and {state input name: array [B, ...]}
+    for recurrent states) and the per-row constant feeds (cross-attention keys/values, the memory mask) of a
+    `StepDecoder`."""
 
     past: dict[str, np.ndarray]
     feeds: dict[str, np.ndarray] = field(default_factory=dict)
@@ -23,8 +24,10 @@ class StepState:
 
 class StepDecoder:
     """A `mmspec.runtime.search.Decoder` over one step graph (its manifest entry says which inputs are past
-    keys/values and which outputs are the present ones): the prompt runs as one step on an empty past
-    (P = 0), then one token per step; `reorder` selects rows of the cache and of the constant feeds.
+    keys/values or recurrent states and which outputs are the present ones or the next states): the prompt runs as
+    one step on an empty past (P = 0) and on zero states, or the states' first values when `feeds` holds them by
+    their input names (an encoder's final state), then one token per step; `reorder` selects rows of the cache and
+    of the constant feeds.
 
     `tokens` / `logits` name the token input and the logits output; by default the graph's one int64 input
     fed from a modality, and its one output that is not a cache. `feeds` are further inputs, the same at every
@@ -35,20 +38,23 @@ class StepDecoder:
                  tokens: str | None = None, logits: str | None = None):
         self.graph = graph
         self.past = {i["name"]: i for i in entry["inputs"] if i["source"].startswith("cache ")
-                     and ".past." in i["source"]}
+                     and (".past." in i["source"] or ".state." in i["source"])}
         outputs = {o["name"]: o for o in entry["outputs"]}
-        self.present = {}  # past input name -> present output name
+        self.present = {}  # past (state) input name -> present (next state) output name
+        self.past_axes = {c["node"]: c["past_axis"] for c in entry.get("cache", [])}
         for name, inp in self.past.items():
             _, node_kind_layer_part = inp["source"].split(" ", 1)
-            node, _, layer, part = node_kind_layer_part.split(".")
+            node, kind, layer, part = node_kind_layer_part.split(".")
+            out_kind = "present" if kind == "past" else "next_state"
             self.present[name] = next(
                 o["name"] for o in outputs.values()
-                if o.get("cache") == {"node": node, "kind": "present", "layer": int(layer), "part": part})
+                if o.get("cache") == {"node": node, "kind": out_kind, "layer": int(layer), "part": part})
         self.tokens = tokens or _only(
             [i["name"] for i in entry["inputs"] if i["source"].startswith("modality ") and i["dtype"] == "int64"],
             "token input", "tokens")
         self.logits = logits or _only([n for n, o in outputs.items() if "cache" not in o], "logits output", "logits")
         self.feeds = dict(feeds or {})
+        self.first = {k: self.feeds.pop(k) for k in list(self.feeds) if k in self.past}  # states' first values
         expected = {i["name"] for i in entry["inputs"]} - set(self.past) - {self.tokens}
         if expected != set(self.feeds):
             raise ValueError(f"the step graph takes {sorted(expected)} besides its tokens and past keys/values, "
@@ -59,8 +65,12 @@ class StepDecoder:
         feeds = {k: _rows(v, rows, k) for k, v in self.feeds.items()}
         past = {}
         for name, inp in self.past.items():
-            _, heads, _, dim = inp["shape"]
-            past[name] = np.zeros((rows, heads, 0, dim), np.float32)  # B,H,0,d
+            if name in self.first:
+                past[name] = _rows(self.first[name], rows, name).astype(np.float32)  # B,...
+                continue
+            node = inp["source"].split(" ", 1)[1].split(".")[0]
+            shape = [d if isinstance(d, int) else 0 if d == self.past_axes.get(node) else rows for d in inp["shape"]]
+            past[name] = np.zeros(shape, np.float32)  # B,H,0,d (keys/values) or B,... (states)
         return self._run(prompt, StepState(past, feeds))
 
     def step(self, tokens: np.ndarray, state: StepState) -> tuple[np.ndarray, StepState]:
@@ -71,7 +81,7 @@ class StepDecoder:
 
     def _run(self, ids: np.ndarray, state: StepState) -> tuple[np.ndarray, StepState]:
         outs = self.graph({self.tokens: ids.astype(np.int64), **state.past, **state.feeds})
-        past = {name: outs[present] for name, present in self.present.items()}  # B,H,P+T,d each
+        past = {name: outs[present] for name, present in self.present.items()}  # B,H,P+T,d or states B,...
         return outs[self.logits][:, -1].astype(np.float32), StepState(past, state.feeds)  # B,V
 
 

@@ -26,10 +26,16 @@ PositiveFloat = Annotated[float, Field(gt=0.0)]
 
 @dataclass(frozen=True)
 class KVLayout:
-    """How a component decodes incrementally (`exports.G.cache`): the keys/values it keeps per step."""
+    """How a component decodes incrementally (`exports.G.cache`): the keys/values and the recurrent states it keeps
+    per step.
+
+    The module's contract: `step(inputs, past, cross)` -> (bundle, presents) for attention caches, with past/present
+    keys/values per layer; a component with `states` is called `step(inputs, past, cross, state={name: tensor})`
+    and returns (bundle, presents, {name: next state}), each state batch-first with the shape `states` gives."""
 
     layers: int
-    """Self-attention layers; each keeps past keys and values [batch, heads, past, head_dim]."""
+    """Self-attention layers; each keeps past keys and values [batch, heads, past, head_dim]. 0: no attention cache
+    (a recurrent network keeps only `states`), and no past axis."""
     heads: int
     head_dim: int
     batch: Dim
@@ -45,6 +51,13 @@ class KVLayout:
     """The cross-attention context (node, field); its `mask`, when its node has one, still comes in."""
     context_port: str | None = None
     context_length: Dim | None = None
+    states: tuple[tuple[str, tuple[Dim, ...]], ...] = ()
+    """Recurrent states a step takes and returns, (name, shape) with the batch first (an LSTM's `h` and `c`
+    [batch, layers, hidden]); the first step takes zeros, or the values of `state_init`."""
+    state_init: tuple[tuple[str, str, str], ...] = ()
+    """(state, node, field): the node output a state starts from (an encoder's final state) instead of zeros."""
+    state_port: str | None = None
+    """The port that reads `state_init` in the full forward; a step does not read it (its states come in)."""
 
 
 class StrictModel(BaseModel):
@@ -80,7 +93,7 @@ class ComponentConfig(StrictModel):
     def kv_layout(self, inputs: dict[str, Bundle], ctx) -> KVLayout:
         """How this component decodes with a KV cache, for `exports.G.cache`; raise CheckError when it cannot."""
         raise CheckError((), f"a {type(self).__name__} does not decode incrementally; `cache` takes causal "
-                             f"transformers")
+                             f"transformers and recurrent networks")
 
     def references(self) -> dict[str, str]:
         """Port name -> referenced node (or `node.field`)."""

@@ -44,8 +44,9 @@ class ExportSpec(StrictModel):
     outputs: Annotated[list[Ref], Field(min_length=1)]
     """What the graph returns, as in the top-level `outputs:`."""
     cache: list[Name] = []
-    """Nodes this graph runs one decoding step at a time with a KV cache (causal transformers): past keys and
-    values per layer come in, the extended ones go out (docs/spec-language.md 4.9)."""
+    """Nodes this graph runs one decoding step at a time with a KV cache (causal transformers: past keys and
+    values per layer come in, the extended ones go out) or with their recurrent states (recurrent networks: the
+    states come in, the next ones go out); docs/spec-language.md 4.9."""
 
 
 class _SpecBase(StrictModel):
@@ -116,18 +117,21 @@ class Node:
 
 @dataclass(frozen=True)
 class CacheTensor:
-    """One key or value tensor of a KV cache that a graph takes or returns."""
+    """One key or value tensor of a KV cache, or one recurrent state, that a graph takes or returns."""
 
     name: str
     """ONNX name: `past_key_values.{layer}.{part}` in, `present.{layer}.{part}` out, `cross_key_values.{layer}.{part}`
-    (precomputed cross-attention context), prefixed `<node>.` when a graph caches several nodes."""
+    (precomputed cross-attention context), `state.{part}` in and `next_state.{part}` out (a recurrent state, layer
+    0), prefixed `<node>.` when a graph caches several nodes."""
     node: str
-    kind: Literal["past", "present", "cross"]
+    kind: Literal["past", "present", "cross", "state", "next_state"]
     layer: int
-    part: Literal["key", "value"]
+    part: str
+    """`key` or `value`; for a state, its name (`h`, `c`)."""
     info: TensorInfo
     context: tuple[str, str] | None = None
-    """For `cross`: the (node, field) whose keys/values these are."""
+    """For `cross`: the (node, field) whose keys/values these are; for `state`: the (node, field) its first step
+    starts from (None: zeros)."""
 
 
 @dataclass(frozen=True)
@@ -135,8 +139,9 @@ class CachedNode:
     """A node that a graph of `exports:` runs one step at a time (`cache:`)."""
 
     node: str
-    past: str
-    """The named axis of the cached positions; it may be 0 (the first step)."""
+    past: str | None
+    """The named axis of the cached positions; it may be 0 (the first step). None: no attention cache (a recurrent
+    network keeps only states)."""
     length: str
     """The named axis of the new positions of a step."""
     positions: int | None
@@ -144,6 +149,8 @@ class CachedNode:
     context: tuple[str, str] | None = None
     """The cross-attention context (node, field), replaced in this graph by its precomputed keys/values."""
     context_port: str | None = None
+    state_port: str | None = None
+    """The port of the initial states, which a step does not read (its states come in)."""
 
 
 @dataclass(frozen=True)
@@ -160,10 +167,10 @@ class ExportGraph:
     """(ONNX output name, node, field), in export order."""
     cached: tuple[CachedNode, ...] = ()
     cache_inputs: tuple[CacheTensor, ...] = ()
-    """Past and cross-attention keys/values fed in (their GraphInputs close `inputs`)."""
+    """Past and cross-attention keys/values and recurrent states fed in (their GraphInputs close `inputs`)."""
     cache_outputs: tuple[CacheTensor, ...] = ()
-    """Present keys/values, then cross-attention keys/values this graph computes for a step graph; after
-    `outputs`."""
+    """Present keys/values and next states, then cross-attention keys/values this graph computes for a step graph;
+    after `outputs`."""
 
     @property
     def output_names(self) -> list[str]:
@@ -339,7 +346,7 @@ def plan(spec: Any) -> Plan:
     problems += check_weights(spec.weights, {n: c for s in SLOTS for n, c in getattr(spec, s).items()})
     if problems:
         raise PlanError(problems)
-    axes_min = {c.past: 0 for g in graphs for c in g.cached}
+    axes_min = {c.past: 0 for g in graphs for c in g.cached if c.past is not None}
     return Plan(graph_inputs, nodes, bundles, outputs, axes_max, axes_min, graphs)
 
 
@@ -598,7 +605,9 @@ def _export_graphs(spec: Any, nodes: list[Node], bundles: dict[str, Bundle], own
             i = next(i for i, h in enumerate(graphs) if h.name == producer)
             graphs[i] = replace(graphs[i], cache_outputs=graphs[i].cache_outputs + cross)
     feeders = {g.name: ({made.get((gi.modality, gi.field)) for gi in g.inputs}
-                        | {made.get(c.context) for c in g.cached}) - {None, g.name} for g in graphs}
+                        | {made.get(c.context) for c in g.cached}
+                        | {made.get(t.context) for t in g.cache_inputs if t.kind == "state"}) - {None, g.name}
+                for g in graphs}
     ordered: list[ExportGraph] = []
     while len(ordered) < len(graphs):
         done = {g.name for g in ordered}
@@ -747,6 +756,8 @@ def _step_reads(node: Node, layout: KVLayout | None, bundles: dict[str, Bundle])
         return list(node.inputs.values())
     reads: list[tuple[str, str | None]] = []
     for port, (src, fld) in node.inputs.items():
+        if port == layout.state_port:
+            continue
         if port == layout.context_port:
             reads += [(src, "mask")] if "mask" in bundles[src] else []
         elif fld is None:
@@ -759,18 +770,23 @@ def _step_reads(node: Node, layout: KVLayout | None, bundles: dict[str, Bundle])
 def _cached_node(g: str, name: str, layout: KVLayout, prefixed: bool, axes_max: dict[str, int],
                  spec_axes: set[str], problems: list, at: tuple[str | int, ...]) -> CachedNode:
     """The past axis of a cached node (`past`, or `<node>_past` when a graph caches several), bounded so that past
-    and new positions fit its position table; recorded in `axes_max`."""
+    and new positions fit its position table; recorded in `axes_max`. None for a node without attention layers."""
+    if layout.layers == 0:
+        return CachedNode(name, None, layout.length, layout.positions, layout.context, layout.context_port,
+                          layout.state_port)
     past = f"{name}_past" if prefixed else "past"
     bound = max(1, layout.positions - 1) if layout.positions else axes_max.get(layout.length, 1)
     if past in spec_axes or axes_max.setdefault(past, bound) != bound:
         problems.append((at, "duplicate-name", f"exports.{g}.cache: the past axis {past!r} of {name} is already an "
                          f"axis of a modality or of another cached node; rename that axis"))
-    return CachedNode(name, past, layout.length, layout.positions, layout.context, layout.context_port)
+    return CachedNode(name, past, layout.length, layout.positions, layout.context, layout.context_port,
+                      layout.state_port)
 
 
 def _cache_tensors(name: str, layout: KVLayout, node: CachedNode,
                    prefixed: bool) -> tuple[list[CacheTensor], list[CacheTensor]]:
-    """(past and cross keys/values in, present keys/values out) of one cached node, layer by layer."""
+    """(past and cross keys/values and states in, present keys/values and next states out) of one cached node,
+    layer by layer, then state by state."""
     prefix = f"{name}." if prefixed else ""
 
     def heads(length: Dim) -> TensorInfo:
@@ -787,6 +803,10 @@ def _cache_tensors(name: str, layout: KVLayout, node: CachedNode,
         for part in ("key", "value"):
             ins.append(CacheTensor(f"{prefix}cross_key_values.{i}.{part}", name, "cross", i, part,
                                    heads(layout.context_length), layout.context))
+    init = {state: (src, fld) for state, src, fld in layout.state_init}
+    for state, shape in layout.states:
+        ins.append(CacheTensor(f"{prefix}state.{state}", name, "state", 0, state, TensorInfo(shape), init.get(state)))
+        outs.append(CacheTensor(f"{prefix}next_state.{state}", name, "next_state", 0, state, TensorInfo(shape)))
     return ins, outs
 
 
