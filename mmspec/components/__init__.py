@@ -10,6 +10,7 @@ Adding a family is one new folder plus one line below.
 import importlib
 
 FAMILIES = (
+    "encoders.embedding_bag",
     "encoders.resnet",
     "encoders.scalar",
     "encoders.rnn",
@@ -28,6 +29,7 @@ FAMILIES = (
     "objectives.supervised",
     "objectives.survival",
     "objectives.teacher",
+    "objectives.word_vectors",
 )
 
 for _family in FAMILIES:
