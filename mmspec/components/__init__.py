@@ -13,6 +13,7 @@ FAMILIES = (
     "encoders.embedding_bag",
     "encoders.resnet",
     "encoders.scalar",
+    "encoders.t5",
     "encoders.rnn",
     "encoders.transformer",
     "fusion.co_attention",
