@@ -736,7 +736,7 @@ def _kv_layouts(spec: Any, g: str, ex: Any, by_name: dict[str, Node], bundles: d
         if node is None or node.section == "objectives":
             what = "an objective" if node is not None else "not a component"
             problems.append((at, "unknown-reference", f"exports.{g}.cache: {name!r} is {what}; name a causal "
-                             f"transformer the graph computes{suggestion_text(name, by_name)}"))
+                             f"transformer or recurrent network the graph computes{suggestion_text(name, by_name)}"))
             continue
         if name in out:
             problems.append((at, "duplicate-name", f"exports.{g}.cache: {name!r} is listed twice"))
