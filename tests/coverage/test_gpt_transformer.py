@@ -21,6 +21,7 @@ from mmspec.graph.inputs import make_inputs
 from mmspec.importers.hf import import_hf, write_spec
 from mmspec.runtime import beam_search, greedy, sample
 from mmspec.runtime.decoding import FullDecoder, Pipeline
+from mmspec.spec.budget import DEFAULT_MAX_PARAMS
 
 ROOT = Path(__file__).resolve().parents[2]
 GPT2, GPT, TRANSFORMER = (ROOT / "specs" / f"{n}.yaml" for n in ("gpt2", "gpt", "transformer"))
@@ -84,11 +85,32 @@ def _rounds_to(count: int, printed: str) -> bool:
     return round(count / step) * step == round(float(digits) * unit)
 
 
+GPT3_SET_ON_XL = {"gpt3_2_7b", "gpt3_6_7b", "gpt3_13b", "gpt3_175b"}
+"""Sizes above the default 2B budget that `mmspec validate` applies to every variant: the gpt3_xl variant with
+their shapes set (spec notes)."""
+
+
+def _gpt3(variant: str) -> api.LoadedSpec:
+    if variant not in GPT3_SET_ON_XL:
+        return api.load_spec(GPT2, variant, budget=None)
+    _, layers, d_model, heads, _ = GPT3_TABLE_2_1[variant]
+    width, heads = GPT3_AS_WRITTEN.get(variant, (d_model, heads))
+    sets = [f"encoders.gpt2.{k}={v}" for k, v in {"layers": layers, "width": width, "heads": heads,
+                                                   "ffn": 4 * width}.items()]
+    return api.load_spec(GPT2, "gpt3_xl", sets, budget=None)
+
+
+def test_gpt3_variants_are_the_sizes_within_the_default_budget():
+    variants = {v for v in api.load_spec(GPT2).spec.variants if v.startswith("gpt3_")}
+    assert variants == set(GPT3_TABLE_2_1) - GPT3_SET_ON_XL
+    assert all(api.load_spec(GPT2, v).estimate.params <= DEFAULT_MAX_PARAMS for v in variants)
+
+
 @pytest.mark.parametrize("variant", sorted(GPT3_TABLE_2_1))
 def test_gpt3_sizes_match_table_2_1(variant):
     """Validated by formula (no model is built): the shapes of Table 2.1 and its parameter counts."""
     printed, layers, d_model, heads, d_head = GPT3_TABLE_2_1[variant]
-    loaded = api.load_spec(GPT2, variant, budget=None)
+    loaded = _gpt3(variant)
     enc, text = loaded.spec.encoders["gpt2"], loaded.spec.modalities["text"]
     assert (enc.layers, enc.ffn, enc.embed.positions, text.vocab_size) == (layers, 4 * enc.width, 2048, 50257)
     assert (enc.width, enc.heads) == GPT3_AS_WRITTEN.get(variant, (d_model, heads))
