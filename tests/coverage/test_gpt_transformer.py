@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import transformers as tf
+import yaml
 from hf_reference import PARITY_ATOL, randomize
 
 from mmspec import api
@@ -241,6 +242,20 @@ def test_shared_table_errors_are_located(tmp_path):
         with pytest.raises(SpecError) as info:
             api.load_spec(path)
         assert message in str(info.value) and f"{path}:" in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(("path", "model_type", "arch"),
+                         [(GPT2, "gpt2", "GPT2LMHeadModel"), (GPT, "openai-gpt", "OpenAIGPTLMHeadModel")],
+                         ids=["gpt2", "gpt"])
+def test_spec_is_what_import_hf_writes_for_the_default_config(path, model_type, arch, tmp_path):
+    """The canonical spec is `mmspec import hf` of transformers' default configuration, plus the objective,
+    exports and variants (so `--weights` loads a released checkpoint into it)."""
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type, "architectures": [arch]}))
+    tree, _ = import_hf(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    for key in ("modalities", "encoders", "heads", "weights"):
+        assert spec[key] == tree[key], key
+    assert spec["reference"]["implementation"] == tree["reference"]["implementation"] == f"transformers.{arch}"
 
 
 OPENAI_GPT = {"vocab_size": 99, "n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 40}
