@@ -64,6 +64,15 @@ def _image(x):
     return {"pixel_values": x["image"]}
 
 
+T5 = {"vocab_size": 99, "d_model": 16, "d_kv": 4, "d_ff": 37, "num_layers": 2, "num_heads": 4,
+      "relative_attention_num_buckets": 8, "relative_attention_max_distance": 20}  # fmt: skip
+
+
+def _seq2seq(x):
+    return {"input_ids": x["source"], "attention_mask": x["source_mask"], "decoder_input_ids": x["target"],
+            "decoder_attention_mask": x["target_mask"]}
+
+
 CASES = {  # architecture -> (reference, its inputs, our output -> its output)
     "BertModel": (lambda: tf.BertModel(tf.BertConfig(**TEXT)), _text_segments,
                   {"bert_sequence": "last_hidden_state", "bert_pooled": "pooler_output"}),
@@ -90,6 +99,11 @@ CASES = {  # architecture -> (reference, its inputs, our output -> its output)
                        {"gpt_sequence": "last_hidden_state"}),
     "OpenAIGPTLMHeadModel": (lambda: tf.OpenAIGPTLMHeadModel(tf.OpenAIGPTConfig(**OPENAI_GPT)), _text,
                              {"lm": "logits"}),
+    "T5ForConditionalGeneration": (lambda: tf.T5ForConditionalGeneration(tf.T5Config(**T5, num_decoder_layers=3)),
+                                   _seq2seq, {"decoder_logits": "logits"}),
+    "T5EncoderModel": (lambda: tf.T5EncoderModel(tf.T5Config(**T5, feed_forward_proj="gated-gelu")),
+                       lambda x: {"input_ids": x["source"], "attention_mask": x["source_mask"]},
+                       {"encoder_sequence": "last_hidden_state"}),
     "ViTModel": (lambda: tf.ViTModel(tf.ViTConfig(**VIT, pooler_output_size=24)), _image,
                  {"vit_sequence": "last_hidden_state", "vit_pooled": "pooler_output"}),
     "ViTForImageClassification": (lambda: tf.ViTForImageClassification(tf.ViTConfig(**VIT)), _image,
@@ -175,7 +189,7 @@ def test_unsupported_model_types_exit_2(model_type, tmp_path, capsys):
     code, err = _main(capsys, "import", "hf", _config(tmp_path, model_type=model_type), "-o", str(tmp_path / "m.yaml"))
     assert code == 2
     assert f"model_type {model_type!r} is not supported yet ({NOT_YET[model_type]} is missing); supported: " in err
-    assert "bert, clip, data2vec-text, gpt2, openai-gpt, resnet, roberta, vit, xlm-roberta" in err
+    assert "bert, clip, data2vec-text, gpt2, openai-gpt, resnet, roberta, t5, vit, xlm-roberta" in err
     assert not (tmp_path / "m.yaml").exists() and "Traceback" not in err
 
 

@@ -75,7 +75,7 @@ class T5Stack(ComponentConfig):
     """`relu`: wo(relu(wi x)) (T5 v1.0); `gated-gelu`: wo(gelu_tanh(wi_0 x) * wi_1 x) (T5 v1.1)."""
     eps: PositiveFloat = 1e-6
     dropout: Probability = 0.1
-    """After the embedding, on attention weights, inside the feed-forward, on every sublayer and after the final norm."""
+    """After the embedding, on attention weights, inside the feed-forward, after each sublayer and the final norm."""
     buckets: Annotated[int, Field(ge=4)] = 32
     """Relative position buckets (half of them per direction in an encoder)."""
     max_distance: PositiveInt = 128
