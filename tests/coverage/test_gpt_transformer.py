@@ -292,6 +292,22 @@ def test_import_openai_gpt_with_weights_equals_transformers(tmp_path):
     np.testing.assert_array_equal(tokens, expected)
 
 
+@pytest.mark.slow
+def test_gpt1_spec_with_a_full_size_checkpoint_decodes_as_transformers(tmp_path):
+    """specs/gpt.yaml compiled with a random OpenAIGPTLMHeadModel() checkpoint (117M): greedy decoding of its
+    step graph on ONNX Runtime equals transformers' `generate` -- `pytest -m slow tests/coverage`."""
+    torch.manual_seed(0)
+    reference = tf.OpenAIGPTLMHeadModel(tf.OpenAIGPTConfig()).eval()
+    reference.save_pretrained(tmp_path / "ckpt")
+    api.compile(GPT, out_dir=tmp_path / "build", weights=tmp_path / "ckpt")
+    prompt = np.random.default_rng(3).integers(0, 40478, (2, 5))  # B,T
+    tokens = greedy(Pipeline.open(tmp_path / "build").decoder(), prompt, 12)
+    with torch.no_grad():
+        expected = reference.generate(torch.from_numpy(prompt), attention_mask=torch.ones(2, 5, dtype=torch.long),
+                                      do_sample=False, max_new_tokens=12, pad_token_id=0).numpy()
+    np.testing.assert_array_equal(tokens, expected)
+
+
 def _compiled(tmp_path_factory, path: Path):
     """(ORT pipeline, the same graphs eager, the eager monolithic model) of a spec's tiny variant."""
     out = tmp_path_factory.mktemp(path.stem)
