@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import transformers as tf
+from hf_reference import PARITY_ATOL, randomize
 from torch import nn
 
 from mmspec.api import build, capture, load_spec, param_counts
@@ -137,6 +138,34 @@ def test_resnet_sizes_are_what_import_hf_writes(variant, tmp_path):
     config = tf.ResNetConfig(**RESNET[variant], num_labels=1000)
     imported = _imported(tmp_path, config, "ResNetForImageClassification")
     _same_model(imported, load_spec(_spec("resnet50"), variant).spec)
+
+
+MAE_TINY = {  # ViTMAEConfig of specs/mae.yaml's tiny variant
+    "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "image_size": 32,
+    "patch_size": 8, "decoder_hidden_size": 16, "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2,
+    "decoder_intermediate_size": 32,
+}  # fmt: skip
+
+
+def test_mae_weights_load_the_encoder_of_a_vitmae_checkpoint(tmp_path):
+    """`--weights` with a ViTMAEForPreTraining checkpoint fills the exported encoder (the decoder is declared new,
+    its tensors ignored), and the encoder then computes what ViTMAEModel computes on the whole image."""
+    torch.manual_seed(0)
+    reference = randomize(tf.ViTMAEForPreTraining(tf.ViTMAEConfig(**MAE_TINY)))
+    reference.save_pretrained(tmp_path / "ckpt")
+    loaded = load_spec(_spec("mae"), "tiny")
+    model = build(loaded, weights=tmp_path / "ckpt")
+    assert {k.split(".")[0] for k in model.weights_report["new"]} == {"decoder", "pixels"}
+    assert model.weights_report["ignored"] and all(k.startswith("decoder.") for k in model.weights_report["ignored"])
+    inputs = make_inputs(loaded.plan, trace_sizes(loaded.plan), seed=1)
+    x = inputs["image"]  # B,3,32,32
+    reference.config.mask_ratio = 0.0  # every patch kept, in their order (noise increasing)
+    with torch.no_grad():
+        (ours,) = model(inputs)  # B,17,32
+        theirs = reference.vit(pixel_values=x, noise=torch.arange(16.0).expand(x.shape[0], 16)).last_hidden_state
+    assert ours.shape == theirs.shape
+    diff = (ours - theirs).abs().max().item()
+    assert diff <= PARITY_ATOL, f"max abs diff {diff:.3g}"
 
 
 TRAINING_ONLY = {  # spec -> (its exported outputs, the nodes that only training uses)
