@@ -1,8 +1,9 @@
-"""Recurrent encoder-decoders (NLP-06: Sutskever et al. 2014's LSTM, Cho et al.'s GRU cells): parameter counts equal
-torch.nn.LSTM/GRU/Embedding/Linear built with the same sizes, the step graph keeps the decoder's states as its cache
-(state in, next state out, first values from the encoder graph), greedy and beam search on ONNX Runtime equal the
-eager graphs and the teacher-forced monolithic forward, the length stays dynamic in the exported graphs, and the
-next-token objective trains."""
+"""Recurrent encoder-decoders (NLP-06: Sutskever et al. 2014's LSTM, Cho et al.'s GRU cells; NLP-07: Bahdanau et
+al.'s RNNsearch): parameter counts equal torch.nn.LSTM/GRU/GRUCell/Embedding/Linear built with the same sizes, the
+step graph keeps the decoder's states as its cache (state in, next state out, first values from the encoder
+graph), greedy and beam search on ONNX Runtime equal the eager graphs and the teacher-forced monolithic forward,
+the length stays dynamic in the exported graphs (ONNX LSTM/GRU nodes, an ONNX Scan), and the next-token objective
+trains."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from mmspec.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 SEQ2SEQ = ROOT / "specs" / "seq2seq.yaml"
+RNNSEARCH = ROOT / "specs" / "rnnsearch.yaml"
 
 
 def _reference_count(cell: type[nn.Module], source_vocab: int, target_vocab: int, dim: int, hidden: int,
@@ -51,15 +53,42 @@ def test_parameter_counts_equal_torch_modules(variant, cell):
         assert round(recurrent / 1e6) == 64
 
 
-@pytest.fixture(scope="module")
-def seq2seq(tmp_path_factory):
-    """(ORT pipeline, the same graphs eager, the monolithic eager model) of the tiny spec."""
-    out = tmp_path_factory.mktemp("seq2seq")
-    api.compile(SEQ2SEQ, out_dir=out, variant="tiny")
+def test_rnnsearch_parameter_count_equals_torch_modules():
+    """Appendix A's matrices as torch modules: embeddings, bidirectional GRU, W_s, W_a, U_a, v_a, the decoder's
+    GRUCell over [E y; c], the maxout layer over [s; E y; c] and the softmax."""
+    spec = api.load_spec(RNNSEARCH).spec
+    enc, dec = spec.encoders["encoder"], spec.encoders["decoder"]
+    source, target = spec.modalities["source"].vocab_size, spec.modalities["target"].vocab_size
+    context, align = 2 * enc.hidden, dec.attention.dim
+    with torch.device("meta"):
+        parts = [nn.Embedding(source, enc.embed.dim), nn.GRU(enc.embed.dim, enc.hidden, bidirectional=True),
+                 nn.Linear(enc.hidden, dec.hidden), nn.Embedding(target, dec.embed.dim),
+                 nn.GRUCell(dec.embed.dim + context, dec.hidden), nn.Linear(dec.hidden, align),
+                 nn.Linear(context, align, bias=False), nn.Linear(align, 1, bias=False),
+                 nn.Linear(dec.hidden + dec.embed.dim + context, 2 * dec.maxout), nn.Linear(dec.maxout, target)]
+    theirs = sum(p.numel() for m in parts for p in m.parameters())
+    assert (enc.embed.dim, enc.hidden, dec.hidden, align, dec.maxout, source) == (620, 1000, 1000, 1000, 500, 30000)
+    assert api.param_counts(api.build(api.load_spec(RNNSEARCH), device="meta"))["total"] == theirs
+
+
+def _compiled(tmp_path_factory, path: Path):
+    """(ORT pipeline, the same graphs eager, the monolithic eager model) of the tiny variant."""
+    out = tmp_path_factory.mktemp(path.stem)
+    api.compile(path, out_dir=out, variant="tiny")
     ort = Pipeline.open(out)
-    model = api.build(api.load_spec(SEQ2SEQ, "tiny"))
+    model = api.build(api.load_spec(path, "tiny"))
     eager = Pipeline(ort.manifest, {name: api.eager_graph(model, name) for name in ort.graphs})
     return ort, eager, api.eager_graph(model)
+
+
+@pytest.fixture(scope="module")
+def seq2seq(tmp_path_factory):
+    return _compiled(tmp_path_factory, SEQ2SEQ)
+
+
+@pytest.fixture(scope="module")
+def rnnsearch(tmp_path_factory):
+    return _compiled(tmp_path_factory, RNNSEARCH)
 
 
 def test_the_step_graph_takes_and_returns_the_states(seq2seq):
@@ -161,3 +190,58 @@ def test_a_bidirectional_decoder_cannot_be_stepped():
     with pytest.raises(SpecError, match="bidirectional: false"):
         api.load_spec(SEQ2SEQ, "tiny", sets=["encoders.encoder.bidirectional=true",
                                              "encoders.decoder.bidirectional=true"])
+
+
+def test_rnnsearch_step_graph_reads_the_annotations_and_starts_from_the_bridge(rnnsearch):
+    ort, _, _ = rnnsearch
+    step = ort.manifest["graphs"]["decoder_step"]
+    assert {i["name"]: i["source"] for i in step["inputs"]} == {
+        "target": "modality target", "encoder_sequence": "node encoder.sequence", "state.h": "cache decoder.state.0.h"}
+    links = {(c["from"]["graph"], c["from"]["output"], c["to"]["input"], c.get("step"))
+             for c in ort.manifest["connections"]}
+    assert links == {("encoder", "encoder_sequence", "encoder_sequence", None),
+                     ("decoder_step", "next_state.h", "state.h", "next"),
+                     ("encoder", "encoder_bridge", "state.h", "first")}
+
+
+def test_rnnsearch_steps_give_the_teacher_forced_logits(rnnsearch):
+    """ORT, one position at a time after a two-token prompt, equals the eager monolithic forward (a Python loop
+    over the positions), and the Scan runs the lengths 1, 3 and 7 of the eager graphs."""
+    ort, eager, full = rnnsearch
+    inputs = {"source": np.random.default_rng(4).integers(0, 24, (2, 5))}
+    cached, plain = ort.decoder(inputs), FullDecoder(full, "target", "lm", inputs)
+    prompt = np.array([[0, 4], [0, 9]])
+    (a, state), (b, ref) = cached.start(prompt), plain.start(prompt)
+    for token in (3, 11, 19, 2):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-4)
+        (a, state), (b, ref) = cached.step(np.full(2, token), state), plain.step(np.full(2, token), ref)
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-4)
+    rng = np.random.default_rng(5)
+    for length in (1, 3, 7):
+        feeds = {"target": rng.integers(0, 20, (3, length)),
+                 "encoder_sequence": rng.standard_normal((3, 4, 10), np.float32),
+                 "state.h": rng.standard_normal((3, 1, 7), np.float32)}
+        ours, theirs = ort.graphs["decoder_step"](feeds), eager.graphs["decoder_step"](feeds)
+        for name in ("lm", "next_state.h"):
+            np.testing.assert_allclose(ours[name], theirs[name], atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_rnnsearch_tokens_equal_eager(rnnsearch, strategy):
+    ort, eager, full = rnnsearch
+    inputs = {"source": np.random.default_rng(6).integers(0, 24, (2, 6))}
+    bos = np.zeros((2, 1), np.int64)
+    run = {
+        "greedy": lambda d: greedy(d, bos, 10),
+        "beam": lambda d: beam_search(d, bos, 10, beams=3, eos_id=3, length_penalty=1.0),
+    }[strategy]
+    ours = run(ort.decoder(inputs))
+    np.testing.assert_array_equal(ours, run(eager.decoder(inputs)))
+    np.testing.assert_array_equal(ours, run(FullDecoder(full, "target", "lm", inputs)))
+
+
+def test_rnnsearch_objective_trains():
+    loaded = api.load_spec(RNNSEARCH, "tiny")
+    history = Trainer(loaded, lr=3e-2).fit(synthetic_batch(loaded, 4, 0), 50, seed=0)
+    assert all(math.isfinite(v) for v in history.losses)
+    assert history.losses[-1] < 0.5 * history.losses[0], history.losses[::5]

@@ -53,6 +53,10 @@ class RNNEncoder(ComponentConfig):
     init: Ref | None = None
     """Another `rnn` whose final states (`h`, `c`) start this one: the decoder of an encoder-decoder. Same cell,
     layers, directions and hidden size."""
+    bridge: PositiveInt | None = None
+    """Also emit `bridge` [batch, 1, bridge] = tanh(Linear(last state)), the last layer's final state of its last
+    direction (the backward one, at the first position, when bidirectional): RNNsearch's decoder start
+    s_0 = tanh(W_s h_1) (an `rnn_attention`'s `init`)."""
 
     def references(self) -> dict[str, str]:
         return {"input": self.input, **({"init": self.init} if self.init else {})}
@@ -87,6 +91,8 @@ class RNNEncoder(ComponentConfig):
         state = TensorInfo((batch, self.layers * self.directions, self.hidden))
         out: Bundle = {"sequence": TensorInfo((batch, length, self.hidden * self.directions)),
                        **{name: state for name in self.state_names()}}
+        if self.bridge is not None:
+            out["bridge"] = TensorInfo((batch, 1, self.bridge))
         if self.init is not None:
             given = inputs["init"]
             for name in self.state_names():
@@ -122,7 +128,7 @@ class RNNEncoder(ComponentConfig):
             total += self.directions * gates * self.hidden * (fan_in + self.hidden + 2)  # W_ih, W_hh, b_ih, b_hh
         if self.embed is not None:
             total += ctx.spec.modalities[self.input.split(".")[0]].vocab_size * self.embed.dim
-        return total
+        return total + (self.hidden * self.bridge + self.bridge if self.bridge else 0)
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.encoders.rnn.module import Recurrent
@@ -130,4 +136,104 @@ class RNNEncoder(ComponentConfig):
         _, width = self.input_size(inputs, ctx)
         vocab = ctx.spec.modalities[self.input.split(".")[0]].vocab_size if self.embed else None
         field = None if self.embed else sequence_of(inputs["input"], self.input)[0]
-        return Recurrent(self.cell, width, self.hidden, self.layers, self.bidirectional, self.dropout, vocab, field)
+        return Recurrent(self.cell, width, self.hidden, self.layers, self.bidirectional, self.dropout, vocab, field,
+                         self.bridge)
+
+
+class AdditiveAttention(StrictModel):
+    """Bahdanau's alignment model over another node's sequence (the annotations h_j)."""
+
+    input: Ref
+    dim: PositiveInt
+    """Width of the alignment MLP: e_ij = v_a^T tanh(W_a s_(i-1) + U_a h_j)."""
+
+
+_ATTENTION_EXAMPLE = Example(  # RNNsearch (Bahdanau et al. 2015) at toy size
+    {"source": {**_TEXT, "length": "src_len"}, "target": {**_TEXT, "length": "tgt_len"}},
+    {"input": "target", "embed": {"dim": 4}, "hidden": 5, "attention": {"input": "enc.sequence", "dim": 3},
+     "init": "enc.bridge", "maxout": 3},
+    nodes={"encoders": {"enc": {"type": "rnn", "input": "source", "embed": {"dim": 6}, "hidden": 4, "cell": "gru",
+                                "bidirectional": True, "bridge": 5}}},
+)
+
+
+@register("encoders", examples=(_ATTENTION_EXAMPLE,))
+class RNNAttentionDecoder(ComponentConfig):
+    """RNNsearch's decoder (Bahdanau et al. 2015): per target position i, the context c_i = sum_j a_ij h_j with
+    a_ij = softmax_j(v_a^T tanh(W_a s_(i-1) + U_a h_j)) over the annotations `attention.input` [batch, S, C]; the
+    GRU state s_i = GRUCell([E y_(i-1); c_i], s_(i-1)); the output t_i = maxout(Linear([s_i; E y_(i-1); c_i]))
+    -> `sequence` [batch, T, maxout] (or [s_i] [batch, T, hidden] without maxout), `h` [batch, 1, hidden].
+
+    Input ids are the previous target words (teacher forcing). The recurrence runs position by position (the
+    GRU input depends on the previous state); it exports as one ONNX Scan, so both the monolithic forward and
+    the step graph (`exports.G.cache`, state `h`) keep a dynamic length."""
+
+    type: Literal["rnn_attention"]
+    input: Ref
+    embed: RNNEmbed
+    hidden: PositiveInt
+    attention: AdditiveAttention
+    init: Ref | None = None
+    """A [batch, 1, hidden] tensor the state starts from (an `rnn`'s `bridge`); default zeros."""
+    maxout: PositiveInt | None = None
+    """Units of the maxout output layer (pairs of 2 * maxout linear units; RNNsearch: 500)."""
+
+    def references(self) -> dict[str, str]:
+        return {"input": self.input, "memory": self.attention.input, **({"init": self.init} if self.init else {})}
+
+    def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        bundle = inputs["input"]
+        if "mask" in bundle:
+            raise CheckError("input", f"{self.input!r} carries a padding mask; the decoder runs every position")
+        ids = require(bundle.get("ids"), "ids", 2, "token ids")
+        if getattr(ctx.spec.modalities.get(self.input.split(".")[0]), "vocab_size", None) is None:
+            raise CheckError("input", f"embed reads a tokens modality's ids; {self.input!r} is not one")
+        _, memory = sequence_of(inputs["memory"], self.attention.input, ("attention", "input"))
+        if "mask" in inputs["memory"]:
+            raise CheckError(("attention", "input"), "the annotations carry a padding mask; attend over unpadded rows")
+        if not isinstance(memory.shape[2], int):
+            raise CheckError(("attention", "input"), f"the annotation width must be fixed, got {memory.shape[2]!r}")
+        batch, length = ids.shape
+        state = TensorInfo((batch, 1, self.hidden))
+        if self.init is not None:
+            (given,) = inputs["init"].values() if len(inputs["init"]) == 1 else (None,)
+            if given is None or given.shape != state.shape:
+                have = {k: list(t.shape) for k, t in sorted(inputs["init"].items())}
+                raise CheckError("init", f"needs one start state of shape {list(state.shape)} (an rnn's bridge of "
+                                         f"width {self.hidden}); {self.init!r} has {have}")
+        return {"sequence": TensorInfo((batch, length, self.maxout or self.hidden)), "h": state}
+
+    def kv_layout(self, inputs: dict[str, Bundle], ctx) -> KVLayout:
+        """The state `h` comes in and goes out; the annotations are read as a fed input at every step."""
+        out = self.infer(inputs, ctx)
+        batch, length, _ = out["sequence"].shape
+        if not isinstance(length, str) or not length.isidentifier():
+            raise CheckError(("input",), f"the new positions of a step need a named dynamic length axis; "
+                                         f"{self.input!r} has length {length!r}")
+        init = ()
+        if self.init is not None:
+            node, _, fld = self.init.partition(".")
+            init = (("h", node, fld or next(iter(inputs["init"]))),)
+        return KVLayout(0, 0, 0, batch, length, None, states=(("h", out["h"].shape),), state_init=init,
+                        state_port="init" if self.init else None)
+
+    def _widths(self, inputs: dict[str, Bundle]) -> tuple[int, int]:
+        _, memory = sequence_of(inputs["memory"], self.attention.input, ("attention", "input"))
+        return int(memory.shape[2]), self.embed.dim
+
+    def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
+        from mmspec.components import params as P
+
+        context, emb = self._widths(inputs)
+        vocab = ctx.spec.modalities[self.input.split(".")[0]].vocab_size
+        h, a = self.hidden, self.attention.dim
+        readout = P.linear(h + emb + context, 2 * self.maxout) if self.maxout else 0
+        return (vocab * emb + 3 * h * (emb + context + h + 2) + P.linear(h, a) + P.linear(context, a, bias=False)
+                + a + readout)
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.encoders.rnn.module import AttentionRecurrent
+
+        context, emb = self._widths(inputs)
+        vocab = ctx.spec.modalities[self.input.split(".")[0]].vocab_size
+        return AttentionRecurrent(vocab, emb, context, self.hidden, self.attention.dim, self.maxout)

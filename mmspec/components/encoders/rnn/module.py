@@ -19,7 +19,7 @@ class Recurrent(nn.Module):
     [B, layers * dirs, H]; `forward` starts from zeros or from the `init` port's states, `step` from given ones."""
 
     def __init__(self, cell: str, width: int, hidden: int, layers: int, bidirectional: bool, dropout: float,
-                 vocab: int | None, field: str | None):
+                 vocab: int | None, field: str | None, bridge: int | None = None):
         super().__init__()
         self.cell, self.field, self.layers, self.hidden = cell, field, layers, hidden
         self.dirs = 2 if bidirectional else 1
@@ -27,10 +27,13 @@ class Recurrent(nn.Module):
         rnn = nn.LSTM if cell == "lstm" else nn.GRU
         self.rnn = rnn(width, hidden, layers, batch_first=True, dropout=dropout, bidirectional=bidirectional)
         self.names = ("h", "c") if cell == "lstm" else ("h",)
+        self.bridge = nn.Linear(hidden, bridge) if bridge is not None else None
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         init = inputs.get("init")
         out, states = self.run(inputs["input"], {k: init[k] for k in self.names} if init is not None else None)
+        if self.bridge is not None:
+            states["bridge"] = torch.tanh(self.bridge(states["h"][:, -1:]))  # B,1,bridge
         return {"sequence": out, **states}
 
     def step(self, inputs: dict[str, dict[str, torch.Tensor]], past: list, cross: list | None = None, *,
@@ -106,3 +109,79 @@ def _onnx_recurrence(x, h, c, weights, cell: str, layers: int, dirs: int) -> tup
         y = y4.transpose(1, 2).flatten(2, 3)  # S,B,dirs*H
     h_n = torch.cat(hs)  # L*dirs,B,H
     return y.transpose(0, 1), h_n, torch.cat(cs) if cs else h_n  # B,S,H*dirs
+
+
+class AttentionRecurrent(nn.Module):
+    """RNNsearch's decoder: ids [B, T] (previous words), annotations [B, S, C], start state [B, 1, H] ->
+    `sequence` [B, T, maxout or H] and the last state `h` [B, 1, H] (see `RNNAttentionDecoder`)."""
+
+    def __init__(self, vocab: int, emb: int, context: int, hidden: int, dim: int, maxout: int | None):
+        super().__init__()
+        self.hidden, self.maxout = hidden, maxout
+        self.embed = nn.Embedding(vocab, emb)
+        self.cell = nn.GRUCell(emb + context, hidden)
+        self.w_a = nn.Linear(hidden, dim)  # W_a s_(i-1)
+        self.u_a = nn.Linear(context, dim, bias=False)  # U_a h_j
+        self.v_a = nn.Parameter(torch.empty(dim).uniform_(-dim ** -0.5, dim ** -0.5))
+        self.readout = nn.Linear(hidden + emb + context, 2 * maxout) if maxout else None
+
+    def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        init = inputs.get("init")
+        return self.run(inputs["input"], inputs["memory"], next(iter(init.values())) if init is not None else None)
+
+    def step(self, inputs: dict[str, dict[str, torch.Tensor]], past: list, cross: list | None = None, *,
+             state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list, dict[str, torch.Tensor]]:
+        """T new positions from `state` ({h: [B, 1, H]}): (bundle, no keys/values, the next state)."""
+        out = self.run(inputs["input"], inputs["memory"], state["h"])
+        return {"sequence": out["sequence"]}, [], {"h": out["h"]}
+
+    def run(self, bundle: dict[str, torch.Tensor], memory_bundle: dict[str, torch.Tensor],
+            start: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        memory = memory_bundle["sequence"] if "sequence" in memory_bundle else next(iter(memory_bundle.values()))
+        x = self.embed(bundle["ids"])  # B,T,E
+        s0 = start[:, 0] if start is not None else x.new_zeros(1, 1).expand(x.shape[0], self.hidden)  # B,H
+        keys = self.u_a(memory)  # B,S,A: U_a h_j, once per sequence
+        weights = [self.w_a.weight, self.w_a.bias, self.v_a, self.cell.weight_ih, self.cell.weight_hh,
+                   self.cell.bias_ih, self.cell.bias_hh]
+        states, contexts, last = attend(x, s0, memory, keys, weights)  # B,T,H; B,T,C; B,H
+        out = states
+        if self.readout is not None:
+            t = self.readout(torch.cat([states, x, contexts], -1))  # B,T,2*maxout
+            out = t.unflatten(-1, (self.maxout, 2)).amax(-1)  # B,T,maxout
+        return {"sequence": out, "h": last[:, None]}  # B,1,H
+
+
+def _attend_step(s: torch.Tensor, y: torch.Tensor, memory: torch.Tensor, keys: torch.Tensor,
+                 weights: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One position: the context from s_(i-1) [B, H] over memory [B, S, C], then the GRU update from
+    [y; c] [B, E + C]. Returns (s_i [B, H], c_i [B, C])."""
+    w_a, b_a, v_a, w_ih, w_hh, b_ih, b_hh = weights
+    e = (torch.tanh(keys + nn.functional.linear(s, w_a, b_a)[:, None]) * v_a).sum(-1)  # B,S
+    a = torch.softmax(e, 1)  # B,S
+    c = torch.bmm(a.unsqueeze(1), memory).squeeze(1)  # B,C
+    return torch.gru_cell(torch.cat([y, c], -1), s, w_ih, w_hh, b_ih, b_hh), c  # B,H; B,C
+
+
+@fx.wrap
+def attend(x: torch.Tensor, s0: torch.Tensor, memory: torch.Tensor, keys: torch.Tensor,
+           weights: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x [B, T, E] from state s0 [B, H] -> (states [B, T, H], contexts [B, T, C], last state [B, H]): a Python
+    loop eagerly, one torch scan (an ONNX Scan, dynamic T) under torch.onnx.export."""
+    if torch.onnx.is_in_onnx_export():
+        from torch._higher_order_ops import scan
+
+        def body(carry, y):
+            s, mem, k = carry
+            s, c = _attend_step(s, y, mem, k, weights)
+            return (s.clone(), mem.clone(), k.clone()), torch.cat([s, c], -1)
+
+        (last, _, _), out = scan(body, (s0, memory, keys), x.transpose(0, 1))  # T,B,H+C
+        out = out.transpose(0, 1)  # B,T,H+C
+        return out[..., : s0.shape[1]], out[..., s0.shape[1]:], last
+    states, contexts = [], []
+    s = s0
+    for t in range(x.shape[1]):
+        s, c = _attend_step(s, x[:, t], memory, keys, weights)  # B,H; B,C
+        states.append(s)
+        contexts.append(c)
+    return torch.stack(states, 1), torch.stack(contexts, 1), s
