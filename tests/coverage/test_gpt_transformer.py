@@ -332,36 +332,39 @@ def _prompt(rows: int, length: int, vocab: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, vocab, (rows, length))  # B,T
 
 
-@pytest.mark.parametrize("strategy", ["greedy", "beam", "sample"])
-def test_gpt_tiny_decodes_on_ort_as_eager(decoder_only, strategy):
+def test_gpt_tiny_decodes_on_ort_as_eager(decoder_only):
+    """Greedy, beam and sampling: the step graph on ORT, the same graph eager, and the uncached eager model."""
     ort, eager, full = decoder_only
-    run_ = {
+    strategies = {
         "greedy": lambda d: greedy(d, _prompt(2, 3, 64), 10),
         "beam": lambda d: beam_search(d, _prompt(2, 3, 64), 8, beams=3, eos_id=5, length_penalty=0.8),
         "sample": lambda d: sample(d, _prompt(2, 3, 64), 10, top_k=12, top_p=0.9, temperature=1.2, seed=4),
-    }[strategy]
-    ours = run_(ort.decoder())
-    np.testing.assert_array_equal(ours, run_(eager.decoder()))
-    np.testing.assert_array_equal(ours, run_(FullDecoder(full, "text", "lm", mask="text_mask")))
-    assert ours.shape[1] > 3
+    }
+    for strategy, run_ in strategies.items():
+        ours = run_(ort.decoder())
+        np.testing.assert_array_equal(ours, run_(eager.decoder()), err_msg=strategy)
+        np.testing.assert_array_equal(ours, run_(FullDecoder(full, "text", "lm", mask="text_mask")), err_msg=strategy)
+        assert ours.shape[1] > 3, strategy
 
 
-@pytest.mark.parametrize("strategy", ["greedy", "beam"])
-def test_transformer_tiny_decodes_on_ort_as_eager(transformer, strategy):
+def test_transformer_tiny_decodes_on_ort_as_eager(transformer):
+    """Greedy and beam: the encoder graph runs once (memory, padding mask), the step graph decodes."""
     ort, eager, full = transformer
     source = _prompt(2, 6, 48, seed=1)
     mask = np.ones_like(source)
     mask[1, 4:] = 0  # a padded source row
     inputs = {"source": source, "source_mask": mask}
     bos = np.zeros((2, 1), np.int64)
-    run_ = {
+    strategies = {
         "greedy": lambda d: greedy(d, bos, 12),
         "beam": lambda d: beam_search(d, bos, 12, beams=4, eos_id=3, length_penalty=1.2),
-    }[strategy]
-    ours = run_(ort.decoder(inputs))
-    np.testing.assert_array_equal(ours, run_(eager.decoder(inputs)))
-    np.testing.assert_array_equal(ours, run_(FullDecoder(full, "target", "lm", inputs)))
-    assert not np.array_equal(ours, run_(ort.decoder({**inputs, "source": _prompt(2, 6, 48, seed=2)})))
+    }
+    for strategy, run_ in strategies.items():
+        ours = run_(ort.decoder(inputs))
+        np.testing.assert_array_equal(ours, run_(eager.decoder(inputs)), err_msg=strategy)
+        np.testing.assert_array_equal(ours, run_(FullDecoder(full, "target", "lm", inputs)), err_msg=strategy)
+        other = ort.decoder({**inputs, "source": _prompt(2, 6, 48, seed=2)})
+        assert not np.array_equal(ours, run_(other)), strategy  # the decoder reads the memory
 
 
 @pytest.mark.parametrize("path", [GPT2, GPT, TRANSFORMER], ids=lambda p: p.stem)
