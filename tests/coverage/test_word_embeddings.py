@@ -4,6 +4,7 @@ each objective's loss against a direct computation, parameter counts, training, 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from mmspec.components.objectives.word_vectors.preprocess import (
     skipgram_pairs,
     unigram_noise,
 )
+from mmspec.errors import SpecError
 from mmspec.graph.capture import example_call
 from mmspec.graph.inputs import make_inputs, trace_sizes
 
@@ -243,3 +245,17 @@ def test_exported_graph_is_the_lookup_alone(spec, variant):
     inputs = make_inputs(loaded.plan, trace_sizes(loaded.plan), seed=2)
     with torch.no_grad():
         torch.testing.assert_close(example_call(gm, inputs)[0], model(inputs)[0], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(("spec", "sets", "where", "message"), [
+    ("glove", ["modalities.word.length=2"], "objectives.loss", "a tokens modality of length 1"),
+    ("glove", ["objectives.loss.input=word"], "objectives.loss", "needs float vectors"),
+    ("word2vec", ["objectives.loss.input=words"], "objectives.loss", "needs float vectors"),
+    ("word2vec", ["modalities.words={type: vector, dim: 4}"], "encoders.w2v", "is not a tokens modality"),
+])
+def test_shape_rules_are_located(spec, sets, where, message):
+    with pytest.raises(SpecError) as info:
+        load_spec(SPECS / f"{spec}.yaml", "tiny", sets)
+    text = str(info.value)
+    assert re.match(rf"(\S+{spec}\.yaml|--set #1):\d+:\d+: error\[check\]: {where}: ", text), text
+    assert message in text, text

@@ -29,8 +29,7 @@ def _token_ids(inputs: dict[str, Bundle], ctx, ref: str) -> TensorInfo:
     if modality is None or modality.type != "tokens" or ids is None:
         raise CheckError("input", f"reads token ids; {ref!r} is not a tokens modality")
     if ids.rank != 2:
-        raise CheckError("input", f"needs ids [batch, length], but {ref!r} has shape {list(ids.shape)} "
-                                  f"(items are not supported)")
+        raise CheckError("input", f"needs ids [batch, length], but {ref!r} has shape {list(ids.shape)}")
     return ids
 
 

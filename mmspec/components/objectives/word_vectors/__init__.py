@@ -57,11 +57,11 @@ class _WordPrediction(Objective):
                               self.input)
         if hidden.dtype != "float32":
             raise CheckError("input", f"needs float vectors; {self.input!r} is {hidden.dtype}")
-        if self.vocab is None:
-            self.words(ctx.spec)
+        self.words(ctx.spec)
         return LOSS
 
     def words(self, spec: Any) -> int:
+        """The number of words predicted: `vocab`, else the upstream tokens modality's (located error if unclear)."""
         if self.vocab is not None:
             return self.vocab
         found = [m for m in upstream_modalities(spec, self.input) if spec.modalities[m].type == "tokens"]
@@ -147,6 +147,8 @@ class Glove(Objective):
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         hidden = require_rank(tensor(inputs, "input", self.input, "pooled"), 2, "input", "vectors [batch, D]",
                               self.input)
+        if hidden.dtype != "float32":
+            raise CheckError("input", f"needs float vectors; {self.input!r} is {hidden.dtype}")
         modality = ctx.spec.modalities.get(self.tokens)
         if modality is None or modality.type != "tokens" or modality.length != 1:
             raise CheckError("tokens", f"names the modality of word i: a tokens modality of length 1; "
