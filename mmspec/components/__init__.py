@@ -12,9 +12,9 @@ import importlib
 FAMILIES = (
     "encoders.embedding_bag",
     "encoders.resnet",
+    "encoders.rnn",
     "encoders.scalar",
     "encoders.t5",
-    "encoders.rnn",
     "encoders.transformer",
     "fusion.co_attention",
     "fusion.elementwise",
