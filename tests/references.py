@@ -28,6 +28,7 @@ import torch
 import transformers as tf
 from test_param_counts import OFFICIAL_VILBERT, _vilbert_official
 from test_param_counts import REFERENCES as PARITY_REFERENCES
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,78 @@ def parse_figure(figure: str) -> tuple[Decimal, int]:
     return Decimal(m.group(1).replace(",", "")), _UNITS[m.group(2)]
 
 
+def _modules(*parts: nn.Module) -> nn.ModuleList:
+    """Several torch modules counted as one reference (a model that no package defines as a class)."""
+    return nn.ModuleList(parts)
+
+
+def _stacks(d: int, heads: int, ffn: int, layers: int, vocab: int) -> nn.ModuleList:
+    """The Transformer (Vaswani 2017): torch.nn's post-norm encoder and decoder layers and one shared word table
+    (tied to the softmax; sinusoidal positions have no parameters)."""
+    return _modules(*[nn.TransformerEncoderLayer(d, heads, ffn) for _ in range(layers)],
+                    *[nn.TransformerDecoderLayer(d, heads, ffn) for _ in range(layers)], nn.Embedding(vocab, d))
+
+
+def _seq2seq(cell: type[nn.Module], vocab: tuple[int, int], dim: int, hidden: int, layers: int) -> nn.ModuleList:
+    """Sutskever et al. 2014 / Cho et al. 2014: two embeddings, two recurrent stacks, the output softmax."""
+    return _modules(nn.Embedding(vocab[0], dim), cell(dim, hidden, layers), nn.Embedding(vocab[1], dim),
+                    cell(dim, hidden, layers), nn.Linear(hidden, vocab[1]))
+
+
+def _rnnsearch() -> nn.ModuleList:
+    """Bahdanau et al. 2015, Appendix A: bidirectional GRU encoder, W_s, the GRU decoder over [E y; c], the
+    alignment model (W_a, U_a, v_a), the maxout layer over [s; E y; c] and the softmax."""
+    return _modules(nn.Embedding(30000, 620), nn.GRU(620, 1000, bidirectional=True), nn.Linear(1000, 1000),
+                    nn.Embedding(30000, 620), nn.GRUCell(620 + 2000, 1000), nn.Linear(1000, 1000),
+                    nn.Linear(2000, 1000, bias=False), nn.Linear(1000, 1, bias=False),
+                    nn.Linear(1000 + 620 + 2000, 1000), nn.Linear(500, 30000))
+
+
+_VIT = {"large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
+        "huge": {"hidden_size": 1280, "num_hidden_layers": 32, "num_attention_heads": 16, "intermediate_size": 5120,
+                 "patch_size": 14}}
+_BASIC = {"layer_type": "basic", "hidden_sizes": [64, 128, 256, 512]}
+_RESNETS = {"resnet18": {**_BASIC, "depths": [2, 2, 2, 2]}, "resnet34": {**_BASIC, "depths": [3, 4, 6, 3]},
+            "resnet101": {"depths": [3, 4, 23, 3]}, "resnet152": {"depths": [3, 8, 36, 3]}}
+_GPT2 = {"medium": (1024, 24, 16), "large": (1280, 36, 20), "xl": (1600, 48, 25)}
+
+
+def _table(rows: int, dim: int, tables: int = 1, bias: bool = False) -> Formula:
+    """Word-vector models: `tables` lookup tables of rows x dim (+ a bias per row each); none of their papers
+    prints a parameter count, so the count is the configuration's."""
+    return Formula(f"{tables} table(s) of {rows:,} x {dim}{' + biases' if bias else ''}",
+                   lambda: tables * rows * (dim + int(bias)))
+
+
 REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     **PARITY_REFERENCES,  # bert, clip, resnet50 (tests/test_param_counts.py)
     "visualbert": lambda: tf.VisualBertForPreTraining(tf.VisualBertConfig(visual_embedding_dim=2048)),
     "vilbert": Formula("official vilbert-multi-task configuration, counted module by module",
                        lambda: _vilbert_official(OFFICIAL_VILBERT)[0]),
+    "bert:large": lambda: tf.BertForPreTraining(tf.BertConfig(hidden_size=1024, num_hidden_layers=24,
+                                                              num_attention_heads=16, intermediate_size=4096)),
+    **{f"resnet50:{v}": (lambda c=c: tf.ResNetForImageClassification(tf.ResNetConfig(num_labels=1000, **c)))
+       for v, c in _RESNETS.items()},
+    "vit": lambda: tf.ViTForImageClassification(tf.ViTConfig(num_labels=1000)),
+    **{f"vit:{v}": (lambda c=c: tf.ViTForImageClassification(tf.ViTConfig(num_labels=1000, **c)))
+       for v, c in _VIT.items()},
+    "mae": lambda: tf.ViTMAEForPreTraining(tf.ViTMAEConfig(**_VIT["large"])),
+    "mae:base": lambda: tf.ViTMAEForPreTraining(tf.ViTMAEConfig()),
+    "mae:huge": lambda: tf.ViTMAEForPreTraining(tf.ViTMAEConfig(**_VIT["huge"])),
+    "gpt": lambda: tf.OpenAIGPTLMHeadModel(tf.OpenAIGPTConfig()),
+    "gpt2": lambda: tf.GPT2LMHeadModel(tf.GPT2Config()),
+    **{f"gpt2:{v}": (lambda d=d, n=n, h=h: tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=d, n_layer=n, n_head=h)))
+       for v, (d, n, h) in _GPT2.items()},
+    "transformer": lambda: _stacks(512, 8, 2048, 6, 37000),
+    "transformer:big": lambda: _stacks(1024, 16, 4096, 6, 37000),
+    "seq2seq": lambda: _seq2seq(nn.LSTM, (160000, 80000), 1000, 1000, 4),
+    "seq2seq:gru": lambda: _seq2seq(nn.GRU, (160000, 80000), 1000, 1000, 4),
+    "rnnsearch": _rnnsearch,
+    "bow": lambda: nn.Linear(50000, 4),
+    "word2vec": _table(3_000_000, 300, tables=2),
+    "fasttext": Formula("input table of 2,000,000 words + 2,000,000 n-gram buckets and an output table of "
+                        "2,000,000 words, 300-d", lambda: (2_000_000 + 2_000_000 + 2_000_000) * 300),
+    "glove": _table(400_000, 300, tables=2, bias=True),
 }
 """`name` or `name:variant` -> the reference, built on the meta device."""
 
