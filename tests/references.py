@@ -92,6 +92,19 @@ def _rnnsearch() -> nn.ModuleList:
                     nn.Linear(1000 + 620 + 2000, 1000), nn.Linear(500, 30000))
 
 
+def _mlp(d_in: int, hidden: int, d_out: int, batch_norm: bool) -> nn.Sequential:
+    """A 2-layer projection/prediction MLP (BYOL's with BatchNorm)."""
+    norm = [nn.BatchNorm1d(hidden)] if batch_norm else []
+    return nn.Sequential(nn.Linear(d_in, hidden), *norm, nn.ReLU(), nn.Linear(hidden, d_out))
+
+
+def _byol() -> nn.ModuleList:
+    """BYOL: online ResNet-50 + projector + predictor, and the EMA target's copy of encoder and projector."""
+    online = [tf.ResNetModel(tf.ResNetConfig()), _mlp(2048, 4096, 256, True)]
+    target = [tf.ResNetModel(tf.ResNetConfig()), _mlp(2048, 4096, 256, True)]
+    return _modules(*online, _mlp(256, 4096, 256, True), *target)
+
+
 _VIT = {"large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
         "huge": {"hidden_size": 1280, "num_hidden_layers": 32, "num_attention_heads": 16, "intermediate_size": 5120,
                  "patch_size": 14}}
@@ -123,10 +136,16 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "mae": lambda: tf.ViTMAEForPreTraining(tf.ViTMAEConfig(**_VIT["large"])),
     "mae:base": lambda: tf.ViTMAEForPreTraining(tf.ViTMAEConfig()),
     "mae:huge": lambda: tf.ViTMAEForPreTraining(tf.ViTMAEConfig(**_VIT["huge"])),
+    "simclr": lambda: _modules(tf.ResNetModel(tf.ResNetConfig()), _mlp(2048, 2048, 128, False)),
+    "byol": _byol,
     "gpt": lambda: tf.OpenAIGPTLMHeadModel(tf.OpenAIGPTConfig()),
     "gpt2": lambda: tf.GPT2LMHeadModel(tf.GPT2Config()),
     **{f"gpt2:{v}": (lambda d=d, n=n, h=h: tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=d, n_layer=n, n_head=h)))
        for v, (d, n, h) in _GPT2.items()},
+    "t5": lambda: tf.T5ForConditionalGeneration(tf.T5Config(d_model=768, d_ff=3072, num_layers=12, num_heads=12)),
+    "t5:small": lambda: tf.T5ForConditionalGeneration(tf.T5Config()),
+    "t5:large": lambda: tf.T5ForConditionalGeneration(tf.T5Config(d_model=1024, d_ff=4096, num_layers=24,
+                                                                  num_heads=16)),
     "transformer": lambda: _stacks(512, 8, 2048, 6, 37000),
     "transformer:big": lambda: _stacks(1024, 16, 4096, 6, 37000),
     "seq2seq": lambda: _seq2seq(nn.LSTM, (160000, 80000), 1000, 1000, 4),
