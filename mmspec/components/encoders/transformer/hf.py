@@ -221,22 +221,7 @@ def _gpt2(cfg: Config, arch: str) -> dict:
         },
         "encoders": {enc: encoder},
     }
-    nodes: dict[str, Any] = {enc: {"prefix": "transformer" if lm else "", "layout": "gpt2"}}
-    if lm:
-        tied = cfg.get("tie_word_embeddings", bool)
-        tree["heads"] = {
-            "lm": {
-                "type": "token_classifier",
-                "input": f"{enc}.sequence",
-                "transform": False,
-                "bias": False,
-                **({"tie_to": enc} if tied else {"num_classes": cfg.int("vocab_size")}),
-            }
-        }
-        nodes["lm"] = {"prefix": "lm_head", "layout": "linear"}
-    else:
-        tree["outputs"] = [f"{enc}.sequence"]
-    return {**tree, "weights": {"nodes": nodes}}
+    return _causal_lm(cfg, tree, enc, lm, "gpt2")
 
 
 _OPENAI_GPT_ACTIVATIONS = {"gelu": "gelu_tanh", "relu": "relu", "silu": "silu", "swish": "silu"}
@@ -290,22 +275,7 @@ def _openai_gpt(cfg: Config, arch: str) -> dict:
     text = {"type": "tokens", "vocab_size": cfg.int("vocab_size"), "length": "seq", "max_length": positions,
             "mask": True}
     tree: dict[str, Any] = {"modalities": {"text": text}, "encoders": {enc: encoder}}
-    nodes: dict[str, Any] = {enc: {"prefix": "transformer" if lm else "", "layout": "openai_gpt"}}
-    if lm:
-        tied = cfg.get("tie_word_embeddings", bool)
-        tree["heads"] = {
-            "lm": {
-                "type": "token_classifier",
-                "input": f"{enc}.sequence",
-                "transform": False,
-                "bias": False,
-                **({"tie_to": enc} if tied else {"num_classes": cfg.int("vocab_size")}),
-            }
-        }
-        nodes["lm"] = {"prefix": "lm_head", "layout": "linear"}
-    else:
-        tree["outputs"] = [f"{enc}.sequence"]
-    return {**tree, "weights": {"nodes": nodes}}
+    return _causal_lm(cfg, tree, enc, lm, "openai_gpt")
 
 
 def _image(cfg: Config, size_key: str = "image_size") -> dict:
@@ -475,3 +445,24 @@ def _clip(cfg: Config, arch: str) -> dict:
             }
         },
     }
+
+
+def _causal_lm(cfg: Config, tree: dict, enc: str, lm: bool, layout: str) -> dict:
+    """A GPT tree finished: with the LM head (`lm`: a bias-free token classifier, tied to the word table when the
+    config ties it, weights under `lm_head`) or the encoder's sequence as the output; the weight name map."""
+    nodes: dict[str, Any] = {enc: {"prefix": "transformer" if lm else "", "layout": layout}}
+    if lm:
+        tied = cfg.get("tie_word_embeddings", bool)
+        tree["heads"] = {
+            "lm": {
+                "type": "token_classifier",
+                "input": f"{enc}.sequence",
+                "transform": False,
+                "bias": False,
+                **({"tie_to": enc} if tied else {"num_classes": cfg.int("vocab_size")}),
+            }
+        }
+        nodes["lm"] = {"prefix": "lm_head", "layout": "linear"}
+    else:
+        tree["outputs"] = [f"{enc}.sequence"]
+    return {**tree, "weights": {"nodes": nodes}}
