@@ -112,6 +112,20 @@ _BASIC = {"layer_type": "basic", "hidden_sizes": [64, 128, 256, 512]}
 _RESNETS = {"resnet18": {**_BASIC, "depths": [2, 2, 2, 2]}, "resnet34": {**_BASIC, "depths": [3, 4, 6, 3]},
             "resnet101": {"depths": [3, 4, 23, 3]}, "resnet152": {"depths": [3, 8, 36, 3]}}
 _GPT2 = {"medium": (1024, 24, 16), "large": (1280, 36, 20), "xl": (1600, 48, 25)}
+_EFFICIENTNETS = {"b1": (1.0, 1.1, 240, 0.2), "b2": (1.1, 1.2, 260, 0.3), "b3": (1.2, 1.4, 300, 0.3),
+                  "b4": (1.4, 1.8, 380, 0.4), "b5": (1.6, 2.2, 456, 0.4), "b6": (1.8, 2.6, 528, 0.5),
+                  "b7": (2.0, 3.1, 600, 0.5)}  # width, depth, resolution, dropout (the paper's scaling)
+
+
+def _efficientnet(width: float = 1.0, depth: float = 1.0, resolution: int = 224, dropout: float = 0.2):
+    """EfficientNetForImageClassification of one compound-scaled size (EfficientNetConfig() is B7); its top
+    width `hidden_dim` is 1280 rounded as transformers rounds every width."""
+    from transformers.models.efficientnet.modeling_efficientnet import round_filters
+
+    hidden = round_filters(tf.EfficientNetConfig(width_coefficient=width), 1280)
+    return tf.EfficientNetForImageClassification(tf.EfficientNetConfig(
+        width_coefficient=width, depth_coefficient=depth, image_size=resolution, dropout_rate=dropout,
+        hidden_dim=hidden, num_labels=1000))
 
 
 def _table(rows: int, dim: int, tables: int = 1, bias: bool = False) -> Formula:
@@ -130,6 +144,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
                                                               num_attention_heads=16, intermediate_size=4096)),
     **{f"resnet50:{v}": (lambda c=c: tf.ResNetForImageClassification(tf.ResNetConfig(num_labels=1000, **c)))
        for v, c in _RESNETS.items()},
+    "efficientnet": _efficientnet,
+    **{f"efficientnet:{v}": (lambda c=c: _efficientnet(*c)) for v, c in _EFFICIENTNETS.items()},
     "vit": lambda: tf.ViTForImageClassification(tf.ViTConfig(num_labels=1000)),
     **{f"vit:{v}": (lambda c=c: tf.ViTForImageClassification(tf.ViTConfig(num_labels=1000, **c)))
        for v, c in _VIT.items()},

@@ -146,3 +146,69 @@ class ResnetStage(nn.Module):
         for block in self.resnets:
             x = block(x, temb)  # B,C',H,W
         return x if self.resample is None else self.resample(x)  # B,C',H',W'
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero a residual branch for a random `p` share of the samples, rescale the rest."""
+    if not training or p == 0.0:
+        return x
+    keep = (torch.rand_like(x[:, :1, :1, :1]) >= p).to(x.dtype)  # B,1,1,1
+    return x * keep / (1.0 - p)  # B,C,H,W
+
+
+class SqueezeExcite(nn.Module):
+    """x * sigmoid(expand(SiLU(reduce(mean over H, W)))): per-channel gates from a `reduced`-wide bottleneck."""
+
+    def __init__(self, channels: int, reduced: int):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, reduced, 1)
+        self.expand = nn.Conv2d(reduced, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)  # B,C,1,1
+        return x * torch.sigmoid(self.expand(F.silu(self.reduce(s))))  # B,C,H,W
+
+
+class MBConv(nn.Module):
+    """Inverted residual block (MobileNetV2/EfficientNet): 1x1 expand (skipped at ratio 1) -> depthwise k x k ->
+    squeeze-excite -> 1x1 project (no activation), each conv followed by BatchNorm and all but the projection by SiLU;
+    `residual` adds the input back through stochastic depth (`drop`). A stride-2 depthwise conv pads k//2 - 1
+    before and k//2 after each axis (TensorFlow "same" for even inputs), or k//2 on both sides with
+    `symmetric`; stride 1 pads k//2 on both sides."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        stride: int,
+        expand: int,
+        reduced: int,
+        residual: bool,
+        drop: float = 0.0,
+        eps: float = 1e-3,
+        momentum: float = 0.01,
+        symmetric: bool = False,
+    ):
+        super().__init__()
+        mid = cin * expand
+        half = kernel // 2
+        pad = (half - 1, half, half - 1, half) if stride == 2 and not symmetric else (half,) * 4
+
+        def bn(c: int) -> nn.BatchNorm2d:
+            return nn.BatchNorm2d(c, eps=eps, momentum=momentum)
+
+        self.expand = (
+            nn.Sequential(nn.Conv2d(cin, mid, 1, bias=False), bn(mid), nn.SiLU()) if expand != 1 else nn.Identity()
+        )
+        self.depthwise = nn.Sequential(
+            nn.ZeroPad2d(pad), nn.Conv2d(mid, mid, kernel, stride, groups=mid, bias=False), bn(mid), nn.SiLU()
+        )
+        self.se = SqueezeExcite(mid, reduced)
+        self.project = nn.Sequential(nn.Conv2d(mid, cout, 1, bias=False), bn(cout))
+        self.residual = residual
+        self.drop = drop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.project(self.se(self.depthwise(self.expand(x))))  # B,C',H',W'
+        return x + drop_path(h, self.drop, self.training) if self.residual else h  # B,C',H',W'

@@ -10,6 +10,7 @@ Adding a family is one new folder plus one line below.
 import importlib
 
 FAMILIES = (
+    "encoders.efficientnet",
     "encoders.embedding_bag",
     "encoders.resnet",
     "encoders.rnn",

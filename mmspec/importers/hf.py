@@ -28,7 +28,6 @@ from mmspec.errors import SpecError, UsageError
 
 CONFIG_MAX_BYTES = 1 << 20
 NOT_YET = {  # model_type -> what mmspec lacks for it
-    "efficientnet": "MBConv blocks with squeeze-excitation",
     "align": "an EfficientNet image tower",
     "data2vec-audio": "a convolutional waveform encoder",
     "data2vec-vision": "relative position bias and layer scale",

@@ -68,6 +68,11 @@ T5 = {"vocab_size": 99, "d_model": 16, "d_kv": 4, "d_ff": 37, "num_layers": 2, "
       "relative_attention_num_buckets": 8, "relative_attention_max_distance": 20}  # fmt: skip
 
 
+EFFICIENTNET = {"width_coefficient": 0.25, "depth_coefficient": 1.5, "kernel_sizes": [3, 5], "in_channels": [32, 16],
+                "out_channels": [16, 24], "strides": [1, 2], "num_block_repeats": [1, 2], "expand_ratios": [1, 6],
+                "hidden_dim": 320, "image_size": 32}  # fmt: skip
+
+
 def _seq2seq(x):
     return {"input_ids": x["source"], "attention_mask": x["source_mask"], "decoder_input_ids": x["target"],
             "decoder_attention_mask": x["target_mask"]}
@@ -118,6 +123,11 @@ CASES = {  # architecture -> (reference, its inputs, our output -> its output)
         lambda: tf.ResNetForImageClassification(tf.ResNetConfig(embedding_size=8, hidden_sizes=[16, 32],
                                                                 depths=[1, 2], num_labels=4)),
         _image, {"classifier": "logits"}),
+    "EfficientNetModel": (lambda: tf.EfficientNetModel(tf.EfficientNetConfig(**EFFICIENTNET)), _image,
+                          {"backbone_features": "last_hidden_state", "backbone_pooled": "pooler_output"}),
+    "EfficientNetForImageClassification": (
+        lambda: tf.EfficientNetForImageClassification(tf.EfficientNetConfig(**EFFICIENTNET, num_labels=4)), _image,
+        {"classifier": "logits"}),
 }  # fmt: skip
 
 
@@ -189,7 +199,7 @@ def test_unsupported_model_types_exit_2(model_type, tmp_path, capsys):
     code, err = _main(capsys, "import", "hf", _config(tmp_path, model_type=model_type), "-o", str(tmp_path / "m.yaml"))
     assert code == 2
     assert f"model_type {model_type!r} is not supported yet ({NOT_YET[model_type]} is missing); supported: " in err
-    assert "bert, clip, data2vec-text, gpt2, openai-gpt, resnet, roberta, t5, vit, xlm-roberta" in err
+    assert "bert, clip, data2vec-text, efficientnet, gpt2, openai-gpt, resnet, roberta, t5, vit, xlm-roberta" in err
     assert not (tmp_path / "m.yaml").exists() and "Traceback" not in err
 
 
