@@ -130,7 +130,7 @@ def test_validate_checks_every_file(capsys, tmp_path):
         (["validate"], ["Missing argument", "Usage: mmspec validate"]),
         (["compile", "specs/bert.yaml", "--device", "tpu"], ["'tpu' is not one of 'cpu', 'cuda'"]),
         (["validate", "specs/bert.yaml", "--variant", "tyny"],
-         ["error: specs/bert.yaml: unknown variant 'tyny' (did you mean 'tiny'?); variants: tiny"]),
+         ["error: specs/bert.yaml: unknown variant 'tyny' (did you mean 'tiny'?); variants: large, tiny"]),
         (["compil", "specs/bert.yaml"], ["No such command 'compil'", "Did you mean 'compile'?"]),
     ],
     ids=["unknown-option", "missing-argument", "bad-device", "unknown-variant", "unknown-command"],

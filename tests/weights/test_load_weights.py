@@ -306,7 +306,8 @@ def test_validate_checks_the_weights_section(tmp_path, capsys):
 
 def test_components_list_their_layouts(capsys):
     code, out, _ = _main(capsys, "components", "transformer", "--json")
-    assert code == 0 and json.loads(out)[0]["weight_layouts"] == ["bert", "clip", "gpt2", "mmspec", "vit"]
+    assert code == 0 and json.loads(out)[0]["weight_layouts"] == ["bert", "clip", "gpt2", "mmspec", "openai_gpt",
+                                                                  "vit"]
 
 
 def test_float8_checkpoint_is_checked_and_cast(tiny_bert, tmp_path):
