@@ -1,6 +1,7 @@
 """EfficientNet B0-B7 (CV-02): parameter counts equal transformers' EfficientNetForImageClassification built on the
 meta device, `mmspec import hf` writes each size as specs/efficientnet.yaml declares it, `--weights` on a random tiny
-checkpoint reproduces transformers' logits, and `fit` lowers the loss of the tiny variant."""
+checkpoint reproduces transformers' logits, `fit` lowers the loss of the tiny variant, the shape rules name the
+field at fault, and drop-connect drops whole residual branches per sample, in training only."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import transformers as tf
 from hf_reference import PARITY_ATOL, randomize
 
 from mmspec.api import build, load_spec, param_counts
+from mmspec.blocks.conv import MBConv
+from mmspec.errors import SpecError
 from mmspec.graph.inputs import make_inputs, trace_sizes
 from mmspec.importers.hf import import_hf, write_spec
 from mmspec.train.data import synthetic_batch
@@ -108,3 +111,38 @@ def test_fit_lowers_the_loss_of_the_tiny_variant():
     history = Trainer(loaded, lr=3e-3).fit(synthetic_batch(loaded, 4, 0), 12, seed=0)
     first, last = history.losses[0], sum(history.losses[-3:]) / 3
     assert last < 0.9 * first, history.losses[::3]
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["encoders.backbone.stages=[[3, 1, 1, 32, 16, 1], [3, 2, 6, 24, 40, 1]]"], "stage 1 takes 24 channels"),
+        (["encoders.backbone.stages=[[3, 3, 1, 32, 16, 1]]"], "stride 3 is not supported"),
+        (["encoders.backbone.stages=[[4, 1, 1, 32, 16, 1]]"], "kernel 4 must be odd"),
+        (["encoders.backbone.square_padding=[9]"], "block 9 does not exist"),
+        (["modalities.image.height=6"], "too small"),
+    ],
+)
+def test_shape_rules_are_located(sets, message):
+    with pytest.raises(SpecError) as info:
+        load_spec(SPEC, "tiny", sets)
+    text = str(info.value)
+    assert message in text and "encoders.backbone" in text, text
+
+
+def test_drop_connect_drops_whole_samples_in_training_only():
+    """Stochastic depth: each sample keeps its residual branch (scaled by 1 / (1 - p)) or loses all of it."""
+    torch.manual_seed(0)
+    block = MBConv(8, 8, 3, 1, 6, 2, residual=True, drop=0.5)
+    x = torch.randn(64, 8, 5, 5)  # B,C,H,W
+
+    def branch():
+        return block.project(block.se(block.depthwise(block.expand(x))))  # B,C,H,W
+
+    with torch.no_grad():
+        torch.testing.assert_close(block.eval()(x), x + branch())
+        block.train()
+        kept, delta = 2.0 * branch(), block(x) - x  # B,C,H,W (train-mode BatchNorm: batch statistics)
+    dropped = delta.flatten(1).abs().amax(1) == 0  # B
+    assert 10 < int(dropped.sum()) < 54
+    torch.testing.assert_close(delta[~dropped], kept[~dropped])
