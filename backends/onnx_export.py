@@ -60,6 +60,21 @@ def sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".data")
 
 
+def _strip_stack_traces(graph: onnx.GraphProto) -> None:
+    """Drop the exporter's per-node source locations (`pkg.torch.onnx.stack_trace`), in subgraphs too: they name
+    code generated in this process (`<eval_with_key>.N`, a process-wide counter), so the same spec would give
+    other bytes in another process."""
+    for node in graph.node:
+        kept = [p for p in node.metadata_props if "stack_trace" not in p.key]
+        if len(kept) != len(node.metadata_props):
+            del node.metadata_props[:]
+            node.metadata_props.extend(kept)
+        for attr in node.attribute:
+            for sub in [attr.g, *attr.graphs] if attr.type in (onnx.AttributeProto.GRAPH,
+                                                                 onnx.AttributeProto.GRAPHS) else ():
+                _strip_stack_traces(sub)
+
+
 def export_onnx(
     module: torch.nn.Module,
     example_inputs: tuple[torch.Tensor, ...],
@@ -124,6 +139,7 @@ def export_onnx(
         _check_opset(model, opset, records)
         _check_names(model, input_names, output_names)
         name_dims(model, dynamic_axes, output_axes)
+        _strip_stack_traces(model.graph)
         props = {p.key: p.value for p in model.metadata_props} | dict(metadata or {})
         del model.metadata_props[:]
         for key, value in props.items():

@@ -417,10 +417,14 @@ def _near(v: int) -> list[int]:
 # --- whole specs ----------------------------------------------------------------------------------
 
 
-def _registered() -> list[Component]:
-    """Every registered component with examples; the exportable ones four times as often."""
+def _registered() -> dict[str, list[Component]]:
+    """Every registered component with examples, by slot (a slot is drawn first, so a slot with few components,
+    fusion, is reached as often as one with many); the exportable ones four times as often within their slot."""
     drawn = [c for c in list_components() if c.examples]
-    return drawn + 3 * [c for c in drawn if c.exportable]
+    by_slot: dict[str, list[Component]] = {}
+    for c in drawn + 3 * [c for c in drawn if c.exportable]:
+        by_slot.setdefault(c.slot, []).append(c)
+    return by_slot
 
 
 def _exported(draft: Draft) -> bool:
@@ -440,7 +444,8 @@ def specs(draw, prefix: str = "", max_nodes: int = 4) -> dict[str, Any]:
         room = size - sum(map(len, draft.configs.values()))
         if room <= 0:
             break
-        place(draft, draw(st.sampled_from(registered)), room)
+        slot = draw(st.sampled_from(sorted(registered)))
+        place(draft, draw(st.sampled_from(registered[slot])), room)
     # Something to export: an exportable head on what is there, else with its example's inputs.
     heads = [c for c in components("heads").values() if c.exportable and c.examples]
     for head in draw(st.permutations(heads)):
