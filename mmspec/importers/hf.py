@@ -31,7 +31,6 @@ NOT_YET = {  # model_type -> what mmspec lacks for it
     "align": "an EfficientNet image tower",
     "data2vec-audio": "a convolutional waveform encoder",
     "data2vec-vision": "relative position bias and layer scale",
-    "vit_mae": "random patch masking and its decoder",
     "visual_bert": "visual embeddings inside the text stream",
     "flava": "its multimodal encoder over two towers",
     "perceiver": "latent cross-attention",

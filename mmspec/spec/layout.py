@@ -32,3 +32,5 @@ class Rule:
 MMSPEC_LAYOUT = "mmspec"
 """The layout every component has: mmspec's own parameter names (what a node without an entry in `weights:` uses)."""
 IDENTITY = (Rule("{name*}", "{name*}"),)
+ONE_LINEAR = (Rule("{p}", "mlp.0.{p}"),)
+"""A checkpoint's single nn.Linear into a head whose only layer is `mlp.0` (a classifier or mlp without `hidden`)."""

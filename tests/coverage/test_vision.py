@@ -14,7 +14,7 @@ from hf_reference import PARITY_ATOL, randomize
 from torch import nn
 
 from mmspec.api import build, capture, load_spec, param_counts
-from mmspec.errors import SpecError
+from mmspec.errors import SpecError, UsageError
 from mmspec.graph.inputs import make_inputs, trace_sizes
 from mmspec.importers.hf import import_hf, write_spec
 from mmspec.train.data import synthetic_batch
@@ -147,25 +147,60 @@ MAE_TINY = {  # ViTMAEConfig of specs/mae.yaml's tiny variant
 }  # fmt: skip
 
 
-def test_mae_weights_load_the_encoder_of_a_vitmae_checkpoint(tmp_path):
-    """`--weights` with a ViTMAEForPreTraining checkpoint fills the exported encoder (the decoder is declared new,
-    its tensors ignored), and the encoder then computes what ViTMAEModel computes on the whole image."""
+def test_import_hf_vit_mae_pretraining_matches_transformers(tmp_path):
+    """`mmspec import hf` of a ViTMAEForPreTraining checkpoint, built with its weights (encoder, decoder, pixel
+    head: nothing new, nothing ignored), trains as transformers does: under one seed both drop the same patches,
+    predict the same pixels and compute the same normalised-pixel loss; the import is specs/mae.yaml's tiny variant."""
     torch.manual_seed(0)
-    reference = randomize(tf.ViTMAEForPreTraining(tf.ViTMAEConfig(**MAE_TINY)))
+    reference = randomize(tf.ViTMAEForPreTraining(tf.ViTMAEConfig(**MAE_TINY, norm_pix_loss=True)))
     reference.save_pretrained(tmp_path / "ckpt")
-    loaded = load_spec(_spec("mae"), "tiny")
+    tree, found = import_hf(tmp_path / "ckpt")
+    assert found == "ViTMAEForPreTraining"
+    write_spec(tree, tmp_path / "imported.yaml")
+    loaded = load_spec(tmp_path / "imported.yaml")
+    _same_model(loaded.spec, load_spec(_spec("mae"), "tiny").spec)
     model = build(loaded, weights=tmp_path / "ckpt")
-    assert {k.split(".")[0] for k in model.weights_report["new"]} == {"decoder", "pixels"}
-    assert model.weights_report["ignored"] and all(k.startswith("decoder.") for k in model.weights_report["ignored"])
+    assert model.weights_report["new"] == model.weights_report["ignored"] == []
     inputs = make_inputs(loaded.plan, trace_sizes(loaded.plan), seed=1)
     x = inputs["image"]  # B,3,32,32
-    reference.config.mask_ratio = 0.0  # every patch kept, in their order (noise increasing)
+    model.train()
+    reference.train()
+    torch.manual_seed(3)
+    values = model.node_values(inputs)
+    torch.manual_seed(3)
+    theirs = reference(pixel_values=x)
+    dropped = values["encoder"]["dropped"]  # B,16
+    assert torch.equal(dropped, theirs.mask.long()) and dropped.float().mean() == 0.75
+    pixels = values["pixels"]["embedding"][:, 1:]  # B,16,192 (the class token's prediction left out)
+    diff = (pixels - theirs.logits).abs().max().item()
+    assert diff <= PARITY_ATOL and theirs.logits.abs().max() > 0.1, f"max abs diff {diff:.3g}"
+    loss = model.objectives["mae_loss"]({"input": values["pixels"], "target": {"pixels": x},
+                                         "dropped": {"dropped": dropped}}, {})
+    torch.testing.assert_close(loss, theirs.loss, atol=PARITY_ATOL, rtol=0)
+    model.eval()  # the export keeps every patch: the encoder alone, as ViTMAEModel at mask_ratio 0
     with torch.no_grad():
         (ours,) = model(inputs)  # B,17,32
-        theirs = reference.vit(pixel_values=x, noise=torch.arange(16.0).expand(x.shape[0], 16)).last_hidden_state
-    assert ours.shape == theirs.shape
-    diff = (ours - theirs).abs().max().item()
-    assert diff <= PARITY_ATOL, f"max abs diff {diff:.3g}"
+        reference.config.mask_ratio = 0.0
+        encoded = reference.vit(pixel_values=x, noise=torch.arange(16.0).expand(x.shape[0], 16)).last_hidden_state
+    assert (ours - encoded).abs().max().item() <= PARITY_ATOL
+
+
+@pytest.mark.parametrize("variant", list(MAE), ids=str)
+def test_mae_spec_is_what_import_hf_writes(variant, tmp_path):
+    """specs/mae.yaml's sizes are `mmspec import hf` of ViTMAEForPreTraining configs (normalised-pixel loss)."""
+    config = tf.ViTMAEConfig(**MAE[variant], norm_pix_loss=True)
+    imported = _imported(tmp_path, config, "ViTMAEForPreTraining")
+    spec = load_spec(_spec("mae"), variant).spec
+    _same_model(imported, spec)
+    assert imported.objectives == spec.objectives
+
+
+def test_import_hf_vit_mae_refuses_a_ratio_that_drops_nothing(tmp_path):
+    config = tf.ViTMAEConfig(**MAE_TINY, mask_ratio=0.0)
+    config.architectures = ["ViTMAEForPreTraining"]
+    config.save_pretrained(tmp_path)
+    with pytest.raises(UsageError, match="mask_ratio: 0.0 drops no patch, so the decoder has nothing to reconstruct"):
+        import_hf(tmp_path)
 
 
 TRAINING_ONLY = {  # spec -> (its exported outputs, the nodes that only training uses)

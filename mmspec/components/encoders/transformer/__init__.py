@@ -140,17 +140,7 @@ _HF_VIT = (  # transformers ViTModel (pre-norm, final LayerNorm)
     Rule("embeddings.cls_token", "embed.cls", squeeze=True),
     Rule("embeddings.position_embeddings", "embed.position", squeeze=True),
     Rule("embeddings.patch_embeddings.projection.{p}", "embed.proj.{p}"),
-    *_layer(
-        "encoder.layer",
-        "attention.attention.query",
-        "attention.attention.key",
-        "attention.attention.value",
-        "attention.output.dense",
-        "layernorm_before",
-        "intermediate.dense",
-        "output.dense",
-        "layernorm_after",
-    ),
+    *_layer("encoder.layer", *_VIT_LAYER),
     Rule("layernorm.{p}", "final_norm.{p}"),
     Rule("pooler.dense.{p}", "pool.dense.{p}"),
 )
@@ -170,6 +160,17 @@ _HF_CLIP = (  # transformers CLIPTextTransformer and CLIPVisionTransformer
         "self_attn.out_proj",
         "layer_norm1",
         "mlp.fc1",
+_VIT_LAYER = (
+    "attention.attention.query",
+    "attention.attention.key",
+    "attention.attention.value",
+    "attention.output.dense",
+    "layernorm_before",
+    "intermediate.dense",
+    "output.dense",
+    "layernorm_after",
+)
+"""transformers ViTLayer's names (ViT, ViTMAE encoder and decoder)."""
         "mlp.fc2",
         "layer_norm2",
     ),
@@ -188,6 +189,14 @@ _HF_GPT2 = (  # transformers GPT2Model: Conv1D weights are stored [in, out]; c_a
     Rule("h.{i}.attn.masked_bias", None),
     Rule("h.{i}.ln_2.{p}", "layers.{i}.ffn_res.norm.{p}"),
     Rule("h.{i}.mlp.c_fc.weight", "layers.{i}.ffn.fc1.weight", transpose=True),
+_HF_VIT_MAE_DECODER = (  # transformers ViTMAEDecoder (pre-norm; its `decoder_pred` is a separate linear head)
+    Rule("decoder_embed.{p}", "embed.proj.{p}"),
+    Rule("mask_token", "embed.mask_token", squeeze=True),
+    Rule("decoder_pos_embed", "embed.position", squeeze=True),
+    *_layer("decoder_encoder.layer", *_VIT_LAYER),  # transformers >= 5
+    *_layer("decoder_layers", *_VIT_LAYER),  # checkpoints written by transformers 4 (the published MAE weights)
+    Rule("decoder_norm.{p}", "final_norm.{p}"),
+)
     Rule("h.{i}.mlp.c_fc.bias", "layers.{i}.ffn.fc1.bias"),
     Rule("h.{i}.mlp.c_proj.weight", "layers.{i}.ffn.fc2.weight", transpose=True),
     Rule("h.{i}.mlp.c_proj.bias", "layers.{i}.ffn.fc2.bias"),
@@ -438,6 +447,7 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             out["dropped"] = bundle["dropped"]
         if self.cross:
             self._context(inputs["cross"], batch)
+        "vit_mae_decoder": _HF_VIT_MAE_DECODER,
         return out
 
     def kv_layout(self, inputs: dict[str, Bundle], ctx) -> KVLayout:

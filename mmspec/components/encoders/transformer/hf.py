@@ -1,5 +1,5 @@
 """Hugging Face families that map onto the transformer encoder: BERT, RoBERTa, XLM-R, data2vec-text, GPT-1,
-GPT-2, ViT and CLIP (config.json -> spec tree; the `layout:` names are the encoder's `weight_layouts`)."""
+GPT-2, ViT, ViTMAE and CLIP (config.json -> spec tree; the `layout:` names are the encoder's `weight_layouts`)."""
 
 from __future__ import annotations
 
@@ -329,6 +329,92 @@ def _vit(cfg: Config, arch: str) -> dict:
         encoder["pool"] = {"type": "cls", "dense": pooled, "activation": cfg.activation("pooler_act")}
         tree["outputs"] = [f"{enc}.sequence", f"{enc}.pooled"]
     return {**tree, "weights": {"nodes": nodes}}
+
+
+_VIT_DEFAULTS = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+    "layer_norm_eps": 1e-12,
+    "image_size": 224,
+    "patch_size": 16,
+    "num_channels": 3,
+    "qkv_bias": True,
+}
+"""ViTConfig's and ViTMAEConfig's shared defaults."""
+
+
+@hf_family(
+    "vit_mae",
+    ("ViTMAEForPreTraining", "ViTMAEModel"),
+    {
+        **_VIT_DEFAULTS,
+        "decoder_hidden_size": 512,
+        "decoder_num_hidden_layers": 8,
+        "decoder_num_attention_heads": 16,
+        "decoder_intermediate_size": 2048,
+        "mask_ratio": 0.75,
+        "norm_pix_loss": False,
+    },
+    survey=["BM-01"],
+    paper="He et al. Masked Autoencoders Are Scalable Vision Learners. CVPR 2022.",
+)
+def _vit_mae(cfg: Config, arch: str) -> dict:
+    """MAE: a ViT encoder that drops `mask_ratio` of its patches while training (none at 0); for pre-training
+    also the training-only decoder (mask tokens, its own stack and positions), the per-patch pixel head and the
+    loss. The export keeps every patch: ViTMAEModel's output at mask_ratio 0 with increasing `noise`."""
+    cfg.require("qkv_bias", True, "attention projections without bias")
+    image = _image(cfg)
+    encoder = {
+        "type": "transformer",
+        "input": "image",
+        "embed": {"type": "patches", "patch_size": cfg.int("patch_size"), "class_token": True},
+        **_stack(cfg, *_BERT_STACK_KEYS),
+        "norm": "pre",
+        "final_norm": True,
+    }
+    ratio = cfg.float("mask_ratio")
+    if ratio > 0:
+        encoder["drop"] = {"ratio": ratio}
+    tree: dict[str, Any] = {"modalities": {"image": image}, "encoders": {"encoder": encoder}}
+    if arch == "ViTMAEModel":
+        nodes = {"encoder": {"prefix": "", "layout": "vit"}}
+        return {**tree, "outputs": ["encoder.sequence"], "weights": {"nodes": nodes}}
+    if ratio <= 0:
+        raise cfg.error("mask_ratio", f"{ratio} drops no patch, so the decoder has nothing to reconstruct")
+    patch = cfg.int("patch_size")
+    patches = (image["height"] // patch) * (image["width"] // patch)
+    keys = ("decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads")
+    tree["encoders"]["decoder"] = {
+        "type": "transformer",
+        "input": "encoder",
+        "embed": {"type": "sequence", "positions": patches + 1, "mask_token": True},
+        **_stack(cfg, *keys, "decoder_intermediate_size", *_BERT_STACK_KEYS[4:]),
+        "norm": "pre",
+        "final_norm": True,
+        "training_only": True,
+    }
+    dim = patch * patch * image["channels"]
+    tree["heads"] = {"pixels": {"type": "mlp", "input": "decoder.sequence", "dim": dim, "training_only": True}}
+    tree["objectives"] = {
+        "mae_loss": {
+            "type": "reconstruction",
+            "input": "pixels",
+            "target": "image",
+            "dropped": "encoder.dropped",
+            "normalize": cfg.get("norm_pix_loss", bool),
+        }
+    }
+    nodes = {
+        "encoder": {"prefix": "vit", "layout": "vit"},
+        "decoder": {"prefix": "decoder", "layout": "vit_mae_decoder"},
+        "pixels": {"prefix": "decoder.decoder_pred", "layout": "linear"},
+    }
+    return {**tree, "outputs": ["encoder.sequence"], "weights": {"nodes": nodes}}
 
 
 CLIP_TEXT = {

@@ -8,7 +8,7 @@ from mmspec.components.common import Activation, require_float
 from mmspec.components.examples import TEXT, text_encoder
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, Name, PositiveFloat, PositiveInt, Probability, Ref
-from mmspec.spec.layout import Rule
+from mmspec.spec.layout import ONE_LINEAR, Rule
 from mmspec.spec.suggest import suggestion_text
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
@@ -64,7 +64,7 @@ class Classifier(ComponentConfig):
     dropout: Probability = 0.0
     eps: PositiveFloat = 1e-12
 
-    weight_layouts = {"linear": (Rule("{p}", "mlp.0.{p}"),)}  # one nn.Linear (a classifier without `hidden`)
+    weight_layouts = {"linear": ONE_LINEAR}
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         x = _one(inputs, self.input)

@@ -9,6 +9,7 @@ from typing import Literal
 from mmspec.components.common import Activation, require_float
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Ref, StrictModel
+from mmspec.spec.layout import ONE_LINEAR
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 
@@ -57,6 +58,8 @@ class MLPHead(ComponentConfig):
     norm: Literal["none", "batch", "layer"] = "none"
     activation: Activation = "relu"
     eps: PositiveFloat = 1e-5
+
+    weight_layouts = {"linear": ONE_LINEAR}  # ViTMAE's `decoder_pred`
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         x = _single(inputs["input"], self.input, "input")
