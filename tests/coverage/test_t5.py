@@ -190,14 +190,18 @@ def test_imported_checkpoint_decodes_as_transformers_generate(imported, capsys):
     tokens = greedy(ort.decoder({"source": source, "source_mask": mask}), start, 12, eos_id=1, pad_id=0)
     np.testing.assert_array_equal(tokens, expected)
     assert len({tuple(r) for r in expected[:, 1:].tolist()}) > 1 and len(np.unique(expected)) > 3
-    args = ["generate", str(build), "--max-new-tokens", "12", "--eos-id", "1", "--pad-id", "0", "--json"]
+    assert _cli_greedy(capsys, build, source, mask, 12) == tokens.tolist()
+
+
+def _cli_greedy(capsys, build: Path, source: np.ndarray, mask: np.ndarray, new: int) -> list[list[int]]:
+    """Greedy tokens printed by `mmspec generate` on a T5 build, one prompt (the start token 0) per source row."""
+    args = ["generate", str(build), "--max-new-tokens", str(new), "--eos-id", "1", "--pad-id", "0", "--json", "-q"]
     for row, row_mask in zip(source, mask, strict=True):
         args += ["--prompt", "0", "--input", "source=" + " ".join(map(str, row)),
                  "--input", "source_mask=" + " ".join(map(str, row_mask))]
     capsys.readouterr()
-    assert run([*args, "-q"]) == 0
-    printed = json.loads(capsys.readouterr().out)["tokens"]
-    assert printed == tokens.tolist()
+    assert run(args) == 0
+    return json.loads(capsys.readouterr().out)["tokens"]
 
 
 @pytest.fixture(scope="module")
@@ -284,9 +288,10 @@ def test_spec_is_what_import_hf_writes_for_the_base_config(tmp_path):
 
 
 @pytest.mark.slow
-def test_t5_small_full_size_decodes_as_transformers(tmp_path):
+def test_t5_small_full_size_decodes_as_transformers(tmp_path, capsys):
     """specs/t5.yaml's small variant compiled with a random T5ForConditionalGeneration(T5Config()) checkpoint
-    (60.5M): greedy decoding on ONNX Runtime equals transformers' generate -- `pytest -m slow tests/coverage`."""
+    (60.5M): greedy decoding on ONNX Runtime, by the runtime API and by `mmspec generate`, equals transformers'
+    generate -- `pytest -m slow tests/coverage`."""
     torch.manual_seed(0)
     reference = tf.T5ForConditionalGeneration(tf.T5Config()).eval()
     reference.save_pretrained(tmp_path / "ckpt")
@@ -297,3 +302,4 @@ def test_t5_small_full_size_decodes_as_transformers(tmp_path):
     tokens = greedy(Pipeline.open(tmp_path / "build").decoder({"source": source, "source_mask": mask}),
                     np.zeros((2, 1), np.int64), 12, eos_id=1, pad_id=0)
     np.testing.assert_array_equal(tokens, _generate(reference, source, mask, 12))
+    assert _cli_greedy(capsys, tmp_path / "build", source, mask, 12) == tokens.tolist()

@@ -3,6 +3,7 @@ GPT-2 imported from transformers decodes greedily exactly as `transformers` gene
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 import transformers as tf
 
 from mmspec import api
+from mmspec.cli import run
 from mmspec.importers.hf import import_hf, write_spec
 from mmspec.runtime import beam_search, greedy, sample
 from mmspec.runtime.decoding import FullDecoder, Pipeline
@@ -90,9 +92,10 @@ def test_encoder_decoder_tokens_equal_eager(seq2seq, strategy):
     assert not np.array_equal(ours, run(ort.decoder(other)))  # the decoder does read the memory
 
 
-def _gpt2_parity(tmp_path: Path, config: tf.GPT2Config, rows: int, new_tokens: int) -> None:
+def _gpt2_parity(tmp_path: Path, capsys, config: tf.GPT2Config, rows: int, new_tokens: int) -> None:
     """GPT-2 with random weights, saved, imported (`import hf`) with a step graph, compiled with its weights:
-    greedy decoding on ONNX Runtime equals transformers' `generate` token for token."""
+    greedy decoding on ONNX Runtime, by the runtime API and by `mmspec generate`, equals transformers' `generate`
+    token for token."""
     torch.manual_seed(0)
     reference = tf.GPT2LMHeadModel(config).eval()
     reference.save_pretrained(tmp_path / "ckpt")
@@ -106,15 +109,20 @@ def _gpt2_parity(tmp_path: Path, config: tf.GPT2Config, rows: int, new_tokens: i
         theirs = reference.generate(torch.from_numpy(prompt), attention_mask=torch.ones_like(torch.from_numpy(prompt)),
                                     do_sample=False, max_new_tokens=new_tokens, pad_token_id=0).numpy()
     np.testing.assert_array_equal(ours, theirs)
+    args = ["generate", str(tmp_path / "build"), "--max-new-tokens", str(new_tokens), "--eos-id", "0", "--pad-id",
+            "0", "--json", "-q"] + [a for row in prompt for a in ("--prompt", " ".join(map(str, row)))]
+    capsys.readouterr()
+    assert run(args) == 0
+    assert json.loads(capsys.readouterr().out)["tokens"] == theirs.tolist()
 
 
-def test_gpt2_greedy_equals_transformers_generate(tmp_path):
+def test_gpt2_greedy_equals_transformers_generate(tmp_path, capsys):
     config = tf.GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=40, bos_token_id=0,
                            eos_token_id=0)
-    _gpt2_parity(tmp_path, config, rows=3, new_tokens=20)
+    _gpt2_parity(tmp_path, capsys, config, rows=3, new_tokens=20)
 
 
 @pytest.mark.slow
-def test_gpt2_small_greedy_equals_transformers_generate(tmp_path):
+def test_gpt2_small_greedy_equals_transformers_generate(tmp_path, capsys):
     """GPT-2 small (124M: transformers' default GPT2Config) -- `pytest -m slow tests/generation`."""
-    _gpt2_parity(tmp_path, tf.GPT2Config(bos_token_id=0, eos_token_id=0), rows=2, new_tokens=24)
+    _gpt2_parity(tmp_path, capsys, tf.GPT2Config(bos_token_id=0, eos_token_id=0), rows=2, new_tokens=24)
