@@ -106,6 +106,23 @@ def test_autoregressive_lm_loss_mask_and_segment_weights():
     assert plain.item() == pytest.approx(expected_plain, abs=1e-6)
 
 
+def _smoothed(row: list[float], label: int, eps: float) -> float:
+    """CE against (1 - eps) one-hot + eps uniform."""
+    q = [eps / len(row) + (1 - eps) * (k == label) for k in range(len(row))]
+    return -sum(q[k] * _log_softmax(row, k) for k in range(len(row)))
+
+
+def test_autoregressive_lm_label_smoothing_skips_padding():
+    """The Transformer's label smoothing (0.1) over the next tokens; the padded last position does not count."""
+    logits = torch.tensor([[[0.2, 1.0, -0.5], [1.5, 0.0, 0.3], [0.1, 0.1, 2.0], [0.0, 0.0, 0.0]]])  # B=1,S=4,V=3
+    tokens = {"ids": torch.tensor([[0, 1, 2, 0]]), "mask": torch.tensor([[1, 1, 1, 0]])}
+    got = AutoregressiveLM(None, loss_mask=False, label_smoothing=0.1)({"input": {"logits": logits}, "tokens": tokens},
+                                                                      {})
+    expected = (_smoothed([0.2, 1.0, -0.5], 1, 0.1) + _smoothed([1.5, 0.0, 0.3], 2, 0.1)) / 2
+    assert got.item() == pytest.approx(expected, abs=1e-6)
+    assert expected != pytest.approx((_smoothed([0.2, 1.0, -0.5], 1, 0) + _smoothed([1.5, 0.0, 0.3], 2, 0)) / 2)
+
+
 def test_t5_span_corruption_reproduces_the_paper_example():
     words = "Thank you for inviting me to your party last week .".split()
     ids = torch.arange(len(words))

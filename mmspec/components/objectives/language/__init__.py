@@ -34,7 +34,7 @@ AUTOREGRESSIVE_LM_EXAMPLES = (
     ),
     Example(  # DALL-E / Gato: per-segment loss weights and a data loss mask
         {"text": {**TEXT, "segments": 2}},
-        {"input": "lm", "tokens": "text", "loss_mask": True, "segment_weights": [0.125, 0.875]},
+        {"input": "lm", "tokens": "text", "loss_mask": True, "segment_weights": [0.125, 0.875], "label_smoothing": 0.1},
         {
             "encoders": {"gpt": {"type": "transformer", "input": "text",
                                  "embed": {"type": "tokens", "positions": 12, "segments": 2}, **_STACK}},
@@ -66,7 +66,8 @@ class AutoregressiveLM(Objective):
     logits at t predict token t+1 of `tokens`; padding never counts.
 
     `loss_mask: true` adds batch target `loss_mask` [batch, S] (1 = this token is a target; Gato's action
-    tokens). `segment_weights` weighs the mean loss of each segment id of the tokens (DALL-E: [0.125, 0.875])."""
+    tokens). `segment_weights` weighs the mean loss of each segment id of the tokens (DALL-E: [0.125, 0.875]).
+    `label_smoothing` mixes the one-hot target with the uniform distribution (the Transformer: 0.1)."""
 
     type: Literal["autoregressive_lm"]
     input: Ref
@@ -74,6 +75,7 @@ class AutoregressiveLM(Objective):
     """The tokens modality whose next ids are the targets (the one the causal model reads)."""
     loss_mask: bool = False
     segment_weights: list[Annotated[float, Field(ge=0.0)]] | None = None
+    label_smoothing: Probability = 0.0
     ref_fields = ("input", "tokens")
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
@@ -103,7 +105,7 @@ class AutoregressiveLM(Objective):
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.objectives.language.loss import AutoregressiveLM as Module
 
-        return Module(self.segment_weights, self.loss_mask)
+        return Module(self.segment_weights, self.loss_mask, self.label_smoothing)
 
 
 @register("objectives", training_only=True, examples=SPAN_CORRUPTION_EXAMPLES)

@@ -15,11 +15,11 @@ class AutoregressiveLM(ObjectiveModule):
     """Next-token CE: logits at position t predict token t+1 of args["tokens"] (the modality as given). A
     position counts when the next token is not padding and, with a loss mask, when targets["loss_mask"]
     marks it. With `segment_weights`, the loss is sum_k w_k * (mean CE over the target tokens of segment k)
-    (DALL-E: 1/8 text, 7/8 image; Flamingo: one weight per dataset)."""
+    (DALL-E: 1/8 text, 7/8 image; Flamingo: one weight per dataset). CE with `label_smoothing` as in torch."""
 
-    def __init__(self, segment_weights: list[float] | None, loss_mask: bool):
+    def __init__(self, segment_weights: list[float] | None, loss_mask: bool, label_smoothing: float = 0.0):
         super().__init__()
-        self.weights, self.loss_mask = segment_weights, loss_mask
+        self.weights, self.loss_mask, self.smoothing = segment_weights, loss_mask, label_smoothing
 
     def forward(self, args, targets):
         logits = args["input"]["logits"][:, :-1]  # B,S-1,V
@@ -30,7 +30,8 @@ class AutoregressiveLM(ObjectiveModule):
             valid &= tokens["mask"][:, 1:].bool()
         if self.loss_mask:
             valid &= targets["loss_mask"][:, 1:].bool()
-        ce = F.cross_entropy(logits.flatten(0, 1), nxt.flatten(), reduction="none").view_as(nxt)  # B,S-1
+        ce = F.cross_entropy(logits.flatten(0, 1), nxt.flatten(), reduction="none", label_smoothing=self.smoothing)
+        ce = ce.view_as(nxt)  # B,S-1
         if not self.weights:
             return global_mean((ce * valid).sum(), valid.sum())
         seg = tokens["segments"][:, 1:]  # B,S-1
