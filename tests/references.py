@@ -108,6 +108,13 @@ def _byol() -> nn.ModuleList:
 _VIT = {"large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
         "huge": {"hidden_size": 1280, "num_hidden_layers": 32, "num_attention_heads": 16, "intermediate_size": 5120,
                  "patch_size": 14}}
+_CLIP = {  # ViT-B/16, L/14 and L/14@336px: vision and text tower sizes, joint width (B/32 is test_param_counts')
+    "b16": ({"patch_size": 16}, {}, 512),
+    "l14": (_L14 := {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+                     "intermediate_size": 4096, "patch_size": 14},
+            _L14_TEXT := {"hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072}, 768),
+    "l14_336": ({**_L14, "image_size": 336}, _L14_TEXT, 768),
+}
 _BASIC = {"layer_type": "basic", "hidden_sizes": [64, 128, 256, 512]}
 _RESNETS = {"resnet18": {**_BASIC, "depths": [2, 2, 2, 2]}, "resnet34": {**_BASIC, "depths": [3, 4, 6, 3]},
             "resnet101": {"depths": [3, 4, 23, 3]}, "resnet152": {"depths": [3, 8, 36, 3]}}
@@ -137,6 +144,9 @@ def _table(rows: int, dim: int, tables: int = 1, bias: bool = False) -> Formula:
 
 REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     **PARITY_REFERENCES,  # bert, clip, resnet50 (tests/test_param_counts.py)
+    **{f"clip:{v}": (lambda c=c: tf.CLIPModel(tf.CLIPConfig(vision_config=c[0], text_config=c[1],
+                                                            projection_dim=c[2])))
+       for v, c in _CLIP.items()},
     "visualbert": lambda: tf.VisualBertForPreTraining(tf.VisualBertConfig(visual_embedding_dim=2048)),
     "vilbert": Formula("official vilbert-multi-task configuration, counted module by module",
                        lambda: _vilbert_official(OFFICIAL_VILBERT)[0]),
