@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 
+import structured_references as SR
 import torch
 import transformers as tf
 from test_param_counts import OFFICIAL_VILBERT, _vilbert_official
@@ -182,6 +183,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "fasttext": Formula("input table of 2,000,000 words + 2,000,000 n-gram buckets and an output table of "
                         "2,000,000 words, 300-d", lambda: (2_000_000 + 2_000_000 + 2_000_000) * 300),
     "glove": _table(400_000, 300, tables=2, bias=True),
+    "sirko_buildings": lambda: SR.unet(3, [64, 128, 256, 512, 1024], 1),
 }
 """`name` or `name:variant` -> the reference, built on the meta device."""
 

@@ -19,6 +19,7 @@ FAMILIES = (
     "encoders.transformer",
     "fusion.co_attention",
     "fusion.elementwise",
+    "encoders.unet",
     "fusion.reduce",
     "heads.classifier",
     "heads.contrastive",
@@ -33,6 +34,7 @@ FAMILIES = (
     "objectives.teacher",
     "objectives.word_vectors",
 )
+    "objectives.segmentation",
 
 for _family in FAMILIES:
     importlib.import_module(f"{__name__}.{_family}")
