@@ -10,6 +10,7 @@ Adding a family is one new folder plus one line below.
 import importlib
 
 FAMILIES = (
+    "encoders.convnet",
     "encoders.efficientnet",
     "encoders.embedding_bag",
     "encoders.resnet",
@@ -24,9 +25,11 @@ FAMILIES = (
     "heads.classifier",
     "heads.contrastive",
     "heads.mlp",
+    "heads.risk",
     "heads.vq_decoder",
     "objectives.auxiliary",
     "objectives.contrastive",
+    "objectives.correlation",
     "objectives.generative",
     "objectives.language",
     "objectives.supervised",
