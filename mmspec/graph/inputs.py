@@ -57,8 +57,8 @@ def verification_shapes(plan: Plan, batch_axes: set[str], graph: ExportGraph | N
 def make_inputs(plan: Plan, sizes: dict[str, int], seed: int = 0,
                 inputs: list[GraphInput] | None = None) -> dict[str, torch.Tensor]:
     """Random values of `inputs` (default: the plan's graph inputs; a graph of `exports:` also takes node outputs):
-    integers within [low, high), floats within their bounds (standard normal when unbounded), masks with padding
-    at the end of the first row (of each of its items)."""
+    integers within [low, high) (per last-axis position when high is a tuple), floats within their bounds
+    (standard normal when unbounded), masks with padding at the end of the first row (of each of its items)."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for gi in plan.graph_inputs if inputs is None else inputs:
@@ -68,6 +68,9 @@ def make_inputs(plan: Plan, sizes: dict[str, int], seed: int = 0,
             if shape[-1] > 1:
                 mask[0, ..., shape[-1] - shape[-1] // 4 :] = 0  # pad the tail of row 0, keep its first position
             out[gi.name] = mask
+        elif isinstance(gi.high, tuple):  # categorical columns: column i in [low, high[i])
+            columns = [torch.randint(int(gi.low), h, shape[:-1], generator=g) for h in gi.high]
+            out[gi.name] = torch.stack(columns, dim=-1)  # B,C
         elif gi.info.dtype == "int64":
             out[gi.name] = torch.randint(int(gi.low), int(gi.high), shape, generator=g)
         elif gi.low is not None and gi.high is not None:

@@ -21,15 +21,26 @@ class GraphInput:
     info: TensorInfo
     low: float | None = None
     """Lower bound (inclusive); integer inputs always have one, None for a float unbounded below."""
-    high: float | None = None
-    """Upper bound: exclusive for integer inputs (token ids), inclusive for floats; None for unbounded floats."""
+    high: float | tuple[int, ...] | None = None
+    """Upper bound: exclusive for integer inputs (token ids), inclusive for floats; None for unbounded floats.
+    A tuple bounds each position of the last axis on its own (the levels of each categorical column)."""
 
 
 class _Modality(StrictModel):
     batch: Name = "batch"
     """Name of the batch axis."""
+    optional: bool = False
+    """May be missing for some examples: adds the input `<name>_present` int64 [batch] (1 = present, 0 = missing;
+    bundle field `present`) that presence-aware fusion (`modality_pool`) reads; the values of a missing example
+    are ignored there."""
 
     def graph_inputs(self, name: str) -> list[GraphInput]:
+        inputs = self._inputs(name)
+        if self.optional:
+            inputs.append(GraphInput(f"{name}_present", name, "present", TensorInfo((self.batch,), "int64"), 0, 2))
+        return inputs
+
+    def _inputs(self, name: str) -> list[GraphInput]:
         raise NotImplementedError
 
     def bundle(self, name: str) -> Bundle:
@@ -84,7 +95,7 @@ class TokensModality(_Items):
     segments: Annotated[int, Field(ge=0)] = 0
     """Number of segment ids (BERT token types); 0 = no `<name>_segments` input."""
 
-    def graph_inputs(self, name: str) -> list[GraphInput]:
+    def _inputs(self, name: str) -> list[GraphInput]:
         ids = TensorInfo((*self.lead(), self.length), "int64")
         out = [GraphInput(name, name, "ids", ids, 0, self.vocab_size)]
         if self.mask:
@@ -102,7 +113,7 @@ class ImageModality(_Items):
     height: PositiveInt = 224
     width: PositiveInt = 224
 
-    def graph_inputs(self, name: str) -> list[GraphInput]:
+    def _inputs(self, name: str) -> list[GraphInput]:
         shape = (*self.lead(), self.channels, self.height, self.width)
         return [GraphInput(name, name, "pixels", TensorInfo(shape))]
 
@@ -118,7 +129,7 @@ class RegionsModality(_Modality):
     """Width of the box-geometry vector (ViLBERT: 5); 0 = no `<name>_boxes` input."""
     mask: bool = False
 
-    def graph_inputs(self, name: str) -> list[GraphInput]:
+    def _inputs(self, name: str) -> list[GraphInput]:
         out = [GraphInput(name, name, "features", TensorInfo((self.batch, self.count, self.dim)))]
         if self.boxes:
             out.append(GraphInput(f"{name}_boxes", name, "boxes", TensorInfo((self.batch, self.count, self.boxes))))
@@ -135,7 +146,7 @@ class SequenceModality(_Modality):
     length: Axis = "seq"
     max_length: PositiveInt = 4096
 
-    def graph_inputs(self, name: str) -> list[GraphInput]:
+    def _inputs(self, name: str) -> list[GraphInput]:
         return [GraphInput(name, name, "values", TensorInfo((self.batch, self.length, self.dim)))]
 
 
@@ -145,7 +156,7 @@ class VectorModality(_Modality):
     type: Literal["vector"]
     dim: PositiveInt
 
-    def graph_inputs(self, name: str) -> list[GraphInput]:
+    def _inputs(self, name: str) -> list[GraphInput]:
         return [GraphInput(name, name, "values", TensorInfo((self.batch, self.dim)))]
 
 
@@ -160,7 +171,7 @@ class ScalarModality(_Modality):
     high: int | float | None = None
     """int64: exclusive upper bound, required (timesteps 0..999: `high: 1000`); float32: inclusive, optional."""
 
-    def graph_inputs(self, name: str) -> list[GraphInput]:
+    def _inputs(self, name: str) -> list[GraphInput]:
         low = 0 if self.low is None and self.dtype == "int64" else self.low
         return [GraphInput(name, name, "values", TensorInfo((self.batch,), self.dtype), low, self.high)]
 
@@ -181,7 +192,20 @@ class ScalarModality(_Modality):
         return []
 
 
+class CategoricalModality(_Modality):
+    """Categorical columns of a table [batch, columns], int64; column i holds a level in [0, levels[i])."""
+
+    type: Literal["categorical"]
+    levels: list[PositiveInt] = Field(min_length=1)
+    """Number of levels of each column, in column order (its length is the number of columns)."""
+
+    def _inputs(self, name: str) -> list[GraphInput]:
+        info = TensorInfo((self.batch, len(self.levels)), "int64")
+        return [GraphInput(name, name, "ids", info, 0, tuple(self.levels))]
+
+
 Modality = Annotated[
-    TokensModality | ImageModality | RegionsModality | SequenceModality | VectorModality | ScalarModality,
+    TokensModality | ImageModality | RegionsModality | SequenceModality | VectorModality | ScalarModality
+    | CategoricalModality,
     Field(discriminator="type"),
 ]

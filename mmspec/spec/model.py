@@ -498,6 +498,8 @@ def unfold_bundle(bundle: Bundle, fold: Fold | None) -> Bundle:
 
 
 def _ref_field(cfg: ComponentConfig, port: str) -> tuple[str | int, ...]:
+    if hasattr(cfg, "port_path"):  # components whose ports are not one `input`/`inputs` field (modality_pool)
+        return cfg.port_path(port)
     if port in getattr(cfg, "ref_fields", ()):  # one reference per named field (objectives: target, student, ...)
         return (port,)
     if getattr(cfg, "input", None) is not None:
