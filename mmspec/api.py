@@ -489,12 +489,17 @@ def fit(
     fsdp: bool = False,
     resample: bool = False,
     on_step: Callable[[int, dict], None] | None = None,
+    weights: str | Path | None = None,
+    resume: str | Path | None = None,
 ) -> dict:
     """Train a spec through its objectives; returns {"steps", "losses", "objectives"} (docs/training.md).
 
     Inside torchrun workers (`mmspec fit --nproc K` starts them) the global batch is split over the processes.
+    `weights` starts from a checkpoint (pretrained, or written by fit); `resume` continues a fit checkpoint's
+    run (model, optimizer state, step count) for `steps` more steps.
     """
     from mmspec.train.run import fit as _fit
 
     loaded = load_spec(path, variant, sets)
-    return _fit(loaded, steps, batch, lr, seed, batch_file, out_dir, json_path, device, fsdp, resample, on_step)
+    return _fit(loaded, steps, batch, lr, seed, batch_file, out_dir, json_path, device, fsdp, resample, on_step,
+                weights, resume)

@@ -36,6 +36,16 @@ def fit(
     resample: Annotated[
         bool, typer.Option("--resample", help="Draw new views, masks, noise and negatives every step.")
     ] = False,
+    weights: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="Start from these weights: a checkpoint for the spec's `weights:` "
+                     "layouts (import hf), or one written by fit."),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH", help="Continue a fit checkpoint's run: its weights, optimizer state and step "
+                     "count; --steps more steps."),
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a spec through its objectives on one batch: synthetic (from the modalities' shapes and the
@@ -45,6 +55,8 @@ def fit(
     gradients reach every trainable part) unless --resample. Frozen components (`trainable: false`) do not
     change; EMA teachers follow their schedules; GAN objectives with different `updates:` alternate.
     --nproc K splits the global batch over K processes (gloo on CPU, nccl on CUDA); see docs/training.md.
+    --out DIR writes a checkpoint that `compile --weights DIR`, `summary --weights` and `fit --weights/--resume`
+    read as it is.
     """
     from rich.console import Console
 
@@ -93,6 +105,8 @@ def fit(
             ("--json", json_file),
             ("--batch-file", batch_file),
             ("--out", out),
+            ("--weights", weights),
+            ("--resume", resume),
         ):
             argv += [flag, str(value)] if value is not None else []
         argv += (["--fsdp"] if fsdp else []) + (["--resample"] if resample else []) + (["--quiet"] if quiet else [])
@@ -100,7 +114,7 @@ def fit(
 
     def run(on_step):
         return api.fit(spec, steps, variant, set_ or (), batch, lr, seed, batch_file, out, json_file, device.value,
-                       fsdp, resample, on_step=on_step)
+                       fsdp, resample, on_step=on_step, weights=weights, resume=resume)
 
     if console.is_terminal and not console.quiet:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

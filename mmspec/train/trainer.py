@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -126,13 +127,23 @@ class Trainer:
     need torch.distributed to be initialised, as torchrun does). Optimizer: AdamW, one per update group."""
 
     def __init__(
-        self, loaded: LoadedSpec, lr: float = 3e-3, device: str = "cpu", strategy: str = "none", resample: bool = False
+        self,
+        loaded: LoadedSpec,
+        lr: float = 3e-3,
+        device: str = "cpu",
+        strategy: str = "none",
+        resample: bool = False,
+        weights: str | Path | None = None,
     ):
         from mmspec.graph.builder import build
+        from mmspec.weights.load import load_weights
 
         self.loaded = loaded
         self.device = torch.device(device)
-        self.model = build(loaded.plan, loaded.spec).eval().to(self.device)
+        self.model = build(loaded.plan, loaded.spec).eval()
+        self.weights_report = load_weights(self.model, loaded, weights) if weights is not None else None
+        """The load report of `weights` (a pretrained checkpoint, or a fit checkpoint to start from)."""
+        self.model.to(self.device)
         self.groups = make_groups(loaded, self.model)
         self.weights = {n: cfg.weight for n, cfg in loaded.spec.objectives.items()}
         self.replicated: list[nn.Parameter] = []
@@ -210,10 +221,21 @@ class Trainer:
         out["total"] = float(sum(self.weights[n] * out[n] for n in names))
         return out
 
+    def resume(self, path: str | Path) -> None:
+        """Continue a `mmspec fit` run: its model state, optimizer state and step count. Every process loads the
+        whole state (DDP); FSDP's sharded state is not supported."""
+        from mmspec.train.checkpoint import restore_optimizers
+        from mmspec.weights.load import load_weights
+
+        self.weights_report = load_weights(self.model, self.loaded, path)
+        self.step_index = restore_optimizers(path, self.model, self.optimizers)
+
     def fit(self, batch: Batch, steps: int, seed: int, on_step: Callable[[int, dict], None] | None = None) -> History:
+        """`steps` more steps; schedules (EMA momentum) run over this run's end, steps done before included."""
         history = History(objectives={n: [] for g in self.groups for n in g.losses})
+        total = self.step_index + steps
         for k in range(steps):
-            values = self.step(batch, seed, steps)
+            values = self.step(batch, seed, total)
             history.steps += 1
             history.losses.append(values["total"])
             for n in history.objectives:

@@ -23,6 +23,8 @@ from mmspec.errors import Diagnostic, WeightsError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 INDEX_MAX_BYTES = 64 << 20
+FIT_MARKER = "spec_sha256"
+"""The metadata key every `mmspec fit` checkpoint carries (the trained spec's hash)."""
 _SAFETENSORS_DTYPES = {
     "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn",
     "F8_E5M2": "float8_e5m2", "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
@@ -51,13 +53,22 @@ class Checkpoint:
     Use as a context manager: open safetensors files are closed on exit.
     """
 
-    def __init__(self, path: Path, format: str, entries: dict[str, Entry], stack: ExitStack, handles: dict):
+    def __init__(
+        self, path: Path, format: str, entries: dict[str, Entry], stack: ExitStack, handles: dict, metadata: dict
+    ):
         self.path = path
         self.format = format
         self.entries = entries
         self._stack = stack
         self._handles = handles
         """file -> safe_open handle (safetensors) or the loaded state dict (torch)."""
+        self.metadata = metadata
+        """The first safetensors file's header metadata ({} for pickles)."""
+
+    @property
+    def native(self) -> bool:
+        """Written by `mmspec fit`: mmspec's own tensor names (`components.*`, `objectives.*`, `optimizer.*`)."""
+        return FIT_MARKER in self.metadata
 
     @property
     def files(self) -> list[Path]:
@@ -113,6 +124,9 @@ def _resolve_dir(root: Path) -> tuple[list[Path], str]:
         if (root / index).is_file():
             return _shards(root / index), fmt
     found = sorted(p.name for p in root.iterdir() if p.name.endswith((".safetensors", *PICKLE_SUFFIXES)))
+    fits = [root / f for f in found if f.endswith(".safetensors") and (root / f"{f[:-12]}.spec.yaml").is_file()]
+    if len(fits) == 1:  # an `mmspec fit --out DIR` directory: <stem>.safetensors next to <stem>.spec.yaml
+        return fits, "safetensors"
     hint = f"; it has {', '.join(found)} (pass one file)" if found else ""
     raise fail(root, "weights-read", f"no model.safetensors or model.safetensors.index.json in this directory{hint}")
 
@@ -140,10 +154,13 @@ def _open_safetensors(root: Path, files: list[Path]) -> Checkpoint:
     stack = ExitStack()
     entries: dict[str, Entry] = {}
     handles = {}
+    metadata: dict = {}
     try:
         for file in files:
             try:
                 handle = stack.enter_context(safe_open(str(file), framework="pt"))
+                if not handles:
+                    metadata = handle.metadata() or {}
                 for name in handle.keys():
                     view = handle.get_slice(name)
                     if name in entries:
@@ -160,7 +177,7 @@ def _open_safetensors(root: Path, files: list[Path]) -> Checkpoint:
     except BaseException:
         stack.close()
         raise
-    return Checkpoint(root, "safetensors", entries, stack, handles)
+    return Checkpoint(root, "safetensors", entries, stack, handles, metadata)
 
 
 def _open_torch(root: Path, files: list[Path]) -> Checkpoint:
@@ -191,7 +208,7 @@ def _open_torch(root: Path, files: list[Path]) -> Checkpoint:
                 raise fail(file, "weights-read", f"tensor {name!r} is also in {entries[name].file.name}")
             entries[name] = Entry(file, tuple(t.shape), str(t.dtype).removeprefix("torch."))
         handles[file] = state
-    return Checkpoint(root, "torch", entries, ExitStack(), handles)
+    return Checkpoint(root, "torch", entries, ExitStack(), handles, {})
 
 
 def _one_line(e: BaseException) -> str:

@@ -124,3 +124,20 @@ class KeyMap:
                 if values is not None:
                     return f"{prefix}.{r.src.fill(values)}" if prefix else r.src.fill(values)
         return None
+
+
+class NativeKeyMap:
+    """The names of an `mmspec fit` checkpoint: the model's own state-dict names (`components.<node>.*`,
+    `objectives.<node>.*`), one to one; the spec's `weights:` layouts do not apply."""
+
+    def __init__(self, full_names: dict[str, str]):
+        self._full = full_names
+        """node-qualified name -> state-dict name."""
+        self._local = {full: name for name, full in full_names.items()}
+
+    def targets(self, key: str, exists: Callable[[str], bool]) -> list[Target] | None:
+        name = self._local.get(key)
+        return [Target(name)] if name is not None else None
+
+    def source(self, param: str) -> str | None:
+        return self._full.get(param)

@@ -2,9 +2,11 @@
 
 Every model tensor (parameter or persistent buffer) is filled from the checkpoint unless the spec's
 `weights.new` names it; every checkpoint tensor fills one unless its layout marks it as holding nothing
-or `weights.ignore` matches it. Shapes must match exactly after the layout's transforms, values must be
-finite, tied tensors must agree, and floating tensors are cast to the model's dtype (counted in the
-report); integer and floating kinds never mix. All problems are raised together as one WeightsError
+or `weights.ignore` matches it. A checkpoint written by `mmspec fit` holds the model's own names instead:
+the layouts, `new` and `ignore` do not apply, and its optimizer state is left to `fit --resume`.
+Shapes must match exactly after the layout's transforms, values must be finite, tied tensors must agree,
+and floating tensors are cast to the model's dtype (counted in the report); integer and floating kinds
+never mix. All problems are raised together as one WeightsError
 (exit 2), and nothing is loaded unless there are none. Then `load_state_dict(strict=True)`.
 """
 
@@ -21,9 +23,11 @@ import torch
 
 from mmspec.errors import Diagnostic, WeightsError
 from mmspec.weights.checkpoint import Checkpoint, open_checkpoint
-from mmspec.weights.keymap import KeyMap, Target
+from mmspec.weights.keymap import KeyMap, NativeKeyMap, Target
 
 _OWNERS = ("components.", "objectives.")
+OPTIMIZER_PREFIX = "optimizer."
+"""Names of the optimizer state in an `mmspec fit` checkpoint (`optimizer.<group>.<node tensor>.<state>`)."""
 
 
 def load_weights(model, loaded, path: str | Path, *, allow_torch_load: bool = False, apply: bool = True) -> dict:
@@ -35,9 +39,14 @@ def load_weights(model, loaded, path: str | Path, *, allow_torch_load: bool = Fa
     start = time.perf_counter()
     tensors, owner = model_tensors(model)
     weights = loaded.spec.weights
-    keymap = KeyMap(loaded.spec, {n.name: n.config for n in loaded.plan.nodes})
     with open_checkpoint(path, allow_torch_load) as ckpt:  # tensors may map the files: load before closing
-        plan = _plan(ckpt, keymap, tensors, owner, weights.new if weights else [], weights.ignore if weights else [])
+        if ckpt.native:  # every tensor by mmspec's own name; the optimizer state is `fit --resume`'s business
+            keymap = NativeKeyMap({_local(full): full for full in model.state_dict() if _local(full) is not None})
+            new, ignore = [], [f"{OPTIMIZER_PREFIX}*"]
+        else:
+            keymap = KeyMap(loaded.spec, {n.name: n.config for n in loaded.plan.nodes})
+            new, ignore = (weights.new, weights.ignore) if weights else ([], [])
+        plan = _plan(ckpt, keymap, tensors, owner, new, ignore)
         values, cast, nbytes = _read(ckpt, plan, tensors, owner)
         if apply:
             state = model.state_dict()
@@ -49,14 +58,14 @@ def load_weights(model, loaded, path: str | Path, *, allow_torch_load: bool = Fa
         del values
     return {
         "path": str(path),
-        "format": ckpt.format,
+        "format": "mmspec-fit" if ckpt.native else ckpt.format,
         "files": [f.name for f in ckpt.files],
         "tensors": len(plan.by_key),
         "loaded": len(plan.filled),
         "bytes": nbytes,
         "cast": dict(sorted(cast.items())),
         "new": plan.new,
-        "ignored": plan.ignored,
+        "ignored": [k for k in plan.ignored if not (ckpt.native and k.startswith(OPTIMIZER_PREFIX))],
         "seconds": round(time.perf_counter() - start, 3),
     }
 
