@@ -74,6 +74,12 @@ EFFICIENTNET = {"width_coefficient": 0.25, "depth_coefficient": 1.5, "kernel_siz
                 "out_channels": [16, 24], "strides": [1, 2], "num_block_repeats": [1, 2], "expand_ratios": [1, 6],
                 "hidden_dim": 320, "image_size": 32}  # fmt: skip
 
+ALIGN_SMALL = {"text_config": TEXT, "vision_config": EFFICIENTNET, "projection_dim": 8}  # the last block's 8 channels
+
+
+def _text_image(x):
+    return {**_text_segments(x), "pixel_values": x["image"]}
+
 
 MAE = {**{k: v for k, v in VIT.items() if k != "num_labels"}, "mask_ratio": 0.0}
 
@@ -119,7 +125,7 @@ CASES = {  # architecture -> (reference, its inputs, our output -> its output)
                                    _seq2seq, {"decoder_logits": "logits"}),
     "T5EncoderModel": (lambda: tf.T5EncoderModel(tf.T5Config(**T5, feed_forward_proj="gated-gelu")),
                        lambda x: {"input_ids": x["source"], "attention_mask": x["source_mask"]},
-                       {"encoder": "last_hidden_state"}),
+                       {"encoder_sequence": "last_hidden_state"}),
     "ViTModel": (lambda: tf.ViTModel(tf.ViTConfig(**VIT, pooler_output_size=24)), _image,
                  {"vit_sequence": "last_hidden_state", "vit_pooled": "pooler_output"}),
     "ViTForImageClassification": (lambda: tf.ViTForImageClassification(tf.ViTConfig(**VIT)), _image,
@@ -141,6 +147,9 @@ CASES = {  # architecture -> (reference, its inputs, our output -> its output)
     "EfficientNetForImageClassification": (
         lambda: tf.EfficientNetForImageClassification(tf.EfficientNetConfig(**EFFICIENTNET, num_labels=4)), _image,
         {"classifier": "logits"}),
+    "AlignModel": (lambda: tf.AlignModel(tf.AlignConfig(**ALIGN_SMALL)), _text_image,
+                   {"align_logits_per_image": "logits_per_image", "align_logits_per_text": "logits_per_text",
+                    "align_image_embeds": "image_embeds", "align_text_embeds": "text_embeds"}),
 }  # fmt: skip
 
 
@@ -282,7 +291,7 @@ def test_import_does_not_import_torch(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "[]\n"
-    assert len(list(tmp_path.glob("*/m.yaml"))) == len(CASES)
+    assert len(list(tmp_path.glob("*/m.yaml"))) == len(CASES) + len(ELSEWHERE)
 
 
 def test_bad_name_exits_2(tmp_path, capsys):
