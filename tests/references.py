@@ -184,6 +184,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
                         "2,000,000 words, 300-d", lambda: (2_000_000 + 2_000_000 + 2_000_000) * 300),
     "glove": _table(400_000, 300, tables=2, bias=True),
     "sirko_buildings": lambda: SR.unet(3, [64, 128, 256, 512, 1024], 1),
+    "ssddr": SR.ssddr,
 }
 """`name` or `name:variant` -> the reference, built on the meta device."""
 

@@ -20,3 +20,17 @@ def unet(channels: int, widths: list[int], classes: int) -> nn.Module:
     for big, small in zip(widths[::-1], widths[-2::-1], strict=False):
         layers += [nn.ConvTranspose2d(big, small, 2, stride=2), *double(2 * small, small)]
     return nn.ModuleList([*layers, nn.Conv2d(widths[0], classes, 1)])
+
+
+def resnet18_trunk() -> nn.Module:
+    """transformers' ResNetModel of ResNet-18 (basic blocks [2, 2, 2, 2], widths 64-512, no classifier)."""
+    import transformers as tf
+
+    return tf.ResNetModel(tf.ResNetConfig(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512],
+                                          embedding_size=64))
+
+
+def ssddr() -> nn.Module:
+    """specs/ssddr.yaml: the ResNet-18 trunk, the location's coefficients (2 linear, 2 x 12 spline, 512 deep, with
+    the intercept as the bias) and the scale's (2 linear + intercept)."""
+    return nn.ModuleList([resnet18_trunk(), nn.Linear(2 + 12 + 12 + 512, 1), nn.Linear(2, 1)])

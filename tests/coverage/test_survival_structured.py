@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import structured_references as R
 import torch
@@ -51,3 +52,97 @@ def test_unet_rejects_sizes_that_do_not_halve(tmp_path):
         build(load_spec(path, "tiny"), device="meta")
     line = text.splitlines().index("    encoders.unet.widths: [4, 8, 8]") + 1  # located at the widths in force
     assert "must divide by 4" in str(err.value) and f"odd.yaml:{line}:" in str(err.value)
+
+
+def test_ssddr_matches_resnet18_and_its_coefficient_blocks():
+    assert _count("ssddr") == _reference(R.ssddr)
+
+
+def test_ssddr_fit_lowers_the_penalised_nll():
+    losses = _fit("ssddr")
+    assert losses[-1] < losses[0] - 0.5, losses[::5]
+
+
+@pytest.mark.parametrize("degree", [1, 2, 3])
+def test_spline_basis_equals_scipy(degree):
+    from scipy.interpolate import BSpline
+
+    from mmspec.components.encoders.spline.module import BSplineBasis
+
+    lo, hi, knots = -2.0, 3.0, 6
+    x = torch.linspace(lo, hi, 41, dtype=torch.float64)
+    basis = BSplineBasis(None, degree, knots, (lo, hi)).double()({"input": {"values": x}})["basis"]  # B,K
+    step = (hi - lo) / (knots - 1)
+    t = lo + step * torch.arange(-degree, knots + degree, dtype=torch.float64)  # knots extended on both sides
+    inner = x[1:-1]  # scipy's design matrix needs the points strictly inside the base interval's ends here
+    expected = BSpline.design_matrix(inner.numpy(), t.numpy(), degree).toarray()
+    # the knots are float32 buffers: their rounding bounds the difference
+    torch.testing.assert_close(basis[1:-1], torch.from_numpy(expected), atol=1e-6, rtol=0)
+    torch.testing.assert_close(basis.sum(1), torch.ones_like(x), atol=1e-6, rtol=0)  # partition of unity
+
+
+def test_difference_penalty_is_the_p_spline_quadratic_form():
+    from mmspec.components.heads.distributional.module import DistributionalHead
+
+    head = DistributionalHead([("rate", "exp", [("rate_0", 7, {"kind": "difference", "order": 2, "strength": 0.3})]),
+                               ])
+    w = head.coef["rate_0"].weight.detach()[0].double().numpy()
+    d = np.diff(np.eye(7), n=2, axis=0)  # 5 x 7 second differences
+    assert head.penalty().item() == pytest.approx(0.3 * w @ d.T @ d @ w, rel=1e-6)
+
+
+def test_orthogonalization_projects_in_training_and_exports_the_running_coefficients():
+    from mmspec.components.fusion.orthogonalize.module import Orthogonalize
+
+    g = torch.Generator().manual_seed(0)
+    x, u = torch.randn(64, 3, generator=g), torch.randn(64, 5, generator=g)
+    cell = Orthogonalize(4, 5, 1, momentum=1.0, eps=1e-9).double()
+    inputs = {"input": {"u": u.double()}, "x0": {"x": x.double()}}
+    latent = cell(inputs)["latent"]  # B,q
+    design = np.concatenate([np.ones((64, 1)), x.double().numpy()], 1)
+    residual = u.double().numpy() - design @ np.linalg.lstsq(design, u.double().numpy(), rcond=None)[0]
+    np.testing.assert_allclose(latent.detach().numpy(), residual, atol=1e-8)
+    np.testing.assert_allclose(design.T @ latent.detach().numpy(), 0, atol=1e-8)  # orthogonal to span([1, X])
+    cell.eval()  # momentum 1: the running statistics are this batch's, so evaluation reproduces the projection
+    np.testing.assert_allclose(cell(inputs)["latent"].detach().numpy(), residual, atol=1e-6)
+
+
+def _survival_data(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.05, 4.95, n), rng.integers(0, 2, n)
+
+
+def test_piecewise_exponential_rows_equal_lifelines_episodes():
+    import pandas as pd
+    from lifelines.utils import to_episodic_format
+
+    from mmspec.components.objectives.distributional.ped import piecewise_exponential
+
+    time, event = _survival_data()
+    rows = piecewise_exponential(time, event, np.arange(6.0))
+    df = pd.DataFrame({"id": np.arange(len(time)), "t": time, "e": event})
+    long = to_episodic_format(df, "t", "e", id_col="id", time_gaps=1.0).sort_values(["id", "start"])
+    np.testing.assert_array_equal(rows["subject"], long["id"].to_numpy())
+    np.testing.assert_allclose(rows["start"], long["start"].to_numpy(), atol=1e-12)
+    np.testing.assert_allclose(rows["start"] + rows["exposure"], long["stop"].to_numpy(), atol=1e-12)
+    np.testing.assert_array_equal(rows["event"], long["e"].to_numpy())
+
+
+def test_poisson_nll_with_exposure_offset_is_the_piecewise_exponential_likelihood():
+    from mmspec.components.heads.distributional.module import DistributionalHead
+    from mmspec.components.objectives.distributional.loss import DistributionNLL
+    from mmspec.components.objectives.distributional.ped import piecewise_exponential
+
+    time, event = _survival_data(seed=1)
+    cuts = np.array([0.0, 0.7, 1.5, 2.2, 3.6, 5.0])
+    hazard = np.array([0.3, 0.8, 0.5, 1.2, 0.6])
+    rows = piecewise_exponential(time, event, cuts)
+    cumulative = np.concatenate([[0.0], np.cumsum(hazard * np.diff(cuts))])  # H at the cuts
+    j = np.searchsorted(cuts, time) - 1
+    survival_loglik = np.sum(event * np.log(hazard[j]) - (cumulative[j] + hazard[j] * (time - cuts[j])))
+    free_of_hazard = np.sum(rows["event"] * np.log(rows["exposure"]))  # the offset's constant
+    loss = DistributionNLL("poisson", True, DistributionalHead([("rate", "exp", [])]))
+    args = {"input": {"rate": torch.from_numpy(hazard[rows["interval"]])}}
+    targets = {"y": torch.from_numpy(rows["event"]), "exposure": torch.from_numpy(rows["exposure"])}
+    nll = loss(args, targets).item() * len(rows["event"])
+    assert -nll == pytest.approx(survival_loglik + free_of_hazard, rel=1e-10)
