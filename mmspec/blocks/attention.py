@@ -76,7 +76,9 @@ class Attention(nn.Module):
     """softmax(q k^T * scale + bias) v over `heads` heads, with projections
     q: q_dim -> inner, k/v: kv_dim -> inner, out: inner -> out_dim.
 
-    `bias=False` drops the projections' biases and `scale` overrides 1/sqrt(d) (T5: neither, scale 1.0)."""
+    `bias=False` drops the projections' biases and `scale` overrides 1/sqrt(d) (T5: neither, scale 1.0).
+    `v_inner` gives the values their own width (v: kv_dim -> v_inner, out: v_inner -> out_dim; Perceiver's
+    qk_channels / v_channels); the scale stays that of the query/key head width."""
 
     def __init__(
         self,
@@ -89,13 +91,14 @@ class Attention(nn.Module):
         *,
         bias: bool = True,
         scale: float | None = None,
+        v_inner: int | None = None,
     ):
         super().__init__()
         self.heads = heads
         self.q = nn.Linear(q_dim, inner, bias=bias)
         self.k = nn.Linear(kv_dim, inner, bias=bias)
-        self.v = nn.Linear(kv_dim, inner, bias=bias)
-        self.out = nn.Linear(inner, out_dim, bias=bias)
+        self.v = nn.Linear(kv_dim, v_inner or inner, bias=bias)
+        self.out = nn.Linear(v_inner or inner, out_dim, bias=bias)
         self.dropout = dropout
         # Passed to SDPA only when set, so the default graph (and its golden text) is unchanged.
         self.sdpa_options = {} if scale is None else {"scale": scale}
