@@ -185,6 +185,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "glove": _table(400_000, 300, tables=2, bias=True),
     "sirko_buildings": lambda: SR.unet(3, [64, 128, 256, 512, 1024], 1),
     "ssddr": SR.ssddr,
+    "deeppamm": SR.deeppamm,
 }
 """`name` or `name:variant` -> the reference, built on the meta device."""
 

@@ -34,3 +34,9 @@ def ssddr() -> nn.Module:
     """specs/ssddr.yaml: the ResNet-18 trunk, the location's coefficients (2 linear, 2 x 12 spline, 512 deep, with
     the intercept as the bias) and the scale's (2 linear + intercept)."""
     return nn.ModuleList([resnet18_trunk(), nn.Linear(2 + 12 + 12 + 512, 1), nn.Linear(2, 1)])
+
+
+def deeppamm() -> nn.Module:
+    """specs/deeppamm.yaml: the ResNet-18 trunk and the log-hazard's coefficients (12 baseline spline, 2 linear,
+    12 smooth, 20 cluster effects, 512 deep; the intercept as the bias)."""
+    return nn.ModuleList([resnet18_trunk(), nn.Linear(12 + 2 + 12 + 20 + 512, 1)])

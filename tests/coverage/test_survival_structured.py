@@ -146,3 +146,22 @@ def test_poisson_nll_with_exposure_offset_is_the_piecewise_exponential_likelihoo
     targets = {"y": torch.from_numpy(rows["event"]), "exposure": torch.from_numpy(rows["exposure"])}
     nll = loss(args, targets).item() * len(rows["event"])
     assert -nll == pytest.approx(survival_loglik + free_of_hazard, rel=1e-10)
+
+
+def test_deeppamm_matches_resnet18_and_its_coefficient_blocks():
+    assert _count("deeppamm") == _reference(R.deeppamm)
+
+
+def test_deeppamm_fit_lowers_the_poisson_loss():
+    losses = _fit("deeppamm")
+    assert losses[-1] < 0.7 * losses[0], losses[::5]
+
+
+def test_random_effect_groups_must_match_the_ids(tmp_path):
+    text = (SPECS / "deeppamm.yaml").read_text().replace("encoders.b_cluster.groups: 4", "encoders.b_cluster.groups: 5")
+    path = tmp_path / "groups.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as err:
+        load_spec(path, "tiny")
+    line = text.splitlines().index("    encoders.b_cluster.groups: 5") + 1
+    assert "holds ids below 4, but groups is 5" in str(err.value) and f"groups.yaml:{line}:" in str(err.value)
