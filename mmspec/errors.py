@@ -6,6 +6,8 @@ exit codes: `SpecError`/`UsageError` -> 2, `CompileError` (build, capture, pass,
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass
 
 MAX_PRINTED_DIAGNOSTICS = 50
@@ -23,6 +25,32 @@ class Diagnostic:
 
     def render(self) -> str:
         return f"{self.file}:{self.line}:{self.col}: error[{self.code}]: {_printable(self.message)}"
+
+    @property
+    def suggestion(self) -> str | None:
+        """The name a ` (did you mean 'x'?)` ending of the message proposes, if any."""
+        m = _DID_YOU_MEAN.search(self.message)
+        return ast.literal_eval(m[1]) if m else None
+
+    def as_json(self) -> dict:
+        """The diagnostic for tools (`mmspec validate --format json`): file, line, column, code, message and
+        suggestion (null when none)."""
+        return {"file": self.file, "line": self.line, "column": self.col, "code": self.code,
+                "message": self.message, "suggestion": self.suggestion}
+
+    def github(self) -> str:
+        """A GitHub Actions `::error` workflow command (values escaped as the runner requires)."""
+        where = f"file={_gh(self.file, True)},line={self.line},col={self.col},title={_gh(f'mmspec {self.code}', True)}"
+        return f"::error {where}::{_gh(_printable(self.message), False)}"
+
+
+_DID_YOU_MEAN = re.compile(r"\(did you mean ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\?\)\s*$")
+
+
+def _gh(text: str, prop: bool) -> str:
+    """Escape for a workflow command: %, CR and LF always; `:` and `,` in properties too."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
 
 
 def _printable(text: str) -> str:

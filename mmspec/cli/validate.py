@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mmspec.cli._options import MaxActivationOpt, MaxParamsOpt, SetOpt, VariantOpt
-from mmspec.errors import SpecError, UsageError
+from mmspec.errors import Diagnostic, SpecError, UsageError
+
+USAGE = "usage"
+"""The code of a problem that is not located in the file (an unknown --variant): `error: ...` in text."""
+
+
+class Format(StrEnum):
+    """How diagnostics are printed."""
+
+    text = "text"
+    json = "json"
+    github = "github"
 
 
 def validate(
@@ -18,11 +31,17 @@ def validate(
     set_: SetOpt = None,
     max_params: MaxParamsOpt = None,
     max_activation_bytes: MaxActivationOpt = None,
+    format_: Annotated[
+        Format,
+        typer.Option("--format", help="text: FILE:LINE:COL lines on stderr; json: one document on stdout for "
+                     "editors and CI; github: GitHub Actions ::error annotations on stdout.", case_sensitive=False),
+    ] = Format.text,
 ) -> None:
     """Check specs without building them: YAML safety, schema, references, shapes, budgets.
 
-    Every error of every file is reported as FILE:LINE:COL: error[CODE]: message. Without --variant,
-    each of a spec's variants is checked too.
+    Every error of every file is reported as FILE:LINE:COL: error[CODE]: message (or, with --format json,
+    as {file, line, column, code, message, suggestion} objects). Without --variant, each of a spec's variants
+    is checked too.
 
     Exit code 2 when any spec is invalid. Never imports torch.
     """
@@ -34,38 +53,55 @@ def validate(
 
     parse_sets(set_ or ())  # a malformed --set is one usage error, not one per file
     load_spec = partial(load_spec, budget=budget_from_options(max_params, max_activation_bytes))
-    failed = 0
+    results = []
     for path in specs:
-        loaded = _check(load_spec, path, variant, set_ or ())
-        if loaded is None:
-            failed += 1
-            continue
-        variants = [] if variant else sorted(loaded.spec.variants)
-        results = [_check(load_spec, path, v, set_ or ()) for v in variants]
-        if any(r is None for r in results):
-            failed += 1
-            continue
-        names = f"; variants: {', '.join(variants)}" if variants else ""
-        print(f"{path}: ok ({loaded.stem}: {len(loaded.plan.nodes)} components, "
-              f"{len(loaded.plan.outputs)} outputs{names})", flush=True)
+        diagnostics: list[Diagnostic] = []
+        loaded = _check(load_spec, path, variant, set_ or (), diagnostics)
+        variants = [] if variant or loaded is None else sorted(loaded.spec.variants)
+        for v in variants:
+            _check(load_spec, path, v, set_ or (), diagnostics)
+        result = {"file": str(path), "valid": not diagnostics, "diagnostics": diagnostics}
+        if loaded is not None:
+            result.update(stem=loaded.stem, components=len(loaded.plan.nodes), outputs=len(loaded.plan.outputs),
+                          variants=variants)
+        results.append(result)
+        _report(result, format_)
+    failed = sum(not r["valid"] for r in results)
+    if format_ is Format.json:
+        for r in results:
+            r["diagnostics"] = [d.as_json() for d in r["diagnostics"]]
+        print(json.dumps({"specs": results, "valid": len(results) - failed, "invalid": failed}, indent=2))
     if failed:
         raise UsageError(f"{failed} of {len(specs)} spec(s) invalid")
 
 
-def _check(load_spec, path: Path, variant: str | None, sets):
-    """The loaded spec, or None after reporting why it is invalid."""
+def _check(load_spec, path: Path, variant: str | None, sets, diagnostics: list[Diagnostic]):
+    """The loaded spec, or None after adding why it is invalid to `diagnostics`."""
     try:
         return load_spec(path, variant, sets)
     except SpecError as e:
-        _stderr(e.render())
+        diagnostics.extend(e.diagnostics)
     except UsageError as e:  # e.g. --variant that this spec does not define: report it, check the rest
-        _stderr(f"error: {e}")
+        diagnostics.append(Diagnostic(str(path), 0, 0, USAGE, str(e)))
     return None
 
 
-def _stderr(text: str) -> None:
-    sys.stdout.flush()
-    print(text, file=sys.stderr, flush=True)
+def _report(result: dict, format_: Format) -> None:
+    """Print one file's outcome as it is checked (json prints everything at the end)."""
+    if format_ is Format.json:
+        return
+    if result["valid"]:
+        names = f"; variants: {', '.join(result['variants'])}" if result["variants"] else ""
+        print(f"{result['file']}: ok ({result['stem']}: {result['components']} components, "
+              f"{result['outputs']} outputs{names})", flush=True)
+    elif format_ is Format.github:
+        for d in result["diagnostics"]:
+            print(d.github(), flush=True)
+    else:
+        usage = [f"error: {d.message}" for d in result["diagnostics"] if d.code == USAGE]
+        located = [d for d in result["diagnostics"] if d.code != USAGE]
+        sys.stdout.flush()
+        print("\n".join([SpecError(located).render()] * bool(located) + usage), file=sys.stderr, flush=True)
 
 
 def register(app: typer.Typer) -> None:
