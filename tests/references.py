@@ -186,6 +186,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "sirko_buildings": lambda: SR.unet(3, [64, 128, 256, 512, 1024], 1),
     "ssddr": SR.ssddr,
     "deeppamm": SR.deeppamm,
+    "you_cropyield": SR.you_lstm,
 }
 """`name` or `name:variant` -> the reference, built on the meta device."""
 

@@ -40,3 +40,9 @@ def deeppamm() -> nn.Module:
     """specs/deeppamm.yaml: the ResNet-18 trunk and the log-hazard's coefficients (12 baseline spline, 2 linear,
     12 smooth, 20 cluster effects, 512 deep; the intercept as the bias)."""
     return nn.ModuleList([resnet18_trunk(), nn.Linear(12 + 2 + 12 + 20 + 512, 1)])
+
+
+def you_lstm() -> nn.Module:
+    """specs/you_cropyield.yaml from the official nnet_lstm.py sizes: LSTM(32 bins x 9 bands -> 128), dense 256,
+    the linear output (the GP mean; the kernel's hyperparameters are constants)."""
+    return nn.ModuleList([nn.LSTM(32 * 9, 128, batch_first=True), nn.Linear(128, 256), nn.Linear(256, 1)])

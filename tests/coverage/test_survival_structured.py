@@ -165,3 +165,58 @@ def test_random_effect_groups_must_match_the_ids(tmp_path):
         load_spec(path, "tiny")
     line = text.splitlines().index("    encoders.b_cluster.groups: 5") + 1
     assert "holds ids below 4, but groups is 5" in str(err.value) and f"groups.yaml:{line}:" in str(err.value)
+
+
+def test_you_cropyield_matches_the_official_lstm_sizes():
+    assert _count("you_cropyield") == _reference(R.you_lstm)
+
+
+def test_you_cropyield_fit_lowers_the_marginal_likelihood_loss():
+    losses = _fit("you_cropyield")
+    assert losses[-1] < losses[0] - 0.3, losses[::5]
+
+
+def _gp_posterior_numpy(h, g, t, y, hs, gs, ts, w, b, sigma, lg, lt, noise, v):
+    """The posterior mean of You et al.'s GP with a linear mean (Rasmussen & Williams eq. 2.42), in numpy."""
+
+    def k(g1, t1, g2, t2):
+        d = ((g1[:, None] - g2[None]) ** 2).sum(-1) / lg**2 + (t1[:, None] - t2[None]) ** 2 / lt**2
+        return sigma * np.exp(-d)
+
+    big_h, big_hs = np.c_[h, np.ones(len(h))], np.c_[hs, np.ones(len(hs))]
+    k_inv = np.linalg.inv(k(g, t, g, t) + noise * np.eye(len(t)))
+    prior = np.r_[w, b]
+    beta = np.linalg.solve(np.eye(len(prior)) / v + big_h.T @ k_inv @ big_h, big_h.T @ k_inv @ y + prior / v)
+    return big_hs @ beta + k(gs, ts, g, t) @ k_inv @ (y - big_h @ beta)
+
+
+def test_gp_condition_gives_the_posterior_mean_in_eager_and_on_onnx_runtime(tmp_path):
+    import onnxruntime as ort
+
+    from mmspec.api import capture, export
+
+    loaded = load_spec(SPECS / "you_cropyield.yaml", "tiny")
+    model = build(loaded).eval()
+    head = model.components["gp"]
+    g = torch.Generator().manual_seed(3)
+    train = {"h": torch.randn(6, 4, generator=g), "g": torch.rand(6, 2, generator=g), "t": torch.rand(6, generator=g),
+             "y": torch.randn(6, generator=g)}
+    head.condition(train["h"], train["g"], train["t"], train["y"])
+    feed = {"histograms": torch.randn(3, 5, 6, generator=g), "location": torch.rand(3, 2, generator=g),
+            "year": torch.rand(3, generator=g)}
+    with torch.no_grad():
+        mean, prediction = model(feed)
+        features = model.components["features"]({"input": {"pooled": model.components["last"]({"input": {
+            "h": model.components["lstm"]({"input": {"values": feed["histograms"]}})["h"]}})["pooled"]}})["embedding"]
+    expected = _gp_posterior_numpy(*(train[k].double().numpy() for k in "hgty"), features.double().numpy(),
+                                   feed["location"].double().numpy(), feed["year"].double().numpy(),
+                                   head.linear.weight[0].detach().double().numpy(), head.linear.bias.item(),
+                                   1.0, 0.5, 1.5, 0.1, 0.01)
+    np.testing.assert_allclose(prediction.numpy(), expected, atol=1e-5)
+    assert not np.allclose(prediction.numpy(), mean.numpy(), atol=1e-3)  # the conditioning moved the prediction
+    path = tmp_path / "gp.onnx"
+    export(capture(model), loaded, path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    onnx_mean, onnx_prediction = session.run(None, {k: v.numpy() for k, v in feed.items()})
+    np.testing.assert_allclose(onnx_prediction, prediction.numpy(), atol=1e-5)
+    np.testing.assert_allclose(onnx_mean, mean.numpy(), atol=1e-5)
