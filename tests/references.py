@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 
+import multimodal_survival_references as MSR
 import structured_references as SR
 import torch
 import transformers as tf
@@ -187,6 +188,9 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "ssddr": SR.ssddr,
     "deeppamm": SR.deeppamm,
     "you_cropyield": SR.you_lstm,
+    "multisurv": MSR.multisurv,  # official sub-models, five non-imaging modalities, 30 intervals
+    "cheerla": MSR.cheerla,  # official experiments/predict.py Network without the SqueezeNet branch
+    "wide_deep": MSR.wdl,  # deepctr-torch WDL: one 10-level sparse feature (4-d), one dense, DNN (256, 128)
 }
 """`name` or `name:variant` -> the reference, built on the meta device."""
 

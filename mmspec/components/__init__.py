@@ -28,6 +28,7 @@ FAMILIES = (
     "fusion.reduce",
     "heads.classifier",
     "heads.contrastive",
+    "heads.highway",
     "heads.distributional",
     "heads.gaussian_process",
     "heads.mlp",

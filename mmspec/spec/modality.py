@@ -196,12 +196,28 @@ class CategoricalModality(_Modality):
     """Categorical columns of a table [batch, columns], int64; column i holds a level in [0, levels[i])."""
 
     type: Literal["categorical"]
-    levels: list[PositiveInt] = Field(min_length=1)
-    """Number of levels of each column, in column order (its length is the number of columns)."""
+    levels: PositiveInt | Annotated[list[PositiveInt], Field(min_length=1)]
+    """Number of levels of each column, in column order; or one number for `columns` columns alike."""
+    columns: PositiveInt | None = None
+    """Number of columns when `levels` is one number (2000 copy-number genes of 3 levels each)."""
+
+    @property
+    def column_levels(self) -> list[int]:
+        """The levels of every column."""
+        return list(self.levels) if isinstance(self.levels, list) else [self.levels] * (self.columns or 1)
 
     def _inputs(self, name: str) -> list[GraphInput]:
-        info = TensorInfo((self.batch, len(self.levels)), "int64")
-        return [GraphInput(name, name, "ids", info, 0, tuple(self.levels))]
+        info = TensorInfo((self.batch, len(self.column_levels)), "int64")
+        return [GraphInput(name, name, "ids", info, 0, tuple(self.column_levels))]
+
+    def problems(self) -> list[tuple[str, str]]:
+        if isinstance(self.levels, int) and self.columns is None:
+            return [("levels", f"levels {self.levels} is one number but `columns` is missing; add `columns: N` or "
+                               f"list the levels of each column")]
+        if isinstance(self.levels, list) and self.columns is not None:
+            return [("columns", f"columns {self.columns} with a list of levels (which already gives "
+                                f"{len(self.levels)} columns); remove `columns`")]
+        return []
 
 
 Modality = Annotated[

@@ -40,7 +40,7 @@ def _columns(inputs: dict[str, Bundle], ctx, refs: dict[str, str]) -> tuple[list
         if modality is None or modality.type != "categorical":
             raise CheckError(("inputs", "categorical"), f"{ref!r} is not a categorical modality; declare "
                                                         f"`{{type: categorical, levels: [...]}}` and reference it")
-        levels, lead = list(modality.levels), inputs["categorical"]["ids"]
+        levels, lead = modality.column_levels, inputs["categorical"]["ids"]
     if "numeric" in refs:
         ref, bundle = refs["numeric"], inputs["numeric"]
         x = next(iter(bundle.values())) if len(bundle) == 1 else bundle.get("values")

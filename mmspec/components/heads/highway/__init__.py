@@ -1,0 +1,54 @@
+"""Highway network head (Srivastava et al. 2015): gated layers that mix a non-linear and a linear transform,
+the trunk of Cheerla & Gevaert's pan-cancer prognosis model after the modality embeddings are averaged."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from mmspec.components.common import Activation, require_float
+from mmspec.registry import Example, register
+from mmspec.spec.base import ComponentConfig, PositiveInt, Probability, Ref
+from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+
+HIGHWAY_EXAMPLES = (
+    Example({"x": {"type": "vector", "dim": 6}}, {"input": "x", "layers": 2}, name="plain"),
+    Example({"x": {"type": "vector", "dim": 6}}, {"input": "x", "layers": 3, "norm": "batch", "dropout": 0.5},
+            name="batch_norm"),
+)
+
+
+@register("heads", examples=HIGHWAY_EXAMPLES)
+class Highway(ComponentConfig):
+    """Vector [batch, D] -> `embedding` [batch, D]: `layers` highway layers x <- g * act(W_n x) + (1 - g) * W_l x,
+    g = sigmoid(W_g x) (three D x D Linear layers each). `norm: batch` adds BatchNorm1d before the first and after
+    the last layer; `dropout` applies before the first layer (training only)."""
+
+    type: Literal["highway"]
+    input: Ref
+    layers: PositiveInt
+    activation: Activation = "relu"
+    norm: Literal["none", "batch"] = "none"
+    dropout: Probability = 0.0
+
+    def _vector(self, inputs: dict[str, Bundle]) -> TensorInfo:
+        bundle = inputs["input"]
+        if len(bundle) != 1:
+            raise CheckError("input", f"{self.input!r} emits {sorted(bundle)}; reference one, e.g. "
+                                      f"'{self.input}.{sorted(bundle)[-1]}'")
+        x = require_float(next(iter(bundle.values())), self.input)
+        if x.rank != 2 or not isinstance(x.width, int):
+            raise CheckError("input", f"highway needs a vector [batch, D], but {self.input!r} has shape "
+                                      f"{list(x.shape)}")
+        return x
+
+    def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        return {"embedding": self._vector(inputs)}
+
+    def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
+        d = self._vector(inputs).width
+        return 3 * self.layers * (d * d + d) + (4 * d if self.norm == "batch" else 0)
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.heads.highway.module import HighwayModule
+
+        return HighwayModule(self._vector(inputs).width, self.layers, self.activation, self.norm, self.dropout)
