@@ -23,6 +23,7 @@ import typer
 
 from mmspec.cli._options import Device, JsonOpt, QuietOpt, SetOpt, VariantOpt
 from mmspec.errors import UsageError
+from mmspec.spec.files import FileProblem, is_dir, kind_problem, read_limited
 
 if TYPE_CHECKING:
     import numpy as np
@@ -270,9 +271,18 @@ class _Build:
         with _runtime_errors(str(path)):
             try:
                 if path.suffix == ".onnx":
-                    return cls(path, None, {path.stem: OnnxGraph(path, device)})
-                manifest = json.loads(path.read_text(encoding="utf-8"))
-                graphs = {n: OnnxGraph(path.parent / g["file"], device) for n, g in manifest["graphs"].items()}
+                    return cls(path, None, {path.stem: OnnxGraph(_regular(path), device)})
+                text = read_limited(path, MANIFEST_MAX_BYTES)
+                if len(text) > MANIFEST_MAX_BYTES:
+                    raise UsageError(f"{path}: larger than {MANIFEST_MAX_BYTES >> 20} MiB; not a build manifest")
+                manifest = json.loads(text)
+                graphs = {n: OnnxGraph(_regular(path.parent / g["file"]), device)
+                          for n, g in manifest["graphs"].items()}
+            except FileProblem as e:
+                raise UsageError(f"{path}: cannot open the build: {e}") from None
+            except (ValueError, KeyError, AttributeError) as e:  # JSON, UTF-8, or not a manifest's layout
+                raise UsageError(f"{path}: not a build manifest (a JSON object whose `graphs` map names to "
+                                 f"{{file: ...}}): {type(e).__name__}: {e}") from None
             except (OSError, RuntimeError, TypeError) as e:
                 raise UsageError(f"{path}: cannot open the build: {e}") from e
             return cls(path, manifest, graphs)
@@ -292,9 +302,20 @@ class _Build:
         return next(iter(self.graphs)), False
 
 
+MANIFEST_MAX_BYTES = 16 << 20
+
+
+def _regular(path: Path) -> Path:
+    """`path` when it is a regular file (ONNX Runtime would block on a FIFO); FileProblem otherwise."""
+    problem = kind_problem(path)
+    if problem:
+        raise FileProblem(f"{path.name}: {problem}")
+    return path
+
+
 def _locate(target: Path) -> Path:
     """The manifest or .onnx file that TARGET names or holds."""
-    if target.is_dir():
+    if is_dir(target):
         for pattern in ("*.manifest.json", "*.onnx"):
             found = sorted(target.glob(pattern))
             if len(found) == 1:
@@ -302,8 +323,9 @@ def _locate(target: Path) -> Path:
             if found:
                 raise UsageError(f"{target}: holds {len(found)} {pattern} files; name one of them as TARGET")
         raise UsageError(f"{target}: no *.manifest.json or *.onnx in this directory; compile a spec into it first")
-    if not target.exists():
-        raise UsageError(f"{target}: no such file or directory")
+    problem = kind_problem(target)
+    if problem:
+        raise UsageError(f"{target}: {problem}")
     if target.suffix not in (".json", ".onnx"):
         raise UsageError(f"{target}: not a build directory, a manifest (.json), an .onnx file or a spec (.yaml)")
     return target

@@ -25,6 +25,7 @@ import yaml
 import mmspec.components as components
 from mmspec.components.hf import HF_FAMILIES, Config, Family
 from mmspec.errors import SpecError, UsageError
+from mmspec.spec.files import FileProblem, is_dir, read_limited
 
 CONFIG_MAX_BYTES = 1 << 20
 NOT_YET = {  # model_type -> what mmspec lacks for it
@@ -49,13 +50,14 @@ def families() -> dict[str, Family]:
 
 def import_hf(path: str | Path, name: str | None = None) -> tuple[dict, str]:
     """(spec tree, transformers class name) for the checkpoint directory (or config.json) at `path`."""
-    file = Path(path) / "config.json" if Path(path).is_dir() else Path(path)
+    file = Path(path) / "config.json" if is_dir(path) else Path(path)
     try:
-        if file.stat().st_size > CONFIG_MAX_BYTES:
+        raw = read_limited(file, CONFIG_MAX_BYTES)
+        if len(raw) > CONFIG_MAX_BYTES:
             raise UsageError(f"{file}: larger than {CONFIG_MAX_BYTES >> 20} MiB; not a model config")
-        data = json.loads(file.read_bytes())
-    except OSError as e:
-        raise UsageError(f"{file}: cannot read the config: {e.strerror or e}") from None
+        data = json.loads(raw)
+    except FileProblem as e:
+        raise UsageError(f"{file}: cannot read the config: {e}") from None
     except ValueError as e:
         raise UsageError(f"{file}: not valid JSON: {e}") from None
     if not isinstance(data, dict):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mmspec.runtime.graphs import Graph, OnnxGraph
+from mmspec.spec.files import read_limited
 
 
 @dataclass
@@ -130,7 +131,7 @@ class Pipeline:
                 raise FileNotFoundError(f"{path}: expected one *.manifest.json (a spec compiled with exports:), "
                                         f"found {len(found)}")
             path = found[0]
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(read_limited(path, 16 << 20))  # never blocks on a FIFO; FileProblem says why
         graphs = {name: OnnxGraph(path.parent / g["file"], device) for name, g in manifest["graphs"].items()}
         return cls(manifest, graphs)
 

@@ -19,6 +19,7 @@ from typing import NoReturn
 import yaml
 
 from mmspec.errors import Diagnostic, SpecError
+from mmspec.spec.files import FileProblem, read_limited
 
 MAX_BYTES = 1 << 20
 MAX_DEPTH = 32
@@ -75,12 +76,9 @@ def load_yaml_file(path: str | Path) -> tuple[dict, SourceMap]:
     """Read and load a spec file; raises `SpecError` with every problem found."""
     file = str(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except IsADirectoryError:
-        _fail(file, 0, 0, "read-error", "cannot read spec: it is a directory")
-    except OSError as e:
-        _fail(file, 0, 0, "read-error", f"cannot read spec: {e.strerror or e}")
+        data = read_limited(path, MAX_BYTES)
+    except FileProblem as e:
+        _fail(file, 0, 0, "read-error", f"cannot read spec: {e}")
     return load_yaml_text(data, file)
 
 
