@@ -20,9 +20,13 @@ from pathlib import Path
 import torch
 
 from mmspec.errors import Diagnostic, WeightsError
+from mmspec.spec.files import kind_problem
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 INDEX_MAX_BYTES = 64 << 20
+"""A shard index (`*.index.json`) larger than this is refused before it is parsed."""
+HEADER_MAX_BYTES = 64 << 20
+"""A safetensors JSON header larger than this (or than the file) is refused before the library reads it."""
 FIT_MARKER = "spec_sha256"
 """The metadata key every `mmspec fit` checkpoint carries (the trained spec's hash)."""
 _SAFETENSORS_DTYPES = {
@@ -93,8 +97,8 @@ def open_checkpoint(path: str | Path, allow_torch_load: bool = False) -> Checkpo
         files, fmt = _resolve_dir(root)
     elif root.is_file():
         files, fmt = [root], _format_of(root)
-    else:
-        raise fail(root, "weights-read", "no such file or directory")
+    else:  # missing, a FIFO or device (never opened: reading one could block or never end), unreadable, ...
+        raise fail(root, "weights-read", kind_problem(root) or "not a file or directory")
     if fmt == "torch" and not allow_torch_load:
         raise fail(
             files[0],
@@ -134,8 +138,12 @@ def _resolve_dir(root: Path) -> tuple[list[Path], str]:
 def _shards(index: Path) -> list[Path]:
     """Shard files named by an index's `weight_map`; each must be a plain file name next to the index."""
     try:
-        if index.stat().st_size > INDEX_MAX_BYTES:
-            raise fail(index, "weights-read", f"index larger than {INDEX_MAX_BYTES >> 20} MiB")
+        size = index.stat().st_size
+    except OSError as e:
+        raise fail(index, "weights-read", f"cannot read the index ({_one_line(e)})") from None
+    if size > INDEX_MAX_BYTES:
+        raise fail(index, "weights-read", f"index of {size} bytes is larger than the limit of {INDEX_MAX_BYTES} bytes")
+    try:
         weight_map = json.loads(index.read_bytes())["weight_map"]
         names = set(weight_map.values())
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
@@ -157,6 +165,7 @@ def _open_safetensors(root: Path, files: list[Path]) -> Checkpoint:
     metadata: dict = {}
     try:
         for file in files:
+            _check_header(file)
             try:
                 handle = stack.enter_context(safe_open(str(file), framework="pt"))
                 if not handles:
@@ -178,6 +187,28 @@ def _open_safetensors(root: Path, files: list[Path]) -> Checkpoint:
         stack.close()
         raise
     return Checkpoint(root, "safetensors", entries, stack, handles, metadata)
+
+
+def _check_header(file: Path) -> None:
+    """The 8-byte little-endian header length must fit HEADER_MAX_BYTES and the file itself."""
+    try:
+        size = file.stat().st_size
+        with file.open("rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise fail(file, "weights-read", f"cannot read the file ({_one_line(e)})") from None
+    if len(head) < 8:
+        raise fail(file, "weights-read", f"not a safetensors file: {size} bytes, shorter than the 8-byte header length")
+    length = int.from_bytes(head, "little")
+    if length > HEADER_MAX_BYTES:
+        raise fail(
+            file,
+            "weights-read",
+            f"safetensors header of {length} bytes is larger than the limit of {HEADER_MAX_BYTES} bytes",
+        )
+    if length > size - 8:
+        raise fail(file, "weights-read", f"safetensors header of {length} bytes runs past the end of the file "
+                   f"({size} bytes); is it truncated?")  # fmt: skip
 
 
 def _open_torch(root: Path, files: list[Path]) -> Checkpoint:

@@ -19,6 +19,7 @@ from mmspec.api import build, load_spec
 from mmspec.components.encoders.transformer import TransformerEncoder
 from mmspec.errors import WeightsError
 from mmspec.graph.inputs import make_inputs, trace_sizes
+from mmspec.weights import checkpoint
 
 BERT = "specs/bert.yaml"
 QUERY = "bert.encoder.layer.1.attention.self.query.weight"
@@ -168,6 +169,57 @@ def test_shard_index_may_not_leave_its_directory(tiny_bert, tmp_path, capsys):
     assert code == 2 and "error[weights-read]: shard '../model.safetensors' is not a file name in" in err
 
 
+def test_index_size_guard(tiny_bert, tmp_path, monkeypatch):
+    """An index one byte over INDEX_MAX_BYTES is refused before parsing; at the limit it opens."""
+    (tmp_path / "a.safetensors").write_bytes((tiny_bert[0] / "model.safetensors").read_bytes())
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": dict.fromkeys(tiny_bert[1], "a.safetensors")}))
+    size = index.stat().st_size
+    monkeypatch.setattr(checkpoint, "INDEX_MAX_BYTES", size)
+    with checkpoint.open_checkpoint(tmp_path) as ckpt:
+        assert set(ckpt.entries) == set(tiny_bert[1])
+    monkeypatch.setattr(checkpoint, "INDEX_MAX_BYTES", size - 1)
+    with pytest.raises(WeightsError) as info:
+        checkpoint.open_checkpoint(tmp_path)
+    message = f"index of {size} bytes is larger than the limit of {size - 1} bytes"
+    assert str(info.value).splitlines() == [f"{index}:0:0: error[weights-read]: {message}"]
+    monkeypatch.undo()
+    assert checkpoint.INDEX_MAX_BYTES == 64 << 20
+
+
+def _header_length(file) -> int:
+    return int.from_bytes(file.read_bytes()[:8], "little")
+
+
+def test_safetensors_header_guard(tiny_bert, tmp_path, monkeypatch, capsys):
+    """mmspec's own check of the 8-byte header length (not the library's message): over the limit, past the end of
+    the file, or no length at all; a header exactly at the limit opens."""
+    good = tiny_bert[0] / "model.safetensors"
+    length, size = _header_length(good), good.stat().st_size
+    monkeypatch.setattr(checkpoint, "HEADER_MAX_BYTES", length)
+    with checkpoint.open_checkpoint(good) as ckpt:
+        assert len(ckpt.entries) == len(tiny_bert[1])
+    monkeypatch.setattr(checkpoint, "HEADER_MAX_BYTES", length - 1)
+    with pytest.raises(WeightsError) as info:
+        checkpoint.open_checkpoint(good)
+    message = f"safetensors header of {length} bytes is larger than the limit of {length - 1} bytes"
+    assert f"error[weights-read]: {message}" in str(info.value)
+    monkeypatch.undo()
+    huge = (64 << 20) + 1  # over the default limit, below the library's own (100 MB)
+    (tmp_path / "huge.safetensors").write_bytes(huge.to_bytes(8, "little") + b"{}")
+    (tmp_path / "past.safetensors").write_bytes((size).to_bytes(8, "little") + good.read_bytes()[8:])
+    (tmp_path / "short.safetensors").write_bytes(b"\x01\x00")
+    expected = {
+        "huge": f"safetensors header of {huge} bytes is larger than the limit of {64 << 20} bytes",
+        "past": f"safetensors header of {size} bytes runs past the end of the file ({size} bytes); is it truncated?",
+        "short": "not a safetensors file: 2 bytes, shorter than the 8-byte header length",
+    }
+    for name, message in expected.items():
+        code, err = _compile(capsys, tmp_path, tmp_path / f"{name}.safetensors")
+        assert code == 2
+        assert err.splitlines() == [f"{tmp_path / name}.safetensors:0:0: error[weights-read]: {message}"]
+
+
 # --- pickles --------------------------------------------------------------------------------------
 
 
@@ -231,12 +283,14 @@ def test_compile_report_and_summary(tiny_bert, tmp_path, capsys):
     assert code == 0, err
     report = json.loads((tmp_path / "out" / "bert-tiny.report.json").read_text())
     w = report["weights"]
-    assert (w["format"], w["files"], w["tensors"], w["loaded"]) == ("safetensors", ["model.safetensors"], 46, 46)
-    assert w["bytes"] == sum(t.numel() * t.element_size() for t in tiny_bert[1].values())
+    count = len(tiny_bert[1])
+    nbytes = sum(t.numel() * t.element_size() for t in tiny_bert[1].values())
+    assert (w["format"], w["files"], w["tensors"], w["loaded"]) == ("safetensors", ["model.safetensors"], count, count)
+    assert w["bytes"] == nbytes
     assert (w["new"], w["ignored"], w["cast"]) == ([], [], {})
     assert "weights" in report["timings_s"]
     code, out, _ = _main(capsys, "summary", BERT, "--variant", "tiny", "--weights", str(tiny_bert[0]))
-    assert code == 0 and f"weights: 46 tensors from {tiny_bert[0]} (153,608 bytes); all tensors fit" in out
+    assert code == 0 and f"weights: {count} tensors from {tiny_bert[0]} ({nbytes:,} bytes); all tensors fit" in out
     code, _, err = _main(capsys, "summary", BERT, "--weights", str(tiny_bert[0]))  # full size: nothing fits
     assert code == 2 and "error[shape-mismatch]" in err and "error[missing-tensor]" in err
 
@@ -254,7 +308,7 @@ def test_sharded_and_half_precision_checkpoints(tmp_path):
         assert torch.equal(a, b)
     half = {k: v.half() for k, v in load_file(tmp_path / "whole" / "model.safetensors").items()}
     model = build(loaded, weights=_save(tmp_path, half, "half.safetensors"))
-    assert model.weights_report["cast"] == {"float16->float32": 46}
+    assert model.weights_report["cast"] == {"float16->float32": len(half)}
     word = model.components["bert"].embed.word.weight
     assert word.dtype == torch.float32 and torch.equal(word, half["bert.embeddings.word_embeddings.weight"].float())
 
@@ -316,7 +370,7 @@ def test_float8_checkpoint_is_checked_and_cast(tiny_bert, tmp_path):
     """float8 has no isfinite in torch; its NaNs are still found, and finite values load as float32."""
     tensors = {k: v.to(torch.float8_e4m3fn) if v.is_floating_point() else v for k, v in tiny_bert[1].items()}
     model = build(load_spec(BERT, "tiny"), weights=_save(tmp_path, tensors, "f8.safetensors"))
-    assert model.weights_report["cast"] == {"float8_e4m3fn->float32": 46}
+    assert model.weights_report["cast"] == {"float8_e4m3fn->float32": len(tensors)}
     tensors["bert.pooler.dense.bias"][3] = float("nan")
     with pytest.raises(WeightsError, match=r"'bert.pooler.dense.bias' \[32\] has 1 non-finite value"):
         build(load_spec(BERT, "tiny"), weights=_save(tmp_path, tensors, "f8nan.safetensors"))
