@@ -46,3 +46,20 @@ def you_lstm() -> nn.Module:
     """specs/you_cropyield.yaml from the official nnet_lstm.py sizes: LSTM(32 bins x 9 bands -> 128), dense 256,
     the linear output (the GP mean; the kernel's hyperparameters are constants)."""
     return nn.ModuleList([nn.LSTM(32 * 9, 128, batch_first=True), nn.Linear(128, 256), nn.Linear(256, 1)])
+
+
+def vggf_fcn(classes: int) -> list[nn.Module]:
+    """VGG-F (Chatfield et al. 2014, Table 1) with full6/full7 as convolutions (Jean et al.'s fully convolutional
+    form) and a `classes`-way output."""
+    return [nn.Conv2d(3, 64, 11, 4), nn.Conv2d(64, 256, 5, padding=2), nn.Conv2d(256, 256, 3, padding=1),
+            nn.Conv2d(256, 256, 3, padding=1), nn.Conv2d(256, 256, 3, padding=1), nn.Conv2d(256, 4096, 6),
+            nn.Conv2d(4096, 4096, 1), nn.Linear(4096, classes)]
+
+
+def jean() -> nn.Module:
+    """specs/jean_poverty.yaml: VGG-F FCN with three night-light classes, the ridge term on the 4,096-d feature (its
+    intercept as the bias) and the Normal's scale intercept."""
+    import torch
+
+    scale = nn.ParameterDict({"scale": nn.Parameter(torch.zeros(1))})
+    return nn.ModuleList([*vggf_fcn(3), nn.Linear(4096, 1), scale])

@@ -220,3 +220,48 @@ def test_gp_condition_gives_the_posterior_mean_in_eager_and_on_onnx_runtime(tmp_
     onnx_mean, onnx_prediction = session.run(None, {k: v.numpy() for k, v in feed.items()})
     np.testing.assert_allclose(onnx_prediction, prediction.numpy(), atol=1e-5)
     np.testing.assert_allclose(onnx_mean, mean.numpy(), atol=1e-5)
+
+
+def test_jean_matches_the_vggf_layer_table():
+    assert _count("jean_poverty") == _reference(R.jean)
+
+
+def test_jean_fit_lowers_the_night_light_loss():
+    losses = _fit("jean_poverty")
+    assert losses[-1] < 0.5 * losses[0], losses[::5]
+
+
+def test_ridge_stage_aggregates_per_cluster_and_solves_the_penalised_least_squares():
+    import pandas as pd
+
+    from mmspec.components.heads.distributional.regression import aggregate, fit_ridge
+
+    rng = np.random.default_rng(4)
+    features, clusters = rng.normal(size=(60, 5)), rng.integers(0, 12, 60)
+    ids, means = aggregate(features, clusters)
+    expected = pd.DataFrame(features).groupby(clusters).mean()
+    np.testing.assert_array_equal(ids, expected.index.to_numpy())
+    np.testing.assert_allclose(means, expected.to_numpy(), atol=1e-12)
+    y = means @ rng.normal(size=5) + rng.normal(size=len(ids))
+    w, b = fit_ridge(means, y, 2.0)
+    # the same minimiser as least squares on the augmented system [X 1; sqrt(2) I 0] [w; b] = [y; 0]
+    augmented = np.block([[means, np.ones((len(ids), 1))], [np.sqrt(2.0) * np.eye(5), np.zeros((5, 1))]])
+    solution = np.linalg.lstsq(augmented, np.r_[y, np.zeros(5)], rcond=None)[0]
+    np.testing.assert_allclose(np.r_[w, b], solution, atol=1e-10)
+
+
+def test_jean_cluster_prediction_is_the_mean_of_its_tiles_after_set_linear_term():
+    from mmspec.components.heads.distributional.regression import aggregate, fit_ridge, set_linear_term
+
+    loaded = load_spec(SPECS / "jean_poverty.yaml", "tiny")
+    model = build(loaded).eval()
+    g = torch.Generator().manual_seed(5)
+    tiles, clusters = torch.randn(12, 3, 16, 16, generator=g), np.repeat(np.arange(4), 3)
+    with torch.no_grad():
+        _, _, features = model({"tile": tiles})
+    ids, means = aggregate(features.numpy(), clusters)
+    w, b = fit_ridge(means, np.arange(4.0), 0.5)
+    set_linear_term(model.components["consumption"], "loc", 0, w, b)
+    with torch.no_grad():
+        _, loc, _ = model({"tile": tiles})
+    np.testing.assert_allclose(aggregate(loc.numpy()[:, None], clusters)[1][:, 0], means @ w + b, atol=1e-4)
