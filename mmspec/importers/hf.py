@@ -34,7 +34,6 @@ NOT_YET = {  # model_type -> what mmspec lacks for it
     "data2vec-vision": "relative position bias and layer scale",
     "visual_bert": "visual embeddings inside the text stream",
     "flava": "its multimodal encoder over two towers",
-    "perceiver": "latent cross-attention",
 }
 
 

@@ -30,6 +30,9 @@ VIT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "int
 GPT2 = {"vocab_size": 99, "n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 40, "bos_token_id": 0,
         "eos_token_id": 0}  # fmt: skip
 OPENAI_GPT = {k: GPT2[k] for k in ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions")}
+PERCEIVER = {"num_latents": 4, "d_latents": 32, "d_model": 16, "num_self_attends_per_block": 2, "num_blocks": 2,
+             "num_self_attention_heads": 4, "num_cross_attention_heads": 2, "vocab_size": 40,
+             "max_position_embeddings": 12}  # fmt: skip
 CLIP_SMALL = {
     "text_config": {**TEXT, "max_position_embeddings": 16, "bos_token_id": 3, "pad_token_id": 4, "eos_token_id": 5},
     "vision_config": {k: v for k, v in VIT.items() if k != "num_labels"},
@@ -147,6 +150,11 @@ CASES = {  # architecture -> (reference, its inputs, our output -> its output)
     "EfficientNetForImageClassification": (
         lambda: tf.EfficientNetForImageClassification(tf.EfficientNetConfig(**EFFICIENTNET, num_labels=4)), _image,
         {"classifier": "logits"}),
+    "PerceiverModel": (lambda: tf.PerceiverModel(tf.PerceiverConfig(**PERCEIVER)), lambda x: {"inputs": x["inputs"]},
+                       {"perceiver": "last_hidden_state"}),
+    "PerceiverForMaskedLM": (
+        lambda: tf.PerceiverForMaskedLM(tf.PerceiverConfig(**PERCEIVER, qk_channels=16, v_channels=32)),
+        lambda x: {"inputs": x["text"], "attention_mask": x["text_mask"]}, {"mlm": "logits"}),
     "AlignModel": (lambda: tf.AlignModel(tf.AlignConfig(**ALIGN_SMALL)), _text_image,
                    {"align_logits_per_image": "logits_per_image", "align_logits_per_text": "logits_per_text",
                     "align_image_embeds": "image_embeds", "align_text_embeds": "text_embeds"}),
