@@ -63,3 +63,10 @@ def jean() -> nn.Module:
 
     scale = nn.ParameterDict({"scale": nn.Parameter(torch.zeros(1))})
     return nn.ModuleList([*vggf_fcn(3), nn.Linear(4096, 1), scale])
+
+
+def alexnet_dense(classes: int) -> nn.Module:
+    """AlexNet's layer table (Krizhevsky et al. 2012) with dense (ungrouped) convolutions on 227x227 inputs."""
+    return nn.ModuleList([nn.Conv2d(3, 96, 11, 4), nn.Conv2d(96, 256, 5, padding=2), nn.Conv2d(256, 384, 3, padding=1),
+                          nn.Conv2d(384, 384, 3, padding=1), nn.Conv2d(384, 256, 3, padding=1),
+                          nn.Linear(256 * 6 * 6, 4096), nn.Linear(4096, 4096), nn.Linear(4096, classes)])

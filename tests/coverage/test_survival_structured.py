@@ -265,3 +265,12 @@ def test_jean_cluster_prediction_is_the_mean_of_its_tiles_after_set_linear_term(
     with torch.no_grad():
         _, loc, _ = model({"tile": tiles})
     np.testing.assert_allclose(aggregate(loc.numpy()[:, None], clusters)[1][:, 0], means @ w + b, atol=1e-4)
+
+
+def test_gebru_matches_the_alexnet_layer_table():
+    assert _count("gebru_streetview") == _reference(lambda: R.alexnet_dense(2657))
+
+
+def test_gebru_fit_lowers_the_car_class_loss():
+    losses = _fit("gebru_streetview")
+    assert losses[-1] < 0.5 * losses[0], losses[::5]
