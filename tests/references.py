@@ -149,6 +149,11 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     **{f"clip:{v}": (lambda c=c: tf.CLIPModel(tf.CLIPConfig(vision_config=c[0], text_config=c[1],
                                                             projection_dim=c[2])))
        for v, c in _CLIP.items()},
+    "align": lambda: tf.AlignModel(tf.AlignConfig(  # BERT-Large + EfficientNet-L2, text projected to 1,376
+        text_config={"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+                     "intermediate_size": 4096},
+        vision_config={"width_coefficient": 4.3, "depth_coefficient": 5.3, "image_size": 289, "hidden_dim": 5504},
+        projection_dim=1376)),
     "visualbert": lambda: tf.VisualBertForPreTraining(tf.VisualBertConfig(visual_embedding_dim=2048)),
     "vilbert": Formula("official vilbert-multi-task configuration, counted module by module",
                        lambda: _vilbert_official(OFFICIAL_VILBERT)[0]),

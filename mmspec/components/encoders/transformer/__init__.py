@@ -219,6 +219,7 @@ TRANSFORMER_EXAMPLES = (
             "embed": {"type": "tokens", "positions": 12, "segments": 2},
             **_STACK,
             "pool": {"type": "cls", "dense": 8, "activation": "tanh"},
+            "emit_first": True,  # ALIGN's text tower: the raw [CLS] state beside the pooler
         },
         name="bert",
     ),
@@ -403,6 +404,9 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     """Cross-attention to another node's sequence (a decoder's memory, Flamingo's media, Perceiver's inputs)."""
     drop: DropConfig | None = None
     """MAE: drop a random subset of the patch tokens while training (patches embed only)."""
+    emit_first: bool = False
+    """Also emit `first` [batch, width]: the output sequence's first token as it is, beside any `pool` (ALIGN
+    projects BERT's [CLS] state while its checkpoint keeps the unused pooler)."""
     stack_trainable: bool = True
     """false: the layer stack (every layer's self-attention and feed-forward sublayers) and final_norm are frozen;
     the embedding, the cross-attention sublayers and the pool still train (Flamingo's frozen LM)."""
@@ -440,6 +444,8 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             out["mask"] = bundle["mask"]
         if self.pool:
             out["pooled"] = TensorInfo((batch, pooled_width(self.pool, self.width)))
+        if self.emit_first:
+            out["first"] = TensorInfo((batch, self.width))
         if self.drop:
             tokens, _ = self.drop_sizes(src)
             out["restore"] = out["dropped"] = TensorInfo((batch, tokens), "int64")

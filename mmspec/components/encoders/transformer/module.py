@@ -82,6 +82,7 @@ class TransformerEncoderModule(nn.Module):
             freeze(self.final_norm)
         self.pool = make_pool(cfg.pool, cfg.width, cfg.eps)
         self.causal = cfg.causal
+        self.emit_first = cfg.emit_first
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         b = inputs["input"]
@@ -116,6 +117,8 @@ class TransformerEncoderModule(nn.Module):
             out["mask"] = mask
         if self.pool is not None:
             out["pooled"] = self.pool(x, b.get("ids"), mask)  # B,D'
+        if self.emit_first:
+            out["first"] = x[:, 0]  # B,D
         return {**out, **extra}
 
     def step(
