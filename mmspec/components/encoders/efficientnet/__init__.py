@@ -48,6 +48,7 @@ EFFICIENTNET_EXAMPLES = (
     Example({"image": {**_IMAGE, "height": 15, "width": 17}},
             {"input": "image", "stages": _TINY_STAGES, "head": 40, "width": 1.3, "depth": 1.6, "square_padding": [1]},
             name="scaled"),
+    Example({"image": _IMAGE}, {"input": "image", "stages": _TINY_STAGES, "head": None}, name="no_head"),  # ALIGN
 )
 
 
@@ -68,7 +69,9 @@ class EfficientNetEncoder(ComponentConfig):
     """Base rows [kernel, stride, expand ratio, in, out, repeats]; stage 1's `in` is the stem's width."""
     se_ratio: Probability = 0.25
     """Squeeze-excite width = max(1, int(block input channels * se_ratio))."""
-    head: PositiveInt = 1280
+    head: PositiveInt | None = 1280
+    """Channels of the final 1x1 conv (scaled by `width`); null: no final conv, `features` are the last block's
+    output (ALIGN's image tower)."""
     drop_connect: Probability = 0.2
     """Stochastic-depth rate of the last block; block n of N drops its residual branch with drop_connect * n / N."""
     dropout: Probability = 0.2
@@ -128,7 +131,7 @@ class EfficientNetEncoder(ComponentConfig):
                 h, w = (h + extra) // 2, (w + extra) // 2
             if h < 1 or w < 1:
                 raise CheckError("stages", f"the image of {self.input!r} is too small: block {n} has no pixels left")
-        c = self.channels(self.head)
+        c = self.channels(self.head) if self.head else self.channels(self.stages[-1][4])
         return {"features": TensorInfo((batch, c, h, w)), "pooled": TensorInfo((batch, c))}
 
     def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
@@ -140,7 +143,7 @@ class EfficientNetEncoder(ComponentConfig):
             mid, se = cin * expand, max(1, int(cin * self.se_ratio))
             total += conv_bn(cin, mid, 1) if expand != 1 else 0
             total += mid * kernel * kernel + 2 * mid + 2 * mid * se + se + mid + conv_bn(mid, cout, 1)
-        return total + conv_bn(self.channels(self.stages[-1][4]), self.channels(self.head), 1)
+        return total + (conv_bn(self.channels(self.stages[-1][4]), self.channels(self.head), 1) if self.head else 0)
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.blocks.conv import MBConv
@@ -153,5 +156,5 @@ class EfficientNetEncoder(ComponentConfig):
             for n, (cin, cout, kernel, stride, expand, residual) in enumerate(blocks)
         ]
         channels = inputs["input"]["pixels"].shape[1]
-        return EfficientNetModule(channels, self.channels(self.stages[0][3]), body, self.channels(self.head),
-                                  self.eps, self.dropout)
+        return EfficientNetModule(channels, self.channels(self.stages[0][3]), body,
+                                  self.channels(self.head) if self.head else None, self.eps, self.dropout)

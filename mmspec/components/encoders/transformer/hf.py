@@ -1,11 +1,13 @@
 """Hugging Face families that map onto the transformer encoder: BERT, RoBERTa, XLM-R, data2vec-text, GPT-1,
-GPT-2, ViT, ViTMAE and CLIP (config.json -> spec tree; the `layout:` names are the encoder's `weight_layouts`)."""
+GPT-2, ViT, ViTMAE, CLIP and ALIGN (config.json -> spec tree; the `layout:` names are the encoder's
+`weight_layouts`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mmspec.components.hf import Builder, Config, hf_family, num_labels
+import mmspec.components.encoders.efficientnet.hf  # noqa: F401  (ALIGN's image tower is its family)
+from mmspec.components.hf import HF_FAMILIES, Builder, Config, hf_family, num_labels
 
 _BERT_STACK_KEYS = (
     "hidden_size",
@@ -552,3 +554,41 @@ def _causal_lm(cfg: Config, tree: dict, enc: str, lm: bool, layout: str) -> dict
     else:
         tree["outputs"] = [f"{enc}.sequence"]
     return {**tree, "weights": {"nodes": nodes}}
+
+
+@hf_family(
+    "align",
+    ("AlignModel",),
+    {"projection_dim": 640, "temperature_init_value": 1.0},
+    survey=["TSV-02"],
+    paper="Jia et al. Scaling Up Visual and Vision-Language Representation Learning With Noisy Text Supervision. "
+    "ICML 2021.",
+)
+def _align(cfg: Config, arch: str) -> dict:
+    """ALIGN: an EfficientNet without its final 1x1 conv (mean-pooled last block) and a BERT whose raw [CLS]
+    state is projected to the image width; the cosines are divided by a learned temperature."""
+    efficientnet, bert = HF_FAMILIES["efficientnet"], HF_FAMILIES["bert"]
+    vision = efficientnet.build(cfg.sub("vision_config", efficientnet.defaults), "EfficientNetModel")
+    text = bert.build(cfg.sub("text_config", bert.defaults), "BertModel")
+    image_encoder = {**vision["encoders"]["backbone"], "head": None}
+    return {
+        "modalities": {**vision["modalities"], **text["modalities"]},
+        "encoders": {"vision": image_encoder, "bert": {**text["encoders"]["bert"], "emit_first": True}},
+        "heads": {
+            "text_proj": {"type": "projection", "input": "bert.first", "dim": cfg.int("projection_dim"),
+                          "bias": True},
+            "align": {"type": "contrastive", "inputs": {"image": "vision.pooled", "text": "text_proj"},
+                      "temperature": cfg.float("temperature_init_value")},
+        },
+        "outputs": ["align"],
+        "objectives": {"contrastive": {"type": "symmetric_infonce", "input": "align", "max_scale": None,
+                                       "label_smoothing": 0.1}},
+        "weights": {
+            "nodes": {
+                "vision": {"prefix": "vision_model", "layout": "efficientnet"},
+                "bert": {"prefix": "text_model", "layout": "bert"},
+                "text_proj": {"prefix": "text_projection", "layout": "linear"},
+                "align": {"prefix": "", "layout": "align"},
+            }
+        },
+    }

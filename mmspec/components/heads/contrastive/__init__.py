@@ -37,6 +37,12 @@ CONTRASTIVE_EXAMPLES = (
             }
         },
     ),
+    Example(  # ALIGN: a learned temperature that divides the cosines
+        {"a": {"type": "vector", "dim": 6}, "b": {"type": "vector", "dim": 4}},
+        {"inputs": {"image": "a", "text": "pb"}, "temperature": 0.5},
+        {"heads": {"pb": {"type": "projection", "input": "b", "dim": 6, "bias": True}}},
+        name="align",
+    ),
 )
 
 
@@ -71,7 +77,7 @@ class Projection(ComponentConfig):
 class Contrastive(ComponentConfig):
     """Scaled cosine similarities between two towers' embeddings, with a learned temperature.
 
-    inputs {a: ref, b: ref} -> `logits_per_a` [batch, batch] (= scale * norm(a) norm(b)^T),
+    inputs {a: ref, b: ref} -> `logits_per_a` [batch, batch] (= scale * norm(a) norm(b)^T, or / temperature),
     `logits_per_b` (its transpose), `a_embeds`, `b_embeds` (L2-normalised). CLIP/ALIGN.
     """
 
@@ -79,8 +85,14 @@ class Contrastive(ComponentConfig):
     inputs: dict[Name, Ref] = Field(min_length=2, max_length=2)
     logit_scale_init: PositiveFloat = math.log(1 / 0.07)
     """Initial log of the inverse temperature (CLIP: ln(1/0.07) = 2.6592)."""
+    temperature: PositiveFloat | None = None
+    """ALIGN: learn the temperature t itself, starting at this value, and divide the cosines by it (logits =
+    cos / t); `logit_scale_init` is then unused. null: CLIP's exp(logit_scale) * cos."""
 
-    weight_layouts = {"clip": (Rule("logit_scale", "logit_scale"),)}  # transformers CLIPModel
+    weight_layouts = {  # transformers CLIPModel, AlignModel
+        "clip": (Rule("logit_scale", "logit_scale"),),
+        "align": (Rule("temperature", "temperature"),),
+    }
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         (a, ta), (b, tb) = [(p, _vector(bundle, self.inputs[p], ("inputs", p))) for p, bundle in inputs.items()]
@@ -103,4 +115,4 @@ class Contrastive(ComponentConfig):
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.heads.contrastive.module import ContrastiveModule
 
-        return ContrastiveModule(list(inputs), self.logit_scale_init)
+        return ContrastiveModule(list(inputs), self.logit_scale_init, self.temperature)

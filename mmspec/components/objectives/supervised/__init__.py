@@ -97,6 +97,12 @@ SYMMETRIC_INFONCE_EXAMPLES = (
         {"heads": _TOWERS},
         name="clamped",
     ),
+    Example(  # ALIGN: the head divides by a learned temperature; smoothed labels
+        {"a": {"type": "vector", "dim": 6}, "b": {"type": "vector", "dim": 5}},
+        {"input": "clip", "max_scale": None, "label_smoothing": 0.1},
+        {"heads": {**_TOWERS, "clip": {**_TOWERS["clip"], "temperature": 1.0}}},
+        name="align",
+    ),
 )
 
 
@@ -248,11 +254,14 @@ class MaskedRegionKL(_HeadObjective):
 class SymmetricInfoNCE(_HeadObjective):
     """CLIP's symmetric InfoNCE: mean of the cross-entropies of both logit matrices against the diagonal,
     with in-batch negatives from every process and the head's learnable temperature, clamped after each step
-    so that exp(logit_scale) <= max_scale (CLIP: 100)."""
+    so that exp(logit_scale) <= max_scale (CLIP: 100); ALIGN's head divides by its learned temperature instead."""
 
     type: Literal["symmetric_infonce"]
     max_scale: PositiveFloat | None = 100.0
-    """Upper bound of the learned inverse temperature; null: unclamped."""
+    """Upper bound of the learned inverse temperature (exp(logit_scale), or 1 / temperature with the head's
+    `temperature`); null: unclamped."""
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    """Label smoothing of both cross-entropies (ALIGN: 0.1)."""
 
     def check_head(self, head: ComponentConfig, bundle: Bundle) -> None:
         if head.type != "contrastive":  # type: ignore[attr-defined]
@@ -263,4 +272,7 @@ class SymmetricInfoNCE(_HeadObjective):
 
         head = self.input.split(".")[0]
         a, b = ctx.spec.heads[head].inputs
-        return Module(a, b, ctx.modules[head].logit_scale, self.max_scale)
+        module = ctx.modules[head]
+        divide = ctx.spec.heads[head].temperature is not None
+        scale = module.temperature if divide else module.logit_scale
+        return Module(a, b, scale, self.max_scale, divide, self.label_smoothing)

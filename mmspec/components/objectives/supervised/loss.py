@@ -98,12 +98,16 @@ class Alignment(CrossEntropyLoss):
 class SymmetricInfoNCE(ObjectiveModule):
     """CLIP's loss: with a = norm(emb_a), b = norm(emb_b) and s = exp(logit_scale),
     (CE(s a b_all^T, i) + CE(s b a_all^T, i)) / 2 where b_all gathers every process's rows and i is the row's
-    global index. `logit_scale` is the contrastive head's parameter, clamped to ln(max_scale) after each step."""
+    global index. `logit_scale` is the contrastive head's parameter, clamped to ln(max_scale) after each step.
+    With `divide` the parameter is ALIGN's temperature t (s = 1 / t, t kept >= 1 / max_scale); the
+    cross-entropies smooth their labels by `label_smoothing`."""
 
-    def __init__(self, a: str, b: str, logit_scale: torch.nn.Parameter, max_scale: float | None):
+    def __init__(self, a: str, b: str, logit_scale: torch.nn.Parameter, max_scale: float | None,
+                 divide: bool = False, label_smoothing: float = 0.0):
         super().__init__()
         self.a, self.b, self.max_scale = a, b, max_scale
         self._scale = [logit_scale]  # the head's parameter (not registered twice)
+        self.divide, self.label_smoothing = divide, label_smoothing
         self.negatives = 0
         """Negatives per example in the last call (K*B - 1 with K processes of B rows)."""
 
@@ -112,13 +116,19 @@ class SymmetricInfoNCE(ObjectiveModule):
         a, b = head[f"{self.a}_embeds"], head[f"{self.b}_embeds"]  # B,D (unit norm)
         all_a, offset = gather_rows(a)  # K*B,D
         all_b, _ = gather_rows(b)
-        scale = self._scale[0].exp()
+        scale = 1.0 / self._scale[0] if self.divide else self._scale[0].exp()
         labels = torch.arange(a.shape[0], device=a.device) + offset  # B
         logits_a, logits_b = scale * a @ all_b.t(), scale * b @ all_a.t()  # B,K*B
         self.negatives = logits_a.shape[1] - 1
-        return (F.cross_entropy(logits_a, labels) + F.cross_entropy(logits_b, labels)) / 2
+        smooth = self.label_smoothing
+        return (F.cross_entropy(logits_a, labels, label_smoothing=smooth)
+                + F.cross_entropy(logits_b, labels, label_smoothing=smooth)) / 2
 
     @torch.no_grad()
     def after_step(self, step: int, total: int) -> None:
-        if self.max_scale is not None:
+        if self.max_scale is None:
+            return
+        if self.divide:
+            self._scale[0].clamp_(min=1.0 / self.max_scale)
+        else:
             self._scale[0].clamp_(0.0, math.log(self.max_scale))
