@@ -224,7 +224,7 @@ def _override(raw: dict, where: _Locator, parts: list[str], key: str, value: Any
             hint = suggestion_text(part, [k for k, v in node.items() if isinstance(v, dict | list)])
             problem = f"{here!r} does not exist" if part not in node else (
                 f"{here!r} is {_describe(child)}, not a mapping")
-        elif part.isdigit() and int(part) < len(node):
+        elif part.isascii() and part.isdigit() and int(part) < len(node):  # ASCII: int() takes other digits
             path.append(int(part))
             if last:
                 break

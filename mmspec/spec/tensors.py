@@ -23,7 +23,7 @@ def dim_terms(d: Dim) -> Terms:
         coef, names = 1, []
         for factor in term.split("*"):
             factor = factor.strip()
-            if factor.isdigit():
+            if factor.isascii() and factor.isdigit():
                 coef *= int(factor)
             elif _NAME.fullmatch(factor):
                 names.append(factor)

@@ -88,7 +88,7 @@ def load_yaml_text(text: str | bytes, file: str = "<string>") -> tuple[dict, Sou
     if len(data) > MAX_BYTES:
         _fail(file, 0, 0, "too-large", f"spec is larger than the {MAX_BYTES >> 20} MiB limit")
     builder = _Builder(file)
-    builder.run(_decode(data, file))
+    builder.run(_shield(_decode(data, file), file))
     root = builder.root
     if not builder.diags and root is None:
         builder.diags.append(Diagnostic(file, 0, 0, "empty-spec", "spec is empty"))
@@ -133,6 +133,27 @@ def _decode(data: bytes, file: str) -> str:
     col = len(data[line_start:bad].decode("utf-8", "replace")) + 1
     line = data.count(b"\n", 0, bad) + 1
     _fail(file, line, col, "not-utf8", f"not UTF-8 text at byte {bad}")
+
+
+_NOT_BREAKS = {"\x85": "\U0010fff0", "\u2028": "\U0010fff1", "\u2029": "\U0010fff2"}
+"""NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR end lines in YAML 1.1 (and PyYAML) but are ordinary characters in
+YAML 1.2: hidden behind private-use stand-ins while parsing, so a comment cannot end at one (injecting the rest
+of its line as content) and line numbers count only CR and LF."""
+_SHIELD = str.maketrans(_NOT_BREAKS)
+_UNSHIELD = str.maketrans({v: k for k, v in _NOT_BREAKS.items()})
+
+
+def _shield(text: str, file: str) -> str:
+    if any(c in text for c in _NOT_BREAKS.values()):
+        pos = min(text.find(c) for c in _NOT_BREAKS.values() if c in text)
+        line = text.count("\n", 0, pos) + 1
+        _fail(file, line, pos - text.rfind("\n", 0, pos), "yaml-syntax",
+              f"character U+{ord(text[pos]):X} is reserved (a private-use code point); remove it")
+    return text.translate(_SHIELD)
+
+
+def _unshield(text: str) -> str:
+    return text.translate(_UNSHIELD)
 
 
 # YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution).
@@ -268,9 +289,10 @@ class _Builder:
             self.error(pos, "too-large", f"scalar longer than {MAX_SCALAR_CHARS} characters")
             return _BAD
         if event.style:  # quoted or block scalars are always strings
-            return event.value
+            return _unshield(event.value)
         try:
-            return _resolve_plain(event.value)
+            value = _resolve_plain(event.value)
+            return _unshield(value) if isinstance(value, str) else value
         except ValueError:
             self.error(pos, "too-large", "integer literal too long")
             return _BAD

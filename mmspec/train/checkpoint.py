@@ -76,7 +76,7 @@ def restore_optimizers(path: str | Path, model: torch.nn.Module, optimizers: lis
                              "from other weights)")
         stored = {k: ckpt.read(k) for k in ckpt.entries if k.startswith(OPTIMIZER_PREFIX)}
         steps = ckpt.metadata.get("steps", "")
-    if not steps.isdigit():
+    if not (steps.isascii() and steps.isdigit()):
         raise UsageError(f"--resume {path}: the checkpoint records no step count (steps={steps!r})")
     used: set[str] = set()
     for g, opt in enumerate(optimizers):
