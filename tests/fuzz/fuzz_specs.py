@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from mmspec.registry import PROBE, Component, Example, components, list_components, spec_model
 from mmspec.spec.modality import Modality
@@ -98,20 +98,26 @@ class Draft:
         return self.draw(st.sampled_from(options))
 
     def add(self, slot: str, name: str, config: dict[str, Any]) -> bool:
-        """Keep the node if its config validates and its shape rules accept its inputs."""
+        """Keep the node if its config validates and its shape rules accept its inputs.
+
+        A refusal is a pydantic ValidationError or a CheckError; any other exception from `infer` is a crash
+        of the shape rule (plan() would not catch it either) and propagates, so the fuzzer reports it.
+        """
         comp = components(slot)[config["type"]]
         try:
             cfg = comp.config.model_validate(config)
-            refs = cfg.references()
-            inputs = {}
-            for port, ref in refs.items():
-                node, _, field = ref.partition(".")
-                if node not in self.bundles or not self.bundles[node] or (field and field not in self.bundles[node]):
-                    return False  # plan() reports these itself
-                inputs[port] = {field: self.bundles[node][field]} if field else self.bundles[node]
-            self.configs[slot][name] = cfg
+        except ValidationError:
+            return False
+        inputs = {}
+        for port, ref in cfg.references().items():
+            node, _, field = ref.partition(".")
+            if node not in self.bundles or not self.bundles[node] or (field and field not in self.bundles[node]):
+                return False  # plan() reports these itself
+            inputs[port] = {field: self.bundles[node][field]} if field else self.bundles[node]
+        self.configs[slot][name] = cfg
+        try:
             bundle = cfg.infer(inputs, PlanContext(self.spec, self.bundles))
-        except (CheckError, ValueError, KeyError, TypeError, AttributeError):
+        except CheckError:
             self.configs[slot].pop(name, None)
             return False
         self.raw.setdefault(slot, {})[name] = config
