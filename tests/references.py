@@ -198,6 +198,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "you_cropyield": SR.you_lstm,
     "jean_poverty": SR.jean,
     "gebru_streetview": lambda: SR.alexnet_dense(2657),
+    "law_house": SR.law,
     "multisurv": MSR.multisurv,  # official sub-models, five non-imaging modalities, 30 intervals
     "cheerla": MSR.cheerla,  # official experiments/predict.py Network without the SqueezeNet branch
     "wide_deep": MSR.wdl,  # deepctr-torch WDL: one 10-level sparse feature (4-d), one dense, DNN (256, 128)

@@ -70,3 +70,18 @@ def alexnet_dense(classes: int) -> nn.Module:
     return nn.ModuleList([nn.Conv2d(3, 96, 11, 4), nn.Conv2d(96, 256, 5, padding=2), nn.Conv2d(256, 384, 3, padding=1),
                           nn.Conv2d(384, 384, 3, padding=1), nn.Conv2d(384, 256, 3, padding=1),
                           nn.Linear(256 * 6 * 6, 4096), nn.Linear(4096, 4096), nn.Linear(4096, classes)])
+
+
+def vgg16_trunk() -> nn.Module:
+    """The 13 convolutions of VGG16 (Simonyan & Zisserman 2015, Table 1, configuration D)."""
+    widths = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    return nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip([3, *widths], widths, strict=False))
+
+
+def law() -> nn.Module:
+    """specs/law_house.yaml: two VGG16 trunks, the location's coefficients (8 attributes, 512 street, 512 aerial;
+    the intercept as the bias) and the scale's intercept."""
+    import torch
+
+    scale = nn.ParameterDict({"scale": nn.Parameter(torch.zeros(1))})
+    return nn.ModuleList([vgg16_trunk(), vgg16_trunk(), nn.Linear(8 + 512 + 512, 1), scale])

@@ -274,3 +274,30 @@ def test_gebru_matches_the_alexnet_layer_table():
 def test_gebru_fit_lowers_the_car_class_loss():
     losses = _fit("gebru_streetview")
     assert losses[-1] < 0.5 * losses[0], losses[::5]
+
+
+def test_law_matches_two_vgg16_trunks_and_the_hedonic_head():
+    assert _count("law_house") == _reference(R.law)
+
+
+def test_law_fit_lowers_the_price_nll():
+    losses = _fit("law_house")
+    assert losses[-1] < losses[0] - 0.5, losses[::5]
+
+
+def test_orthogonalized_image_terms_keep_the_hedonic_coefficients():
+    """Law et al.'s two stages in one model: with the deep term projected off [1, X], least squares on [1, X, D]
+    gives the attributes the coefficients of the attributes-only regression."""
+    from mmspec.components.fusion.orthogonalize.module import Orthogonalize
+
+    g = torch.Generator().manual_seed(6)
+    x, deep = torch.randn(80, 3, generator=g, dtype=torch.float64), torch.randn(80, 4, generator=g, dtype=torch.float64)
+    y = (x @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + deep[:, 0] + x[:, 1] * deep[:, 1]).numpy()
+    cell = Orthogonalize(4, 4, 1, momentum=0.1, eps=1e-12).double()
+    latent = cell({"input": {"u": deep}, "x0": {"x": x}})["latent"].detach().numpy()
+    ones = np.ones((80, 1))
+    hedonic = np.linalg.lstsq(np.c_[ones, x.numpy()], y, rcond=None)[0]
+    joint = np.linalg.lstsq(np.c_[ones, x.numpy(), latent], y, rcond=None)[0]
+    raw = np.linalg.lstsq(np.c_[ones, x.numpy(), deep.numpy()], y, rcond=None)[0]
+    np.testing.assert_allclose(joint[:4], hedonic, atol=1e-8)
+    assert not np.allclose(raw[:4], hedonic, atol=1e-2)  # without the cell the deep term shifts them
