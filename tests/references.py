@@ -26,6 +26,7 @@ from functools import cache
 
 import multimodal_survival_references as MSR
 import structured_references as SR
+import survival_references as SV
 import torch
 import transformers as tf
 from test_param_counts import OFFICIAL_VILBERT, _vilbert_official
@@ -193,6 +194,10 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
                         "2,000,000 words, 300-d", lambda: (2_000_000 + 2_000_000 + 2_000_000) * 300),
     "glove": _table(400_000, 300, tables=2, bias=True),
     "sirko_buildings": lambda: SR.unet(3, [64, 128, 256, 512, 1024], 1),
+    "cox": Formula("lifelines.CoxPHFitter fitted on load_rossi: one coefficient per covariate",
+                   lambda: len(SV.rossi_cox().params_)),
+    "deepsurv": lambda: SV.deepsurv_official(5, [48, 48]),  # WHAS configuration, official Lasagne layers
+    "deepconvsurv": lambda: SV.deepconvsurv_official(3, 512, 512),  # WSISA's layers on 512x512 patches
     "ssddr": SR.ssddr,
     "deeppamm": SR.deeppamm,
     "you_cropyield": SR.you_lstm,
