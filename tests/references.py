@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 
+import diffusion_references as DR
 import multimodal_survival_references as MSR
 import structured_references as SR
 import survival_references as SV
@@ -194,6 +195,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
                         "2,000,000 words, 300-d", lambda: (2_000_000 + 2_000_000 + 2_000_000) * 300),
     "glove": _table(400_000, 300, tables=2, bias=True),
     "sirko_buildings": lambda: SR.unet(3, [64, 128, 256, 512, 1024], 1),
+    "ddpm": DR.ddpm_cifar10,
+    "ddpm:lsun256": DR.ddpm_lsun256,
     "cox": Formula("lifelines.CoxPHFitter fitted on load_rossi: one coefficient per covariate",
                    lambda: len(SV.rossi_cox().params_)),
     "deepsurv": lambda: SV.deepsurv_official(5, [48, 48]),  # WHAS configuration, official Lasagne layers

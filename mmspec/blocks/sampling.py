@@ -17,13 +17,15 @@ UP_MODES = ("conv", "transpose", "nearest")
 
 class Downsample(nn.Module):
     """Halve H and W: mode "conv" is a 3x3 stride-2 conv with padding 1 (DDPM; Downsample2D(use_conv=True)),
-    "avg" a 2x2 average pool (channels unchanged; Downsample2D(use_conv=False))."""
+    "avg" a 2x2 average pool (channels unchanged; Downsample2D(use_conv=False)). `padding=0` pads only the right and
+    bottom by one before an unpadded conv (diffusers' `downsample_padding=0`, the DDPM CIFAR-10 and VAE setting)."""
 
-    def __init__(self, channels: int, out: int | None = None, mode: str = "conv"):
+    def __init__(self, channels: int, out: int | None = None, mode: str = "conv", padding: int = 1):
         super().__init__()
         out = out or channels
+        self.asymmetric = mode == "conv" and padding == 0
         if mode == "conv":
-            self.conv = nn.Conv2d(channels, out, 3, stride=2, padding=1)
+            self.conv = nn.Conv2d(channels, out, 3, stride=2, padding=padding)
         elif mode == "avg":
             if out != channels:
                 raise ValueError("average-pool downsampling keeps the channel count")
@@ -32,6 +34,8 @@ class Downsample(nn.Module):
             raise ValueError(f"unknown downsample mode {mode!r}; expected one of {', '.join(DOWN_MODES)}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.asymmetric:
+            x = F.pad(x, (0, 1, 0, 1))  # B,C,H+1,W+1
         return self.conv(x)  # B,C',H/2,W/2
 
 

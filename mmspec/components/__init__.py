@@ -11,6 +11,7 @@ import importlib
 
 FAMILIES = (
     "encoders.convnet",
+    "encoders.diffusion_unet",
     "encoders.efficientnet",
     "encoders.embedding_bag",
     "encoders.resnet",

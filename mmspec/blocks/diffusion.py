@@ -1,0 +1,157 @@
+"""The denoising U-Net of DDPM (Ho et al. 2020) in diffusers' UNet2DModel layout: a timestep embedding, levels of
+GroupNorm + SiLU residual blocks (`conv.ResnetBlock`) with optional self-attention over the pixels, stride-2
+downsampling, a middle block (resnet, attention, resnet), and an upsampling path whose every block takes the
+matching down-path state concatenated on the channels.
+
+Contract: `DiffusionUNet` maps (sample [B, C, H, W], timesteps [B]) -> [B, C_out, H, W], H and W divisible by
+2^(levels - 1). Parameter names equal diffusers' (conv_in, time_embedding.linear_1, down_blocks.i.resnets.j,
+down_blocks.i.attentions.j, down_blocks.i.downsamplers.0.conv, mid_block, up_blocks, conv_norm_out, conv_out)
+except inside the attentions (group_norm, attn.q/k/v/out for to_q/to_k/to_v/to_out.0). torch.fx traceable.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmspec.blocks.attention import Attention
+from mmspec.blocks.conv import ResnetBlock
+from mmspec.blocks.positions import TimestepEmbedding
+from mmspec.blocks.sampling import Downsample, Upsample
+
+
+class SpatialSelfAttention(nn.Module):
+    """x + attention(GroupNorm(x)) over the H*W positions, `channels // head_dim` heads (one head without
+    head_dim): diffusers' Attention with a group norm and a residual connection, as in AttnDownBlock2D."""
+
+    def __init__(self, channels: int, head_dim: int | None, groups: int, eps: float):
+        super().__init__()
+        heads = channels // head_dim if head_dim else 1
+        self.group_norm = nn.GroupNorm(groups, channels, eps=eps)
+        self.attn = Attention(channels, channels, channels, heads, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        y = self.group_norm(x).flatten(2).transpose(1, 2)  # B,HW,C
+        y = self.attn(y).transpose(1, 2).reshape(b, c, h, w)  # B,C,H,W
+        return x + y  # B,C,H,W
+
+
+class DownLevel(nn.Module):
+    """`depth` resnets (each followed by an attention when `attention`), then a stride-2 downsample unless last;
+    returns the output and every intermediate state the up path concatenates."""
+
+    def __init__(self, cin: int, cout: int, depth: int, temb: int, attention: bool, last: bool, opts: dict):
+        super().__init__()
+        g, eps = opts["groups"], opts["eps"]
+        self.resnets = nn.ModuleList(ResnetBlock(cin if i == 0 else cout, cout, temb, g, eps, opts["dropout"])
+                                     for i in range(depth))
+        self.attentions = nn.ModuleList(SpatialSelfAttention(cout, opts["head_dim"], g, eps)
+                                        for _ in range(depth if attention else 0))
+        self.downsamplers = nn.ModuleList(
+            [] if last else [Downsample(cout, mode="conv", padding=opts["downsample_padding"])])
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        states = []
+        for i, resnet in enumerate(self.resnets):
+            x = resnet(x, emb)  # B,C',H,W
+            if len(self.attentions):
+                x = self.attentions[i](x)  # B,C',H,W
+            states.append(x)
+        for down in self.downsamplers:
+            x = down(x)  # B,C',H/2,W/2
+            states.append(x)
+        return x, states
+
+
+class UpLevel(nn.Module):
+    """`depth` + 1 resnets, each on [x; the next skip state] (channels concatenated), each followed by an
+    attention when `attention`; then a nearest x2 upsample + 3x3 conv unless last."""
+
+    def __init__(self, cin: int, cout: int, skip_widths: list[int], temb: int, attention: bool, last: bool,
+                 opts: dict):
+        super().__init__()
+        g, eps = opts["groups"], opts["eps"]
+        self.resnets = nn.ModuleList(ResnetBlock((cin if i == 0 else cout) + s, cout, temb, g, eps, opts["dropout"])
+                                     for i, s in enumerate(skip_widths))
+        self.attentions = nn.ModuleList(SpatialSelfAttention(cout, opts["head_dim"], g, eps)
+                                        for _ in range(len(skip_widths) if attention else 0))
+        self.upsamplers = nn.ModuleList([] if last else [Upsample(cout, mode="conv")])
+
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], emb: torch.Tensor) -> torch.Tensor:
+        for i, resnet in enumerate(self.resnets):
+            x = resnet(torch.cat([x, skips.pop()], dim=1), emb)  # B,C',H,W
+            if len(self.attentions):
+                x = self.attentions[i](x)  # B,C',H,W
+        for up in self.upsamplers:
+            x = up(x)  # B,C',2H,2W
+        return x
+
+
+class MidBlock(nn.Module):
+    """resnet -> self-attention -> resnet at the lowest resolution (diffusers UNetMidBlock2D)."""
+
+    def __init__(self, channels: int, temb: int, opts: dict):
+        super().__init__()
+        g, eps = opts["groups"], opts["eps"]
+        self.resnets = nn.ModuleList(ResnetBlock(channels, channels, temb, g, eps, opts["dropout"]) for _ in range(2))
+        self.attentions = nn.ModuleList([SpatialSelfAttention(channels, opts["head_dim"] or channels, g, eps)])
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        x = self.resnets[0](x, emb)  # B,C,H,W
+        return self.resnets[1](self.attentions[0](x), emb)  # B,C,H,W
+
+
+class DiffusionUNet(nn.Module):
+    """widths[i] channels at level i (resolution / 2^i), `depth` resnets per down level (depth + 1 per up level),
+    self-attention at the levels where attention[i]; the time embedding is 4 * widths[0] wide."""
+
+    def __init__(
+        self,
+        channels: int,
+        out_channels: int,
+        widths: list[int],
+        depth: int,
+        attention: list[bool],
+        *,
+        head_dim: int | None = None,
+        groups: int = 32,
+        eps: float = 1e-6,
+        dropout: float = 0.0,
+        flip_sin_to_cos: bool = False,
+        freq_shift: float = 1.0,
+        downsample_padding: int = 1,
+    ):
+        super().__init__()
+        opts = {"groups": groups, "eps": eps, "dropout": dropout, "head_dim": head_dim,
+                "downsample_padding": downsample_padding}
+        temb = 4 * widths[0]
+        n = len(widths)
+        self.conv_in = nn.Conv2d(channels, widths[0], 3, padding=1)
+        self.time_embedding = TimestepEmbedding(widths[0], temb, flip_sin_to_cos, freq_shift)
+        self.down_blocks = nn.ModuleList(
+            DownLevel(widths[max(i - 1, 0)], widths[i], depth, temb, attention[i], i == n - 1, opts) for i in range(n))
+        self.mid_block = MidBlock(widths[-1], temb, opts)
+        skip = [widths[0]]  # the widths of the down path's states, in the order they are stored
+        for i in range(n):
+            skip += [widths[i]] * (depth + (i < n - 1))
+        ups = []
+        for i in reversed(range(n)):
+            taken = [skip.pop() for _ in range(depth + 1)]
+            ups.append(UpLevel(widths[min(i + 1, n - 1)], widths[i], taken, temb, attention[i], i == 0, opts))
+        self.up_blocks = nn.ModuleList(ups)
+        self.conv_norm_out = nn.GroupNorm(groups, widths[0], eps=eps)
+        self.conv_out = nn.Conv2d(widths[0], out_channels, 3, padding=1)
+
+    def forward(self, sample: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        emb = self.time_embedding(timesteps)  # B,4*C0
+        x = self.conv_in(sample)  # B,C0,H,W
+        skips = [x]
+        for level in self.down_blocks:
+            x, states = level(x, emb)  # B,C_i,H/2^i,W/2^i
+            skips += states
+        x = self.mid_block(x, emb)  # B,C_L,h,w
+        for level in self.up_blocks:
+            x = level(x, skips, emb)  # B,C_i,H/2^i,W/2^i
+        return self.conv_out(F.silu(self.conv_norm_out(x)))  # B,C_out,H,W

@@ -1,0 +1,144 @@
+"""Diffusion U-Net denoiser (DDPM, Ho et al. 2020; diffusers UNet2DModel): noisy image and timestep in, the
+predicted noise out, composed from `mmspec.blocks.diffusion`. `--weights` reads a diffusers UNet2DModel
+checkpoint with `layout: diffusers`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mmspec.components.common import require
+from mmspec.registry import Example, register
+from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Probability, Ref
+from mmspec.spec.layout import Rule
+from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+
+_X_T = {"x_t": {"type": "image", "channels": 3, "height": 8, "width": 8},
+        "t": {"type": "scalar", "dtype": "int64", "high": 1000}}
+DIFFUSION_UNET_EXAMPLES = (
+    Example(_X_T, {"input": "x_t", "timestep": "t", "widths": [4, 8], "depth": 1, "attention": [False, True],
+                   "groups": 2, "downsample_padding": 0}, name="ddpm"),
+    Example({**_X_T, "x_t": {"type": "image", "channels": 2, "height": 4, "width": 4}},
+            {"input": "x_t", "timestep": "t", "widths": [4], "depth": 2, "attention": [True], "head_dim": 2,
+             "groups": 2, "out_channels": 1, "flip_sin_to_cos": True, "freq_shift": 0}, name="one_level"),
+)
+
+_ATTENTION_RENAMES = (("to_q", "attn.q"), ("to_k", "attn.k"), ("to_v", "attn.v"), ("to_out.0", "attn.out"))
+DIFFUSERS_UNET = (
+    *(Rule(f"{{a*}}.attentions.{{i}}.{src}.{{p}}", f"{{a*}}.attentions.{{i}}.{dst}.{{p}}")
+      for src, dst in _ATTENTION_RENAMES),
+    Rule("{name*}", "{name*}"),
+)
+
+
+def _conv(cin: int, cout: int, kernel: int) -> int:
+    return cin * cout * kernel * kernel + cout
+
+
+def _resnet(cin: int, cout: int, temb: int) -> int:
+    """blocks.conv.ResnetBlock with a time embedding: two GroupNorms, two 3x3 convs, the time projection and a 1x1
+    shortcut when the width changes."""
+    shortcut = _conv(cin, cout, 1) if cin != cout else 0
+    return 2 * cin + _conv(cin, cout, 3) + temb * cout + cout + 2 * cout + _conv(cout, cout, 3) + shortcut
+
+
+def _attention(c: int) -> int:
+    """blocks.diffusion.SpatialSelfAttention: GroupNorm and four c x c projections with biases."""
+    return 2 * c + 4 * (c * c + c)
+
+
+@register("encoders", examples=DIFFUSION_UNET_EXAMPLES)
+class DiffusionUNetEncoder(ComponentConfig):
+    """Noisy image x_t [batch, C, H, W] and timestep [batch] -> `eps` [batch, out_channels, H, W] (the predicted
+    noise). Sinusoidal timestep embedding (widths[0] channels) -> Linear -> SiLU -> Linear (4 * widths[0]);
+    a 3x3 conv in; per level `depth` GroupNorm + SiLU residual blocks that add the time embedding, each followed
+    by self-attention over the pixels where `attention` says so, and a stride-2 3x3 conv between levels; a middle
+    block (resnet, attention, resnet); the mirrored up path with depth + 1 blocks per level, each on its input
+    concatenated with the matching down-path state, nearest x2 + 3x3 conv between levels; GroupNorm, SiLU and a
+    3x3 conv out."""
+
+    type: Literal["diffusion_unet"]
+    input: Ref
+    """The noisy image x_t (an image modality)."""
+    timestep: Ref
+    """The diffusion timestep, one per example (a scalar modality)."""
+    widths: list[PositiveInt] = Field(default=[128, 256, 256, 256], min_length=1)
+    """Channels per level, full resolution first (diffusers `block_out_channels`)."""
+    depth: PositiveInt = 2
+    """Residual blocks per down level (diffusers `layers_per_block`); up levels have one more."""
+    attention: list[bool] = [False, True, False, False]
+    """Per level: self-attention after each residual block (the up path mirrors it); DDPM CIFAR-10 at 16x16."""
+    head_dim: PositiveInt | None = None
+    """Attention head width (heads = channels / head_dim); none: one head of all channels (DDPM)."""
+    out_channels: PositiveInt | None = None
+    """Predicted channels; none: the image's."""
+    groups: PositiveInt = 32
+    """GroupNorm groups; must divide every width."""
+    eps: PositiveFloat = 1e-6
+    dropout: Probability = 0.0
+    flip_sin_to_cos: bool = False
+    """Timestep sinusoid cos first (diffusers' default) instead of sin first (DDPM)."""
+    freq_shift: float = 1.0
+    """Sinusoid frequencies 10000^(-i / (widths[0]/2 - freq_shift)); DDPM 1, diffusers' default 0."""
+    downsample_padding: Literal[0, 1] = 1
+    """1: the stride-2 convs pad 1 on every side; 0: one row and column on the right and bottom only (DDPM)."""
+
+    weight_layouts = {"diffusers": DIFFUSERS_UNET}  # diffusers UNet2DModel, prefix ''
+
+    def references(self) -> dict[str, str]:
+        return {"input": self.input, "timestep": self.timestep}
+
+    def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        pixels = require(inputs["input"].get("pixels"), "pixels", 4, "image")
+        batch, channels, h, w = pixels.shape
+        timestep = inputs["timestep"]
+        t = next(iter(timestep.values())) if len(timestep) == 1 else None
+        if t is None or t.rank != 1:
+            raise CheckError("timestep", f"{self.timestep!r} must be one timestep per example [batch] (a scalar "
+                                         f"modality)")
+        if len(self.attention) != len(self.widths):
+            raise CheckError("attention", f"has {len(self.attention)} entries for {len(self.widths)} levels "
+                                          f"(widths); give one true/false per level")
+        bad = [c for c in self.widths if c % self.groups]
+        if bad:
+            raise CheckError("groups", f"{self.groups} GroupNorm groups do not divide the widths {bad}")
+        if self.head_dim and any(c % self.head_dim for c, a in zip(self.widths, self.attention, strict=True) if a):
+            raise CheckError("head_dim", f"head_dim {self.head_dim} must divide the widths of the attention levels")
+        if self.widths[0] // 2 <= self.freq_shift:
+            raise CheckError("freq_shift", f"the sinusoid of widths[0] = {self.widths[0]} has {self.widths[0] // 2} "
+                                           f"frequencies, not more than freq_shift {self.freq_shift}")
+        factor = 2 ** (len(self.widths) - 1)
+        if not (isinstance(h, int) and isinstance(w, int)) or h % factor or w % factor:
+            raise CheckError("widths", f"{len(self.widths)} levels halve the image {len(self.widths) - 1} times, so "
+                                       f"height and width must divide by {factor}; {self.input!r} is {h}x{w}")
+        return {"eps": TensorInfo((batch, self.out_channels or channels, h, w))}
+
+    def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
+        channels = inputs["input"]["pixels"].shape[1]
+        widths, n, depth = self.widths, len(self.widths), self.depth
+        temb = 4 * widths[0]
+        total = _conv(channels, widths[0], 3) + (widths[0] * temb + temb) + (temb * temb + temb)
+        skip = [widths[0]]
+        for i, c in enumerate(widths):
+            cin = widths[max(i - 1, 0)]
+            total += sum(_resnet(cin if j == 0 else c, c, temb) for j in range(depth))
+            total += depth * _attention(c) if self.attention[i] else 0
+            total += _conv(c, c, 3) if i < n - 1 else 0
+            skip += [c] * (depth + (i < n - 1))
+        total += 2 * _resnet(widths[-1], widths[-1], temb) + _attention(widths[-1])
+        for i in reversed(range(n)):
+            c, below = widths[i], widths[min(i + 1, n - 1)]
+            total += sum(_resnet((below if j == 0 else c) + skip.pop(), c, temb) for j in range(depth + 1))
+            total += (depth + 1) * _attention(c) if self.attention[i] else 0
+            total += _conv(c, c, 3) if i > 0 else 0
+        return total + 2 * widths[0] + _conv(widths[0], self.out_channels or channels, 3)
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.encoders.diffusion_unet.module import DiffusionUNetModule
+
+        channels = inputs["input"]["pixels"].shape[1]
+        return DiffusionUNetModule(
+            channels, self.out_channels or channels, self.widths, self.depth, self.attention, head_dim=self.head_dim,
+            groups=self.groups, eps=self.eps, dropout=self.dropout, flip_sin_to_cos=self.flip_sin_to_cos,
+            freq_shift=self.freq_shift, downsample_padding=self.downsample_padding)
