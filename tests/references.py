@@ -156,6 +156,10 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
                      "intermediate_size": 4096},
         vision_config={"width_coefficient": 4.3, "depth_coefficient": 5.3, "image_size": 289, "hidden_dim": 5504},
         projection_dim=1376)),
+    "data2vec_text": lambda: _modules(  # student, regression head, the teacher's copy of the student
+        *[tf.Data2VecTextModel(tf.Data2VecTextConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1,
+                                                     pad_token_id=1, layer_norm_eps=1e-5)) for _ in range(2)],
+        nn.Linear(768, 768)),
     "visualbert": lambda: tf.VisualBertForPreTraining(tf.VisualBertConfig(visual_embedding_dim=2048)),
     "vilbert": Formula("official vilbert-multi-task configuration, counted module by module",
                        lambda: _vilbert_official(OFFICIAL_VILBERT)[0]),
