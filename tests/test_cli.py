@@ -115,7 +115,7 @@ def test_validate_checks_every_file(capsys, tmp_path):
     assert out.startswith(f"{SPECS[0]}: ok (")
     assert err.splitlines() == [
         f"{bad}:4:26: error[range]: modalities.x.dim: must be >= 1, got 0",
-        f"{tmp_path / 'missing.yaml'}:0:0: error[read-error]: cannot read spec: No such file or directory",
+        f"{tmp_path / 'missing.yaml'}:0:0: error[read-error]: cannot read spec: no such file or directory",
         "error: 2 of 3 spec(s) invalid",
     ]
 

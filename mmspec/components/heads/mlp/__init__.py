@@ -35,6 +35,8 @@ MLP_EXAMPLES = (
         {"input": "s", "dim": 3, "hidden": [5], "norm": "layer", "activation": "gelu"},
         name="sequence",
     ),
+    Example({"s": {"type": "sequence", "dim": 6, "length": "seq", "max_length": 10}}, {"input": "s", "dim": 3},
+            name="linear"),  # one Linear per position: ViTMAE's pixel head
 )
 DISCRIMINATOR_EXAMPLES = (
     Example(
