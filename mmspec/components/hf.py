@@ -8,6 +8,7 @@ config's model_type up there, so adding a family is one `hf.py`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,14 +30,18 @@ class Config:
     def get(self, key: str, kind: type | tuple[type, ...]) -> Any:
         value = self.data.get(key, self.defaults.get(key))
         if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
-            raise self.error(key, f"expected {getattr(kind, '__name__', kind)}, got {value!r}")
+            kinds = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise self.error(key, f"expected {kinds}, got {_show(value)}")
         return value
 
     def int(self, key: str) -> int:
         return self.get(key, int)
 
     def float(self, key: str) -> float:
-        return float(self.get(key, (int, float)))
+        value = float(self.get(key, (int, float)))
+        if not math.isfinite(value):
+            raise self.error(key, f"expected a finite number, got {value}")
+        return value
 
     def activation(self, key: str) -> str:
         name = self.get(key, str)
@@ -58,6 +63,12 @@ class Config:
 
     def error(self, key: str, message: str) -> UsageError:
         return UsageError(f"{self.file}: {self.where}{key}: {message}")
+
+
+def _show(value: Any) -> str:
+    """A config value for a message: its repr, cut to 60 characters with its length."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}... ({len(text)} characters)"
 
 
 Builder = Callable[[Config, str], dict]

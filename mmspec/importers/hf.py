@@ -60,6 +60,8 @@ def import_hf(path: str | Path, name: str | None = None) -> tuple[dict, str]:
         raise UsageError(f"{file}: not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{file}: expected a JSON object")
+    if not isinstance(model_type, str):
+        raise UsageError(f"{file}: model_type must be a string naming the architecture family, got {model_type!r}")
     model_type = data.get("model_type")
     supported = families()
     if model_type not in supported:
@@ -83,9 +85,26 @@ def import_hf(path: str | Path, name: str | None = None) -> tuple[dict, str]:
         "name": name or _name(file.parent.name, model_type),
         "description": f"Imported from {file} ({arch}) by `mmspec import hf`.",
         "reference": {**family.reference, "implementation": f"transformers.{arch}"},
+    _check_values(tree, file)
         **family.build(cfg, arch),
     }
     return tree, arch
+def _check_values(tree: dict, file: Path) -> None:
+    """Refuse config values that make no valid model (heads that do not divide the width, negative sizes,
+    sizes past the default budget) as a usage error on the config file, naming each problem."""
+    from mmspec.registry import spec_model
+    from mmspec.spec.budget import DEFAULT_BUDGET
+    from mmspec.spec.loader import load_spec
+
+    text = yaml.safe_dump(tree, sort_keys=False, default_flow_style=None, width=120, allow_unicode=True)
+    try:
+        load_spec(f"{file} (as a spec)", spec_model(), budget=DEFAULT_BUDGET, text=text)
+    except SpecError as e:
+        problems = [d.message for d in e.diagnostics]
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise UsageError(f"{file}: its values do not make a valid model: {shown}") from None
+
+
 
 
 def write_spec(tree: dict, out: str | Path) -> None:
@@ -104,7 +123,7 @@ def write_spec(tree: dict, out: str | Path) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         try:
-            load_spec(tmp, spec_model(), budget=DEFAULT_BUDGET)
+            load_spec(target, spec_model(), budget=DEFAULT_BUDGET, text=text)
         except SpecError as e:
             raise AssertionError(f"mmspec import hf wrote an invalid spec (a bug):\n{e.render()}") from None
         os.replace(tmp, target)

@@ -28,7 +28,7 @@ from mmspec.errors import Diagnostic, SpecError, UsageError
 from mmspec.spec.budget import Budget, Estimate, check_budget, estimate
 from mmspec.spec.model import Plan, PlanError, plan
 from mmspec.spec.suggest import did_you_mean, suggestion_text
-from mmspec.spec.yaml_safe import SourceMap, load_yaml_file, parse_scalar_value
+from mmspec.spec.yaml_safe import SourceMap, load_yaml_file, load_yaml_text, parse_scalar_value
 
 Path_ = tuple[str | int, ...]
 
@@ -54,12 +54,13 @@ class LoadedSpec:
 
 
 def load_spec(path: str | Path, spec_model: type[BaseModel], variant: str | None = None,
-              sets: typing.Sequence[str] = (), budget: Budget | None = None) -> LoadedSpec:
-    """Load, override, validate and plan a spec file; raise SpecError (all problems) or UsageError.
+              sets: typing.Sequence[str] = (), budget: Budget | None = None, text: str | None = None) -> LoadedSpec:
+    """Load, override, validate and plan a spec file (or `text`, reported as `path`); raise SpecError (all
+    problems) or UsageError.
 
     With a `budget`, a planned spec whose estimated parameters or activations exceed it is a `budget` error."""
     file = str(path)
-    raw, source = load_yaml_file(path)
+    raw, source = load_yaml_file(path) if text is None else load_yaml_text(text, file)
     where = _Locator(raw, source)
     diags: list[Diagnostic] = []
     if variant is not None:
