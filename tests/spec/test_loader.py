@@ -152,7 +152,7 @@ def test_unknown_modality_type(tmp_path):
     code, line, col, msg = one(tmp_path, text)
     assert (code, line, col) == ("unknown-type", *at(text, "imgae"))
     assert "unknown type 'imgae' for modalities.image (did you mean 'image'?)" in msg
-    assert "known types: image, regions, scalar, sequence, tokens, vector" in msg
+    assert "known types: categorical, image, regions, scalar, sequence, tokens, vector" in msg
 
 
 def test_missing_type_tag(tmp_path):
