@@ -160,6 +160,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
         *[tf.Data2VecTextModel(tf.Data2VecTextConfig(vocab_size=50265, max_position_embeddings=514, type_vocab_size=1,
                                                      pad_token_id=1, layer_norm_eps=1e-5)) for _ in range(2)],
         nn.Linear(768, 768)),
+    "data2vec_audio": lambda: _modules(  # student (no SpecAugment vector), regression head, the teacher's copy
+        *[tf.Data2VecAudioModel(tf.Data2VecAudioConfig(mask_time_prob=0.0)) for _ in range(2)], nn.Linear(768, 768)),
     "visualbert": lambda: tf.VisualBertForPreTraining(tf.VisualBertConfig(visual_embedding_dim=2048)),
     "vilbert": Formula("official vilbert-multi-task configuration, counted module by module",
                        lambda: _vilbert_official(OFFICIAL_VILBERT)[0]),

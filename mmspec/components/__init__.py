@@ -27,6 +27,7 @@ FAMILIES = (
     "fusion.orthogonalize",
     "fusion.modality_pool",
     "encoders.unet",
+    "encoders.waveform",
     "fusion.reduce",
     "heads.classifier",
     "heads.contrastive",

@@ -177,6 +177,13 @@ _VIT_LAYER = (
     Rule("final_layer_norm.{p}", "final_norm.{p}"),
     Rule("post_layernorm.{p}", "pool.norm.{p}"),
 )
+_HF_WAV2VEC2_LAYERS = tuple(  # transformers Data2VecAudioEncoder's `layers` (post-norm), under their own prefix
+    Rule(f"{{i}}.{theirs}.{{p}}", f"layers.{{i}}.{ours}.{{p}}")
+    for theirs, ours in (("attention.q_proj", "attn.q"), ("attention.k_proj", "attn.k"), ("attention.v_proj", "attn.v"),
+                         ("attention.out_proj", "attn.out"), ("layer_norm", "attn_res.norm"),
+                         ("feed_forward.intermediate_dense", "ffn.fc1"), ("feed_forward.output_dense", "ffn.fc2"),
+                         ("final_layer_norm", "ffn_res.norm"))
+)
 _HF_GPT2 = (  # transformers GPT2Model: Conv1D weights are stored [in, out]; c_attn holds q, k and v
     Rule("wte.weight", "embed.word.weight"),
     Rule("wpe.weight", "embed.position.weight"),
@@ -417,6 +424,7 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         "clip": _HF_CLIP,
         "gpt2": _HF_GPT2,
         "openai_gpt": _HF_OPENAI_GPT,
+        "wav2vec2_layers": _HF_WAV2VEC2_LAYERS,
     }
     ref_fields: ClassVar[tuple[str, ...]] = ("cross",)
     """`cross` is an input port; a bad reference there is located at `cross`."""
