@@ -70,7 +70,9 @@ class Data2Vec(ObjectiveModule):
     """data2vec: the student sees masked input (`corrupt`: span or uniform masking; token ids -> mask_token,
     float features -> 0); at the masked positions it regresses the mean of the teacher's top-k layer outputs
     [B, L, S, D], each normalised first (`layer`: parameter-free LayerNorm over D; `instance`: over positions).
-    Loss: smooth L1 (beta) or squared error, averaged over masked positions and channels."""
+    Loss: smooth L1 (beta) or squared error, averaged over masked positions and channels. When the predictions
+    are shorter than the masked input (raw audio samples -> frames), a prediction counts as masked when most of
+    its proportional share of the input is."""
 
     def __init__(
         self,
@@ -124,5 +126,7 @@ class Data2Vec(ObjectiveModule):
             err = (pred - y) ** 2
         else:
             err = F.smooth_l1_loss(pred, y, reduction="none", beta=self.beta)  # B,S,D
-        masked = targets["masked"]
+        masked = targets["masked"]  # B,S of the masked input
+        if masked.shape[1] != pred.shape[1]:  # a strided front end (audio samples -> frames)
+            masked = F.adaptive_avg_pool1d(masked[:, None].float(), pred.shape[1])[:, 0] > 0.5  # B,S'
         return global_mean((err * masked[..., None]).sum(), masked.sum() * pred.shape[-1])
