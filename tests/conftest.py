@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,15 @@ settings.register_profile("nightly", max_examples=5000, deadline=None, print_blo
 settings.register_profile("dev", max_examples=20, deadline=None, print_blob=True)
 settings.load_profile("ci")
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+
+
+def pytest_configure(config):
+    """One torch thread per xdist worker: `-n 2` on 2 cores with torch's default of one thread per core has
+    OpenMP threads competing (and spinning) for cores, which made tiny kernels hundreds of times slower."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def spec_ids(paths: list[Path]) -> list[str]:
