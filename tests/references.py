@@ -146,6 +146,16 @@ def _table(rows: int, dim: int, tables: int = 1, bias: bool = False) -> Formula:
                    lambda: tables * rows * (dim + int(bias)))
 
 
+def _moe_layer(d: int = 512, heads: int = 8, ffn: int = 2048, experts: int = 16, vocab: int = 32000) -> nn.ModuleList:
+    """specs/moe.yaml: transformers' Switch sparse MLP (router + bias-free experts) and Shazeer's noise matrix
+    as the feed-forward of one pre-norm layer (torch.nn attention, three LayerNorms, word and position tables)."""
+    from transformers.models.switch_transformers.modeling_switch_transformers import SwitchTransformersSparseMLP
+
+    config = tf.SwitchTransformersConfig(d_model=d, d_ff=ffn, num_experts=experts, expert_capacity=1)
+    return _modules(SwitchTransformersSparseMLP(config), nn.Linear(d, experts, bias=False), nn.Embedding(vocab, d),
+                    nn.Embedding(512, d), nn.MultiheadAttention(d, heads), *[nn.LayerNorm(d) for _ in range(3)])
+
+
 REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     **PARITY_REFERENCES,  # bert, clip, resnet50 (tests/test_param_counts.py)
     **{f"clip:{v}": (lambda c=c: tf.CLIPModel(tf.CLIPConfig(vision_config=c[0], text_config=c[1],
@@ -200,6 +210,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "fasttext": Formula("input table of 2,000,000 words + 2,000,000 n-gram buckets and an output table of "
                         "2,000,000 words, 300-d", lambda: (2_000_000 + 2_000_000 + 2_000_000) * 300),
     "glove": _table(400_000, 300, tables=2, bias=True),
+    "moe": _moe_layer,
     "sirko_buildings": lambda: SR.unet(3, [64, 128, 256, 512, 1024], 1),
     "ddpm": DR.ddpm_cifar10,
     "ddpm:lsun256": DR.ddpm_lsun256,

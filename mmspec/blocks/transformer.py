@@ -7,6 +7,7 @@ from torch import nn
 
 from mmspec.blocks.attention import Attention, KVCache
 from mmspec.blocks.mlp import FeedForward
+from mmspec.blocks.moe import MixtureOfExperts
 
 FROZEN = "mmspec_frozen"
 """Attribute that marks a frozen sub-module (a `trainable: false` stack inside a component)."""
@@ -63,6 +64,7 @@ class Block(nn.Module):
         attention_dropout: float,
         cross: int | None = None,
         gated: bool = False,
+        moe=None,
     ):
         super().__init__()
         self.attn = Attention(dim, dim, dim, heads, dim, attention_dropout)
@@ -70,9 +72,16 @@ class Block(nn.Module):
         if cross is not None:
             self.cross_attn = Attention(dim, cross, dim, heads, dim, attention_dropout)
             self.cross_res = Residual(dim, norm_first, eps, dropout, gated)
-        self.ffn = FeedForward(dim, ffn, act)
+        if moe is None:
+            self.ffn = FeedForward(dim, ffn, act)
+        else:
+            self.ffn = MixtureOfExperts(dim, moe.hidden or ffn, moe.experts, moe.top_k, act,
+                                        capacity_factor=moe.capacity_factor, noise=moe.noise, bias=moe.bias,
+                                        renormalize=moe.renormalize, priority=moe.priority)
         self.ffn_res = Residual(dim, norm_first, eps, dropout)
         self.cross, self.gated = cross is not None, gated
+        self.routed = moe is not None
+        """The feed-forward is a mixture of experts: forward returns (x, router logits [B, S, E])."""
 
     def forward(
         self,
@@ -86,7 +95,20 @@ class Block(nn.Module):
         x = self.attn_res(x, self.attn, None, bias)  # B,S,D
         if self.cross and not self.gated:
             x = self.cross_res(x, self.cross_attn, context, context_bias)  # B,S,D
+        if self.routed:
+            return self.routed_ffn(x)  # B,S,D; B,S,E
         return self.ffn_res(x, self.ffn)  # B,S,D
+
+    def routed_ffn(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mixture-of-experts residual sublayer: (x [B, S, D], router logits [B, S, E])."""
+        logits = []
+
+        def experts(h: torch.Tensor) -> torch.Tensor:
+            y, router = self.ffn(h)  # B,S,D; B,S,E
+            logits.append(router)
+            return y
+
+        return self.ffn_res(x, experts), logits[0]  # B,S,D; B,S,E
 
     def step(
         self,
@@ -111,6 +133,8 @@ class Block(nn.Module):
         x = self.attn_res(x, self_attention)  # B,T,D
         if self.cross and not self.gated:
             x = self.cross_res(x, self.cross_attn.attend, cross, cross_bias)  # B,T,D
+        if self.routed:
+            return self.routed_ffn(x)[0], present[0]  # B,T,D
         return self.ffn_res(x, self.ffn), present[0]  # B,T,D
 
     def self_parts(self) -> list[nn.Module]:
@@ -155,7 +179,8 @@ def make_blocks(
     cfg, count: int, cross: int | None = None, every: int = 1, gated: bool = False, trainable: bool = True
 ) -> nn.ModuleList:
     """`count` self-attention blocks with the widths and norms of a StackConfig; with `cross` (the context width),
-    layers 0, every, 2*every, ... also get a cross-attention sublayer. `trainable=False` freezes every layer's
+    layers 0, every, 2*every, ... also get a cross-attention sublayer; with `cfg.moe` (a MoEConfig), its layers get a
+    mixture-of-experts feed-forward. `trainable=False` freezes every layer's
     self-attention and feed-forward sublayers (not the cross-attention ones)."""
     blocks = nn.ModuleList(
         Block(
@@ -169,6 +194,7 @@ def make_blocks(
             cfg.attention_dropout,
             cross if i % every == 0 else None,
             gated,
+            moe=cfg.moe if getattr(cfg, "moe", None) and i in cfg.moe.layers_of(count) else None,
         )
         for i in range(count)
     )

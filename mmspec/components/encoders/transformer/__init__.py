@@ -9,9 +9,9 @@ from pydantic import Field
 
 from mmspec.components.common import PoolConfig, StackConfig, axis_max, pooled_width, require, sequence_of
 from mmspec.registry import Example, register
-from mmspec.spec.base import ComponentConfig, KVLayout, Name, PositiveInt, Ref, StrictModel
+from mmspec.spec.base import ComponentConfig, KVLayout, Name, PositiveFloat, PositiveInt, Ref, StrictModel
 from mmspec.spec.layout import Rule
-from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+from mmspec.spec.tensors import Bundle, CheckError, TensorInfo, dim_product
 
 
 class TokensEmbed(StrictModel):
@@ -99,6 +99,40 @@ class CrossConfig(StrictModel):
     gated: bool = False
     """Flamingo: tanh(g)-gated (g learned, starting at 0) and placed before the layer's self-attention, so the
     stack starts as the one without cross-attention; false: between self-attention and feed-forward."""
+
+
+class MoEConfig(StrictModel):
+    """Sparsely-gated mixture-of-experts feed-forward (Shazeer 2017, Switch, V-MoE/LIMoE) in place of the dense
+    one in layers every-1, 2*every-1, ...: a linear router sends each token to its `top_k` experts (each a
+    width -> hidden -> width MLP with the stack's activation); the layer's output is the gate-weighted sum."""
+
+    experts: Annotated[int, Field(ge=2)]
+    top_k: PositiveInt = 2
+    hidden: PositiveInt | None = None
+    """Each expert's hidden width; null: the stack's `ffn`."""
+    capacity_factor: PositiveFloat | None = None
+    """Each expert takes at most ceil(capacity_factor * tokens * top_k / experts) of the batch's choices; the
+    rest are dropped (the residual passes those tokens through). null: no limit."""
+    every: PositiveInt = 1
+    """Layers every-1, 2*every-1, ... are MoE layers (2: every other layer, as Switch, V-MoE, LIMoE)."""
+    noise: bool = False
+    """Noisy top-k gating while training: logits + N(0, 1) * softplus(W_noise x) (a second router matrix)."""
+    bias: bool = False
+    """Biases in the experts' two linear layers."""
+    renormalize: bool = True
+    """Gates = softmax over the k chosen logits (Shazeer); false: the full softmax's probabilities (Switch,
+    V-MoE)."""
+    priority: Literal["order", "score"] = "order"
+    """Which choices fill a full expert first: token order, or descending top-1 gate (Batch Priority Routing)."""
+
+    def expert_params(self, width: int, ffn: int) -> int:
+        """Parameters of one expert in a stack of this width and feed-forward size."""
+        hidden = self.hidden or ffn
+        return 2 * width * hidden + (hidden + width if self.bias else 0)
+
+    def layers_of(self, layers: int) -> list[int]:
+        """The indices of the MoE layers in a stack of `layers`."""
+        return [i for i in range(layers) if (i + 1) % self.every == 0]
 
 
 def _layer(block: str, q: str, k: str, v: str, out: str, norm1: str, fc1: str, fc2: str, norm2: str) -> tuple:
@@ -361,6 +395,12 @@ TRANSFORMER_EXAMPLES = (
         },
         name="flamingo",
     ),
+    Example(  # sparsely-gated MoE feed-forward in every other layer: noisy top-2 of 4 experts, short buffers
+        {"text": _TEXT},
+        {"input": "text", "embed": {"type": "tokens", "positions": 12}, **_STACK, "layers": 2, "norm": "pre",
+         "moe": {"experts": 4, "top_k": 2, "capacity_factor": 0.5, "every": 2, "noise": True, "bias": True}},
+        name="moe",
+    ),
     Example(  # MAE encoder: 16 patches, 4 kept while training; at eval every token, restore = identity
         {"image": {"type": "image", "channels": 3, "height": 8, "width": 8}},
         {"input": "image", "embed": {"type": "patches", "patch_size": 2}, **_STACK, "norm": "pre",
@@ -414,6 +454,9 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     emit_first: bool = False
     """Also emit `first` [batch, width]: the output sequence's first token as it is, beside any `pool` (ALIGN
     projects BERT's [CLS] state while its checkpoint keeps the unused pooler)."""
+    moe: MoEConfig | None = None
+    """Mixture-of-experts feed-forward layers; the output bundle gains `router` [batch, n*S, experts], the
+    router logits of the n MoE layers one after the other along the sequence axis (for moe_load_balancing)."""
     stack_trainable: bool = True
     """false: the layer stack (every layer's self-attention and feed-forward sublayers) and final_norm are frozen;
     the embedding, the cross-attention sublayers and the pool still train (Flamingo's frozen LM)."""
@@ -461,8 +504,30 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             out["dropped"] = bundle["dropped"]
         if self.cross:
             self._context(inputs["cross"], batch)
+        if self.moe:
+            out["router"] = TensorInfo((batch, dim_product(len(self._moe_layers()), length), self.moe.experts))
         "vit_mae_decoder": _HF_VIT_MAE_DECODER,
         return out
+
+    def _moe_layers(self) -> list[int]:
+        """The MoE layers' indices; a CheckError when `moe` selects none or cannot route."""
+        if self.moe.top_k > self.moe.experts:
+            raise CheckError(("moe", "top_k"), f"moe.top_k {self.moe.top_k} exceeds the {self.moe.experts} experts; "
+                                               f"choose top_k <= experts")
+        chosen = self.moe.layers_of(self.layers)
+        if not chosen:
+            raise CheckError(("moe", "every"), f"moe.every {self.moe.every} selects none of the {self.layers} layers; "
+                                               f"choose every <= layers")
+        return chosen
+
+    def idle_params(self) -> int:
+        """Parameters a token does not use (total - idle = active per token): in each MoE layer the experts it
+        is not routed to (all but top_k) and the noise router, which only acts while training. 0 without moe."""
+        if not self.moe:
+            return 0
+        m = self.moe
+        idle = (m.experts - m.top_k) * m.expert_params(self.width, self.ffn)
+        return len(self._moe_layers()) * (idle + (self.width * m.experts if m.noise else 0))
 
     def kv_layout(self, inputs: dict[str, Bundle], ctx) -> KVLayout:
         """Causal self-attention over token ids or a sequence decodes step by step: each layer keeps its keys and
@@ -644,7 +709,16 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             _, context = sequence_of(inputs["cross"], self.cross.input, "cross")
             cross = len(range(0, self.layers, self.cross.every)) * P.cross_sublayer(w, context.width, self.cross.gated)
         final = P.layer_norm(w) if self.final_norm else 0
-        return embed + P.stack(self) + cross + final + P.pool(self.pool, w)
+        return embed + P.stack(self) + cross + final + P.pool(self.pool, w) + self._moe_extra()
+
+    def _moe_extra(self) -> int:
+        """Parameters the MoE layers add over the dense feed-forwards they replace."""
+        if not self.moe:
+            return 0
+        m, w = self.moe, self.width
+        moe = m.experts * (m.expert_params(w, self.ffn) + w) + (w * m.experts if m.noise else 0)
+        dense = 2 * w * self.ffn + self.ffn + w
+        return len(self._moe_layers()) * (moe - dense)
 
     def internal_shapes(self, inputs: dict[str, Bundle], ctx) -> list[tuple]:
         """The largest intermediates of one layer: attention scores and the feed-forward hidden layer."""

@@ -108,13 +108,19 @@ class TransformerEncoderModule(nn.Module):
             context = inputs["cross"][self.context_field]  # B,T,Dc
             context_mask = inputs["cross"].get("mask")
             context_bias = padding_bias(context_mask, context) if context_mask is not None else None  # B,1,1,T
+        routers = []
         for layer in self.layers:
             x = layer(x, bias, context, context_bias)  # B,S,D
+            if layer.routed:
+                x, logits = x  # B,S,D; B,S,E
+                routers.append(logits)
         if self.final_norm is not None:
             x = self.final_norm(x)
         out = {"sequence": x}
         if mask is not None:
             out["mask"] = mask
+        if routers:
+            out["router"] = torch.cat(routers, dim=1)  # B,n*S,E
         if self.pool is not None:
             out["pooled"] = self.pool(x, b.get("ids"), mask)  # B,D'
         if self.emit_first:
