@@ -338,6 +338,11 @@ TRANSFORMER_EXAMPLES = (
         {"input": "feats", "embed": {"type": "sequence", "positions": 10, "norm": True}, **_STACK, "norm": "pre"},
         name="sequence",
     ),
+    Example(  # data2vec audio's encoder layers over the waveform encoder's frames (same width: no projection)
+        {"feats": {"type": "sequence", "dim": 8, "length": "seq", "max_length": 10}},
+        {"input": "feats", "embed": {"type": "sequence"}, **_STACK, "eps": 1e-5},
+        name="wav2vec2_layers",
+    ),
     Example(  # joint stream over another encoder's masked sequence (VisualBERT): shared LayerNorm, cls pooler
         {"text": {**_TEXT, "mask": True}},
         {
