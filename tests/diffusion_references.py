@@ -3,7 +3,7 @@ checkpoints use (built on the meta device by tests/references.py)."""
 
 from __future__ import annotations
 
-from diffusers import UNet2DModel
+from diffusers import AutoencoderKL, UNet2DModel, VQModel
 
 
 def ddpm_cifar10() -> UNet2DModel:
@@ -22,3 +22,27 @@ def ddpm_lsun256() -> UNet2DModel:
         down_block_types=("DownBlock2D",) * 4 + ("AttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "AttnUpBlock2D") + ("UpBlock2D",) * 4, downsample_padding=0,
         flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6, attention_head_dim=None)  # fmt: skip
+
+
+def autoencoder_kl_f8() -> AutoencoderKL:
+    """Stable Diffusion's KL-f8 autoencoder (CompVis/stable-diffusion-v1-4 `vae`): 83,653,863 parameters."""
+    return AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4, sample_size=512)  # fmt: skip
+
+
+def vq_f4() -> VQModel:
+    """Latent diffusion's VQ-f4 autoencoder (K = 8192 codes of width 3): 55,322,782 parameters."""
+    return VQModel(
+        block_out_channels=(128, 256, 512), down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3, layers_per_block=2, latent_channels=3, num_vq_embeddings=8192,
+        sample_size=256)  # fmt: skip
+
+
+def vq_f4_ema_count() -> int:
+    """VQ-f4 with an EMA codebook: VQModel's count less its codebook parameter (a buffer under EMA updates)."""
+    import torch
+
+    with torch.device("meta"):
+        model = vq_f4()
+    return sum(p.numel() for p in model.parameters()) - model.quantize.embedding.weight.numel()

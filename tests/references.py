@@ -214,6 +214,10 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "sirko_buildings": lambda: SR.unet(3, [64, 128, 256, 512, 1024], 1),
     "ddpm": DR.ddpm_cifar10,
     "ddpm:lsun256": DR.ddpm_lsun256,
+    "vae": DR.autoencoder_kl_f8,
+    "vqvae": DR.vq_f4,
+    "vqvae:ema": Formula("diffusers.VQModel (VQ-f4) less its 8192 x 3 codebook, a buffer under EMA updates",
+                         DR.vq_f4_ema_count),
     "cox": Formula("lifelines.CoxPHFitter fitted on load_rossi: one coefficient per covariate",
                    lambda: len(SV.rossi_cox().params_)),
     "deepsurv": lambda: SV.deepsurv_official(5, [48, 48]),  # WHAS configuration, official Lasagne layers

@@ -42,7 +42,7 @@ class DownLevel(nn.Module):
     """`depth` resnets (each followed by an attention when `attention`), then a stride-2 downsample unless last;
     returns the output and every intermediate state the up path concatenates."""
 
-    def __init__(self, cin: int, cout: int, depth: int, temb: int, attention: bool, last: bool, opts: dict):
+    def __init__(self, cin: int, cout: int, depth: int, temb: int | None, attention: bool, last: bool, opts: dict):
         super().__init__()
         g, eps = opts["groups"], opts["eps"]
         self.resnets = nn.ModuleList(ResnetBlock(cin if i == 0 else cout, cout, temb, g, eps, opts["dropout"])
@@ -52,7 +52,7 @@ class DownLevel(nn.Module):
         self.downsamplers = nn.ModuleList(
             [] if last else [Downsample(cout, mode="conv", padding=opts["downsample_padding"])])
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         states = []
         for i, resnet in enumerate(self.resnets):
             x = resnet(x, emb)  # B,C',H,W
@@ -92,13 +92,13 @@ class UpLevel(nn.Module):
 class MidBlock(nn.Module):
     """resnet -> self-attention -> resnet at the lowest resolution (diffusers UNetMidBlock2D)."""
 
-    def __init__(self, channels: int, temb: int, opts: dict):
+    def __init__(self, channels: int, temb: int | None, opts: dict):
         super().__init__()
         g, eps = opts["groups"], opts["eps"]
         self.resnets = nn.ModuleList(ResnetBlock(channels, channels, temb, g, eps, opts["dropout"]) for _ in range(2))
         self.attentions = nn.ModuleList([SpatialSelfAttention(channels, opts["head_dim"] or channels, g, eps)])
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
         x = self.resnets[0](x, emb)  # B,C,H,W
         return self.resnets[1](self.attentions[0](x), emb)  # B,C,H,W
 
@@ -155,3 +155,73 @@ class DiffusionUNet(nn.Module):
         for level in self.up_blocks:
             x = level(x, skips, emb)  # B,C_i,H/2^i,W/2^i
         return self.conv_out(F.silu(self.conv_norm_out(x)))  # B,C_out,H,W
+
+
+class UpDecoderLevel(nn.Module):
+    """`depth` resnets without a time embedding or skips, then a nearest x2 upsample + 3x3 conv unless last
+    (diffusers UpDecoderBlock2D)."""
+
+    def __init__(self, cin: int, cout: int, depth: int, last: bool, groups: int, eps: float):
+        super().__init__()
+        self.resnets = nn.ModuleList(ResnetBlock(cin if i == 0 else cout, cout, None, groups, eps)
+                                     for i in range(depth))
+        self.upsamplers = nn.ModuleList([] if last else [Upsample(cout, mode="conv")])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for resnet in self.resnets:
+            x = resnet(x)  # B,C',H,W
+        for up in self.upsamplers:
+            x = up(x)  # B,C',2H,2W
+        return x
+
+
+def _vae_opts(groups: int, eps: float) -> dict:
+    return {"groups": groups, "eps": eps, "dropout": 0.0, "head_dim": None, "downsample_padding": 0}
+
+
+class VAEEncoder(nn.Module):
+    """The convolutional encoder of the KL autoencoder (Rombach et al. 2022; diffusers' Encoder): a 3x3 conv in,
+    `depth` resnets per level with a right/bottom-padded stride-2 conv between levels, the middle block
+    (one-head attention), GroupNorm + SiLU + a 3x3 conv to `out` channels: [B, C, H, W] -> [B, out, H/f, W/f],
+    f = 2^(levels - 1)."""
+
+    def __init__(self, channels: int, out: int, widths: list[int], depth: int, groups: int = 32, eps: float = 1e-6):
+        super().__init__()
+        opts = _vae_opts(groups, eps)
+        n = len(widths)
+        self.conv_in = nn.Conv2d(channels, widths[0], 3, padding=1)
+        self.down_blocks = nn.ModuleList(
+            DownLevel(widths[max(i - 1, 0)], widths[i], depth, None, False, i == n - 1, opts) for i in range(n))
+        self.mid_block = MidBlock(widths[-1], None, opts)
+        self.conv_norm_out = nn.GroupNorm(groups, widths[-1], eps=eps)
+        self.conv_out = nn.Conv2d(widths[-1], out, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_in(x)  # B,C0,H,W
+        for level in self.down_blocks:
+            x, _ = level(x, None)  # B,C_i,H/2^i,W/2^i
+        x = self.mid_block(x, None)  # B,C_L,h,w
+        return self.conv_out(F.silu(self.conv_norm_out(x)))  # B,out,h,w
+
+
+class VAEDecoder(nn.Module):
+    """The mirror of `VAEEncoder` (diffusers' Decoder): a 3x3 conv from `latent` to widths[-1] channels, the middle
+    block, `depth` + 1 resnets per level from the widest, nearest x2 + 3x3 conv between levels, GroupNorm + SiLU +
+    a 3x3 conv to `channels`: [B, latent, h, w] -> [B, channels, h*f, w*f]."""
+
+    def __init__(self, latent: int, channels: int, widths: list[int], depth: int, groups: int = 32,
+                 eps: float = 1e-6):
+        super().__init__()
+        rev = widths[::-1]
+        self.conv_in = nn.Conv2d(latent, rev[0], 3, padding=1)
+        self.mid_block = MidBlock(rev[0], None, _vae_opts(groups, eps))
+        self.up_blocks = nn.ModuleList(UpDecoderLevel(rev[max(i - 1, 0)], rev[i], depth + 1, i == len(rev) - 1,
+                                                      groups, eps) for i in range(len(rev)))
+        self.conv_norm_out = nn.GroupNorm(groups, widths[0], eps=eps)
+        self.conv_out = nn.Conv2d(widths[0], channels, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.mid_block(self.conv_in(z), None)  # B,C_L,h,w
+        for level in self.up_blocks:
+            x = level(x)  # B,C_i,2h,2w
+        return self.conv_out(F.silu(self.conv_norm_out(x)))  # B,channels,H,W

@@ -12,6 +12,7 @@ import importlib
 FAMILIES = (
     "encoders.convnet",
     "encoders.diffusion_unet",
+    "encoders.vae",
     "encoders.efficientnet",
     "encoders.embedding_bag",
     "encoders.resnet",
@@ -37,6 +38,7 @@ FAMILIES = (
     "heads.mlp",
     "heads.risk",
     "heads.perceiver_decoder",
+    "heads.vae_decoder",
     "heads.vq_decoder",
     "objectives.auxiliary",
     "objectives.contrastive",
