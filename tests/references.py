@@ -203,6 +203,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "seq2seq:gru": lambda: _seq2seq(nn.GRU, (160000, 80000), 1000, 1000, 4),
     "rnnsearch": _rnnsearch,
     "bow": lambda: nn.Linear(50000, 4),
+    "flava": lambda: tf.FlavaModel(tf.FlavaConfig()),
     "perceiver": lambda: tf.PerceiverModel(tf.PerceiverConfig()),
     "perceiver_lm": lambda: tf.PerceiverForMaskedLM(tf.PerceiverConfig(qk_channels=256, v_channels=1280)),
     "perceiver_lm:default_config": lambda: tf.PerceiverForMaskedLM(tf.PerceiverConfig()),

@@ -77,10 +77,13 @@ class PatchEmbedding(nn.Module):
         norm: bool,
         eps: float,
         dropout: float,
+        mask_token: bool = False,
     ):
         super().__init__()
         self.proj = nn.Conv2d(channels, dim, patch, patch, bias=bias)
         self.cls = nn.Parameter(torch.randn(dim) * 0.02) if cls_token else None
+        # FLAVA/BEiT's learned [MASK] patch, which masked image modelling writes over masked patches while training.
+        self.mask_token = nn.Parameter(torch.zeros(dim)) if mask_token else None
         self.position = nn.Parameter(torch.randn(num_patches + int(cls_token), dim) * 0.02)
         self.norm = nn.LayerNorm(dim, eps=eps) if norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
@@ -142,7 +145,8 @@ class RegionEmbedding(nn.Module):
 class SequenceEmbedding(nn.Module):
     """Another node's sequence [B, L, Din]: Linear(Din -> D) when the widths differ, then (MAE decoder) a learned
     mask token at every dropped position and the original order restored, learned positions, LayerNorm,
-    dropout. `prefix`: leading tokens (class token) that `restore` does not cover."""
+    dropout. `prefix`: leading tokens (class token) that `restore` does not cover. `cls_token`: a learned token
+    prepended before the positions (FLAVA's [CLS_M]); `project`: the Linear even at equal widths."""
 
     def __init__(
         self,
@@ -154,9 +158,12 @@ class SequenceEmbedding(nn.Module):
         dropout: float,
         mask_token: bool = False,
         prefix: int = 0,
+        cls_token: bool = False,
+        project: bool = False,
     ):
         super().__init__()
-        self.proj = nn.Linear(in_dim, dim) if in_dim != dim else None
+        self.proj = nn.Linear(in_dim, dim) if in_dim != dim or project else None
+        self.cls = nn.Parameter(torch.randn(dim) * 0.02) if cls_token else None
         self.mask_token = nn.Parameter(torch.randn(dim) * 0.02) if mask_token else None
         self.position = nn.Parameter(torch.randn(positions, dim) * 0.02) if positions else None
         self.norm = nn.LayerNorm(dim, eps=eps) if norm else nn.Identity()
@@ -175,6 +182,8 @@ class SequenceEmbedding(nn.Module):
             index = restore.unsqueeze(-1).expand(-1, -1, x.shape[2])  # B,N,D
             restored = torch.gather(pool, 1, index)  # B,N,D
             x = torch.cat([x[:, : self.prefix], restored], dim=1) if self.prefix else restored  # B,P+N,D
+        if self.cls is not None:
+            x = torch.cat([self.cls.expand(x.shape[0], 1, -1), x], dim=1)  # B,1+L,D
         if self.position is not None and offset is None:
             x = x + self.position[: x.shape[1]]  # B,S,D
         elif self.position is not None:

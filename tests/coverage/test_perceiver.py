@@ -1,7 +1,9 @@
 """FM-02 Perceiver / Perceiver IO: the specs' sizes equal transformers' Perceiver classes built on the meta device,
 the spec files are what `mmspec import hf` writes for those configs, the self-attention block's passes share one
 set of weights, the language perceiver's masked-LM objective trains on the tiny variant, and the channel rules
-are located. (Imported weights reproduce transformers' outputs: tests/weights/test_import_hf.py.)"""
+are located. (Imported weights reproduce transformers' outputs: tests/weights/test_import_hf.py.)
+FM-06, the chapter's latent-prediction proposal: its count is PerceiverModel's plus the declared regression MLP
+plus the teacher's copy, its objective trains, and its export holds the student only."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 import transformers as tf
+from torch import nn
 
-from mmspec.api import build, load_spec, param_counts
+from mmspec.api import build, capture, load_spec, param_counts
 from mmspec.errors import SpecError
 from mmspec.graph.inputs import make_inputs, trace_sizes
 from mmspec.importers.hf import import_hf, write_spec
@@ -92,3 +95,25 @@ def test_masked_lm_lowers_the_loss_of_the_tiny_language_perceiver():
 def test_channel_rules_are_located(sets, message):
     with pytest.raises(SpecError, match=re.escape(message)):
         load_spec(ROOT / "specs" / "perceiver_lm.yaml", "tiny", sets)
+
+
+def test_latent_prediction_is_a_perceiver_its_regression_mlp_and_the_teacher_copy():
+    with torch.device("meta"):
+        encoder = sum(p.numel() for p in tf.PerceiverModel(tf.PerceiverConfig()).parameters())
+        mlp = nn.Sequential(nn.Linear(1280, 1280), nn.LayerNorm(1280), nn.GELU(), nn.Linear(1280, 1280))
+        predictor = sum(p.numel() for p in mlp.parameters())
+    ours = param_counts(build(load_spec(ROOT / "specs" / "latent_prediction.yaml"), device="meta"))
+    assert ours["by_component"]["student"] == ours["by_component"]["teacher"] == encoder
+    assert ours["trainable"] == encoder + predictor
+    assert ours["total"] == 2 * encoder + predictor
+
+
+def test_latent_prediction_trains_and_exports_the_student_only():
+    loaded = load_spec(ROOT / "specs" / "latent_prediction.yaml", "tiny")
+    history = Trainer(loaded, lr=3e-3).fit(synthetic_batch(loaded, 4, 0), 12, seed=0)
+    first, last = history.losses[0], sum(history.losses[-3:]) / 3
+    assert last < 0.5 * first, history.losses[::3]
+    assert {n.name for n in loaded.plan.export_nodes} == {"student"}
+    gm = capture(build(loaded))
+    modules = {str(n.target).split(".")[1] for n in gm.graph.nodes if n.op in ("call_module", "get_attr")}
+    assert modules == {"student"}

@@ -30,6 +30,10 @@ VIT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "int
 GPT2 = {"vocab_size": 99, "n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 40, "bos_token_id": 0,
         "eos_token_id": 0}  # fmt: skip
 OPENAI_GPT = {k: GPT2[k] for k in ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions")}
+FLAVA = {"text_config": {**TEXT, "max_position_embeddings": 16},
+         "image_config": {k: v for k, v in VIT.items() if k != "num_labels"},
+         "multimodal_config": {k: TEXT[k] for k in ("hidden_size", "num_attention_heads", "intermediate_size")},
+         "projection_dim": 16}  # fmt: skip
 PERCEIVER = {"num_latents": 4, "d_latents": 32, "d_model": 16, "num_self_attends_per_block": 2, "num_blocks": 2,
              "num_self_attention_heads": 4, "num_cross_attention_heads": 2, "vocab_size": 40,
              "max_position_embeddings": 12}  # fmt: skip
@@ -150,6 +154,10 @@ CASES = {  # architecture -> (reference, its inputs, our output -> its output)
     "EfficientNetForImageClassification": (
         lambda: tf.EfficientNetForImageClassification(tf.EfficientNetConfig(**EFFICIENTNET, num_labels=4)), _image,
         {"classifier": "logits"}),
+    "FlavaModel": (lambda: tf.FlavaModel(tf.FlavaConfig(**FLAVA)),
+                   lambda x: {"input_ids": x["text"], "attention_mask": x["text_mask"], "pixel_values": x["image"]},
+                   {"image_tower_sequence": "image_embeddings", "text_tower_sequence": "text_embeddings",
+                    "multimodal_sequence": "multimodal_embeddings"}),
     "PerceiverModel": (lambda: tf.PerceiverModel(tf.PerceiverConfig(**PERCEIVER)), lambda x: {"inputs": x["inputs"]},
                        {"perceiver": "last_hidden_state"}),
     "PerceiverForMaskedLM": (

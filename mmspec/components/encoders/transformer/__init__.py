@@ -11,7 +11,7 @@ from mmspec.components.common import PoolConfig, StackConfig, axis_max, pooled_w
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, KVLayout, Name, PositiveFloat, PositiveInt, Ref, StrictModel
 from mmspec.spec.layout import Rule
-from mmspec.spec.tensors import Bundle, CheckError, TensorInfo, dim_product
+from mmspec.spec.tensors import Bundle, CheckError, TensorInfo, dim_product, dim_sum
 
 
 class TokensEmbed(StrictModel):
@@ -44,6 +44,8 @@ class PatchesEmbed(StrictModel):
     class_token: bool = True
     bias: bool = True
     norm: bool = False
+    mask_token: bool = False
+    """A learned [MASK] patch vector (FLAVA's image encoder, for masked image modelling while training)."""
 
 
 class RegionsEmbed(StrictModel):
@@ -75,6 +77,23 @@ class SequenceEmbed(StrictModel):
     mask_token: bool = False
     """MAE decoder: the input carries `restore` (a `drop` encoder's output); a learned mask token fills every
     dropped position and the original order is restored, so S = class tokens + restore's length."""
+    class_token: bool = False
+    """Prepend a learned token (FLAVA's [CLS_M]); a mask gains a leading 1, S grows by one."""
+    field: Name | None = None
+    """Read this field of the input bundle instead of its sequence (its `mask` still comes along): a tower's
+    `hidden` states."""
+    project: bool = False
+    """The Linear(D -> width) even when D equals width (FLAVA's projections into the multimodal encoder)."""
+
+    def source(self, bundle: Bundle, ref: str) -> tuple[str, TensorInfo]:
+        """(field, info) of the sequence this embedding reads from `bundle` (the node `ref`)."""
+        if self.field is None:
+            return sequence_of(bundle, ref)
+        info = bundle.get(self.field)
+        if info is None or info.rank != 3 or not isinstance(info.width, int):
+            raise CheckError(("embed", "field"), f"embed.field {self.field!r} must name a sequence [batch, S, D] of "
+                                                 f"{ref!r}, which emits {sorted(bundle)}")
+        return self.field, info
 
 
 Embed = Annotated[TokensEmbed | PatchesEmbed | RegionsEmbed | SequenceEmbed, Field(discriminator="type")]
@@ -217,6 +236,23 @@ _HF_WAV2VEC2_LAYERS = tuple(  # transformers Data2VecAudioEncoder's `layers` (po
                          ("attention.out_proj", "attn.out"), ("layer_norm", "attn_res.norm"),
                          ("feed_forward.intermediate_dense", "ffn.fc1"), ("feed_forward.output_dense", "ffn.fc2"),
                          ("final_layer_norm", "ffn_res.norm"))
+)
+_HF_FLAVA_IMAGE = (*_HF_VIT, Rule("embeddings.mask_token", "embed.mask_token", squeeze=True))
+"""transformers FlavaImageModel: ViT names plus the [MASK] patch."""
+_HF_FLAVA_TEXT = (  # transformers FlavaTextModel: BERT's embeddings, ViT's pre-norm layers, final LayerNorm, pooler
+    Rule("embeddings.word_embeddings.weight", "embed.word.weight"),
+    Rule("embeddings.position_embeddings.weight", "embed.position.weight"),
+    Rule("embeddings.token_type_embeddings.weight", "embed.segment.weight"),
+    Rule("embeddings.LayerNorm.{p}", "embed.norm.{p}"),
+    *_layer("encoder.layer", *_VIT_LAYER),
+    Rule("layernorm.{p}", "final_norm.{p}"),
+    Rule("pooler.dense.{p}", "pool.dense.{p}"),
+)
+_HF_FLAVA_MULTIMODAL = (  # transformers FlavaMultimodalModel: [CLS_M], ViT's layers, final LayerNorm, pooler
+    Rule("cls_token", "embed.cls", squeeze=True),
+    *_layer("encoder.layer", *_VIT_LAYER),
+    Rule("layernorm.{p}", "final_norm.{p}"),
+    Rule("pooler.dense.{p}", "pool.dense.{p}"),
 )
 _HF_GPT2 = (  # transformers GPT2Model: Conv1D weights are stored [in, out]; c_attn holds q, k and v
     Rule("wte.weight", "embed.word.weight"),
@@ -406,6 +442,25 @@ TRANSFORMER_EXAMPLES = (
          "moe": {"experts": 4, "top_k": 2, "capacity_factor": 0.5, "every": 2, "noise": True, "bias": True}},
         name="moe",
     ),
+    Example(  # FLAVA's multimodal encoder: [CLS_M] before a tower's projected pre-final-norm states
+        {"image": {"type": "image", "channels": 3, "height": 8, "width": 8}},
+        {"input": "proj", "embed": {"type": "sequence", "class_token": True}, **_STACK, "norm": "pre",
+         "final_norm": True, "pool": {"type": "cls", "dense": 8, "activation": "tanh"}},
+        {"encoders": {
+            "tower": {"type": "transformer", "input": "image", "embed": {"type": "patches", "patch_size": 4,
+                                                                          "mask_token": True},
+                      **_STACK, "norm": "pre", "final_norm": True, "emit_hidden": True},
+            "proj": {"type": "transformer", "input": "tower", "embed": {"type": "sequence", "field": "hidden",
+                                                                         "project": True}, **_STACK, "layers": 0}}},
+        name="flava_multimodal",
+    ),
+    Example(  # FLAVA's projection into the multimodal width: a text tower's `hidden`, its padding mask along
+        {"text": {**_TEXT, "mask": True}},
+        {"input": "tower", "embed": {"type": "sequence", "field": "hidden", "project": True}, **_STACK, "layers": 0},
+        {"encoders": {"tower": {"type": "transformer", "input": "text", "embed": {"type": "tokens", "positions": 12},
+                                **_STACK, "norm": "pre", "final_norm": True, "emit_hidden": True}}},
+        name="flava_projection",
+    ),
     Example(  # MAE encoder: 16 patches, 4 kept while training; at eval every token, restore = identity
         {"image": {"type": "image", "channels": 3, "height": 8, "width": 8}},
         {"input": "image", "embed": {"type": "patches", "patch_size": 2}, **_STACK, "norm": "pre",
@@ -462,6 +517,9 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     moe: MoEConfig | None = None
     """Mixture-of-experts feed-forward layers; the output bundle gains `router` [batch, n*S, experts], the
     router logits of the n MoE layers one after the other along the sequence axis (for moe_load_balancing)."""
+    emit_hidden: bool = False
+    """Also emit `hidden` [batch, S, width]: the last layer's output before `final_norm` (what FLAVA's towers pass
+    to its multimodal encoder)."""
     stack_trainable: bool = True
     """false: the layer stack (every layer's self-attention and feed-forward sublayers) and final_norm are frozen;
     the embedding, the cross-attention sublayers and the pool still train (Flamingo's frozen LM)."""
@@ -472,6 +530,10 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         "clip": _HF_CLIP,
         "gpt2": _HF_GPT2,
         "openai_gpt": _HF_OPENAI_GPT,
+        "flava_image": _HF_FLAVA_IMAGE,
+        "flava_text": _HF_FLAVA_TEXT,
+        "flava_multimodal": _HF_FLAVA_MULTIMODAL,
+        "flava_projection": (Rule("{p}", "embed.proj.{p}"),),  # FlavaModel's image/text_to_mm_projection
         "wav2vec2_layers": _HF_WAV2VEC2_LAYERS,
     }
     ref_fields: ClassVar[tuple[str, ...]] = ("cross",)
@@ -498,6 +560,10 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         out: Bundle = {"sequence": TensorInfo((batch, length, self.width))}
         if "mask" in bundle:
             out["mask"] = bundle["mask"]
+            if isinstance(self.embed, SequenceEmbed) and self.embed.class_token:
+                out["mask"] = TensorInfo((batch, length), bundle["mask"].dtype)
+        if self.emit_hidden:
+            out["hidden"] = TensorInfo((batch, length, self.width))
         if self.pool:
             out["pooled"] = TensorInfo((batch, pooled_width(self.pool, self.width)))
         if self.emit_first:
@@ -639,10 +705,12 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         """The sequence an `embed: sequence` reads, and the length after the embedding."""
         if self.drop:
             raise CheckError(("drop",), "drop applies to embed type 'patches' (MAE), not 'sequence'; remove drop")
-        _, src = sequence_of(bundle, self.input)
+        _, src = self.embed.source(bundle, self.input)
         length = src.shape[1]
         if self.embed.mask_token:
             self.mask_prefix(bundle, src)
+        if self.embed.class_token:
+            length = dim_sum(length, 1)
         longest = axis_max(ctx.spec, length)
         if self.embed.positions and longest is not None and longest > self.embed.positions:
             raise CheckError(("embed", "positions"), f"embed.positions {self.embed.positions} is shorter than the "
@@ -693,9 +761,9 @@ class TransformerEncoder(StackConfig, ComponentConfig):
 
         w, e = self.width, self.embed
         if isinstance(e, SequenceEmbed):
-            _, src = sequence_of(inputs["input"], self.input)
-            embed = (P.linear(src.width, w) if src.width != w else 0) + (P.layer_norm(w) if e.norm else 0)
-            embed += (e.positions or 0) * w + (w if e.mask_token else 0)
+            _, src = e.source(inputs["input"], self.input)
+            embed = (P.linear(src.width, w) if src.width != w or e.project else 0) + (P.layer_norm(w) if e.norm else 0)
+            embed += (e.positions or 0) * w + (w if e.mask_token else 0) + (w if e.class_token else 0)
         else:
             m = ctx.spec.modalities[self.input.split(".")[0]]
             if isinstance(e, TokensEmbed):
@@ -705,7 +773,7 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             elif isinstance(e, PatchesEmbed):
                 grid = (m.height // e.patch_size) * (m.width // e.patch_size) + int(e.class_token)
                 embed = (m.channels * e.patch_size**2 + int(e.bias) + int(e.class_token) + grid) * w
-                embed += P.layer_norm(w) if e.norm else 0
+                embed += (P.layer_norm(w) if e.norm else 0) + (w if e.mask_token else 0)
             else:
                 embed = P.linear(m.dim, w) + (P.linear(m.boxes, w) if m.boxes else 0)
                 embed += ((e.positions or 0) + e.segments) * w + (P.layer_norm(w) if e.norm else 0)

@@ -592,3 +592,83 @@ def _align(cfg: Config, arch: str) -> dict:
             }
         },
     }
+
+
+_FLAVA_STACK = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+                "hidden_act": "gelu", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+                "layer_norm_eps": 1e-12, "qkv_bias": True}  # fmt: skip
+FLAVA_TEXT = {**_FLAVA_STACK, "vocab_size": 30522, "type_vocab_size": 2, "max_position_embeddings": 512}
+FLAVA_IMAGE = {**_FLAVA_STACK, "image_size": 224, "patch_size": 16, "num_channels": 3, "mask_token": True}
+FLAVA_MULTIMODAL = {**_FLAVA_STACK, "num_hidden_layers": 6, "use_cls_token": True}
+"""FlavaTextConfig's, FlavaImageConfig's and FlavaMultimodalConfig's defaults of the keys read here."""
+
+
+def _flava_tower(cfg: Config, source: str, embed: dict) -> dict:
+    """One pre-norm FLAVA encoder (final LayerNorm, tanh pooler on the first token) over `source`."""
+    cfg.require("qkv_bias", True, "attention projections without bias")
+    return {"type": "transformer", "input": source, "embed": embed, **_stack(cfg, *_BERT_STACK_KEYS), "norm": "pre",
+            "final_norm": True, "pool": {"type": "cls", "dense": cfg.int("hidden_size"), "activation": "tanh"}}
+
+
+@hf_family(
+    "flava",
+    ("FlavaModel",),
+    {"projection_dim": 768, "logit_scale_init_value": 2.6592},
+    survey=["ISL-10"],
+    paper="Singh et al. FLAVA: A Foundational Language And Vision Alignment Model. CVPR 2022.",
+)
+def _flava(cfg: Config, arch: str) -> dict:
+    """FLAVA: image and text towers; their last-layer states before the final LayerNorm, projected and joined
+    (image first), are the multimodal encoder's input after [CLS_M]; the towers' first tokens after the final
+    LayerNorm are projected for the contrastive logits. Outputs: the three encoders' sequences (FlavaModel's)."""
+    text, image = cfg.sub("text_config", FLAVA_TEXT), cfg.sub("image_config", FLAVA_IMAGE)
+    multimodal = cfg.sub("multimodal_config", FLAVA_MULTIMODAL)
+    multimodal.require("use_cls_token", True, "the multimodal encoder's [CLS_M]")
+    patch = {"type": "patches", "patch_size": image.int("patch_size"), "class_token": True,
+             "mask_token": image.get("mask_token", bool)}
+    words = {"type": "tokens", "positions": text.int("max_position_embeddings"),
+             "segments": text.int("type_vocab_size")}
+    mm_width, dim = multimodal.int("hidden_size"), cfg.int("projection_dim")
+    modalities = {
+        "image": _image(image),
+        "text": {"type": "tokens", "vocab_size": text.int("vocab_size"), "length": "seq",
+                 "max_length": text.int("max_position_embeddings"), "mask": True},
+    }
+
+    def projection(tower: str) -> dict:  # Linear(tower width -> mm width) of the tower's `hidden`, mask along
+        embed = {"type": "sequence", "field": "hidden", "project": True}
+        return {"type": "transformer", "input": tower, "embed": embed, "width": mm_width, "layers": 0,
+                "heads": multimodal.int("num_attention_heads"), "dropout": 0.0}
+
+    encoders = {
+        "image_tower": {**_flava_tower(image, "image", patch), "emit_first": True, "emit_hidden": True},
+        "text_tower": {**_flava_tower(text, "text", words), "emit_first": True, "emit_hidden": True},
+        "image_to_mm": projection("image_tower"),
+        "text_to_mm": projection("text_tower"),
+        "multimodal": _flava_tower(multimodal, "joint", {"type": "sequence", "class_token": True}),
+    }
+    heads = {
+        "image_proj": {"type": "projection", "input": "image_tower.first", "dim": dim, "bias": True},
+        "text_proj": {"type": "projection", "input": "text_tower.first", "dim": dim, "bias": True},
+        "flava": {"type": "contrastive", "inputs": {"image": "image_proj", "text": "text_proj"},
+                  "logit_scale_init": cfg.float("logit_scale_init_value")},
+    }
+    nodes = {
+        "image_tower": {"prefix": "image_model", "layout": "flava_image"},
+        "text_tower": {"prefix": "text_model", "layout": "flava_text"},
+        "multimodal": {"prefix": "multimodal_model", "layout": "flava_multimodal"},
+        "image_to_mm": {"prefix": "image_to_mm_projection", "layout": "flava_projection"},
+        "text_to_mm": {"prefix": "text_to_mm_projection", "layout": "flava_projection"},
+        "image_proj": {"prefix": "image_projection", "layout": "linear"},
+        "text_proj": {"prefix": "text_projection", "layout": "linear"},
+        "flava": {"prefix": "", "layout": "clip"},
+    }
+    return {
+        "modalities": modalities,
+        "encoders": encoders,
+        "fusion": {"joint": {"type": "concat", "inputs": ["image_to_mm", "text_to_mm"], "axis": "sequence"}},
+        "heads": heads,
+        "outputs": ["image_tower.sequence", "text_tower.sequence", "multimodal.sequence"],
+        "objectives": {"contrastive": {"type": "symmetric_infonce", "input": "flava"}},
+        "weights": {"nodes": nodes},
+    }

@@ -42,7 +42,8 @@ class TransformerEncoderModule(nn.Module):
         elif e.type == "patches":
             grid = (modality.height // e.patch_size) * (modality.width // e.patch_size)
             self.embed = PatchEmbedding(
-                modality.channels, cfg.width, e.patch_size, grid, e.bias, e.class_token, e.norm, cfg.eps, cfg.dropout
+                modality.channels, cfg.width, e.patch_size, grid, e.bias, e.class_token, e.norm, cfg.eps, cfg.dropout,
+                e.mask_token,
             )
         elif e.type == "regions":
             self.embed = RegionEmbedding(
@@ -58,10 +59,12 @@ class TransformerEncoderModule(nn.Module):
                 e.segment,
             )
         else:
-            self.field, src = sequence_of(bundles["input"], cfg.input)
+            self.field, src = e.source(bundles["input"], cfg.input)
             prefix = cfg.mask_prefix(bundles["input"], src) if e.mask_token else 0
             self.embed = SequenceEmbedding(
-                src.width, cfg.width, e.positions or 0, e.norm, cfg.eps, cfg.dropout, e.mask_token, prefix
+                src.width, cfg.width, e.positions or 0, e.norm, cfg.eps, cfg.dropout, e.mask_token, prefix,
+                e.class_token,
+                e.project,
             )
         self.kind = e.type
         self.drop = cfg.drop_sizes(bundles["input"]["pixels"]) if cfg.drop else None
@@ -83,6 +86,7 @@ class TransformerEncoderModule(nn.Module):
         self.pool = make_pool(cfg.pool, cfg.width, cfg.eps)
         self.causal = cfg.causal
         self.emit_first = cfg.emit_first
+        self.emit_hidden = cfg.emit_hidden
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         b = inputs["input"]
@@ -96,6 +100,8 @@ class TransformerEncoderModule(nn.Module):
             x = self.embed(b["features"], b.get("boxes"))  # B,R,D
         else:
             x = self.embed(b[self.field], b.get("restore"))  # B,S,D
+            if self.embed.cls is not None and mask is not None:
+                mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)  # B,1+S
             if "dropped" in b and "restore" in b:
                 extra["dropped"] = b["dropped"]
         if self.drop is not None:
@@ -114,9 +120,12 @@ class TransformerEncoderModule(nn.Module):
             if layer.routed:
                 x, logits = x  # B,S,D; B,S,E
                 routers.append(logits)
+        hidden = x  # B,S,D
         if self.final_norm is not None:
             x = self.final_norm(x)
         out = {"sequence": x}
+        if self.emit_hidden:
+            out["hidden"] = hidden
         if mask is not None:
             out["mask"] = mask
         if routers:
