@@ -223,6 +223,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
                    lambda: len(SV.rossi_cox().params_)),
     "deepsurv": lambda: SV.deepsurv_official(5, [48, 48]),  # WHAS configuration, official Lasagne layers
     "deepconvsurv": lambda: SV.deepconvsurv_official(3, 512, 512),  # WSISA's layers on 512x512 patches
+    "concatae": lambda: SV.tong_autoencoders([1000, 1000]),  # authors' Q/P/C nets, default sizes
+    "concatae:crossae": lambda: SV.tong_autoencoders([1000, 1000], fusion="mean"),
     "ssddr": SR.ssddr,
     "deeppamm": SR.deeppamm,
     "you_cropyield": SR.you_lstm,

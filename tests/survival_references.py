@@ -42,3 +42,18 @@ def deepconvsurv_official(channels: int, height: int, width: int, filters: int =
     )
     flat = body(torch.empty(1, channels, height, width, device="meta")).shape[1]
     return nn.Sequential(*body, nn.Linear(flat, dense), nn.ReLU(), nn.Linear(dense, 1))
+
+
+def tong_autoencoders(x_dims: list[int], hidden: int = 128, code: int = 100, fusion: str = "concat") -> nn.ModuleList:
+    """ConcatAE / CrossAE of Tong et al. 2020 as the authors' code builds them (src/networks): per modality an
+    encoder x -> N -> N -> z and a decoder z -> N -> N -> x (Q_net, P_net), then one survival network
+    z_fused -> N -> N -> 1 (C_net) on the concatenated codes ("concat") or their mean ("mean"). Dropout has no
+    parameters and is left out."""
+
+    def three(a: int, b: int) -> list[nn.Module]:  # a -> N -> N -> b, every layer with a bias
+        return [nn.Linear(a, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, b)]
+
+    encoders = [nn.Sequential(*three(x, code)) for x in x_dims]
+    decoders = [nn.Sequential(*three(code, x)) for x in x_dims]
+    fused = code * len(x_dims) if fusion == "concat" else code
+    return nn.ModuleList([*encoders, *decoders, nn.Sequential(*three(fused, 1))])
