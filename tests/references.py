@@ -119,6 +119,40 @@ _CLIP = {  # ViT-B/16, L/14 and L/14@336px: vision and text tower sizes, joint w
             _L14_TEXT := {"hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072}, 768),
     "l14_336": ({**_L14, "image_size": 336}, _L14_TEXT, 768),
 }
+_CLIP_RESNETS = {  # official CLIP checkpoints: stage depths, width, joint width, image size, text width and heads
+    "clip_resnet": ((3, 4, 6, 3), 64, 1024, 224, 512, 8),
+    "clip_resnet:rn101": ((3, 4, 23, 3), 64, 512, 224, 512, 8),
+    "clip_resnet:rn50x4": ((4, 6, 10, 6), 80, 640, 288, 640, 10),
+}
+
+
+def _clip_resnet(layers: tuple[int, ...], w: int, embed: int, image: int, text: int, heads: int) -> nn.ModuleList:
+    """openai/CLIP model.py's RN towers rebuilt from torch.nn with its layer sizes (open_clip needs torchvision):
+    ModifiedResNet (3-conv stem, bottlenecks with avg-pool shortcuts, AttentionPool2d), the 12-layer text
+    Transformer (nn.MultiheadAttention, MLP x4), positions, final LayerNorm, text projection, logit scale."""
+    half = w // 2
+    parts = [nn.Conv2d(3, half, 3, bias=False), nn.BatchNorm2d(half), nn.Conv2d(half, half, 3, bias=False),
+             nn.BatchNorm2d(half), nn.Conv2d(half, w, 3, bias=False), nn.BatchNorm2d(w)]
+    inplanes = w
+    for stage, count in enumerate(layers):
+        planes = w * 2**stage
+        for j in range(count):
+            parts += [nn.Conv2d(inplanes, planes, 1, bias=False), nn.BatchNorm2d(planes),
+                      nn.Conv2d(planes, planes, 3, bias=False), nn.BatchNorm2d(planes),
+                      nn.Conv2d(planes, 4 * planes, 1, bias=False), nn.BatchNorm2d(4 * planes)]
+            if (stage and not j) or inplanes != 4 * planes:
+                parts += [nn.Conv2d(inplanes, 4 * planes, 1, bias=False), nn.BatchNorm2d(4 * planes)]
+            inplanes = 4 * planes
+    e = 32 * w
+    parts += [nn.Embedding((image // 32) ** 2 + 1, e), nn.Linear(e, e), nn.Linear(e, e), nn.Linear(e, e),
+              nn.Linear(e, embed)]  # attention pool: positional_embedding, k/q/v_proj, c_proj
+    parts += [nn.Embedding(49408, text), nn.Embedding(77, text)]  # token_embedding, positional_embedding
+    for _ in range(12):
+        parts += [nn.MultiheadAttention(text, heads), nn.LayerNorm(text), nn.Linear(text, 4 * text),
+                  nn.Linear(4 * text, text), nn.LayerNorm(text)]
+    return _modules(*parts, nn.LayerNorm(text), nn.Linear(text, embed, bias=False), nn.Embedding(1, 1))
+
+
 _BASIC = {"layer_type": "basic", "hidden_sizes": [64, 128, 256, 512]}
 _RESNETS = {"resnet18": {**_BASIC, "depths": [2, 2, 2, 2]}, "resnet34": {**_BASIC, "depths": [3, 4, 6, 3]},
             "resnet101": {"depths": [3, 4, 23, 3]}, "resnet152": {"depths": [3, 8, 36, 3]}}
@@ -172,6 +206,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
         nn.Linear(768, 768)),
     "data2vec_audio": lambda: _modules(  # student (no SpecAugment vector), regression head, the teacher's copy
         *[tf.Data2VecAudioModel(tf.Data2VecAudioConfig(mask_time_prob=0.0)) for _ in range(2)], nn.Linear(768, 768)),
+    **{k: (lambda c=c: _clip_resnet(*c)) for k, c in _CLIP_RESNETS.items()},
     "visualbert": lambda: tf.VisualBertForPreTraining(tf.VisualBertConfig(visual_embedding_dim=2048)),
     "vilbert": Formula("official vilbert-multi-task configuration, counted module by module",
                        lambda: _vilbert_official(OFFICIAL_VILBERT)[0]),
