@@ -1,6 +1,7 @@
 """CLIP sizes (TSV-01) and ALIGN (TSV-02): each named size's parameter count equals transformers' CLIPModel /
-AlignModel built with the same configuration on the meta device, `mmspec import hf` writes the sizes as the specs
-declare them, `--weights` on a random ALIGN checkpoint reproduces AlignModel's outputs, and the tiny ALIGN trains."""
+AlignModel built with the same configuration on the meta device (the RN towers: the official layer sizes),
+`mmspec import hf` writes the sizes as the specs declare them, `--weights` on a random ALIGN checkpoint reproduces
+AlignModel's outputs, and the tiny ALIGN and CLIP RN50 train."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import pytest
 import torch
 import transformers as tf
 from hf_reference import PARITY_ATOL, randomize
+from references import _CLIP_RESNETS, _clip_resnet
 from transformers.models.align.modeling_align import align_loss
 
 from mmspec.api import build, load_spec, param_counts
+from mmspec.components.encoders.clip_resnet.module import AttentionPool
 from mmspec.components.objectives.supervised.loss import SymmetricInfoNCE
 from mmspec.graph.inputs import make_inputs, trace_sizes
 from mmspec.importers.hf import import_hf, write_spec
@@ -153,6 +156,39 @@ def test_align_loss_is_transformers_align_loss():
 
 def test_align_fit_lowers_the_loss_of_the_tiny_variant():
     loaded = load_spec(SPECS / "align.yaml", "tiny")
+    history = Trainer(loaded, lr=3e-3).fit(synthetic_batch(loaded, 4, 0), 12, seed=0)
+    first, last = history.losses[0], sum(history.losses[-3:]) / 3
+    assert last < 0.9 * first, history.losses[::3]
+
+
+@pytest.mark.parametrize("variant", [None, "rn101", "rn50x4"], ids=str)
+def test_clip_resnet_sizes_match_the_official_layers(variant):
+    """RN50/RN101/RN50x4 against openai/CLIP's layer sizes rebuilt from torch.nn (tests/references.py)."""
+    config = _CLIP_RESNETS["clip_resnet" if variant is None else f"clip_resnet:{variant}"]
+    with torch.device("meta"):
+        reference = _count(_clip_resnet(*config))
+    assert param_counts(build(load_spec(SPECS / "clip_resnet.yaml", variant), device="meta"))["total"] == reference
+
+
+def test_clip_resnet_attention_pool_is_multi_head_attention():
+    """The pool equals torch's multi_head_attention_forward with the mean token as the only query (as CLIP's
+    AttentionPool2d calls it), the positions added to every token first."""
+    torch.manual_seed(0)
+    pool = AttentionPool(positions=4, dim=16, heads=4, output=8).eval()
+    x = torch.randn(3, 16, 2, 2)  # B,C,H,W
+    tokens = x.flatten(2).permute(2, 0, 1)  # HW,B,C
+    tokens = torch.cat([tokens.mean(0, keepdim=True), tokens]) + pool.position[:, None]  # 1+HW,B,C
+    with torch.no_grad():
+        theirs, _ = torch.nn.functional.multi_head_attention_forward(
+            tokens[:1], tokens, tokens, 16, 4, None, torch.cat([pool.q.bias, pool.k.bias, pool.v.bias]), None, None,
+            False, 0.0, pool.out.weight, pool.out.bias, use_separate_proj_weight=True, q_proj_weight=pool.q.weight,
+            k_proj_weight=pool.k.weight, v_proj_weight=pool.v.weight, need_weights=False)  # 1,B,8
+        ours = pool(x)  # B,8
+    torch.testing.assert_close(ours, theirs[0], atol=1e-6, rtol=1e-5)
+
+
+def test_clip_resnet_fit_lowers_the_loss_of_the_tiny_variant():
+    loaded = load_spec(SPECS / "clip_resnet.yaml", "tiny")
     history = Trainer(loaded, lr=3e-3).fit(synthetic_batch(loaded, 4, 0), 12, seed=0)
     first, last = history.losses[0], sum(history.losses[-3:]) / 3
     assert last < 0.9 * first, history.losses[::3]
