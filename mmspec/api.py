@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mmspec
-from mmspec.errors import CompileError, SpecError, VerificationError
+from mmspec.errors import CompileError, SpecError, UsageError, VerificationError
 from mmspec.spec.budget import DEFAULT_BUDGET, Budget
 from mmspec.spec.loader import LoadedSpec
 from mmspec.spec.loader import load_spec as _load_spec
@@ -474,6 +474,53 @@ def model_summary(loaded: LoadedSpec, weights: str | Path | None = None, allow_t
     return info
 
 
+def check_fit_args(loaded: LoadedSpec, steps: int, batch: int, lr: float, rows: int | None,
+                   out_dir: str | Path | None, json_path: str | Path | None) -> None:
+    """Refuse, before torch is imported, what would fail or run away only after training: a non-finite or
+    negative learning rate, a synthetic batch (`rows`) whose activations exceed the default budget, and output
+    paths that cannot be written. UsageError (exit 2) naming the option."""
+    import math
+
+    from mmspec.spec.budget import fmt_bytes
+
+    if steps < 1:
+        raise UsageError(f"--steps {steps}: train at least one step")
+    if not (math.isfinite(lr) and lr >= 0):
+        raise UsageError(f"--lr {lr}: the learning rate must be a finite number >= 0")
+    if rows is not None:
+        limit = DEFAULT_BUDGET.max_activation_bytes
+        need = rows * loaded.estimate.activation_bytes
+        if limit is not None and need > limit:
+            raise UsageError(f"--batch {rows}: about {fmt_bytes(need)} of activations at the spec's maximum sizes "
+                             f"(forward only), over the {fmt_bytes(limit)} budget; lower --batch")
+    if out_dir is not None:
+        _writable(Path(out_dir), "--out", directory=True)
+    if json_path is not None:
+        _writable(Path(json_path), "--json", directory=False)
+
+
+def _writable(path: Path, option: str, directory: bool) -> None:
+    """`path` can be created or replaced: what exists there is of the right kind, and a file can be created in
+    the directory that will hold the output (probed with a temporary file: permission bits do not bind root)."""
+    from mmspec.spec.files import describe, is_dir, kind_problem
+
+    if path.exists() or path.is_symlink():
+        if directory != is_dir(path):
+            raise UsageError(f"{option} {path}: {'not a directory' if directory else 'it is a directory'}")
+        if not directory and kind_problem(path):
+            raise UsageError(f"{option} {path}: {kind_problem(path)}")
+    home = path if directory else path.parent
+    while not home.exists() and home != home.parent and directory:
+        home = home.parent
+    if not is_dir(home):
+        raise UsageError(f"{option} {path}: the directory {home} does not exist")
+    try:
+        with tempfile.NamedTemporaryFile(dir=home, prefix=".mmspec-probe-"):
+            pass
+    except OSError as e:
+        raise UsageError(f"{option} {path}: cannot write in {home}: {describe(e)}") from None
+
+
 def fit(
     path: str | Path,
     steps: int,
@@ -498,8 +545,9 @@ def fit(
     `weights` starts from a checkpoint (pretrained, or written by fit); `resume` continues a fit checkpoint's
     run (model, optimizer state, step count) for `steps` more steps.
     """
+    loaded = load_spec(path, variant, sets)
+    check_fit_args(loaded, steps, batch, lr, None if batch_file else batch, out_dir, json_path)
     from mmspec.train.run import fit as _fit
 
-    loaded = load_spec(path, variant, sets)
     return _fit(loaded, steps, batch, lr, seed, batch_file, out_dir, json_path, device, fsdp, resample, on_step,
                 weights, resume)

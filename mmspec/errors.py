@@ -107,5 +107,11 @@ class CompileError(MmspecError):
     exit_code = 1
 
 
+class TrainingError(MmspecError):
+    """Training stopped (a loss that turned non-finite); nothing is written."""
+
+    exit_code = 1
+
+
 class VerificationError(CompileError):
     """ONNX Runtime disagreed with eager PyTorch beyond tolerance."""

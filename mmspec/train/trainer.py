@@ -12,6 +12,7 @@ state, and run in eval mode.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from torch import nn
 from mmspec.blocks import distributed as mdist
 from mmspec.blocks.transformer import is_frozen
 from mmspec.components.objectives.runtime import Batch, StepContext
-from mmspec.errors import UsageError
+from mmspec.errors import TrainingError, UsageError
 from mmspec.spec.loader import LoadedSpec
 
 
@@ -236,6 +237,10 @@ class Trainer:
         total = self.step_index + steps
         for k in range(steps):
             values = self.step(batch, seed, total)
+            if not math.isfinite(values["total"]):
+                bad = ", ".join(f"{n} {v}" for n, v in values.items() if n != "total" and not math.isfinite(v))
+                raise TrainingError(f"the loss became non-finite at step {self.step_index} ({bad or values['total']}); "
+                                    "lower --lr or check the batch; nothing was written")
             history.steps += 1
             history.losses.append(values["total"])
             for n in history.objectives:
