@@ -48,13 +48,13 @@ FAMILIES = (
     "objectives.correlation",
     "objectives.generative",
     "objectives.language",
+    "objectives.segmentation",
     "objectives.similarity",
     "objectives.supervised",
     "objectives.survival",
     "objectives.teacher",
     "objectives.word_vectors",
 )
-    "objectives.segmentation",
 
 for _family in FAMILIES:
     importlib.import_module(f"{__name__}.{_family}")

@@ -83,9 +83,9 @@ def import_hf(path: str | Path, name: str | None = None) -> tuple[dict, str]:
         "name": name or _name(file.parent.name, model_type),
         "description": f"Imported from {file} ({arch}) by `mmspec import hf`.",
         "reference": {**family.reference, "implementation": f"transformers.{arch}"},
-    _check_values(tree, file)
         **family.build(cfg, arch),
     }
+    _check_values(tree, file)
     return tree, arch
 def _check_values(tree: dict, file: Path) -> None:
     """Refuse config values that make no valid model (heads that do not divide the width, negative sizes,

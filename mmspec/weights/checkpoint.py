@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from mmspec.errors import Diagnostic, WeightsError
-from mmspec.spec.files import kind_problem
+from mmspec.spec.files import is_dir, kind_problem
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 INDEX_MAX_BYTES = 64 << 20
@@ -93,9 +93,9 @@ class Checkpoint:
 def open_checkpoint(path: str | Path, allow_torch_load: bool = False) -> Checkpoint:
     """Open a safetensors file or directory (or, with `allow_torch_load`, a PyTorch pickle); WeightsError otherwise."""
     root = Path(path)
-    if root.is_dir():
+    if is_dir(root):
         files, fmt = _resolve_dir(root)
-    elif root.is_file():
+    elif not kind_problem(root):
         files, fmt = [root], _format_of(root)
     else:  # missing, a FIFO or device (never opened: reading one could block or never end), unreadable, ...
         raise fail(root, "weights-read", kind_problem(root) or "not a file or directory")
