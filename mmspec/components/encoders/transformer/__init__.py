@@ -189,30 +189,6 @@ _HF_BERT = (  # transformers BertModel, RobertaModel, Data2VecTextModel (post-no
     ),
     Rule("pooler.dense.{p}", "pool.dense.{p}"),
 )
-_HF_VIT = (  # transformers ViTModel (pre-norm, final LayerNorm)
-    Rule("embeddings.cls_token", "embed.cls", squeeze=True),
-    Rule("embeddings.position_embeddings", "embed.position", squeeze=True),
-    Rule("embeddings.patch_embeddings.projection.{p}", "embed.proj.{p}"),
-    *_layer("encoder.layer", *_VIT_LAYER),
-    Rule("layernorm.{p}", "final_norm.{p}"),
-    Rule("pooler.dense.{p}", "pool.dense.{p}"),
-)
-_HF_CLIP = (  # transformers CLIPTextTransformer and CLIPVisionTransformer
-    Rule("embeddings.token_embedding.weight", "embed.word.weight"),
-    Rule("embeddings.class_embedding", "embed.cls"),
-    Rule("embeddings.patch_embedding.{p}", "embed.proj.{p}"),
-    Rule("embeddings.position_embedding.weight", "embed.position.weight"),  # text: an nn.Embedding
-    Rule("embeddings.position_embedding.weight", "embed.position"),  # vision: a parameter
-    Rule("embeddings.position_ids", None),
-    Rule("pre_layrnorm.{p}", "embed.norm.{p}"),
-    *_layer(
-        "encoder.layers",
-        "self_attn.q_proj",
-        "self_attn.k_proj",
-        "self_attn.v_proj",
-        "self_attn.out_proj",
-        "layer_norm1",
-        "mlp.fc1",
 _VIT_LAYER = (
     "attention.attention.query",
     "attention.attention.key",
@@ -224,18 +200,13 @@ _VIT_LAYER = (
     "layernorm_after",
 )
 """transformers ViTLayer's names (ViT, ViTMAE encoder and decoder)."""
-        "mlp.fc2",
-        "layer_norm2",
-    ),
-    Rule("final_layer_norm.{p}", "final_norm.{p}"),
-    Rule("post_layernorm.{p}", "pool.norm.{p}"),
-)
-_HF_WAV2VEC2_LAYERS = tuple(  # transformers Data2VecAudioEncoder's `layers` (post-norm), under their own prefix
-    Rule(f"{{i}}.{theirs}.{{p}}", f"layers.{{i}}.{ours}.{{p}}")
-    for theirs, ours in (("attention.q_proj", "attn.q"), ("attention.k_proj", "attn.k"), ("attention.v_proj", "attn.v"),
-                         ("attention.out_proj", "attn.out"), ("layer_norm", "attn_res.norm"),
-                         ("feed_forward.intermediate_dense", "ffn.fc1"), ("feed_forward.output_dense", "ffn.fc2"),
-                         ("final_layer_norm", "ffn_res.norm"))
+_HF_VIT = (  # transformers ViTModel (pre-norm, final LayerNorm)
+    Rule("embeddings.cls_token", "embed.cls", squeeze=True),
+    Rule("embeddings.position_embeddings", "embed.position", squeeze=True),
+    Rule("embeddings.patch_embeddings.projection.{p}", "embed.proj.{p}"),
+    *_layer("encoder.layer", *_VIT_LAYER),
+    Rule("layernorm.{p}", "final_norm.{p}"),
+    Rule("pooler.dense.{p}", "pool.dense.{p}"),
 )
 _HF_FLAVA_IMAGE = (*_HF_VIT, Rule("embeddings.mask_token", "embed.mask_token", squeeze=True))
 """transformers FlavaImageModel: ViT names plus the [MASK] patch."""
@@ -254,6 +225,43 @@ _HF_FLAVA_MULTIMODAL = (  # transformers FlavaMultimodalModel: [CLS_M], ViT's la
     Rule("layernorm.{p}", "final_norm.{p}"),
     Rule("pooler.dense.{p}", "pool.dense.{p}"),
 )
+_HF_VIT_MAE_DECODER = (  # transformers ViTMAEDecoder (pre-norm; its `decoder_pred` is a separate linear head)
+    Rule("decoder_embed.{p}", "embed.proj.{p}"),
+    Rule("mask_token", "embed.mask_token", squeeze=True),
+    Rule("decoder_pos_embed", "embed.position", squeeze=True),
+    *_layer("decoder_encoder.layer", *_VIT_LAYER),  # transformers >= 5
+    *_layer("decoder_layers", *_VIT_LAYER),  # checkpoints written by transformers 4 (the published MAE weights)
+    Rule("decoder_norm.{p}", "final_norm.{p}"),
+)
+_HF_CLIP = (  # transformers CLIPTextTransformer and CLIPVisionTransformer
+    Rule("embeddings.token_embedding.weight", "embed.word.weight"),
+    Rule("embeddings.class_embedding", "embed.cls"),
+    Rule("embeddings.patch_embedding.{p}", "embed.proj.{p}"),
+    Rule("embeddings.position_embedding.weight", "embed.position.weight"),  # text: an nn.Embedding
+    Rule("embeddings.position_embedding.weight", "embed.position"),  # vision: a parameter
+    Rule("embeddings.position_ids", None),
+    Rule("pre_layrnorm.{p}", "embed.norm.{p}"),
+    *_layer(
+        "encoder.layers",
+        "self_attn.q_proj",
+        "self_attn.k_proj",
+        "self_attn.v_proj",
+        "self_attn.out_proj",
+        "layer_norm1",
+        "mlp.fc1",
+        "mlp.fc2",
+        "layer_norm2",
+    ),
+    Rule("final_layer_norm.{p}", "final_norm.{p}"),
+    Rule("post_layernorm.{p}", "pool.norm.{p}"),
+)
+_HF_WAV2VEC2_LAYERS = tuple(  # transformers Data2VecAudioEncoder's `layers` (post-norm), under their own prefix
+    Rule(f"{{i}}.{theirs}.{{p}}", f"layers.{{i}}.{ours}.{{p}}")
+    for theirs, ours in (("attention.q_proj", "attn.q"), ("attention.k_proj", "attn.k"), ("attention.v_proj", "attn.v"),
+                         ("attention.out_proj", "attn.out"), ("layer_norm", "attn_res.norm"),
+                         ("feed_forward.intermediate_dense", "ffn.fc1"), ("feed_forward.output_dense", "ffn.fc2"),
+                         ("final_layer_norm", "ffn_res.norm"))
+)
 _HF_GPT2 = (  # transformers GPT2Model: Conv1D weights are stored [in, out]; c_attn holds q, k and v
     Rule("wte.weight", "embed.word.weight"),
     Rule("wpe.weight", "embed.position.weight"),
@@ -266,14 +274,6 @@ _HF_GPT2 = (  # transformers GPT2Model: Conv1D weights are stored [in, out]; c_a
     Rule("h.{i}.attn.masked_bias", None),
     Rule("h.{i}.ln_2.{p}", "layers.{i}.ffn_res.norm.{p}"),
     Rule("h.{i}.mlp.c_fc.weight", "layers.{i}.ffn.fc1.weight", transpose=True),
-_HF_VIT_MAE_DECODER = (  # transformers ViTMAEDecoder (pre-norm; its `decoder_pred` is a separate linear head)
-    Rule("decoder_embed.{p}", "embed.proj.{p}"),
-    Rule("mask_token", "embed.mask_token", squeeze=True),
-    Rule("decoder_pos_embed", "embed.position", squeeze=True),
-    *_layer("decoder_encoder.layer", *_VIT_LAYER),  # transformers >= 5
-    *_layer("decoder_layers", *_VIT_LAYER),  # checkpoints written by transformers 4 (the published MAE weights)
-    Rule("decoder_norm.{p}", "final_norm.{p}"),
-)
     Rule("h.{i}.mlp.c_fc.bias", "layers.{i}.ffn.fc1.bias"),
     Rule("h.{i}.mlp.c_proj.weight", "layers.{i}.ffn.fc2.weight", transpose=True),
     Rule("h.{i}.mlp.c_proj.bias", "layers.{i}.ffn.fc2.bias"),
@@ -511,12 +511,12 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     """Cross-attention to another node's sequence (a decoder's memory, Flamingo's media, Perceiver's inputs)."""
     drop: DropConfig | None = None
     """MAE: drop a random subset of the patch tokens while training (patches embed only)."""
-    emit_first: bool = False
-    """Also emit `first` [batch, width]: the output sequence's first token as it is, beside any `pool` (ALIGN
-    projects BERT's [CLS] state while its checkpoint keeps the unused pooler)."""
     moe: MoEConfig | None = None
     """Mixture-of-experts feed-forward layers; the output bundle gains `router` [batch, n*S, experts], the
     router logits of the n MoE layers one after the other along the sequence axis (for moe_load_balancing)."""
+    emit_first: bool = False
+    """Also emit `first` [batch, width]: the output sequence's first token as it is, beside any `pool` (ALIGN
+    projects BERT's [CLS] state while its checkpoint keeps the unused pooler)."""
     emit_hidden: bool = False
     """Also emit `hidden` [batch, S, width]: the last layer's output before `final_norm` (what FLAVA's towers pass
     to its multimodal encoder)."""
@@ -527,14 +527,15 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     weight_layouts = {
         "bert": _HF_BERT,
         "vit": _HF_VIT,
+        "vit_mae_decoder": _HF_VIT_MAE_DECODER,
         "clip": _HF_CLIP,
         "gpt2": _HF_GPT2,
         "openai_gpt": _HF_OPENAI_GPT,
+        "wav2vec2_layers": _HF_WAV2VEC2_LAYERS,
         "flava_image": _HF_FLAVA_IMAGE,
         "flava_text": _HF_FLAVA_TEXT,
         "flava_multimodal": _HF_FLAVA_MULTIMODAL,
         "flava_projection": (Rule("{p}", "embed.proj.{p}"),),  # FlavaModel's image/text_to_mm_projection
-        "wav2vec2_layers": _HF_WAV2VEC2_LAYERS,
     }
     ref_fields: ClassVar[tuple[str, ...]] = ("cross",)
     """`cross` is an input port; a bad reference there is located at `cross`."""
@@ -577,7 +578,6 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             self._context(inputs["cross"], batch)
         if self.moe:
             out["router"] = TensorInfo((batch, dim_product(len(self._moe_layers()), length), self.moe.experts))
-        "vit_mae_decoder": _HF_VIT_MAE_DECODER,
         return out
 
     def _moe_layers(self) -> list[int]:
