@@ -190,6 +190,19 @@ def _moe_layer(d: int = 512, heads: int = 8, ffn: int = 2048, experts: int = 16,
                     nn.Embedding(512, d), nn.MultiheadAttention(d, heads), *[nn.LayerNorm(d) for _ in range(3)])
 
 
+def _palm(vocab: int = 20000, d: int = 512, depth: int = 12, heads: int = 8, head: int = 64) -> nn.ModuleList:
+    """palm_pytorch.PaLM (not installable: it declares triton), module by module: per layer one bias-free
+    LayerNorm, the fused projection to queries, the one key/value head and the SwiGLU pair, the attention and
+    feed-forward outputs; the tied word table and the final LayerNorm."""
+    ffn = 4 * d
+
+    def layer() -> list[nn.Module]:
+        return [nn.LayerNorm(d, bias=False), nn.Linear(d, heads * head + 2 * head + 2 * ffn, bias=False),
+                nn.Linear(heads * head, d, bias=False), nn.Linear(ffn, d, bias=False)]
+
+    return _modules(*[m for _ in range(depth) for m in layer()], nn.Embedding(vocab, d), nn.LayerNorm(d, bias=False))
+
+
 REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     **PARITY_REFERENCES,  # bert, clip, resnet50 (tests/test_param_counts.py)
     **{f"clip:{v}": (lambda c=c: tf.CLIPModel(tf.CLIPConfig(vision_config=c[0], text_config=c[1],
@@ -247,6 +260,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
                         "2,000,000 words, 300-d", lambda: (2_000_000 + 2_000_000 + 2_000_000) * 300),
     "glove": _table(400_000, 300, tables=2, bias=True),
     "moe": _moe_layer,
+    "palm": _palm,
     "sirko_buildings": lambda: SR.unet(3, [64, 128, 256, 512, 1024], 1),
     "ddpm": DR.ddpm_cifar10,
     "ddpm:lsun256": DR.ddpm_lsun256,

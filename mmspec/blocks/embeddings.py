@@ -13,7 +13,7 @@ from mmspec.blocks.positions import SinusoidalPositions
 class TokenEmbedding(nn.Module):
     """word(ids) [* sqrt(D)] [+ segment(ids)] + position(0..S-1) -> optional LayerNorm -> dropout  (BERT, CLIP
     text, GPT; the Transformer: fixed sinusoidal positions, scaled words, a word table shared with another
-    embedding)."""
+    embedding; `position_kind="rotary"`: no position added here, PaLM)."""
 
     def __init__(
         self,
@@ -34,6 +34,8 @@ class TokenEmbedding(nn.Module):
         self.word = shared if shared is not None else nn.Embedding(vocab, dim)
         learned = position_kind == "learned"
         self.position = nn.Embedding(positions, dim) if learned else SinusoidalPositions(positions, dim)
+        if position_kind == "rotary":  # no table: the attention rotates queries and keys instead (PaLM)
+            self.position = None
         self.segment = nn.Embedding(segments, dim) if segments else None
         self.norm = nn.LayerNorm(dim, eps=eps) if norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
@@ -58,8 +60,9 @@ class TokenEmbedding(nn.Module):
             x = x * self.scale  # B,S,D
         if self.segment is not None:
             x = x + self.segment(segments if segments is not None else torch.zeros_like(ids))  # B,S,D
-        position = self.position(pos)  # S,D (B,S,D with padding_idx)
-        x = x + (position[None] if self.padding_idx is None else position)  # B,S,D
+        if self.position is not None:
+            position = self.position(pos)  # S,D (B,S,D with padding_idx)
+            x = x + (position[None] if self.padding_idx is None else position)  # B,S,D
         return self.dropout(self.norm(x))
 
 

@@ -8,6 +8,7 @@ from torch import nn
 from mmspec.blocks.attention import Attention, KVCache
 from mmspec.blocks.mlp import FeedForward
 from mmspec.blocks.moe import MixtureOfExperts
+from mmspec.blocks.palm import ParallelBlock
 
 FROZEN = "mmspec_frozen"
 """Attribute that marks a frozen sub-module (a `trainable: false` stack inside a component)."""
@@ -180,24 +181,32 @@ def make_blocks(
 ) -> nn.ModuleList:
     """`count` self-attention blocks with the widths and norms of a StackConfig; with `cross` (the context width),
     layers 0, every, 2*every, ... also get a cross-attention sublayer; with `cfg.moe` (a MoEConfig), its layers get a
-    mixture-of-experts feed-forward. `trainable=False` freezes every layer's
-    self-attention and feed-forward sublayers (not the cross-attention ones)."""
-    blocks = nn.ModuleList(
-        Block(
-            cfg.width,
-            cfg.heads,
-            cfg.ffn,
-            cfg.activation,
-            cfg.norm == "pre",
-            cfg.eps,
-            cfg.dropout,
-            cfg.attention_dropout,
-            cross if i % every == 0 else None,
-            gated,
-            moe=cfg.moe if getattr(cfg, "moe", None) and i in cfg.moe.layers_of(count) else None,
+    mixture-of-experts feed-forward; with `cfg.parallel`, all are PaLM's parallel layers (`ParallelBlock`).
+    `trainable=False` freezes every layer's self-attention and feed-forward sublayers (not the cross-attention
+    ones)."""
+    if getattr(cfg, "parallel", False):
+        blocks = nn.ModuleList(
+            ParallelBlock(cfg.width, cfg.heads, cfg.kv_heads or cfg.heads, cfg.head_dim or cfg.width // cfg.heads,
+                          cfg.ffn, cfg.activation, cfg.eps, cfg.dropout, cfg.attention_dropout, cfg.gated, cfg.bias)
+            for _ in range(count)
         )
-        for i in range(count)
-    )
+    else:
+        blocks = nn.ModuleList(
+            Block(
+                cfg.width,
+                cfg.heads,
+                cfg.ffn,
+                cfg.activation,
+                cfg.norm == "pre",
+                cfg.eps,
+                cfg.dropout,
+                cfg.attention_dropout,
+                cross if i % every == 0 else None,
+                gated,
+                moe=cfg.moe if getattr(cfg, "moe", None) and i in cfg.moe.layers_of(count) else None,
+            )
+            for i in range(count)
+        )
     for block in blocks if not trainable else ():
         for part in block.self_parts():
             freeze(part)

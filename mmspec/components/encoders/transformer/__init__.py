@@ -20,8 +20,9 @@ class TokensEmbed(StrictModel):
     type: Literal["tokens"]
     positions: PositiveInt = 512
     """Size of the position table (learned or fixed); must cover the modality's max_length."""
-    position_kind: Literal["learned", "sinusoidal"] = "learned"
-    """`learned`: a trained table (BERT, GPT); `sinusoidal`: the Transformer's fixed sin/cos table, no parameters."""
+    position_kind: Literal["learned", "sinusoidal", "rotary"] = "learned"
+    """`learned`: a trained table (BERT, GPT); `sinusoidal`: the Transformer's fixed sin/cos table, no parameters;
+    `rotary`: nothing added here, the (parallel) layers rotate queries and keys (RoPE, PaLM)."""
     scale: bool = False
     """Multiply the word embeddings by sqrt(width) before the positions are added (the Transformer)."""
     share: Name | None = None
@@ -436,6 +437,13 @@ TRANSFORMER_EXAMPLES = (
         },
         name="flamingo",
     ),
+    Example(  # PaLM: parallel layers, multi-query attention with rotary positions, SwiGLU, no biases
+        {"text": _TEXT},
+        {"input": "text", "embed": {"type": "tokens", "positions": 12, "position_kind": "rotary", "norm": False},
+         **_STACK, "heads": 4, "head_dim": 4, "kv_heads": 1, "activation": "silu", "gated": True, "bias": False,
+         "parallel": True, "norm": "pre", "causal": True, "final_norm": True},
+        name="palm",
+    ),
     Example(  # sparsely-gated MoE feed-forward in every other layer: noisy top-2 of 4 experts, short buffers
         {"text": _TEXT},
         {"input": "text", "embed": {"type": "tokens", "positions": 12}, **_STACK, "layers": 2, "norm": "pre",
@@ -511,6 +519,17 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     """Cross-attention to another node's sequence (a decoder's memory, Flamingo's media, Perceiver's inputs)."""
     drop: DropConfig | None = None
     """MAE: drop a random subset of the patch tokens while training (patches embed only)."""
+    parallel: bool = False
+    """PaLM's layers: x + Attn(LN(x)) + FFN(LN(x)) with one LayerNorm (norm: pre); `kv_heads`, `head_dim`, `gated`,
+    `bias` and rotary positions apply to these layers."""
+    kv_heads: PositiveInt | None = None
+    """Key/value heads shared by groups of query heads (1: multi-query attention); null: `heads`."""
+    head_dim: PositiveInt | None = None
+    """Width of one attention head (the attention's inner width is heads * head_dim); null: width / heads."""
+    gated: bool = False
+    """SwiGLU-style feed-forward fc2(act(gate(x)) * fc1(x)) (activation silu: SwiGLU)."""
+    bias: bool = True
+    """false: no biases in the layers' linear maps and LayerNorms, nor in `final_norm` (PaLM)."""
     moe: MoEConfig | None = None
     """Mixture-of-experts feed-forward layers; the output bundle gains `router` [batch, n*S, experts], the
     router logits of the n MoE layers one after the other along the sequence axis (for moe_load_balancing)."""
@@ -545,7 +564,7 @@ class TransformerEncoder(StackConfig, ComponentConfig):
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         bundle = inputs["input"]
-        self.check_heads()
+        self._check_parallel()
         if isinstance(self.embed, SequenceEmbed):
             src, length = self._sequence_input(bundle, ctx)
         else:
@@ -579,6 +598,38 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         if self.moe:
             out["router"] = TensorInfo((batch, dim_product(len(self._moe_layers()), length), self.moe.experts))
         return out
+
+    def _check_parallel(self) -> None:
+        """Heads divide the width (or head_dim is given); PaLM's options only with `parallel` layers."""
+        if self.head_dim is None:
+            self.check_heads()
+        rotary = isinstance(self.embed, TokensEmbed) and self.embed.position_kind == "rotary"
+        if not self.parallel:
+            for name in ("kv_heads", "head_dim", "gated", "bias"):
+                if getattr(self, name) != type(self).model_fields[name].default:
+                    raise CheckError((name,), f"{name} applies to parallel layers; set parallel: true or remove it")
+            if rotary:
+                raise CheckError(("embed", "position_kind"), "rotary positions live in parallel layers' attention; "
+                                                             "set parallel: true or use learned positions")
+            return
+        if self.norm != "pre":
+            raise CheckError(("norm",), "parallel layers normalise their input once (pre-norm); set norm: pre")
+        for name in ("cross", "moe", "drop"):
+            if getattr(self, name) is not None:
+                raise CheckError((name,), f"{name} is not available with parallel layers; remove it")
+        if self.heads % (self.kv_heads or self.heads):
+            raise CheckError(("kv_heads",), f"kv_heads {self.kv_heads} does not divide heads {self.heads}; every "
+                                            f"key/value head serves the same number of query heads")
+        if rotary and (self.head_dim or self.width // self.heads) % 2:
+            raise CheckError(("head_dim",), "rotary positions rotate pairs of features; use an even head width")
+
+    def parallel_layer_params(self) -> int:
+        """Parameters of one parallel layer: LayerNorm, attention (q, k, v, out), feed-forward."""
+        w, inner = self.width, self.heads * (self.head_dim or self.width // self.heads)
+        kv = (self.kv_heads or self.heads) * (self.head_dim or self.width // self.heads)
+        attn = 2 * w * inner + 2 * w * kv + ((inner + 2 * kv + w) if self.bias else 0)
+        ffn = (3 if self.gated else 2) * w * self.ffn + (((2 if self.gated else 1) * self.ffn + w) if self.bias else 0)
+        return w * (2 if self.bias else 1) + attn + ffn
 
     def _moe_layers(self) -> list[int]:
         """The MoE layers' indices; a CheckError when `moe` selects none or cannot route."""
@@ -626,7 +677,10 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             cross = {"cross_layers": tuple(range(0, self.layers, self.cross.every)),
                      "context": (self.cross.input.split(".")[0], fld), "context_port": "cross",
                      "context_length": context.shape[1]}
-        return KVLayout(self.layers, self.heads, self.width // self.heads, batch, length, positions,
+        head_dim = self.head_dim or self.width // self.heads
+        if isinstance(self.embed, TokensEmbed) and self.embed.position_kind == "rotary":
+            positions = None
+        return KVLayout(self.layers, self.kv_heads or self.heads, head_dim, batch, length, positions,
                         ("mask",), **cross)
 
     def _modality_input(self, bundle: Bundle, ctx) -> tuple[TensorInfo, object]:
@@ -781,8 +835,9 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         if self.cross:
             _, context = sequence_of(inputs["cross"], self.cross.input, "cross")
             cross = len(range(0, self.layers, self.cross.every)) * P.cross_sublayer(w, context.width, self.cross.gated)
-        final = P.layer_norm(w) if self.final_norm else 0
-        return embed + P.stack(self) + cross + final + P.pool(self.pool, w) + self._moe_extra()
+        final = (P.layer_norm(w) if self.bias else w) if self.final_norm else 0
+        stack = self.layers * self.parallel_layer_params() if self.parallel else P.stack(self)
+        return embed + stack + cross + final + P.pool(self.pool, w) + self._moe_extra()
 
     def _moe_extra(self) -> int:
         """Parameters the MoE layers add over the dense feed-forwards they replace."""

@@ -80,7 +80,7 @@ class TransformerEncoderModule(nn.Module):
             cfg.cross.gated if cfg.cross else False,
             cfg.stack_trainable,
         )
-        self.final_norm = nn.LayerNorm(cfg.width, eps=cfg.eps) if cfg.final_norm else None
+        self.final_norm = nn.LayerNorm(cfg.width, eps=cfg.eps, bias=cfg.bias) if cfg.final_norm else None
         if self.final_norm is not None and not cfg.stack_trainable:
             freeze(self.final_norm)
         self.pool = make_pool(cfg.pool, cfg.width, cfg.eps)
