@@ -255,6 +255,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "perceiver": lambda: tf.PerceiverModel(tf.PerceiverConfig()),
     "perceiver_lm": lambda: tf.PerceiverForMaskedLM(tf.PerceiverConfig(qk_channels=256, v_channels=1280)),
     "perceiver_lm:default_config": lambda: tf.PerceiverForMaskedLM(tf.PerceiverConfig()),
+    "perceiver_image": lambda: tf.PerceiverForImageClassificationLearned(tf.PerceiverConfig(image_size=224,
+                                                                                              num_labels=1000)),
     "word2vec": _table(3_000_000, 300, tables=2),
     "fasttext": Formula("input table of 2,000,000 words + 2,000,000 n-gram buckets and an output table of "
                         "2,000,000 words, 300-d", lambda: (2_000_000 + 2_000_000 + 2_000_000) * 300),

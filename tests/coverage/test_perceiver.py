@@ -29,6 +29,7 @@ SIZES = {  # (spec, variant) -> the transformers class and PerceiverConfig of th
     ("perceiver", None): (tf.PerceiverModel, {}),
     ("perceiver_lm", None): (tf.PerceiverForMaskedLM, LANGUAGE),
     ("perceiver_lm", "default_config"): (tf.PerceiverForMaskedLM, {}),
+    ("perceiver_image", None): (tf.PerceiverForImageClassificationLearned, {"image_size": 224, "num_labels": 1000}),
 }
 
 

@@ -160,6 +160,9 @@ CASES = {  # architecture -> (reference, its inputs, our output -> its output)
                     "multimodal_sequence": "multimodal_embeddings"}),
     "PerceiverModel": (lambda: tf.PerceiverModel(tf.PerceiverConfig(**PERCEIVER)), lambda x: {"inputs": x["inputs"]},
                        {"perceiver": "last_hidden_state"}),
+    "PerceiverForImageClassificationLearned": (
+        lambda: tf.PerceiverForImageClassificationLearned(tf.PerceiverConfig(**PERCEIVER, image_size=8, num_labels=5)),
+        lambda x: {"inputs": x["image"]}, {"classifier": "logits"}),
     "PerceiverForMaskedLM": (
         lambda: tf.PerceiverForMaskedLM(tf.PerceiverConfig(**PERCEIVER, qk_channels=16, v_channels=32)),
         lambda x: {"inputs": x["text"], "attention_mask": x["text_mask"]}, {"mlm": "logits"}),

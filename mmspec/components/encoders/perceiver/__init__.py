@@ -4,7 +4,9 @@ without pre/post-processors; with `embed: tokens`, its text preprocessor in fron
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from mmspec.components.common import Activation, require_float, sequence_of
 from mmspec.registry import Example, register
@@ -61,6 +63,9 @@ HF_PERCEIVER = (  # transformers PerceiverModel (its text preprocessor when ther
     Rule("embeddings.latents", "latents"),
     Rule("input_preprocessor.embeddings.weight", "embed.word.weight"),
     Rule("input_preprocessor.position_embeddings.weight", "embed.position.weight"),
+    Rule("input_preprocessor.convnet_1x1.{p}", "embed.conv.{p}"),
+    Rule("input_preprocessor.position_embeddings.position_embeddings", "embed.position"),
+    Rule("input_preprocessor.positions_projection.{p}", "embed.project.{p}"),
     *layer_rules("encoder.cross_attention", "cross"),
     *layer_rules("encoder.self_attends.{i}", "layers.{i}"),
 )
@@ -74,6 +79,23 @@ class TokensInput(StrictModel):
     """The embedding width (transformers' d_model), which the latents' cross-attention reads."""
     positions: PositiveInt = 2048
     """Rows of the position table; must cover the modality's max_length."""
+
+
+class PixelsInput(StrictModel):
+    """Pixels [batch, C, H, W] -> a 1x1 conv to `channels` per pixel, concatenated with a learned position table
+    [H*W, positions] (optionally projected to `project` channels): M = H*W inputs of channels + (project or
+    positions) features (transformers' PerceiverImagePreprocessor with prep_type conv1x1, trainable positions,
+    concat)."""
+
+    type: Literal["pixels"]
+    channels: PositiveInt = 256
+    positions: PositiveInt = 256
+    """Width of the learned position table."""
+    project: PositiveInt | None = 256
+    """A Linear on the positions to this width (project_pos_dim); null: none."""
+
+    def width(self) -> int:
+        return self.channels + (self.project or self.positions)
 
 
 _SEQ = {"feats": {"type": "sequence", "dim": 6, "length": "seq", "max_length": 10}}
@@ -91,6 +113,11 @@ PERCEIVER_EXAMPLES = (
         {"input": "text", "embed": {"type": "tokens", "width": 6, "positions": 12}, **_LATENT, "cross_qk": "q"},
         name="tokens",
     ),
+    Example(  # image classification (learned): 1x1 conv features + projected learned positions per pixel
+        {"image": {"type": "image", "channels": 3, "height": 4, "width": 4}},
+        {"input": "image", "embed": {"type": "pixels", "channels": 4, "positions": 6, "project": 4}, **_LATENT},
+        name="pixels",
+    ),
 )
 
 
@@ -105,7 +132,7 @@ class PerceiverEncoder(ComponentConfig):
 
     type: Literal["perceiver"]
     input: Ref
-    embed: TokensInput | None = None
+    embed: Annotated[TokensInput | PixelsInput, Field(discriminator="type")] | None = None
     latents: PositiveInt = 256
     """N, the number of latent vectors (transformers' num_latents)."""
     width: PositiveInt = 1280
@@ -142,6 +169,13 @@ class PerceiverEncoder(ComponentConfig):
         if self.embed is None:
             _, src = sequence_of(bundle, self.input)
             return require_float(src, self.input), src.width
+        if isinstance(self.embed, PixelsInput):
+            pixels = bundle.get("pixels")
+            if pixels is None or pixels.rank != 4:
+                raise CheckError("input", f"embed: pixels needs an image modality's `pixels` [batch, C, H, W]; "
+                                          f"{self.input!r} has {sorted(bundle)}")
+            batch, _, h, w = pixels.shape
+            return TensorInfo((batch, h * w, self.embed.width())), self.embed.width()
         ids = bundle.get("ids")
         if ids is None or ids.rank != 2:
             raise CheckError("input", f"embed: tokens needs a tokens modality's `ids` [batch, S]; {self.input!r} has "
@@ -178,7 +212,11 @@ class PerceiverEncoder(ComponentConfig):
         _, kv_dim = self._source(inputs, ctx)
         (cqk, cv), (sqk, sv) = self.channels(kv_dim)
         embed = 0
-        if self.embed:
+        if isinstance(self.embed, PixelsInput):
+            e, m = self.embed, ctx.spec.modalities[self.input.split(".")[0]]
+            embed = m.channels * e.channels + e.channels + m.height * m.width * e.positions
+            embed += e.positions * e.project + e.project if e.project else 0
+        elif self.embed:
             vocab = ctx.spec.modalities[self.input.split(".")[0]].vocab_size
             embed = (vocab + self.embed.positions) * self.embed.width
         cross = layer_params(self.width, kv_dim, cqk, cv, self.cross_widening, True)
@@ -198,6 +236,5 @@ class PerceiverEncoder(ComponentConfig):
 
         _, kv_dim = self._source(inputs, ctx)
         modality = ctx.spec.modalities.get(self.input.split(".")[0])
-        vocab = modality.vocab_size if self.embed else None
         field = None if self.embed else sequence_of(inputs["input"], self.input)[0]
-        return PerceiverModule(self, kv_dim, vocab, field)
+        return PerceiverModule(self, kv_dim, modality, field)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmspec.components.hf import Config, hf_family
+from mmspec.components.hf import Config, hf_family, num_labels
 
 _DEFAULTS = {
     "num_latents": 256,
@@ -25,6 +25,8 @@ _DEFAULTS = {
     "use_query_residual": True,
     "vocab_size": 262,
     "max_position_embeddings": 2048,
+    "image_size": 56,
+    "num_labels": 2,
 }
 """PerceiverConfig's defaults of the keys read here (layer_norm_eps is unused by its layers: LayerNorm eps 1e-5)."""
 
@@ -60,7 +62,7 @@ def _encoder(cfg: Config, source: str) -> dict:
 
 @hf_family(
     "perceiver",
-    ("PerceiverModel", "PerceiverForMaskedLM"),
+    ("PerceiverModel", "PerceiverForMaskedLM", "PerceiverForImageClassificationLearned"),
     _DEFAULTS,
     survey=["FM-02"],
     paper="Jaegle et al. Perceiver IO: A General Architecture for Structured Inputs & Outputs. ICLR 2022.",
@@ -77,6 +79,8 @@ def _perceiver(cfg: Config, arch: str) -> dict:
             "outputs": ["perceiver.sequence"],
         }
         return {**tree, "weights": {"nodes": {"perceiver": {"prefix": "", "layout": "perceiver"}}}}
+    if arch == "PerceiverForImageClassificationLearned":
+        return _image_classifier(cfg)
     length = cfg.int("max_position_embeddings")
     encoder = {**_encoder(cfg, "text"), "embed": {"type": "tokens", "width": d_model, "positions": length}}
     decoder = {
@@ -98,4 +102,30 @@ def _perceiver(cfg: Config, arch: str) -> dict:
     nodes = {"perceiver": {"prefix": "perceiver", "layout": "perceiver"},
              "mlm": {"prefix": "", "layout": "perceiver_mlm_decoder"}}
     return {"modalities": {"text": text}, "encoders": {"perceiver": encoder}, "heads": {"mlm": decoder},
+            "weights": {"nodes": nodes}}
+
+
+def _image_classifier(cfg: Config) -> dict:
+    """transformers' PerceiverForImageClassificationLearned: 1x1 conv to 256 channels and 256 learned position
+    channels (projected by a Linear) per pixel, the encoder, one learned query decoded to the classes."""
+    size = cfg.int("image_size")
+    encoder = {**_encoder(cfg, "image"), "embed": {"type": "pixels", "channels": 256, "positions": 256,
+                                                   "project": 256}}
+    decoder = {
+        "type": "perceiver_decoder",
+        "input": "perceiver.sequence",
+        "queries": 1,
+        "width": cfg.int("d_latents"),
+        "cross_qk": encoder["cross_qk"],
+        "query_residual": True,
+        "activation": encoder["activation"],
+        "attention_dropout": encoder["attention_dropout"],
+        "project": num_labels(cfg),
+        "single": True,
+    }
+    nodes = {"perceiver": {"prefix": "perceiver", "layout": "perceiver"},
+             "classifier": {"prefix": "perceiver.decoder", "layout": "perceiver_classification_decoder"}}
+    return {"modalities": {"image": {"type": "image", "channels": 3, "height": size, "width": size}},
+            "encoders": {"perceiver": encoder}, "heads": {"classifier": decoder},
+            "objectives": {"classification": {"type": "cross_entropy", "input": "classifier"}},
             "weights": {"nodes": nodes}}

@@ -97,8 +97,9 @@ class PerceiverDecoder(ComponentConfig):
         if self.tie_to is None:
             return self.project
         enc = ctx.spec.encoders.get(self.tie_to)
-        if enc is None or enc.type != "perceiver" or enc.embed is None:
-            found = [n for n, e in ctx.spec.encoders.items() if e.type == "perceiver" and e.embed is not None]
+        if enc is None or enc.type != "perceiver" or getattr(enc.embed, "type", None) != "tokens":
+            found = [n for n, e in ctx.spec.encoders.items()
+                     if e.type == "perceiver" and getattr(e.embed, "type", None) == "tokens"]
             raise CheckError("tie_to", f"tie_to {self.tie_to!r} must name a perceiver encoder with embed: tokens; "
                                        f"candidates: {', '.join(found) or 'none'}")
         if enc.embed.width != self.width:
