@@ -58,10 +58,10 @@ def import_hf(path: str | Path, name: str | None = None) -> tuple[dict, str]:
         raise UsageError(f"{file}: not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{file}: expected a JSON object")
-    if not isinstance(model_type, str):
-        raise UsageError(f"{file}: model_type must be a string naming the architecture family, got {model_type!r}")
     model_type = data.get("model_type")
     supported = families()
+    if not isinstance(model_type, str):
+        raise UsageError(f"{file}: model_type must be a string naming the architecture family, got {model_type!r}")
     if model_type not in supported:
         why = f" ({NOT_YET[model_type]} is missing)" if model_type in NOT_YET else ""
         raise UsageError(
@@ -87,6 +87,8 @@ def import_hf(path: str | Path, name: str | None = None) -> tuple[dict, str]:
     }
     _check_values(tree, file)
     return tree, arch
+
+
 def _check_values(tree: dict, file: Path) -> None:
     """Refuse config values that make no valid model (heads that do not divide the width, negative sizes,
     sizes past the default budget) as a usage error on the config file, naming each problem."""
@@ -101,8 +103,6 @@ def _check_values(tree: dict, file: Path) -> None:
         problems = [d.message for d in e.diagnostics]
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise UsageError(f"{file}: its values do not make a valid model: {shown}") from None
-
-
 
 
 def write_spec(tree: dict, out: str | Path) -> None:
