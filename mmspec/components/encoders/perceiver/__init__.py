@@ -14,9 +14,9 @@ from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Probab
 from mmspec.spec.layout import Rule
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
-QK = Literal["kv", "q"]
-"""Default query/key width of a cross-attention without `qk_channels`: the keys' input width (`kv`) or the
-queries' (`q`); transformers' cross_attention_shape_for_attention."""
+QK = Literal["keys", "queries"]
+"""Default query/key width of a cross-attention without `qk_channels`: the keys' input width (`keys`) or the
+queries' (`queries`); transformers' cross_attention_shape_for_attention "kv" / "q"."""
 
 
 def attention_channels(
@@ -25,7 +25,7 @@ def attention_channels(
     """(query/key, value) widths of one Perceiver attention: `qk` or the default of its kind (a cross-attention's
     by `cross`, a self-attention's q_dim), `v` or the query/key width; both divisible by `heads` (CheckError at
     `where` + the field otherwise)."""
-    qk = qk or (q_dim if cross in (None, "q") else kv_dim)
+    qk = qk or (q_dim if cross in (None, "queries") else kv_dim)
     v = v or qk
     for name, size in (("qk_channels", qk), ("v_channels", v)):
         if size % heads:
@@ -110,7 +110,7 @@ PERCEIVER_EXAMPLES = (
     ),
     Example(  # the language perceiver: token + position embeddings, padding masked out of the cross-attention
         {"text": {"type": "tokens", "vocab_size": 20, "length": "seq", "max_length": 12, "mask": True}},
-        {"input": "text", "embed": {"type": "tokens", "width": 6, "positions": 12}, **_LATENT, "cross_qk": "q"},
+        {"input": "text", "embed": {"type": "tokens", "width": 6, "positions": 12}, **_LATENT, "cross_qk": "queries"},
         name="tokens",
     ),
     Example(  # image classification (learned): 1x1 conv features + projected learned positions per pixel
@@ -149,7 +149,7 @@ class PerceiverEncoder(ComponentConfig):
     """Query/key width of every attention; null: the cross-attention's by `cross_qk`, the self-attentions' `width`."""
     v_channels: PositiveInt | None = None
     """Value width; null: the query/key width. A self-attention's must equal `width`."""
-    cross_qk: QK = "kv"
+    cross_qk: QK = "keys"
     widening: PositiveInt = 1
     """Self-attention layers' MLP: width -> widening * width -> width."""
     cross_widening: PositiveInt = 1

@@ -50,7 +50,7 @@ def _encoder(cfg: Config, source: str) -> dict:
         "cross_heads": cfg.int("num_cross_attention_heads"),
         "qk_channels": _optional(cfg, "qk_channels"),
         "v_channels": _optional(cfg, "v_channels"),
-        "cross_qk": shape,
+        "cross_qk": {"kv": "keys", "q": "queries"}[shape],
         "widening": cfg.int("self_attention_widening_factor"),
         "cross_widening": cfg.int("cross_attention_widening_factor"),
         "query_residual": cfg.get("use_query_residual", bool),

@@ -72,8 +72,8 @@ class PerceiverDecoder(ComponentConfig):
     heads: PositiveInt = 1
     qk_channels: PositiveInt | None = None
     v_channels: PositiveInt | None = None
-    cross_qk: QK = "kv"
-    """Query/key width without qk_channels: the latents' width (`kv`) or the queries' (`q`)."""
+    cross_qk: QK = "keys"
+    """Query/key width without qk_channels: the latents' width (`keys`) or the queries' (`queries`)."""
     widening: PositiveInt = 1
     query_residual: bool = False
     activation: Activation = "gelu"
