@@ -11,6 +11,7 @@ from .onnx_export import (
     name_dims,
     onnx_signature,
     publish,
+    publish_pairs,
     sidecar,
 )
 from .onnxruntime import (
@@ -33,6 +34,7 @@ __all__ = [
     "name_dims",
     "onnx_signature",
     "publish",
+    "publish_pairs",
     "sidecar",
     "verify_onnx",
 ]

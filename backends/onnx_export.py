@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ import torch
 from torch.export import Dim
 
 from mmspec.errors import CompileError
+from mmspec.spec.files import publish_files
 
 EXTERNAL_DATA_THRESHOLD = 3 << 29  # 1.5 GiB of initializers: beyond it, weights go to a sidecar
 QUIET_LOGGERS = ("torch", "torch.onnx", "onnxscript", "onnx_ir")  # torch.onnx does not propagate to torch
@@ -217,24 +217,23 @@ def onnx_signature(path: Path) -> tuple[list[TensorSig], list[TensorSig]]:
     return _signature(model)
 
 
-def publish(tmp_path: Path, final_path: Path) -> Path:
-    """Move a verified export (and its sidecar) into place with `os.replace`; returns `final_path`.
-
-    A sidecar's location is stored relative and by name, so it requires `tmp_path.name ==
-    final_path.name` (export into a temporary directory, not to a temporary name). A stale sidecar at
-    the destination is removed when the new file has none. The sidecar moves first, so the final
-    `.onnx` never names data that is not there yet.
-    """
+def publish_pairs(tmp_path: Path, final_path: Path) -> list[tuple[Path | None, Path]]:
+    """The moves that put an export (and its sidecar) in place, for `mmspec.spec.files.publish_files`: the
+    sidecar first, so the final `.onnx` never names data that is not there yet; a stale sidecar at the destination
+    is deleted when the new file has none. A sidecar's location is stored relative and by name, so it requires
+    `tmp_path.name == final_path.name` (export into a temporary directory, not to a temporary name)."""
     tmp_path, final_path = Path(tmp_path), Path(final_path)
-    if sidecar(tmp_path).exists():
-        if tmp_path.name != final_path.name:
-            raise ValueError(f"external data pins the file name: cannot publish {tmp_path.name} as {final_path.name}")
-        os.replace(sidecar(tmp_path), sidecar(final_path))
-        os.replace(tmp_path, final_path)
-    else:
-        os.replace(tmp_path, final_path)
-        sidecar(final_path).unlink(missing_ok=True)
-    return final_path
+    if not sidecar(tmp_path).exists():
+        return [(None, sidecar(final_path)), (tmp_path, final_path)]
+    if tmp_path.name != final_path.name:
+        raise ValueError(f"external data pins the file name: cannot publish {tmp_path.name} as {final_path.name}")
+    return [(sidecar(tmp_path), sidecar(final_path)), (tmp_path, final_path)]
+
+
+def publish(tmp_path: Path, final_path: Path) -> Path:
+    """Move one verified export (and its sidecar) into place as a unit; returns `final_path`."""
+    publish_files(publish_pairs(tmp_path, final_path), Path(tmp_path).parent)
+    return Path(final_path)
 
 
 def discard(tmp_path: Path) -> None:

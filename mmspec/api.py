@@ -7,7 +7,6 @@ report = compile("specs/bert.yaml", out_dir="build", variant="tiny")
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -268,10 +267,11 @@ def compile(  # noqa: A001  (the verb users expect)
     timings: dict[str, float] = {}
     with _step("load", timings, progress):
         loaded = load_spec(path, variant, sets, budget)
+        _check_outputs(Path(out_dir), loaded, device)
         check_budget_on_meta(loaded, budget)
     import torch
 
-    from mmspec.backends import discard, publish
+    from mmspec.backends import discard, publish_pairs
 
     with _step("build", timings, progress):
         model = build(loaded)
@@ -309,8 +309,7 @@ def compile(  # noqa: A001  (the verb users expect)
             report["weights"] = weights_report
         report_tmp = tmp_dir / "report.json"
         report_tmp.write_text(json.dumps(report, indent=2) + "\n")
-        publish(tmp, final)
-        os.replace(report_tmp, out / f"{loaded.stem}.report.json")
+        _publish([*publish_pairs(tmp, final), (report_tmp, out / f"{loaded.stem}.report.json")], tmp_dir)
         return report
     except BaseException:
         discard(tmp_dir / final.name)
@@ -325,7 +324,7 @@ def _compile_graphs(loaded, model, out: Path, opset: int, device: str, verify_ex
     verify; then the report and `<stem>.manifest.json`, all published only after every graph verified."""
     import torch
 
-    from mmspec.backends import discard, first_failure_message, publish
+    from mmspec.backends import discard, first_failure_message, publish_pairs
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -356,10 +355,10 @@ def _compile_graphs(loaded, model, out: Path, opset: int, device: str, verify_ex
             report["weights"] = weights_report
         (tmp_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp_dir / "manifest.json").write_text(json.dumps(manifest(loaded, sections, finals), indent=2) + "\n")
-        for final in finals.values():
-            publish(tmp_dir / final.name, final)
-        os.replace(tmp_dir / "report.json", out / f"{loaded.stem}.report.json")
-        os.replace(tmp_dir / "manifest.json", out / f"{loaded.stem}.manifest.json")
+        pairs = [pair for final in finals.values() for pair in publish_pairs(tmp_dir / final.name, final)]
+        pairs += [(tmp_dir / "report.json", out / f"{loaded.stem}.report.json"),
+                  (tmp_dir / "manifest.json", out / f"{loaded.stem}.manifest.json")]
+        _publish(pairs, tmp_dir)
         return report
     except BaseException:
         for final in finals.values():
@@ -367,6 +366,37 @@ def _compile_graphs(loaded, model, out: Path, opset: int, device: str, verify_ex
         raise
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _check_outputs(out: Path, loaded: LoadedSpec, device: str) -> None:
+    """Before any work: files that compile would replace but must not (read-only, directories), and a CUDA
+    device that is not there. UsageError (exit 2)."""
+    from mmspec.spec.files import publish_problem
+
+    stem = loaded.stem
+    graphs = [f"{stem}.{g.name}.onnx" for g in loaded.plan.graphs] + [f"{stem}.manifest.json"] * bool(
+        loaded.plan.graphs)
+    names = [*(graphs or [f"{stem}.onnx"]), f"{stem}.report.json"]
+    problems = [p for name in names if (p := publish_problem(out / name))]
+    if problems:
+        raise UsageError(f"-o {out}: {problems[0]}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: this machine has no CUDA device (torch.cuda.is_available() is false)")
+
+
+def _publish(pairs: list, staging: Path) -> None:
+    """Every output of one compile into place as a unit (`publish_files`); CompileError (exit 1) when that fails."""
+    from mmspec.spec.files import FileProblem, describe, publish_files
+
+    try:
+        publish_files(pairs, staging)
+    except FileProblem as e:
+        raise CompileError(f"cannot publish: {e}") from None
+    except OSError as e:
+        raise CompileError(f"cannot publish into {pairs[-1][1].parent}: {describe(e)}") from None
 
 
 def manifest(loaded: LoadedSpec, sections: dict, finals: dict[str, Path]) -> dict:

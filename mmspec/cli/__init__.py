@@ -9,6 +9,7 @@ so `mmspec validate` never imports torch.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Annotated, NoReturn
 
@@ -53,8 +54,30 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Console entry point: runs the command and exits (SystemExit) with the exit code of docs/contracts.md."""
+    """Console entry point: runs the command and exits (SystemExit) with the exit code of docs/contracts.md.
+    SIGINT, SIGTERM and SIGHUP unwind the command like Ctrl-C (temporary files and half-published outputs are
+    cleaned up) and exit with 128 + the signal number; signals that arrive during that cleanup are ignored."""
+    for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            signal.signal(signum, _interrupted)
     sys.exit(run(argv))
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised where the process was (a BaseException, like KeyboardInterrupt)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupted(signum: int, frame) -> None:
+    for other in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if other is not None:
+            signal.signal(other, signal.SIG_IGN)  # the first signal wins; the cleanup runs undisturbed
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated(signum)
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -68,6 +91,8 @@ def run(argv: list[str] | None = None) -> int:
         return result if isinstance(result, int) and not isinstance(result, bool) else 0
     except KeyboardInterrupt:
         return 130
+    except Terminated as e:
+        return 128 + e.signum
     except BrokenPipeError:  # `mmspec schema | head`: the reader left; stay quiet, as `cat` does
         _silence_stdout()
         return 1

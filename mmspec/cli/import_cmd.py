@@ -27,11 +27,15 @@ def import_hf(
     EfficientNet, T5).
 
     The spec's `weights:` section names the checkpoint's tensors, so `mmspec compile SPEC --weights DIR`
-    loads them. An unsupported model_type, architecture or option exits 2 and says which.
+    loads them. An unsupported model_type, architecture or option, a config whose values make no valid model,
+    and an existing SPEC exit 2 and say which.
     """
+    from mmspec.errors import UsageError
     from mmspec.importers.hf import import_hf as _import_hf
     from mmspec.importers.hf import write_spec
 
+    if out.exists() or out.is_symlink():
+        raise UsageError(f"-o {out}: already exists; import hf never replaces a file (remove it or pick a new name)")
     tree, arch = _import_hf(path, name)
     write_spec(tree, out)
     typer.echo(f"wrote {out} (transformers.{arch}); load its weights with: mmspec compile {out} --weights {path}",

@@ -89,3 +89,49 @@ _WORDS = {
 def describe(e: OSError) -> str:
     """An OSError in words, without the path (the caller's diagnostic names it)."""
     return _WORDS.get(e.errno, e.strerror or type(e).__name__)
+
+
+def publish_problem(dst: Path) -> str | None:
+    """Why `dst` must not be replaced by a new output: a directory, or an existing read-only file (which the
+    user protected on purpose); None when it may be written."""
+    if is_dir(dst):
+        return f"{dst} is a directory"
+    try:
+        mode = os.lstat(dst).st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"{dst}: {describe(e)}"
+    if stat.S_ISREG(mode) and not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        return f"{dst} exists and is read-only; remove it or write elsewhere"
+    return None
+
+
+def publish_files(pairs: list[tuple[Path | None, Path]], staging: Path) -> None:
+    """Move every `src` onto its `dst` (a `src` of None deletes `dst`) as one unit: what was at each `dst` is
+    first moved aside into `staging` (same file system), and any failure or interruption -- a signal raised as
+    an exception included -- puts every old file back and leaves no new one. FileProblem when a `dst` may not be
+    replaced (`publish_problem`), before anything moves."""
+    for _, dst in pairs:
+        problem = publish_problem(dst)
+        if problem:
+            raise FileProblem(problem)
+    done: list[tuple[Path, Path | None]] = []
+    try:
+        for i, (src, dst) in enumerate(pairs):
+            backup = staging / f".replaced-{i}" if os.path.lexists(dst) else None
+            if backup is not None:
+                os.replace(dst, backup)
+            done.append((dst, backup))
+            if src is not None:
+                os.replace(src, dst)
+    except BaseException:
+        for dst, backup in reversed(done):
+            try:
+                if backup is not None:
+                    os.replace(backup, dst)
+                elif os.path.lexists(dst):
+                    os.unlink(dst)
+            except OSError:
+                pass
+        raise

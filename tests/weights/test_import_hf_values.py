@@ -38,3 +38,13 @@ def test_bad_values_exit_2_naming_the_config(config, message, tmp_path, capsys, 
     assert code == 2 and message in err, err
     assert f"{tmp_path / 'ckpt' / 'config.json'}: " in err and ".mmspec-" not in err and "internal error" not in err
     assert list(tmp_path.iterdir()) == [tmp_path / "ckpt"]  # nothing written, no temporary left
+
+
+def test_an_existing_output_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    (tmp_path / "m.yaml").write_text("mine")
+    code = cli.run(["import", "hf", str(tmp_path / "ckpt"), "-o", str(tmp_path / "m.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2 and "already exists; import hf never replaces a file" in err, err
+    assert (tmp_path / "m.yaml").read_text() == "mine"
