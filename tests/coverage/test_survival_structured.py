@@ -301,3 +301,20 @@ def test_orthogonalized_image_terms_keep_the_hedonic_coefficients():
     raw = np.linalg.lstsq(np.c_[ones, x.numpy(), deep.numpy()], y, rcond=None)[0]
     np.testing.assert_allclose(joint[:4], hedonic, atol=1e-8)
     assert not np.allclose(raw[:4], hedonic, atol=1e-2)  # without the cell the deep term shifts them
+
+
+@pytest.mark.parametrize(("old", "new", "message", "at"), [
+    ("      scale: {terms: [x], link: softplus}", "      rate: {terms: [x]}",
+     "a normal distribution has the parameters ['loc', 'scale']; got ['loc', 'rate']", "    parameters:"),
+    ("  deep: {type: orthogonalize, input: cnn.pooled,", "  deep: {type: orthogonalize, input: cnn.features,",
+     "the latent must be [batch, q]; 'cnn.features' is", "  deep:"),
+])
+def test_structured_shape_rules_are_located(tmp_path, old, new, message, at):
+    text = (SPECS / "ssddr.yaml").read_text()
+    assert old in text
+    path = tmp_path / "bad.yaml"
+    path.write_text(text.replace(old, new))
+    with pytest.raises(SpecError) as err:
+        load_spec(path, "tiny")
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if row.startswith(at))  # the field at fault
+    assert message in str(err.value) and f"bad.yaml:{line}:" in str(err.value), str(err.value)
