@@ -48,6 +48,7 @@ FAMILIES = (
     "objectives.correlation",
     "objectives.generative",
     "objectives.language",
+    "objectives.moe_entropy",
     "objectives.segmentation",
     "objectives.similarity",
     "objectives.supervised",

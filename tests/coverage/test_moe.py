@@ -1,6 +1,7 @@
 """MP-01 sparsely-gated mixture of experts (specs/moe.yaml, mmspec/blocks/moe.py): routing against a loop
 reference and transformers' Switch router, the exported graph equal to eager for every routing outcome (capacity
-overflow included), noise only while training, parameter parity (total and active per token), and `fit`."""
+overflow included), noise only while training, parameter parity (total and active per token), and `fit`.
+MP-08 LIMoE (specs/limoe.yaml): one shared tower per modality, the entropy losses, the H/14 count, and `fit`."""
 
 from __future__ import annotations
 
@@ -19,10 +20,13 @@ from transformers.models.switch_transformers import modeling_switch_transformers
 from mmspec import api
 from mmspec.blocks.moe import MixtureOfExperts, route
 from mmspec.cli import run
+from mmspec.components.objectives.moe_entropy.loss import MoEEntropy
+from mmspec.errors import SpecError
 from mmspec.graph.inputs import make_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 MOE = ROOT / "specs" / "moe.yaml"
+LIMOE = ROOT / "specs" / "limoe.yaml"
 ATOL = 1e-5
 
 
@@ -168,5 +172,63 @@ def test_fit_lowers_the_loss_of_the_tiny_variant(tmp_path):
     assert run(["fit", str(MOE), "--variant", "tiny", "--steps", "40", "--json", str(out), "-q"]) == 0
     history = json.loads(out.read_text())
     assert sorted(history["objectives"]) == ["balance", "mlm_loss"]
+    losses = history["losses"]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < 0.7 * losses[0], losses[::5]
+
+
+def test_limoe_towers_share_one_stack_and_encode_each_modality_alone():
+    loaded = api.load_spec(LIMOE, "tiny")
+    model = api.build(loaded).eval()
+    image, text = model.components["tower"], model.components["text_tower"]
+    assert image.layers is text.layers and image.final_norm is text.final_norm
+    assert api.param_counts(model)["total"] == loaded.estimate.params
+    inputs = make_inputs(loaded.plan, {"batch": 3, "seq": 5}, seed=0)
+    other = {**inputs, "image": torch.randn_like(inputs["image"])}
+    with torch.no_grad():
+        b, c = (dict(zip(model.output_names, model(x), strict=True)) for x in (inputs, other))
+    assert torch.equal(b["limoe_text_embeds"], c["limoe_text_embeds"])  # text routed and encoded on its own
+    assert not torch.allclose(b["limoe_image_embeds"], c["limoe_image_embeds"])
+
+
+def test_limoe_entropy_losses_equal_their_definitions():
+    logits = torch.randn(2, 7, 5, generator=torch.Generator().manual_seed(3))  # B,S,E
+    p = torch.softmax(logits.reshape(-1, 5), -1)  # N,E
+    h = -(p * p.log()).sum(-1)  # N
+    mean = p.mean(0)  # E
+    spread = -(mean * mean.log()).sum()
+    args = {"input": {"router": logits}}
+    torch.testing.assert_close(MoEEntropy("local", None)(args, {}), h.mean())
+    torch.testing.assert_close(MoEEntropy("global", None)(args, {}), -spread)
+    torch.testing.assert_close(MoEEntropy("global", 5.0)(args, {}), 5.0 - spread)
+    assert MoEEntropy("global", 0.1)(args, {}).item() == 0.0  # above the threshold: no pressure
+
+
+def test_limoe_h14_count_on_the_meta_device():
+    sets = ["encoders.tower.embed.patch_size=14"]
+    for tower in ("tower", "text_tower"):
+        sets += [f"encoders.{tower}.{k}={v}" for k, v in
+                 (("width", 1280), ("layers", 32), ("heads", 16), ("ffn", 5120), ("moe.experts", 32), ("moe.last", 12))]
+    loaded = api.load_spec(LIMOE, None, sets, budget=None)
+    enc = loaded.spec.encoders["tower"]
+    assert enc.moe.layers_of(enc.layers) == list(range(9, 32, 2))  # the last 12 even (1-based) layers
+    model = api.build(loaded, device="meta")
+    total = api.param_counts(model)["total"]
+    experts = sum(m.fc1.numel() + m.fc2.numel() for m in model.components["tower"].modules()
+                  if isinstance(m, MixtureOfExperts))
+    assert total == loaded.estimate.params == 5_549_346_561  # the figure in the spec's notes
+    assert total - enc.idle_params() == total - experts * 31 // 32 == 673_468_161
+
+
+def test_limoe_share_stack_must_match_its_owner():
+    with pytest.raises(SpecError) as err:
+        api.load_spec(LIMOE, "tiny", ["encoders.text_tower.heads=4"])
+    assert "share_stack" in str(err.value) and "heads" in str(err.value)
+
+
+def test_limoe_fit_lowers_the_loss(tmp_path):
+    out = tmp_path / "fit.json"
+    assert run(["fit", str(LIMOE), "--variant", "tiny", "--steps", "30", "--json", str(out), "-q"]) == 0
+    history = json.loads(out.read_text())
+    assert len(history["objectives"]) == 7
     losses = history["losses"]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < 0.7 * losses[0], losses[::5]

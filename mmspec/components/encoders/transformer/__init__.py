@@ -150,9 +150,13 @@ class MoEConfig(StrictModel):
         hidden = self.hidden or ffn
         return 2 * width * hidden + (hidden + width if self.bias else 0)
 
+    last: PositiveInt | None = None
+    """Keep only the last `last` of the layers `every` selects (V-MoE/LIMoE: MoE in the last n even layers)."""
+
     def layers_of(self, layers: int) -> list[int]:
         """The indices of the MoE layers in a stack of `layers`."""
-        return [i for i in range(layers) if (i + 1) % self.every == 0]
+        chosen = [i for i in range(layers) if (i + 1) % self.every == 0]
+        return chosen[-self.last:] if self.last else chosen
 
 
 def _layer(block: str, q: str, k: str, v: str, out: str, norm1: str, fc1: str, fc2: str, norm2: str) -> tuple:
@@ -444,6 +448,14 @@ TRANSFORMER_EXAMPLES = (
          "parallel": True, "norm": "pre", "causal": True, "final_norm": True},
         name="palm",
     ),
+    Example(  # LIMoE: a text embedding run through an image tower's layers (one stack, two modalities)
+        {"text": _TEXT, "image": {"type": "image", "channels": 3, "height": 8, "width": 8}},
+        {"input": "text", "embed": {"type": "tokens", "positions": 12}, **_STACK, "norm": "pre",
+         "share_stack": "tower", "pool": {"type": "mean"}},
+        {"encoders": {"tower": {"type": "transformer", "input": "image", "embed": {"type": "patches", "patch_size": 4},
+                                **_STACK, "norm": "pre"}}},
+        name="share_stack",
+    ),
     Example(  # sparsely-gated MoE feed-forward in every other layer: noisy top-2 of 4 experts, short buffers
         {"text": _TEXT},
         {"input": "text", "embed": {"type": "tokens", "positions": 12}, **_STACK, "layers": 2, "norm": "pre",
@@ -519,6 +531,10 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     """Cross-attention to another node's sequence (a decoder's memory, Flamingo's media, Perceiver's inputs)."""
     drop: DropConfig | None = None
     """MAE: drop a random subset of the patch tokens while training (patches embed only)."""
+    share_stack: Name | None = None
+    """Run the layer stack (and final_norm) of this other `transformer` encoder, computed before this one: one
+    tower encodes two modalities separately (LIMoE). The stack fields must equal the owner's; the shared
+    parameters count once, for the owner."""
     parallel: bool = False
     """PaLM's layers: x + Attn(LN(x)) + FFN(LN(x)) with one LayerNorm (norm: pre); `kv_heads`, `head_dim`, `gated`,
     `bias` and rotary positions apply to these layers."""
@@ -560,7 +576,8 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     """`cross` is an input port; a bad reference there is located at `cross`."""
 
     def references(self) -> dict[str, str]:
-        return {"input": self.input, **({"cross": self.cross.input} if self.cross else {})}
+        return {"input": self.input, **({"cross": self.cross.input} if self.cross else {}),
+                **({"stack": self.share_stack} if self.share_stack else {})}
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         bundle = inputs["input"]
@@ -595,9 +612,26 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             out["dropped"] = bundle["dropped"]
         if self.cross:
             self._context(inputs["cross"], batch)
+        if self.share_stack:
+            self._check_shared_stack(ctx)
         if self.moe:
             out["router"] = TensorInfo((batch, dim_product(len(self._moe_layers()), length), self.moe.experts))
         return out
+
+    _STACK_FIELDS: ClassVar[tuple[str, ...]] = (
+        "width", "layers", "heads", "ffn", "activation", "norm", "eps", "final_norm", "moe", "parallel", "kv_heads",
+        "head_dim", "gated", "bias")
+
+    def _check_shared_stack(self, ctx) -> None:
+        """`share_stack` names another transformer encoder with the same stack fields that owns its layers."""
+        other = ctx.spec.encoders.get(self.share_stack)
+        if other is None or other.type != "transformer" or other is self or other.share_stack:
+            raise CheckError(("share_stack",), f"share_stack {self.share_stack!r} must name another transformer "
+                                               f"encoder that owns its layers")
+        differ = [f for f in self._STACK_FIELDS if getattr(self, f) != getattr(other, f)]
+        if differ:
+            raise CheckError(("share_stack",), f"share_stack: the stack of {self.share_stack!r} differs in "
+                                               f"{', '.join(differ)}; set them as in {self.share_stack!r}")
 
     def _check_parallel(self) -> None:
         """Heads divide the width (or head_dim is given); PaLM's options only with `parallel` layers."""
@@ -837,6 +871,8 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             cross = len(range(0, self.layers, self.cross.every)) * P.cross_sublayer(w, context.width, self.cross.gated)
         final = (P.layer_norm(w) if self.bias else w) if self.final_norm else 0
         stack = self.layers * self.parallel_layer_params() if self.parallel else P.stack(self)
+        if self.share_stack:
+            return embed + cross + P.pool(self.pool, w)
         return embed + stack + cross + final + P.pool(self.pool, w) + self._moe_extra()
 
     def _moe_extra(self) -> int:
@@ -861,4 +897,6 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         from mmspec.components.encoders.transformer.module import TransformerEncoderModule
 
         shared = ctx.modules[self.embed.share].embed.word if getattr(self.embed, "share", None) else None
-        return TransformerEncoderModule(self, inputs, ctx.spec.modalities.get(self.input.split(".")[0]), shared)
+        owner = ctx.modules[self.share_stack] if self.share_stack else None
+        return TransformerEncoderModule(self, inputs, ctx.spec.modalities.get(self.input.split(".")[0]), shared,
+                                        owner)

@@ -22,7 +22,7 @@ class TransformerEncoderModule(nn.Module):
     """embed -> [drop tokens] -> blocks (with cross-attention to a context) -> optional final norm -> optional
     pooling, over one input bundle (and the context's bundle with `cross`)."""
 
-    def __init__(self, cfg, bundles, modality, shared: nn.Embedding | None = None):
+    def __init__(self, cfg, bundles, modality, shared: nn.Embedding | None = None, owner: nn.Module | None = None):
         super().__init__()
         e = cfg.embed
         if e.type == "tokens":
@@ -72,17 +72,20 @@ class TransformerEncoderModule(nn.Module):
         self.class_tokens = int(e.type == "patches" and e.class_token)
         context = sequence_of(bundles["cross"], cfg.cross.input, "cross") if cfg.cross else None
         self.context_field = context[0] if context else None
-        self.layers = make_blocks(
-            cfg,
-            cfg.layers,
-            context[1].width if context else None,
-            cfg.cross.every if cfg.cross else 1,
-            cfg.cross.gated if cfg.cross else False,
-            cfg.stack_trainable,
-        )
-        self.final_norm = nn.LayerNorm(cfg.width, eps=cfg.eps, bias=cfg.bias) if cfg.final_norm else None
-        if self.final_norm is not None and not cfg.stack_trainable:
-            freeze(self.final_norm)
+        if owner is not None:  # share_stack: the owner's layers and final norm (one tower, LIMoE)
+            self.layers, self.final_norm = owner.layers, owner.final_norm
+        else:
+            self.layers = make_blocks(
+                cfg,
+                cfg.layers,
+                context[1].width if context else None,
+                cfg.cross.every if cfg.cross else 1,
+                cfg.cross.gated if cfg.cross else False,
+                cfg.stack_trainable,
+            )
+            self.final_norm = nn.LayerNorm(cfg.width, eps=cfg.eps, bias=cfg.bias) if cfg.final_norm else None
+            if self.final_norm is not None and not cfg.stack_trainable:
+                freeze(self.final_norm)
         self.pool = make_pool(cfg.pool, cfg.width, cfg.eps)
         self.causal = cfg.causal
         self.emit_first = cfg.emit_first
