@@ -397,6 +397,8 @@ def _variant(draft: Draft, t: Template, wiring: dict[KeyPath, str], perturb: boo
     def leaf(path: KeyPath, value: Any, kind: tuple) -> Any:
         if path in wiring:
             return wiring[path]
+        if value is None:  # an optional field an example sets to null explicitly stays null
+            return value
         if kind[0] == "ints":  # a copy: a list shared by two nodes would be a YAML alias
             value = value[:len(value) + delta] if delta <= 0 else [*value, value[-1] if value else 1]
         if not perturb or kind[0] in ("ref", "name", "other") or d(st.integers(0, 3)) < 3:
