@@ -35,7 +35,7 @@ def compile_spec(
     out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output directory.")] = Path("build"),
     variant: VariantOpt = None,
     set_: SetOpt = None,
-    opset: Annotated[int, typer.Option(metavar="N", help="ONNX opset.", min=18, max=25)] = 20,
+    opset: Annotated[int, typer.Option(metavar="N", help="ONNX opset (18 to 22).", min=18, max=22)] = 20,
     device: Annotated[Device, typer.Option(help="Verify on this device.", case_sensitive=False)] = Device.cpu,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Prove the export on ONNX Runtime.")] = True,
     quiet: QuietOpt = False,
