@@ -3,7 +3,7 @@ checkpoints use (built on the meta device by tests/references.py)."""
 
 from __future__ import annotations
 
-from diffusers import AutoencoderKL, UNet2DModel, VQModel
+from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel, VQModel
 
 
 def ddpm_cifar10() -> UNet2DModel:
@@ -46,3 +46,28 @@ def vq_f4_ema_count() -> int:
     with torch.device("meta"):
         model = vq_f4()
     return sum(p.numel() for p in model.parameters()) - model.quantize.embedding.weight.numel()
+
+
+def sd_unet() -> UNet2DConditionModel:
+    """Stable Diffusion v1's text-conditioned U-Net (CompVis/stable-diffusion-v1-4 `unet`): 859,520,964 parameters.
+    `attention_head_dim=8` is diffusers' historical name for 8 heads per attention."""
+    return UNet2DConditionModel(
+        sample_size=64, in_channels=4, out_channels=4, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, cross_attention_dim=768,
+        attention_head_dim=8)  # fmt: skip
+
+
+def sd_text_encoder():
+    """CLIP ViT-L/14's text transformer (transformers CLIPTextModel): 123,060,480 parameters."""
+    import transformers as tf
+
+    return tf.CLIPTextModel(tf.CLIPTextConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                                              intermediate_size=3072))
+
+
+def latent_diffusion():
+    """The three parts of Stable Diffusion v1 in one module list (U-Net, KL-f8 autoencoder, text encoder)."""
+    from torch import nn
+
+    return nn.ModuleList([sd_unet(), autoencoder_kl_f8(), sd_text_encoder()])

@@ -270,6 +270,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "vqvae": DR.vq_f4,
     "vqvae:ema": Formula("diffusers.VQModel (VQ-f4) less its 8192 x 3 codebook, a buffer under EMA updates",
                          DR.vq_f4_ema_count),
+    "latent_diffusion": DR.latent_diffusion,  # U-Net + KL-f8 autoencoder + CLIP text encoder
     "cox": Formula("lifelines.CoxPHFitter fitted on load_rossi: one coefficient per covariate",
                    lambda: len(SV.rossi_cox().params_)),
     "deepsurv": lambda: SV.deepsurv_official(5, [48, 48]),  # WHAS configuration, official Lasagne layers

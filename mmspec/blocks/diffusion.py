@@ -17,6 +17,7 @@ from torch import nn
 
 from mmspec.blocks.attention import Attention
 from mmspec.blocks.conv import ResnetBlock
+from mmspec.blocks.mlp import GatedFeedForward
 from mmspec.blocks.positions import TimestepEmbedding
 from mmspec.blocks.sampling import Downsample, Upsample
 
@@ -31,11 +32,60 @@ class SpatialSelfAttention(nn.Module):
         self.group_norm = nn.GroupNorm(groups, channels, eps=eps)
         self.attn = Attention(channels, channels, channels, heads, channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         b, c, h, w = x.shape
         y = self.group_norm(x).flatten(2).transpose(1, 2)  # B,HW,C
         y = self.attn(y).transpose(1, 2).reshape(b, c, h, w)  # B,C,H,W
         return x + y  # B,C,H,W
+
+
+def _attention(q_dim: int, kv_dim: int, heads: int) -> Attention:
+    """Projections without biases but for the output's (diffusers' Attention in transformer blocks)."""
+    attn = Attention(q_dim, kv_dim, q_dim, heads, q_dim, bias=False)
+    attn.out = nn.Linear(q_dim, q_dim)
+    return attn
+
+
+class CrossAttentionBlock(nn.Module):
+    """Pre-LN transformer block over the pixels (diffusers BasicTransformerBlock): self-attention, cross-attention
+    to the context [B, S, context_dim], GEGLU feed-forward (4x), each with a residual."""
+
+    def __init__(self, channels: int, heads: int, context_dim: int):
+        super().__init__()
+        self.norm1, self.attn1 = nn.LayerNorm(channels), _attention(channels, channels, heads)
+        self.norm2, self.attn2 = nn.LayerNorm(channels), _attention(channels, context_dim, heads)
+        self.norm3, self.ff = nn.LayerNorm(channels), GatedFeedForward(channels, 4 * channels, "gelu", bias=True)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn1(self.norm1(x))  # B,HW,C
+        x = x + self.attn2(self.norm2(x), context)  # B,HW,C
+        return x + self.ff(self.norm3(x))  # B,HW,C
+
+
+class SpatialTransformer(nn.Module):
+    """x + proj_out(transformer block(proj_in(GroupNorm(x)) over the H*W positions, context)): latent diffusion's
+    text conditioning (diffusers Transformer2DModel with 1x1 conv projections, one block)."""
+
+    def __init__(self, channels: int, heads: int, context_dim: int, groups: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.proj_in = nn.Conv2d(channels, channels, 1)
+        self.transformer_blocks = nn.ModuleList([CrossAttentionBlock(channels, heads, context_dim)])
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        y = self.proj_in(self.norm(x)).flatten(2).transpose(1, 2)  # B,HW,C
+        for block in self.transformer_blocks:
+            y = block(y, context)  # B,HW,C
+        return x + self.proj_out(y.transpose(1, 2).reshape(b, c, h, w))  # B,C,H,W
+
+
+def _make_attention(opts: dict, channels: int) -> nn.Module:
+    """Cross-attention transformer (with `context_dim`, `heads` heads) or pixel self-attention."""
+    if opts.get("context_dim"):
+        return SpatialTransformer(channels, opts["heads"], opts["context_dim"], opts["groups"])
+    return SpatialSelfAttention(channels, opts["head_dim"], opts["groups"], opts["eps"])
 
 
 class DownLevel(nn.Module):
@@ -47,17 +97,17 @@ class DownLevel(nn.Module):
         g, eps = opts["groups"], opts["eps"]
         self.resnets = nn.ModuleList(ResnetBlock(cin if i == 0 else cout, cout, temb, g, eps, opts["dropout"])
                                      for i in range(depth))
-        self.attentions = nn.ModuleList(SpatialSelfAttention(cout, opts["head_dim"], g, eps)
-                                        for _ in range(depth if attention else 0))
+        self.attentions = nn.ModuleList(_make_attention(opts, cout) for _ in range(depth if attention else 0))
         self.downsamplers = nn.ModuleList(
             [] if last else [Downsample(cout, mode="conv", padding=opts["downsample_padding"])])
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None, context: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         states = []
         for i, resnet in enumerate(self.resnets):
             x = resnet(x, emb)  # B,C',H,W
             if len(self.attentions):
-                x = self.attentions[i](x)  # B,C',H,W
+                x = self.attentions[i](x, context)  # B,C',H,W
             states.append(x)
         for down in self.downsamplers:
             x = down(x)  # B,C',H/2,W/2
@@ -75,15 +125,16 @@ class UpLevel(nn.Module):
         g, eps = opts["groups"], opts["eps"]
         self.resnets = nn.ModuleList(ResnetBlock((cin if i == 0 else cout) + s, cout, temb, g, eps, opts["dropout"])
                                      for i, s in enumerate(skip_widths))
-        self.attentions = nn.ModuleList(SpatialSelfAttention(cout, opts["head_dim"], g, eps)
+        self.attentions = nn.ModuleList(_make_attention(opts, cout)
                                         for _ in range(len(skip_widths) if attention else 0))
         self.upsamplers = nn.ModuleList([] if last else [Upsample(cout, mode="conv")])
 
-    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], emb: torch.Tensor,
+                context: torch.Tensor | None = None) -> torch.Tensor:
         for i, resnet in enumerate(self.resnets):
             x = resnet(torch.cat([x, skips.pop()], dim=1), emb)  # B,C',H,W
             if len(self.attentions):
-                x = self.attentions[i](x)  # B,C',H,W
+                x = self.attentions[i](x, context)  # B,C',H,W
         for up in self.upsamplers:
             x = up(x)  # B,C',2H,2W
         return x
@@ -96,16 +147,18 @@ class MidBlock(nn.Module):
         super().__init__()
         g, eps = opts["groups"], opts["eps"]
         self.resnets = nn.ModuleList(ResnetBlock(channels, channels, temb, g, eps, opts["dropout"]) for _ in range(2))
-        self.attentions = nn.ModuleList([SpatialSelfAttention(channels, opts["head_dim"] or channels, g, eps)])
+        self.attentions = nn.ModuleList([_make_attention(opts, channels)])
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None, context: torch.Tensor | None = None) -> torch.Tensor:
         x = self.resnets[0](x, emb)  # B,C,H,W
-        return self.resnets[1](self.attentions[0](x), emb)  # B,C,H,W
+        return self.resnets[1](self.attentions[0](x, context), emb)  # B,C,H,W
 
 
 class DiffusionUNet(nn.Module):
     """widths[i] channels at level i (resolution / 2^i), `depth` resnets per down level (depth + 1 per up level),
-    self-attention at the levels where attention[i]; the time embedding is 4 * widths[0] wide."""
+    self-attention at the levels where attention[i] - or, with `context_dim`, a cross-attention transformer of
+    `heads` heads over the context [B, S, context_dim] (diffusers UNet2DConditionModel); the time embedding is
+    4 * widths[0] wide."""
 
     def __init__(
         self,
@@ -122,10 +175,12 @@ class DiffusionUNet(nn.Module):
         flip_sin_to_cos: bool = False,
         freq_shift: float = 1.0,
         downsample_padding: int = 1,
+        context_dim: int | None = None,
+        heads: int = 8,
     ):
         super().__init__()
         opts = {"groups": groups, "eps": eps, "dropout": dropout, "head_dim": head_dim,
-                "downsample_padding": downsample_padding}
+                "downsample_padding": downsample_padding, "context_dim": context_dim, "heads": heads}
         temb = 4 * widths[0]
         n = len(widths)
         self.conv_in = nn.Conv2d(channels, widths[0], 3, padding=1)
@@ -144,16 +199,17 @@ class DiffusionUNet(nn.Module):
         self.conv_norm_out = nn.GroupNorm(groups, widths[0], eps=eps)
         self.conv_out = nn.Conv2d(widths[0], out_channels, 3, padding=1)
 
-    def forward(self, sample: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    def forward(self, sample: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None
+                ) -> torch.Tensor:
         emb = self.time_embedding(timesteps)  # B,4*C0
         x = self.conv_in(sample)  # B,C0,H,W
         skips = [x]
         for level in self.down_blocks:
-            x, states = level(x, emb)  # B,C_i,H/2^i,W/2^i
+            x, states = level(x, emb, context)  # B,C_i,H/2^i,W/2^i
             skips += states
-        x = self.mid_block(x, emb)  # B,C_L,h,w
+        x = self.mid_block(x, emb, context)  # B,C_L,h,w
         for level in self.up_blocks:
-            x = level(x, skips, emb)  # B,C_i,H/2^i,W/2^i
+            x = level(x, skips, emb, context)  # B,C_i,H/2^i,W/2^i
         return self.conv_out(F.silu(self.conv_norm_out(x)))  # B,C_out,H,W
 
 

@@ -1,6 +1,6 @@
-"""Diffusion U-Net denoiser (DDPM, Ho et al. 2020; diffusers UNet2DModel): noisy image and timestep in, the
-predicted noise out, composed from `mmspec.blocks.diffusion`. `--weights` reads a diffusers UNet2DModel
-checkpoint with `layout: diffusers`."""
+"""Diffusion U-Net denoiser (DDPM, Ho et al. 2020; diffusers UNet2DModel; with a context, latent diffusion's
+text-conditioned UNet2DConditionModel): noisy image (or latent) and timestep in, the predicted noise out,
+composed from `mmspec.blocks.diffusion`. `--weights` reads a diffusers checkpoint with `layout: diffusers`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mmspec.components.common import require
+from mmspec.components.common import require, sequence_of
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Probability, Ref
 from mmspec.spec.layout import Rule
@@ -22,12 +22,20 @@ DIFFUSION_UNET_EXAMPLES = (
     Example({**_X_T, "x_t": {"type": "image", "channels": 2, "height": 4, "width": 4}},
             {"input": "x_t", "timestep": "t", "widths": [4], "depth": 2, "attention": [True], "head_dim": 2,
              "groups": 2, "out_channels": 1, "flip_sin_to_cos": True, "freq_shift": 0}, name="one_level"),
+    Example({**_X_T, "text": {"type": "sequence", "dim": 6, "length": 3}},
+            {"input": "x_t", "timestep": "t", "context": "text", "widths": [4, 8], "depth": 1,
+             "attention": [True, False], "heads": 2, "groups": 2, "flip_sin_to_cos": True, "freq_shift": 0},
+            name="cross_attention"),
 )
 
 _ATTENTION_RENAMES = (("to_q", "attn.q"), ("to_k", "attn.k"), ("to_v", "attn.v"), ("to_out.0", "attn.out"))
 DIFFUSERS_UNET = (
     *(Rule(f"{{a*}}.attentions.{{i}}.{src}.{{p}}", f"{{a*}}.attentions.{{i}}.{dst}.{{p}}")
-      for src, dst in _ATTENTION_RENAMES),
+      for src, dst in _ATTENTION_RENAMES),  # pixel self-attention
+    *(Rule(f"{{a*}}.{src}.{{p}}", f"{{a*}}.{dst.removeprefix('attn.')}.{{p}}")
+      for src, dst in _ATTENTION_RENAMES),  # attn1 / attn2 of the cross-attention transformer blocks
+    Rule("{a*}.ff.net.0.proj.{p}", ("{a*}.ff.fc1.{p}", "{a*}.ff.gate.{p}")),  # GEGLU: value half, then gate half
+    Rule("{a*}.ff.net.2.{p}", "{a*}.ff.fc2.{p}"),
     Rule("{name*}", "{name*}"),
 )
 
@@ -43,9 +51,14 @@ def _resnet(cin: int, cout: int, temb: int) -> int:
     return 2 * cin + _conv(cin, cout, 3) + temb * cout + cout + 2 * cout + _conv(cout, cout, 3) + shortcut
 
 
-def _attention(c: int) -> int:
-    """blocks.diffusion.SpatialSelfAttention: GroupNorm and four c x c projections with biases."""
-    return 2 * c + 4 * (c * c + c)
+def _attention(c: int, context: int | None) -> int:
+    """blocks.diffusion.SpatialSelfAttention (GroupNorm and four c x c projections with biases) or, with a context
+    width, SpatialTransformer: GroupNorm, 1x1 convs in and out, three LayerNorms, self- and cross-attention (bias on
+    the output projection only) and a 4x GEGLU feed-forward."""
+    if context is None:
+        return 2 * c + 4 * (c * c + c)
+    attn1, attn2 = 4 * c * c + c, 2 * c * c + 2 * context * c + c
+    return 2 * c + 2 * (c * c + c) + 3 * 2 * c + attn1 + attn2 + (c * 8 * c + 8 * c) + (4 * c * c + c)
 
 
 @register("encoders", examples=DIFFUSION_UNET_EXAMPLES)
@@ -63,6 +76,11 @@ class DiffusionUNetEncoder(ComponentConfig):
     """The noisy image x_t (an image modality)."""
     timestep: Ref
     """The diffusion timestep, one per example (a scalar modality)."""
+    context: Ref | None = None
+    """A sequence [batch, S, D] (a text encoder's states): the attention levels become cross-attention transformer
+    blocks (self-attention, cross-attention to the context, GEGLU feed-forward; latent diffusion)."""
+    heads: PositiveInt = 8
+    """Heads of the cross-attention transformer blocks (with `context`; Stable Diffusion v1: 8)."""
     widths: list[PositiveInt] = Field(default=[128, 256, 256, 256], min_length=1)
     """Channels per level, full resolution first (diffusers `block_out_channels`)."""
     depth: PositiveInt = 2
@@ -87,7 +105,14 @@ class DiffusionUNetEncoder(ComponentConfig):
     weight_layouts = {"diffusers": DIFFUSERS_UNET}  # diffusers UNet2DModel, prefix ''
 
     def references(self) -> dict[str, str]:
-        return {"input": self.input, "timestep": self.timestep}
+        refs = {"input": self.input, "timestep": self.timestep}
+        return refs if self.context is None else {**refs, "context": self.context}
+
+    def _context_width(self, inputs: dict[str, Bundle]) -> int | None:
+        if self.context is None:
+            return None
+        _, info = sequence_of(inputs["context"], self.context, "context")
+        return info.width
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         pixels = require(inputs["input"].get("pixels"), "pixels", 4, "image")
@@ -103,6 +128,9 @@ class DiffusionUNetEncoder(ComponentConfig):
         bad = [c for c in self.widths if c % self.groups]
         if bad:
             raise CheckError("groups", f"{self.groups} GroupNorm groups do not divide the widths {bad}")
+        context = self._context_width(inputs)
+        if context is not None and any(c % self.heads for c, a in zip(self.widths, self.attention, strict=True) if a):
+            raise CheckError("heads", f"{self.heads} heads must divide the widths of the attention levels")
         if self.head_dim and any(c % self.head_dim for c, a in zip(self.widths, self.attention, strict=True) if a):
             raise CheckError("head_dim", f"head_dim {self.head_dim} must divide the widths of the attention levels")
         if self.widths[0] // 2 <= self.freq_shift:
@@ -117,20 +145,20 @@ class DiffusionUNetEncoder(ComponentConfig):
     def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
         channels = inputs["input"]["pixels"].shape[1]
         widths, n, depth = self.widths, len(self.widths), self.depth
-        temb = 4 * widths[0]
+        temb, context = 4 * widths[0], self._context_width(inputs)
         total = _conv(channels, widths[0], 3) + (widths[0] * temb + temb) + (temb * temb + temb)
         skip = [widths[0]]
         for i, c in enumerate(widths):
             cin = widths[max(i - 1, 0)]
             total += sum(_resnet(cin if j == 0 else c, c, temb) for j in range(depth))
-            total += depth * _attention(c) if self.attention[i] else 0
+            total += depth * _attention(c, context) if self.attention[i] else 0
             total += _conv(c, c, 3) if i < n - 1 else 0
             skip += [c] * (depth + (i < n - 1))
-        total += 2 * _resnet(widths[-1], widths[-1], temb) + _attention(widths[-1])
+        total += 2 * _resnet(widths[-1], widths[-1], temb) + _attention(widths[-1], context)
         for i in reversed(range(n)):
             c, below = widths[i], widths[min(i + 1, n - 1)]
             total += sum(_resnet((below if j == 0 else c) + skip.pop(), c, temb) for j in range(depth + 1))
-            total += (depth + 1) * _attention(c) if self.attention[i] else 0
+            total += (depth + 1) * _attention(c, context) if self.attention[i] else 0
             total += _conv(c, c, 3) if i > 0 else 0
         return total + 2 * widths[0] + _conv(widths[0], self.out_channels or channels, 3)
 
@@ -138,7 +166,10 @@ class DiffusionUNetEncoder(ComponentConfig):
         from mmspec.components.encoders.diffusion_unet.module import DiffusionUNetModule
 
         channels = inputs["input"]["pixels"].shape[1]
+        field = sequence_of(inputs["context"], self.context, "context")[0] if self.context else None
         return DiffusionUNetModule(
-            channels, self.out_channels or channels, self.widths, self.depth, self.attention, head_dim=self.head_dim,
-            groups=self.groups, eps=self.eps, dropout=self.dropout, flip_sin_to_cos=self.flip_sin_to_cos,
-            freq_shift=self.freq_shift, downsample_padding=self.downsample_padding)
+            field, channels, self.out_channels or channels, self.widths, self.depth, self.attention,
+            head_dim=self.head_dim, groups=self.groups, eps=self.eps, dropout=self.dropout,
+            flip_sin_to_cos=self.flip_sin_to_cos, freq_shift=self.freq_shift,
+            downsample_padding=self.downsample_padding,
+            context_dim=self._context_width(inputs), heads=self.heads)
