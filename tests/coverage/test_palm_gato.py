@@ -1,5 +1,6 @@
 """MP-06 PaLM (specs/palm.yaml): Table 1 sizes counted on the meta device, the parallel multi-query layer against
-a direct computation, decoding on ONNX Runtime equal to eager, `fit`, and the option checks."""
+a direct computation, decoding on ONNX Runtime equal to eager, `fit`, and the option checks. MP-05 Gato
+(specs/gato.yaml): the mu-law value tokenisation, the three sizes, decoding on ONNX Runtime equal to eager, `fit`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from references import PaperSize, reference_count
 
 from mmspec import api
 from mmspec.blocks.palm import ParallelBlock
+from mmspec.blocks.tokenize import continuous_tokens, continuous_values, discrete_tokens, mu_law
 from mmspec.cli import run
 from mmspec.errors import SpecError
 from mmspec.runtime import beam_search, greedy, sample
@@ -22,6 +24,7 @@ from mmspec.runtime.decoding import FullDecoder, Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 PALM = ROOT / "specs" / "palm.yaml"
+GATO = ROOT / "specs" / "gato.yaml"
 
 PALM_TABLE_1 = {  # Chowdhery et al. 2022, Table 1: size as printed, layers, d_model, heads (d_head 256, d_ff 4 d)
     "8b": ("8.63B", 32, 4096, 16),
@@ -83,18 +86,23 @@ def test_parallel_multi_query_layer_equals_a_direct_computation():
         torch.testing.assert_close(block(x, causal), x + attn + ffn, atol=1e-5, rtol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def palm_pipelines(tmp_path_factory):
-    out = tmp_path_factory.mktemp("palm")
-    api.compile(PALM, out_dir=out, variant="tiny")
+def _pipelines(tmp_path_factory, path: Path):
+    """(ORT pipeline, the same graphs eager, the uncached eager model) of a spec's tiny variant."""
+    out = tmp_path_factory.mktemp(path.stem)
+    api.compile(path, out_dir=out, variant="tiny")
     ort = Pipeline.open(out)
-    model = api.build(api.load_spec(PALM, "tiny"))
+    model = api.build(api.load_spec(path, "tiny"))
     return ort, Pipeline(ort.manifest, {n: api.eager_graph(model, n) for n in ort.graphs}), api.eager_graph(model)
 
 
-def test_palm_tiny_decodes_on_ort_as_eager(palm_pipelines):
-    """Greedy, beam and sampling: the multi-query step graph on ORT, the same graph eager, and the uncached model."""
-    ort, eager, full = palm_pipelines
+@pytest.fixture(scope="module")
+def palm_pipelines(tmp_path_factory):
+    return _pipelines(tmp_path_factory, PALM)
+
+
+def _decodes_as_eager(pipelines, modality: str) -> np.ndarray:
+    """Greedy, beam and sampling: the step graph on ORT, the same graph eager, and the uncached model agree."""
+    ort, eager, full = pipelines
     prompt = np.random.default_rng(0).integers(0, 64, (2, 3))  # B,T
     strategies = {
         "greedy": lambda d: greedy(d, prompt, 10),
@@ -104,9 +112,15 @@ def test_palm_tiny_decodes_on_ort_as_eager(palm_pipelines):
     for strategy, run_ in strategies.items():
         ours = run_(ort.decoder())
         np.testing.assert_array_equal(ours, run_(eager.decoder()), err_msg=strategy)
-        np.testing.assert_array_equal(ours, run_(FullDecoder(full, "text", "lm", mask="text_mask")), err_msg=strategy)
+        full_decoder = FullDecoder(full, modality, "lm", mask=f"{modality}_mask")
+        np.testing.assert_array_equal(ours, run_(full_decoder), err_msg=strategy)
         assert ours.shape[1] > 3, strategy
-    past = [t for t in ort.manifest["graphs"]["decoder_step"]["inputs"] if t["name"].startswith("past_key_values")]
+    return ort.manifest
+
+
+def test_palm_tiny_decodes_on_ort_as_eager(palm_pipelines):
+    manifest = _decodes_as_eager(palm_pipelines, "text")
+    past = [t for t in manifest["graphs"]["decoder_step"]["inputs"] if t["name"].startswith("past_key_values")]
     assert len(past) == 4 and all(t["shape"][1] == 1 for t in past), past  # one key/value head per layer
 
 
@@ -126,3 +140,48 @@ def test_palm_fit_lowers_the_loss(tmp_path):
     assert run(["fit", str(PALM), "--variant", "tiny", "--steps", "40", "--json", str(out), "-q"]) == 0
     losses = json.loads(out.read_text())["losses"]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < 0.7 * losses[0], losses[::5]
+
+
+def test_gato_mu_law_tokens_follow_the_paper():
+    v = torch.tensor([0.01, 1.0, 255.0, 1e4])
+    x = torch.cat([-v.flip(0), torch.zeros(1), v])  # -1e4 ... 0 ... 1e4
+    ids = continuous_tokens(x)
+    expected = ((mu_law(x.double()).clamp(-1, 1) + 1) / 2 * 1024).floor().clamp(max=1023).long() + 32000
+    assert torch.equal(ids, expected) and ids[0] == 32000 and ids[-1] == 33023  # clipped beyond M
+    assert ids[4] == 32000 + 512 and torch.all(ids[1:] >= ids[:-1])  # 0 at the middle bin, monotone
+    assert torch.equal(continuous_tokens(-v) + continuous_tokens(v), torch.full((4,), 2 * 32000 + 1023))  # odd
+    values = torch.linspace(-5, 5, 201, dtype=torch.float64)  # N
+    ids = continuous_tokens(values)
+    back = continuous_values(ids)  # N: the bins' centres
+    assert torch.equal(continuous_tokens(back), ids)
+    assert (mu_law(back) - mu_law(values)).abs().max() <= 1 / 1024 + 1e-12  # within half a bin, companded
+    assert torch.equal(discrete_tokens(torch.tensor([0, 17, 1023])), torch.tensor([32000, 32017, 33023]))
+    with pytest.raises(ValueError):
+        discrete_tokens(torch.tensor([1024]))
+
+
+@pytest.mark.parametrize(("variant", "layers", "width"), [(None, 24, 2048), ("gato_364m", 12, 1536),
+                                                          ("gato_79m", 8, 768)])
+def test_gato_sizes_on_the_meta_device(variant, layers, width):
+    loaded = api.load_spec(GATO, variant)
+    enc = loaded.spec.encoders["gato"]
+    assert (enc.layers, enc.width, enc.ffn) == (layers, width, 4 * width)
+    ours = _count(api.build(loaded, device="meta"))
+    vocab, positions = loaded.spec.modalities["tokens"].vocab_size, enc.embed.positions
+    assert ours == loaded.estimate.params == layers * (12 * width**2 + 13 * width) + (vocab + positions + 2) * width
+
+
+@pytest.fixture(scope="module")
+def gato_pipelines(tmp_path_factory):
+    return _pipelines(tmp_path_factory, GATO)
+
+
+def test_gato_tiny_decodes_on_ort_as_eager(gato_pipelines):
+    _decodes_as_eager(gato_pipelines, "tokens")
+
+
+def test_gato_fit_lowers_the_loss(tmp_path):
+    out = tmp_path / "fit.json"
+    assert run(["fit", str(GATO), "--variant", "tiny", "--steps", "50", "--json", str(out), "-q"]) == 0
+    losses = json.loads(out.read_text())["losses"]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < 0.8 * losses[0], losses[::5]
