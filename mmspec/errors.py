@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
+import unicodedata
 from dataclasses import dataclass
 
 MAX_PRINTED_DIAGNOSTICS = 50
@@ -24,7 +25,7 @@ class Diagnostic:
     message: str
 
     def render(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}: error[{self.code}]: {_printable(self.message)}"
+        return f"{printable(self.file)}:{self.line}:{self.col}: error[{self.code}]: {printable(self.message)}"
 
     @property
     def suggestion(self) -> str | None:
@@ -40,8 +41,9 @@ class Diagnostic:
 
     def github(self) -> str:
         """A GitHub Actions `::error` workflow command (values escaped as the runner requires)."""
-        where = f"file={_gh(self.file, True)},line={self.line},col={self.col},title={_gh(f'mmspec {self.code}', True)}"
-        return f"::error {where}::{_gh(_printable(self.message), False)}"
+        title = _gh(f"mmspec {self.code}", True)
+        where = f"file={_gh(printable(self.file), True)},line={self.line},col={self.col},title={title}"
+        return f"::error {where}::{_gh(printable(self.message), False)}"
 
 
 _DID_YOU_MEAN = re.compile(r"\(did you mean ('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\?\)\s*$")
@@ -53,9 +55,34 @@ def _gh(text: str, prop: bool) -> str:
     return text.replace(":", "%3A").replace(",", "%2C") if prop else text
 
 
-def _printable(text: str) -> str:
-    """Escape control characters so hostile input never drives the terminal."""
-    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+def printable(text: str) -> str:
+    """Escape what must not reach a terminal raw: control and format characters (ANSI escapes, bidi overrides,
+    zero-width characters), and the non-Latin letters of a word that mixes them with ASCII ones, so a look-alike
+    shows as what it is ('he\\u0430ds' is not 'heads'). Words wholly in another script stay readable."""
+    text = "".join(c if c.isprintable() or c == "\n" else _escape(c) for c in text)
+    return _MIXED_WORD.sub(lambda m: "".join(c if _latin(c) else _escape(c) for c in m[0]), text)
+
+
+def _latin(c: str) -> bool:
+    """ASCII, a digit or `_`, or a Latin letter (accents are told apart by eye; Cyrillic 'а' is not)."""
+    return c.isascii() or not c.isalpha() or unicodedata.name(c, "").startswith("LATIN ")
+
+
+def _escape(c: str) -> str:
+    """Python's escape of `c` (`\\r`, `\\x1b`, `\\u200b`), also for a printable look-alike (`\\u0430`)."""
+    shown = repr(c)[1:-1]
+    if shown.startswith("\\"):
+        return shown
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
+
+
+_MIXED_WORD = re.compile(r"\w*(?:[A-Za-z][^\W\d_A-Za-z]|[^\W\d_A-Za-z][A-Za-z])\w*")
+"""A word with an ASCII letter next to a non-ASCII letter."""
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """`text` if it is at most `limit` characters, else its start, `...` and its length."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
 
 
 class MmspecError(Exception):
@@ -98,7 +125,7 @@ class WeightsError(UsageError):
 
     def render(self) -> str:
         lines = [d.render() for d in self.diagnostics]
-        return "\n".join([*lines, f"error: {_printable(self.summary)}"] if self.summary else lines)
+        return "\n".join([*lines, f"error: {printable(self.summary)}"] if self.summary else lines)
 
 
 class CompileError(MmspecError):

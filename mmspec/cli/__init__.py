@@ -15,7 +15,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from mmspec.errors import MmspecError, SpecError, UsageError, WeightsError, _printable
+from mmspec.errors import MmspecError, SpecError, UsageError, WeightsError, printable
 
 app = typer.Typer(
     name="mmspec", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -118,7 +118,7 @@ def run(argv: list[str] | None = None) -> int:
 
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
-    return _printable(text)
+    return printable(text)
 
 
 def _silence_stdout() -> None:

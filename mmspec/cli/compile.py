@@ -18,6 +18,7 @@ from mmspec.cli._options import (
     VariantOpt,
     WeightsOpt,
 )
+from mmspec.errors import printable
 
 _STEPS = {"load": "loading the spec", "build": "building the model", "weights": "loading weights",
           "capture": "capturing the FX graph",
@@ -66,19 +67,20 @@ def compile_spec(
                              **loading)
     else:  # logs and pipes: one plain line per step instead of a spinner
         report = compile(spec, out, variant, set_ or (), opset, device.value, verify,
-                         progress=lambda step: console.print(f"{spec}: {_step_text(step)}..."), budget=budget,
+                         progress=lambda step: console.print(f"{printable(str(spec))}: {_step_text(step)}...",
+                                                            markup=False), budget=budget,
                          **loading)
     loaded = f", weights: {weights_line(report['weights'])}" if weights else ""
     for section in report["graphs"].values() if "graphs" in report else [report]:
         v = section["verification"]
         checked = (f"verified on {len(v['cases'])} ONNX Runtime runs" if v else "NOT verified (--no-verify)")
-        console.print(f"wrote {section['onnx']['path']} ({section['onnx']['bytes']:,} bytes, "
+        console.print(f"wrote {printable(section['onnx']['path'])} ({section['onnx']['bytes']:,} bytes, "
                       f"{report['params']['total']:,} params{loaded}), {checked}", markup=False)
 
 
 def weights_line(report: dict) -> str:
     """One line about a load report: what was loaded, cast, initialised and left unused."""
-    parts = [f"{report['loaded']:,} tensors from {report['path']} ({report['bytes']:,} bytes)"]
+    parts = [f"{report['loaded']:,} tensors from {printable(report['path'])} ({report['bytes']:,} bytes)"]
     parts += [f"{n} cast {kind}" for kind, n in report["cast"].items()]
     parts += [f"{len(report['new'])} new"] if report["new"] else []
     parts += [f"{len(report['ignored'])} unused"] if report["ignored"] else []

@@ -61,7 +61,7 @@ def fit(
     from rich.console import Console
 
     from mmspec import api
-    from mmspec.errors import UsageError
+    from mmspec.errors import UsageError, printable
     from mmspec.train import distributed
 
     console = Console(stderr=True, quiet=quiet or os.environ.get("RANK", "0") != "0", highlight=False, soft_wrap=True)
@@ -134,9 +134,9 @@ def fit(
         history = run(line)
     first, last = history["losses"][0], history["losses"][-1]
     ratio = f" (x{last / first:.3f})" if first else ""
-    console.print(f"{spec}: {steps} steps, loss {first:.4f} -> {last:.4f}{ratio}", markup=False)
+    console.print(f"{printable(str(spec))}: {steps} steps, loss {first:.4f} -> {last:.4f}{ratio}", markup=False)
     if out is not None:
-        console.print(f"wrote checkpoint to {out}", markup=False)
+        console.print(f"wrote checkpoint to {printable(str(out))}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mmspec.cli._options import Device, JsonOpt, QuietOpt, SetOpt, VariantOpt
-from mmspec.errors import UsageError
+from mmspec.errors import UsageError, printable
 from mmspec.spec.files import FileProblem, is_dir, kind_problem, read_limited
 
 if TYPE_CHECKING:
@@ -218,7 +218,8 @@ def _compile(spec: Path, out: Path, variant: str | None, sets: list[str], consol
         with console.status("compiling") as status:
             report = compile(spec, out, variant, sets, progress=lambda s: status.update(f"{_step_text(s)}..."))
     else:
-        report = compile(spec, out, variant, sets, progress=lambda s: console.print(f"{spec}: {_step_text(s)}..."))
+        report = compile(spec, out, variant, sets,
+                         progress=lambda s: console.print(f"{printable(str(spec))}: {_step_text(s)}...", markup=False))
     stem = report["name"] + (f"-{report['variant']}" if report["variant"] else "")
     return out / f"{stem}.manifest.json" if "graphs" in report else Path(report["onnx"]["path"])
 
@@ -386,7 +387,7 @@ def _decode(build: _Build, graph: str, prompts: list[str], inputs: list[str], ma
         else:
             result = sample(decoder, prompt, max_new_tokens, top_k=options["top_k"], top_p=options["top_p"],
                             temperature=options["temperature"], seed=options["seed"], **common)
-    console.print(f"{build.path}: {strategy.value} on graph {graph!r}, {len(result)} row(s), "
+    console.print(f"{printable(str(build.path))}: {strategy.value} on graph {graph!r}, {len(result)} row(s), "
                   f"{result.shape[1] - prompt.shape[1]} new token(s)", markup=False)
     return result.tolist()
 
@@ -442,7 +443,7 @@ def _image(build: _Build, graph: str, image_graph: str, offset: int, prompts: li
         np.save(buffer, image.pixels)
         files[npy] = buffer.getvalue()
     _write_all(files)
-    console.print(f"wrote {', '.join(map(str, files))}: {len(rows)} image(s) of {length} codes from graph "
+    console.print(f"wrote {printable(', '.join(map(str, files)))}: {len(rows)} image(s) of {length} codes from graph "
                   f"{graph!r} through {image_graph!r}", markup=False)
     return image.codes.tolist()
 
@@ -618,7 +619,7 @@ def _diffuse(graph: Any, d: _Diffusion, png: Path | None, npy: Path | None, cons
         np.save(buffer, x)
         files[npy] = buffer.getvalue()
     _write_all(files)
-    console.print(f"wrote {', '.join(map(str, files))}: {d.batch} sample(s) {list(dims)}, {d.sampler.value} "
+    console.print(f"wrote {printable(', '.join(map(str, files)))}: {d.batch} sample(s) {list(dims)}, {d.sampler.value} "
                   f"{total} steps", markup=False)
     return x
 

@@ -30,7 +30,7 @@ def import_hf(
     loads them. An unsupported model_type, architecture or option, a config whose values make no valid model,
     and an existing SPEC exit 2 and say which.
     """
-    from mmspec.errors import UsageError
+    from mmspec.errors import UsageError, printable
     from mmspec.importers.hf import import_hf as _import_hf
     from mmspec.importers.hf import write_spec
 
@@ -38,7 +38,9 @@ def import_hf(
         raise UsageError(f"-o {out}: already exists; import hf never replaces a file (remove it or pick a new name)")
     tree, arch = _import_hf(path, name)
     write_spec(tree, out)
-    typer.echo(f"wrote {out} (transformers.{arch}); load its weights with: mmspec compile {out} --weights {path}",
+    shown_out, shown_path = printable(str(out)), printable(str(path))
+    typer.echo(f"wrote {shown_out} (transformers.{arch}); load its weights with: mmspec compile {shown_out} --weights "
+               f"{shown_path}",
                err=True)
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from mmspec.cli._options import MaxActivationOpt, MaxParamsOpt, SetOpt, VariantOpt
-from mmspec.errors import Diagnostic, SpecError, UsageError
+from mmspec.errors import Diagnostic, SpecError, UsageError, printable
 
 USAGE = "usage"
 """The code of a problem that is not located in the file (an unknown --variant): `error: ...` in text."""
@@ -92,7 +92,7 @@ def _report(result: dict, format_: Format) -> None:
         return
     if result["valid"]:
         names = f"; variants: {', '.join(result['variants'])}" if result["variants"] else ""
-        print(f"{result['file']}: ok ({result['stem']}: {result['components']} components, "
+        print(f"{printable(result['file'])}: ok ({result['stem']}: {result['components']} components, "
               f"{result['outputs']} outputs{names})", flush=True)
     elif format_ is Format.github:
         for d in result["diagnostics"]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mmspec.errors import UsageError
+from mmspec.errors import UsageError, shorten
 
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "quick_gelu": "quick_gelu",
                "relu": "relu", "silu": "silu", "swish": "silu", "tanh": "tanh"}  # fmt: skip
@@ -31,7 +31,7 @@ class Config:
         value = self.data.get(key, self.defaults.get(key))
         if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
             kinds = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-            raise self.error(key, f"expected {kinds}, got {_show(value)}")
+            raise self.error(key, f"expected {kinds}, got {shorten(repr(value))}")
         return value
 
     def int(self, key: str) -> int:
@@ -63,12 +63,6 @@ class Config:
 
     def error(self, key: str, message: str) -> UsageError:
         return UsageError(f"{self.file}: {self.where}{key}: {message}")
-
-
-def _show(value: Any) -> str:
-    """A config value for a message: its repr, cut to 60 characters with its length."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}... ({len(text)} characters)"
 
 
 Builder = Callable[[Config, str], dict]

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from mmspec.errors import Diagnostic, SpecError, UsageError
+from mmspec.errors import Diagnostic, SpecError, UsageError, shorten
 from mmspec.spec.budget import Budget, Estimate, check_budget, estimate
 from mmspec.spec.model import Plan, PlanError, plan
 from mmspec.spec.suggest import did_you_mean, suggestion_text
@@ -462,9 +462,9 @@ def _dotted(path: Path_) -> str:
 
 
 def _show(value: Any) -> str:
-    """A short repr of a user value: control characters escaped, at most 40 characters."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:36] + "...'"[: 4 if isinstance(value, str) else 3]
+    """A short repr of a user value (control characters escaped when printed): at most 60 characters, a longer
+    one cut with its length."""
+    return shorten(repr(value))
 
 
 def _describe(value: Any) -> str:
