@@ -101,11 +101,14 @@ class SpecError(MmspecError, ValueError):
         super().__init__(self.render())
 
     def render(self) -> str:
-        shown = [d.render() for d in self.diagnostics[:MAX_PRINTED_DIAGNOSTICS]]
-        hidden = len(self.diagnostics) - MAX_PRINTED_DIAGNOSTICS
-        if hidden > 0:
-            shown.append(f"...and {hidden} more")
-        return "\n".join(shown)
+        return "\n".join(_capped(self.diagnostics))
+
+
+def _capped(diagnostics: list[Diagnostic]) -> list[str]:
+    """The first MAX_PRINTED_DIAGNOSTICS rendered, then how many more there are."""
+    shown = [d.render() for d in diagnostics[:MAX_PRINTED_DIAGNOSTICS]]
+    hidden = len(diagnostics) - MAX_PRINTED_DIAGNOSTICS
+    return [*shown, f"...and {hidden} more"] if hidden > 0 else shown
 
 
 class UsageError(MmspecError, ValueError):
@@ -116,7 +119,8 @@ class UsageError(MmspecError, ValueError):
 
 class WeightsError(UsageError):
     """A `--weights` checkpoint cannot be used: unreadable, unsafe, or not the model's tensors. One diagnostic
-    per problem (FILE is the checkpoint file, LINE:COL 0:0), every one of them; nothing was loaded."""
+    per problem (FILE is the checkpoint file, LINE:COL 0:0), every one of them kept (the first 50 printed, then a
+    count); nothing was loaded."""
 
     def __init__(self, diagnostics: list[Diagnostic], summary: str = ""):
         self.diagnostics = list(diagnostics)
@@ -124,7 +128,7 @@ class WeightsError(UsageError):
         super().__init__(self.render())
 
     def render(self) -> str:
-        lines = [d.render() for d in self.diagnostics]
+        lines = _capped(self.diagnostics)
         return "\n".join([*lines, f"error: {printable(self.summary)}"] if self.summary else lines)
 
 
