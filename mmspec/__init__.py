@@ -4,7 +4,13 @@ The public API lives in `mmspec.api` (load_spec, build, capture, optimize, expor
 it is re-exported here lazily so that `import mmspec.spec` (validation) never imports torch.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# ONNX Runtime (1.2x+) starts telemetry when it is imported and writes a device id under ~/.cache; mmspec turns
+# that off unless the user chose otherwise (ORT_DISABLE_TELEMETRY=0). onnxruntime reads it at import time.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 __all__ = ["build", "capture", "compile", "export", "load_spec", "optimize", "param_counts", "verify"]
 
