@@ -16,6 +16,7 @@ FAMILIES = (
     "encoders.vae",
     "encoders.efficientnet",
     "encoders.embedding_bag",
+    "encoders.masking_noise",
     "encoders.resnet",
     "encoders.perceiver",
     "encoders.rnn",

@@ -138,3 +138,17 @@ def test_full_size_counts_equal_torch_modules_of_the_stated_widths(path, variant
     with torch.device("meta"):
         expected = _count(*FULL_SIZES[path, variant]())
     assert param_counts(build(load_spec(path, variant), device="meta"))["total"] == expected
+
+
+def test_masking_noise_zeroes_a_fraction_while_training_and_nothing_in_inference():
+    model = build(load_spec(SILBERER, "tiny"))
+    noise = model.components["noisy_textual"]
+    x = torch.rand(400, 10, generator=torch.Generator().manual_seed(5)) + 0.5  # B,T, no zeros
+    torch.manual_seed(0)
+    noise.train()
+    corrupted = noise({"input": {"values": x}})["corrupted"]
+    kept = corrupted != 0
+    torch.testing.assert_close(corrupted[kept], x[kept], atol=0.0, rtol=0.0)  # no rescaling, unlike dropout
+    assert abs(1 - kept.float().mean().item() - 0.1) < 0.02  # prob 0.1 of 4,000 elements
+    noise.eval()
+    assert torch.equal(noise({"input": {"values": x}})["corrupted"], x)
