@@ -71,3 +71,20 @@ def latent_diffusion():
     from torch import nn
 
     return nn.ModuleList([sd_unet(), autoencoder_kl_f8(), sd_text_encoder()])
+
+
+
+DALL_E_DECODER = 43_829_766
+"""Parameters of openai/DALL-E's dall_e.Decoder() (official code, not installable: its package requires
+torchvision), counted from that code."""
+
+
+def dvae_count() -> int:
+    """DALL-E's dVAE: transformers' FlavaImageCodebook (= dall_e.Encoder(), 53,786,240 parameters) on the meta
+    device, plus the official decoder's count."""
+    import torch
+    import transformers as tf
+
+    with torch.device("meta"):
+        encoder = tf.FlavaImageCodebook(tf.FlavaImageCodebookConfig())
+    return sum(p.numel() for p in encoder.parameters()) + DALL_E_DECODER

@@ -271,6 +271,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "vqvae:ema": Formula("diffusers.VQModel (VQ-f4) less its 8192 x 3 codebook, a buffer under EMA updates",
                          DR.vq_f4_ema_count),
     "latent_diffusion": DR.latent_diffusion,  # U-Net + KL-f8 autoencoder + CLIP text encoder
+    "dvae": Formula("transformers.FlavaImageCodebook + the official dall_e.Decoder count", DR.dvae_count),
     "cox": Formula("lifelines.CoxPHFitter fitted on load_rossi: one coefficient per covariate",
                    lambda: len(SV.rossi_cox().params_)),
     "deepsurv": lambda: SV.deepsurv_official(5, [48, 48]),  # WHAS configuration, official Lasagne layers
