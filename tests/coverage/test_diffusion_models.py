@@ -54,8 +54,7 @@ def test_sizes_match_diffusers_unet2dmodel(variant, reference):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """(loaded tiny spec, diffusers reference with lively random weights, our model loaded from its checkpoint,
-    path of the exported ONNX file)."""
+    """(loaded tiny spec, diffusers reference with lively random weights, our model loaded from its checkpoint)."""
     out = tmp_path_factory.mktemp("ddpm")
     loaded = api.load_spec(SPEC, "tiny")
     torch.manual_seed(0)
@@ -65,13 +64,11 @@ def tiny(tmp_path_factory):
             p.add_(0.1 * torch.randn_like(p))
     reference.eval().save_pretrained(out / "ckpt")
     model = api.build(loaded, weights=out / "ckpt" / "diffusion_pytorch_model.safetensors").eval()
-    gm, _ = api.optimize(api.capture(model))
-    api.export(gm, loaded, out / "ddpm.onnx")
-    return loaded, reference, model, out / "ddpm.onnx"
+    return loaded, reference, model
 
 
 def test_weights_reproduce_diffusers_noise_prediction(tiny):
-    loaded, reference, model, _ = tiny
+    loaded, reference, model = tiny
     assert not model.weights_report["new"] and not model.weights_report["ignored"]
     inputs = make_inputs(loaded.plan, trace_sizes(loaded.plan), seed=1)
     inputs["timestep"] = torch.tensor([5, 901])[: inputs["x_t"].shape[0]]  # B
@@ -87,9 +84,11 @@ def _denoiser(graph) -> Denoiser:
     return Denoiser(graph, sample="x_t", timestep="timestep", eps="unet")
 
 
-def test_ddpm_and_ddim_sampling_on_ort_equal_eager(tiny):
-    _, _, model, onnx_path = tiny
-    ort, eager = _denoiser(OnnxGraph(onnx_path)), _denoiser(api.eager_graph(model))
+def test_ddpm_and_ddim_sampling_on_ort_equal_eager(tiny, tmp_path):
+    loaded, _, model = tiny
+    gm, _ = api.optimize(api.capture(model))
+    api.export(gm, loaded, tmp_path / "ddpm.onnx")
+    ort, eager = _denoiser(OnnxGraph(tmp_path / "ddpm.onnx")), _denoiser(api.eager_graph(model))
     noise = np.random.default_rng(0).standard_normal((2, 3, 8, 8), dtype=np.float32)  # B,C,H,W
     short = alphas_cumprod(betas("linear", 20, end=0.2))  # 20 ancestral steps; alpha-bar falls to 0.12
     on_ort = ddpm_sample(ort, noise, schedule=short, seed=3)
