@@ -78,7 +78,8 @@ class Attention(nn.Module):
 
     `bias=False` drops the projections' biases and `scale` overrides 1/sqrt(d) (T5: neither, scale 1.0).
     `v_inner` gives the values their own width (v: kv_dim -> v_inner, out: v_inner -> out_dim; Perceiver's
-    qk_channels / v_channels); the scale stays that of the query/key head width."""
+    qk_channels / v_channels); the scale stays that of the query/key head width. `key_bias=False` drops only the
+    key projection's bias (BEiT, data2vec vision: q and v keep theirs)."""
 
     def __init__(
         self,
@@ -92,11 +93,12 @@ class Attention(nn.Module):
         bias: bool = True,
         scale: float | None = None,
         v_inner: int | None = None,
+        key_bias: bool = True,
     ):
         super().__init__()
         self.heads = heads
         self.q = nn.Linear(q_dim, inner, bias=bias)
-        self.k = nn.Linear(kv_dim, inner, bias=bias)
+        self.k = nn.Linear(kv_dim, inner, bias=bias and key_bias)
         self.v = nn.Linear(kv_dim, v_inner or inner, bias=bias)
         self.out = nn.Linear(v_inner or inner, out_dim, bias=bias)
         self.dropout = dropout

@@ -81,13 +81,16 @@ class PatchEmbedding(nn.Module):
         eps: float,
         dropout: float,
         mask_token: bool = False,
+        *,
+        positions: bool = True,
     ):
         super().__init__()
         self.proj = nn.Conv2d(channels, dim, patch, patch, bias=bias)
         self.cls = nn.Parameter(torch.randn(dim) * 0.02) if cls_token else None
         # FLAVA/BEiT's learned [MASK] patch, which masked image modelling writes over masked patches while training.
         self.mask_token = nn.Parameter(torch.zeros(dim)) if mask_token else None
-        self.position = nn.Parameter(torch.randn(num_patches + int(cls_token), dim) * 0.02)
+        # positions=False: no absolute positions (BEiT, data2vec vision: relative position biases instead)
+        self.position = nn.Parameter(torch.randn(num_patches + int(cls_token), dim) * 0.02) if positions else None
         self.norm = nn.LayerNorm(dim, eps=eps) if norm else nn.Identity()
         self.dropout = nn.Dropout(dropout)
 
@@ -96,7 +99,9 @@ class PatchEmbedding(nn.Module):
         if self.cls is not None:
             cls = self.cls.expand(x.shape[0], 1, -1)  # B,1,D
             x = torch.cat([cls, x], dim=1)  # B,N+1,D
-        return self.dropout(self.norm(x + self.position))
+        if self.position is not None:
+            x = x + self.position  # B,N+1,D
+        return self.dropout(self.norm(x))
 
 
 class RegionEmbedding(nn.Module):

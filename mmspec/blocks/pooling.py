@@ -12,10 +12,13 @@ class Pool(nn.Module):
     """Sequence [B, S, D] -> vector [B, D'] by cls / eos / mean, then optional LayerNorm, dense, activation."""
 
     def __init__(
-        self, kind: str, dim: int, norm: bool, eps: float, dense: int | None, act: str, eos_id: int | None = None
+        self, kind: str, dim: int, norm: bool, eps: float, dense: int | None, act: str, eos_id: int | None = None,
+        skip: int = 0,
     ):
         super().__init__()
         self.kind = kind
+        self.skip = skip
+        """`mean` only: leading tokens left out of the mean (BEiT, data2vec vision: the class token)."""
         self.eos_id = eos_id
         self.norm = nn.LayerNorm(dim, eps=eps) if norm else nn.Identity()
         self.dense = nn.Linear(dim, dense) if dense else nn.Identity()
@@ -31,6 +34,8 @@ class Pool(nn.Module):
             else:
                 at = (ids == self.eos_id).to(torch.int32).argmax(dim=-1)  # B  first eos, 0 when there is none
             pooled = seq[rows, at]  # B,D
+        elif self.skip:
+            pooled = seq[:, self.skip:].mean(1)  # B,D
         elif mask is not None:
             keep = mask.type_as(seq).unsqueeze(-1)  # B,S,1
             pooled = (seq * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # B,D
@@ -42,4 +47,5 @@ class Pool(nn.Module):
 def make_pool(pool, width: int, eps: float) -> Pool | None:
     if not pool:
         return None
-    return Pool(pool.type, width, pool.norm, eps, pool.dense, pool.activation, pool.eos_id)
+    return Pool(pool.type, width, pool.norm, eps, pool.dense, pool.activation, pool.eos_id,
+                getattr(pool, "skip", 0))

@@ -152,3 +152,37 @@ class RelativePositionBias(nn.Module):
         buckets = relative_position_bucket(relative, self.bidirectional, self.num_buckets, self.max_distance)  # T,S
         values = self.relative_attention_bias(buckets)  # T,S,H
         return values.permute(2, 0, 1).unsqueeze(0)  # 1,H,T,S
+
+
+def grid_relative_index(height: int, width: int) -> torch.Tensor:
+    """BEiT's relative position index [1 + N, 1 + N] over a class token and an N = height x width patch grid.
+
+    Patch pairs index the (2h-1)(2w-1) 2-D offsets (row offset major); the last three rows of the table are
+    class->patch, patch->class and class->class."""
+    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")  # h,w each
+    coords = torch.stack([rows.flatten(), cols.flatten()])  # 2,N
+    offset = coords[:, :, None] - coords[:, None, :]  # 2,N,N
+    patch = (offset[0] + height - 1) * (2 * width - 1) + offset[1] + width - 1  # N,N
+    distances = (2 * height - 1) * (2 * width - 1)
+    index = torch.zeros(height * width + 1, height * width + 1, dtype=torch.long)  # 1+N,1+N
+    index[1:, 1:] = patch
+    index[0, :] = distances
+    index[:, 0] = distances + 1
+    index[0, 0] = distances + 2
+    return index
+
+
+class GridRelativePositionBias(nn.Module):
+    """BEiT / data2vec vision: a learned table [(2h-1)(2w-1) + 3, heads] of per-head biases indexed by the 2-D
+    offset between patches (plus the class-token entries); forward() -> additive attention bias [1, H, S, S],
+    S = 1 + h*w. The index is a non-persistent buffer."""
+
+    def __init__(self, height: int, width: int, heads: int):
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros((2 * height - 1) * (2 * width - 1) + 3, heads))
+        self.register_buffer("index", grid_relative_index(height, width), persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        s = self.index.shape[0]
+        bias = self.table[self.index.view(-1)].view(s, s, -1)  # S,S,H
+        return bias.permute(2, 0, 1).unsqueeze(0)  # 1,H,S,S

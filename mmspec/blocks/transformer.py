@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmspec.blocks.attention import Attention, KVCache
+from mmspec.blocks.attention import Attention, KVCache, combine_biases
 from mmspec.blocks.mlp import FeedForward
 from mmspec.blocks.moe import MixtureOfExperts
 from mmspec.blocks.palm import ParallelBlock
+from mmspec.blocks.positions import GridRelativePositionBias
 
 FROZEN = "mmspec_frozen"
 """Attribute that marks a frozen sub-module (a `trainable: false` stack inside a component)."""
@@ -29,18 +30,28 @@ class Residual(nn.Module):
     """Residual wrapper: post-norm `LN(x + drop(f(x)))` (BERT) or pre-norm `x + drop(f(LN(x)))` (CLIP, ViT).
 
     `gated`: Flamingo's `x + tanh(g) * drop(f(LN(x)))` with a learned scalar g starting at 0, so the sublayer starts
-    as the identity (always the pre-norm form: only there does a zero gate leave x unchanged)."""
+    as the identity (always the pre-norm form: only there does a zero gate leave x unchanged).
 
-    def __init__(self, dim: int, norm_first: bool, eps: float, dropout: float, gated: bool = False):
+    `layer_scale`: BEiT/CaiT's pre-norm `x + drop(gamma * f(LN(x)))` with a learned per-channel gamma [D] that
+    starts at this value."""
+
+    def __init__(
+        self, dim: int, norm_first: bool, eps: float, dropout: float, gated: bool = False,
+        layer_scale: float | None = None,
+    ):
         super().__init__()
         self.norm = nn.LayerNorm(dim, eps=eps)
         self.dropout = nn.Dropout(dropout)
         self.norm_first = norm_first
         self.gate = nn.Parameter(torch.zeros(())) if gated else None
+        if layer_scale is not None:
+            self.scale = nn.Parameter(torch.full((dim,), layer_scale))
 
     def forward(self, x: torch.Tensor, f, *args) -> torch.Tensor:
         if self.gate is not None:
             return x + torch.tanh(self.gate) * self.dropout(f(self.norm(x), *args))  # B,S,D
+        if hasattr(self, "scale"):
+            return x + self.dropout(self.scale * f(self.norm(x), *args))  # B,S,D
         if self.norm_first:
             return x + self.dropout(f(self.norm(x), *args))
         return self.norm(x + self.dropout(f(x, *args)))
@@ -51,7 +62,9 @@ class Block(nn.Module):
 
     With `cross` (the context's width), a cross-attention sublayer attends to a context sequence: between
     self-attention and feed-forward (Transformer decoder), or, `gated`, tanh-gated before self-attention
-    (Flamingo's gated cross-attention in front of a frozen LM layer)."""
+    (Flamingo's gated cross-attention in front of a frozen LM layer). Keyword options (BEiT, data2vec vision):
+    `layer_scale` (see Residual) on both sublayers, `key_bias=False`, and `relative` = (grid height, width) for
+    an own 2-D relative position bias (`GridRelativePositionBias`) added to the attention bias."""
 
     def __init__(
         self,
@@ -66,10 +79,16 @@ class Block(nn.Module):
         cross: int | None = None,
         gated: bool = False,
         moe=None,
+        *,
+        layer_scale: float | None = None,
+        key_bias: bool = True,
+        relative: tuple[int, int] | None = None,
     ):
         super().__init__()
-        self.attn = Attention(dim, dim, dim, heads, dim, attention_dropout)
-        self.attn_res = Residual(dim, norm_first, eps, dropout)
+        self.attn = Attention(dim, dim, dim, heads, dim, attention_dropout, key_bias=key_bias)
+        self.attn_res = Residual(dim, norm_first, eps, dropout, layer_scale=layer_scale)
+        if relative is not None:
+            self.relative = GridRelativePositionBias(*relative, heads)
         if cross is not None:
             self.cross_attn = Attention(dim, cross, dim, heads, dim, attention_dropout)
             self.cross_res = Residual(dim, norm_first, eps, dropout, gated)
@@ -79,7 +98,7 @@ class Block(nn.Module):
             self.ffn = MixtureOfExperts(dim, moe.hidden or ffn, moe.experts, moe.top_k, act,
                                         capacity_factor=moe.capacity_factor, noise=moe.noise, bias=moe.bias,
                                         renormalize=moe.renormalize, priority=moe.priority)
-        self.ffn_res = Residual(dim, norm_first, eps, dropout)
+        self.ffn_res = Residual(dim, norm_first, eps, dropout, layer_scale=layer_scale)
         self.cross, self.gated = cross is not None, gated
         self.routed = moe is not None
         """The feed-forward is a mixture of experts: forward returns (x, router logits [B, S, E])."""
@@ -93,6 +112,8 @@ class Block(nn.Module):
     ) -> torch.Tensor:
         if self.cross and self.gated:
             x = self.cross_res(x, self.cross_attn, context, context_bias)  # B,S,D
+        if hasattr(self, "relative"):
+            bias = combine_biases(bias, self.relative())  # (B|1),H,S,S
         x = self.attn_res(x, self.attn, None, bias)  # B,S,D
         if self.cross and not self.gated:
             x = self.cross_res(x, self.cross_attn, context, context_bias)  # B,S,D
@@ -176,14 +197,28 @@ class CoAttentionBlock(nn.Module):
         return self.a_ffn_res(a2, self.a_ffn), self.b_ffn_res(b2, self.b_ffn)
 
 
+def block_options(cfg, relative: tuple[int, int] | None = None) -> dict:
+    """The BEiT keyword options of `Block` a StackConfig-like cfg asks for (none: the default block); `relative`:
+    the patch grid of a per-layer relative position bias."""
+    options = {}
+    if getattr(cfg, "layer_scale", None) is not None:
+        options["layer_scale"] = cfg.layer_scale
+    if not getattr(cfg, "key_bias", True):
+        options["key_bias"] = False
+    if relative is not None:
+        options["relative"] = relative
+    return options
+
+
 def make_blocks(
-    cfg, count: int, cross: int | None = None, every: int = 1, gated: bool = False, trainable: bool = True
+    cfg, count: int, cross: int | None = None, every: int = 1, gated: bool = False, trainable: bool = True,
+    relative: tuple[int, int] | None = None,
 ) -> nn.ModuleList:
     """`count` self-attention blocks with the widths and norms of a StackConfig; with `cross` (the context width),
     layers 0, every, 2*every, ... also get a cross-attention sublayer; with `cfg.moe` (a MoEConfig), its layers get a
     mixture-of-experts feed-forward; with `cfg.parallel`, all are PaLM's parallel layers (`ParallelBlock`).
     `trainable=False` freezes every layer's self-attention and feed-forward sublayers (not the cross-attention
-    ones)."""
+    ones). `cfg.layer_scale` / `cfg.key_bias` and `relative` (a patch grid) give BEiT's options (`block_options`)."""
     if getattr(cfg, "parallel", False):
         blocks = nn.ModuleList(
             ParallelBlock(cfg.width, cfg.heads, cfg.kv_heads or cfg.heads, cfg.head_dim or cfg.width // cfg.heads,
@@ -204,6 +239,7 @@ def make_blocks(
                 cross if i % every == 0 else None,
                 gated,
                 moe=cfg.moe if getattr(cfg, "moe", None) and i in cfg.moe.layers_of(count) else None,
+                **block_options(cfg, relative),
             )
             for i in range(count)
         )

@@ -23,6 +23,9 @@ class PoolConfig(StrictModel):
     norm: bool = False
     dense: PositiveInt | None = None
     activation: Activation = "identity"
+    skip: Annotated[int, Field(ge=0)] = 0
+    """`mean` only: leave this many leading tokens (the class token: 1, BEiT / data2vec vision) out of the mean;
+    the input then has no padding mask."""
 
 
 class StackConfig(StrictModel):

@@ -29,7 +29,6 @@ from mmspec.spec.files import FileProblem, is_dir, read_limited
 
 CONFIG_MAX_BYTES = 1 << 20
 NOT_YET = {  # model_type -> what mmspec lacks for it
-    "data2vec-vision": "relative position bias and layer scale",
     "visual_bert": "visual embeddings inside the text stream",
 }
 

@@ -137,6 +137,15 @@ CASES = {  # architecture -> (reference, its inputs, our output -> its output)
                  {"vit_sequence": "last_hidden_state", "vit_pooled": "pooler_output"}),
     "ViTForImageClassification": (lambda: tf.ViTForImageClassification(tf.ViTConfig(**VIT)), _image,
                                   {"classifier": "logits"}),
+    "Data2VecVisionModel": (  # per-layer relative biases, absolute positions, mask token, final LayerNorm
+        lambda: tf.Data2VecVisionModel(tf.Data2VecVisionConfig(
+            **VIT, use_relative_position_bias=True, use_absolute_position_embeddings=True, use_mask_token=True,
+            use_mean_pooling=False)),
+        _image, {"data2vec_vision": "last_hidden_state"}),
+    "Data2VecVisionForImageClassification": (  # one shared relative bias table, mean pooling + LayerNorm
+        lambda: tf.Data2VecVisionForImageClassification(tf.Data2VecVisionConfig(
+            **VIT, use_shared_relative_position_bias=True)),
+        _image, {"classifier": "logits"}),
     "ViTMAEModel": (lambda: tf.ViTMAEModel(tf.ViTMAEConfig(**MAE)), _in_order,
                     {"encoder": "last_hidden_state"}),
     "CLIPModel": (lambda: tf.CLIPModel(tf.CLIPConfig(**CLIP_SMALL)), _with_eos,

@@ -47,6 +47,8 @@ class PatchesEmbed(StrictModel):
     norm: bool = False
     mask_token: bool = False
     """A learned [MASK] patch vector (FLAVA's image encoder, for masked image modelling while training)."""
+    positions: bool = True
+    """Learned absolute positions; false: none (BEiT, data2vec vision, which use `relative_position`)."""
 
 
 class RegionsEmbed(StrictModel):
@@ -212,6 +214,20 @@ _HF_VIT = (  # transformers ViTModel (pre-norm, final LayerNorm)
     *_layer("encoder.layer", *_VIT_LAYER),
     Rule("layernorm.{p}", "final_norm.{p}"),
     Rule("pooler.dense.{p}", "pool.dense.{p}"),
+)
+_HF_DATA2VEC_VISION = (  # transformers Data2VecVisionModel / BeitModel: ViT names, layer scale, relative positions
+    Rule("embeddings.cls_token", "embed.cls", squeeze=True),
+    Rule("embeddings.mask_token", "embed.mask_token", squeeze=True),
+    Rule("embeddings.position_embeddings", "embed.position", squeeze=True),
+    Rule("embeddings.patch_embeddings.projection.{p}", "embed.proj.{p}"),
+    *_layer("encoder.layer", *_VIT_LAYER),
+    Rule("encoder.layer.{i}.lambda_1", "layers.{i}.attn_res.scale"),
+    Rule("encoder.layer.{i}.lambda_2", "layers.{i}.ffn_res.scale"),
+    Rule("encoder.layer.{i}.attention.attention.relative_position_bias.relative_position_bias_table",
+         "layers.{i}.relative.table"),
+    Rule("encoder.relative_position_bias.relative_position_bias_table", "relative.table"),
+    Rule("layernorm.{p}", "final_norm.{p}"),
+    Rule("pooler.layernorm.{p}", "pool.norm.{p}"),
 )
 _HF_FLAVA_IMAGE = (*_HF_VIT, Rule("embeddings.mask_token", "embed.mask_token", squeeze=True))
 """transformers FlavaImageModel: ViT names plus the [MASK] patch."""
@@ -481,6 +497,20 @@ TRANSFORMER_EXAMPLES = (
                                 **_STACK, "norm": "pre", "final_norm": True, "emit_hidden": True}}},
         name="flava_projection",
     ),
+    Example(  # BEiT / data2vec vision: no absolute positions, per-layer 2-D relative biases, layer scale,
+        # keys without bias, LayerNorm of the mean patch state
+        {"image": {"type": "image", "channels": 3, "height": 8, "width": 12}},
+        {"input": "image", "embed": {"type": "patches", "patch_size": 4, "positions": False}, **_STACK,
+         "norm": "pre", "layer_scale": 0.1, "key_bias": False, "relative_position": "layer",
+         "pool": {"type": "mean", "skip": 1, "norm": True}},
+        name="beit",
+    ),
+    Example(  # one relative position table shared by the stack (use_shared_relative_position_bias)
+        {"image": {"type": "image", "channels": 3, "height": 8, "width": 8}},
+        {"input": "image", "embed": {"type": "patches", "patch_size": 4}, **_STACK, "norm": "pre",
+         "relative_position": "shared", "final_norm": True},
+        name="beit_shared_relative",
+    ),
     Example(  # MAE encoder: 16 patches, 4 kept while training; at eval every token, restore = identity
         {"image": {"type": "image", "channels": 3, "height": 8, "width": 8}},
         {"input": "image", "embed": {"type": "patches", "patch_size": 2}, **_STACK, "norm": "pre",
@@ -558,6 +588,15 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     stack_trainable: bool = True
     """false: the layer stack (every layer's self-attention and feed-forward sublayers) and final_norm are frozen;
     the embedding, the cross-attention sublayers and the pool still train (Flamingo's frozen LM)."""
+    layer_scale: PositiveFloat | None = None
+    """BEiT / data2vec vision (norm: pre): each sublayer's output is multiplied by a learned per-channel vector
+    starting at this value (`lambda_1`, `lambda_2`); null: none."""
+    key_bias: bool = True
+    """false: the self-attention's key projection has no bias while query and value keep theirs (BEiT)."""
+    relative_position: Literal["layer", "shared"] | None = None
+    """BEiT's 2-D relative position bias over a patches embed with its class token: a learned table of
+    (2h-1)(2w-1) + 3 rows x heads, indexed by patch offsets, added to the attention scores; `layer`: one table
+    per layer, `shared`: one for the whole stack. null: none."""
 
     weight_layouts = {
         "bert": _HF_BERT,
@@ -568,6 +607,7 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         "openai_gpt": _HF_OPENAI_GPT,
         "wav2vec2_layers": _HF_WAV2VEC2_LAYERS,
         "flava_image": _HF_FLAVA_IMAGE,
+        "data2vec_vision": _HF_DATA2VEC_VISION,
         "flava_text": _HF_FLAVA_TEXT,
         "flava_multimodal": _HF_FLAVA_MULTIMODAL,
         "flava_projection": (Rule("{p}", "embed.proj.{p}"),),  # FlavaModel's image/text_to_mm_projection
@@ -616,7 +656,23 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             self._check_shared_stack(ctx)
         if self.moe:
             out["router"] = TensorInfo((batch, dim_product(len(self._moe_layers()), length), self.moe.experts))
+        self._check_beit("mask" in bundle)
         return out
+
+    def _check_beit(self, masked: bool) -> None:
+        """BEiT's options: layer scale on pre-norm layers, a relative position bias over patches + class token,
+        a mean pool that skips tokens only over an unpadded sequence."""
+        if self.layer_scale is not None and (self.norm != "pre" or self.parallel):
+            raise CheckError(("layer_scale",), "layer_scale scales pre-norm sublayers; set norm: pre (not parallel)")
+        if self.relative_position is not None:
+            if not isinstance(self.embed, PatchesEmbed) or not self.embed.class_token:
+                raise CheckError(("relative_position",), "relative_position indexes a patch grid with its class "
+                                                         "token; use embed type 'patches' with class_token: true")
+            if self.parallel or self.drop or self.layers == 0:
+                raise CheckError(("relative_position",), "relative_position needs plain layers over every patch "
+                                                         "(layers >= 1, no parallel, no drop)")
+        if self.pool and self.pool.skip and (self.pool.type != "mean" or masked):
+            raise CheckError(("pool", "skip"), "pool.skip applies to pool.type 'mean' over an unpadded sequence")
 
     _STACK_FIELDS: ClassVar[tuple[str, ...]] = (
         "width", "layers", "heads", "ffn", "activation", "norm", "eps", "final_norm", "moe", "parallel", "kv_heads",
@@ -860,7 +916,7 @@ class TransformerEncoder(StackConfig, ComponentConfig):
                 embed = (words + learned + e.segments) * w + (P.layer_norm(w) if e.norm else 0)
             elif isinstance(e, PatchesEmbed):
                 grid = (m.height // e.patch_size) * (m.width // e.patch_size) + int(e.class_token)
-                embed = (m.channels * e.patch_size**2 + int(e.bias) + int(e.class_token) + grid) * w
+                embed = (m.channels * e.patch_size**2 + int(e.bias) + int(e.class_token) + grid * e.positions) * w
                 embed += (P.layer_norm(w) if e.norm else 0) + (w if e.mask_token else 0)
             else:
                 embed = P.linear(m.dim, w) + (P.linear(m.boxes, w) if m.boxes else 0)
@@ -873,7 +929,21 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         stack = self.layers * self.parallel_layer_params() if self.parallel else P.stack(self)
         if self.share_stack:
             return embed + cross + P.pool(self.pool, w)
-        return embed + stack + cross + final + P.pool(self.pool, w) + self._moe_extra()
+        return embed + stack + cross + final + P.pool(self.pool, w) + self._moe_extra() + self._beit_extra(ctx)
+
+    def _beit_extra(self, ctx) -> int:
+        """Parameters BEiT's options add: layer-scale vectors, relative position tables, less the key biases."""
+        per_layer = (2 * self.width if self.layer_scale is not None else 0) - (0 if self.key_bias else self.width)
+        extra = self.layers * per_layer
+        if self.relative_position is not None:
+            h, w = self.patch_grid(ctx.spec.modalities[self.input.split(".")[0]])
+            table = ((2 * h - 1) * (2 * w - 1) + 3) * self.heads
+            extra += table * (self.layers if self.relative_position == "layer" else 1)
+        return extra
+
+    def patch_grid(self, modality) -> tuple[int, int]:
+        """(rows, columns) of the patch grid a patches embed cuts from `modality`."""
+        return modality.height // self.embed.patch_size, modality.width // self.embed.patch_size
 
     def _moe_extra(self) -> int:
         """Parameters the MoE layers add over the dense feed-forwards they replace."""

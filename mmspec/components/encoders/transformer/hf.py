@@ -1,5 +1,5 @@
 """Hugging Face families that map onto the transformer encoder: BERT, RoBERTa, XLM-R, data2vec-text, GPT-1,
-GPT-2, ViT, ViTMAE, CLIP and ALIGN (config.json -> spec tree; the `layout:` names are the encoder's
+GPT-2, ViT, data2vec-vision, ViTMAE, CLIP and ALIGN (config.json -> spec tree; the `layout:` names are the encoder's
 `weight_layouts`)."""
 
 from __future__ import annotations
@@ -330,6 +330,69 @@ def _vit(cfg: Config, arch: str) -> dict:
         pooled = cfg.data.get("pooler_output_size") or cfg.int("hidden_size")
         encoder["pool"] = {"type": "cls", "dense": pooled, "activation": cfg.activation("pooler_act")}
         tree["outputs"] = [f"{enc}.sequence", f"{enc}.pooled"]
+    return {**tree, "weights": {"nodes": nodes}}
+
+
+@hf_family(
+    "data2vec-vision",
+    ("Data2VecVisionModel", "Data2VecVisionForImageClassification"),
+    {
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "layer_norm_eps": 1e-12,
+        "image_size": 224,
+        "patch_size": 16,
+        "num_channels": 3,
+        "use_mask_token": False,
+        "use_absolute_position_embeddings": False,
+        "use_relative_position_bias": False,
+        "use_shared_relative_position_bias": False,
+        "layer_scale_init_value": 0.1,
+        "use_mean_pooling": True,
+        "num_labels": 2,
+    },
+    survey=["BOTH-01"],
+    paper="Baevski et al. data2vec: A General Framework for Self-supervised "
+    "Learning in Speech, Vision and Language. ICML 2022.",
+)
+def _data2vec_vision(cfg: Config, arch: str) -> dict:
+    """data2vec vision's BEiT-style ViT: keys without bias, layer scale, relative position biases (per layer or
+    shared), optional absolute positions; mean pooling (+ LayerNorm) or the final LayerNorm's class token.
+    Data2VecVisionModel checkpoints carry no pooler (add_pooling_layer defaults to false): sequence only."""
+    classify = arch == "Data2VecVisionForImageClassification"
+    mean = cfg.get("use_mean_pooling", bool)
+    scale = cfg.float("layer_scale_init_value")
+    encoder: dict[str, Any] = {
+        "type": "transformer",
+        "input": "image",
+        "embed": {"type": "patches", "patch_size": cfg.int("patch_size"), "class_token": True,
+                  "mask_token": cfg.get("use_mask_token", bool),
+                  "positions": cfg.get("use_absolute_position_embeddings", bool)},
+        **_stack(cfg, *_BERT_STACK_KEYS),
+        "norm": "pre",
+        "key_bias": False,
+        "final_norm": not mean,
+    }
+    if scale > 0:
+        encoder["layer_scale"] = scale
+    if cfg.get("use_shared_relative_position_bias", bool):
+        encoder["relative_position"] = "shared"
+    elif cfg.get("use_relative_position_bias", bool):
+        encoder["relative_position"] = "layer"
+    enc = "data2vec_vision"
+    nodes: dict[str, Any] = {enc: {"prefix": enc if classify else "", "layout": "data2vec_vision"}}
+    tree: dict[str, Any] = {"modalities": {"image": _image(cfg)}, "encoders": {enc: encoder}}
+    if classify:
+        encoder["pool"] = {"type": "mean", "skip": 1, "norm": True} if mean else {"type": "cls"}
+        tree["heads"] = {"classifier": {"type": "classifier", "input": f"{enc}.pooled", "num_classes": num_labels(cfg)}}
+        nodes["classifier"] = {"prefix": "classifier", "layout": "linear"}
+    else:
+        tree["outputs"] = [f"{enc}.sequence"]
     return {**tree, "weights": {"nodes": nodes}}
 
 

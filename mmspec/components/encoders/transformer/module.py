@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmspec.blocks.attention import KVCache, cached_causal_bias, causal_bias, padding_bias
+from mmspec.blocks.attention import KVCache, cached_causal_bias, causal_bias, combine_biases, padding_bias
 from mmspec.blocks.embeddings import (
     PatchEmbedding,
     RegionEmbedding,
@@ -14,6 +14,7 @@ from mmspec.blocks.embeddings import (
     drop_tokens,
 )
 from mmspec.blocks.pooling import make_pool
+from mmspec.blocks.positions import GridRelativePositionBias
 from mmspec.blocks.transformer import freeze, make_blocks
 from mmspec.components.common import sequence_of
 
@@ -43,7 +44,7 @@ class TransformerEncoderModule(nn.Module):
             grid = (modality.height // e.patch_size) * (modality.width // e.patch_size)
             self.embed = PatchEmbedding(
                 modality.channels, cfg.width, e.patch_size, grid, e.bias, e.class_token, e.norm, cfg.eps, cfg.dropout,
-                e.mask_token,
+                e.mask_token, **({} if e.positions else {"positions": False}),
             )
         elif e.type == "regions":
             self.embed = RegionEmbedding(
@@ -72,6 +73,8 @@ class TransformerEncoderModule(nn.Module):
         self.class_tokens = int(e.type == "patches" and e.class_token)
         context = sequence_of(bundles["cross"], cfg.cross.input, "cross") if cfg.cross else None
         self.context_field = context[0] if context else None
+        relative = cfg.patch_grid(modality) if cfg.relative_position else None
+        self.relative = GridRelativePositionBias(*relative, cfg.heads) if cfg.relative_position == "shared" else None
         if owner is not None:  # share_stack: the owner's layers and final norm (one tower, LIMoE)
             self.layers, self.final_norm = owner.layers, owner.final_norm
         else:
@@ -82,6 +85,7 @@ class TransformerEncoderModule(nn.Module):
                 cfg.cross.every if cfg.cross else 1,
                 cfg.cross.gated if cfg.cross else False,
                 cfg.stack_trainable,
+                **({"relative": relative} if cfg.relative_position == "layer" else {}),
             )
             self.final_norm = nn.LayerNorm(cfg.width, eps=cfg.eps, bias=cfg.bias) if cfg.final_norm else None
             if self.final_norm is not None and not cfg.stack_trainable:
@@ -112,6 +116,8 @@ class TransformerEncoderModule(nn.Module):
         bias = padding_bias(mask, x) if mask is not None else None  # B,1,1,S
         if self.causal:
             bias = causal_bias(x) if bias is None else bias + causal_bias(x)  # (B,1,)S,S
+        if self.relative is not None:
+            bias = combine_biases(bias, self.relative())  # (B|1),H,S,S
         context = context_bias = None
         if self.context_field is not None:
             context = inputs["cross"][self.context_field]  # B,T,Dc
