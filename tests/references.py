@@ -219,11 +219,11 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
         nn.Linear(768, 768)),
     "data2vec_audio": lambda: _modules(  # student (no SpecAugment vector), regression head, the teacher's copy
         *[tf.Data2VecAudioModel(tf.Data2VecAudioConfig(mask_time_prob=0.0)) for _ in range(2)], nn.Linear(768, 768)),
-    "data2vec_vision": lambda: tf.Data2VecVisionModel(tf.Data2VecVisionConfig(), add_pooling_layer=True),
-    "data2vec_vision:relative": lambda: tf.Data2VecVisionModel(
-        tf.Data2VecVisionConfig(use_relative_position_bias=True), add_pooling_layer=True),
-    "data2vec_vision:shared_relative": lambda: tf.Data2VecVisionModel(
-        tf.Data2VecVisionConfig(use_shared_relative_position_bias=True), add_pooling_layer=True),
+    "data2vec_vision": lambda: tf.Data2VecVisionForImageClassification(tf.Data2VecVisionConfig(num_labels=1000)),
+    "data2vec_vision:relative": lambda: tf.Data2VecVisionForImageClassification(
+        tf.Data2VecVisionConfig(use_relative_position_bias=True, num_labels=1000)),
+    "data2vec_vision:shared_relative": lambda: tf.Data2VecVisionForImageClassification(
+        tf.Data2VecVisionConfig(use_shared_relative_position_bias=True, num_labels=1000)),
     **{k: (lambda c=c: _clip_resnet(*c)) for k, c in _CLIP_RESNETS.items()},
     "visualbert": lambda: tf.VisualBertForPreTraining(tf.VisualBertConfig(visual_embedding_dim=2048)),
     "vilbert": Formula("official vilbert-multi-task configuration, counted module by module",
