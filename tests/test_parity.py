@@ -33,6 +33,7 @@ ELSEWHERE = {
     "transformers.ViTForImageClassification": "weights/test_import_hf.py",
     "transformers.ViTMAEForPreTraining": "coverage/test_vision.py",
     "transformers.EfficientNetForImageClassification": "coverage/test_efficientnet.py",
+    "transformers.Data2VecVisionForImageClassification": "coverage/test_data2vec_vision.py",
     "torch.nn.LSTM": "coverage/test_rnn.py",
     "torch.nn.Transformer": "coverage/test_gpt_transformer.py",
 }
