@@ -239,6 +239,12 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
        for v, c in _VIT.items()},
     "mae": lambda: tf.ViTMAEForPreTraining(tf.ViTMAEConfig(**_VIT["large"])),
     "mae:base": lambda: tf.ViTMAEForPreTraining(tf.ViTMAEConfig()),
+    "flava": lambda: tf.FlavaModel(tf.FlavaConfig()),
+    "perceiver": lambda: tf.PerceiverModel(tf.PerceiverConfig()),
+    "perceiver_lm": lambda: tf.PerceiverForMaskedLM(tf.PerceiverConfig(qk_channels=256, v_channels=1280)),
+    "perceiver_lm:default_config": lambda: tf.PerceiverForMaskedLM(tf.PerceiverConfig()),
+    "perceiver_image": lambda: tf.PerceiverForImageClassificationLearned(tf.PerceiverConfig(image_size=224,
+                                                                                              num_labels=1000)),
     "mae:huge": lambda: tf.ViTMAEForPreTraining(tf.ViTMAEConfig(**_VIT["huge"])),
     "simclr": lambda: _modules(tf.ResNetModel(tf.ResNetConfig()), _mlp(2048, 2048, 128, False)),
     "byol": _byol,
@@ -256,12 +262,6 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "seq2seq:gru": lambda: _seq2seq(nn.GRU, (160000, 80000), 1000, 1000, 4),
     "rnnsearch": _rnnsearch,
     "bow": lambda: nn.Linear(50000, 4),
-    "flava": lambda: tf.FlavaModel(tf.FlavaConfig()),
-    "perceiver": lambda: tf.PerceiverModel(tf.PerceiverConfig()),
-    "perceiver_lm": lambda: tf.PerceiverForMaskedLM(tf.PerceiverConfig(qk_channels=256, v_channels=1280)),
-    "perceiver_lm:default_config": lambda: tf.PerceiverForMaskedLM(tf.PerceiverConfig()),
-    "perceiver_image": lambda: tf.PerceiverForImageClassificationLearned(tf.PerceiverConfig(image_size=224,
-                                                                                              num_labels=1000)),
     "word2vec": _table(3_000_000, 300, tables=2),
     "fasttext": Formula("input table of 2,000,000 words + 2,000,000 n-gram buckets and an output table of "
                         "2,000,000 words, 300-d", lambda: (2_000_000 + 2_000_000 + 2_000_000) * 300),
@@ -277,18 +277,18 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
                          DR.vq_f4_ema_count),
     "latent_diffusion": DR.latent_diffusion,  # U-Net + KL-f8 autoencoder + CLIP text encoder
     "dvae": Formula("transformers.FlavaImageCodebook + the official dall_e.Decoder count", DR.dvae_count),
-    "cox": Formula("lifelines.CoxPHFitter fitted on load_rossi: one coefficient per covariate",
-                   lambda: len(SV.rossi_cox().params_)),
-    "deepsurv": lambda: SV.deepsurv_official(5, [48, 48]),  # WHAS configuration, official Lasagne layers
-    "deepconvsurv": lambda: SV.deepconvsurv_official(3, 512, 512),  # WSISA's layers on 512x512 patches
-    "concatae": lambda: SV.tong_autoencoders([1000, 1000]),  # authors' Q/P/C nets, default sizes
-    "concatae:crossae": lambda: SV.tong_autoencoders([1000, 1000], fusion="mean"),
     "ssddr": SR.ssddr,
     "deeppamm": SR.deeppamm,
     "you_cropyield": SR.you_lstm,
     "jean_poverty": SR.jean,
     "gebru_streetview": lambda: SR.alexnet_dense(2657),
     "law_house": SR.law,
+    "cox": Formula("lifelines.CoxPHFitter fitted on load_rossi: one coefficient per covariate",
+                   lambda: len(SV.rossi_cox().params_)),
+    "deepsurv": lambda: SV.deepsurv_official(5, [48, 48]),  # WHAS configuration, official Lasagne layers
+    "deepconvsurv": lambda: SV.deepconvsurv_official(3, 512, 512),  # WSISA's layers on 512x512 patches
+    "concatae": lambda: SV.tong_autoencoders([1000, 1000]),  # authors' Q/P/C nets, default sizes
+    "concatae:crossae": lambda: SV.tong_autoencoders([1000, 1000], fusion="mean"),
     "multisurv": MSR.multisurv,  # official sub-models, five non-imaging modalities, 30 intervals
     "cheerla": MSR.cheerla,  # official experiments/predict.py Network without the SqueezeNet branch
     "wide_deep": MSR.wdl,  # deepctr-torch WDL: one 10-level sparse feature (4-d), one dense, DNN (256, 128)
