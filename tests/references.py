@@ -227,7 +227,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     **{k: (lambda c=c: _clip_resnet(*c)) for k, c in _CLIP_RESNETS.items()},
     "visualbert": lambda: tf.VisualBertForPreTraining(tf.VisualBertConfig(visual_embedding_dim=2048)),
     "vilbert": Formula("official vilbert-multi-task configuration, counted module by module",
-                       lambda: _vilbert_official(OFFICIAL_VILBERT)[0]),
+                       lambda: _vilbert_official(OFFICIAL_VILBERT)),
     "bert:large": lambda: tf.BertForPreTraining(tf.BertConfig(hidden_size=1024, num_hidden_layers=24,
                                                               num_attention_heads=16, intermediate_size=4096)),
     **{f"resnet50:{v}": (lambda c=c: tf.ResNetForImageClassification(tf.ResNetConfig(num_labels=1000, **c)))
