@@ -34,6 +34,18 @@ ELSEWHERE = {
     "transformers.ViTMAEForPreTraining": "coverage/test_vision.py",
     "transformers.EfficientNetForImageClassification": "coverage/test_efficientnet.py",
     "transformers.Data2VecVisionForImageClassification": "coverage/test_data2vec_vision.py",
+    "transformers.AlignModel": "weights/test_import_hf.py",
+    "transformers.Data2VecTextModel": "weights/test_import_hf.py",
+    "transformers.Data2VecAudioModel": "weights/test_import_hf.py",
+    "transformers.FlavaModel": "weights/test_import_hf.py",
+    "transformers.PerceiverModel": "weights/test_import_hf.py",
+    "transformers.PerceiverForMaskedLM": "weights/test_import_hf.py",
+    "transformers.PerceiverForImageClassificationLearned": "weights/test_import_hf.py",
+    "transformers.SwitchTransformersSparseMLP": "coverage/test_moe.py",  # routing and counts of the MoE layer
+    "diffusers.UNet2DModel": "coverage/test_diffusion_models.py",
+    "diffusers.AutoencoderKL": "coverage/test_autoencoders.py",
+    "diffusers.VQModel": "coverage/test_autoencoders.py",
+    "lifelines.CoxPHFitter": "coverage/test_survival_models.py",  # fitted coefficients and partial likelihood
     "torch.nn.LSTM": "coverage/test_rnn.py",
     "torch.nn.Transformer": "coverage/test_gpt_transformer.py",
 }

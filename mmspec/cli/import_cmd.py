@@ -23,8 +23,8 @@ def import_hf(
         str | None, typer.Option(metavar="NAME", help="The spec's name (default: from the directory name).")
     ] = None,
 ) -> None:
-    """Write SPEC from DIR/config.json (BERT, RoBERTa, XLM-R, data2vec-text, GPT-2, openai-gpt, ViT, CLIP, ResNet,
-    EfficientNet, T5).
+    """Write SPEC from DIR/config.json (BERT, RoBERTa, XLM-R, data2vec text/audio/vision, GPT-1, GPT-2, T5, ViT,
+    ViTMAE, CLIP, ALIGN, FLAVA, Perceiver, ResNet, EfficientNet).
 
     The spec's `weights:` section names the checkpoint's tensors, so `mmspec compile SPEC --weights DIR`
     loads them. An unsupported model_type, architecture or option, a config whose values make no valid model,

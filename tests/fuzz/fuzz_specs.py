@@ -440,14 +440,17 @@ def _exported(draft: Draft) -> bool:
 
 
 @st.composite
-def specs(draw, prefix: str = "", max_nodes: int = 4) -> dict[str, Any]:
-    """A valid spec as a plain dict (what `yaml.safe_load` of a spec file gives)."""
+def specs(draw, prefix: str = "", max_nodes: int = 4, must: Component | None = None) -> dict[str, Any]:
+    """A valid spec as a plain dict (what `yaml.safe_load` of a spec file gives); with `must`, that component is
+    placed first (which shows that every registered component can be drawn, however many there are)."""
     draft = Draft(draw, prefix)
     draft.raw["seed"] = draw(st.integers(0, 2**31))
     for _ in range(draw(st.integers(1, 2))):
         add_modality(draft)
     registered = _registered()
     size = draw(st.integers(1, max_nodes))
+    if must is not None:
+        place(draft, must, size)
     for _ in range(size):
         room = size - sum(map(len, draft.configs.values()))
         if room <= 0:

@@ -114,18 +114,21 @@ def test_generated_specs_are_valid_and_their_estimates_exact(spec):
 
 
 def test_strategy_reaches_every_exportable_component():
-    """Each exportable registered component is generated (in some position) within a few hundred draws."""
+    """Each exportable registered component can be generated: asked to place it first, the strategy produces a
+    valid spec holding it within a few draws (the registry grows, so reaching each by chance is not checked)."""
     seen: set[tuple[str, str]] = set()
 
-    @settings(max_examples=300, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
-    @given(spec=fs.specs())
-    def collect(spec):
-        for slot in fs.EXPORT_SLOTS:
-            seen.update((slot, c["type"]) for c in spec.get(slot, {}).values())
+    def drawn(slot: str, name: str) -> bool:
+        @settings(max_examples=5, derandomize=True, database=None, deadline=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(spec=fs.specs(must=components(slot)[name]))
+        def collect(spec):
+            seen.update((s, c["type"]) for s in fs.EXPORT_SLOTS for c in spec.get(s, {}).values())
 
-    collect()
-    missing = sorted(set(fs.registered_exportable()) - seen)
+        collect()
+        return (slot, name) in seen
+
+    missing = [(slot, name) for slot, name in sorted(fs.registered_exportable()) if not drawn(slot, name)]
     assert not missing, f"the spec strategy never generates {missing}; give them an `Example` in the registry"
 
 

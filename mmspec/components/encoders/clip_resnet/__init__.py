@@ -56,6 +56,9 @@ class ClipResNetEncoder(ComponentConfig):
         if pixels is None or pixels.rank != 4:
             raise CheckError("input", f"needs an image [batch, channels, height, width]; {self.input!r} has none")
         batch, _, h, w = pixels.shape
+        if self.width < 2:
+            raise CheckError("width", f"width {self.width} leaves the stem's first two convs width/2 = 0 channels; "
+                                      "use 2 or more")
         if h % 32 or w % 32:
             raise CheckError("input", f"the image {h}x{w} must have sides divisible by 32 (the tower strides 32)")
         heads = self.heads or self.channels() // 64

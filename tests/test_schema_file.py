@@ -1,0 +1,39 @@
+"""The published JSON Schema (schemas/mmspec.schema.json) is what `mmspec schema` prints, and every spec in specs/
+names it on its first line, so VS Code (or any YAML language server) completes and checks specs. Regenerate the
+file with: `.venv/bin/mmspec schema > schemas/mmspec.schema.json`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from mmspec.registry import spec_model
+from mmspec.spec.yaml_safe import load_yaml_file
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "schemas" / "mmspec.schema.json"
+HEADER = "# yaml-language-server: $schema=../schemas/mmspec.schema.json"
+
+
+def test_the_published_schema_is_current():
+    assert json.loads(SCHEMA.read_text()) == spec_model().model_json_schema(), (
+        "schemas/mmspec.schema.json is stale: run `.venv/bin/mmspec schema > schemas/mmspec.schema.json`")
+
+
+@pytest.mark.parametrize("spec", sorted((ROOT / "specs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_spec_names_the_schema(spec):
+    assert spec.read_text().splitlines()[0] == HEADER
+
+
+def test_the_schema_validates_the_reference_specs_as_an_editor_would():
+    """A YAML language server validates against this file: every reference spec passes it, a typo does not."""
+    schema = json.loads(SCHEMA.read_text())
+    for spec in sorted((ROOT / "specs").glob("*.yaml")):
+        jsonschema.validate(load_yaml_file(spec)[0], schema)
+    bad = load_yaml_file(ROOT / "specs" / "bert.yaml")[0]
+    bad["encoders"]["bert"]["widht"] = 3
+    with pytest.raises(jsonschema.ValidationError, match="widht"):
+        jsonschema.validate(bad, schema)
