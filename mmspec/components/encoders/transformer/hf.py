@@ -286,41 +286,47 @@ def _image(cfg: Config, size_key: str = "image_size") -> dict:
     return {"type": "image", "channels": cfg.int("num_channels"), "height": height, "width": width}
 
 
-@hf_family(
-    "vit",
-    ("ViTModel", "ViTForImageClassification"),
-    {
-        "hidden_size": 768,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 12,
-        "intermediate_size": 3072,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.0,
-        "attention_probs_dropout_prob": 0.0,
-        "layer_norm_eps": 1e-12,
-        "image_size": 224,
-        "patch_size": 16,
-        "num_channels": 3,
-        "qkv_bias": True,
-        "pooler_act": "tanh",
-        "num_labels": 2,
-    },
-    survey=["CV-05"],
-    paper="Dosovitskiy et al. An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale. ICLR 2021.",
-)
-def _vit(cfg: Config, arch: str) -> dict:
+_VIT_DEFAULTS = {
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+    "layer_norm_eps": 1e-12,
+    "image_size": 224,
+    "patch_size": 16,
+    "num_channels": 3,
+    "qkv_bias": True,
+}
+"""ViTConfig's and ViTMAEConfig's shared defaults."""
+
+
+def _vit_encoder(cfg: Config) -> dict:
+    """The pre-norm ViT encoder over 16x16 (`patch_size`) patches with a class token and a final LayerNorm."""
     cfg.require("qkv_bias", True, "attention projections without bias")
-    classify = arch == "ViTForImageClassification"
-    enc = "vit"
-    encoder = {
+    return {
         "type": "transformer",
         "input": "image",
         "embed": {"type": "patches", "patch_size": cfg.int("patch_size"), "class_token": True},
         **_stack(cfg, *_BERT_STACK_KEYS),
         "norm": "pre",
         "final_norm": True,
-        "pool": {"type": "cls"},
     }
+
+
+@hf_family(
+    "vit",
+    ("ViTModel", "ViTForImageClassification"),
+    {**_VIT_DEFAULTS, "pooler_act": "tanh", "num_labels": 2},
+    survey=["CV-05"],
+    paper="Dosovitskiy et al. An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale. ICLR 2021.",
+)
+def _vit(cfg: Config, arch: str) -> dict:
+    classify = arch == "ViTForImageClassification"
+    enc = "vit"
+    encoder = {**_vit_encoder(cfg), "pool": {"type": "cls"}}
     nodes: dict[str, Any] = {enc: {"prefix": "vit" if classify else "", "layout": "vit"}}
     tree: dict[str, Any] = {"modalities": {"image": _image(cfg)}, "encoders": {enc: encoder}}
     if classify:
@@ -396,21 +402,6 @@ def _data2vec_vision(cfg: Config, arch: str) -> dict:
     return {**tree, "weights": {"nodes": nodes}}
 
 
-_VIT_DEFAULTS = {
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "hidden_act": "gelu",
-    "hidden_dropout_prob": 0.0,
-    "attention_probs_dropout_prob": 0.0,
-    "layer_norm_eps": 1e-12,
-    "image_size": 224,
-    "patch_size": 16,
-    "num_channels": 3,
-    "qkv_bias": True,
-}
-"""ViTConfig's and ViTMAEConfig's shared defaults."""
 
 
 @hf_family(
@@ -432,16 +423,8 @@ def _vit_mae(cfg: Config, arch: str) -> dict:
     """MAE: a ViT encoder that drops `mask_ratio` of its patches while training (none at 0); for pre-training
     also the training-only decoder (mask tokens, its own stack and positions), the per-patch pixel head and the
     loss. The export keeps every patch: ViTMAEModel's output at mask_ratio 0 with increasing `noise`."""
-    cfg.require("qkv_bias", True, "attention projections without bias")
     image = _image(cfg)
-    encoder = {
-        "type": "transformer",
-        "input": "image",
-        "embed": {"type": "patches", "patch_size": cfg.int("patch_size"), "class_token": True},
-        **_stack(cfg, *_BERT_STACK_KEYS),
-        "norm": "pre",
-        "final_norm": True,
-    }
+    encoder = _vit_encoder(cfg)
     ratio = cfg.float("mask_ratio")
     if ratio > 0:
         encoder["drop"] = {"ratio": ratio}
