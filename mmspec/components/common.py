@@ -86,6 +86,17 @@ def require_float(info: TensorInfo, ref: str, field: str | tuple = "input") -> T
     return info
 
 
+def one_vector(bundle: dict[str, TensorInfo], ref: str, what: str) -> TensorInfo:
+    """The single float vector [batch, D] (D fixed) that `ref` emits; `what` names it in the error ("a risk
+    head needs a vector ...")."""
+    if len(bundle) != 1:
+        raise CheckError("input", f"{ref!r} emits {sorted(bundle)}; reference one, e.g. '{ref}.{sorted(bundle)[-1]}'")
+    x = require_float(next(iter(bundle.values())), ref)
+    if x.rank != 2 or not isinstance(x.width, int):
+        raise CheckError("input", f"{what} needs a vector [batch, D], but {ref!r} has shape {list(x.shape)}")
+    return x
+
+
 def pooled_width(pool: PoolConfig, width: Dim) -> Dim:
     return pool.dense or width
 

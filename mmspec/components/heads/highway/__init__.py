@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from mmspec.components.common import Activation, require_float
+from mmspec.components.common import Activation, one_vector
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveInt, Probability, Ref
-from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+from mmspec.spec.tensors import Bundle, TensorInfo
 
 HIGHWAY_EXAMPLES = (
     Example({"x": {"type": "vector", "dim": 6}}, {"input": "x", "layers": 2}, name="plain"),
@@ -31,15 +31,7 @@ class Highway(ComponentConfig):
     dropout: Probability = 0.0
 
     def _vector(self, inputs: dict[str, Bundle]) -> TensorInfo:
-        bundle = inputs["input"]
-        if len(bundle) != 1:
-            raise CheckError("input", f"{self.input!r} emits {sorted(bundle)}; reference one, e.g. "
-                                      f"'{self.input}.{sorted(bundle)[-1]}'")
-        x = require_float(next(iter(bundle.values())), self.input)
-        if x.rank != 2 or not isinstance(x.width, int):
-            raise CheckError("input", f"highway needs a vector [batch, D], but {self.input!r} has shape "
-                                      f"{list(x.shape)}")
-        return x
+        return one_vector(inputs["input"], self.input, "highway")
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         return {"embedding": self._vector(inputs)}
