@@ -286,7 +286,7 @@ def _image(cfg: Config, size_key: str = "image_size") -> dict:
     return {"type": "image", "channels": cfg.int("num_channels"), "height": height, "width": width}
 
 
-_VIT_DEFAULTS = {
+_VIT_STACK_DEFAULTS = {
     "hidden_size": 768,
     "num_hidden_layers": 12,
     "num_attention_heads": 12,
@@ -298,8 +298,9 @@ _VIT_DEFAULTS = {
     "image_size": 224,
     "patch_size": 16,
     "num_channels": 3,
-    "qkv_bias": True,
 }
+"""The ViT-B/16 defaults ViTConfig, ViTMAEConfig and Data2VecVisionConfig share."""
+_VIT_DEFAULTS = {**_VIT_STACK_DEFAULTS, "qkv_bias": True}
 """ViTConfig's and ViTMAEConfig's shared defaults."""
 
 
@@ -343,17 +344,7 @@ def _vit(cfg: Config, arch: str) -> dict:
     "data2vec-vision",
     ("Data2VecVisionModel", "Data2VecVisionForImageClassification"),
     {
-        "hidden_size": 768,
-        "num_hidden_layers": 12,
-        "num_attention_heads": 12,
-        "intermediate_size": 3072,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.0,
-        "attention_probs_dropout_prob": 0.0,
-        "layer_norm_eps": 1e-12,
-        "image_size": 224,
-        "patch_size": 16,
-        "num_channels": 3,
+        **_VIT_STACK_DEFAULTS,
         "use_mask_token": False,
         "use_absolute_position_embeddings": False,
         "use_relative_position_bias": False,
