@@ -86,6 +86,21 @@ def require_float(info: TensorInfo, ref: str, field: str | tuple = "input") -> T
     return info
 
 
+class PresentPorts:
+    """Ports of a config with `inputs: list[Ref]` and, per input, an optional `present` flag reference: input i
+    is port "i", its flag port "present<i>"; diagnostics are located at `inputs[i]` / `present[i]`."""
+
+    def references(self) -> dict[str, str]:
+        refs = {str(i): ref for i, ref in enumerate(self.inputs)}
+        return refs | {f"present{i}": ref for i, ref in enumerate(self.present) if ref is not None}
+
+    def port_path(self, port: str) -> tuple[str | int, ...]:
+        """Where a port's reference sits in the config (for located diagnostics)."""
+        if port.startswith("present"):
+            return ("present", int(port.removeprefix("present")))
+        return ("inputs", int(port))
+
+
 def one_vector(bundle: dict[str, TensorInfo], ref: str, what: str) -> TensorInfo:
     """The single float vector [batch, D] (D fixed) that `ref` emits; `what` names it in the error ("a risk
     head needs a vector ...")."""

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from mmspec.components.common import PresentPorts
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, Probability, Ref
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
@@ -44,7 +45,7 @@ def _vector(bundle: Bundle, ref: str, at: tuple) -> TensorInfo:
 
 
 @register("fusion", examples=MODALITY_POOL_EXAMPLES)
-class ModalityPool(ComponentConfig):
+class ModalityPool(PresentPorts, ComponentConfig):
     """Vectors [batch, D] of several modalities -> `fused` [batch, D]: their `mean`, `max` or `sum` over the
     modalities present in each example. `present[i]` is the presence flag of `inputs[i]` (an optional
     modality's `<m>.present`, int64 [batch], 1 = present) or null for a modality every example has. An example
@@ -59,16 +60,6 @@ class ModalityPool(ComponentConfig):
     """One entry per input, in the same order: a presence flag or null; empty: every modality is present."""
     op: Literal["mean", "max", "sum"] = "mean"
     dropout: Probability = 0.0
-
-    def references(self) -> dict[str, str]:
-        refs = {str(i): ref for i, ref in enumerate(self.inputs)}
-        return refs | {f"present{i}": ref for i, ref in enumerate(self.present) if ref is not None}
-
-    def port_path(self, port: str) -> tuple[str | int, ...]:
-        """Where a port's reference sits in the config (for located diagnostics)."""
-        if port.startswith("present"):
-            return ("present", int(port.removeprefix("present")))
-        return ("inputs", int(port))
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         if self.present and len(self.present) != len(self.inputs):

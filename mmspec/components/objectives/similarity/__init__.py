@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from mmspec.components.common import PresentPorts
 from mmspec.components.objectives.base import LOSS, Objective, Target, require_rank, tensor
 from mmspec.registry import Example, register
 from mmspec.spec.base import PositiveFloat, Ref
@@ -28,7 +29,7 @@ BCE_EXAMPLES = (
 
 
 @register("objectives", training_only=True, examples=SIMILARITY_EXAMPLES)
-class ModalitySimilarity(Objective):
+class ModalitySimilarity(PresentPorts, Objective):
     """Cheerla & Gevaert's similarity loss on modality embeddings [batch, D]: for every pair of modalities
     (m, n) and patients a != b, max(0, margin - cos(a_m, a_n) + cos(a_m, b_n)), averaged over the terms whose
     two embeddings are both present. Pulls one patient's embeddings of different modalities together and
@@ -40,16 +41,6 @@ class ModalitySimilarity(Objective):
     """Presence flag of each input (an optional modality's `<m>.present`) or null; empty: all present."""
     margin: PositiveFloat = 0.1
     ref_fields = ()
-
-    def references(self) -> dict[str, str]:
-        refs = {str(i): ref for i, ref in enumerate(self.inputs)}
-        return refs | {f"present{i}": ref for i, ref in enumerate(self.present) if ref is not None}
-
-    def port_path(self, port: str) -> tuple[str | int, ...]:
-        """Where a port's reference sits in the config (for located diagnostics)."""
-        if port.startswith("present"):
-            return ("present", int(port.removeprefix("present")))
-        return ("inputs", int(port))
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         if self.present and len(self.present) != len(self.inputs):
