@@ -399,6 +399,69 @@ def _publish(pairs: list, staging: Path) -> None:
         raise CompileError(f"cannot publish into {pairs[-1][1].parent}: {describe(e)}") from None
 
 
+def export_triton(
+    path: str | Path,
+    repo: str | Path,
+    variant: str | None = None,
+    sets: Sequence[str] = (),
+    *,
+    max_batch_size: int = 8,
+    kind: str = "auto",
+    count: int = 1,
+    progress: Progress | None = None,
+    **compile_options,
+) -> dict:
+    """Compile a spec (verified, as `compile` does with `compile_options`) into a Triton model repository at
+    `repo`: `<model>/config.pbtxt` and `<model>/1/<graph file>` per graph, plus an ensemble for several graphs
+    (`mmspec.runtime.triton`). The models' folders are published as one unit after everything verified; other
+    folders in `repo` are left alone. Returns the compile report with "triton": {"repository", "models"}."""
+    from mmspec.backends import publish_pairs
+    from mmspec.runtime.triton import plan_repository
+
+    repo = Path(repo)
+    try:
+        repo.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".mmspec-", dir=repo))
+    except OSError as e:
+        raise CompileError(f"cannot write to {repo}: {e.strerror or e}") from e
+    made: list[Path] = []
+    try:
+        report = compile(path, staging / "compiled", variant, sets, progress=progress, **compile_options)
+        stem = report["name"] + (f"-{report['variant']}" if report["variant"] else "")
+        if "graphs" in report:
+            listing = json.loads((staging / "compiled" / f"{stem}.manifest.json").read_text())
+            graphs, connections = listing["graphs"], listing["connections"]
+        else:
+            onnx = report["onnx"]
+            graphs = {stem: {"file": Path(onnx["path"]).name, "inputs": onnx["inputs"], "outputs": onnx["outputs"]}}
+            connections = []
+        try:
+            models = plan_repository(stem, graphs, connections, max_batch_size=max_batch_size, kind=kind,
+                                     count=count)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        pairs = []
+        for m in models:
+            (staging / m.name).mkdir()
+            (staging / m.name / "config.pbtxt").write_text(m.config)
+            pairs.append((staging / m.name / "config.pbtxt", repo / m.name / "config.pbtxt"))
+            if m.file is not None:
+                pairs += publish_pairs(staging / "compiled" / m.file, repo / m.name / "1" / m.file)
+        for folder in sorted({dst.parent for _, dst in pairs}):
+            for d in (folder.parent, folder):
+                if not d.exists():
+                    d.mkdir()
+                    made.append(d)
+        _publish(pairs, staging)
+        made.clear()
+        report["triton"] = {"repository": str(repo), "models": [m.name for m in models]}
+        return report
+    finally:
+        for d in reversed(made):  # folders made for a publish that did not happen
+            shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def manifest(loaded: LoadedSpec, sections: dict, finals: dict[str, Path]) -> dict:
     """How a server runs the graphs of `exports:` (docs/contracts.md): each graph's file, inputs (with their
     source) and outputs, in run order; which graph output feeds which graph input; and, for a graph that decodes

@@ -25,7 +25,7 @@ _STEPS = {"load": "loading the spec", "build": "building the model", "weights": 
           "passes": "running graph passes", "export": "exporting to ONNX", "verify": "verifying on ONNX Runtime"}
 
 
-def _step_text(step: str) -> str:
+def step_text(step: str) -> str:
     """What a progress step is doing; `capture.G` (a graph of `exports:`) names the graph."""
     name, _, graph = step.partition(".")
     return _STEPS.get(name, name) + (f" of graph {graph}" if graph else "")
@@ -63,11 +63,11 @@ def compile_spec(
     if console.is_terminal:
         with console.status(_STEPS["load"]) as status:
             report = compile(spec, out, variant, set_ or (), opset, device.value, verify,
-                             progress=lambda step: status.update(f"{_step_text(step)}..."), budget=budget,
+                             progress=lambda step: status.update(f"{step_text(step)}..."), budget=budget,
                              **loading)
     else:  # logs and pipes: one plain line per step instead of a spinner
         report = compile(spec, out, variant, set_ or (), opset, device.value, verify,
-                         progress=lambda step: console.print(f"{printable(str(spec))}: {_step_text(step)}...",
+                         progress=lambda step: console.print(f"{printable(str(spec))}: {step_text(step)}...",
                                                             markup=False), budget=budget,
                          **loading)
     loaded = f", weights: {weights_line(report['weights'])}" if weights else ""

@@ -212,14 +212,14 @@ def _reject(ctx: typer.Context, names: set[str], why: str) -> None:
 def _compile(spec: Path, out: Path, variant: str | None, sets: list[str], console: Console) -> Path:
     """Compile `spec` into `out` as `mmspec compile` does; the manifest (or .onnx) it wrote."""
     from mmspec.api import compile
-    from mmspec.cli.compile import _step_text
+    from mmspec.cli.compile import step_text
 
     if console.is_terminal:
         with console.status("compiling") as status:
-            report = compile(spec, out, variant, sets, progress=lambda s: status.update(f"{_step_text(s)}..."))
+            report = compile(spec, out, variant, sets, progress=lambda s: status.update(f"{step_text(s)}..."))
     else:
         report = compile(spec, out, variant, sets,
-                         progress=lambda s: console.print(f"{printable(str(spec))}: {_step_text(s)}...", markup=False))
+                         progress=lambda s: console.print(f"{printable(str(spec))}: {step_text(s)}...", markup=False))
     stem = report["name"] + (f"-{report['variant']}" if report["variant"] else "")
     return out / f"{stem}.manifest.json" if "graphs" in report else Path(report["onnx"]["path"])
 
