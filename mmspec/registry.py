@@ -11,6 +11,12 @@ decorator, with at least one example:
 
 The examples drive the tests of every registered component (`mmspec.testing.check_example`) and the fuzz
 generator. Importing `mmspec.components` populates the registry without importing torch.
+
+Plugins: an installed distribution that declares an entry point in the group `mmspec.components` (its value a
+module, e.g. `my_components = "my_package.components"`) has that module imported when the registry is first
+read, after the built-in families; its `@register` decorators add its components, which remember the
+distribution they came from (`Component.origin`). A plugin that fails to import is skipped and recorded
+(`plugin_errors()`); the others load as usual.
 """
 
 from __future__ import annotations
@@ -73,6 +79,8 @@ class Component:
     training_only: bool
     notes: str
     examples: tuple[Example, ...] = ()
+    origin: str = "mmspec"
+    """Where it came from: "mmspec", or a plugin's "DISTRIBUTION VERSION (entry point NAME)"."""
 
     @property
     def summary(self) -> str:
@@ -81,6 +89,19 @@ class Component:
 
 _REGISTRY: dict[str, dict[str, Component]] = {slot: {} for slot in SLOTS}
 _VERSION = 0
+PLUGIN_GROUP = "mmspec.components"
+
+
+@dataclass(frozen=True)
+class PluginError:
+    """A plugin whose entry point could not be loaded: its name, distribution and the error in one line."""
+
+    entry_point: str
+    distribution: str
+    error: str
+
+
+_PLUGINS: dict = {"loaded": False, "origin": "mmspec", "errors": []}
 
 
 def version() -> int:
@@ -114,7 +135,7 @@ def register(
         if exportable and not can_export:
             raise ValueError(f"component {slot}/{name}: objectives and training-only components are never exportable")
         entry = Component(slot, name, config, can_export if exportable is None else exportable, training_only, notes,
-                          tuple(examples))
+                          tuple(examples), _PLUGINS["origin"])
         _REGISTRY[slot][name] = entry
         global _VERSION
         _VERSION += 1
@@ -164,5 +185,35 @@ def _spec_model(registry_version: int):
     return make_spec_model({s: {n: c.config for n, c in components(s).items()} for s in SLOTS})
 
 
+def plugin_errors() -> list[PluginError]:
+    """The plugins of group `mmspec.components` that failed to load (loading them first if nothing has)."""
+    _populate()
+    return list(_PLUGINS["errors"])
+
+
 def _populate() -> None:
     import mmspec.components  # noqa: F401  (registers every family; torch-free)
+
+    if not _PLUGINS["loaded"]:
+        _PLUGINS["loaded"] = True
+        _load_plugins()
+
+
+def _load_plugins() -> None:
+    """Import every entry point of `PLUGIN_GROUP`; one that raises is recorded and skipped, and what it had
+    registered before failing is taken out again, so a broken plugin never leaves half of itself behind."""
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "an unknown distribution"
+        before = {slot: set(names) for slot, names in _REGISTRY.items()}
+        _PLUGINS["origin"] = f"{dist} (entry point {ep.name})"
+        try:
+            ep.load()
+        except Exception as e:  # noqa: BLE001  (any failure of third-party code is reported, not raised)
+            for slot, names in _REGISTRY.items():
+                for name in set(names) - before[slot]:
+                    unregister(slot, name)
+            _PLUGINS["errors"].append(PluginError(ep.name, dist, f"{type(e).__name__}: {e}".splitlines()[0]))
+        finally:
+            _PLUGINS["origin"] = "mmspec"

@@ -16,14 +16,22 @@ def components(
     name: Annotated[str | None, typer.Argument(help="A component name or pattern (e.g. 'trans*').")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List registered components, or show one with its fields."""
+    """List registered components (built in, or from a plugin), or show one with its fields.
+
+    A plugin (entry-point group `mmspec.components`) that failed to import is named on stderr with its error;
+    the other components are listed as usual."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from mmspec.errors import UsageError
-    from mmspec.registry import get_component, list_components
+    from mmspec.errors import UsageError, printable
+    from mmspec.registry import get_component, list_components, plugin_errors
     from mmspec.spec.yaml_safe import dump_spec
+
+    for p in plugin_errors():
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"warning: plugin {printable(p.entry_point)} from {printable(p.distribution)} failed to load, its "
+            f"components are missing: {printable(p.error)}", markup=False)
 
     if name and not any(c in name for c in "*?["):
         try:
@@ -35,7 +43,7 @@ def components(
         if not found:
             raise UsageError(f"no component matches {name!r}; `mmspec components` lists them all")
     rows = [
-        {"slot": c.slot, "name": c.name, "exportable": c.exportable and not c.training_only,
+        {"slot": c.slot, "name": c.name, "origin": c.origin, "exportable": c.exportable and not c.training_only,
          "training_only": c.training_only, "summary": c.summary, "notes": c.notes,
          "weight_layouts": sorted({"mmspec", *c.config.weight_layouts}),
          "fields": {f: {"type": _type_name(info.annotation, info.metadata), "required": info.is_required(),
@@ -52,6 +60,7 @@ def components(
     if len(rows) == 1:
         r = rows[0]
         console.print(f"[bold]{r['slot']}/{r['name']}[/bold]: {escape(r['summary'])}", highlight=False)
+        console.print(f"from: {escape(printable(r['origin']))}", highlight=False)
         console.print(f"export: {_export(r)}"
                       + (f"; {escape(r['notes'])}" if r["notes"] else ""), highlight=False)
         console.print(f"weight layouts (weights.nodes.NODE.layout): {', '.join(r['weight_layouts'])}",
@@ -66,9 +75,9 @@ def components(
                           highlight=False)
             console.print(escape(dump_spec(tree)).rstrip(), highlight=False)
         return
-    table = Table("slot", "name", "export", "summary")
+    table = Table("slot", "name", "export", "from", "summary")
     for r in rows:
-        table.add_row(r["slot"], r["name"], _export(r), escape(r["summary"]))
+        table.add_row(r["slot"], r["name"], _export(r), escape(printable(r["origin"])), escape(r["summary"]))
     console.print(table)
 
 
