@@ -399,6 +399,21 @@ def _publish(pairs: list, staging: Path) -> None:
         raise CompileError(f"cannot publish into {pairs[-1][1].parent}: {describe(e)}") from None
 
 
+def picture(path: str | Path, variant: str | None = None, sets: Sequence[str] = (), lowered: bool = False,
+            budget: Budget | None = DEFAULT_BUDGET):
+    """What `mmspec graph` draws (`mmspec.graph.picture.Picture`): the spec's component DAG with shapes and
+    parameter counts, or with `lowered` its captured FX graph grouped by component. Built on the meta device, so
+    full sizes cost no memory."""
+    from mmspec.graph.picture import lowered_picture, spec_picture
+
+    loaded = load_spec(path, variant, sets, budget)
+    check_budget_on_meta(loaded, budget)
+    model = build(loaded, device="meta")
+    if lowered:
+        return lowered_picture(loaded, capture(model))
+    return spec_picture(loaded, param_counts(model)["by_component"])
+
+
 def export_triton(
     path: str | Path,
     repo: str | Path,
