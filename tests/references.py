@@ -25,6 +25,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 
 import diffusion_references as DR
+import grounded_references as GR
 import multimodal_survival_references as MSR
 import structured_references as SR
 import survival_references as SV
@@ -292,6 +293,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "multisurv": MSR.multisurv,  # official sub-models, five non-imaging modalities, 30 intervals
     "cheerla": MSR.cheerla,  # official experiments/predict.py Network without the SqueezeNet branch
     "wide_deep": MSR.wdl,  # deepctr-torch WDL: one 10-level sparse feature (4-d), one dense, DNN (256, 128)
+    "vokenization": GR.vokenization,  # official CoLwithBert: BertForMaskedLM + voken head over 50,000 images
+    "vokenization:small": lambda: GR.vokenization(512, 6, 8, 2048),
 }
 """`name` or `name:variant` -> the reference, built on the meta device."""
 

@@ -33,6 +33,15 @@ CROSS_ENTROPY_EXAMPLES = (
         },
         name="smoothed",
     ),
+    Example(  # Vokenization's voken classification: one class id per token
+        {"text": TEXT},
+        {"input": "vokens"},
+        {
+            "encoders": {"enc": _TEXT_ENCODER},
+            "heads": {"vokens": {"type": "token_classifier", "input": "enc.sequence", "num_classes": 7}},
+        },
+        name="per_token",
+    ),
 )
 ALIGNMENT_EXAMPLES = (
     Example(  # ITM: mismatched pairs get another example's image vector
@@ -137,18 +146,26 @@ class _HeadObjective(Objective):
 
 @register("objectives", training_only=True, examples=CROSS_ENTROPY_EXAMPLES)
 class CrossEntropy(_HeadObjective):
-    """Cross-entropy on per-example logits [batch, C] against data labels (NSP, classification).
+    """Cross-entropy on per-example logits [batch, C] (NSP, classification) or per-token logits [batch, S, C]
+    (Vokenization's voken classification) against data labels.
 
-    Batch target `labels` [batch], class ids."""
+    Batch target `labels` [batch] or [batch, S], class ids; -100 marks a position without a label."""
 
     type: Literal["cross_entropy"]
     label_smoothing: Probability = 0.0
-    logits_rank: ClassVar[int] = 2
-    logits_kind: ClassVar[str] = "per-example"
+
+    def check_head(self, head: ComponentConfig, bundle: Bundle) -> None:
+        logits = bundle.get("logits")
+        if logits is None or logits.rank not in (2, 3):
+            raise CheckError(
+                "input",
+                f"cross_entropy needs per-example `logits` [batch, C] or per-token `logits` [batch, S, C] from "
+                f"head {self.input!r}, which emits {sorted(bundle)}",
+            )
 
     def targets(self, inputs: dict[str, Bundle], spec: Any) -> dict[str, Target]:
         logits = inputs["input"]["logits"]
-        return {"labels": Target(TensorInfo(logits.shape[:1], "int64"), "classes", int(logits.shape[1]))}
+        return {"labels": Target(TensorInfo(logits.shape[:-1], "int64"), "classes", int(logits.shape[-1]))}
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.objectives.supervised.loss import CrossEntropyLoss

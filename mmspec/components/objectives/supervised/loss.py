@@ -13,15 +13,17 @@ from mmspec.components.objectives.runtime import Batch, ObjectiveModule
 
 
 class CrossEntropyLoss(ObjectiveModule):
-    """Mean CE of per-example logits [B, C] against targets["labels"] [B] class ids, with label smoothing.
-    (The other objectives' modules are in losses_*.py, by family.)"""
+    """Mean CE of logits [B, C] or [B, S, C] against targets["labels"] [B] or [B, S] class ids (-100: no
+    label), with label smoothing. (The other objectives' modules are in losses_*.py, by family.)"""
 
     def __init__(self, label_smoothing: float = 0.0):
         super().__init__()
         self.label_smoothing = label_smoothing
 
     def forward(self, args: dict[str, dict[str, torch.Tensor]], targets: dict[str, torch.Tensor]) -> torch.Tensor:
-        return F.cross_entropy(args["input"]["logits"], targets["labels"], label_smoothing=self.label_smoothing)
+        logits = args["input"]["logits"]  # B,C or B,S,C
+        return F.cross_entropy(logits.flatten(0, -2), targets["labels"].flatten(), ignore_index=-100,
+                               label_smoothing=self.label_smoothing)
 
 
 def token_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
