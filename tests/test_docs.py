@@ -128,9 +128,13 @@ def test_docs_do_not_point_outside_the_repository():
             assert name not in text, f"{page.relative_to(ROOT)} mentions {name}"
 
 
+GENERATED = {"reference/components.md", "reference/cli.md"}  # written by docs/hooks.py when the site builds
+
+
 def test_relative_links_resolve():
     for page in PAGES:
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
             if "://" in target or target.startswith("mailto:"):
                 continue
-            assert (page.parent / target).exists(), f"{page.relative_to(ROOT)}: broken link {target}"
+            generated = page.parent == ROOT / "docs" and target in GENERATED
+            assert generated or (page.parent / target).exists(), f"{page.relative_to(ROOT)}: broken link {target}"

@@ -42,17 +42,7 @@ def components(
         found = list_components(name or "*")
         if not found:
             raise UsageError(f"no component matches {name!r}; `mmspec components` lists them all")
-    rows = [
-        {"slot": c.slot, "name": c.name, "origin": c.origin, "exportable": c.exportable and not c.training_only,
-         "training_only": c.training_only, "summary": c.summary, "notes": c.notes,
-         "weight_layouts": sorted({"mmspec", *c.config.weight_layouts}),
-         "fields": {f: {"type": _type_name(info.annotation, info.metadata), "required": info.is_required(),
-                        "default": None if info.is_required() else _yaml(info.default),
-                        "doc": info.description or ""}
-                    for f, info in c.config.model_fields.items()},
-         "examples": {ex.name: ex.spec(c) for ex in c.examples}}
-        for c in found
-    ]
+    rows = component_rows(found)
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -79,6 +69,21 @@ def components(
     for r in rows:
         table.add_row(r["slot"], r["name"], _export(r), escape(printable(r["origin"])), escape(r["summary"]))
     console.print(table)
+
+
+def component_rows(found: list) -> list[dict]:
+    """What `components --json` prints for each registry entry (the documentation site's reference reads it)."""
+    return [
+        {"slot": c.slot, "name": c.name, "origin": c.origin, "exportable": c.exportable and not c.training_only,
+         "training_only": c.training_only, "summary": c.summary, "notes": c.notes,
+         "weight_layouts": sorted({"mmspec", *c.config.weight_layouts}),
+         "fields": {f: {"type": _type_name(info.annotation, info.metadata), "required": info.is_required(),
+                        "default": None if info.is_required() else _yaml(info.default),
+                        "doc": info.description or ""}
+                    for f, info in c.config.model_fields.items()},
+         "examples": {ex.name: ex.spec(c) for ex in c.examples}}
+        for c in found
+    ]
 
 
 def _export(row: dict) -> str:
