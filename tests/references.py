@@ -120,6 +120,7 @@ _CLIP = {  # ViT-B/16, L/14 and L/14@336px: vision and text tower sizes, joint w
             _L14_TEXT := {"hidden_size": 768, "num_attention_heads": 12, "intermediate_size": 3072}, 768),
     "l14_336": ({**_L14, "image_size": 336}, _L14_TEXT, 768),
 }
+_FLORENCE_TEXT = {"hidden_size": 1024, "num_attention_heads": 16, "intermediate_size": 4096}
 _CLIP_RESNETS = {  # official CLIP checkpoints: stage depths, width, joint width, image size, text width and heads
     "clip_resnet": ((3, 4, 6, 3), 64, 1024, 224, 512, 8),
     "clip_resnet:rn101": ((3, 4, 23, 3), 64, 512, 224, 512, 8),
@@ -226,6 +227,9 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "data2vec_vision:shared_relative": lambda: tf.Data2VecVisionForImageClassification(
         tf.Data2VecVisionConfig(use_shared_relative_position_bias=True, num_labels=1000)),
     **{k: (lambda c=c: _clip_resnet(*c)) for k, c in _CLIP_RESNETS.items()},
+    "florence:swin_t": lambda: _modules(  # Swin-T image tower + CLIP-style 1024-wide text tower, projections, scale
+        tf.SwinModel(tf.SwinConfig()), tf.CLIPTextModel(tf.CLIPTextConfig(**_FLORENCE_TEXT)),
+        nn.Linear(768, 1024, bias=False), nn.Linear(1024, 1024, bias=False), nn.Embedding(1, 1)),
     "visualbert": lambda: tf.VisualBertForPreTraining(tf.VisualBertConfig(visual_embedding_dim=2048)),
     "vilbert": Formula("official vilbert-multi-task configuration, counted module by module",
                        lambda: _vilbert_official(OFFICIAL_VILBERT)),

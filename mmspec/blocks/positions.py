@@ -175,12 +175,15 @@ def grid_relative_index(height: int, width: int) -> torch.Tensor:
 class GridRelativePositionBias(nn.Module):
     """BEiT / data2vec vision: a learned table [(2h-1)(2w-1) + 3, heads] of per-head biases indexed by the 2-D
     offset between patches (plus the class-token entries); forward() -> additive attention bias [1, H, S, S],
-    S = 1 + h*w. The index is a non-persistent buffer."""
+    S = 1 + h*w. `class_token=False` (Swin's windows): no class entries, table [(2h-1)(2w-1), heads], S = h*w.
+    The index is a non-persistent buffer."""
 
-    def __init__(self, height: int, width: int, heads: int):
+    def __init__(self, height: int, width: int, heads: int, *, class_token: bool = True):
         super().__init__()
-        self.table = nn.Parameter(torch.zeros((2 * height - 1) * (2 * width - 1) + 3, heads))
-        self.register_buffer("index", grid_relative_index(height, width), persistent=False)
+        extra = 3 if class_token else 0
+        self.table = nn.Parameter(torch.zeros((2 * height - 1) * (2 * width - 1) + extra, heads))
+        index = grid_relative_index(height, width)  # 1+N,1+N
+        self.register_buffer("index", index if class_token else index[1:, 1:].contiguous(), persistent=False)
 
     def forward(self) -> torch.Tensor:
         s = self.index.shape[0]

@@ -23,6 +23,7 @@ FAMILIES = (
     "encoders.rnn",
     "encoders.scalar",
     "encoders.spline",
+    "encoders.swin",
     "encoders.t5",
     "encoders.tabular",
     "encoders.transformer",
