@@ -18,6 +18,7 @@ FAMILIES = (
     "encoders.efficientnet",
     "encoders.embedding_bag",
     "encoders.masking_noise",
+    "encoders.pathnet",
     "encoders.perceiver",
     "encoders.resnet",
     "encoders.rnn",

@@ -68,12 +68,43 @@ class StrictModel(BaseModel):
     )
 
 
+COMMON_FIELDS = {
+    "input": "What this component reads: a modality, a node, or one field of a node (`node.field`, section 4.2).",
+    "inputs": "What this component reads: modalities, nodes or `node.field`s (section 4.2).",
+    "eps": "Epsilon added to the variance in this component's normalization layers.",
+    "dropout": "Dropout probability while training (inference graphs have none).",
+    "attention_dropout": "Dropout probability on the attention weights while training.",
+    "label_smoothing": "Label smoothing: this share of each target's mass is spread uniformly over the classes.",
+    "heads": "Attention heads; they divide the width.",
+}
+"""Descriptions of fields that mean the same in every component, for configs that do not document them."""
+
+
 class ComponentConfig(StrictModel):
     """Base of every registered component's config. Subclasses add `type: Literal[...]`.
 
     Inputs are declared by fields named `input` (one Ref) or `inputs` (a list or mapping of Refs);
-    `references()` returns them keyed by port name, which is how the module receives them.
+    `references()` returns them keyed by port name, which is how the module receives them. Every field is
+    documented (an attribute docstring, or COMMON_FIELDS), and the JSON Schema carries the text to editors.
     """
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        fields = cls.model_fields
+        filled = False
+        for name, info in fields.items():
+            if info.description:
+                continue
+            if name == "type" and getattr(info.annotation, "__args__", None):
+                info.description = f"`{info.annotation.__args__[0]}`: selects this component."
+            elif name in COMMON_FIELDS:
+                info.description = COMMON_FIELDS[name]
+            else:
+                continue
+            filled = True
+        if filled:
+            cls.model_rebuild(force=True)
 
     slot: ClassVar[str] = ""
     weight_layouts: ClassVar[dict[str, tuple[Rule, ...]]] = {}

@@ -48,7 +48,9 @@ class ConvNetEncoder(ComponentConfig):
     type: Literal["convnet"]
     input: Ref
     layers: list[ConvLayer] = Field(min_length=1)
+    """The conv layers in order, each with its channels, kernel, stride, padding and optional max-pool."""
     activation: Activation = "relu"
+    """Activation after each conv layer and each `dense` layer."""
     dense: list[PositiveInt] = []
     """Widths of the fully connected layers on the flattened feature map (each followed by the activation)."""
 

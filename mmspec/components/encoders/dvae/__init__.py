@@ -50,10 +50,13 @@ class DVAEEncoderConfig(ComponentConfig):
     type: Literal["dvae_encoder"]
     input: Ref
     hidden: PositiveInt = 256
+    """Base channel count; group g runs at hidden * multipliers[g] channels."""
     vocab: PositiveInt = 8192
     """K, the number of image tokens."""
     blocks: PositiveInt = 2
+    """Residual blocks per group."""
     multipliers: list[PositiveInt] = Field(default=[1, 2, 4, 8], min_length=1)
+    """Channel multiplier of each group, in order; the image is max-pooled 2x2 between groups."""
     temperature: PositiveFloat = 1.0
     """Gumbel-softmax temperature in training (DALL-E anneals it from 1 to 1/16; set per run with --set)."""
 

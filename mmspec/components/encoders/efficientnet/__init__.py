@@ -65,6 +65,7 @@ class EfficientNetEncoder(ComponentConfig):
     depth: PositiveFloat = 1.0
     """Repeat multiplier of every stage (B0: 1.0)."""
     divisor: PositiveInt = 8
+    """Channel counts are rounded to multiples of this (never below 90% of the scaled count)."""
     stages: list[Stage] = Field(default=B0_STAGES, min_length=1)
     """Base rows [kernel, stride, expand ratio, in, out, repeats]; stage 1's `in` is the stem's width."""
     se_ratio: Probability = 0.25

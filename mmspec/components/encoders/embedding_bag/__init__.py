@@ -45,6 +45,7 @@ class EmbeddingBag(ComponentConfig):
     input: Ref
     """A tokens modality; the table has one row per id of its vocab_size."""
     dim: PositiveInt
+    """Width D of each row of the vocab_size x D table."""
     reduce: Literal["mean", "sum"] = "mean"
     """mean: sum / number of unmasked tokens (an empty bag gives zeros); sum: the plain sum."""
 
@@ -71,6 +72,7 @@ class BagOfWords(ComponentConfig):
     input: Ref
     """A tokens modality; one feature per id of its vocab_size."""
     binary: bool = False
+    """true: 1 where a word occurs at least once, instead of its count."""
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         batch, _ = _token_ids(inputs, ctx, self.input).shape

@@ -27,6 +27,7 @@ class MaskingNoise(ComponentConfig):
     type: Literal["masking_noise"]
     input: Ref
     prob: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.25
+    """Probability that an element is zeroed while training."""
 
     def _tensor(self, inputs: dict[str, Bundle]) -> TensorInfo:
         bundle = inputs["input"]

@@ -133,6 +133,8 @@ class PerceiverEncoder(ComponentConfig):
     type: Literal["perceiver"]
     input: Ref
     embed: Annotated[TokensInput | PixelsInput, Field(discriminator="type")] | None = None
+    """How the input becomes the byte array: `tokens` (an id embedding plus learned positions) or `pixels`; null:
+    the input is already a sequence [batch, M, C]."""
     latents: PositiveInt = 256
     """N, the number of latent vectors (transformers' num_latents)."""
     width: PositiveInt = 1280
@@ -150,12 +152,15 @@ class PerceiverEncoder(ComponentConfig):
     v_channels: PositiveInt | None = None
     """Value width; null: the query/key width. A self-attention's must equal `width`."""
     cross_qk: QK = "keys"
+    """Channels of the cross-attention's queries and keys: those of the `keys` (input) or of the `latents`."""
     widening: PositiveInt = 1
     """Self-attention layers' MLP: width -> widening * width -> width."""
     cross_widening: PositiveInt = 1
+    """Width multiplier of the MLP after the cross-attention (its hidden width is widening * width)."""
     query_residual: bool = True
     """The residual around the cross-attention (the latents plus what they read)."""
     activation: Activation = "gelu"
+    """Activation of the MLPs."""
     eps: PositiveFloat = 1e-5
     attention_dropout: Probability = 0.1
     pool: Literal["mean"] | None = None

@@ -38,10 +38,13 @@ class ResNetEncoder(ComponentConfig):
     type: Literal["resnet"]
     input: Ref
     block: Literal["bottleneck", "basic"] = "bottleneck"
+    """Residual block: `bottleneck` (1x1, 3x3, 1x1 convs; ResNet-50 and deeper) or `basic` (two 3x3 convs)."""
     depths: list[PositiveInt] = Field(default=[3, 4, 6, 3], min_length=1)
+    """Blocks per stage; each stage after the first halves the resolution and doubles the channels."""
     widths: list[PositiveInt] = Field(default=[256, 512, 1024, 2048], min_length=1)
     """Output channels of each stage (bottleneck: 4x the inner width)."""
     stem: PositiveInt = 64
+    """Channels of the 7x7/2 stem conv (and of the first stage's blocks before expansion)."""
     reduction: PositiveInt = 4
     """Bottleneck inner width = width / reduction."""
 

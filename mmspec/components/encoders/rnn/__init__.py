@@ -43,9 +43,13 @@ class RNNEncoder(ComponentConfig):
     type: Literal["rnn"]
     input: Ref
     cell: Literal["lstm", "gru"] = "lstm"
+    """Recurrent cell: `lstm` (states h and c) or `gru` (state h)."""
     layers: PositiveInt = 1
+    """Stacked recurrent layers."""
     hidden: PositiveInt
+    """Hidden state width of each layer and direction."""
     bidirectional: bool = False
+    """true: a second pass right to left; the outputs concatenate both directions."""
     embed: RNNEmbed | None = None
     """Token ids -> vectors of `dim`; without it the input is a float sequence."""
     dropout: Probability = 0.0
@@ -171,8 +175,11 @@ class RNNAttentionDecoder(ComponentConfig):
     type: Literal["rnn_attention"]
     input: Ref
     embed: RNNEmbed
+    """The target-token embedding (the previous word y_(i-1) fed at each step)."""
     hidden: PositiveInt
+    """Width of the GRU state s_i."""
     attention: AdditiveAttention
+    """The additive attention: what it attends to (`input`, the encoder's annotations) and its width."""
     init: Ref | None = None
     """A [batch, 1, hidden] tensor the state starts from (an `rnn`'s `bridge`); default zeros."""
     maxout: PositiveInt | None = None

@@ -32,6 +32,7 @@ class ScalarEncoder(ComponentConfig):
     type: Literal["scalar"]
     input: Ref
     embed: Literal["sinusoidal", "linear"] = "sinusoidal"
+    """`sinusoidal`: sin/cos features of the value at geometric frequencies (a timestep); `linear`: Linear(1, dim)."""
     dim: PositiveInt
     """Width of the embedding (sinusoid channels, or the Linear's output)."""
     hidden: list[PositiveInt] = []
@@ -44,6 +45,7 @@ class ScalarEncoder(ComponentConfig):
     freq_shift: float = 1.0
     """sinusoidal: frequencies max_period^(-i / (dim/2 - freq_shift)); DDPM 1, GLIDE/ADM 0."""
     max_period: float = 10000.0
+    """Longest period of the sinusoidal features (the lowest frequency is 1 / max_period)."""
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         bundle = inputs["input"]

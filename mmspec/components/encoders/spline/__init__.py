@@ -42,6 +42,7 @@ class Spline(ComponentConfig):
     column: Annotated[int, Field(ge=0)] | None = None
     """Which column of a vector input; null for a scalar input."""
     degree: Annotated[int, Field(ge=1, le=5)] = 3
+    """Polynomial degree of the B-splines (3: cubic)."""
     knots: Annotated[int, Field(ge=2)] = 10
     """Knots on `range`, both ends included: knots - 1 intervals."""
     range: list[float] = Field(min_length=2, max_length=2)
@@ -79,6 +80,7 @@ class RandomEffect(ComponentConfig):
     type: Literal["random_effect"]
     input: Ref
     groups: PositiveInt
+    """Number of groups: ids run from 0 to groups - 1, one basis column each."""
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         ids = _values(inputs["input"], self.input)

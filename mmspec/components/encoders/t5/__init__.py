@@ -66,6 +66,7 @@ class T5Stack(ComponentConfig):
     width: PositiveInt = 512
     """d_model."""
     layers: PositiveInt = 6
+    """Transformer blocks in the stack."""
     heads: PositiveInt = 8
     head_dim: PositiveInt | None = None
     """d_kv, the width of one head (inner = heads * head_dim, which may differ from width); null: width / heads."""
@@ -83,6 +84,7 @@ class T5Stack(ComponentConfig):
     causal: bool = False
     """Causal self-attention with causal buckets (a decoder); implied by `cross`."""
     cross: T5Cross | None = None
+    """Cross-attention to an encoder's output (the decoder stack); null: an encoder stack."""
     share: Name | None = None
     """Use the token table of this other `t5` stack (same vocabulary size and width) instead of an own one: T5's
     one `shared` embedding. It must be computed before this stack (e.g. the one `cross` reads)."""

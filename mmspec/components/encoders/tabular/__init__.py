@@ -68,6 +68,7 @@ class Tabular(ComponentConfig):
     embed_dims: PositiveInt | list[PositiveInt] = 8
     """Embedding width of each categorical column (one per column), or one width for all."""
     numeric_norm: Literal["none", "batch"] = "none"
+    """`batch`: BatchNorm over the numeric columns before they are concatenated; `none`: as they are."""
     dropout: Probability = 0.0
 
     def _dims(self, levels: list[int]) -> list[int]:
@@ -109,7 +110,9 @@ class Wide(ComponentConfig):
     crosses: list[Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=2)]] = []
     """Column index groups of the categorical input; each adds prod(levels of its columns) weights per output."""
     dim: PositiveInt = 1
+    """Output width: one logit per output (1 for a binary task or a log-risk)."""
     bias: bool = True
+    """false: no intercept (a Cox model's linear term has none)."""
 
     def _crossed(self, levels: list[int]) -> list[int]:
         """Number of combinations of each cross; CheckError for an unknown or repeated column."""

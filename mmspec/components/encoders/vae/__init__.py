@@ -69,6 +69,7 @@ class VAEEncoderConfig(ComponentConfig):
     latent: PositiveInt = 4
     """Latent channels."""
     groups: PositiveInt = 32
+    """Groups of the GroupNorm layers; they divide every width."""
     eps: PositiveFloat = 1e-6
     quant_conv: bool = True
     """The 1x1 conv on the moments (diffusers `use_quant_conv`)."""
@@ -128,12 +129,15 @@ class VQEncoderConfig(ComponentConfig):
     type: Literal["vq_encoder"]
     input: Ref
     widths: list[PositiveInt] = Field(default=[128, 256, 512], min_length=1)
+    """Channels per level, narrowest first; each level after the first halves the resolution."""
     depth: PositiveInt = 2
+    """Residual blocks per level."""
     latent: PositiveInt = 3
     """Latent channels = codebook vector width D."""
     codebook: PositiveInt = 8192
     """K, the number of codes."""
     groups: PositiveInt = 32
+    """Groups of the GroupNorm layers; they divide every width."""
     eps: PositiveFloat = 1e-6
     ema_decay: PositiveFloat | None = Field(default=None, lt=1.0)
     """none: a learned codebook; a decay g (0.99 in the paper's EMA variant): codebook updates by EMA."""

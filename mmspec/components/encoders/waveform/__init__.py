@@ -49,10 +49,15 @@ class WaveformEncoder(ComponentConfig):
     convs: list[ConvRow] = Field(default=DATA2VEC_CONVS, min_length=1)
     """[channels, kernel, stride] per temporal conv."""
     conv_bias: bool = False
+    """true: the feature-extractor convs have biases."""
     width: PositiveInt = 768
+    """Width of `sequence`: the projection after the conv feature extractor."""
     position_layers: Annotated[int, Field(ge=0)] = 5
+    """Grouped convs of the convolutional position embedding (0: none)."""
     position_kernel: PositiveInt = 19
+    """Kernel size of the position convs."""
     position_groups: PositiveInt = 16
+    """Groups of the position convs; they divide `width`."""
     eps: PositiveFloat = 1e-5
     dropout: Probability = 0.1
 

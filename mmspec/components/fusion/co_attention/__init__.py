@@ -97,10 +97,15 @@ class CoAttentionFusion(ComponentConfig):
     type: Literal["co_attention"]
     inputs: Streams
     text: FreezableStack
+    """The text stream's own transformer layers (width, layers, heads, ffn; `trainable: false` freezes them)."""
     vision: FreezableStack
+    """The vision stream's own transformer layers."""
     co: CoLayers
+    """The co-attention blocks: their width and heads, and after which text and vision layers each one runs."""
     text_pool: PoolConfig | None = None
+    """Pooling of the text stream into `text_pooled`; null: none."""
     vision_pool: PoolConfig | None = None
+    """Pooling of the vision stream into `vision_pooled`; null: none."""
 
     def references(self) -> dict[str, str]:
         return {"text": self.inputs.text, "vision": self.inputs.vision}

@@ -59,6 +59,7 @@ class ElementwiseFusion(ComponentConfig):
     type: Literal["elementwise"]
     inputs: list[Ref] = Field(min_length=2)
     op: Literal["product", "sum", "mean"] = "product"
+    """How the inputs combine, element by element."""
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         tensors = _single(inputs, self.inputs)

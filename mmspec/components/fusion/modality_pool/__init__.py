@@ -59,6 +59,7 @@ class ModalityPool(PresentPorts, ComponentConfig):
     present: list[Ref | None] = []
     """One entry per input, in the same order: a presence flag or null; empty: every modality is present."""
     op: Literal["mean", "max", "sum"] = "mean"
+    """How the present modalities' vectors combine."""
     dropout: Probability = 0.0
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:

@@ -39,6 +39,7 @@ class Orthogonalize(ComponentConfig):
     against: list[Ref] = Field(min_length=1)
     """The structured terms: features shared with the structured predictor (raw columns, spline bases)."""
     momentum: Probability = 0.1
+    """Weight of each batch in the running averages of X^T X and X^T U (like BatchNorm's momentum)."""
     eps: PositiveFloat = 1e-4
     """Ridge added to X^T X (keeps the inverse defined when the batch is smaller than X's width)."""
 

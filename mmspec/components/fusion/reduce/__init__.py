@@ -26,6 +26,7 @@ class Reduce(ComponentConfig):
     type: Literal["reduce"]
     input: Ref
     op: Literal["mean", "max", "sum"] = "mean"
+    """Reduction over axis 1."""
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         bundle = inputs["input"]

@@ -58,9 +58,13 @@ class Classifier(ComponentConfig):
     type: Literal["classifier"]
     input: Ref
     num_classes: PositiveInt
+    """Number of classes: the width of `logits`."""
     hidden: list[PositiveInt] = []
+    """Widths of the hidden layers before the output layer ([]: a linear classifier)."""
     activation: Activation = "relu"
+    """Activation of the hidden layers."""
     norm: bool = False
+    """true: LayerNorm after each hidden layer's activation."""
     dropout: Probability = 0.0
     eps: PositiveFloat = 1e-12
 
@@ -110,10 +114,13 @@ class TokenClassifier(ComponentConfig):
     type: Literal["token_classifier"]
     input: Ref
     num_classes: PositiveInt | None = None
+    """Number of classes; null: the vocabulary of the encoder named in `tie_to`."""
     tie_to: Name | None = None
     """A `transformer` encoder with token embeddings whose word matrix is the decoder weight."""
     transform: bool = True
+    """true: dense -> activation -> LayerNorm before the decoder (BERT's prediction-head transform)."""
     activation: Activation = "gelu"
+    """Activation of the transform."""
     eps: PositiveFloat = 1e-12
     bias: bool = True
     """A per-class output bias (BERT's MLM head has one, GPT-2's LM head has none)."""

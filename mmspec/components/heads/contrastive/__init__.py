@@ -53,7 +53,9 @@ class Projection(ComponentConfig):
     type: Literal["projection"]
     input: Ref
     dim: PositiveInt
+    """Width of the shared embedding space."""
     bias: bool = False
+    """true: the linear map has a bias."""
 
     weight_layouts = {"linear": (Rule("{p}", "inner.{p}"),)}  # one nn.Linear (CLIP's text/visual_projection)
 

@@ -69,7 +69,9 @@ class Distributional(ComponentConfig):
 
     type: Literal["distributional"]
     family: Literal["normal", "poisson", "bernoulli", "gamma"]
+    """The distribution whose parameters the head predicts."""
     parameters: dict[str, Parameter]
+    """Parameter name -> its additive predictor: the terms it sums and the link function."""
 
     def terms(self) -> list[tuple[str, int, Term]]:
         """(parameter, index, term) for every term, in parameter order."""

@@ -31,10 +31,15 @@ class DVAEDecoderConfig(ComponentConfig):
     input: Ref
     """The codes: an encoder's `onehot` (or an image-shaped modality of K channels)."""
     hidden: PositiveInt = 256
+    """Base channel count; group g runs at hidden * multipliers[g] channels."""
     init: PositiveInt = 128
+    """Channels of the first 1x1 conv on the codes."""
     blocks: PositiveInt = 2
+    """Residual blocks per group."""
     multipliers: list[PositiveInt] = Field(default=[1, 2, 4, 8], min_length=1)
+    """Channel multiplier of each group, as the encoder lists them; the decoder runs them widest first."""
     channels: PositiveInt = 3
+    """Image channels of `pixels`."""
 
     def _codes(self, inputs: dict[str, Bundle]) -> TensorInfo:
         bundle = inputs["input"]

@@ -29,14 +29,21 @@ class GaussianProcess(ComponentConfig):
     type: Literal["gaussian_process"]
     input: Ref
     location: Ref
+    """The locations g [batch, L] of the examples (e.g. coordinates)."""
     time: Ref
+    """The times t [batch] of the examples (e.g. years)."""
     points: PositiveInt
     """Training examples the posterior is conditioned on (stored in the exported graph)."""
     sigma: PositiveFloat = 1.0
+    """Kernel variance sigma."""
     length_location: PositiveFloat = 0.5
+    """Kernel length scale l_g of the locations."""
     length_time: PositiveFloat = 1.5
+    """Kernel length scale l_t of the times."""
     noise: PositiveFloat = 0.1
+    """Observation noise variance on the training points."""
     prior_variance: PositiveFloat = 0.01
+    """Variance of the Gaussian prior on the linear mean's coefficients beta."""
 
     def references(self) -> dict[str, str]:
         return {"input": self.input, "location": self.location, "time": self.time}

@@ -26,8 +26,11 @@ class Highway(ComponentConfig):
     type: Literal["highway"]
     input: Ref
     layers: PositiveInt
+    """Highway layers."""
     activation: Activation = "relu"
+    """Activation of each layer's transform branch."""
     norm: Literal["none", "batch"] = "none"
+    """`batch`: BatchNorm1d before the first and after the last layer; `none`: no normalization."""
     dropout: Probability = 0.0
 
     def _vector(self, inputs: dict[str, Bundle]) -> TensorInfo:

@@ -56,9 +56,13 @@ class MLPHead(ComponentConfig):
     type: Literal["mlp"]
     input: Ref
     dim: PositiveInt
+    """Output width."""
     hidden: list[PositiveInt] = []
+    """Widths of the hidden layers ([]: one Linear layer)."""
     norm: Literal["none", "batch", "layer"] = "none"
+    """Normalization after each hidden Linear layer: `batch`, `layer` or `none`."""
     activation: Activation = "relu"
+    """Activation of the hidden layers."""
     eps: PositiveFloat = 1e-5
 
     weight_layouts = {"linear": ONE_LINEAR}  # ViTMAE's `decoder_pred`
@@ -98,8 +102,11 @@ class Discriminator(ComponentConfig):
     type: Literal["discriminator"]
     inputs: DiscriminatorInputs
     hidden: list[PositiveInt] = [256]
+    """Widths of the discriminator's hidden layers."""
     activation: Activation = "silu"
+    """Activation of the hidden layers."""
     training_only: bool = True
+    """true (the default): used only while training, never exported."""
 
     def references(self) -> dict[str, str]:
         return {k: v for k, v in self.inputs.model_dump().items() if v is not None}

@@ -71,16 +71,23 @@ class PerceiverDecoder(ComponentConfig):
     """The queries' width (num_channels)."""
     heads: PositiveInt = 1
     qk_channels: PositiveInt | None = None
+    """Channels of the cross-attention's queries and keys; null: the query width."""
     v_channels: PositiveInt | None = None
+    """Channels of the cross-attention's values; null: the queries' channels."""
     cross_qk: QK = "keys"
     """Query/key width without qk_channels: the latents' width (`keys`) or the queries' (`queries`)."""
     widening: PositiveInt = 1
+    """Width multiplier of the MLP after the cross-attention."""
     query_residual: bool = False
+    """true: the queries are added back after the cross-attention (a residual connection)."""
     activation: Activation = "gelu"
+    """Activation of the MLP."""
     eps: PositiveFloat = 1e-5
     attention_dropout: Probability = 0.1
     project: PositiveInt | None = None
+    """Width of a final Linear layer to `logits`; null: none."""
     tie_to: Name | None = None
+    """A `perceiver` encoder with `embed: tokens` whose word table decodes the output (logits = y E^T + b)."""
     single: bool = False
     """Classification: `logits` [batch, C] from the only query (queries must be 1)."""
 

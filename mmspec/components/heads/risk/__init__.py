@@ -26,8 +26,11 @@ class RiskHead(ComponentConfig):
     type: Literal["risk"]
     input: Ref
     hidden: list[PositiveInt] = []
+    """Widths of the hidden layers before the log-risk unit ([]: the linear Cox term)."""
     activation: Activation = "relu"
+    """Activation of the hidden layers."""
     batch_norm: bool = False
+    """true: BatchNorm1d after each hidden layer's activation."""
     dropout: Probability = 0.0
     bias: bool = False
     """An output bias; it cancels in the Cox partial likelihood, so survival models leave it out."""

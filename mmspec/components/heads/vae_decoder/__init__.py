@@ -34,12 +34,16 @@ class VAEDecoderConfig(ComponentConfig):
     input: Ref
     """The latent: an image-shaped float tensor [batch, L, h, w] (an encoder's `latent`, or a modality)."""
     widths: list[PositiveInt] = Field(default=[128, 256, 512, 512], min_length=1)
+    """Channels per level as the encoder lists them, narrowest first (the decoder runs them widest first)."""
     depth: PositiveInt = 2
     """The encoder's `depth`; each decoder level has depth + 1 residual blocks."""
     channels: PositiveInt = 3
+    """Image channels of `pixels`."""
     groups: PositiveInt = 32
+    """Groups of the GroupNorm layers; they divide every width."""
     eps: PositiveFloat = 1e-6
     post_quant_conv: bool = True
+    """true: a 1x1 conv on the latent first (diffusers' post_quant_conv)."""
 
     weight_layouts = {"diffusers": (*attention_renames("decoder"), Rule("decoder.{n*}", "decoder.{n*}"),
                                     Rule("post_quant_conv.{p}", "post_quant_conv.{p}"))}  # AutoencoderKL, prefix ''

@@ -73,6 +73,7 @@ class VQDecoder(ComponentConfig):
     blocks: PositiveInt = 1
     """ResNet blocks per stage."""
     channels: PositiveInt = 3
+    """Image channels of `pixels`."""
     groups: PositiveInt = 32
     """GroupNorm groups; must divide every width."""
     eps: PositiveFloat = 1e-6

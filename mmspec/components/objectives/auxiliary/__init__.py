@@ -103,7 +103,9 @@ class MoELoadBalancing(Objective):
     type: Literal["moe_load_balancing"]
     input: Ref
     kind: Literal["switch", "importance"] = "switch"
+    """`switch`: E * sum_e f_e P_e; `importance`: the squared coefficient of variation of the experts' load."""
     top_k: PositiveInt = 1
+    """Experts each token is routed to (for the fraction f_e of `switch`)."""
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         logits = require_rank(
@@ -141,11 +143,14 @@ class Reconstruction(Objective):
     target: Ref
     """What is reconstructed (a modality: the data before masking, or a node's output)."""
     loss: Literal["mse", "l1"] = "mse"
+    """`mse` or `l1`, averaged over elements."""
     mask: PatchMask | None = None
+    """Masking of the target image's patches in the student's input; null: no masking."""
     dropped: Ref | None = None
     """A node's int64 [batch, patches] tensor, 1 where the model did not see the patch (a transformer's `dropped`
     with `drop:`, or its decoder's); the patch size follows from the prediction's width. Not with `mask`."""
     normalize: bool = False
+    """true: standardise each target patch by its own mean and variance (MAE's norm_pix_loss)."""
     ref_fields = ("input", "target", "dropped")
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
@@ -217,8 +222,11 @@ class ModalityDropout(Objective):
 
     type: Literal["modality_dropout"]
     modalities: Annotated[list[Name], Field(min_length=1)]
+    """The modalities that may be dropped."""
     prob: Probability = 0.25
+    """Fraction of examples for which each modality is dropped."""
     pad: Annotated[int, Field(ge=0)] = 0
+    """Token id that fills a dropped tokens modality."""
     ref_fields = ()
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:

@@ -137,7 +137,9 @@ class NTXent(Objective):
     type: Literal["nt_xent"]
     input: Ref
     temperature: PositiveFloat = 0.5
+    """Softmax temperature of the similarities."""
     augment: Augment
+    """How the two views of each example are made from the batch (augmentations)."""
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         require_rank(tensor(inputs, "input", self.input), 2, "input", "embeddings", self.input)
@@ -158,8 +160,11 @@ class BYOLNormalizedMSE(Objective):
     type: Literal["byol_normalized_mse"]
     input: Ref
     target: Ref
+    """The teacher's projection of the other view: usually an `ema_teacher`'s field."""
     symmetric: bool = True
+    """true: add the swapped term (each view predicts the other)."""
     augment: Augment
+    """How the two views of each example are made from the batch (augmentations)."""
     ref_fields = ("input", "target")
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
@@ -196,12 +201,17 @@ class Data2VecRegression(Objective):
     type: Literal["data2vec_regression"]
     input: Ref
     target: Ref
+    """An `ema_teacher` with `emit: layers` (its block outputs)."""
     top_k: PositiveInt = 8
+    """How many of the teacher's top blocks are averaged into the target."""
     target_norm: Literal["layer", "instance", "none"] = "layer"
+    """Normalization of each block output before averaging: `layer`, `instance` or `none`."""
     loss: Literal["smooth_l1", "l2"] = "smooth_l1"
+    """Regression loss: `smooth_l1` or `l2`."""
     beta: Annotated[float, Field(ge=0.0)] = 4.0
     """Smooth L1 switches from quadratic to linear at |error| = beta (0: plain L1)."""
     mask: StudentMask = StudentMask()
+    """Which positions of the student's input are masked (and regressed)."""
     ref_fields = ("input", "target")
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:

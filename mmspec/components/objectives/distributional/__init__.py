@@ -37,6 +37,7 @@ class DistributionNLL(Objective):
     type: Literal["distribution_nll"]
     input: Ref
     exposure: bool = False
+    """true (Poisson only): the batch carries `exposure` [batch] and the mean is rate * exposure."""
 
     def _family(self, spec: Any) -> str:
         head = spec.heads.get(self.input.split(".")[0])

@@ -74,7 +74,9 @@ class AutoregressiveLM(Objective):
     tokens: Name
     """The tokens modality whose next ids are the targets (the one the causal model reads)."""
     loss_mask: bool = False
+    """true: the batch carries `loss_mask` [batch, S] and only tokens marked 1 are predicted."""
     segment_weights: list[Annotated[float, Field(ge=0.0)]] | None = None
+    """Weight of each segment id's mean loss (DALL-E: text 0.125, image 0.875); null: one mean over all tokens."""
     label_smoothing: Probability = 0.0
     ref_fields = ("input", "tokens")
 
@@ -122,11 +124,15 @@ class SpanCorruption(Objective):
     decoder: Name
     """The tokens modality the decoder reads (filled with the shifted target)."""
     noise_density: Probability = 0.15
+    """Fraction of the source tokens that are corrupted."""
     mean_span: PositiveFloat = 3.0
+    """Mean length of a corrupted span."""
     first_sentinel: Annotated[int, Field(ge=0)] | None = None
     """Id of the first sentinel; default: the source's vocab_size - 1 (T5: <extra_id_0> = 32099)."""
     pad: Annotated[int, Field(ge=0)] = 0
+    """Id of the padding token (never corrupted, never a target)."""
     decoder_start: Annotated[int, Field(ge=0)] = 0
+    """Id that starts the shifted-right decoder input."""
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         logits = require_rank(tensor(inputs, "input", self.input, "logits"), 3, "input", "per-token logits", self.input)

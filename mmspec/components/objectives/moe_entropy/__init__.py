@@ -30,7 +30,9 @@ class MoEEntropy(Objective):
     type: Literal["moe_entropy"]
     input: Ref
     kind: Literal["local", "global"] = "local"
+    """`local`: each token's routing entropy; `global`: minus the entropy of the mean routing distribution."""
     threshold: PositiveFloat | None = None
+    """For `global`: no loss once the entropy exceeds this; null: no threshold."""
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         require_rank(tensor(inputs, "input", self.input, "logits"), (2, 3), "input", "router logits", self.input)

@@ -40,6 +40,7 @@ class ModalitySimilarity(PresentPorts, Objective):
     present: list[Ref | None] = []
     """Presence flag of each input (an optional modality's `<m>.present`) or null; empty: all present."""
     margin: PositiveFloat = 0.1
+    """Margin of the hinge between a patient's own and another patient's cosine similarity."""
     ref_fields = ()
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:

@@ -34,6 +34,7 @@ class CoxPartialLikelihood(Objective):
     type: Literal["cox_partial_likelihood"]
     input: Ref
     ties: Literal["breslow", "efron"] = "breslow"
+    """How tied event times share the risk set: `breslow` or `efron`."""
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         risk = require_rank(tensor(inputs, "input", self.input), (1, 2), "input", "risk scores", self.input)

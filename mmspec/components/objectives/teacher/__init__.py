@@ -73,10 +73,13 @@ class EMATeacher(Objective):
 
     type: Literal["ema_teacher"]
     student: Name
+    """The student node this teacher copies (with every component on its path from the inputs)."""
     momentum: Momentum = Momentum()
+    """The EMA rate tau: its start, its end and how it moves between them over training."""
     scope: Literal["all", "layers"] = "all"
     """`layers`: only the student's transformer blocks follow the EMA; the rest is the student's (data2vec)."""
     emit: Literal["outputs", "layers"] = "outputs"
+    """`outputs`: the student's outputs; `layers`: also each transformer block's output (for data2vec)."""
     mode: Literal["eval", "train"] = "eval"
     """Mode the copy runs in: `train` keeps batch statistics in BatchNorm (BYOL), `eval` disables dropout."""
     ref_fields = ("student",)

@@ -89,7 +89,9 @@ class NegativeSampling(_WordPrediction):
 
     type: Literal["negative_sampling"]
     negatives: PositiveInt = 5
+    """Negative words sampled per example."""
     power: PositiveFloat = 0.75
+    """Exponent of the unigram counts in the negative-sampling distribution."""
 
     def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
         vocab, dim, _ = self._dims(inputs, ctx)
@@ -140,8 +142,11 @@ class Glove(Objective):
     type: Literal["glove"]
     input: Ref
     tokens: Name
+    """The length-1 tokens modality with the word i of each row."""
     x_max: PositiveFloat = 100.0
+    """Co-occurrence count at which the weighting f reaches 1."""
     alpha: PositiveFloat = 0.75
+    """Exponent of the weighting f below x_max."""
     ref_fields = ("input", "tokens")
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
