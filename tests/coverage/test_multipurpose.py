@@ -1,0 +1,116 @@
+"""Multipurpose models of the survey's Section 4.3 (issue 15): MP-07 PathNet (specs/pathnet.yaml). Outputs against
+a torch.nn rebuild that evaluates only the path's modules, ONNX against eager for several paths, the full count
+against the rebuild, the tournament search and the end-of-task path fixing, and `mmspec fit` on the tiny variant."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from multipurpose_references import PathNetReference
+from references import reference_count
+
+from mmspec import api
+from mmspec.cli import run
+from mmspec.components.encoders.pathnet import evolution
+from mmspec.components.encoders.pathnet.module import fix_path
+
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+PATHNET = SPECS / "pathnet.yaml"
+ATOL, RTOL = 1e-6, 1e-5
+PATHS = ([[0], [2]], [[0, 1, 2], [1]], [[1, 2], [0, 1, 2]])  # tiny: 2 layers x 3 modules
+
+
+def _tiny_pathnet() -> tuple[torch.nn.Module, PathNetReference]:
+    """The tiny spec's model and the rebuild holding the same weights."""
+    torch.manual_seed(0)
+    model = api.build(api.load_spec(PATHNET, "tiny")).eval()
+    ref = PathNetReference(dim=12, layers=2, modules=3, width=4, classes=2)
+    theirs = [p for p in model.components["pathnet"].parameters()] + list(model.components["task"].parameters())
+    with torch.no_grad():
+        for mine, their in zip(ref.parameters(), theirs, strict=True):
+            mine.copy_(their)
+    return model, ref
+
+
+def _mask(path: list[list[int]], batch: int) -> torch.Tensor:
+    return torch.tensor(evolution.mask(path, 3)).expand(batch, -1, -1)  # B,L,M
+
+
+@pytest.mark.parametrize("path", PATHS, ids=["one_each", "wide_first", "wide_last"])
+def test_pathnet_equals_the_rebuild_that_runs_only_the_path(path):
+    model, ref = _tiny_pathnet()
+    x = torch.randn(5, 12, generator=torch.Generator().manual_seed(1))  # B,784 at full size
+    with torch.no_grad():
+        (logits,) = model({"image": x, "path": _mask(path, 5)})
+        torch.testing.assert_close(logits, ref(x, path), atol=ATOL, rtol=RTOL)
+
+
+def test_pathnet_onnx_equals_eager_for_every_path(tmp_path):
+    loaded = api.load_spec(PATHNET, "tiny")
+    model, ref = _tiny_pathnet()
+    onnx = tmp_path / "pathnet.onnx"
+    api.export(api.optimize(api.capture(model))[0], loaded, onnx)
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    x = torch.randn(4, 12, generator=torch.Generator().manual_seed(2))  # B,D
+    outputs = []
+    for path in PATHS:
+        (theirs,) = session.run(None, {"image": x.numpy(), "path": _mask(path, 4).numpy()})
+        with torch.no_grad():
+            np.testing.assert_allclose(theirs, ref(x, path).numpy(), atol=1e-5, rtol=1e-4)
+        outputs.append(theirs)
+    assert not np.allclose(outputs[0], outputs[1])  # the path is an input, not a constant of the graph
+
+
+def test_pathnet_count_equals_the_rebuild():
+    loaded = api.load_spec(PATHNET)
+    total = api.param_counts(api.build(loaded, device="meta"))["total"]
+    assert total == loaded.estimate.params == reference_count("pathnet")[0]
+
+
+def test_tournament_search_finds_the_fittest_path():
+    target = [[1, 4, 7], [0, 2, 9], [3, 5, 8]]
+    fitness = lambda path: sum(len(set(a) & set(b)) - 0.1 * len(a) for a, b in zip(path, target, strict=True))  # noqa: E731
+    rng = random.Random(0)
+    start = [evolution.random_path(3, 10, 3, rng) for _ in range(64)]
+    best = evolution.evolve(fitness, 3, 10, 3, population=64, tournaments=3000, rng=random.Random(0))
+    assert all(len(layer) <= 3 and all(0 <= m < 10 for m in layer) for layer in best)
+    assert fitness(best) > max(fitness(p) for p in start)
+    assert best == target  # the fittest genotype: the target's modules, no repeats
+
+
+def test_mutation_moves_indices_by_at_most_two_modulo_modules():
+    rng = random.Random(3)
+    path = [[0, 5, 9], [2, 3, 4]]
+    for _ in range(200):
+        child = evolution.mutate(path, 10, rng, prob=1.0)
+        for parent, layer in zip(path, child, strict=True):
+            assert len(layer) == len(parent)
+            assert all(min((m - p) % 10 for p in parent) <= 2 or min((p - m) % 10 for p in parent) <= 2
+                       for m in layer)
+    assert evolution.mutate(path, 10, rng, prob=0.0) == path
+
+
+def test_fix_path_freezes_the_winner_and_reinitialises_the_rest():
+    model, _ = _tiny_pathnet()
+    net = model.components["pathnet"]
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    path = [[0, 2], [1]]
+    fix_path(net, path)
+    for i, layer in enumerate(net.layers):
+        for m, linear in enumerate(layer):
+            kept = m in path[i]
+            assert linear.weight.requires_grad is not kept
+            assert torch.equal(linear.weight, before[f"layers.{i}.{m}.weight"]) is kept
+
+
+def test_pathnet_fit_lowers_the_loss(tmp_path):
+    out = tmp_path / "fit.json"
+    assert run(["fit", str(PATHNET), "--variant", "tiny", "--steps", "30", "--json", str(out), "-q"]) == 0
+    losses = json.loads(out.read_text())["losses"]
+    assert losses[-1] < losses[0], losses[::10]
