@@ -43,3 +43,96 @@ def vokenization(width: int = 768, layers: int = 12, heads: int = 12, ffn: int =
     return VokenLM(tf.BertConfig(vocab_size=vocab, hidden_size=width, num_hidden_layers=layers,
                                  num_attention_heads=heads, intermediate_size=ffn, max_position_embeddings=positions),
                    vokens)
+
+
+class _AttOutput(nn.Module):
+    """LXMERT's attention output: dense, dropout, LayerNorm(residual)."""
+
+    def __init__(self, width: int, eps: float = 1e-12):
+        super().__init__()
+        self.dense = nn.Linear(width, width)
+        self.LayerNorm = nn.LayerNorm(width, eps=eps)
+
+    def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dense(h) + residual)
+
+
+class _Attention(nn.Module):
+    """LXMERT's BertAttention with a context width: query from `width`, key/value from `context`, `heads` heads."""
+
+    def __init__(self, width: int, context: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.query, self.key, self.value = nn.Linear(width, width), nn.Linear(context, width), nn.Linear(context, width)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        b, s, d = x.shape
+        split = lambda t: t.view(b, t.shape[1], self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+        q, k, v = split(self.query(x)), split(self.key(ctx)), split(self.value(ctx))  # B,H,*,d/H
+        scores = q @ k.transpose(-1, -2) / (d // self.heads) ** 0.5  # B,H,S,T
+        if bias is not None:
+            scores = scores + bias
+        return (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, s, d)  # B,S,D
+
+
+class _AttLayer(nn.Module):
+    """BertCrossattLayer / BertSelfattLayer: attention `att` + `output`."""
+
+    def __init__(self, width: int, context: int, heads: int):
+        super().__init__()
+        self.att, self.output = _Attention(width, context, heads), _AttOutput(width)
+
+    def forward(self, x, ctx, bias):
+        return self.output(self.att(x, ctx, bias), x)
+
+
+class _FFN(nn.Module):
+    """BertIntermediate + BertOutput: dense -> GELU -> dense, LayerNorm(residual)."""
+
+    def __init__(self, width: int, ffn: int):
+        super().__init__()
+        self.inter, self.out = nn.Linear(width, ffn), nn.Linear(ffn, width)
+        self.LayerNorm = nn.LayerNorm(width, eps=1e-12)
+
+    def forward(self, x):
+        return self.LayerNorm(self.out(F.gelu(self.inter(x))) + x)
+
+
+class CrossModalityLayer(nn.Module):
+    """XDBERT's LXRTXLayer (src/models/utils_model.py): language/visual cross-attention (each in its own width and
+    heads, reading the other stream's input), then self-attention and feed-forward per stream."""
+
+    def __init__(self, lang: int, lang_heads: int, visn: int, visn_heads: int, ffn: int):
+        super().__init__()
+        self.language_attention = _AttLayer(lang, visn, lang_heads)
+        self.visual_attention = _AttLayer(visn, lang, visn_heads)
+        self.lang_self_att = _AttLayer(lang, lang, lang_heads)
+        self.visn_self_att = _AttLayer(visn, visn, visn_heads)
+        self.lang_ffn, self.visn_ffn = _FFN(lang, ffn), _FFN(visn, ffn)
+
+    def forward(self, lang, lang_bias, visn, visn_bias):
+        lang2 = self.language_attention(lang, visn, visn_bias)  # B,S,Dl
+        visn2 = self.visual_attention(visn, lang, lang_bias)  # B,T,Dv
+        lang2, visn2 = self.lang_self_att(lang2, lang2, lang_bias), self.visn_self_att(visn2, visn2, visn_bias)
+        return self.lang_ffn(lang2), self.visn_ffn(visn2)
+
+
+def _prediction_transform(width: int) -> list[nn.Module]:
+    """BertPredictionHeadTransform: dense + LayerNorm."""
+    return [nn.Linear(width, width), nn.LayerNorm(width, eps=1e-12)]
+
+
+def xdbert(width: int = 768, layers: int = 12, heads: int = 12, ffn: int = 3072, xlayers: int = 2) -> nn.ModuleList:
+    """XDBERT's XATTNBERTModel (scripts/pretrain/xattn_pretrain.sh: bert-base-uncased, CLIP ViT-B/32, --xlayers 2)
+    counted over the parts its forward uses: BertModel without its pooler, the CLIP text transformer
+    (CLIPTextModel), the cross-modality layers (the visual stream 512 wide with 8 heads and BERT's 3,072-wide
+    feed-forward), the pooler, the MLM transform and bias of each stream (decoders tied to the word tables) and
+    the MATCH classifier."""
+    bert = tf.BertModel(tf.BertConfig(hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads,
+                                      intermediate_size=ffn), add_pooling_layer=False)
+    clip = tf.CLIPTextModel(tf.CLIPTextConfig())
+    visn = clip.config.hidden_size
+    cross = [CrossModalityLayer(width, heads, visn, 8, ffn) for _ in range(xlayers)]
+    biases = nn.ParameterList([nn.Parameter(torch.zeros(30522)), nn.Parameter(torch.zeros(clip.config.vocab_size))])
+    return nn.ModuleList([bert, clip, *cross, nn.Linear(width, width), *_prediction_transform(width),
+                          *_prediction_transform(visn), biases, nn.Linear(width, 2)])

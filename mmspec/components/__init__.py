@@ -32,6 +32,7 @@ FAMILIES = (
     "encoders.unet",
     "encoders.waveform",
     "fusion.co_attention",
+    "fusion.cross_modality",
     "fusion.elementwise",
     "fusion.orthogonalize",
     "fusion.modality_pool",

@@ -1,6 +1,6 @@
-"""Grounded language models ISL-12 (specs/vokenization.yaml) ...: the full sizes against the references of
-tests/references.py, outputs against the reference modules with the same weights, and `mmspec fit` on every
-tiny variant (every objective's loss goes down)."""
+"""Grounded language models ISL-12 (specs/vokenization.yaml) and ISL-15 (specs/xdbert.yaml): the full sizes
+against the references of tests/references.py, outputs against the reference modules with the same weights,
+and `mmspec fit` on every tiny variant (every objective's loss goes down)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from mmspec.cli import run
 from mmspec.graph.inputs import make_inputs, trace_sizes
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
-VOKENIZATION = SPECS / "vokenization.yaml"
+VOKENIZATION, XDBERT = SPECS / "vokenization.yaml", SPECS / "xdbert.yaml"
 
 
-@pytest.mark.parametrize(("path", "variant"), [(VOKENIZATION, "tiny")])
+@pytest.mark.parametrize(("path", "variant"), [(VOKENIZATION, "tiny"), (XDBERT, "tiny")])
 def test_mmspec_fit_lowers_every_objective(path, variant, tmp_path):
     out = tmp_path / "fit.json"
     assert run(["fit", str(path), "--variant", variant, "--steps", "30", "--json", str(out), "-q"]) == 0
@@ -33,7 +33,8 @@ def test_mmspec_fit_lowers_every_objective(path, variant, tmp_path):
 
 
 @pytest.mark.parametrize(("path", "variant", "key"), [(VOKENIZATION, None, "vokenization"),
-                                                      (VOKENIZATION, "small", "vokenization:small")])
+                                                      (VOKENIZATION, "small", "vokenization:small"),
+                                                      (XDBERT, None, "xdbert")])
 def test_full_sizes_equal_the_references(path, variant, key):
     assert param_counts(build(load_spec(path, variant), device="meta"))["total"] == reference_count(key)[0]
 
@@ -66,3 +67,56 @@ def test_per_token_cross_entropy_skips_unlabelled_positions():
     with torch.no_grad():
         ours = loss({"input": {"logits": logits}}, {"labels": labels})
     torch.testing.assert_close(ours, expected)
+
+
+_XLAYER = {  # ours -> the official LXRTXLayer rebuilt in grounded_references (dense/LayerNorm names as LXMERT's)
+    "a_from_b": "language_attention", "b_from_a": "visual_attention",
+    "a_block.attn": "lang_self_att", "b_block.attn": "visn_self_att",
+}
+
+
+def _official_names(name: str) -> str:
+    """A parameter name of our cross-modality layer as the rebuilt LXRTXLayer names it."""
+    for ours, theirs in (("a_res.norm", "language_attention.output.LayerNorm"),
+                         ("b_res.norm", "visual_attention.output.LayerNorm"),
+                         ("a_block.attn_res.norm", "lang_self_att.output.LayerNorm"),
+                         ("b_block.attn_res.norm", "visn_self_att.output.LayerNorm"),
+                         ("a_block.ffn_res.norm", "lang_ffn.LayerNorm"), ("b_block.ffn_res.norm", "visn_ffn.LayerNorm"),
+                         ("a_block.ffn.fc1", "lang_ffn.inter"), ("a_block.ffn.fc2", "lang_ffn.out"),
+                         ("b_block.ffn.fc1", "visn_ffn.inter"), ("b_block.ffn.fc2", "visn_ffn.out")):
+        if name.startswith(ours + "."):
+            return theirs + name[len(ours):]
+    prefix, _, rest = name.rpartition(".")[0].rpartition(".")
+    part = {"q": "att.query", "k": "att.key", "v": "att.value", "out": "output.dense"}[rest]
+    return f"{_XLAYER[prefix]}.{part}.{name.rpartition('.')[2]}"
+
+
+def test_xdbert_cross_layer_matches_the_official_lxrt_x_layer():
+    """Both streams read the other's input in cross-attention (each in its own width and heads), then run
+    self-attention and the feed-forward, post-norm throughout; padding of either stream is masked."""
+    model = build(load_spec(XDBERT, "tiny")).eval()
+    ours = model.components["cross"].layers[0]
+    reference = GR.CrossModalityLayer(8, 2, 6, 2, 16).eval()
+    state = {_official_names(k): v for k, v in ours.state_dict().items()}
+    reference.load_state_dict(state)  # strict: every official parameter has one of ours
+    g = torch.Generator().manual_seed(0)
+    lang, visn = torch.randn(2, 5, 8, generator=g), torch.randn(2, 4, 6, generator=g)  # B,S,768 / B,T,512 full size
+    lang_mask, visn_mask = torch.tensor([[1, 1, 1, 0, 0], [1] * 5]), torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0]])
+    lang_bias = (1.0 - lang_mask[:, None, None].float()) * -1e9  # B,1,1,S
+    visn_bias = (1.0 - visn_mask[:, None, None].float()) * -1e9  # B,1,1,T
+    with torch.no_grad():
+        out = model.components["cross"]({"text": {"sequence": lang, "mask": lang_mask},
+                                         "vision": {"sequence": visn, "mask": visn_mask}})
+        want_lang, want_visn = reference(lang, lang_bias, visn, visn_bias)
+    torch.testing.assert_close(out["text"], want_lang, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["vision"], want_visn, atol=1e-5, rtol=1e-5)
+    pool = model.components["cross"].text_pool
+    (dense,) = [m for m in pool.modules() if isinstance(m, torch.nn.Linear)]
+    torch.testing.assert_close(out["text_pooled"], torch.tanh(dense(want_lang[:, 0])), atol=1e-5, rtol=1e-5)
+
+
+def test_xdbert_exports_only_the_bert_stream_and_its_heads_are_tied():
+    model = build(load_spec(XDBERT, "tiny"))
+    assert model.output_names == ["cross_text", "cross_text_pooled"]
+    c = model.components
+    assert c["mlm"].weight is c["bert"].embed.word.weight and c["clip_mlm"].weight is c["clip_t"].embed.word.weight
