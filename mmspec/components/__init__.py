@@ -19,7 +19,6 @@ FAMILIES = (
     "encoders.embedding_bag",
     "encoders.masking_noise",
     "encoders.pathnet",
-    "encoders.pathnet",
     "encoders.perceiver",
     "encoders.resnet",
     "encoders.rnn",
