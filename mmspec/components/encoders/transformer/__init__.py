@@ -161,6 +161,30 @@ class MoEConfig(StrictModel):
         return chosen[-self.last:] if self.last else chosen
 
 
+class SparseConfig(StrictModel):
+    """DALL-E's sparse self-attention (mmspec.blocks.sparse) over [`prefix` text tokens, a `rows` x `columns` image
+    grid in raster order]: text causal, image tokens see every text token and a row / column / convolutional
+    neighbourhood of the earlier image tokens. Layer i (from 0) takes `pattern[i % len(pattern)]`, the last layer
+    `last` when set. Only masks scores: no parameters."""
+
+    prefix: PositiveInt
+    rows: PositiveInt
+    columns: PositiveInt
+    pattern: list[Literal["dense", "row", "column", "convolutional"]] = Field(
+        default_factory=lambda: ["row", "column", "row", "row"], min_length=1)
+    """DALL-E: column attention where (i - 1) % 4 == 0 (the paper's (i - 2) mod 4 with layers from 1), else row."""
+    last: Literal["dense", "row", "column", "convolutional"] | None = "convolutional"
+    kernel: PositiveInt = 11
+    """Width of the convolutional window (odd)."""
+
+    def kinds(self, layers: int) -> list[str]:
+        """The mask kind of each of `layers` layers."""
+        kinds = [self.pattern[i % len(self.pattern)] for i in range(layers)]
+        if self.last is not None and kinds:
+            kinds[-1] = self.last
+        return kinds
+
+
 def _layer(block: str, q: str, k: str, v: str, out: str, norm1: str, fc1: str, fc2: str, norm2: str) -> tuple:
     """Rules for one family's layer `block.{i}`: its names for attention, the two norms and the MLP."""
     names = {
@@ -464,6 +488,13 @@ TRANSFORMER_EXAMPLES = (
          "parallel": True, "norm": "pre", "causal": True, "final_norm": True},
         name="palm",
     ),
+    Example(  # DALL-E: 4 text tokens then a 2 x 4 image grid; row, column, then convolutional attention
+        {"text": {**_TEXT, "max_length": 12}},
+        {"input": "text", "embed": {"type": "tokens", "positions": 12, "norm": False}, **_STACK, "layers": 3,
+         "norm": "pre", "causal": True, "final_norm": True,
+         "sparse": {"prefix": 4, "rows": 2, "columns": 4, "pattern": ["row", "column"], "kernel": 3}},
+        name="dalle_sparse",
+    ),
     Example(  # LIMoE: a text embedding run through an image tower's layers (one stack, two modalities)
         {"text": _TEXT, "image": {"type": "image", "channels": 3, "height": 8, "width": 8}},
         {"input": "text", "embed": {"type": "tokens", "positions": 12}, **_STACK, "norm": "pre",
@@ -593,6 +624,9 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     starting at this value (`lambda_1`, `lambda_2`); null: none."""
     key_bias: bool = True
     """false: the self-attention's key projection has no bias while query and value keep theirs (BEiT)."""
+    sparse: SparseConfig | None = None
+    """DALL-E's row / column / convolutional attention masks over a text prefix and an image grid (causal, token
+    ids whose modality's max_length is prefix + rows * columns); null: dense."""
     relative_position: Literal["layer", "shared"] | None = None
     """BEiT's 2-D relative position bias over a patches embed with its class token: a learned table of
     (2h-1)(2w-1) + 3 rows x heads, indexed by patch offsets, added to the attention scores; `layer`: one table
@@ -657,7 +691,25 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         if self.moe:
             out["router"] = TensorInfo((batch, dim_product(len(self._moe_layers()), length), self.moe.experts))
         self._check_beit("mask" in bundle)
+        self._check_sparse(ctx)
         return out
+
+    def _check_sparse(self, ctx) -> None:
+        """`sparse` masks a causal stack over token ids that fill exactly the text prefix and the image grid."""
+        s = self.sparse
+        if s is None:
+            return
+        if not self.causal or not isinstance(self.embed, TokensEmbed) or self.parallel:
+            raise CheckError(("sparse",), "sparse masks a causal stack of plain layers over token ids; set causal: "
+                                          "true with embed type 'tokens' (not parallel)")
+        longest = ctx.spec.modalities[self.input.split(".")[0]].max_length
+        if longest != s.prefix + s.rows * s.columns:
+            raise CheckError(("sparse",), f"sparse covers {s.prefix} + {s.rows} x {s.columns} = "
+                                          f"{s.prefix + s.rows * s.columns} positions but {self.input!r} has "
+                                          f"max_length {longest}; make them equal")
+        if s.kernel % 2 == 0:
+            raise CheckError(("sparse", "kernel"), f"sparse.kernel {s.kernel} must be odd (a window centred on "
+                                                   f"the token)")
 
     def _check_beit(self, masked: bool) -> None:
         """BEiT's options: layer scale on pre-norm layers, a relative position bias over patches + class token,

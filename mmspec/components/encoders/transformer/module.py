@@ -15,6 +15,7 @@ from mmspec.blocks.embeddings import (
 )
 from mmspec.blocks.pooling import make_pool
 from mmspec.blocks.positions import GridRelativePositionBias
+from mmspec.blocks.sparse import grid_sparse_bias
 from mmspec.blocks.transformer import freeze, make_blocks
 from mmspec.components.common import sequence_of
 
@@ -94,6 +95,9 @@ class TransformerEncoderModule(nn.Module):
         self.causal = cfg.causal
         self.emit_first = cfg.emit_first
         self.emit_hidden = cfg.emit_hidden
+        s = cfg.sparse
+        self.sparse = (s.kinds(cfg.layers), s.prefix, s.columns, s.kernel) if s else None
+        """(mask kind per layer, text prefix, grid columns, convolution kernel) of DALL-E's sparse attention."""
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         b = inputs["input"]
@@ -124,8 +128,8 @@ class TransformerEncoderModule(nn.Module):
             context_mask = inputs["cross"].get("mask")
             context_bias = padding_bias(context_mask, context) if context_mask is not None else None  # B,1,1,T
         routers = []
-        for layer in self.layers:
-            x = layer(x, bias, context, context_bias)  # B,S,D
+        for layer, layer_bias in zip(self.layers, self.layer_biases(x, 0, bias), strict=True):
+            x = layer(x, layer_bias, context, context_bias)  # B,S,D
             if layer.routed:
                 x, logits = x  # B,S,D; B,S,E
                 routers.append(logits)
@@ -164,8 +168,8 @@ class TransformerEncoderModule(nn.Module):
             context_bias = padding_bias(inputs["cross"]["mask"], x)  # B,1,1,S
         kv = iter(cross or ())
         presents = []
-        for layer, cache in zip(self.layers, past, strict=True):
-            x, present = layer.step(x, bias, cache, next(kv) if layer.cross else None, context_bias)  # B,T,D
+        for layer, cache, layer_bias in zip(self.layers, past, self.layer_biases(x, offset, bias), strict=True):
+            x, present = layer.step(x, layer_bias, cache, next(kv) if layer.cross else None, context_bias)  # B,T,D
             presents.append(present)
         if self.final_norm is not None:
             x = self.final_norm(x)
@@ -173,6 +177,16 @@ class TransformerEncoderModule(nn.Module):
         if self.pool is not None:
             out["pooled"] = self.pool(x, b.get("ids"), None)  # B,D'
         return out, presents
+
+    def layer_biases(self, x: torch.Tensor, offset, bias: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """The self-attention bias of each layer for the positions offset.. of x [B, T, D]: `bias` everywhere, plus
+        each layer's sparse mask [T, offset + T] with `sparse` (one per kind, shared by the layers of that kind)."""
+        if self.sparse is None:
+            return [bias] * len(self.layers)
+        kinds, prefix, columns, kernel = self.sparse
+        masks = {kind: combine_biases(bias, grid_sparse_bias(kind, x, offset, prefix, columns, kernel))
+                 for kind in dict.fromkeys(kinds)}  # (B,1,)T,P+T each
+        return [masks[kind] for kind in kinds]
 
     def cross_kv(self, context: torch.Tensor) -> list[KVCache]:
         """The keys/values [B, H, S, d] that each cross-attention layer reads from context [B, S, Dc], in layer

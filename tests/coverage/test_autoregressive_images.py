@@ -1,0 +1,155 @@
+"""T2I-10 DALL-E (specs/dalle.yaml): the row / column / convolutional masks against their definitions on a small
+grid, the paper's layer schedule, the 12B layout counted on the meta device against the paper's printed size,
+decoding on ONNX Runtime equal to eager (cached and uncached), sampled codes through the dVAE decode graph,
+`fit`, and the option checks."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from references import PaperSize
+
+from mmspec import api
+from mmspec.blocks.attention import MASKED
+from mmspec.blocks.sparse import grid_sparse_bias
+from mmspec.cli import run
+from mmspec.errors import SpecError
+from mmspec.runtime import greedy, sample
+from mmspec.runtime.decoding import FullDecoder, Pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+DALLE = ROOT / "specs" / "dalle.yaml"
+DALLE_12B = ["encoders.dalle.width=3968", "encoders.dalle.layers=64", "encoders.dalle.heads=62",
+             "encoders.dalle.ffn=15872"]
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _allowed(kind: str, prefix: int, columns: int, kernel: int, length: int) -> np.ndarray:
+    """The mask [length, length] written out position by position from Appendix B.1's description."""
+    keep = np.zeros((length, length), bool)
+    for q in range(length):
+        for k in range(q + 1):
+            if q < prefix or k < prefix or kind == "dense":
+                keep[q, k] = True
+                continue
+            (rq, cq), (rk, ck) = divmod(q - prefix, columns), divmod(k - prefix, columns)
+            keep[q, k] = {
+                "row": (q - k) <= columns,
+                "column": cq == ck,
+                "convolutional": abs(rq - rk) <= kernel // 2 and abs(cq - ck) <= kernel // 2,
+            }[kind]
+    return keep
+
+
+@pytest.mark.parametrize("kind", ["dense", "row", "column", "convolutional"])
+def test_sparse_masks_follow_their_definitions(kind):
+    prefix, rows, columns, kernel = 3, 4, 5, 3
+    length = prefix + rows * columns
+    x = torch.zeros(1, length, 2)  # B,S,D
+    bias = grid_sparse_bias(kind, x, 0, prefix, columns, kernel)  # S,S
+    expected = _allowed(kind, prefix, columns, kernel, length)
+    np.testing.assert_array_equal(bias.numpy() == 0, expected)
+    assert set(np.unique(bias.numpy())) <= {0.0, MASKED}
+    assert expected[prefix:, :prefix].all()  # every image token sees every text token
+    # a step of T positions after P cached ones is the matching block of rows of the whole mask
+    for past, t in [(0, 1), (4, 1), (prefix + 7, 3), (length - 1, 1)]:
+        step = grid_sparse_bias(kind, x[:, :t], past, prefix, columns, kernel)  # T,P+T
+        torch.testing.assert_close(step, bias[past:past + t, :past + t], atol=0, rtol=0)
+
+
+def test_layer_schedule_is_the_papers():
+    spec = api.load_spec(DALLE).spec
+    kinds = spec.encoders["dalle"].sparse.kinds(64)
+    # layers i = 1..64: column where (i - 2) mod 4 == 0, row elsewhere, convolutional in the last
+    assert kinds == [("column" if (i - 2) % 4 == 0 else "row") for i in range(1, 64)] + ["convolutional"]
+    assert api.load_spec(DALLE).spec.encoders["dalle"].sparse.kinds(12)[-1] == "convolutional"
+
+
+def test_12b_layout_on_the_meta_device_rounds_to_the_papers_size():
+    loaded = api.load_spec(DALLE, None, DALLE_12B, budget=None)
+    model = api.build(loaded, device="meta")
+    ours = _count(model)
+    assert ours == loaded.estimate.params
+    d, layers = 3968, 64
+    transformer = _count(torch.nn.ModuleList([model.components["dalle"], model.components["lm"]]))  # tied once
+    assert transformer == layers * (12 * d**2 + 13 * d) + (24832 + 1280) * d + 2 * d
+    assert _count(model.components["dvae"]) == 53_786_240 and _count(model.components["decoder"]) == 43_829_766
+    assert PaperSize("12B", "abstract").matches(ours) and PaperSize("12B", "abstract").matches(transformer)
+    # the 62 heads of 64 features
+    assert model.components["dalle"].layers[0].attn.heads == 62 and d // 62 == 64
+
+
+def test_dvae_stage_is_frozen_and_outside_the_step_graph():
+    loaded = api.load_spec(DALLE, "tiny")
+    model = api.build(loaded)
+    for name in ("dvae", "decoder"):
+        assert not any(p.requires_grad for p in model.components[name].parameters()), name
+    assert any(p.requires_grad for p in model.components["dalle"].parameters())
+
+
+@pytest.fixture(scope="module")
+def pipelines(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dalle")
+    api.compile(DALLE, out_dir=out, variant="tiny")
+    ort = Pipeline.open(out)
+    model = api.build(api.load_spec(DALLE, "tiny")).eval()
+    return ort, Pipeline(ort.manifest, {n: api.eager_graph(model, n) for n in ort.graphs}), model
+
+
+def test_tiny_decodes_on_ort_as_eager_and_as_the_uncached_model(pipelines):
+    """The sparse masks of a cached step equal the whole sequence's: greedy and sampling over the 9 image tokens
+    after a 4-token caption agree between the step graph on ORT, the same graph eager, and the full model."""
+    ort, eager, model = pipelines
+    prompt = np.random.default_rng(0).integers(0, 14, (2, 4))  # B,4 text (+ pad) ids
+
+    full = api.eager_graph(model)  # the monolithic model over the whole stream (and the unused dVAE branch)
+    image = {"image": np.zeros((1, 3, 24, 24), np.float32)}  # B,3,24,24
+
+    strategies = {
+        "greedy": lambda d: greedy(d, prompt, 9),
+        "sample": lambda d: sample(d, prompt, 9, top_k=6, temperature=1.3, seed=3),
+    }
+    for strategy, run_ in strategies.items():
+        ours = run_(ort.decoder())
+        assert ours.shape == (2, 13), strategy
+        np.testing.assert_array_equal(ours, run_(eager.decoder()), err_msg=strategy)
+        uncached = FullDecoder(full, "tokens", "lm", image, mask="tokens_mask")
+        np.testing.assert_array_equal(ours, run_(uncached), err_msg=strategy)
+
+
+def test_sampled_codes_decode_to_pixels_on_ort_as_eager(pipelines):
+    ort, eager, _ = pipelines
+    codes = np.random.default_rng(1).integers(0, 8, (2, 9))  # B,9 image tokens less the 14-id offset
+    onehot = np.eye(8, dtype=np.float32)[codes].transpose(0, 2, 1).reshape(2, 8, 3, 3)  # B,8,3,3
+    name = ort.graphs["decode"].input_names[0]
+    ours = ort.graphs["decode"]({name: onehot})
+    theirs = eager.graphs["decode"]({name: onehot})
+    (key,) = ours
+    assert ours[key].shape == (2, 3, 24, 24)
+    np.testing.assert_allclose(ours[key], theirs[key], atol=1e-5, rtol=1e-4)
+
+
+def test_fit_lowers_the_loss(tmp_path):
+    out = tmp_path / "fit.json"
+    assert run(["fit", str(DALLE), "--variant", "tiny", "--steps", "40", "--json", str(out), "-q"]) == 0
+    losses = json.loads(out.read_text())["losses"]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < 0.7 * losses[0], losses[::5]
+
+
+@pytest.mark.parametrize(
+    ("sets", "field"),
+    [(["modalities.tokens.max_length=12"], "sparse"), (["encoders.dalle.causal=false"], "sparse"),
+     (["encoders.dalle.sparse.kernel=4"], "kernel")],
+)
+def test_sparse_options_are_checked(sets, field):
+    with pytest.raises(SpecError) as err:
+        api.load_spec(DALLE, "tiny", sets)
+    assert field in str(err.value)
