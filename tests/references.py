@@ -25,6 +25,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 
 import diffusion_references as DR
+import gan_references as GAN
 import grounded_references as GR
 import multimodal_survival_references as MSR
 import multipurpose_references as MPR
@@ -283,6 +284,9 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
                          DR.vq_f4_ema_count),
     "latent_diffusion": DR.latent_diffusion,  # U-Net + KL-f8 autoencoder + CLIP text encoder
     "dvae": Formula("transformers.FlavaImageCodebook + the official dall_e.Decoder count", DR.dvae_count),
+    "dcgan": lambda: GAN.pair(GAN.dcgan_example),  # pytorch/examples DCGAN Generator + Discriminator
+    "gan_int_cls": lambda: GAN.pair(GAN.gan_int_cls),  # icml2016 netG + netD (conv biases zeroed, not counted)
+    "dfgan": lambda: GAN.pair(GAN.dfgan),  # DF-GAN NetG + NetD + NetC, birds config (nf 32, 256x256)
     "ssddr": SR.ssddr,
     "deeppamm": SR.deeppamm,
     "you_cropyield": SR.you_lstm,

@@ -40,6 +40,7 @@ FAMILIES = (
     "heads.contrastive",
     "heads.highway",
     "heads.distributional",
+    "heads.gan",
     "heads.gaussian_process",
     "heads.mlp",
     "heads.perceiver_decoder",

@@ -2,11 +2,12 @@
 
 Patterns (module types match exactly, so e.g. a weight-standardising Conv2d subclass never folds):
     BatchNorm2d(Conv2d(x))              -> Conv2d'(x)
+    BatchNorm2d(ConvTranspose2d(x))     -> ConvTranspose2d'(x)   (groups 1: output channels are weight axis 1)
     BatchNorm1d(Conv1d(x))              -> Conv1d'(x)
     BatchNorm1d(Linear(x)), x: [N, C]   -> Linear'(x)
 
 Algebra. In eval mode BN(y) = (y - mean) * s + beta with s = gamma / sqrt(var + eps) per channel c,
-and the producer's output channel c is row c of its weight, so
+and the producer's output channel c is row c of its weight (column c of a transposed conv's), so
     w'[c] = w[c] * s[c]        b'[c] = (b[c] - mean[c]) * s[c] + beta[c]
 with b = 0 for a producer without bias and gamma = 1, beta = 0 for BN with affine=False.
 
@@ -36,15 +37,15 @@ from torch.fx import GraphModule, Node
 from mmspec.passes._infra import Pass, PassResult, PostconditionError, require_eval
 
 _BatchNorm = nn.BatchNorm1d | nn.BatchNorm2d
-_Producer = nn.Conv1d | nn.Conv2d | nn.Linear
+_Producer = nn.Conv1d | nn.Conv2d | nn.ConvTranspose2d | nn.Linear
 
 # BN type -> producer types it folds into
 _FOLDS_INTO: dict[type[nn.Module], tuple[type[nn.Module], ...]] = {
     nn.BatchNorm1d: (nn.Conv1d, nn.Linear),
-    nn.BatchNorm2d: (nn.Conv2d,),
+    nn.BatchNorm2d: (nn.Conv2d, nn.ConvTranspose2d),
 }
 # producer type -> rank of its output that the fold assumes ([N, C, L], [N, C, H, W], [N, C])
-_RANK: dict[type[nn.Module], int] = {nn.Conv1d: 3, nn.Conv2d: 4, nn.Linear: 2}
+_RANK: dict[type[nn.Module], int] = {nn.Conv1d: 3, nn.Conv2d: 4, nn.ConvTranspose2d: 4, nn.Linear: 2}
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,11 @@ class _Fold:
 
 
 class FoldBatchNorm(Pass):
-    """Fold eval-mode BatchNorm1d/2d into the preceding Conv1d/Conv2d/Linear. In place; needs eval."""
+    """Fold eval-mode BatchNorm1d/2d into the preceding Conv1d/Conv2d/ConvTranspose2d/Linear. In place; needs
+    eval."""
 
     name: ClassVar[str] = "fold_batchnorm"
-    description: ClassVar[str] = "fold BatchNorm into the preceding Conv1d/Conv2d/Linear"
+    description: ClassVar[str] = "fold BatchNorm into the preceding Conv1d/Conv2d/ConvTranspose2d/Linear"
 
     def __init__(self) -> None:
         super().__init__()
@@ -105,6 +107,8 @@ def _match(gm: GraphModule, bn_node: Node) -> _Fold | str:
     if type(producer) not in allowed:
         names = "/".join(t.__name__ for t in allowed)
         return f"input comes from {type(producer).__name__}, not {names}"
+    if isinstance(producer, nn.ConvTranspose2d) and producer.groups != 1:
+        return "grouped ConvTranspose2d (its output channels are not one weight axis)"
     if len(producer_node.users) != 1:
         return f"output of '{producer_node.name}' has {len(producer_node.users)} users"
     others = _other_references(gm, producer_node)
@@ -148,7 +152,8 @@ def _rank(node: Node) -> int | None:
 
 def _apply(gm: GraphModule, fold: _Fold) -> None:
     fused = copy.deepcopy(fold.producer)
-    weight, bias = _fold_parameters(fold.producer.weight, fold.producer.bias, fold.bn)
+    axis = 1 if isinstance(fold.producer, nn.ConvTranspose2d) else 0
+    weight, bias = _fold_parameters(fold.producer.weight, fold.producer.bias, fold.bn, axis)
     fused.weight = nn.Parameter(weight, requires_grad=fold.producer.weight.requires_grad)
     fused.bias = nn.Parameter(bias, requires_grad=fold.producer.weight.requires_grad)
     gm.add_submodule(fold.producer_node.target, fused)
@@ -157,15 +162,18 @@ def _apply(gm: GraphModule, fold: _Fold) -> None:
 
 
 def _fold_parameters(
-    weight: torch.Tensor, bias: torch.Tensor | None, bn: _BatchNorm
+    weight: torch.Tensor, bias: torch.Tensor | None, bn: _BatchNorm, axis: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """New (w', b') for producer parameters (`weight` [C, ...], `bias` [C] or None) followed by `bn`."""
+    """New (w', b') for producer parameters (`weight` with its C output channels on `axis`, `bias` [C] or None)
+    followed by `bn`."""
     with torch.no_grad():
         scale = torch.rsqrt(bn.running_var + bn.eps)  # [C]
         if bn.weight is not None:
             scale = scale * bn.weight  # [C]
         shift = bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)  # [C]
         b = bias if bias is not None else torch.zeros_like(bn.running_mean)  # [C]
-        fused_weight = weight * scale.reshape([-1] + [1] * (weight.dim() - 1))  # [C, ...]
+        shape = [1] * weight.dim()
+        shape[axis] = -1
+        fused_weight = weight * scale.reshape(shape)  # weight's shape
         fused_bias = (b - bn.running_mean) * scale + shift  # [C]
     return fused_weight.to(weight.dtype), fused_bias.to(weight.dtype if bias is None else bias.dtype)

@@ -57,6 +57,11 @@ CASES = {
         lambda: nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8, affine=False)),
         (2, 3, 5, 5),
     ),
+    "conv-transpose2d-no-bias": (  # DC-GAN generator stage
+        lambda: nn.Sequential(nn.ConvTranspose2d(3, 5, 4, 2, 1, bias=False), nn.BatchNorm2d(5), nn.ReLU()),
+        (2, 3, 4, 4),
+    ),
+    "conv-transpose2d-bias": (lambda: nn.Sequential(nn.ConvTranspose2d(4, 6, 3), nn.BatchNorm2d(6)), (2, 4, 5, 5)),
     "conv1d": (lambda: nn.Sequential(nn.Conv1d(3, 6, 5, stride=2), nn.BatchNorm1d(6), nn.GELU()), (4, 3, 20)),
     "conv1d-no-bias": (lambda: nn.Sequential(nn.Conv1d(3, 6, 3, bias=False), nn.BatchNorm1d(6)), (4, 3, 20)),
     "linear-bn1d": (lambda: nn.Sequential(nn.Linear(10, 6), nn.BatchNorm1d(6), nn.ReLU()), (5, 10)),
@@ -112,7 +117,7 @@ def test_folds_every_pair_in_a_deeper_net_and_keeps_the_rest():
 
     assert p.fired == 3
     assert _count(gm, nn.Conv2d) == 2 and _count(gm, nn.BatchNorm2d) == 1
-    assert list(p.refusals.values()) == ["input comes from ReLU, not Conv2d"]
+    assert list(p.refusals.values()) == ["input comes from ReLU, not Conv2d/ConvTranspose2d"]
     torch.testing.assert_close(gm(x), model(x), rtol=RTOL, atol=ATOL)
 
 
@@ -195,6 +200,11 @@ NOT_FOLDED = {
         lambda: nn.Sequential(_StandardizedConv(3, 4, 3), nn.BatchNorm2d(4)),
         (2, 3, 6, 6),
         "input comes from _StandardizedConv",
+    ),
+    "grouped-conv-transpose": (
+        lambda: nn.Sequential(nn.ConvTranspose2d(4, 6, 3, groups=2), nn.BatchNorm2d(6)),
+        (2, 4, 5, 5),
+        "grouped ConvTranspose2d",
     ),
     "no-running-stats": (
         lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False)),

@@ -101,6 +101,12 @@ R1_EXAMPLES = (
         {"input": "critic.real", "wrt": "data", "gamma": 1.0, "updates": ["critic"]},
         _GAN_NODES,
     ),
+    Example(  # DF-GAN's matching-aware gradient penalty: data and condition together, 2 * E ||grad||^6
+        _GAN_MODALITIES,
+        {"input": "critic.real", "wrt": ["data", "caption"], "gamma": 4.0, "power": 6.0, "updates": ["critic"]},
+        _GAN_NODES,
+        name="matching_aware",
+    ),
 )
 _DENOISER = {
     "fusion": {"noised": {"type": "concat", "inputs": ["x0", "t"]}},
@@ -294,25 +300,36 @@ class GAN(Objective):
 
 @register("objectives", training_only=True, examples=R1_EXAMPLES)
 class R1Penalty(Objective):
-    """R1 gradient penalty (StyleGAN): gamma / 2 * E ||d D(x) / d x||^2 on real data. `input`: the
-    discriminator's logits on the real data; `wrt`: the modality holding that data."""
+    """Zero-centred gradient penalty on real data: gamma / 2 * E ||d D(x) / d x||^power, the gradient taken
+    with respect to every modality of `wrt` together (one norm over all of them). R1 (StyleGAN) is the default
+    `power: 2` with the real images as `wrt`; DF-GAN's matching-aware penalty MA-GP is `wrt: [image, sentence],
+    gamma: 4, power: 6` (2 * E ||(grad_image, grad_sentence)||^6). `input`: the discriminator's logits on the
+    real data (with the matching condition)."""
 
     type: Literal["r1_penalty"]
     input: Ref
-    wrt: Name
+    wrt: Name | list[Name]
     gamma: PositiveFloat = 10.0
+    power: PositiveFloat = 2.0
+    """Exponent of the gradient's L2 norm (R1: 2; MA-GP: 6)."""
+
+    def _wrt(self) -> list[str]:
+        return [self.wrt] if isinstance(self.wrt, str) else self.wrt
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         tensor(inputs, "input", self.input)
-        pick_modality(
-            ctx.spec, self.wrt, self.input, ("image", "regions", "sequence", "vector"), "wrt", "differentiate"
-        )
+        if not self._wrt():
+            raise CheckError("wrt", "wrt names no modality; list the inputs to differentiate")
+        for i, name in enumerate(self._wrt()):
+            pick_modality(ctx.spec, name, self.input, ("image", "regions", "sequence", "vector"),
+                          "wrt" if isinstance(self.wrt, str) else ("wrt", i), "differentiate")
         return LOSS
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.objectives.generative.loss import R1Penalty as Module
 
-        return Module(list(input_names(ctx.spec, self.wrt).values()), self.gamma)
+        names = [n for m in self._wrt() for n in input_names(ctx.spec, m).values()]
+        return Module(names, self.gamma, self.power)
 
 
 class NoiseSchedule(StrictModel):

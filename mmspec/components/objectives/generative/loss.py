@@ -119,12 +119,13 @@ class GANLoss(ObjectiveModule):
 
 
 class R1Penalty(ObjectiveModule):
-    """R1 (Mescheder et al. 2018): gamma / 2 * mean over examples of ||d sum D(x) / d x||^2 on real data x,
-    the graph inputs `names` (which `mmspec fit` makes require gradients)."""
+    """R1 (Mescheder et al. 2018): gamma / 2 * mean over examples of ||d sum D(x) / d x||^power on real data x,
+    the graph inputs `names` (which `mmspec fit` makes require gradients), one L2 norm over all of them; power 2
+    is R1, power 6 with gamma 4 DF-GAN's MA-GP."""
 
-    def __init__(self, names: list[str], gamma: float):
+    def __init__(self, names: list[str], gamma: float, power: float = 2.0):
         super().__init__()
-        self.names, self.gamma = names, gamma
+        self.names, self.gamma, self.power = names, gamma, power
 
     def input_grad(self) -> list[str]:
         return self.names
@@ -134,7 +135,7 @@ class R1Penalty(ObjectiveModule):
         xs = [ctx.student[n] for n in self.names]
         grads = torch.autograd.grad(real.sum(), xs, create_graph=True)
         sq = sum(gr.flatten(1).pow(2).sum(1) for gr in grads)  # B
-        return self.gamma / 2 * sq.mean()
+        return self.gamma / 2 * sq.pow(self.power / 2).mean()
 
 
 class DiffusionEps(ObjectiveModule):

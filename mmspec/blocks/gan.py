@@ -1,0 +1,193 @@
+"""GAN generators and discriminators for images: the DC-GAN family (transposed convolutions with BatchNorm, Reed et
+al.'s text-conditional variant with bottleneck residual stages) and DF-GAN's deep text-image fusion blocks.
+
+Generators map noise [B, nz] (and a condition vector [B, C]) to images [B, 3, H, W] in [-1, 1]; discriminators
+map an image (and a condition) to one logit [B, 1]. Image sizes follow the widths: a generator starts at 4x4 and
+doubles per stage; a discriminator halves per stage down to its last feature map.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SLOPE = 0.2
+"""Negative slope of every LeakyReLU of these networks."""
+
+
+class Bottleneck(nn.Module):
+    """x + [1x1 conv to width/4, BN, ReLU, 3x3 conv, BN, ReLU, 3x3 conv back to width, BN] (Reed et al. 2016)."""
+
+    def __init__(self, width: int, bias: bool):
+        super().__init__()
+        inner = width // 4
+        self.body = nn.Sequential(
+            nn.Conv2d(width, inner, 1, bias=bias), nn.BatchNorm2d(inner), nn.ReLU(),
+            nn.Conv2d(inner, inner, 3, padding=1, bias=bias), nn.BatchNorm2d(inner), nn.ReLU(),
+            nn.Conv2d(inner, width, 3, padding=1, bias=bias), nn.BatchNorm2d(width),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)  # B,W,h,w
+
+
+class ConditionCode(nn.Module):
+    """A condition vector [B, C] -> [B, dim]: Linear, optional BatchNorm, LeakyReLU (Reed's text projection)."""
+
+    def __init__(self, cond: int, dim: int, norm: bool):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(cond, dim), *([nn.BatchNorm1d(dim)] if norm else []), nn.LeakyReLU(SLOPE))
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        return self.net(c)  # B,dim
+
+
+class DCGANGenerator(nn.Module):
+    """noise [B, nz] (+ projected condition) -> image [B, channels, 4*2^n, 4*2^n], n = len(widths):
+    a 4x4 transposed conv from 1x1 to widths[0], then a stride-2 transposed conv per further width and one to
+    `channels`, each followed by BatchNorm, the stage's bottleneck residual where `residual` says so, and ReLU;
+    tanh at the end."""
+
+    def __init__(self, nz: int, widths: list[int], channels: int, residual: list[bool], bias: bool,
+                 cond: int = 0, cond_dim: int | None = None):
+        super().__init__()
+        self.code = ConditionCode(cond, cond_dim, norm=False) if cond and cond_dim else None
+        width = nz + (cond_dim or cond)
+        stages = []
+        for i, (w, res) in enumerate(zip(widths, residual, strict=True)):
+            up = nn.ConvTranspose2d(width, w, 4, 1, 0, bias=bias) if i == 0 else \
+                nn.ConvTranspose2d(width, w, 4, 2, 1, bias=bias)
+            stages.append(nn.Sequential(up, nn.BatchNorm2d(w), *([Bottleneck(w, bias)] if res else []),
+                                        nn.ReLU()))
+            width = w
+        self.stages = nn.Sequential(*stages)
+        self.to_image = nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=bias)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        if c is not None:
+            z = torch.cat([z, self.code(c) if self.code is not None else c], 1)  # B,nz+cd
+        h = self.stages(z[:, :, None, None])  # B,W,H/2,W/2
+        return torch.tanh(self.to_image(h))  # B,C,H,W
+
+
+class DCGANDiscriminator(nn.Module):
+    """image [B, channels, H, W] (+ condition [B, C]) -> logit [B, 1]: a stride-2 4x4 conv per width (BatchNorm on
+    all but the first, LeakyReLU 0.2); with a condition, its
+    code replicated over the final k x k map, concatenated, and a 1x1 conv + BN + LeakyReLU; a k x k conv to 1."""
+
+    def __init__(self, channels: int, widths: list[int], size: int, bias: bool, cond: int = 0,
+                 cond_dim: int | None = None):
+        super().__init__()
+        layers, width = [], channels
+        for i, w in enumerate(widths):
+            layers += [nn.Conv2d(width, w, 4, 2, 1, bias=bias), *([nn.BatchNorm2d(w)] if i else []),
+                       nn.LeakyReLU(SLOPE)]
+            width = w
+        self.features = nn.Sequential(*layers)
+        self.code = ConditionCode(cond, cond_dim, norm=True) if cond and cond_dim else None
+        if cond:
+            joint = (cond_dim or cond) + width
+            self.joint = nn.Sequential(nn.Conv2d(joint, width, 1, bias=bias), nn.BatchNorm2d(width),
+                                       nn.LeakyReLU(SLOPE))
+        self.out = nn.Conv2d(width, 1, size, bias=bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(x)  # B,W,k,k
+        if c is not None:
+            code = self.code(c) if self.code is not None else c  # B,cd
+            h = self.joint(torch.cat([h, code[:, :, None, None].expand(-1, -1, *h.shape[2:])], 1))  # B,W,k,k
+        return self.out(h).flatten(1)  # B,1
+
+
+class Affine(nn.Module):
+    """Channel-wise scale and shift of x [B, W, h, w], each predicted from the condition [B, C] by
+    Linear-ReLU-Linear; initialised to the identity (scale 1, shift 0)."""
+
+    def __init__(self, cond: int, width: int):
+        super().__init__()
+        self.scale = nn.Sequential(nn.Linear(cond, width), nn.ReLU(), nn.Linear(width, width))
+        self.shift = nn.Sequential(nn.Linear(cond, width), nn.ReLU(), nn.Linear(width, width))
+        for head, bias in ((self.scale, 1.0), (self.shift, 0.0)):
+            nn.init.zeros_(head[2].weight)
+            nn.init.constant_(head[2].bias, bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.scale(c)[:, :, None, None] * x + self.shift(c)[:, :, None, None]  # B,W,h,w
+
+
+class FusionBlock(nn.Module):
+    """DF-GAN's deep fusion: two (Affine, LeakyReLU) pairs."""
+
+    def __init__(self, cond: int, width: int):
+        super().__init__()
+        self.affine0, self.affine1 = Affine(cond, width), Affine(cond, width)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.affine0(x, c), SLOPE)  # B,W,h,w
+        return F.leaky_relu(self.affine1(h, c), SLOPE)
+
+
+class FusionUpBlock(nn.Module):
+    """Nearest x2, then shortcut (1x1 conv when the width changes) + [fuse, 3x3 conv, fuse, 3x3 conv]."""
+
+    def __init__(self, cond: int, cin: int, cout: int):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(cin, cout, 3, padding=1), nn.Conv2d(cout, cout, 3, padding=1)
+        self.fuse1, self.fuse2 = FusionBlock(cond, cin), FusionBlock(cond, cout)
+        self.shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")  # B,cin,2h,2w
+        h = self.conv2(self.fuse2(self.conv1(self.fuse1(x, c)), c))  # B,cout,2h,2w
+        return self.shortcut(x) + h
+
+
+class DFGANGenerator(nn.Module):
+    """DF-GAN: noise [B, nz] -> Linear -> [B, widths[0], 4, 4]; one fusion up-block per further width, each
+    conditioned on [noise, sentence]; LeakyReLU, a 3x3 conv to `channels`, tanh."""
+
+    def __init__(self, nz: int, cond: int, widths: list[int], channels: int):
+        super().__init__()
+        self.fc = nn.Linear(nz, widths[0] * 16)
+        self.blocks = nn.ModuleList(FusionUpBlock(nz + cond, a, b) for a, b in zip(widths, widths[1:], strict=False))
+        self.to_image = nn.Conv2d(widths[-1], channels, 3, padding=1)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = self.fc(z).unflatten(1, (-1, 4, 4))  # B,W0,4,4
+        cond = torch.cat([z, c], 1)  # B,nz+C
+        for block in self.blocks:
+            h = block(h, cond)  # B,W,2h,2w
+        return torch.tanh(self.to_image(F.leaky_relu(h, SLOPE)))  # B,C,H,W
+
+
+class DownBlock(nn.Module):
+    """DF-GAN discriminator block: avgpool2(shortcut(x)) + gamma * [4x4 stride-2 conv, LReLU, 3x3 conv, LReLU],
+    the shortcut a 1x1 conv when the width changes, gamma a learned scalar starting at 0."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.LeakyReLU(SLOPE),
+                                  nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.LeakyReLU(SLOPE))
+        self.shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(self.shortcut(x), 2) + self.gamma * self.body(x)  # B,cout,h/2,w/2
+
+
+class DFGANDiscriminator(nn.Module):
+    """DF-GAN: a 3x3 conv to widths[0], a down-block per further width, then the one-way output: the sentence
+    replicated over the k x k map, concatenated, 3x3 conv to `joint`, LeakyReLU, a k x k conv to one logit."""
+
+    def __init__(self, channels: int, widths: list[int], cond: int, joint: int, size: int):
+        super().__init__()
+        self.stem = nn.Conv2d(channels, widths[0], 3, padding=1)
+        self.blocks = nn.Sequential(*(DownBlock(a, b) for a, b in zip(widths, widths[1:], strict=False)))
+        self.joint = nn.Sequential(nn.Conv2d(widths[-1] + cond, joint, 3, padding=1, bias=False), nn.LeakyReLU(SLOPE),
+                                   nn.Conv2d(joint, 1, size, bias=False))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(self.stem(x))  # B,W,k,k
+        h = torch.cat([h, c[:, :, None, None].expand(-1, -1, *h.shape[2:])], 1)  # B,W+C,k,k
+        return self.joint(h).flatten(1)  # B,1

@@ -1,0 +1,221 @@
+"""GAN heads for images: generators (noise [+ a condition vector such as a sentence embedding] -> image) and
+their discriminators, which are training-only (declared in the spec, read by the `gan` and `r1_penalty`
+objectives, absent from every export). DC-GAN (Radford et al. 2016; the PyTorch example) and its text-conditional
+form (Reed et al. 2016, GAN-INT-CLS), and DF-GAN's deep-fusion generator with its one-way discriminator (Tao et
+al. 2022). Networks are composed from `mmspec.blocks.gan`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mmspec.components.common import require_float
+from mmspec.components.heads.mlp import DiscriminatorInputs
+from mmspec.registry import Example, register
+from mmspec.spec.base import ComponentConfig, PositiveInt, Ref
+from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+
+_NOISE = {"noise": {"type": "vector", "dim": 4}, "text": {"type": "vector", "dim": 6}}
+_IMAGE = {"image": {"type": "image", "channels": 3, "height": 16, "width": 16}}
+DCGAN_GENERATOR_EXAMPLES = (
+    Example(_NOISE, {"input": "noise", "widths": [8, 4]}, name="unconditional"),
+    Example(_NOISE, {"input": "noise", "condition": "text", "condition_dim": 3, "widths": [8, 4],
+                     "residual": [True, False]}, name="text"),
+)
+DFGAN_GENERATOR_EXAMPLES = (
+    Example(_NOISE, {"input": "noise", "condition": "text", "widths": [8, 8, 4]}),
+)
+DCGAN_DISCRIMINATOR_EXAMPLES = (
+    Example({**_NOISE, **_IMAGE}, {"inputs": {"real": "image", "fake": "gen"}, "widths": [4, 8]},
+            {"heads": {"gen": {"type": "dcgan_generator", "input": "noise", "widths": [4, 4], "channels": 3}}},
+            name="unconditional"),
+    Example({**_NOISE, **_IMAGE},
+            {"inputs": {"real": "image", "fake": "gen", "condition": "text"}, "widths": [4, 8], "condition_dim": 3},
+            {"heads": {"gen": {"type": "dcgan_generator", "input": "noise", "condition": "text",
+                               "widths": [4, 4]}}},
+            name="text"),
+)
+DFGAN_DISCRIMINATOR_EXAMPLES = (
+    Example({**_NOISE, **_IMAGE},
+            {"inputs": {"real": "image", "fake": "gen", "condition": "text"}, "widths": [4, 8, 8], "joint": 4},
+            {"heads": {"gen": {"type": "dfgan_generator", "input": "noise", "condition": "text",
+                               "widths": [4, 4, 4]}}}),
+)
+
+
+def _vector(bundle: Bundle, ref: str, field: str) -> TensorInfo:
+    x = require_float(next(iter(bundle.values())), ref, field)
+    if x.rank != 2 or not isinstance(x.width, int):
+        raise CheckError(field, f"{ref!r} has shape {list(x.shape)}; a vector [batch, D] is needed")
+    return x
+
+
+def _image(bundle: Bundle, ref: str, field: tuple) -> TensorInfo:
+    x = next(iter(bundle.values())) if "image" not in bundle else bundle["image"]
+    if x.rank != 4 or not all(isinstance(d, int) for d in x.shape[1:]):
+        raise CheckError(field, f"{ref!r} has shape {list(x.shape)}; an image [batch, C, H, W] of fixed size is needed")
+    return require_float(x, ref, field)
+
+
+class _Generator(ComponentConfig):
+    input: Ref
+    """The noise vector [batch, nz] (a `vector` modality drawn N(0, I))."""
+    channels: PositiveInt = 3
+
+    def references(self) -> dict[str, str]:
+        cond = getattr(self, "condition", None)
+        return {"input": self.input, **({"condition": cond} if cond else {})}
+
+    def _widths(self, inputs: dict[str, Bundle]) -> tuple[TensorInfo, int]:
+        z = _vector(inputs["input"], self.input, "input")
+        cond = _vector(inputs["condition"], self.condition, "condition").width if "condition" in inputs else 0
+        return z, cond
+
+    def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        z, _ = self._widths(inputs)
+        side = self.side()
+        return {"image": TensorInfo((z.shape[0], self.channels, side, side))}
+
+
+@register("heads", examples=DCGAN_GENERATOR_EXAMPLES)
+class DCGANGeneratorConfig(_Generator):
+    """Noise [batch, nz] (+ `condition` [batch, C], projected by Linear + LeakyReLU to `condition_dim` when set,
+    concatenated) -> `image` [batch, channels, S, S], S = 4 * 2^len(widths), in [-1, 1]: a 4x4 transposed conv
+    to widths[0] at 4x4, stride-2 transposed convs through the other widths and to `channels`, BatchNorm + ReLU
+    after each (tanh after the last); `residual` adds a bottleneck residual block (Reed et al.) to a stage.
+    The PyTorch DCGAN example is `widths: [512, 256, 128, 64]`."""
+
+    type: Literal["dcgan_generator"]
+    condition: Ref | None = None
+    """A condition vector [batch, C] (a sentence embedding)."""
+    condition_dim: PositiveInt | None = None
+    """Width of the condition's Linear + LeakyReLU code; null: the condition is concatenated as it is."""
+    widths: list[PositiveInt] = Field(default=[512, 256, 128, 64], min_length=1)
+    residual: list[bool] | None = None
+    """Per width: a bottleneck residual block after the stage's BatchNorm (width / 4 inside); null: none."""
+    bias: bool = False
+    """Biases on the convolutions."""
+
+    def side(self) -> int:
+        return 4 * 2 ** len(self.widths)
+
+    def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        if self.residual is not None and len(self.residual) != len(self.widths):
+            raise CheckError("residual", f"residual lists {len(self.residual)} stages but widths {len(self.widths)}")
+        if self.condition_dim and self.condition is None:
+            raise CheckError("condition_dim", "condition_dim projects a condition; set `condition:` too")
+        return super().infer(inputs, ctx)
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.blocks.gan import DCGANGenerator
+        from mmspec.components.heads.gan.module import Generator
+
+        z, cond = self._widths(inputs)
+        residual = self.residual or [False] * len(self.widths)
+        return Generator(DCGANGenerator(z.width, self.widths, self.channels, residual, self.bias, cond,
+                                        self.condition_dim))
+
+
+@register("heads", examples=DFGAN_GENERATOR_EXAMPLES)
+class DFGANGeneratorConfig(_Generator):
+    """DF-GAN: noise [batch, nz] -> Linear -> widths[0] x 4 x 4, one up-block per further width (nearest x2;
+    shortcut + two [deep fusion: two channel-wise affines predicted from [noise, condition] by MLPs, each followed
+    by LeakyReLU; 3x3 conv]), LeakyReLU, 3x3 conv to `channels`, tanh -> `image` [batch, channels, S, S],
+    S = 4 * 2^(len(widths) - 1). The official 256x256 model is `widths: [256, 256, 256, 256, 128, 64, 32]`."""
+
+    type: Literal["dfgan_generator"]
+    condition: Ref
+    """The sentence vector [batch, C]."""
+    widths: list[PositiveInt] = Field(default=[256, 256, 256, 256, 128, 64, 32], min_length=1)
+
+    def side(self) -> int:
+        return 4 * 2 ** (len(self.widths) - 1)
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.blocks.gan import DFGANGenerator
+        from mmspec.components.heads.gan.module import Generator
+
+        z, cond = self._widths(inputs)
+        return Generator(DFGANGenerator(z.width, cond, self.widths, self.channels))
+
+
+class _Discriminator(ComponentConfig):
+    inputs: DiscriminatorInputs
+    training_only: bool = True
+
+    def references(self) -> dict[str, str]:
+        return {k: v for k, v in self.inputs.model_dump().items() if v is not None}
+
+    def _shapes(self, inputs: dict[str, Bundle], halvings: int) -> tuple[TensorInfo, int, int]:
+        """(real image, condition width or 0, side of the last feature map)."""
+        real = _image(inputs["real"], self.inputs.real, ("inputs", "real"))
+        fake = _image(inputs["fake"], self.inputs.fake, ("inputs", "fake"))
+        if real.shape[1:] != fake.shape[1:]:
+            raise CheckError(("inputs", "fake"), f"real {list(real.shape)} and fake {list(fake.shape)} images differ")
+        _, _, h, w = real.shape
+        if h != w or h % 2**halvings or h < 2**halvings:
+            raise CheckError(("inputs", "real"), f"images of {h}x{w} do not halve {halvings} times to a square map")
+        cond = 0
+        if "condition" in inputs:
+            cond = _vector(inputs["condition"], self.inputs.condition, ("inputs", "condition")).width
+        return real, cond, h // 2**halvings
+
+    def _outputs(self, real: TensorInfo, cond: int) -> Bundle:
+        logit = TensorInfo((real.shape[0], 1))
+        return {"real": logit, "fake": logit, **({"mismatched": logit} if cond else {})}
+
+
+@register("heads", training_only=True, examples=DCGAN_DISCRIMINATOR_EXAMPLES)
+class DCGANDiscriminatorConfig(_Discriminator):
+    """Images [batch, C, H, W] -> logits `real`, `fake` [batch, 1] (and `mismatched`, the real image with another
+    example's condition, when `inputs.condition` is set): a stride-2 4x4 conv per width (BatchNorm on all but the
+    first, LeakyReLU 0.2); with a condition, its code (Linear + BatchNorm + LeakyReLU to `condition_dim`) is
+    replicated over the last k x k map and joined by a 1x1 conv + BatchNorm + LeakyReLU; a k x k conv to one
+    logit. Training-only."""
+
+    type: Literal["dcgan_discriminator"]
+    widths: list[PositiveInt] = Field(default=[64, 128, 256, 512], min_length=1)
+    condition_dim: PositiveInt | None = None
+    bias: bool = False
+
+    def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        real, cond, _ = self._shapes(inputs, len(self.widths))
+        if self.condition_dim and not cond:
+            raise CheckError("condition_dim", "condition_dim projects a condition; set `inputs.condition` too")
+        return self._outputs(real, cond)
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.blocks.gan import DCGANDiscriminator
+        from mmspec.components.heads.gan.module import Discriminator
+
+        real, cond, side = self._shapes(inputs, len(self.widths))
+        return Discriminator(DCGANDiscriminator(real.shape[1], self.widths, side, self.bias, cond,
+                                                self.condition_dim))
+
+
+@register("heads", training_only=True, examples=DFGAN_DISCRIMINATOR_EXAMPLES)
+class DFGANDiscriminatorConfig(_Discriminator):
+    """DF-GAN's discriminator: a 3x3 conv to widths[0], a residual down-block per further width (avg-pooled
+    shortcut + gamma * [4x4 stride-2 conv, LeakyReLU, 3x3 conv, LeakyReLU], gamma learned from 0), then the
+    one-way output: the condition replicated over the k x k map, a 3x3 conv to `joint`, LeakyReLU, a k x k conv
+    -> logits `real`, `fake`, `mismatched` [batch, 1]. Training-only."""
+
+    type: Literal["dfgan_discriminator"]
+    widths: list[PositiveInt] = Field(default=[32, 64, 128, 256, 256, 256, 256], min_length=1)
+    joint: PositiveInt = 64
+    """Width of the joint image-sentence conv (twice the base width in the official code)."""
+
+    def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        if self.inputs.condition is None:
+            raise CheckError(("inputs", "condition"), "the DF-GAN discriminator judges image-sentence pairs; "
+                                                      "set `inputs.condition`")
+        real, cond, _ = self._shapes(inputs, len(self.widths) - 1)
+        return self._outputs(real, cond)
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.blocks.gan import DFGANDiscriminator
+        from mmspec.components.heads.gan.module import Discriminator
+
+        real, cond, side = self._shapes(inputs, len(self.widths) - 1)
+        return Discriminator(DFGANDiscriminator(real.shape[1], self.widths, cond, self.joint, side))
