@@ -136,3 +136,36 @@ def xdbert(width: int = 768, layers: int = 12, heads: int = 12, ffn: int = 3072,
     biases = nn.ParameterList([nn.Parameter(torch.zeros(30522)), nn.Parameter(torch.zeros(clip.config.vocab_size))])
     return nn.ModuleList([bert, clip, *cross, nn.Linear(width, width), *_prediction_transform(width),
                           *_prediction_transform(visn), biases, nn.Linear(width, 2)])
+
+
+class LanguageAndVisionConcat(nn.Module):
+    """iACE's imagination classifier (CME/model/langvis.py): ReLU on both 512-d CLIP vectors, concatenated,
+    fusion -> ReLU -> dense -> fc -> tanh (dropout is inactive in eval)."""
+
+    def __init__(self, width: int = 512, hidden: int = 512, classes: int = 2):
+        super().__init__()
+        self.fusion, self.dense = nn.Linear(2 * width, hidden), nn.Linear(hidden, hidden)
+        self.fc = nn.Linear(hidden, classes)
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        fused = F.relu(self.fusion(torch.cat([F.relu(image), F.relu(text)], dim=1)))  # B,H
+        return torch.tanh(self.fc(self.dense(fused)))  # B,C
+
+
+class IACE(tf.BertForSequenceClassification):
+    """iACE fine-tuning (CME/model/run_glue_ima.py --unifylangvis): the visually supervised LM as
+    BertForSequenceClassification plus LanguageAndVisionConcat as `langvis`; forward returns the evaluation's
+    prediction (LM logits + mean of both imagination orders) / 2."""
+
+    def __init__(self, config: tf.BertConfig, clip: int = 512, hidden: int = 512):
+        super().__init__(config)
+        self.langvis = LanguageAndVisionConcat(clip, hidden, config.num_labels)
+
+    def forward(self, input_ids, attention_mask, token_type_ids, image, text):  # noqa: D102
+        lm = super().forward(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits  # B,C
+        return (lm + (self.langvis(image, text) + self.langvis(text, image)) / 2) / 2  # B,C
+
+
+def iace(**bert) -> IACE:
+    """The official fine-tuning configuration: BERT-base, two GLUE labels, 512-d CLIP vectors, fusion width 512."""
+    return IACE(tf.BertConfig(num_labels=2, **bert))

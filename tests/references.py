@@ -305,6 +305,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "vokenization": GR.vokenization,  # official CoLwithBert: BertForMaskedLM + voken head over 50,000 images
     "vokenization:small": lambda: GR.vokenization(512, 6, 8, 2048),
     "xdbert": GR.xdbert,  # official XATTNBERTModel's used parts: BERT-base, CLIP-T, 2 cross layers, heads
+    "iace": GR.iace,  # official BertForSequenceClassification (2 labels) + LanguageAndVisionConcat (512, 512)
     "pathnet": MPR.pathnet,  # Section 2.1 binary MNIST: 3 layers x 10 modules of 20 ReLU units, 2-way task layer
 }
 """`name` or `name:variant` -> the reference, built on the meta device."""

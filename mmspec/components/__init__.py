@@ -37,6 +37,7 @@ FAMILIES = (
     "fusion.modality_pool",
     "fusion.reduce",
     "heads.classifier",
+    "heads.concat_classifier",
     "heads.contrastive",
     "heads.highway",
     "heads.distributional",

@@ -1,4 +1,5 @@
-"""Grounded language models ISL-12 (specs/vokenization.yaml) and ISL-15 (specs/xdbert.yaml): the full sizes
+"""Grounded language models ISL-12 (specs/vokenization.yaml), ISL-13 (specs/iace.yaml) and ISL-15
+(specs/xdbert.yaml): the full sizes
 against the references of tests/references.py, outputs against the reference modules with the same weights,
 and `mmspec fit` on every tiny variant (every objective's loss goes down)."""
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import grounded_references as GR
 import pytest
 import torch
+import transformers as tf
 from hf_reference import PARITY_ATOL, randomize
 from references import reference_count
 from safetensors.torch import save_model
@@ -19,10 +21,10 @@ from mmspec.cli import run
 from mmspec.graph.inputs import make_inputs, trace_sizes
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
-VOKENIZATION, XDBERT = SPECS / "vokenization.yaml", SPECS / "xdbert.yaml"
+VOKENIZATION, XDBERT, IACE = SPECS / "vokenization.yaml", SPECS / "xdbert.yaml", SPECS / "iace.yaml"
 
 
-@pytest.mark.parametrize(("path", "variant"), [(VOKENIZATION, "tiny"), (XDBERT, "tiny")])
+@pytest.mark.parametrize(("path", "variant"), [(VOKENIZATION, "tiny"), (XDBERT, "tiny"), (IACE, "tiny")])
 def test_mmspec_fit_lowers_every_objective(path, variant, tmp_path):
     out = tmp_path / "fit.json"
     assert run(["fit", str(path), "--variant", variant, "--steps", "30", "--json", str(out), "-q"]) == 0
@@ -34,7 +36,7 @@ def test_mmspec_fit_lowers_every_objective(path, variant, tmp_path):
 
 @pytest.mark.parametrize(("path", "variant", "key"), [(VOKENIZATION, None, "vokenization"),
                                                       (VOKENIZATION, "small", "vokenization:small"),
-                                                      (XDBERT, None, "xdbert")])
+                                                      (XDBERT, None, "xdbert"), (IACE, None, "iace")])
 def test_full_sizes_equal_the_references(path, variant, key):
     assert param_counts(build(load_spec(path, variant), device="meta"))["total"] == reference_count(key)[0]
 
@@ -120,3 +122,22 @@ def test_xdbert_exports_only_the_bert_stream_and_its_heads_are_tied():
     assert model.output_names == ["cross_text", "cross_text_pooled"]
     c = model.components
     assert c["mlm"].weight is c["bert"].embed.word.weight and c["clip_mlm"].weight is c["clip_t"].embed.word.weight
+
+
+def test_iace_prediction_matches_the_official_models_with_their_weights(tmp_path):
+    """The tiny spec loads the fine-tuned BertForSequenceClassification and LanguageAndVisionConcat (`langvis.`)
+    and predicts what the official evaluation computes: (LM logits + mean of both imagination orders) / 2."""
+    loaded = load_spec(IACE, "tiny")
+    config = tf.BertConfig(vocab_size=40, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=16, max_position_embeddings=12, num_labels=2)
+    reference = randomize(GR.IACE(config, clip=6, hidden=8))
+    save_model(reference, str(tmp_path / "model.safetensors"))
+    model = build(loaded, weights=tmp_path)
+    assert model.weights_report["loaded"] == model.weights_report["tensors"] and not model.weights_report["new"]
+    inputs = make_inputs(loaded.plan, trace_sizes(loaded.plan), seed=2)
+    with torch.no_grad():
+        (ours,) = model(inputs)
+        theirs = reference(inputs["text"], inputs["text_mask"], inputs["text_segments"], inputs["imagination"],
+                           inputs["clip_text"])
+    assert theirs.abs().max() > 0.01
+    torch.testing.assert_close(ours, theirs, atol=PARITY_ATOL, rtol=0)
