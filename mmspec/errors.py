@@ -104,10 +104,11 @@ class SpecError(MmspecError, ValueError):
         return "\n".join(_capped(self.diagnostics))
 
 
-def _capped(diagnostics: list[Diagnostic]) -> list[str]:
-    """The first MAX_PRINTED_DIAGNOSTICS rendered, then how many more there are."""
+def _capped(diagnostics: list[Diagnostic], uncounted: int = 0) -> list[str]:
+    """The first MAX_PRINTED_DIAGNOSTICS rendered, then how many more there are (with `uncounted` more that exist
+    only as a count)."""
     shown = [d.render() for d in diagnostics[:MAX_PRINTED_DIAGNOSTICS]]
-    hidden = len(diagnostics) - MAX_PRINTED_DIAGNOSTICS
+    hidden = len(diagnostics) - len(shown) + uncounted
     return [*shown, f"...and {hidden} more"] if hidden > 0 else shown
 
 
@@ -119,16 +120,18 @@ class UsageError(MmspecError, ValueError):
 
 class WeightsError(UsageError):
     """A `--weights` checkpoint cannot be used: unreadable, unsafe, or not the model's tensors. One diagnostic
-    per problem (FILE is the checkpoint file, LINE:COL 0:0), every one of them kept (the first 50 printed, then a
-    count); nothing was loaded."""
+    per problem (FILE is the checkpoint file, LINE:COL 0:0); `hidden` counts, by code, the problems past the
+    first MAX_PRINTED_DIAGNOSTICS of their kind that were only counted (a hostile checkpoint may hold millions);
+    the first 50 are printed, then a count. Nothing was loaded."""
 
-    def __init__(self, diagnostics: list[Diagnostic], summary: str = ""):
+    def __init__(self, diagnostics: list[Diagnostic], summary: str = "", hidden: dict[str, int] | None = None):
         self.diagnostics = list(diagnostics)
         self.summary = summary
+        self.hidden = dict(hidden or {})
         super().__init__(self.render())
 
     def render(self) -> str:
-        lines = _capped(self.diagnostics)
+        lines = _capped(self.diagnostics, sum(self.hidden.values()))
         return "\n".join([*lines, f"error: {printable(self.summary)}"] if self.summary else lines)
 
 

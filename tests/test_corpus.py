@@ -100,6 +100,8 @@ def _check(result: dict, entry: dict, path: str) -> list[str]:
         problems.append(f"exit code {result['rc']}, expected 2")
     if "Traceback" in stderr:
         problems.append("a Python traceback on stderr")
+    if "internal error" in stderr:
+        problems.append("an `internal error` (a bug) instead of a diagnostic")
     if result["stdout"]:
         problems.append(f"unexpected stdout {result['stdout'][:200]!r}")
     if CONTROL.search(stderr):
@@ -158,6 +160,43 @@ def test_every_corpus_case_exits_2_with_a_located_diagnostic(tmp_path):
 
     assert not (tmp_path / "cwd" / CANARY_NAME).exists() and not CANARY_ABS.exists(), "a payload ran"
     assert list((tmp_path / "cwd").iterdir()) == [], "a case wrote into its working directory"
+
+
+def _many_tensors(path: Path, count: int) -> None:
+    """A safetensors file that declares `count` empty float32 tensors (a header of about 55 bytes each)."""
+    header = ("{" + ",".join(f'"{i:x}":{{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}' for i in range(count))
+              + "}").encode()
+    header += b" " * (-len(header) % 8)
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+
+
+def test_checkpoints_with_very_many_tensors_stay_within_the_limits(tmp_path):
+    """10^6 tensors (a 54 MB header: refused after counting them in the raw header, before the safetensors
+    library would spend about 1 KiB per tensor parsing it) and 10^5 (read, every one reported as unexpected:
+    50 diagnostics and a count) end in located diagnostics within the weights cases' time and memory limits."""
+    million, hundred_k = tmp_path / "million.safetensors", tmp_path / "hundred_k.safetensors"
+    _many_tensors(million, 10**6)
+    _many_tensors(hundred_k, 10**5)
+    entries = {
+        str(million): {"code": "weights-read", "line": 0, "max_rss_mib": 400, "max_seconds": 3, "torch": True,
+                       "contains": ["declares 1,000,000 tensors"], "spec": "weights/small.yaml"},
+        str(hundred_k): {"code": "unexpected-tensor", "line": 0, "max_rss_mib": 400, "max_seconds": 5, "torch": True,
+                         "contains": ["...and 99952 more", "2 missing, 100000 unexpected"], "spec": "weights/small.yaml"},
+    }
+    (tmp_path / "cwd").mkdir()
+    cases = [{"id": name, "argv": ["compile", str(CORPUS / "weights" / "small.yaml"), "--weights", name, "-o",
+                                   str(tmp_path / "out"), "-q"], "cwd": str(tmp_path / "cwd"), "retry_over": 3}
+             for name in entries]
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    proc = subprocess.run([sys.executable, str(CORPUS / "driver.py"), str(tmp_path / "cases.json"),
+                           str(tmp_path / "results.json"), "--timeout", "60", "--preload-torch"],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    failures = [f"{Path(name).name}: {problem}" for name, entry in entries.items()
+                for problem in _check(results[name], entry, name)]
+    assert not failures, "\n".join(failures)
+    assert not (tmp_path / "out").exists()
 
 
 COLD = ["yaml/tag_os_system.yaml", "file/utf16_le_bom.yaml", "schema/unknown_key_widht.yaml",

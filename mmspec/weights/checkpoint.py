@@ -27,6 +27,9 @@ INDEX_MAX_BYTES = 64 << 20
 """A shard index (`*.index.json`) larger than this is refused before it is parsed."""
 HEADER_MAX_BYTES = 64 << 20
 """A safetensors JSON header larger than this (or than the file) is refused before the library reads it."""
+TENSORS_MAX = 100_000
+"""A safetensors file that declares more tensors than this is refused before the library parses its header
+(which costs about 1 KiB of memory per tensor). Published checkpoints hold at most a few ten thousand per file."""
 FIT_MARKER = "spec_sha256"
 """The metadata key every `mmspec fit` checkpoint carries (the trained spec's hash)."""
 _SAFETENSORS_DTYPES = {
@@ -41,7 +44,7 @@ def fail(file: Path | str, code: str, message: str) -> WeightsError:
     return WeightsError([Diagnostic(str(file), 0, 0, code, message)])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """Where one tensor lives and what its header says."""
 
@@ -190,11 +193,14 @@ def _open_safetensors(root: Path, files: list[Path]) -> Checkpoint:
 
 
 def _check_header(file: Path) -> None:
-    """The 8-byte little-endian header length must fit HEADER_MAX_BYTES and the file itself."""
+    """The 8-byte little-endian header length must fit HEADER_MAX_BYTES and the file itself, and the header may
+    declare at most TENSORS_MAX tensors (counted in the raw JSON, a chunk at a time)."""
     try:
         size = file.stat().st_size
         with file.open("rb") as f:
             head = f.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else 0
+            tensors = _count_tensors(f, length) if 0 < length <= min(HEADER_MAX_BYTES, size - 8) else 0
     except OSError as e:
         raise fail(file, "weights-read", f"cannot read the file ({_one_line(e)})") from None
     if len(head) < 8:
@@ -209,6 +215,23 @@ def _check_header(file: Path) -> None:
     if length > size - 8:
         raise fail(file, "weights-read", f"safetensors header of {length} bytes runs past the end of the file "
                    f"({size} bytes); is it truncated?")  # fmt: skip
+    if tensors > TENSORS_MAX:
+        raise fail(file, "weights-read", f"the header declares {tensors:,} tensors, more than the limit of "
+                   f"{TENSORS_MAX:,}; no model has that many tensors in one file")  # fmt: skip
+
+
+def _count_tensors(f, length: int, chunk: int = 1 << 20) -> int:
+    """How many tensor entries the next `length` bytes of JSON declare (occurrences of "data_offsets")."""
+    key, count, tail, left = b'"data_offsets"', 0, b"", length
+    while left > 0:
+        block = f.read(min(chunk, left))
+        if not block:
+            break
+        left -= len(block)
+        data = tail + block
+        count += data.count(key)
+        tail = data[-(len(key) - 1):]  # too short to hold a key: one split across two chunks counts once
+    return count
 
 
 def _open_torch(root: Path, files: list[Path]) -> Checkpoint:

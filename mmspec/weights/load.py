@@ -21,11 +21,13 @@ from pathlib import Path
 
 import torch
 
-from mmspec.errors import Diagnostic, WeightsError
+from mmspec.errors import MAX_PRINTED_DIAGNOSTICS, Diagnostic, WeightsError
 from mmspec.weights.checkpoint import Checkpoint, open_checkpoint
 from mmspec.weights.keymap import KeyMap, NativeKeyMap, Target
 
 _OWNERS = ("components.", "objectives.")
+_SUGGEST_AMONG = 10_000
+"""Did-you-mean searches at most this many unexpected names (difflib's cost grows with each one)."""
 OPTIMIZER_PREFIX = "optimizer."
 """Names of the optimizer state in an `mmspec fit` checkpoint (`optimizer.<group>.<node tensor>.<state>`)."""
 
@@ -102,13 +104,14 @@ def _plan(ckpt: Checkpoint, keymap: KeyMap, tensors: dict, owner: dict, new: lis
     """Match names and check shapes and dtype kinds from the headers alone; raise every problem at once."""
     plan = _Plan()
     problems: list[Diagnostic] = []
-    unexpected: dict[str, str] = {}
+    unexpected: list[str] = []  # checkpoint names, sorted; a hostile file may hold millions
+    unexpected_where: dict[str, str] = {}  # the few that map to a model name the model lacks
     rejected: set[str] = set()  # model tensors whose checkpoint tensor was reported already
     for key in sorted(ckpt.entries):
         entry = ckpt.entries[key]
         targets = [] if _matches(key, ignore) else keymap.targets(key, tensors.__contains__)
         if targets is None:
-            unexpected[key] = f"checkpoint tensor {key!r} {_shape(entry.shape)} matches no model tensor"
+            unexpected.append(key)
             continue
         targets = [t for t in targets if not _is_new(t.param, new)]
         if not targets:  # ignored, holding nothing to load, or only for new tensors
@@ -116,8 +119,9 @@ def _plan(ckpt: Checkpoint, keymap: KeyMap, tensors: dict, owner: dict, new: lis
             continue
         for t in targets:
             if t.param not in tensors:
-                where = "no model tensor" if t.param == key else f"{t.param!r}, which this model does not have"
-                unexpected[key] = f"checkpoint tensor {key!r} {_shape(entry.shape)} matches {where}"
+                unexpected.append(key)
+                if t.param != key:
+                    unexpected_where[key] = f"{t.param!r}, which this model does not have"
                 break
             param = tensors[t.param]
             got = t.shape(entry.shape, param.dim())
@@ -162,13 +166,17 @@ def _plan(ckpt: Checkpoint, keymap: KeyMap, tensors: dict, owner: dict, new: lis
             missing[first] = next((s for n in names if (s := keymap.source(n))), None)
     # Did-you-mean pairs a missing tensor with an unexpected one; with none missing, any model tensor may be meant.
     expected = [s for s in missing.values() if s] or [s for name in tensors if (s := keymap.source(name))]
-    for key, message in unexpected.items():
-        problems.append(
-            Diagnostic(str(ckpt.entries[key].file), 0, 0, "unexpected-tensor", message + _suggest(key, expected))
-        )
+    for key in unexpected[:MAX_PRINTED_DIAGNOSTICS]:  # the rest are counted: their messages would never show
+        entry = ckpt.entries[key]
+        matches = unexpected_where.get(key, "no model tensor")
+        message = f"checkpoint tensor {key!r} {_shape(entry.shape)} matches {matches}"
+        problems.append(Diagnostic(str(entry.file), 0, 0, "unexpected-tensor", message + _suggest(key, expected)))
+    extra = len(unexpected) - MAX_PRINTED_DIAGNOSTICS
+    hidden = {"unexpected-tensor": extra} if extra > 0 else {}
+    candidates = unexpected if len(unexpected) <= _SUGGEST_AMONG else []  # did-you-mean costs time per candidate
     for name, source in missing.items():
         where = (
-            f"the checkpoint has no {source!r}{_suggest(source, unexpected)}"
+            f"the checkpoint has no {source!r}{_suggest(source, candidates)}"
             if source
             else "no rule of its node's layout names it"
         )
@@ -182,7 +190,7 @@ def _plan(ckpt: Checkpoint, keymap: KeyMap, tensors: dict, owner: dict, new: lis
             )
         )
     if problems:
-        raise WeightsError(problems, _summary(ckpt.path, problems))
+        raise WeightsError(problems, _summary(ckpt.path, problems, hidden), hidden)
     return plan
 
 
@@ -270,8 +278,8 @@ def _suggest(name: str, candidates) -> str:
     return f" (did you mean {match[0]!r}?)" if match else ""
 
 
-def _summary(path: Path, problems: list[Diagnostic]) -> str:
-    counts = Counter(d.code for d in problems)
+def _summary(path: Path, problems: list[Diagnostic], hidden: dict[str, int] | None = None) -> str:
+    counts = Counter(d.code for d in problems) + Counter(hidden or {})
     parts = ", ".join(f"{n} {code.replace('-tensor', '')}" for code, n in sorted(counts.items()))
     hint = ""
     if counts.keys() & {"missing-tensor", "unexpected-tensor"}:
