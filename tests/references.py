@@ -84,6 +84,15 @@ def _stacks(d: int, heads: int, ffn: int, layers: int, vocab: int) -> nn.ModuleL
                     *[nn.TransformerDecoderLayer(d, heads, ffn) for _ in range(layers)], nn.Embedding(vocab, d))
 
 
+def _captioning(layers: int, vocab: int = 10_201, d: int = 512) -> nn.ModuleList:
+    """The Transformer captioning baseline on regions (Cornia et al. 2020): region projection Linear(2048, d) +
+    LayerNorm, torch.nn's post-norm encoder and decoder layers, the word table and the bias-free output linear."""
+    return _modules(nn.Linear(2048, d), nn.LayerNorm(d),
+                    *[nn.TransformerEncoderLayer(d, 8, 4 * d) for _ in range(layers)],
+                    *[nn.TransformerDecoderLayer(d, 8, 4 * d) for _ in range(layers)], nn.Embedding(vocab, d),
+                    nn.Linear(d, vocab, bias=False))
+
+
 def _seq2seq(cell: type[nn.Module], vocab: tuple[int, int], dim: int, hidden: int, layers: int) -> nn.ModuleList:
     """Sutskever et al. 2014 / Cho et al. 2014: two embeddings, two recurrent stacks, the output softmax."""
     return _modules(nn.Embedding(vocab[0], dim), cell(dim, hidden, layers), nn.Embedding(vocab[1], dim),
@@ -265,6 +274,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
                                                                   num_heads=16)),
     "transformer": lambda: _stacks(512, 8, 2048, 6, 37000),
     "transformer:big": lambda: _stacks(1024, 16, 4096, 6, 37000),
+    "captioning_transformer": lambda: _captioning(3),
+    "captioning_transformer:six_layer": lambda: _captioning(6),
     "seq2seq": lambda: _seq2seq(nn.LSTM, (160000, 80000), 1000, 1000, 4),
     "seq2seq:gru": lambda: _seq2seq(nn.GRU, (160000, 80000), 1000, 1000, 4),
     "rnnsearch": _rnnsearch,
