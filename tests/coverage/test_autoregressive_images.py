@@ -1,7 +1,8 @@
 """T2I-10 DALL-E (specs/dalle.yaml): the row / column / convolutional masks against their definitions on a small
 grid, the paper's layer schedule, the 12B layout counted on the meta device against the paper's printed size,
 decoding on ONNX Runtime equal to eager (cached and uncached), sampled codes through the dVAE decode graph,
-`fit`, and the option checks."""
+`fit`, and the option checks. T2I-15 Parti (specs/parti.yaml): Table 1's four sizes on the meta device,
+caption-conditioned decoding on ONNX Runtime equal to eager, `fit`."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from mmspec.runtime.decoding import FullDecoder, Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 DALLE = ROOT / "specs" / "dalle.yaml"
+PARTI = ROOT / "specs" / "parti.yaml"
 DALLE_12B = ["encoders.dalle.width=3968", "encoders.dalle.layers=64", "encoders.dalle.heads=62",
              "encoders.dalle.ffn=15872"]
 
@@ -153,3 +155,69 @@ def test_sparse_options_are_checked(sets, field):
     with pytest.raises(SpecError) as err:
         api.load_spec(DALLE, "tiny", sets)
     assert field in str(err.value)
+
+
+PARTI_TABLE_1 = {  # Yu et al. 2022, Table 1: printed size, encoder layers, decoder layers, model dims, MLP dims, heads
+    "350M": ("350M", 12, 12, 1024, 4096, 16),
+    "750M": ("750M", 12, 36, 1024, 4096, 16),
+    "3B": ("3B", 12, 36, 2048, 8192, 32),
+    "20B": ("20B", 16, 64, 4096, 16384, 64),
+}
+
+
+def _parti_sets(enc: int, dec: int, d: int, ffn: int, heads: int) -> list[str]:
+    return [f"encoders.{n}.{k}={v}" for n, layers in (("encoder", enc), ("decoder", dec))
+            for k, v in (("layers", layers), ("width", d), ("ffn", ffn), ("heads", heads))]
+
+
+@pytest.mark.parametrize("size", list(PARTI_TABLE_1))
+def test_parti_table_1_sizes_on_the_meta_device(size):
+    printed, enc, dec, d, ffn, heads = PARTI_TABLE_1[size]
+    loaded = api.load_spec(PARTI, None, _parti_sets(enc, dec, d, ffn, heads), budget=None)
+    model = api.build(loaded, device="meta")
+    ours = _count(model)
+    assert ours == loaded.estimate.params
+    tables = _count(model.components["encoder"].embed) + _count(model.components["decoder"].embed)
+    assert tables == (16384 + 128 + 8192 + 1024) * d
+    stacks = ours - tables
+    layer = 4 * d**2 + 2 * d * ffn + ffn + 9 * d  # self-attention, feed-forward, two LayerNorms
+    cross = 4 * d**2 + 6 * d  # cross-attention and its LayerNorm
+    assert stacks == enc * layer + dec * (layer + cross) + 2 * 2 * d  # + the two final LayerNorms
+    # the layer stacks round to the printed 3B and 20B; 350M and 750M are nominal (352.7M and 755.8M)
+    assert PaperSize(printed, "Table 1").matches(stacks) == (size in ("3B", "20B")), stacks
+    defaults = {"750M": api.load_spec(PARTI), "350M": api.load_spec(PARTI, "parti_350m")}
+    if size in defaults:
+        assert defaults[size].estimate.params == ours
+
+
+@pytest.fixture(scope="module")
+def parti(tmp_path_factory):
+    out = tmp_path_factory.mktemp("parti")
+    api.compile(PARTI, out_dir=out, variant="tiny")
+    ort = Pipeline.open(out)
+    model = api.build(api.load_spec(PARTI, "tiny")).eval()
+    return ort, Pipeline(ort.manifest, {n: api.eager_graph(model, n) for n in ort.graphs}), api.eager_graph(model)
+
+
+def test_parti_tiny_decodes_on_ort_as_eager(parti):
+    """Image tokens from code 0, conditioned on a padded caption: the step graph on ORT, the same graphs eager, and
+    the monolithic model rerun on the whole prefix give the same tokens."""
+    ort, eager, full = parti
+    text = np.random.default_rng(2).integers(1, 40, (2, 6))  # B,S
+    mask = np.ones_like(text)
+    mask[1, 4:] = 0  # a padded caption
+    inputs = {"text": text, "text_mask": mask}
+    start = np.zeros((2, 1), np.int64)
+    for strategy, run_ in {"greedy": lambda d: greedy(d, start, 11),
+                           "sample": lambda d: sample(d, start, 11, top_k=8, temperature=1.4, seed=5)}.items():
+        ours = run_(ort.decoder(inputs))
+        assert ours.shape == (2, 12), strategy
+        np.testing.assert_array_equal(ours, run_(eager.decoder(inputs)), err_msg=strategy)
+        np.testing.assert_array_equal(ours, run_(FullDecoder(full, "image_tokens", "lm", inputs)), err_msg=strategy)
+
+
+def test_parti_fit_lowers_the_loss(tmp_path):
+    out = tmp_path / "fit.json"
+    assert run(["fit", str(PARTI), "--variant", "tiny", "--steps", "40", "--json", str(out), "-q"]) == 0
+    losses = json.loads(out.read_text())["losses"]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < 0.7 * losses[0], losses[::5]
