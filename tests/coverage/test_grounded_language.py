@@ -1,5 +1,5 @@
-"""Grounded language models ISL-12 (specs/vokenization.yaml), ISL-13 (specs/iace.yaml) and ISL-15
-(specs/xdbert.yaml): the full sizes
+"""Grounded language models ISL-05 (specs/vis_w2v.yaml), ISL-12 (specs/vokenization.yaml), ISL-13
+(specs/iace.yaml) and ISL-15 (specs/xdbert.yaml): the full sizes
 against the references of tests/references.py, outputs against the reference modules with the same weights,
 and `mmspec fit` on every tiny variant (every objective's loss goes down)."""
 
@@ -22,9 +22,11 @@ from mmspec.graph.inputs import make_inputs, trace_sizes
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 VOKENIZATION, XDBERT, IACE = SPECS / "vokenization.yaml", SPECS / "xdbert.yaml", SPECS / "iace.yaml"
+VIS_W2V = SPECS / "vis_w2v.yaml"
 
 
-@pytest.mark.parametrize(("path", "variant"), [(VOKENIZATION, "tiny"), (XDBERT, "tiny"), (IACE, "tiny")])
+@pytest.mark.parametrize(("path", "variant"), [(VOKENIZATION, "tiny"), (XDBERT, "tiny"), (IACE, "tiny"),
+                                               (VIS_W2V, "tiny")])
 def test_mmspec_fit_lowers_every_objective(path, variant, tmp_path):
     out = tmp_path / "fit.json"
     assert run(["fit", str(path), "--variant", variant, "--steps", "30", "--json", str(out), "-q"]) == 0
@@ -141,3 +143,22 @@ def test_iace_prediction_matches_the_official_models_with_their_weights(tmp_path
                            inputs["clip_text"])
     assert theirs.abs().max() > 0.01
     torch.testing.assert_close(ours, theirs, atol=PARITY_ATOL, rtol=0)
+
+
+def test_vis_w2v_predicts_the_scene_cluster_from_the_mean_word_vector():
+    """refineFunctions.c computeMultinomialPhrase: softmax(syn1 . mean of the sentence's word vectors), no bias;
+    padding words are left out of the mean. Full size: the stated V x d table and K x d layer."""
+    model = build(load_spec(VIS_W2V, "tiny")).eval()
+    words = torch.tensor([[3, 7, 9, 0, 0, 0], [1, 2, 3, 4, 5, 6]])  # B,S
+    mask = torch.tensor([[1, 1, 1, 0, 0, 0], [1] * 6])  # B,S
+    table = model.components["w2v"].table.weight.detach()  # V,d
+    (layer,) = [m for m in model.components["scene"].modules() if isinstance(m, torch.nn.Linear)]
+    assert layer.bias is None
+    with torch.no_grad():
+        logits = model.node_values({"words": words, "words_mask": mask})["scene"]["logits"]
+    mean = (table[words] * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # B,d
+    torch.testing.assert_close(logits, mean @ layer.weight.detach().T, atol=1e-6, rtol=1e-5)
+    with torch.device("meta"):
+        expected = sum(p.numel() for m in (torch.nn.Embedding(100000, 200), torch.nn.Linear(200, 25, bias=False))
+                       for p in m.parameters())
+    assert param_counts(build(load_spec(VIS_W2V), device="meta"))["total"] == expected

@@ -25,6 +25,7 @@ def _one(inputs: dict[str, Bundle], ref: str) -> TensorInfo:
 _TEXT_ENCODER = {"enc": text_encoder()}
 CLASSIFIER_EXAMPLES = (
     Example({"x": {"type": "vector", "dim": 6}}, {"input": "x", "num_classes": 3}, name="linear"),
+    Example({"x": {"type": "vector", "dim": 6}}, {"input": "x", "num_classes": 3, "bias": False}, name="no_bias"),
     Example(
         {"text": TEXT},
         {"input": "enc.pooled", "num_classes": 2, "hidden": [8], "norm": True, "activation": "gelu", "dropout": 0.1},
@@ -67,6 +68,8 @@ class Classifier(ComponentConfig):
     """true: LayerNorm after each hidden layer's activation."""
     dropout: Probability = 0.0
     eps: PositiveFloat = 1e-12
+    bias: bool = True
+    """A bias in the output layer (vis-w2v's cluster classifier has none)."""
 
     weight_layouts = {"linear": ONE_LINEAR}
 
@@ -89,7 +92,7 @@ class Classifier(ComponentConfig):
         for width in self.hidden:
             total += linear(dim, width) + (layer_norm(width) if self.norm else 0)
             dim = width
-        return total + linear(dim, self.num_classes)
+        return total + linear(dim, self.num_classes, self.bias)
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.heads.classifier.module import MLPClassifier
@@ -102,6 +105,7 @@ class Classifier(ComponentConfig):
             self.norm,
             self.eps,
             self.dropout,
+            self.bias,
         )
 
 

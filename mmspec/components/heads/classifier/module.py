@@ -11,9 +11,10 @@ from mmspec.blocks.io import only
 
 
 class MLPClassifier(nn.Module):
-    """[Linear -> act (-> LN) -> dropout] x len(hidden) -> Linear(num_classes)."""
+    """[Linear -> act (-> LN) -> dropout] x len(hidden) -> Linear(num_classes), with or without its bias."""
 
-    def __init__(self, dim: int, hidden: list[int], num_classes: int, act: str, norm: bool, eps: float, dropout: float):
+    def __init__(self, dim: int, hidden: list[int], num_classes: int, act: str, norm: bool, eps: float, dropout: float,
+                 bias: bool = True):
         super().__init__()
         layers: list[nn.Module] = []
         for width in hidden:
@@ -21,7 +22,7 @@ class MLPClassifier(nn.Module):
             layers += [nn.LayerNorm(width, eps=eps)] if norm else []
             layers.append(nn.Dropout(dropout))
             dim = width
-        layers.append(nn.Linear(dim, num_classes))
+        layers.append(nn.Linear(dim, num_classes, bias=bias))
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
