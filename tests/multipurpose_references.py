@@ -1,10 +1,11 @@
-"""Reference networks of the multipurpose-model specs (MP-07 PathNet, ...), rebuilt with plain torch.nn from the
-papers' descriptions where no implementation can be installed, so that tests/references.py can compare the specs'
-parameter counts and tests/coverage/test_multipurpose.py their outputs."""
+"""Reference networks of the multipurpose-model specs (MP-07 PathNet, MP-09 muNet): torch.nn rebuilds of the
+papers' descriptions where no implementation can be installed, transformers classes elsewhere, so that
+tests/references.py can compare the specs' parameter counts and tests/coverage/test_multipurpose.py their outputs."""
 
 from __future__ import annotations
 
 import torch
+import transformers as tf
 from torch import nn
 
 
@@ -27,3 +28,10 @@ class PathNetReference(nn.Module):
 def pathnet() -> nn.Module:
     """The binary MNIST PathNet: 3 x 10 modules of 20 units over 784 pixels, a 2-way task layer."""
     return PathNetReference()
+
+
+def munet(image_size: int = 224) -> nn.Module:
+    """muNet's root model for one task: ViT-L/16 with a 1000-class head."""
+    return tf.ViTForImageClassification(tf.ViTConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                                     intermediate_size=4096, num_labels=1000,
+                                                     image_size=image_size))

@@ -318,6 +318,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "xdbert": GR.xdbert,  # official XATTNBERTModel's used parts: BERT-base, CLIP-T, 2 cross layers, heads
     "iace": GR.iace,  # official BertForSequenceClassification (2 labels) + LanguageAndVisionConcat (512, 512)
     "pathnet": MPR.pathnet,  # Section 2.1 binary MNIST: 3 layers x 10 modules of 20 ReLU units, 2-way task layer
+    "munet": MPR.munet,  # the root model: ViT-L/16 at 224 with a 1000-class task head
+    "munet:res384": lambda: MPR.munet(384),
 }
 """`name` or `name:variant` -> the reference, built on the meta device."""
 

@@ -1,6 +1,8 @@
-"""Multipurpose models of the survey's Section 4.3 (issue 15): MP-07 PathNet (specs/pathnet.yaml). Outputs against
+"""Multipurpose models of the survey's Section 4.3 (issue 15): MP-07 PathNet (specs/pathnet.yaml): outputs against
 a torch.nn rebuild that evaluates only the path's modules, ONNX against eager for several paths, the full count
-against the rebuild, the tournament search and the end-of-task path fixing, and `mmspec fit` on the tiny variant."""
+against the rebuild, the tournament search and the end-of-task path fixing. MP-09 muNet (specs/munet.yaml): outputs
+against transformers.ViTForImageClassification with its weights, counts, the mutations, weight inheritance and
+parent sampling of the search. `mmspec fit` on both tiny variants."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+import transformers as tf
+import yaml
 from multipurpose_references import PathNetReference
 from references import reference_count
 
@@ -19,9 +23,10 @@ from mmspec import api
 from mmspec.cli import run
 from mmspec.components.encoders.pathnet import evolution
 from mmspec.components.encoders.pathnet.module import fix_path
+from mmspec.components.encoders.transformer import munet
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
-PATHNET = SPECS / "pathnet.yaml"
+PATHNET, MUNET = SPECS / "pathnet.yaml", SPECS / "munet.yaml"
 ATOL, RTOL = 1e-6, 1e-5
 PATHS = ([[0], [2]], [[0, 1, 2], [1]], [[1, 2], [0, 1, 2]])  # tiny: 2 layers x 3 modules
 
@@ -109,8 +114,94 @@ def test_fix_path_freezes_the_winner_and_reinitialises_the_rest():
             assert torch.equal(linear.weight, before[f"layers.{i}.{m}.weight"]) is kept
 
 
-def test_pathnet_fit_lowers_the_loss(tmp_path):
+@pytest.mark.parametrize("path", [PATHNET, MUNET], ids=["pathnet", "munet"])
+def test_fit_lowers_the_loss(path, tmp_path):
     out = tmp_path / "fit.json"
-    assert run(["fit", str(PATHNET), "--variant", "tiny", "--steps", "30", "--json", str(out), "-q"]) == 0
+    assert run(["fit", str(path), "--variant", "tiny", "--steps", "30", "--json", str(out), "-q"]) == 0
     losses = json.loads(out.read_text())["losses"]
     assert losses[-1] < losses[0], losses[::10]
+
+
+def _tiny_vit_config(**extra) -> tf.ViTConfig:
+    return tf.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, num_labels=10, **extra)
+
+
+def test_munet_root_equals_vit_for_image_classification_with_its_weights(tmp_path):
+    torch.manual_seed(3)
+    reference = tf.ViTForImageClassification(_tiny_vit_config()).eval()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(0.02 * torch.randn_like(p))  # no zero biases or unit norms
+    reference.save_pretrained(tmp_path / "ckpt")
+    model = api.build(api.load_spec(MUNET, "tiny"), weights=tmp_path / "ckpt").eval()
+    pixels = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))  # B,C,H,W
+    with torch.no_grad():
+        (logits,) = model({"image": pixels})
+        torch.testing.assert_close(logits, reference(pixel_values=pixels).logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("key", ["munet", "munet:res384"])
+def test_munet_counts_equal_vit_large(key):
+    variant = key.partition(":")[2] or None
+    loaded = api.load_spec(MUNET, variant)
+    total = api.param_counts(api.build(loaded, device="meta"))["total"]
+    count, label = reference_count(key)
+    assert total == loaded.estimate.params == count and label == "transformers.ViTForImageClassification"
+
+
+def _tiny_tree() -> dict:
+    tree = yaml.safe_load(MUNET.read_text())
+    for key, value in tree.pop("variants")["tiny"].items():
+        tree = munet.set_hyperparameter(tree, key, value)
+    return tree
+
+
+def _built(tree: dict, tmp_path: Path, name: str) -> torch.nn.Module:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return api.build(api.load_spec(path)).eval()
+
+
+def test_munet_mutations_build_and_inherit_the_parent_weights(tmp_path):
+    torch.manual_seed(5)
+    tree = _tiny_tree()
+    parent = _built(tree, tmp_path, "parent")
+    state = parent.components.state_dict()
+    children = {
+        "shallower": munet.remove_layer(tree, "vit"),
+        "dropout": munet.set_hyperparameter(tree, "encoders.vit.dropout", 0.1),
+        "new_task": munet.new_head(tree, "task", 7),
+        "res48": munet.set_hyperparameter(munet.set_hyperparameter(tree, "modalities.image.height", 48),
+                                          "modalities.image.width", 48),
+    }
+    for name, child_tree in children.items():
+        child = _built(child_tree, tmp_path, name)
+        fresh = child.components.state_dict()
+        inherited = munet.inherit(state, fresh)
+        child.components.load_state_dict(inherited)
+        shared = [k for k in fresh if k in state and state[k].shape == fresh[k].shape]
+        assert all(torch.equal(child.components.state_dict()[k], state[k]) for k in shared), name
+        own = {"shallower": set(), "dropout": set(), "new_task": {"task.mlp.0.weight", "task.mlp.0.bias"},
+               "res48": {"vit.embed.position"}}[name]
+        assert set(fresh) - set(shared) == own, name  # a new head, a resized position table
+    assert len(_built(children["shallower"], tmp_path, "shallower").components["vit"].layers) == 1
+    assert tree["encoders"]["vit"]["layers"] == 2  # mutations copy the tree
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(6))  # B,C,H,W
+    same = _built(children["dropout"], tmp_path, "dropout_eval")
+    same.components.load_state_dict(munet.inherit(state, same.components.state_dict()))
+    with torch.no_grad():
+        torch.testing.assert_close(same({"image": x})[0], parent({"image": x})[0])  # dropout acts in training only
+    with pytest.raises(ValueError, match="one layer"):
+        munet.remove_layer(munet.remove_layer(tree, "vit"), "vit")
+
+
+def test_munet_parent_sampling_prefers_rarely_selected_good_models():
+    scores = {"a": 0.9, "b": 0.8, "c": 0.1}
+    selected = {"a": 2, "b": 1}
+    rng = random.Random(7)
+    draws = [munet.sample_parent(scores, selected, rng) for _ in range(20000)]
+    # one walk: a with 1/4, else b with 1/2, else c always: 1/4, 3/8, 3/8
+    for name, p in {"a": 0.25, "b": 0.375, "c": 0.375}.items():
+        assert draws.count(name) / len(draws) == pytest.approx(p, abs=0.015), name
+    assert munet.sample_parent(scores, {}, rng) == "a"
