@@ -89,6 +89,20 @@ def test_12b_layout_on_the_meta_device_rounds_to_the_papers_size():
     assert model.components["dalle"].layers[0].attn.heads == 62 and d // 62 == 64
 
 
+def test_loss_weighs_text_one_eighth_and_image_seven_eighths():
+    from mmspec.components.objectives.language.loss import AutoregressiveLM
+
+    torch.manual_seed(0)
+    logits, ids = torch.randn(2, 13, 22), torch.randint(0, 22, (2, 13))  # B,S,V; B,S
+    loss = AutoregressiveLM([0.125, 0.875], False, segment_start=4)({"input": {"logits": logits},
+                                                                     "tokens": {"ids": ids}}, {})
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")  # B,S-1
+    # targets at positions 1..3 are text, 4..12 image
+    torch.testing.assert_close(loss, 0.125 * ce[:, :3].mean() + 0.875 * ce[:, 3:].mean())
+    spec = api.load_spec(DALLE).spec.objectives["lm_loss"]
+    assert (spec.segment_weights, spec.segment_start) == ([0.125, 0.875], 256)
+
+
 def test_dvae_stage_is_frozen_and_outside_the_step_graph():
     loaded = api.load_spec(DALLE, "tiny")
     model = api.build(loaded)

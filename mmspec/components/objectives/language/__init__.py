@@ -17,7 +17,7 @@ from mmspec.components.objectives.base import (
     tensor,
 )
 from mmspec.registry import Example, register
-from mmspec.spec.base import Name, PositiveFloat, Probability, Ref
+from mmspec.spec.base import Name, PositiveFloat, PositiveInt, Probability, Ref
 from mmspec.spec.tensors import Bundle, CheckError
 
 _STACK = {"width": 8, "layers": 1, "heads": 2, "ffn": 16, "causal": True}
@@ -42,6 +42,16 @@ AUTOREGRESSIVE_LM_EXAMPLES = (
                              "transform": False}},
         },
         name="weighted",
+    ),
+    Example(  # DALL-E: text before position 4 weighs 1/8, image tokens from it 7/8
+        {"text": TEXT},
+        {"input": "lm", "tokens": "text", "segment_weights": [0.125, 0.875], "segment_start": 4},
+        {
+            "encoders": {"gpt": {"type": "transformer", "input": "text",
+                                 "embed": {"type": "tokens", "positions": 12}, **_STACK, "causal": True}},
+            "heads": {"lm": {"type": "token_classifier", "input": "gpt.sequence", "tie_to": "gpt"}},
+        },
+        name="segment_start",
     ),
 )
 SPAN_CORRUPTION_EXAMPLES = (
@@ -77,6 +87,9 @@ class AutoregressiveLM(Objective):
     """true: the batch carries `loss_mask` [batch, S] and only tokens marked 1 are predicted."""
     segment_weights: list[Annotated[float, Field(ge=0.0)]] | None = None
     """Weight of each segment id's mean loss (DALL-E: text 0.125, image 0.875); null: one mean over all tokens."""
+    segment_start: PositiveInt | None = None
+    """Segments by position instead of the modality's segment ids: target tokens before this position are segment
+    0, the rest segment 1 (DALL-E: 256, its first image token); `segment_weights` then gives two weights."""
     label_smoothing: Probability = 0.0
     ref_fields = ("input", "tokens")
 
@@ -91,7 +104,11 @@ class AutoregressiveLM(Objective):
                 f"logits {list(logits.shape)} of {self.input!r} do not cover the tokens "
                 f"{list(inputs['tokens']['ids'].shape)} of {self.tokens!r}",
             )
-        if self.segment_weights is not None and len(self.segment_weights) != modality.segments:
+        if self.segment_start is not None:
+            if self.segment_weights is None or len(self.segment_weights) != 2:
+                raise CheckError("segment_start", "segment_start splits the tokens into two segments; give "
+                                                  "segment_weights two entries [before, from]")
+        elif self.segment_weights is not None and len(self.segment_weights) != modality.segments:
             raise CheckError(
                 "segment_weights",
                 f"segment_weights has {len(self.segment_weights)} entries but "
@@ -107,7 +124,7 @@ class AutoregressiveLM(Objective):
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.objectives.language.loss import AutoregressiveLM as Module
 
-        return Module(self.segment_weights, self.loss_mask, self.label_smoothing)
+        return Module(self.segment_weights, self.loss_mask, self.label_smoothing, self.segment_start)
 
 
 @register("objectives", training_only=True, examples=SPAN_CORRUPTION_EXAMPLES)

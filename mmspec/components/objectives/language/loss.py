@@ -15,11 +15,14 @@ class AutoregressiveLM(ObjectiveModule):
     """Next-token CE: logits at position t predict token t+1 of args["tokens"] (the modality as given). A
     position counts when the next token is not padding and, with a loss mask, when targets["loss_mask"]
     marks it. With `segment_weights`, the loss is sum_k w_k * (mean CE over the target tokens of segment k)
-    (DALL-E: 1/8 text, 7/8 image; Flamingo: one weight per dataset). CE with `label_smoothing` as in torch."""
+    (DALL-E: 1/8 text, 7/8 image; Flamingo: one weight per dataset); the segments are the tokens' segment ids, or
+    with `segment_start` 0 before that position and 1 from it. CE with `label_smoothing` as in torch."""
 
-    def __init__(self, segment_weights: list[float] | None, loss_mask: bool, label_smoothing: float = 0.0):
+    def __init__(self, segment_weights: list[float] | None, loss_mask: bool, label_smoothing: float = 0.0,
+                 segment_start: int | None = None):
         super().__init__()
         self.weights, self.loss_mask, self.smoothing = segment_weights, loss_mask, label_smoothing
+        self.segment_start = segment_start
 
     def forward(self, args, targets):
         logits = args["input"]["logits"][:, :-1]  # B,S-1,V
@@ -34,7 +37,10 @@ class AutoregressiveLM(ObjectiveModule):
         ce = ce.view_as(nxt)  # B,S-1
         if not self.weights:
             return global_mean((ce * valid).sum(), valid.sum())
-        seg = tokens["segments"][:, 1:]  # B,S-1
+        if self.segment_start is None:
+            seg = tokens["segments"][:, 1:]  # B,S-1
+        else:
+            seg = (torch.arange(1, nxt.shape[1] + 1, device=nxt.device) >= self.segment_start).long()  # S-1
         return sum(
             w * global_mean((ce * (valid & (seg == k))).sum(), (valid & (seg == k)).sum())
             for k, w in enumerate(self.weights)
