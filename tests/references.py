@@ -27,6 +27,7 @@ from functools import cache
 import diffusion_references as DR
 import gan_references as GAN
 import grounded_references as GR
+import multimae_references as MMAE
 import multimodal_survival_references as MSR
 import multipurpose_references as MPR
 import structured_references as SR
@@ -262,6 +263,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "perceiver_image": lambda: tf.PerceiverForImageClassificationLearned(tf.PerceiverConfig(image_size=224,
                                                                                               num_labels=1000)),
     "mae:huge": lambda: tf.ViTMAEForPreTraining(tf.ViTMAEConfig(**_VIT["huge"])),
+    "multimae": MMAE.MultiMAE,  # official pretrain_multimae_base, rgb/depth/semseg in, + norm_rgb out
     "simclr": lambda: _modules(tf.ResNetModel(tf.ResNetConfig()), _mlp(2048, 2048, 128, False)),
     "byol": _byol,
     "gpt": lambda: tf.OpenAIGPTLMHeadModel(tf.OpenAIGPTConfig()),
