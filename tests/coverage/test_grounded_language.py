@@ -1,7 +1,7 @@
-"""Grounded language models ISL-05 (specs/vis_w2v.yaml), ISL-12 (specs/vokenization.yaml), ISL-13
-(specs/iace.yaml) and ISL-15 (specs/xdbert.yaml): the full sizes
-against the references of tests/references.py, outputs against the reference modules with the same weights,
-and `mmspec fit` on every tiny variant (every objective's loss goes down)."""
+"""Grounded language models ISL-05 (specs/vis_w2v.yaml), ISL-07 (specs/hill_korhonen.yaml), ISL-12
+(specs/vokenization.yaml), ISL-13 (specs/iace.yaml) and ISL-15 (specs/xdbert.yaml): the full sizes against the
+references of tests/references.py, outputs against the reference modules with the same weights, and `mmspec fit`
+on every tiny variant (every objective's loss goes down)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import grounded_references as GR
+import numpy as np
 import pytest
 import torch
 import transformers as tf
@@ -18,15 +19,16 @@ from safetensors.torch import save_model
 
 from mmspec.api import build, load_spec, param_counts
 from mmspec.cli import run
+from mmspec.components.objectives.word_vectors.preprocess import pseudo_sentences, skipgram_pairs
 from mmspec.graph.inputs import make_inputs, trace_sizes
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 VOKENIZATION, XDBERT, IACE = SPECS / "vokenization.yaml", SPECS / "xdbert.yaml", SPECS / "iace.yaml"
-VIS_W2V = SPECS / "vis_w2v.yaml"
+VIS_W2V, HILL_KORHONEN = SPECS / "vis_w2v.yaml", SPECS / "hill_korhonen.yaml"
 
 
 @pytest.mark.parametrize(("path", "variant"), [(VOKENIZATION, "tiny"), (XDBERT, "tiny"), (IACE, "tiny"),
-                                               (VIS_W2V, "tiny")])
+                                               (VIS_W2V, "tiny"), (HILL_KORHONEN, "tiny")])
 def test_mmspec_fit_lowers_every_objective(path, variant, tmp_path):
     out = tmp_path / "fit.json"
     assert run(["fit", str(path), "--variant", variant, "--steps", "30", "--json", str(out), "-q"]) == 0
@@ -162,3 +164,15 @@ def test_vis_w2v_predicts_the_scene_cluster_from_the_mean_word_vector():
         expected = sum(p.numel() for m in (torch.nn.Embedding(100000, 200), torch.nn.Linear(200, 25, bias=False))
                        for p in m.parameters())
     assert param_counts(build(load_spec(VIS_W2V), device="meta"))["total"] == expected
+
+
+def test_hill_korhonen_pseudo_sentences_follow_their_sentence_with_the_share_alpha():
+    corpus = [[1, 2, 3], [4, 2], [5]]
+    features = {2: [10, 10, 11], 5: [12]}  # concrete words: feature-word ids repeated by strength
+    assert pseudo_sentences(corpus, features, 0.0) == corpus
+    assert pseudo_sentences(corpus, features, 1.0) == [
+        [1, 2, 3], [2, 10, 10, 11], [4, 2], [2, 10, 10, 11], [5], [5, 12]]
+    many = pseudo_sentences([[2]] * 4000, features, 0.25, np.random.default_rng(1))
+    assert abs((len(many) - 4000) / 4000 - 0.25) < 0.03
+    pairs = {p for s in pseudo_sentences(corpus, features, 1.0) for p in skipgram_pairs(s, window=2)}
+    assert (2, 10) in pairs and (10, 2) in pairs and (5, 12) in pairs and (1, 10) not in pairs

@@ -1,5 +1,6 @@
 """Torch-free (numpy) preprocessing of the word-vector objectives: the negative-sampling noise distribution,
-the Huffman tree of hierarchical softmax, GloVe's co-occurrence counts and word2vec's training pairs.
+the Huffman tree of hierarchical softmax, GloVe's co-occurrence counts, word2vec's training pairs and the
+perceptual pseudo-sentences of Hill & Korhonen 2014.
 
 These are statistical procedures over a corpus or its counts, run once before training; they produce the
 objectives' fixed buffers (noise, tree paths) or the rows of the training batches (pairs, counts).
@@ -84,3 +85,19 @@ def skipgram_pairs(tokens: Sequence[int], window: int = 5) -> list[tuple[int, in
     window; word2vec shrinks it to a random b <= window per centre word and subsamples frequent words)."""
     return [(c, tokens[q]) for p, c in enumerate(tokens)
             for q in range(max(0, p - window), min(len(tokens), p + window + 1)) if q != p]
+
+
+def pseudo_sentences(sentences: Sequence[Sequence[int]], features: dict[int, Sequence[int]], alpha: float,
+                     rng: np.random.Generator | None = None) -> list[list[int]]:
+    """Hill & Korhonen 2014's data-side fusion: the corpus with perceptual pseudo-sentences interleaved. After each
+    sentence, every word of it that has perceptual features (`features[w]`: feature-word ids, repeated by their
+    strength) adds, with probability `alpha`, the pseudo-sentence [w, *features[w]]; skip-gram then trains on
+    the result like ordinary text (`skipgram_pairs` per sentence). alpha 0 leaves the corpus unchanged."""
+    rng = rng or np.random.default_rng(0)
+    out: list[list[int]] = []
+    for sentence in sentences:
+        out.append(list(sentence))
+        for w in sentence:
+            if w in features and rng.random() < alpha:
+                out.append([w, *features[w]])
+    return out
