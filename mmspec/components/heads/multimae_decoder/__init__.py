@@ -16,15 +16,15 @@ _ENCODER = {"type": "multimae", "patch_size": 2, "visible": 6, "width": 8, "laye
 MULTIMAE_DECODER_EXAMPLES = (
     Example(  # the depth decoder of an RGB + depth encoder: 16 patches of 2 x 2 x 1 values
         {"rgb": _RGB, "depth": {**_RGB, "channels": 1}},
-        {"input": "enc", "domain": "depth", "dim": 4, "width": 6, "layers": 1, "heads": 2, "ffn": 12},
-        {"encoders": {"enc": {**_ENCODER, "inputs": {"rgb": "rgb", "depth": "depth"}}}},
+        {"input": "enc", "domain": "d", "dim": 4, "width": 6, "layers": 1, "heads": 2, "ffn": 12},
+        {"encoders": {"enc": {**_ENCODER, "inputs": {"c": "rgb", "d": "depth"}}}},
         name="depth",
     ),
     Example(  # no self-attention blocks after the cross-attention; queries from mask token and positions only
         {"rgb": _RGB},
-        {"input": "enc", "domain": "rgb", "task_queries": False, "dim": 12, "width": 4, "layers": 0, "heads": 1,
+        {"input": "enc", "domain": "c", "task_queries": False, "dim": 12, "width": 4, "layers": 0, "heads": 1,
          "ffn": 8},
-        {"encoders": {"enc": {**_ENCODER, "inputs": {"rgb": "rgb"}, "visible": 3}}},
+        {"encoders": {"enc": {**_ENCODER, "inputs": {"c": "rgb"}, "visible": 3}}},
         name="rgb",
     ),
 )
