@@ -1,7 +1,8 @@
-"""Grounded language models ISL-05 (specs/vis_w2v.yaml), ISL-07 (specs/hill_korhonen.yaml), ISL-12
-(specs/vokenization.yaml), ISL-13 (specs/iace.yaml) and ISL-15 (specs/xdbert.yaml): the full sizes against the
-references of tests/references.py, outputs against the reference modules with the same weights, and `mmspec fit`
-on every tiny variant (every objective's loss goes down)."""
+"""Grounded language models ISL-01 (specs/bruni.yaml), ISL-05 (specs/vis_w2v.yaml), ISL-07
+(specs/hill_korhonen.yaml), ISL-12 (specs/vokenization.yaml), ISL-13 (specs/iace.yaml) and ISL-15
+(specs/xdbert.yaml): the full sizes against the references of tests/references.py, outputs against the reference
+modules with the same weights, the statistical preprocessing of the count-based and data-side models, and
+`mmspec fit` on every tiny variant with objectives (every objective's loss goes down)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,19 @@ from safetensors.torch import save_model
 
 from mmspec.api import build, load_spec, param_counts
 from mmspec.cli import run
-from mmspec.components.objectives.word_vectors.preprocess import pseudo_sentences, skipgram_pairs
+from mmspec.components.objectives.word_vectors.preprocess import (
+    feature_fusion,
+    local_mutual_information,
+    mixed_matrices,
+    pseudo_sentences,
+    score_fusion,
+    skipgram_pairs,
+)
 from mmspec.graph.inputs import make_inputs, trace_sizes
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 VOKENIZATION, XDBERT, IACE = SPECS / "vokenization.yaml", SPECS / "xdbert.yaml", SPECS / "iace.yaml"
-VIS_W2V, HILL_KORHONEN = SPECS / "vis_w2v.yaml", SPECS / "hill_korhonen.yaml"
+VIS_W2V, HILL_KORHONEN, BRUNI = SPECS / "vis_w2v.yaml", SPECS / "hill_korhonen.yaml", SPECS / "bruni.yaml"
 
 
 @pytest.mark.parametrize(("path", "variant"), [(VOKENIZATION, "tiny"), (XDBERT, "tiny"), (IACE, "tiny"),
@@ -176,3 +184,32 @@ def test_hill_korhonen_pseudo_sentences_follow_their_sentence_with_the_share_alp
     assert abs((len(many) - 4000) / 4000 - 0.25) < 0.03
     pairs = {p for s in pseudo_sentences(corpus, features, 1.0) for p in skipgram_pairs(s, window=2)}
     assert (2, 10) in pairs and (10, 2) in pairs and (5, 12) in pairs and (1, 10) not in pairs
+
+
+def test_bruni_statistics_lmi_svd_mixing_and_both_fusions():
+    rng = np.random.default_rng(0)
+    text, visual = rng.poisson(2.0, (12, 5)).astype(float), rng.poisson(1.0, (12, 2)).astype(float)  # V,Ct / V,Cv
+    lmi, n = local_mutual_information(text), text.sum()
+    for w, c in [(0, 0), (3, 4), (11, 2)]:
+        x = text[w, c]
+        want = max(0.0, x * np.log(x * n / (text[w].sum() * text[:, c].sum()))) if x else 0.0
+        assert lmi[w, c] == pytest.approx(want)
+    unit = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
+    joint = np.concatenate([unit(text), unit(visual)], 1)  # V,7
+    singular = np.linalg.svd(joint, compute_uv=False)
+    mixed_t, mixed_v = mixed_matrices(text, visual, 3)
+    low = np.concatenate([mixed_t, mixed_v], 1)
+    assert mixed_t.shape == (12, 5) and np.linalg.matrix_rank(low) == 3
+    # Eckart-Young: the truncated SVD is the best rank-3 approximation of the joint matrix
+    assert np.linalg.norm(joint - low) == pytest.approx(np.sqrt((singular[3:] ** 2).sum()))
+    fused = feature_fusion(mixed_t, mixed_v, 0.7)  # V,7
+    np.testing.assert_allclose(np.linalg.norm(fused[:, :5], axis=1), 0.7)
+    scores = score_fusion(mixed_t, mixed_v, 0.7)  # V,V
+    np.testing.assert_allclose(scores, 0.7 * unit(mixed_t) @ unit(mixed_t).T + 0.3 * unit(mixed_v) @ unit(mixed_v).T)
+    model = build(load_spec(BRUNI, "tiny")).eval()  # the frozen table holds the fused vectors
+    table = model.components["vectors"].table
+    assert not table.weight.requires_grad
+    with torch.no_grad():
+        table.weight.copy_(torch.from_numpy(fused))
+        (out,) = model({"words": torch.tensor([[4], [9]])})
+    torch.testing.assert_close(out, torch.from_numpy(fused[[4, 9]]).float())

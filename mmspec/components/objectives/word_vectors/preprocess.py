@@ -1,6 +1,6 @@
 """Torch-free (numpy) preprocessing of the word-vector objectives: the negative-sampling noise distribution,
-the Huffman tree of hierarchical softmax, GloVe's co-occurrence counts, word2vec's training pairs and the
-perceptual pseudo-sentences of Hill & Korhonen 2014.
+the Huffman tree of hierarchical softmax, GloVe's co-occurrence counts, word2vec's training pairs, the
+perceptual pseudo-sentences of Hill & Korhonen 2014 and the count-matrix SVD mixing of Bruni et al. 2014.
 
 These are statistical procedures over a corpus or its counts, run once before training; they produce the
 objectives' fixed buffers (noise, tree paths) or the rows of the training batches (pairs, counts).
@@ -101,3 +101,39 @@ def pseudo_sentences(sentences: Sequence[Sequence[int]], features: dict[int, Seq
             if w in features and rng.random() < alpha:
                 out.append([w, *features[w]])
     return out
+
+
+def local_mutual_information(counts: np.ndarray) -> np.ndarray:
+    """Bruni et al. 2014's weighting of a count matrix [words, contexts]: n_wc * log(n_wc N / (n_w n_c)),
+    negative values and empty cells set to 0."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total, rows, cols = counts.sum(), counts.sum(1, keepdims=True), counts.sum(0, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lmi = counts * np.log(counts * total / (rows * cols))
+    return np.where(counts > 0, np.maximum(lmi, 0.0), 0.0)
+
+
+def _unit_rows(m: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    return m / np.where(norms > 0, norms, 1.0)
+
+
+def mixed_matrices(text: np.ndarray, visual: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bruni et al. 2014's multimodal mixing: the row-normalised text [words, Ct] and visual [words, Cv]
+    matrices are concatenated, reduced to their best rank-k approximation U_k S_k V_k^T (truncated SVD), and split
+    back into the "mixed" text and visual matrices, in which each modality's columns are smoothed by the other."""
+    joint = np.concatenate([_unit_rows(text), _unit_rows(visual)], axis=1)  # V,Ct+Cv
+    u, s, vt = np.linalg.svd(joint, full_matrices=False)
+    low = (u[:, :k] * s[:k]) @ vt[:k]  # V,Ct+Cv
+    return low[:, : text.shape[1]], low[:, text.shape[1]:]
+
+
+def feature_fusion(text: np.ndarray, visual: np.ndarray, alpha: float) -> np.ndarray:
+    """Feature-level fusion: alpha * text (+) (1 - alpha) * visual, each row L2-normalised first [V, Ct+Cv]."""
+    return np.concatenate([alpha * _unit_rows(text), (1 - alpha) * _unit_rows(visual)], axis=1)
+
+
+def score_fusion(text: np.ndarray, visual: np.ndarray, alpha: float) -> np.ndarray:
+    """Score-level fusion: the word-by-word similarities alpha * cos_text + (1 - alpha) * cos_visual [V, V]."""
+    t, v = _unit_rows(text), _unit_rows(visual)
+    return alpha * t @ t.T + (1 - alpha) * v @ v.T
