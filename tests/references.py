@@ -27,6 +27,7 @@ from functools import cache
 import diffusion_references as DR
 import gan_references as GAN
 import grounded_references as GR
+import m2_references as M2
 import multimae_references as MMAE
 import multimodal_survival_references as MSR
 import multipurpose_references as MPR
@@ -278,6 +279,9 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "transformer:big": lambda: _stacks(1024, 16, 4096, 6, 37000),
     "captioning_transformer": lambda: _captioning(3),
     "captioning_transformer:six_layer": lambda: _captioning(6),
+    "m2_transformer": M2.m2,  # official MemoryAugmentedEncoder(3, m=40) + MeshedDecoder(V, 54, 3)
+    "m2_transformer:one_to_one": lambda: M2.m2(meshed=False),
+    "m2_transformer:no_memory": lambda: M2.m2(memory=0),
     "seq2seq": lambda: _seq2seq(nn.LSTM, (160000, 80000), 1000, 1000, 4),
     "seq2seq:gru": lambda: _seq2seq(nn.GRU, (160000, 80000), 1000, 1000, 4),
     "rnnsearch": _rnnsearch,

@@ -18,6 +18,7 @@ FAMILIES = (
     "encoders.efficientnet",
     "encoders.embedding_bag",
     "encoders.masking_noise",
+    "encoders.meshed_memory",
     "encoders.multimae",
     "encoders.pathnet",
     "encoders.perceiver",
