@@ -73,6 +73,7 @@ def _image(x):
     return {"pixel_values": x["image"]}
 
 
+SWIN = {"image_size": 32, "embed_dim": 8, "depths": [2, 2], "num_heads": [2, 4], "window_size": 4}  # shifts in stage 0
 T5 = {"vocab_size": 99, "d_model": 16, "d_kv": 4, "d_ff": 37, "num_layers": 2, "num_heads": 4,
       "relative_attention_num_buckets": 8, "relative_attention_max_distance": 20}  # fmt: skip
 
@@ -151,6 +152,10 @@ CASES = {  # architecture -> (reference, its inputs, our output -> its output)
     "CLIPModel": (lambda: tf.CLIPModel(tf.CLIPConfig(**CLIP_SMALL)), _with_eos,
                   {"clip_logits_per_image": "logits_per_image", "clip_logits_per_text": "logits_per_text",
                    "clip_image_embeds": "image_embeds", "clip_text_embeds": "text_embeds"}),
+    "SwinModel": (lambda: tf.SwinModel(tf.SwinConfig(**SWIN)), _image,
+                  {"swin_sequence": "last_hidden_state", "swin_pooled": "pooler_output"}),
+    "SwinForImageClassification": (lambda: tf.SwinForImageClassification(tf.SwinConfig(**SWIN, num_labels=3)),
+                                   _image, {"classifier": "logits"}),
     "ResNetModel": (lambda: tf.ResNetModel(tf.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24], depths=[2, 1, 1],
                                                            layer_type="basic")),
                     _image, {"backbone_features": "last_hidden_state", "backbone_pooled": "pooler_output"}),

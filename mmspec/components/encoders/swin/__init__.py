@@ -10,7 +10,20 @@ from pydantic import Field
 
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Ref
+from mmspec.spec.layout import Rule
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+
+_HF_BLOCK = (("attention.self.query", "block.attn.q"), ("attention.self.key", "block.attn.k"),
+             ("attention.self.value", "block.attn.v"), ("attention.output.dense", "block.attn.out"),
+             ("attention.q_proj", "block.attn.q"), ("attention.k_proj", "block.attn.k"),
+             ("attention.v_proj", "block.attn.v"), ("attention.o_proj", "block.attn.out"),
+             ("layernorm_before", "block.attn_res.norm"), ("layernorm_after", "block.ffn_res.norm"),
+             ("intermediate.dense", "block.ffn.fc1"), ("output.dense", "block.ffn.fc2"),
+             ("mlp.fc1", "block.ffn.fc1"), ("mlp.fc2", "block.ffn.fc2"))
+"""transformers' SwinLayer parts -> ours (each with its weight and bias): the checkpoint names (what
+save_pretrained writes and the hub holds), then the in-memory ones of transformers 5."""
+_HF_SWIN = (Rule("embeddings.patch_embeddings.projection.{p}", "embed.conv.{p}"),
+            Rule("embeddings.norm.{p}", "embed.norm.{p}"), Rule("layernorm.{p}", "norm.{p}"))
 
 _IMAGE = {"image": {"type": "image", "channels": 3, "height": 32, "width": 32}}
 _TINY = {"input": "image", "width": 8, "depths": [2, 1], "heads": [2, 4], "window": 4}
@@ -45,6 +58,25 @@ class SwinEncoder(ComponentConfig):
     mlp_ratio: PositiveFloat = 4.0
     activation: Literal["gelu"] = "gelu"
     eps: PositiveFloat = 1e-5
+
+    weight_layouts = {"swin": _HF_SWIN}  # + the blocks and merges, numbered by stage (weight_rules)
+
+    def weight_rules(self, layout: str) -> tuple[Rule, ...]:
+        """transformers' SwinModel: stage s's merge is its `downsample` (ours opens stage s + 1, so later stages
+        number their blocks from 1)."""
+        if layout != "swin":
+            return super().weight_rules(layout)
+        rules = list(_HF_SWIN)
+        for s, depth in enumerate(self.depths):
+            for b in range(depth):
+                theirs, ours = f"encoder.layers.{s}.blocks.{b}", f"stages.{s}.{b + (s > 0)}"
+                rules += [Rule(f"{theirs}.{x}.{{p}}", f"{ours}.{y}.{{p}}") for x, y in _HF_BLOCK]
+                rules += [Rule(f"{theirs}.attention.{x}relative_position_bias_table", f"{ours}.relative.table")
+                          for x in ("self.", "relative_position_bias.")]
+                rules.append(Rule(f"{theirs}.attention.self.relative_position_index", None))
+            if s:
+                rules.append(Rule(f"encoder.layers.{s - 1}.downsample.{{x*}}", f"stages.{s}.0.{{x*}}"))
+        return tuple(rules)
 
     def stages(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
         """(width C_i, heads, grid height, grid width) of every stage for an image height x width."""
