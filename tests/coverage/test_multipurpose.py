@@ -196,6 +196,53 @@ def test_munet_mutations_build_and_inherit_the_parent_weights(tmp_path):
         munet.remove_layer(munet.remove_layer(tree, "vit"), "vit")
 
 
+def test_munet_adapter_child_starts_as_its_parent_then_exports_what_it_computes(tmp_path):
+    torch.manual_seed(8)
+    tree = _tiny_tree()
+    parent = _built(tree, tmp_path, "parent")
+    child_tree = munet.insert_adapter(tree, "vit", 0, hidden=4)
+    child = _built(child_tree, tmp_path, "child")
+    child.components.load_state_dict(munet.inherit(parent.components.state_dict(), child.components.state_dict()))
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(9))  # B,C,H,W
+    adapter = child.components["vit"].adapters["0"]
+    with torch.no_grad():
+        torch.testing.assert_close(child({"image": x})[0], parent({"image": x})[0], atol=0.0, rtol=0.0)
+        adapter.fc2.weight.normal_()
+        adapter.fc2.bias.normal_()
+        eager = child({"image": x})[0]
+    assert not torch.allclose(eager, parent({"image": x})[0])
+    loaded = api.load_spec(tmp_path / "child.yaml")
+    onnx = tmp_path / "child.onnx"
+    api.export(api.optimize(api.capture(child))[0], loaded, onnx)
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"image": x.numpy()})[0], eager.numpy(), atol=1e-5, rtol=1e-4)
+    assert munet.remove_layer(munet.insert_adapter(tree, "vit", 1, hidden=4), "vit")["encoders"]["vit"].get(
+        "adapters") is None  # the adapter after the removed layer goes with it
+    with pytest.raises(ValueError, match="already"):
+        munet.insert_adapter(child_tree, "vit", 0, hidden=4)
+
+
+def test_a_vit_checkpoint_loads_into_an_adapter_child_that_then_computes_the_vit(tmp_path):
+    torch.manual_seed(10)
+    reference = tf.ViTForImageClassification(_tiny_vit_config()).eval()
+    reference.save_pretrained(tmp_path / "ckpt")
+    tree = munet.insert_adapter(_tiny_tree(), "vit", 1, hidden=4)
+    tree["weights"]["new"] = ["vit.adapters.*"]  # initialised here: the checkpoint has no adapters
+    (tmp_path / "child.yaml").write_text(yaml.safe_dump(tree))
+    model = api.build(api.load_spec(tmp_path / "child.yaml"), weights=tmp_path / "ckpt").eval()
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(11))  # B,C,H,W
+    with torch.no_grad():
+        torch.testing.assert_close(model({"image": pixels})[0], reference(pixel_values=pixels).logits,
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_munet_adapter_variant_counts_the_root_plus_two_linear_maps():
+    loaded = api.load_spec(MUNET, "adapter")
+    total = api.param_counts(api.build(loaded, device="meta"))["total"]
+    width, hidden = 1024, 128
+    assert total == loaded.estimate.params == reference_count("munet")[0] + 2 * width * hidden + hidden + width
+
+
 def test_munet_parent_sampling_prefers_rarely_selected_good_models():
     scores = {"a": 0.9, "b": 0.8, "c": 0.1}
     selected = {"a": 2, "b": 1}

@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from mmspec.components.common import PoolConfig, StackConfig, axis_max, pooled_width, require, sequence_of
+from mmspec.components.common import Activation, PoolConfig, StackConfig, axis_max, pooled_width, require, sequence_of
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, KVLayout, Name, PositiveFloat, PositiveInt, Ref, StrictModel
 from mmspec.spec.layout import Rule
@@ -123,6 +123,23 @@ class CrossConfig(StrictModel):
     stack starts as the one without cross-attention; false: between self-attention and feed-forward."""
 
 
+class AdapterConfig(StrictModel):
+    """Residual adapters after chosen layers (Rebuffi et al. 2017; muNet's adapter mutation): x + fc2(act(fc1(x)))
+    with fc1 width -> hidden and fc2 hidden -> width, fc2 zero-initialised so the stack starts as the one
+    without adapters."""
+
+    hidden: PositiveInt
+    """The adapter's inner width."""
+    layers: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] | None = None
+    """Indices of the layers whose output passes through an adapter; null: every layer."""
+    activation: Activation = "relu"
+    """Activation between the adapter's two linear maps."""
+
+    def layers_of(self, layers: int) -> list[int]:
+        """The adapted layer indices of a stack of `layers` layers."""
+        return list(range(layers)) if self.layers is None else sorted(set(self.layers))
+
+
 class MoEConfig(StrictModel):
     """Sparsely-gated mixture-of-experts feed-forward (Shazeer 2017, Switch, V-MoE/LIMoE) in place of the dense
     one in layers every-1, 2*every-1, ...: a linear router sends each token to its `top_k` experts (each a
@@ -161,21 +178,26 @@ class MoEConfig(StrictModel):
         return chosen[-self.last:] if self.last else chosen
 
 
-class SparseConfig(StrictModel):
-    """DALL-E's sparse self-attention (mmspec.blocks.sparse) over [`prefix` text tokens, a `rows` x `columns` image
-    grid in raster order]: text causal, image tokens see every text token and a row / column / convolutional
-    neighbourhood of the earlier image tokens. Layer i (from 0) takes `pattern[i % len(pattern)]`, the last layer
-    `last` when set. Only masks scores: no parameters."""
+SparseKind = Literal["dense", "row", "column", "convolutional", "nearby"]
 
-    prefix: PositiveInt
+
+class SparseConfig(StrictModel):
+    """Sparse causal self-attention (mmspec.blocks.sparse) over [`prefix` text tokens, `frames` grids of `rows` x
+    `columns` image tokens in raster order]: text causal, image tokens see every text token and a row / column /
+    convolutional (DALL-E) or 3-D nearby (NÜWA) neighbourhood of the earlier image tokens. Layer i (from 0) takes
+    `pattern[i % len(pattern)]`, the last layer `last` when set. Only masks scores: no parameters."""
+
+    prefix: Annotated[int, Field(ge=0)]
     rows: PositiveInt
     columns: PositiveInt
-    pattern: list[Literal["dense", "row", "column", "convolutional"]] = Field(
-        default_factory=lambda: ["row", "column", "row", "row"], min_length=1)
+    frames: PositiveInt = 1
+    pattern: list[SparseKind] = Field(default_factory=lambda: ["row", "column", "row", "row"], min_length=1)
     """DALL-E: column attention where (i - 1) % 4 == 0 (the paper's (i - 2) mod 4 with layers from 1), else row."""
-    last: Literal["dense", "row", "column", "convolutional"] | None = "convolutional"
+    last: SparseKind | None = "convolutional"
     kernel: PositiveInt = 11
     """Width of the convolutional window (odd)."""
+    extent: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)] = Field(default_factory=lambda: [3, 3, 3])
+    """The `nearby` window in (frames, rows, columns), each odd (NÜWA's 3DNA extents)."""
 
     def kinds(self, layers: int) -> list[str]:
         """The mask kind of each of `layers` layers."""
@@ -495,6 +517,16 @@ TRANSFORMER_EXAMPLES = (
          "sparse": {"prefix": 4, "rows": 2, "columns": 4, "pattern": ["row", "column"], "kernel": 3}},
         name="dalle_sparse",
     ),
+    Example(  # NÜWA: a causal decoder over 2 frames of 2 x 3 video tokens, 3-D nearby attention, cross-attention
+        {"text": _TEXT, "video": {"type": "tokens", "vocab_size": 16, "length": "frames_len", "max_length": 12}},
+        {"input": "video", "embed": {"type": "tokens", "positions": 12, "norm": False}, **_STACK, "norm": "pre",
+         "causal": True, "cross": {"input": "caption"},
+         "sparse": {"prefix": 0, "frames": 2, "rows": 2, "columns": 3, "pattern": ["nearby"], "last": None,
+                    "extent": [1, 3, 3]}},
+        {"encoders": {"caption": {"type": "transformer", "input": "text", "embed": {"type": "tokens",
+                                                                                  "positions": 12}, **_STACK}}},
+        name="nuwa_nearby",
+    ),
     Example(  # LIMoE: a text embedding run through an image tower's layers (one stack, two modalities)
         {"text": _TEXT, "image": {"type": "image", "channels": 3, "height": 8, "width": 8}},
         {"input": "text", "embed": {"type": "tokens", "positions": 12}, **_STACK, "norm": "pre",
@@ -508,6 +540,12 @@ TRANSFORMER_EXAMPLES = (
         {"input": "text", "embed": {"type": "tokens", "positions": 12}, **_STACK, "layers": 2, "norm": "pre",
          "moe": {"experts": 4, "top_k": 2, "capacity_factor": 0.5, "every": 2, "noise": True, "bias": True}},
         name="moe",
+    ),
+    Example(  # muNet's adapter mutation: a zero-initialised residual adapter after layer 1 of a ViT
+        {"image": {"type": "image", "channels": 3, "height": 8, "width": 8}},
+        {"input": "image", "embed": {"type": "patches", "patch_size": 4}, **_STACK, "layers": 2, "norm": "pre",
+         "final_norm": True, "pool": {"type": "cls"}, "adapters": {"hidden": 3, "layers": [1], "activation": "gelu"}},
+        name="adapters",
     ),
     Example(  # FLAVA's multimodal encoder: [CLS_M] before a tower's projected pre-final-norm states
         {"image": {"type": "image", "channels": 3, "height": 8, "width": 8}},
@@ -627,6 +665,8 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     sparse: SparseConfig | None = None
     """DALL-E's row / column / convolutional attention masks over a text prefix and an image grid (causal, token
     ids whose modality's max_length is prefix + rows * columns); null: dense."""
+    adapters: AdapterConfig | None = None
+    """Residual adapters after chosen layers, their second linear map zero-initialised (muNet); null: none."""
     relative_position: Literal["layer", "shared"] | None = None
     """BEiT's 2-D relative position bias over a patches embed with its class token: a learned table of
     (2h-1)(2w-1) + 3 rows x heads, indexed by patch offsets, added to the attention scores; `layer`: one table
@@ -692,6 +732,9 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             out["router"] = TensorInfo((batch, dim_product(len(self._moe_layers()), length), self.moe.experts))
         self._check_beit("mask" in bundle)
         self._check_sparse(ctx)
+        if self.adapters and any(i >= self.layers for i in self.adapters.layers_of(self.layers)):
+            raise CheckError(("adapters", "layers"), f"adapters.layers {self.adapters.layers} name a layer the "
+                                                     f"stack of {self.layers} layers (0..{self.layers - 1}) lacks")
         return out
 
     def _check_sparse(self, ctx) -> None:
@@ -703,13 +746,15 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             raise CheckError(("sparse",), "sparse masks a causal stack of plain layers over token ids; set causal: "
                                           "true with embed type 'tokens' (not parallel)")
         longest = ctx.spec.modalities[self.input.split(".")[0]].max_length
-        if longest != s.prefix + s.rows * s.columns:
-            raise CheckError(("sparse",), f"sparse covers {s.prefix} + {s.rows} x {s.columns} = "
-                                          f"{s.prefix + s.rows * s.columns} positions but {self.input!r} has "
-                                          f"max_length {longest}; make them equal")
-        if s.kernel % 2 == 0:
-            raise CheckError(("sparse", "kernel"), f"sparse.kernel {s.kernel} must be odd (a window centred on "
-                                                   f"the token)")
+        grid = s.frames * s.rows * s.columns
+        if longest != s.prefix + grid:
+            raise CheckError(("sparse",), f"sparse covers {s.prefix} + {s.frames} x {s.rows} x {s.columns} = "
+                                          f"{s.prefix + grid} positions but {self.input!r} has max_length "
+                                          f"{longest}; make them equal")
+        for name, sizes in (("kernel", [s.kernel]), ("extent", s.extent)):
+            if any(size % 2 == 0 for size in sizes):
+                raise CheckError(("sparse", name), f"sparse.{name} {getattr(s, name)} must be odd (a window "
+                                                   f"centred on the token)")
 
     def _check_beit(self, masked: bool) -> None:
         """BEiT's options: layer scale on pre-norm layers, a relative position bias over patches + class token,
@@ -981,7 +1026,12 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         stack = self.layers * self.parallel_layer_params() if self.parallel else P.stack(self)
         if self.share_stack:
             return embed + cross + P.pool(self.pool, w)
-        return embed + stack + cross + final + P.pool(self.pool, w) + self._moe_extra() + self._beit_extra(ctx)
+        adapters = 0
+        if self.adapters:
+            h = self.adapters.hidden
+            adapters = len(self.adapters.layers_of(self.layers)) * (P.linear(w, h) + P.linear(h, w))
+        return (embed + stack + cross + final + P.pool(self.pool, w) + self._moe_extra() + self._beit_extra(ctx)
+                + adapters)
 
     def _beit_extra(self, ctx) -> int:
         """Parameters BEiT's options add: layer-scale vectors, relative position tables, less the key biases."""

@@ -13,6 +13,7 @@ from mmspec.blocks.embeddings import (
     TokenEmbedding,
     drop_tokens,
 )
+from mmspec.blocks.mlp import FeedForward
 from mmspec.blocks.pooling import make_pool
 from mmspec.blocks.positions import GridRelativePositionBias
 from mmspec.blocks.sparse import grid_sparse_bias
@@ -92,12 +93,21 @@ class TransformerEncoderModule(nn.Module):
             if self.final_norm is not None and not cfg.stack_trainable:
                 freeze(self.final_norm)
         self.pool = make_pool(cfg.pool, cfg.width, cfg.eps)
+        self.adapters = nn.ModuleDict()
+        """Residual adapters by layer index (as a string), each x + fc2(act(fc1(x))) with fc2 starting at zero."""
+        if cfg.adapters:
+            for i in cfg.adapters.layers_of(cfg.layers):
+                adapter = FeedForward(cfg.width, cfg.adapters.hidden, cfg.adapters.activation)
+                nn.init.zeros_(adapter.fc2.weight)
+                nn.init.zeros_(adapter.fc2.bias)
+                self.adapters[str(i)] = adapter
         self.causal = cfg.causal
         self.emit_first = cfg.emit_first
         self.emit_hidden = cfg.emit_hidden
         s = cfg.sparse
-        self.sparse = (s.kinds(cfg.layers), s.prefix, s.columns, s.kernel) if s else None
-        """(mask kind per layer, text prefix, grid columns, convolution kernel) of DALL-E's sparse attention."""
+        self.sparse = (s.kinds(cfg.layers), s.prefix, s.columns, s.kernel, tuple(s.extent), s.rows) if s else None
+        """(mask kind per layer, text prefix, grid columns, convolution kernel, nearby extent, grid rows) of the
+        sparse attention (DALL-E, NÜWA)."""
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         b = inputs["input"]
@@ -128,11 +138,13 @@ class TransformerEncoderModule(nn.Module):
             context_mask = inputs["cross"].get("mask")
             context_bias = padding_bias(context_mask, context) if context_mask is not None else None  # B,1,1,T
         routers = []
-        for layer, layer_bias in zip(self.layers, self.layer_biases(x, 0, bias), strict=True):
+        for i, (layer, layer_bias) in enumerate(zip(self.layers, self.layer_biases(x, 0, bias), strict=True)):
             x = layer(x, layer_bias, context, context_bias)  # B,S,D
             if layer.routed:
                 x, logits = x  # B,S,D; B,S,E
                 routers.append(logits)
+            if str(i) in self.adapters:
+                x = x + self.adapters[str(i)](x)  # B,S,D
         hidden = x  # B,S,D
         if self.final_norm is not None:
             x = self.final_norm(x)
@@ -168,9 +180,12 @@ class TransformerEncoderModule(nn.Module):
             context_bias = padding_bias(inputs["cross"]["mask"], x)  # B,1,1,S
         kv = iter(cross or ())
         presents = []
-        for layer, cache, layer_bias in zip(self.layers, past, self.layer_biases(x, offset, bias), strict=True):
+        layers = zip(self.layers, past, self.layer_biases(x, offset, bias), strict=True)
+        for i, (layer, cache, layer_bias) in enumerate(layers):
             x, present = layer.step(x, layer_bias, cache, next(kv) if layer.cross else None, context_bias)  # B,T,D
             presents.append(present)
+            if str(i) in self.adapters:
+                x = x + self.adapters[str(i)](x)  # B,T,D
         if self.final_norm is not None:
             x = self.final_norm(x)
         out = {"sequence": x}
@@ -183,8 +198,8 @@ class TransformerEncoderModule(nn.Module):
         each layer's sparse mask [T, offset + T] with `sparse` (one per kind, shared by the layers of that kind)."""
         if self.sparse is None:
             return [bias] * len(self.layers)
-        kinds, prefix, columns, kernel = self.sparse
-        masks = {kind: combine_biases(bias, grid_sparse_bias(kind, x, offset, prefix, columns, kernel))
+        kinds, *grid = self.sparse
+        masks = {kind: combine_biases(bias, grid_sparse_bias(kind, x, offset, *grid))
                  for kind in dict.fromkeys(kinds)}  # (B,1,)T,P+T each
         return [masks[kind] for kind in kinds]
 

@@ -11,12 +11,31 @@ from typing import Any
 
 
 def remove_layer(tree: dict, encoder: str) -> dict:
-    """The child without the encoder's top layer (at least one layer stays)."""
+    """The child without the encoder's top layer (at least one layer stays; an adapter after it goes too)."""
     child = copy.deepcopy(tree)
     node = child["encoders"][encoder]
     if node["layers"] <= 1:
         raise ValueError(f"{encoder!r} has one layer; nothing to remove")
     node["layers"] -= 1
+    adapters = node.get("adapters")
+    if adapters and adapters.get("layers") is not None:
+        kept = [i for i in adapters["layers"] if i < node["layers"]]
+        if kept:
+            adapters["layers"] = kept
+        else:
+            del node["adapters"]
+    return child
+
+
+def insert_adapter(tree: dict, encoder: str, layer: int, hidden: int) -> dict:
+    """The child with a residual adapter after `layer` (the encoder's `adapters`; its second linear map starts at
+    zero, so the child computes what the parent computes until it trains)."""
+    child = copy.deepcopy(tree)
+    node = child["encoders"][encoder]
+    adapters = node.setdefault("adapters", {"hidden": hidden, "layers": []})
+    if adapters.get("layers") is None or layer in adapters["layers"]:
+        raise ValueError(f"{encoder!r} already has an adapter after layer {layer}")
+    adapters["layers"] = sorted([*adapters["layers"], layer])
     return child
 
 
