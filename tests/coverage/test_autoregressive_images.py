@@ -2,7 +2,8 @@
 grid, the paper's layer schedule, the 12B layout counted on the meta device against the paper's printed size,
 decoding on ONNX Runtime equal to eager (cached and uncached), sampled codes through the dVAE decode graph,
 `fit`, and the option checks. T2I-15 Parti (specs/parti.yaml): Table 1's four sizes on the meta device,
-caption-conditioned decoding on ONNX Runtime equal to eager, `fit`."""
+caption-conditioned decoding on ONNX Runtime equal to eager, `fit`. FM-01 NÜWA (specs/nuwa.yaml, placeholder
+sizes): the 3-D nearby mask against its definition, decoding on ONNX Runtime equal to eager, `fit`."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from mmspec.runtime.decoding import FullDecoder, Pipeline
 ROOT = Path(__file__).resolve().parents[2]
 DALLE = ROOT / "specs" / "dalle.yaml"
 PARTI = ROOT / "specs" / "parti.yaml"
+NUWA = ROOT / "specs" / "nuwa.yaml"
 DALLE_12B = ["encoders.dalle.width=3968", "encoders.dalle.layers=64", "encoders.dalle.heads=62",
              "encoders.dalle.ffn=15872"]
 
@@ -34,8 +36,9 @@ def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _allowed(kind: str, prefix: int, columns: int, kernel: int, length: int) -> np.ndarray:
-    """The mask [length, length] written out position by position from Appendix B.1's description."""
+def _allowed(kind: str, prefix: int, columns: int, kernel: int, length: int, rows: int = 1,
+             extent: tuple[int, int, int] = (1, 1, 1)) -> np.ndarray:
+    """The mask [length, length] written out position by position from DALL-E's Appendix B.1 and NÜWA's 3DNA."""
     keep = np.zeros((length, length), bool)
     for q in range(length):
         for k in range(q + 1):
@@ -43,6 +46,11 @@ def _allowed(kind: str, prefix: int, columns: int, kernel: int, length: int) -> 
                 keep[q, k] = True
                 continue
             (rq, cq), (rk, ck) = divmod(q - prefix, columns), divmod(k - prefix, columns)
+            if kind == "nearby":  # (frame, row, column) of each token; within half the extent on every axis
+                a = (rq // rows, rq % rows, cq)
+                b = (rk // rows, rk % rows, ck)
+                keep[q, k] = all(abs(x - y) <= e // 2 for x, y, e in zip(a, b, extent, strict=True))
+                continue
             keep[q, k] = {
                 "row": (q - k) <= columns,
                 "column": cq == ck,
@@ -51,19 +59,19 @@ def _allowed(kind: str, prefix: int, columns: int, kernel: int, length: int) -> 
     return keep
 
 
-@pytest.mark.parametrize("kind", ["dense", "row", "column", "convolutional"])
+@pytest.mark.parametrize("kind", ["dense", "row", "column", "convolutional", "nearby"])
 def test_sparse_masks_follow_their_definitions(kind):
-    prefix, rows, columns, kernel = 3, 4, 5, 3
+    prefix, rows, columns, kernel, extent = 3, 4, 5, 3, (3, 1, 3)  # nearby: 2 frames of 2 x 5
     length = prefix + rows * columns
     x = torch.zeros(1, length, 2)  # B,S,D
-    bias = grid_sparse_bias(kind, x, 0, prefix, columns, kernel)  # S,S
-    expected = _allowed(kind, prefix, columns, kernel, length)
+    bias = grid_sparse_bias(kind, x, 0, prefix, columns, kernel, extent, 2)  # S,S
+    expected = _allowed(kind, prefix, columns, kernel, length, 2, extent)
     np.testing.assert_array_equal(bias.numpy() == 0, expected)
     assert set(np.unique(bias.numpy())) <= {0.0, MASKED}
     assert expected[prefix:, :prefix].all()  # every image token sees every text token
     # a step of T positions after P cached ones is the matching block of rows of the whole mask
     for past, t in [(0, 1), (4, 1), (prefix + 7, 3), (length - 1, 1)]:
-        step = grid_sparse_bias(kind, x[:, :t], past, prefix, columns, kernel)  # T,P+T
+        step = grid_sparse_bias(kind, x[:, :t], past, prefix, columns, kernel, extent, 2)  # T,P+T
         torch.testing.assert_close(step, bias[past:past + t, :past + t], atol=0, rtol=0)
 
 
@@ -233,5 +241,50 @@ def test_parti_tiny_decodes_on_ort_as_eager(parti):
 def test_parti_fit_lowers_the_loss(tmp_path):
     out = tmp_path / "fit.json"
     assert run(["fit", str(PARTI), "--variant", "tiny", "--steps", "40", "--json", str(out), "-q"]) == 0
+    losses = json.loads(out.read_text())["losses"]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < 0.7 * losses[0], losses[::5]
+
+
+@pytest.fixture(scope="module")
+def nuwa(tmp_path_factory):
+    out = tmp_path_factory.mktemp("nuwa")
+    api.compile(NUWA, out_dir=out, variant="tiny")
+    ort = Pipeline.open(out)
+    model = api.build(api.load_spec(NUWA, "tiny")).eval()
+    return ort, Pipeline(ort.manifest, {n: api.eager_graph(model, n) for n in ort.graphs}), api.eager_graph(model)
+
+
+def test_nuwa_tiny_decodes_on_ort_as_eager(nuwa):
+    """Two frames of 2 x 3 video tokens after a caption: the 3DNA step graph on ORT, the same graphs eager, and
+    the monolithic model over the whole prefix agree."""
+    ort, eager, full = nuwa
+    inputs = {"text": np.random.default_rng(3).integers(1, 30, (2, 5)), "text_mask": np.ones((2, 5), np.int64)}
+    start = np.zeros((2, 1), np.int64)
+    for strategy, run_ in {"greedy": lambda d: greedy(d, start, 11),
+                           "sample": lambda d: sample(d, start, 11, top_k=6, temperature=1.5, seed=6)}.items():
+        ours = run_(ort.decoder(inputs))
+        assert ours.shape == (2, 12), strategy
+        np.testing.assert_array_equal(ours, run_(eager.decoder(inputs)), err_msg=strategy)
+        np.testing.assert_array_equal(ours, run_(FullDecoder(full, "video_tokens", "lm", inputs)), err_msg=strategy)
+
+
+def test_nuwa_decoder_attends_within_the_3d_window():
+    """With one decoder layer, changing token 0 = (frame 0, row 0, column 0) changes the outputs of later tokens
+    inside its 3 x 3 x 3 window and leaves those outside it (column 2) unchanged."""
+    loaded = api.load_spec(NUWA, "tiny", ["encoders.decoder.layers=1"])
+    graph = api.eager_graph(api.build(loaded).eval())
+    ids = np.arange(12)[None] % 16  # 1,12: 2 frames x 2 rows x 3 columns
+    feeds = {"text": np.ones((1, 5), np.int64), "text_mask": np.ones((1, 5), np.int64), "video_tokens": ids}
+    base = graph(feeds)["lm"][0]  # 12,V
+    after = graph(dict(feeds, video_tokens=np.where(np.arange(12) == 0, 7, ids)))["lm"][0]  # 12,V
+    grid = [(i // 6, i % 6 // 3, i % 3) for i in range(12)]  # (frame, row, column)
+    for i in range(1, 12):
+        inside = all(abs(a) <= 1 for a in grid[i])
+        assert np.array_equal(after[i], base[i]) != inside, (i, grid[i])
+
+
+def test_nuwa_fit_lowers_the_loss(tmp_path):
+    out = tmp_path / "fit.json"
+    assert run(["fit", str(NUWA), "--variant", "tiny", "--steps", "40", "--json", str(out), "-q"]) == 0
     losses = json.loads(out.read_text())["losses"]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < 0.7 * losses[0], losses[::5]
