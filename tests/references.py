@@ -239,6 +239,9 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
         tf.Data2VecVisionConfig(use_relative_position_bias=True, num_labels=1000)),
     "data2vec_vision:shared_relative": lambda: tf.Data2VecVisionForImageClassification(
         tf.Data2VecVisionConfig(use_shared_relative_position_bias=True, num_labels=1000)),
+    "data2vec_vision_pretraining": lambda: _modules(  # student, the teacher's copy of it, regression head
+        *[tf.Data2VecVisionModel(tf.Data2VecVisionConfig(use_shared_relative_position_bias=True)) for _ in range(2)],
+        nn.Linear(768, 768)),
     **{k: (lambda c=c: _clip_resnet(*c)) for k, c in _CLIP_RESNETS.items()},
     "florence:swin_t": lambda: _modules(  # Swin-T image tower + CLIP-style 1024-wide text tower, projections, scale
         tf.SwinModel(tf.SwinConfig()), tf.CLIPTextModel(tf.CLIPTextConfig(**_FLORENCE_TEXT)),

@@ -34,6 +34,7 @@ ELSEWHERE = {
     "transformers.ViTMAEForPreTraining": "coverage/test_vision.py",
     "transformers.EfficientNetForImageClassification": "coverage/test_efficientnet.py",
     "transformers.Data2VecVisionForImageClassification": "coverage/test_data2vec_vision.py",
+    "transformers.Data2VecVisionModel": "coverage/test_data2vec_vision_pretraining.py",
     "transformers.AlignModel": "weights/test_import_hf.py",
     "transformers.Data2VecTextModel": "weights/test_import_hf.py",
     "transformers.Data2VecAudioModel": "weights/test_import_hf.py",

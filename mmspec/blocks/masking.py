@@ -123,3 +123,37 @@ def augment_image(
 
 def augment_noise(x: torch.Tensor, g: torch.Generator, noise: float) -> torch.Tensor:
     return x + noise * torch.randn(x.shape, generator=g) if noise > 0 else x
+
+
+def block_mask(batch: int, height: int, width: int, count: int, g: torch.Generator, min_patches: int = 16,
+               min_aspect: float = 0.3) -> torch.Tensor:
+    """BEiT's block-wise masking of a height x width patch grid, per row of the batch: rectangles of a random
+    area between min_patches and the patches still to mask, aspect ratio log-uniform in [min_aspect,
+    1/min_aspect], at random places, until `count` patches are masked or 10 draws in a row fit none (a block adds
+    at most the patches still to mask). Returns [batch, height * width] bool, row-major."""
+    out = torch.zeros(batch, height, width, dtype=torch.bool)
+
+    def uniform(lo: float, hi: float) -> float:
+        return lo + (hi - lo) * torch.rand((), generator=g).item()
+
+    for mask in out:
+        done = 0
+        while done < count:
+            budget, added = count - done, 0
+            for _ in range(10):
+                area = uniform(min_patches, budget)
+                aspect = math.exp(uniform(math.log(min_aspect), -math.log(min_aspect)))
+                h, w = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+                if h >= height or w >= width:
+                    continue
+                top = int(torch.randint(0, height - h + 1, (), generator=g))
+                left = int(torch.randint(0, width - w + 1, (), generator=g))
+                new = h * w - int(mask[top : top + h, left : left + w].sum())
+                if 0 < new <= budget:
+                    mask[top : top + h, left : left + w] = True
+                    added = new
+                    break
+            if not added:
+                break
+            done += added
+    return out.flatten(1)

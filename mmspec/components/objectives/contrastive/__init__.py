@@ -126,6 +126,17 @@ DATA2VEC_EXAMPLES = (
         outputs=["student.sequence"],
         name="uniform_l2",
     ),
+    Example(  # data2vec vision: block masking of a 4 x 4 patch grid (pixels of masked patches zeroed)
+        {"image": {"type": "image", "channels": 3, "height": 8, "width": 8}},
+        {"input": "regress", "target": "teacher.layers", "top_k": 2, "beta": 2.0,
+         "mask": {"type": "block", "prob": 0.5, "min_block": 2}},
+        {**_D2V_NODES, "encoders": {"student": {
+            "type": "transformer", "input": "image", "embed": {"type": "patches", "patch_size": 2, "positions": False},
+            "width": 8, "layers": 2, "heads": 2, "ffn": 16, "norm": "pre", "layer_scale": 0.1, "key_bias": False,
+            "relative_position": "shared", "dropout": 0.0, "attention_dropout": 0.0}}},
+        outputs=["student.sequence"],
+        name="image_block",
+    ),
 )
 
 
@@ -180,14 +191,19 @@ class BYOLNormalizedMSE(Objective):
 
 
 class StudentMask(StrictModel):
-    """Masking of the student's input: `span` (wav2vec/data2vec: round(prob S / length) spans of `length`) or
-    `uniform` (exactly prob S positions)."""
+    """Masking of the student's input: `span` (wav2vec/data2vec: round(prob S / length) spans of `length`),
+    `uniform` (exactly prob S positions) or, on an image's patch grid, `block` (BEiT: rectangles of at least
+    `min_block` patches until round(prob N) are masked; data2vec vision)."""
 
-    type: Literal["span", "uniform"] = "span"
+    type: Literal["span", "uniform", "block"] = "span"
     prob: Probability = 0.35
     length: PositiveInt = 4
+    min_block: PositiveInt = 16
+    """`block`: the smallest rectangle, in patches."""
     modality: Name | None = None
-    """The tokens/sequence/regions modality to mask; default: the only one the student reads."""
+    """The tokens/sequence/regions/image modality to mask; default: the only one the student reads. An image is
+    masked patch by patch (its masked patches' pixels are zeroed; `uniform` or `block`), on the grid the
+    predictions [batch, prefix + patches, D] give."""
     mask_token: Annotated[int, Field(ge=0)] = 103
     """Id written at masked token positions (float features are zeroed)."""
 
@@ -232,6 +248,11 @@ class Data2VecRegression(Objective):
         if self.top_k > layers.shape[1]:
             raise CheckError("top_k", f"top_k {self.top_k} exceeds the teacher's {layers.shape[1]} layers")
         modality = ctx.spec.modalities[self._modality(ctx)]
+        if modality.type == "image":
+            self._grid(modality, pred.shape[1])
+        elif self.mask.type == "block":
+            raise CheckError(("mask", "type"), f"block masking cuts an image's patch grid; {self._modality(ctx)!r} "
+                                               f"is a {modality.type} modality: use span or uniform")
         if modality.type == "tokens" and self.mask.mask_token >= modality.vocab_size:
             raise CheckError(
                 ("mask", "mask_token"),
@@ -241,14 +262,31 @@ class Data2VecRegression(Objective):
 
     def _modality(self, ctx) -> str:
         return pick_modality(
-            ctx.spec, self.mask.modality, self.input, ("tokens", "sequence", "regions"), "mask", "mask"
+            ctx.spec, self.mask.modality, self.input, ("tokens", "sequence", "regions", "image"), "mask", "mask"
         )
+
+    def _grid(self, image, positions) -> tuple[int, int, int]:
+        """(patch side, grid rows, grid columns) of the image patches behind `positions` predictions (patches,
+        or patches after leading class tokens); CheckError when no patch side fits."""
+        for p in range(1, min(image.height, image.width) + 1):
+            rows, cols = image.height // p, image.width // p
+            if image.height % p == 0 and image.width % p == 0 and 0 <= positions - rows * cols <= 1:
+                if self.mask.type == "span":
+                    raise CheckError(("mask", "type"), "an image is masked patch by patch: use block or uniform")
+                return p, rows, cols
+        raise CheckError("input", f"the {positions} predictions of {self.input!r} are not the patches (plus a "
+                                  f"class token) of a {image.height}x{image.width} image for any patch size")
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.objectives.contrastive.loss import Data2Vec as Module
 
         modality = self._modality(ctx)
         names = input_names(ctx.spec, modality)
+        image = ctx.spec.modalities[modality]
+        if image.type == "image":
+            grid = self._grid(image, tensor(inputs, "input", self.input).shape[1])
+            return Module(names["pixels"], None, None, self.mask.type, self.mask.prob, self.mask.min_block,
+                          self.top_k, self.target_norm, self.loss, self.beta, grid)
         main = names.get("ids") or names.get("values") or names["features"]
         return Module(
             main,

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from mmspec.blocks.distributed import gather_rows, global_mean
-from mmspec.blocks.masking import augment_image, augment_noise, pair_views, span_mask, uniform_mask
+from mmspec.blocks.masking import augment_image, augment_noise, block_mask, pair_views, span_mask, uniform_mask
 from mmspec.components.objectives.runtime import Batch, ObjectiveModule, one
 
 
@@ -86,8 +86,11 @@ class Data2Vec(ObjectiveModule):
         target_norm: str,
         loss: str,
         beta: float,
+        grid: tuple[int, int, int] | None = None,
     ):
         super().__init__()
+        self.grid = grid
+        """(patch side, rows, columns) of an image input: patches are masked (`length`: the smallest block)."""
         self.name, self.mask_name, self.mask_token, self.kind, self.prob, self.length = (
             name,
             mask_name,
@@ -99,6 +102,8 @@ class Data2Vec(ObjectiveModule):
         self.top_k, self.target_norm, self.loss, self.beta = top_k, target_norm, loss, beta
 
     def corrupt(self, batch: Batch, g: torch.Generator) -> dict[str, torch.Tensor]:
+        if self.grid is not None:
+            return self._mask_patches(batch, g)
         x = batch.inputs[self.name]  # B,S(,F)
         shape = tuple(x.shape[:2])
         masked = (
@@ -111,6 +116,20 @@ class Data2Vec(ObjectiveModule):
         else:
             batch.inputs[self.name] = x.masked_fill(masked, self.mask_token)
         return {"masked": masked}  # B,S
+
+    def _mask_patches(self, batch: Batch, g: torch.Generator) -> dict[str, torch.Tensor]:
+        """Zero the pixels of masked patches of the image [B, C, H, W]; masked: [B, rows * cols]."""
+        x = batch.inputs[self.name]  # B,C,H,W
+        p, rows, cols = self.grid
+        count = round(self.prob * rows * cols)
+        if self.kind == "block":
+            masked = block_mask(x.shape[0], rows, cols, count, g, self.length)  # B,N
+        else:
+            masked = uniform_mask((x.shape[0], rows * cols), self.prob, g)  # B,N
+        pixels = masked.view(-1, 1, rows, 1, cols, 1).expand(-1, 1, rows, p, cols, p).reshape(-1, 1, rows * p,
+                                                                                          cols * p)  # B,1,H,W
+        batch.inputs[self.name] = x.masked_fill(pixels.to(x.device), 0.0)
+        return {"masked": masked}  # B,N
 
     def forward(self, args, targets):
         pred = one(args["input"])  # B,S,D
@@ -127,6 +146,8 @@ class Data2Vec(ObjectiveModule):
         else:
             err = F.smooth_l1_loss(pred, y, reduction="none", beta=self.beta)  # B,S,D
         masked = targets["masked"]  # B,S of the masked input
-        if masked.shape[1] != pred.shape[1]:  # a strided front end (audio samples -> frames)
+        if self.grid is not None:  # image patches after the class token(s)
+            masked = F.pad(masked, (pred.shape[1] - masked.shape[1], 0))  # B,S
+        elif masked.shape[1] != pred.shape[1]:  # a strided front end (audio samples -> frames)
             masked = F.adaptive_avg_pool1d(masked[:, None].float(), pred.shape[1])[:, 0] > 0.5  # B,S'
         return global_mean((err * masked[..., None]).sum(), masked.sum() * pred.shape[-1])
