@@ -58,6 +58,7 @@ FAMILIES = (
     "objectives.gaussian_process",
     "objectives.correlation",
     "objectives.generative",
+    "objectives.grounded_space",
     "objectives.language",
     "objectives.moe_entropy",
     "objectives.patch_classes",

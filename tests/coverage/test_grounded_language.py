@@ -1,8 +1,9 @@
 """Grounded language models ISL-01 (specs/bruni.yaml), ISL-05 (specs/vis_w2v.yaml), ISL-07
-(specs/hill_korhonen.yaml), ISL-12 (specs/vokenization.yaml), ISL-13 (specs/iace.yaml) and ISL-15
-(specs/xdbert.yaml): the full sizes against the references of tests/references.py, outputs against the reference
-modules with the same weights, the statistical preprocessing of the count-based and data-side models, and
-`mmspec fit` on every tiny variant with objectives (every objective's loss goes down)."""
+(specs/hill_korhonen.yaml), ISL-09 (specs/bordes.yaml), ISL-12 (specs/vokenization.yaml), ISL-13
+(specs/iace.yaml) and ISL-15 (specs/xdbert.yaml): the full sizes against the references of tests/references.py
+or torch.nn modules of the stated widths, outputs against the reference modules with the same weights, the
+objectives and statistical preprocessing against direct computations, and `mmspec fit` on every tiny variant
+with objectives (every objective's loss goes down)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import grounded_references as GR
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import transformers as tf
 from hf_reference import PARITY_ATOL, randomize
 from references import reference_count
@@ -33,10 +35,12 @@ from mmspec.graph.inputs import make_inputs, trace_sizes
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 VOKENIZATION, XDBERT, IACE = SPECS / "vokenization.yaml", SPECS / "xdbert.yaml", SPECS / "iace.yaml"
 VIS_W2V, HILL_KORHONEN, BRUNI = SPECS / "vis_w2v.yaml", SPECS / "hill_korhonen.yaml", SPECS / "bruni.yaml"
+BORDES = SPECS / "bordes.yaml"
 
 
 @pytest.mark.parametrize(("path", "variant"), [(VOKENIZATION, "tiny"), (XDBERT, "tiny"), (IACE, "tiny"),
-                                               (VIS_W2V, "tiny"), (HILL_KORHONEN, "tiny")])
+                                               (VIS_W2V, "tiny"), (HILL_KORHONEN, "tiny"), (BORDES, "tiny")],
+                         ids=lambda x: x.stem if isinstance(x, Path) else x)
 def test_mmspec_fit_lowers_every_objective(path, variant, tmp_path):
     out = tmp_path / "fit.json"
     assert run(["fit", str(path), "--variant", variant, "--steps", "30", "--json", str(out), "-q"]) == 0
@@ -213,3 +217,29 @@ def test_bruni_statistics_lmi_svd_mixing_and_both_fusions():
         table.weight.copy_(torch.from_numpy(fused))
         (out,) = model({"words": torch.tensor([[4], [9]])})
     torch.testing.assert_close(out, torch.from_numpy(fused[[4, 9]]).float())
+
+
+def _grounding_by_loops(g: torch.Tensor, v: torch.Tensor, margin: float) -> float:
+    """Bordes et al.'s cluster hinge (rows 2i, 2i+1 share an image) minus the Pearson correlation of the two
+    similarity structures, term by term."""
+    cos = lambda a, b: float(F.cosine_similarity(a, b, dim=0))  # noqa: E731
+    n = len(g)
+    hinges = [max(0.0, margin - cos(g[a], g[a ^ 1]) + cos(g[a], g[m])) for a in range(n) for m in range(n)
+              if m // 2 != a // 2]
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    s = np.array([cos(g[i], g[j]) for i, j in pairs])
+    t = np.array([cos(v[i], v[j]) for i, j in pairs])
+    return sum(hinges) / len(hinges) - float(np.corrcoef(s, t)[0, 1])
+
+
+def test_bordes_grounding_is_the_cluster_hinge_minus_the_similarity_correlation():
+    model = build(load_spec(BORDES, "tiny"))
+    g = torch.Generator().manual_seed(5)
+    grounded, image = torch.randn(6, 4, generator=g), torch.randn(6, 5, generator=g)  # B,512 / B,2048 full size
+    with torch.no_grad():
+        ours = model.objectives["grounding"]({"input": {"embedding": grounded}, "image": {"values": image}}, {})
+    assert float(ours) == pytest.approx(_grounding_by_loops(grounded, image, 0.5), abs=1e-5)
+    with torch.device("meta"):
+        expected = sum(p.numel() for m in (torch.nn.Embedding(20000, 620), torch.nn.GRU(620, 2400, batch_first=True),
+                                            torch.nn.Linear(2400, 512)) for p in m.parameters())
+    assert param_counts(build(load_spec(BORDES), device="meta"))["total"] == expected
