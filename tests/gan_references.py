@@ -200,3 +200,100 @@ def dfgan(nf: int = 32, imsize: int = 256) -> tuple[nn.Module, nn.Module]:
 def pair(build) -> nn.ModuleList:
     """Generator and discriminator counted as one reference."""
     return nn.ModuleList(build())
+
+
+def _conv3(a: int, b: int) -> nn.Conv2d:
+    return nn.Conv2d(a, b, 3, 1, 1, bias=False)
+
+
+def _up(a: int, b: int) -> nn.Sequential:
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _conv3(a, b), nn.BatchNorm2d(b), nn.ReLU())
+
+
+class StackCA(nn.Module):
+    """StackGAN-Pytorch CA_NET: Linear(t_dim, 2 c_dim) + ReLU, halves = mu, logvar."""
+
+    def __init__(self, t: int, c: int):
+        super().__init__()
+        self.fc = nn.Linear(t, 2 * c)
+
+    def forward(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return F.relu(self.fc(t)).chunk(2, 1)
+
+
+class StackStage1G(nn.Module):
+    """STAGE1_G (gf_dim = GF_DIM * 8): CA_NET, fc to 4x4, four upBlocks, 3x3 conv to RGB, tanh."""
+
+    def __init__(self, gf: int = 192, c: int = 128, nz: int = 100, t: int = 1024):
+        super().__init__()
+        g = gf * 8
+        self.ca_net = StackCA(t, c)
+        self.fc = nn.Sequential(nn.Linear(nz + c, g * 16, bias=False), nn.BatchNorm1d(g * 16), nn.ReLU())
+        self.ups = nn.Sequential(_up(g, g // 2), _up(g // 2, g // 4), _up(g // 4, g // 8), _up(g // 8, g // 16))
+        self.img = _conv3(g // 16, 3)
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # eval: the code is mu
+        mu, _ = self.ca_net(t)
+        return torch.tanh(self.img(self.ups(self.fc(torch.cat([z, mu], 1)).view(z.shape[0], -1, 4, 4))))
+
+
+class _StackRes(nn.Module):
+    def __init__(self, w: int):
+        super().__init__()
+        self.block = nn.Sequential(_conv3(w, w), nn.BatchNorm2d(w), nn.ReLU(), _conv3(w, w), nn.BatchNorm2d(w))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.block(x) + x)
+
+
+class StackStage2G(nn.Module):
+    """STAGE2_G's own modules (its STAGE1_G is counted once, as stage one): CA_NET, the image encoder to
+    4 ngf x 16 x 16, hr_joint, R_NUM ResBlocks, four upBlocks, 3x3 conv to RGB."""
+
+    def __init__(self, gf: int = 192, c: int = 128, t: int = 1024, r: int = 2):
+        super().__init__()
+        self.ca_net = StackCA(t, c)
+        self.encoder = nn.Sequential(_conv3(3, gf), nn.ReLU(), nn.Conv2d(gf, gf * 2, 4, 2, 1, bias=False),
+                                     nn.BatchNorm2d(gf * 2), nn.ReLU(), nn.Conv2d(gf * 2, gf * 4, 4, 2, 1, bias=False),
+                                     nn.BatchNorm2d(gf * 4), nn.ReLU())
+        self.hr_joint = nn.Sequential(_conv3(c + gf * 4, gf * 4), nn.BatchNorm2d(gf * 4), nn.ReLU())
+        self.residual = nn.Sequential(*(_StackRes(gf * 4) for _ in range(r)))
+        self.ups = nn.Sequential(_up(gf * 4, gf * 2), _up(gf * 2, gf), _up(gf, gf // 2), _up(gf // 2, gf // 4))
+        self.img = _conv3(gf // 4, 3)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        mu, _ = self.ca_net(t)
+        h = self.encoder(x)
+        h = self.hr_joint(torch.cat([h, mu[:, :, None, None].expand(-1, -1, *h.shape[2:])], 1))
+        return torch.tanh(self.img(self.ups(self.residual(h))))
+
+
+class StackD(nn.Module):
+    """STAGE1_D / STAGE2_D: encode_img (strided convs, then for stage two 3x3 convs back to ndf*8), D_GET_LOGITS
+    with the condition (3x3 joint conv, BN, LeakyReLU, 4x4 conv with bias; the sigmoid is the loss's) and, for
+    stage two, the unconditional 4x4 conv."""
+
+    def __init__(self, df: int = 96, c: int = 128, stage: int = 1):
+        super().__init__()
+        widths = [df, df * 2, df * 4, df * 8] + ([df * 16, df * 32] if stage == 2 else [])
+        layers, w = [], 3
+        for i, b in enumerate(widths):
+            layers += [nn.Conv2d(w, b, 4, 2, 1, bias=False), *([nn.BatchNorm2d(b)] if i else []), nn.LeakyReLU(0.2)]
+            w = b
+        if stage == 2:
+            layers += [_conv3(df * 32, df * 16), nn.BatchNorm2d(df * 16), nn.LeakyReLU(0.2),
+                       _conv3(df * 16, df * 8), nn.BatchNorm2d(df * 8), nn.LeakyReLU(0.2)]
+        self.encode_img = nn.Sequential(*layers)
+        self.cond = nn.Sequential(_conv3(df * 8 + c, df * 8), nn.BatchNorm2d(df * 8), nn.LeakyReLU(0.2))
+        self.cond_out = nn.Conv2d(df * 8, 1, 4, 4)
+        self.uncond = nn.Conv2d(df * 8, 1, 4, 4) if stage == 2 else None
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor):
+        h = self.encode_img(x)
+        out = self.cond_out(self.cond(torch.cat([h, c[:, :, None, None].expand(-1, -1, 4, 4)], 1))).flatten(1)
+        return out if self.uncond is None else (out, self.uncond(h).flatten(1))
+
+
+def stackgan(gf: int = 192, df: int = 96, c: int = 128, r: int = 2) -> nn.ModuleList:
+    """The official COCO configuration (coco_s1.yml / coco_s2.yml): both stages' generators and discriminators."""
+    return nn.ModuleList([StackStage1G(gf, c), StackD(df, c, 1), StackStage2G(gf, c, r=r), StackD(df, c, 2)])

@@ -307,6 +307,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "dcgan": lambda: GAN.pair(GAN.dcgan_example),  # pytorch/examples DCGAN Generator + Discriminator
     "gan_int_cls": lambda: GAN.pair(GAN.gan_int_cls),  # icml2016 netG + netD (conv biases zeroed, not counted)
     "dfgan": lambda: GAN.pair(GAN.dfgan),  # DF-GAN NetG + NetD + NetC, birds config (nf 32, 256x256)
+    "stackgan": GAN.stackgan,  # StackGAN-Pytorch coco_s1/coco_s2: CA + Stage-I G, D; Stage-II G, D
     "ssddr": SR.ssddr,
     "deeppamm": SR.deeppamm,
     "you_cropyield": SR.you_lstm,

@@ -73,31 +73,40 @@ class DCGANGenerator(nn.Module):
 
 class DCGANDiscriminator(nn.Module):
     """image [B, channels, H, W] (+ condition [B, C]) -> logit [B, 1]: a stride-2 4x4 conv per width (BatchNorm on
-    all but the first, LeakyReLU 0.2); with a condition, its
-    code replicated over the final k x k map, concatenated, and a 1x1 conv + BN + LeakyReLU; a k x k conv to 1."""
+    all but the first, LeakyReLU 0.2), a 3x3 conv + BN + LeakyReLU per `tail` width; with a condition, its code
+    replicated over the final k x k map, concatenated, and a `joint`-sized conv + BN + LeakyReLU; a k x k conv to
+    1. `unconditional` also scores the image alone with another k x k conv (StackGAN's second logit)."""
 
     def __init__(self, channels: int, widths: list[int], size: int, bias: bool, cond: int = 0,
-                 cond_dim: int | None = None):
+                 cond_dim: int | None = None, tail: tuple[int, ...] = (), joint: int = 1, out_bias: bool = False,
+                 unconditional: bool = False):
         super().__init__()
         layers, width = [], channels
         for i, w in enumerate(widths):
             layers += [nn.Conv2d(width, w, 4, 2, 1, bias=bias), *([nn.BatchNorm2d(w)] if i else []),
                        nn.LeakyReLU(SLOPE)]
             width = w
+        for w in tail:
+            layers += [nn.Conv2d(width, w, 3, 1, 1, bias=bias), nn.BatchNorm2d(w), nn.LeakyReLU(SLOPE)]
+            width = w
         self.features = nn.Sequential(*layers)
         self.code = ConditionCode(cond, cond_dim, norm=True) if cond and cond_dim else None
         if cond:
-            joint = (cond_dim or cond) + width
-            self.joint = nn.Sequential(nn.Conv2d(joint, width, 1, bias=bias), nn.BatchNorm2d(width),
-                                       nn.LeakyReLU(SLOPE))
-        self.out = nn.Conv2d(width, 1, size, bias=bias)
+            self.joint = nn.Sequential(nn.Conv2d((cond_dim or cond) + width, width, joint, padding=joint // 2,
+                                                 bias=bias), nn.BatchNorm2d(width), nn.LeakyReLU(SLOPE))
+        self.out = nn.Conv2d(width, 1, size, bias=out_bias)
+        self.uncond = nn.Conv2d(width, 1, size, bias=out_bias) if unconditional else None
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None):
+        """The logit [B, 1]; with `unconditional`, (conditional, unconditional) logits."""
         h = self.features(x)  # B,W,k,k
+        g = h
         if c is not None:
             code = self.code(c) if self.code is not None else c  # B,cd
-            h = self.joint(torch.cat([h, code[:, :, None, None].expand(-1, -1, *h.shape[2:])], 1))  # B,W,k,k
-        return self.out(h).flatten(1)  # B,1
+            g = self.joint(torch.cat([h, code[:, :, None, None].expand(-1, -1, *h.shape[2:])], 1))  # B,W,k,k
+        if self.uncond is None:
+            return self.out(g).flatten(1)  # B,1
+        return self.out(g).flatten(1), self.uncond(h).flatten(1)  # B,1 each
 
 
 class Affine(nn.Module):
@@ -191,3 +200,74 @@ class DFGANDiscriminator(nn.Module):
         h = self.blocks(self.stem(x))  # B,W,k,k
         h = torch.cat([h, c[:, :, None, None].expand(-1, -1, *h.shape[2:])], 1)  # B,W+C,k,k
         return self.joint(h).flatten(1)  # B,1
+
+
+class ConditioningAugmentation(nn.Module):
+    """StackGAN: text embedding [B, T] -> Linear + ReLU -> mean, log-variance [B, c] (the two halves); the code is
+    mean + exp(log_var / 2) * eps while training, the mean otherwise."""
+
+    def __init__(self, text: int, dim: int):
+        super().__init__()
+        self.fc = nn.Linear(text, 2 * dim)
+
+    def forward(self, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        mean, log_var = F.relu(self.fc(t)).chunk(2, dim=1)  # B,c each
+        code = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if self.training else mean
+        return {"code": code, "mean": mean, "log_var": log_var}
+
+
+def up_block(cin: int, cout: int) -> nn.Sequential:
+    """Nearest x2, 3x3 conv (no bias), BatchNorm, ReLU (StackGAN's upBlock)."""
+    return nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(cin, cout, 3, 1, 1, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class ResBlock(nn.Module):
+    """ReLU(x + [3x3 conv, BN, ReLU, 3x3 conv, BN]) without biases."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(width, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                                   nn.Conv2d(width, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.block(x))  # B,W,h,w
+
+
+class StackGANGenerator(nn.Module):
+    """StackGAN Stage-I: [noise, condition code] -> Linear (no bias) + BN + ReLU -> widths[0] x 4 x 4, an up-block
+    per further width, a 3x3 conv to `channels`, tanh."""
+
+    def __init__(self, nz: int, cond: int, widths: list[int], channels: int):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(nz + cond, widths[0] * 16, bias=False), nn.BatchNorm1d(widths[0] * 16),
+                                nn.ReLU())
+        self.ups = nn.Sequential(*(up_block(a, b) for a, b in zip(widths, widths[1:], strict=False)))
+        self.to_image = nn.Conv2d(widths[-1], channels, 3, 1, 1, bias=False)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = self.fc(torch.cat([z, c], 1)).unflatten(1, (-1, 4, 4))  # B,W0,4,4
+        return torch.tanh(self.to_image(self.ups(h)))  # B,C,H,W
+
+
+class StackGANRefiner(nn.Module):
+    """StackGAN Stage-II: a low-resolution image [B, C, h, w] and a condition code -> a 3x3 conv + ReLU and stride-2
+    4x4 convs + BN + ReLU through `encoder` widths; the code replicated over the map, a 3x3 joint conv + BN + ReLU;
+    `blocks` residual blocks; an up-block per `up` width; a 3x3 conv to `channels`, tanh."""
+
+    def __init__(self, channels: int, cond: int, encoder: list[int], blocks: int, up: list[int]):
+        super().__init__()
+        layers = [nn.Conv2d(channels, encoder[0], 3, 1, 1, bias=False), nn.ReLU()]
+        for a, b in zip(encoder, encoder[1:], strict=False):
+            layers += [nn.Conv2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU()]
+        self.encoder = nn.Sequential(*layers)
+        w = encoder[-1]
+        self.joint = nn.Sequential(nn.Conv2d(cond + w, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU())
+        self.residual = nn.Sequential(*(ResBlock(w) for _ in range(blocks)))
+        self.ups = nn.Sequential(*(up_block(a, b) for a, b in zip([w, *up], up, strict=False)))
+        self.to_image = nn.Conv2d(up[-1], channels, 3, 1, 1, bias=False)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(x)  # B,W,h/4,w/4
+        h = self.joint(torch.cat([h, c[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])], 1))  # B,W,h/4,w/4
+        return torch.tanh(self.to_image(self.ups(self.residual(h))))  # B,C,H,W

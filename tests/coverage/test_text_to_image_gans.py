@@ -1,9 +1,11 @@
-"""Text-to-image GANs (T2I-01 DC-GAN, T2I-02 GAN-INT-CLS, T2I-06 DF-GAN): the specs' generators and discriminators
-equal the official networks rebuilt in tests/gan_references.py, in parameter count (canonical sizes) and, with the
-same weights, in their outputs (small configurations of the same shape rules); the exported graph is the generator
-alone (noise [+ text] -> image) and equals eager on ONNX Runtime; the discriminator's update touches only the
-discriminator and the generator's only the generator; DF-GAN's MA-GP is the official formula; `fit` on each tiny
-variant lowers the discriminator's loss while the generator's parameters move."""
+"""Text-to-image GANs (T2I-01 DC-GAN, T2I-02 GAN-INT-CLS, T2I-03 StackGAN, T2I-06 DF-GAN): the specs' generators
+and discriminators equal the official networks rebuilt in tests/gan_references.py, in parameter count (canonical
+sizes) and, with the same weights, in their outputs (small configurations of the same shape rules); the exported
+graph is the generator alone (noise [+ text] -> image) and equals eager on ONNX Runtime; the discriminator's update
+touches only the discriminator and the generator's only the generator; DF-GAN's MA-GP is the official formula;
+`fit` on each tiny variant lowers the discriminator's loss while the generator's parameters move. StackGAN: both
+stages and both discriminators equal the official modules; conditioning augmentation samples while training and
+exports its mean; each stage exports as its own graph."""
 
 from __future__ import annotations
 
@@ -155,3 +157,77 @@ def test_matching_aware_gradient_penalty_is_the_official_formula():
     torch.testing.assert_close(ours, official, rtol=1e-4, atol=0)
     ours.backward()  # the penalty trains the discriminator (second-order gradients)
     assert all(p.grad is not None for p in disc.net.stem.parameters())
+
+
+# StackGAN (T2I-03): two stages, each with its conditioning augmentation and discriminator.
+STACK_SMALL = ["modalities.noise.dim=4", "modalities.text.dim=6", "heads.ca1.dim=3", "heads.ca2.dim=3",
+               "heads.stage1.widths=[32, 16, 8, 4, 2]", "heads.d1.widths=[2, 4, 8, 16]",
+               "heads.stage2.encoder=[4, 8, 16]", "heads.stage2.blocks=1", "heads.stage2.up=[8, 4, 2, 1]",
+               "heads.d2.widths=[2, 4, 8, 16, 32, 64]", "heads.d2.tail=[32, 16]"]
+
+
+def test_stackgan_stages_equal_the_official_modules():
+    model = api.build(api.load_spec(SPECS / "stackgan.yaml", budget=None), device="meta")
+    with torch.device("meta"):
+        g1, d1, g2, d2 = GAN.stackgan()
+    c = model.components
+    assert _count(c["ca1"]) + _count(c["stage1"]) == _count(g1)
+    assert _count(c["ca2"]) + _count(c["stage2"]) == _count(g2)
+    assert (_count(c["d1"]), _count(c["d2"])) == (_count(d1), _count(d2))
+
+
+def test_stackgan_outputs_equal_the_official_modules():
+    loaded = api.load_spec(SPECS / "stackgan.yaml", sets=STACK_SMALL)
+    model = api.build(loaded).eval()
+    c = model.components
+    g1, d1, g2, d2 = GAN.stackgan(gf=4, df=2, c=3, r=1)
+    g1.ca_net = GAN.StackCA(6, 3)  # the small text width
+    g1.fc[0] = torch.nn.Linear(4 + 3, 32 * 16, bias=False)
+    g2.ca_net = GAN.StackCA(6, 3)
+    for ours, theirs in (((c["ca1"].net, c["stage1"].net), g1), ((c["ca2"].net, c["stage2"].net), g2),
+                         ((c["d1"].net,), d1), ((c["d2"].net,), d2)):
+        _copy_in_order(torch.nn.ModuleList(ours), theirs)
+        theirs.eval()
+    torch.manual_seed(0)
+    z, t = torch.randn(2, 4), torch.randn(2, 6)  # B,nz / B,T
+    x64, x256 = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 256, 256)  # B,C,H,W
+    with torch.no_grad():
+        ca1, ca2 = c["ca1"]({"input": {"values": t}}), c["ca2"]({"input": {"values": t}})
+        low = c["stage1"]({"input": {"values": z}, "condition": {"code": ca1["code"]}})["image"]  # B,3,64,64
+        torch.testing.assert_close(low, g1(z, t), atol=ATOL, rtol=RTOL)
+        high = c["stage2"]({"input": {"image": low}, "condition": {"code": ca2["code"]}})["image"]  # B,3,256,256
+        assert high.shape == (2, 3, 256, 256) and high.abs().max() > 0.1
+        torch.testing.assert_close(high, g2(low, t), atol=ATOL, rtol=RTOL)
+        s1 = c["d1"]({"real": {"pixels": x64}, "fake": {"image": low}, "condition": {"mean": ca1["mean"]}})
+        torch.testing.assert_close(s1["real"], d1(x64, ca1["mean"]), atol=ATOL, rtol=RTOL)
+        s2 = c["d2"]({"real": {"pixels": x256}, "fake": {"image": high}, "condition": {"mean": ca2["mean"]}})
+        cond, uncond = d2(x256, ca2["mean"])
+        torch.testing.assert_close(s2["real"], cond, atol=ATOL, rtol=RTOL)
+        torch.testing.assert_close(s2["real_uncond"], uncond, atol=ATOL, rtol=RTOL)
+        torch.testing.assert_close(s2["mismatched"], d2(x256, ca2["mean"].roll(1, 0))[0], atol=ATOL, rtol=RTOL)
+
+
+def test_conditioning_augmentation_samples_while_training_only():
+    model = api.build(api.load_spec(SPECS / "stackgan.yaml", "tiny"))
+    ca = model.components["ca1"]
+    t = torch.randn(1, 6).expand(20000, -1)  # B,T: one caption, many draws
+    with torch.no_grad():
+        out = ca.train()({"input": {"values": t}})
+        eps = (out["code"] - out["mean"]) / (0.5 * out["log_var"]).exp()  # B,c: the standard normal draws
+        assert abs(eps.mean().item()) < 0.03 and abs(eps.std().item() - 1.0) < 0.03
+        out = ca.eval()({"input": {"values": t[:2]}})
+        assert torch.equal(out["code"], out["mean"])
+
+
+def test_stackgan_exports_both_stages_and_fit_trains_them(tmp_path):
+    api.compile(SPECS / "stackgan.yaml", out_dir=tmp_path, variant="tiny")
+    inputs = {g: [i.name for i in ort.InferenceSession(str(tmp_path / f"stackgan-tiny.{g}.onnx"),
+                                                       providers=["CPUExecutionProvider"]).get_inputs()]
+              for g in ("stage1", "stage2")}
+    assert inputs == {"stage1": ["noise", "text"], "stage2": ["stage1", "text"]}  # stage 2 takes stage 1's image
+    loaded = api.load_spec(SPECS / "stackgan.yaml", "tiny")
+    trainer = Trainer(loaded, lr=3e-3)
+    assert [g.key for g in trainer.groups] == [("d1",), ("ca1", "stage1"), ("d2",), ("ca2", "stage2")]
+    history = trainer.fit(synthetic_batch(loaded, 4, 0), 16, seed=0).objectives
+    for name in ("d1_loss", "d2_loss", "kl1", "kl2"):
+        assert sum(history[name][-3:]) / 3 < 0.95 * history[name][0], (name, history[name][::4])

@@ -1,8 +1,9 @@
 """GAN heads for images: generators (noise [+ a condition vector such as a sentence embedding] -> image) and
 their discriminators, which are training-only (declared in the spec, read by the `gan` and `r1_penalty`
 objectives, absent from every export). DC-GAN (Radford et al. 2016; the PyTorch example) and its text-conditional
-form (Reed et al. 2016, GAN-INT-CLS), and DF-GAN's deep-fusion generator with its one-way discriminator (Tao et
-al. 2022). Networks are composed from `mmspec.blocks.gan`."""
+form (Reed et al. 2016, GAN-INT-CLS), StackGAN's conditioning augmentation and two generator stages (Zhang et al.
+2017), and DF-GAN's deep-fusion generator with its one-way discriminator (Tao et al. 2022). Networks are composed
+from `mmspec.blocks.gan`."""
 
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ DCGAN_GENERATOR_EXAMPLES = (
 DFGAN_GENERATOR_EXAMPLES = (
     Example(_NOISE, {"input": "noise", "condition": "text", "widths": [8, 8, 4]}),
 )
+AUGMENTATION_EXAMPLES = (Example(_NOISE, {"input": "text", "dim": 3}),)
+_CA = {"ca": {"type": "conditioning_augmentation", "input": "text", "dim": 3}}
+STACKGAN_GENERATOR_EXAMPLES = (
+    Example(_NOISE, {"input": "noise", "condition": "ca.code", "widths": [8, 4, 4]}, {"heads": _CA}),
+)
+STACKGAN_REFINER_EXAMPLES = (
+    Example(_NOISE, {"input": "low.image", "condition": "ca.code", "encoder": [4, 8], "blocks": 1, "up": [4, 4]},
+            {"heads": {**_CA, "low": {"type": "stackgan_generator", "input": "noise", "condition": "ca.code",
+                                      "widths": [4, 4]}}}),
+)
 DCGAN_DISCRIMINATOR_EXAMPLES = (
     Example({**_NOISE, **_IMAGE}, {"inputs": {"real": "image", "fake": "gen"}, "widths": [4, 8]},
             {"heads": {"gen": {"type": "dcgan_generator", "input": "noise", "widths": [4, 4], "channels": 3}}},
@@ -35,6 +46,11 @@ DCGAN_DISCRIMINATOR_EXAMPLES = (
             {"heads": {"gen": {"type": "dcgan_generator", "input": "noise", "condition": "text",
                                "widths": [4, 4]}}},
             name="text"),
+    Example({**_NOISE, **_IMAGE},  # StackGAN: a raw condition, 3x3 joint conv, 3x3 tail, an unconditional logit
+            {"inputs": {"real": "image", "fake": "gen", "condition": "text"}, "widths": [4, 8], "tail": [4],
+             "joint_kernel": 3, "out_bias": True, "unconditional": True},
+            {"heads": {"gen": {"type": "dcgan_generator", "input": "noise", "widths": [4, 4]}}},
+            name="stackgan"),
 )
 DFGAN_DISCRIMINATOR_EXAMPLES = (
     Example({**_NOISE, **_IMAGE},
@@ -140,6 +156,85 @@ class DFGANGeneratorConfig(_Generator):
         return Generator(DFGANGenerator(z.width, cond, self.widths, self.channels))
 
 
+@register("heads", examples=AUGMENTATION_EXAMPLES)
+class ConditioningAugmentationConfig(ComponentConfig):
+    """StackGAN's conditioning augmentation: a text embedding [batch, T] -> Linear(T, 2 * dim) + ReLU, split into
+    `mean` and `log_var` [batch, dim]; `code` is mean + exp(log_var / 2) * eps while training and the mean in
+    exported graphs. Train it with `gaussian_kl` on mean and log_var."""
+
+    type: Literal["conditioning_augmentation"]
+    input: Ref
+    dim: PositiveInt = 128
+
+    def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        t = _vector(inputs["input"], self.input, "input")
+        code = t.with_shape(t.shape[0], self.dim)
+        return {"code": code, "mean": code, "log_var": code}
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.blocks.gan import ConditioningAugmentation
+        from mmspec.components.heads.gan.module import Augmentation
+
+        return Augmentation(ConditioningAugmentation(_vector(inputs["input"], self.input, "input").width, self.dim))
+
+
+@register("heads", examples=STACKGAN_GENERATOR_EXAMPLES)
+class StackGANGeneratorConfig(_Generator):
+    """StackGAN Stage-I: [noise, condition code] -> Linear (no bias) + BatchNorm + ReLU -> widths[0] x 4 x 4, an
+    up-block (nearest x2, 3x3 conv, BatchNorm, ReLU) per further width, a 3x3 conv to `channels`, tanh ->
+    `image` [batch, channels, S, S], S = 4 * 2^(len(widths) - 1)."""
+
+    type: Literal["stackgan_generator"]
+    condition: Ref
+    """The conditioning augmentation's `code` [batch, c]."""
+    widths: list[PositiveInt] = Field(default=[1024, 512, 256, 128, 64], min_length=1)
+
+    def side(self) -> int:
+        return 4 * 2 ** (len(self.widths) - 1)
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.blocks.gan import StackGANGenerator
+        from mmspec.components.heads.gan.module import Generator
+
+        z, cond = self._widths(inputs)
+        return Generator(StackGANGenerator(z.width, cond, self.widths, self.channels))
+
+
+@register("heads", examples=STACKGAN_REFINER_EXAMPLES)
+class StackGANRefinerConfig(ComponentConfig):
+    """StackGAN Stage-II: a low-resolution `input` image [batch, C, h, w] and a `condition` code -> 3x3 conv +
+    ReLU and stride-2 4x4 convs + BatchNorm + ReLU through `encoder` widths, the code replicated and joined by a
+    3x3 conv + BatchNorm + ReLU, `blocks` residual blocks, an up-block per `up` width, a 3x3 conv, tanh ->
+    `image` [batch, C, h * 2^len(up) / 2^(len(encoder) - 1), same]."""
+
+    type: Literal["stackgan_refiner"]
+    input: Ref
+    condition: Ref
+    encoder: list[PositiveInt] = Field(default=[128, 256, 512], min_length=1)
+    blocks: PositiveInt = 4
+    up: list[PositiveInt] = Field(default=[256, 128, 64, 32], min_length=1)
+
+    def references(self) -> dict[str, str]:
+        return {"input": self.input, "condition": self.condition}
+
+    def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        x = _image(inputs["input"], self.input, "input")
+        _vector(inputs["condition"], self.condition, "condition")
+        b, c, h, w = x.shape
+        down = 2 ** (len(self.encoder) - 1)
+        if h % down or w % down:
+            raise CheckError("encoder", f"an image of {h}x{w} does not halve {len(self.encoder) - 1} times")
+        return {"image": x.with_shape(b, c, h // down * 2 ** len(self.up), w // down * 2 ** len(self.up))}
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.blocks.gan import StackGANRefiner
+        from mmspec.components.heads.gan.module import Generator
+
+        x = _image(inputs["input"], self.input, "input")
+        cond = _vector(inputs["condition"], self.condition, "condition").width
+        return Generator(StackGANRefiner(x.shape[1], cond, self.encoder, self.blocks, self.up))
+
+
 class _Discriminator(ComponentConfig):
     inputs: DiscriminatorInputs
     training_only: bool = True
@@ -177,21 +272,35 @@ class DCGANDiscriminatorConfig(_Discriminator):
     type: Literal["dcgan_discriminator"]
     widths: list[PositiveInt] = Field(default=[64, 128, 256, 512], min_length=1)
     condition_dim: PositiveInt | None = None
+    """Width of the condition's Linear + BatchNorm + LeakyReLU code; null: the condition is used as it is."""
     bias: bool = False
+    """Biases on the convolutions but the last."""
+    tail: list[PositiveInt] = []
+    """3x3 conv + BatchNorm + LeakyReLU widths after the strided convs (StackGAN Stage-II: [ndf*16, ndf*8])."""
+    joint_kernel: Literal[1, 3] = 1
+    """Kernel of the joint image-condition conv (Reed: 1, StackGAN: 3)."""
+    out_bias: bool = False
+    """A bias on the last conv (StackGAN)."""
+    unconditional: bool = False
+    """Also score the image alone: `real_uncond`, `fake_uncond` (StackGAN Stage-II)."""
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         real, cond, _ = self._shapes(inputs, len(self.widths))
         if self.condition_dim and not cond:
             raise CheckError("condition_dim", "condition_dim projects a condition; set `inputs.condition` too")
-        return self._outputs(real, cond)
+        out = self._outputs(real, cond)
+        if self.unconditional:
+            out |= {"real_uncond": out["real"], "fake_uncond": out["real"]}
+        return out
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.blocks.gan import DCGANDiscriminator
         from mmspec.components.heads.gan.module import Discriminator
 
         real, cond, side = self._shapes(inputs, len(self.widths))
-        return Discriminator(DCGANDiscriminator(real.shape[1], self.widths, side, self.bias, cond,
-                                                self.condition_dim))
+        return Discriminator(DCGANDiscriminator(real.shape[1], self.widths, side, self.bias, cond, self.condition_dim,
+                                                tuple(self.tail), self.joint_kernel, self.out_bias,
+                                                self.unconditional))
 
 
 @register("heads", training_only=True, examples=DFGAN_DISCRIMINATOR_EXAMPLES)

@@ -11,6 +11,7 @@ from pydantic import Field
 from mmspec.components.objectives.base import (
     LOSS,
     Objective,
+    field_of,
     input_names,
     pick_modality,
     require_rank,
@@ -107,6 +108,10 @@ R1_EXAMPLES = (
         _GAN_NODES,
         name="matching_aware",
     ),
+)
+KL_EXAMPLES = (
+    Example({"text": {"type": "vector", "dim": 4}}, {"mean": "ca.mean", "log_var": "ca.log_var", "weight": 2.0},
+            {"heads": {"ca": {"type": "conditioning_augmentation", "input": "text", "dim": 3}}}),
 )
 _DENOISER = {
     "fusion": {"noised": {"type": "concat", "inputs": ["x0", "t"]}},
@@ -296,6 +301,28 @@ class GAN(Objective):
         from mmspec.components.objectives.generative.loss import GANLoss
 
         return GANLoss(self.role, self.loss)
+
+
+@register("objectives", training_only=True, examples=KL_EXAMPLES)
+class GaussianKL(Objective):
+    """KL(N(mean, exp(log_var)) || N(0, I)) averaged over every element: StackGAN's regulariser of the
+    conditioning augmentation (weight 2 in the paper). `mean`, `log_var`: tensors of one shape."""
+
+    type: Literal["gaussian_kl"]
+    mean: Ref
+    log_var: Ref
+    ref_fields = ("mean", "log_var")
+
+    def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        mean = tensor(inputs, "mean", self.mean, "mean", field="mean")
+        same_shape(mean, tensor(inputs, "log_var", self.log_var, "log_var", field="log_var"), "log_var", self.mean,
+                   self.log_var)
+        return LOSS
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.objectives.generative.loss import GaussianKL as Module
+
+        return Module(field_of(inputs, "mean", "mean"), field_of(inputs, "log_var", "log_var"))
 
 
 @register("objectives", training_only=True, examples=R1_EXAMPLES)

@@ -118,6 +118,18 @@ class GANLoss(ObjectiveModule):
         return pos + neg(fake)
 
 
+class GaussianKL(ObjectiveModule):
+    """mean over elements of -0.5 * (1 + log_var - mean^2 - exp(log_var)) (StackGAN's KL_loss)."""
+
+    def __init__(self, mean: str, log_var: str):
+        super().__init__()
+        self.mean, self.log_var = mean, log_var
+
+    def forward(self, args, targets):
+        mean, log_var = one(args["mean"], self.mean), one(args["log_var"], self.log_var)  # B,c each
+        return (-0.5 * (1 + log_var - mean**2 - log_var.exp())).mean()
+
+
 class R1Penalty(ObjectiveModule):
     """R1 (Mescheder et al. 2018): gamma / 2 * mean over examples of ||d sum D(x) / d x||^power on real data x,
     the graph inputs `names` (which `mmspec fit` makes require gradients), one L2 norm over all of them; power 2
