@@ -663,8 +663,9 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     key_bias: bool = True
     """false: the self-attention's key projection has no bias while query and value keep theirs (BEiT)."""
     sparse: SparseConfig | None = None
-    """DALL-E's row / column / convolutional attention masks over a text prefix and an image grid (causal, token
-    ids whose modality's max_length is prefix + rows * columns); null: dense."""
+    """DALL-E's row / column / convolutional or NÜWA's 3-D nearby attention masks over a text prefix and image or
+    video token grids (causal, token ids whose modality's max_length is prefix + frames * rows * columns); null:
+    dense."""
     adapters: AdapterConfig | None = None
     """Residual adapters after chosen layers, their second linear map zero-initialised (muNet); null: none."""
     relative_position: Literal["layer", "shared"] | None = None
