@@ -116,7 +116,8 @@ class SpatialOutputAdapter(nn.Module):
 
 
 class MultiMAE(nn.Module):
-    """pretrain_multimae_base with rgb, depth and semseg inputs and rgb, norm_rgb, depth, semseg outputs (`ratio`:
+    """pretrain_multimae_base with rgb, depth and semseg inputs and rgb, norm_rgb (task 'rgb', as the official
+    run_pretraining_multimae.py builds it), depth, semseg outputs (`ratio`:
     the MLP ratio of every block, 4 there; smaller sizes serve the tiny-variant tests)."""
 
     def __init__(self, dim: int = 768, depth: int = 12, heads: int = 12, patch: int = 16, image: int = 224,
@@ -133,8 +134,8 @@ class MultiMAE(nn.Module):
         out = {"rgb": 3 * patch * patch, "norm_rgb": 3 * patch * patch, "depth": patch * patch,
                "semseg": classes * sp * sp}
         self.output_adapters = nn.ModuleDict({
-            t: SpatialOutputAdapter(o, self.tasks, t, grid, dim, decoder_dim, decoder_depth, decoder_heads,
-                                    t != "norm_rgb", ratio)
+            t: SpatialOutputAdapter(o, self.tasks, "rgb" if t == "norm_rgb" else t, grid, dim, decoder_dim,
+                                    decoder_depth, decoder_heads, True, ratio)
             for t, o in out.items()
         })
         self.global_tokens = nn.Parameter(torch.randn(1, global_tokens, dim) * 0.02)

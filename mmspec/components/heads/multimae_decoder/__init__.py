@@ -46,7 +46,7 @@ class MultiMAEDecoder(StackConfig, ComponentConfig):
     """The encoder input whose patches this decoder predicts (and whose `dropped` it passes on)."""
     task_queries: bool = True
     """The queries are that input's places (visible tokens and mask tokens with their embeddings); false: mask
-    tokens plus positions only (MultiMAE's extra normalised-RGB decoder)."""
+    tokens plus positions only (the official use_task_queries: false, for an output that is no input)."""
     dim: PositiveInt
     width: PositiveInt = 256
     layers: int = 2
