@@ -67,6 +67,7 @@ FAMILIES = (
     "objectives.supervised",
     "objectives.survival",
     "objectives.teacher",
+    "objectives.unicl",
     "objectives.word_vectors",
 )
 

@@ -1,7 +1,8 @@
 """Florence (TSV-03): the `swin` encoder reproduces transformers' SwinModel with the same weights (shifted windows,
 relative position tables, patch merging, final LayerNorm and mean pooling), the `swin_t` variant's count equals
 SwinModel + CLIPTextModel + projections built on the meta device, CoSwin's convolutional embeddings are counted by
-the encoder's formula, and the tiny variant trains."""
+the encoder's formula, UniCL spreads each row's target over the pairs sharing its label, and the tiny variant
+trains."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import transformers as tf
 from hf_reference import PARITY_ATOL, randomize
 from references import REFERENCES
 
 from mmspec.api import build, load_spec, param_counts
 from mmspec.components.encoders.swin import SwinEncoder
+from mmspec.components.objectives.supervised.loss import SymmetricInfoNCE
+from mmspec.components.objectives.unicl.loss import UniCLLoss
 from mmspec.spec.tensors import TensorInfo
 from mmspec.train.data import synthetic_batch
 from mmspec.train.trainer import Trainer
@@ -79,6 +83,22 @@ def test_coswin_formula_counts_the_convolutional_embeddings(image):
     assert config.estimate_params(pixels, None) == sum(p.numel() for p in module.parameters())
     side = ((image - 3) // 4 + 2) // 2  # the stem's grid, ceil-halved by the merge
     assert config.infer(pixels, None)["sequence"].shape[1] == side**2
+
+
+def test_unicl_is_infonce_for_distinct_labels_and_averages_over_shared_ones():
+    torch.manual_seed(0)
+    a, b = (F.normalize(torch.randn(5, 8), dim=1) for _ in range(2))  # B,D
+    scale = torch.nn.Parameter(torch.tensor(2.0))
+    head = {"input": {"image_embeds": a, "text_embeds": b}}
+    unicl = UniCLLoss("image", "text", scale, None)
+    infonce = SymmetricInfoNCE("image", "text", scale, None)(head, {})
+    torch.testing.assert_close(unicl(head, {"labels": torch.arange(5)}), infonce)
+    labels = torch.tensor([0, 1, 0, 2, 1])
+    same = (labels[:, None] == labels[None, :]).float()  # B,B
+    logits = scale.exp() * a @ b.t()  # B,B
+    by_row = [-(F.log_softmax(x, 1) * same).sum(1) / same.sum(1) for x in (logits, logits.t())]
+    torch.testing.assert_close(unicl(head, {"labels": labels}), (by_row[0].mean() + by_row[1].mean()) / 2)
+    assert not torch.allclose(unicl(head, {"labels": labels}), infonce)
 
 
 def test_florence_fit_lowers_the_loss_of_the_tiny_variant():
