@@ -40,9 +40,12 @@ class MemoryEncoder(ComponentConfig):
     type: Literal["memory_encoder"]
     input: Ref
     width: PositiveInt = 512
+    """d_model: the projected regions' and every layer's width."""
     layers: PositiveInt = 3
+    """Encoder layers, hence levels."""
     heads: PositiveInt = 8
     ffn: PositiveInt = 2048
+    """Feed-forward hidden width."""
     memory: Annotated[int, Field(ge=0)] = 40
     """Learned memory slots per layer (0: plain self-attention, the paper's ablation)."""
     dropout: Probability = 0.1
@@ -85,12 +88,16 @@ class MeshedDecoder(ComponentConfig):
     encoder: Ref
     """A `memory_encoder`: its `levels` [batch, L, R, width] and `mask`."""
     width: PositiveInt = 512
+    """d_model; equals the encoder's width."""
     layers: PositiveInt = 3
+    """Decoder layers."""
     heads: PositiveInt = 8
     ffn: PositiveInt = 2048
+    """Feed-forward hidden width."""
     positions: PositiveInt = 54
     """Longest caption (max_len); the sinusoid table has positions + 1 rows."""
     meshed: Literal["all", "one_to_one"] = "all"
+    """`all`: every layer reads every level through gates; `one_to_one`: layer i reads level i, ungated."""
     dropout: Probability = 0.1
     eps: PositiveFloat = 1e-5
 

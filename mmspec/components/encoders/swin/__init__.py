@@ -47,16 +47,19 @@ class SwinEncoder(ComponentConfig):
     width: PositiveInt = 96
     """C, the first stage's width; stage i has C * 2^i."""
     depths: Annotated[list[PositiveInt], Field(min_length=1)] = [2, 2, 6, 2]
-    """Blocks per stage (Swin-T 2-2-6-2, Swin-B/L and CoSwin-H 2-2-18-2)."""
+    """Blocks per stage (Swin-T 2-2-6-2, Swin-B/L 2-2-18-2)."""
     heads: Annotated[list[PositiveInt], Field(min_length=1)] = [3, 6, 12, 24]
     """Attention heads per stage."""
     window: PositiveInt = 7
+    """Window side in tokens; every stage's grid must tile into windows (a grid of one window is not shifted)."""
     patch_size: PositiveInt = 4
     """Side of the plain patch embedding (ignored with `conv_embed`, whose stem strides 4)."""
     conv_embed: bool = False
     """CoSwin: convolutional embeddings (CvT) in place of the patch embedding and the patch merging."""
     mlp_ratio: PositiveFloat = 4.0
+    """Feed-forward hidden width / stage width."""
     activation: Literal["gelu"] = "gelu"
+    """Feed-forward activation."""
     eps: PositiveFloat = 1e-5
 
     weight_layouts = {"swin": _HF_SWIN}  # + the blocks and merges, numbered by stage (weight_rules)
