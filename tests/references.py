@@ -25,6 +25,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 
 import diffusion_references as DR
+import ga_references as GA
 import gan_references as GAN
 import grounded_references as GR
 import m2_references as M2
@@ -327,6 +328,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "vokenization:small": lambda: GR.vokenization(512, 6, 8, 2048),
     "xdbert": GR.xdbert,  # official XATTNBERTModel's used parts: BERT-base, CLIP-T, 2 cross layers, heads
     "iace": GR.iace,  # official BertForSequenceClassification (2 labels) + LanguageAndVisionConcat (512, 512)
+    "style_transfer": GA.vgg19_features,  # torchvision vgg19().features: 16 convs, no fully connected layers
+    "deepdream": GA.GoogLeNet,  # torchvision GoogLeNet(aux_logits=False): encoder + 1000-way fc
     "pathnet": MPR.pathnet,  # Section 2.1 binary MNIST: 3 layers x 10 modules of 20 ReLU units, 2-way task layer
     "munet": MPR.munet,  # the root model: ViT-L/16 at 224 with a 1000-class task head
     "munet:res384": lambda: MPR.munet(384),

@@ -17,6 +17,7 @@ FAMILIES = (
     "encoders.vae",
     "encoders.efficientnet",
     "encoders.embedding_bag",
+    "encoders.googlenet",
     "encoders.masking_noise",
     "encoders.meshed_memory",
     "encoders.multimae",

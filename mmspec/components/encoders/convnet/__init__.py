@@ -25,6 +25,13 @@ CONVNET_EXAMPLES = (
         {"input": "image", "layers": [{"channels": 4, "kernel": 3, "padding": 1, "pool": 2}], "activation": "tanh"},
         name="mean",
     ),
+    Example(  # VGG-style: average pooling, the activations of layers 0 and 1 emitted as taps
+        _IMAGE,
+        {"input": "image", "layers": [{"channels": 4, "kernel": 3, "padding": 1, "pool": 2},
+                                      {"channels": 4, "kernel": 3, "padding": 1}],
+         "pooling": "average", "taps": [0, 1]},
+        name="taps",
+    ),
 )
 
 
@@ -43,7 +50,8 @@ class ConvLayer(StrictModel):
 class ConvNetEncoder(ComponentConfig):
     """Image [batch, C, H, W] -> `features` [batch, C', h, w] after the conv `layers`, and `pooled`: with `dense`,
     the flattened features through Linear -> activation per width ([batch, last width]); without, their global
-    mean [batch, C']. Sizes: h = floor((H + 2 padding - kernel) / stride) + 1 per conv, then floor(h / pool)."""
+    mean [batch, C']. Sizes: h = floor((H + 2 padding - kernel) / stride) + 1 per conv, then floor(h / pool).
+    Each layer i in `taps` also emits `layer_<i>` [batch, C_i, h_i, w_i], its activations before pooling."""
 
     type: Literal["convnet"]
     input: Ref
@@ -53,31 +61,42 @@ class ConvNetEncoder(ComponentConfig):
     """Activation after each conv layer and each `dense` layer."""
     dense: list[PositiveInt] = []
     """Widths of the fully connected layers on the flattened feature map (each followed by the activation)."""
+    pooling: Literal["max", "average"] = "max"
+    """Kind of the `pool` x `pool` pooling (Gatys et al.'s style transfer swaps VGG's max for average)."""
+    taps: list[Annotated[int, Field(ge=0)]] = []
+    """Layers whose activations (after the activation, before pooling) are also emitted as `layer_<i>`: the
+    feature maps a style, content or DeepDream loss reads."""
 
-    def _sizes(self, inputs: dict[str, Bundle]) -> tuple[TensorInfo, list[tuple[int, int, int]]]:
-        """The pixels and (channels, h, w) after each layer."""
+    def _sizes(self, inputs: dict[str, Bundle]) -> tuple[TensorInfo, list[tuple[int, int, int, int, int]]]:
+        """The pixels and (channels, h, w before pooling, h, w after) of each layer."""
         pixels = require(inputs["input"].get("pixels"), "pixels", 4, "image")
         c, h, w = pixels.shape[1:]
         if not all(isinstance(v, int) for v in (c, h, w)):
             raise CheckError("input", f"a convnet needs fixed channels and image size; {self.input!r} has shape "
                                       f"{list(pixels.shape)}")
+        for i, tap in enumerate(self.taps):
+            if tap >= len(self.layers) or tap in self.taps[:i]:
+                raise CheckError(("taps", i), f"tap {tap} is not one of layers 0..{len(self.layers) - 1} or is "
+                                              f"listed twice")
         sizes = []
         for i, layer in enumerate(self.layers):
             h, w = ((v + 2 * layer.padding - layer.kernel) // layer.stride + 1 for v in (h, w))
+            sizes.append((layer.channels, h, w))
             h, w = h // layer.pool, w // layer.pool
             if h < 1 or w < 1:
                 raise CheckError(("layers", i), f"the feature map of {self.input!r} is empty after layer {i}: "
                                                 f"shrink kernel, stride or pool, or give a larger image")
             c = layer.channels
-            sizes.append((c, h, w))
+            sizes[-1] = (*sizes[-1], h, w)
         return pixels, sizes
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         pixels, sizes = self._sizes(inputs)
-        c, h, w = sizes[-1]
+        c, _, _, h, w = sizes[-1]
         batch = pixels.shape[0]
+        taps = {f"layer_{i}": TensorInfo((batch, *sizes[i][:3])) for i in self.taps}
         return {"features": TensorInfo((batch, c, h, w)),
-                "pooled": TensorInfo((batch, self.dense[-1] if self.dense else c))}
+                "pooled": TensorInfo((batch, self.dense[-1] if self.dense else c)), **taps}
 
     def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
         from mmspec.components.params import linear
@@ -87,7 +106,7 @@ class ConvNetEncoder(ComponentConfig):
         for layer in self.layers:
             total += cin * layer.channels * layer.kernel**2 + layer.channels
             cin = layer.channels
-        c, h, w = sizes[-1]
+        c, _, _, h, w = sizes[-1]
         widths = [c * h * w, *self.dense]
         return total + sum(linear(a, b) for a, b in zip(widths, widths[1:], strict=False))
 
@@ -95,6 +114,6 @@ class ConvNetEncoder(ComponentConfig):
         from mmspec.components.encoders.convnet.module import ConvNet
 
         pixels, sizes = self._sizes(inputs)
-        c, h, w = sizes[-1]
+        c, _, _, h, w = sizes[-1]
         convs = [(layer.channels, layer.kernel, layer.stride, layer.padding, layer.pool) for layer in self.layers]
-        return ConvNet(pixels.shape[1], convs, self.activation, c * h * w, self.dense)
+        return ConvNet(pixels.shape[1], convs, self.activation, c * h * w, self.dense, self.pooling, self.taps)
