@@ -36,6 +36,7 @@ import structured_references as SR
 import survival_references as SV
 import torch
 import transformers as tf
+import vatt_references as VATT
 from test_param_counts import OFFICIAL_VILBERT, _vilbert_official
 from test_param_counts import REFERENCES as PARITY_REFERENCES
 from torch import nn
@@ -269,6 +270,9 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
                                                                                               num_labels=1000)),
     "mae:huge": lambda: tf.ViTMAEForPreTraining(tf.ViTMAEConfig(**_VIT["huge"])),
     "multimae": MMAE.MultiMAE,  # official pretrain_multimae_base, rgb/depth/semseg in, + norm_rgb out
+    "vatt": VATT.vatt_va,  # official ViTx3D + WaT Base towers (VATT-BBS video/audio) + video-audio projections
+    "vatt:medium": lambda: VATT.vatt_va("medium"),
+    "vatt:large": lambda: VATT.vatt_va("large"),
     "simclr": lambda: _modules(tf.ResNetModel(tf.ResNetConfig()), _mlp(2048, 2048, 128, False)),
     "byol": _byol,
     "gpt": lambda: tf.OpenAIGPTLMHeadModel(tf.OpenAIGPTConfig()),

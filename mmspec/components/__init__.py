@@ -32,6 +32,7 @@ FAMILIES = (
     "encoders.tabular",
     "encoders.transformer",
     "encoders.unet",
+    "encoders.vatt",
     "encoders.waveform",
     "fusion.co_attention",
     "fusion.cross_modality",

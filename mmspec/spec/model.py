@@ -447,7 +447,10 @@ def select(bundle: Bundle, fld: str | None) -> Bundle:
 
 
 def _fold(spec: Any, section: str, cfg: ComponentConfig, inputs: dict[str, tuple[str, str | None]]) -> Fold | None:
-    """The Fold of an encoder whose inputs are modalities with items; None when none of them has items."""
+    """The Fold of an encoder whose inputs are modalities with items; None when none of them has items, or when
+    the encoder reads the item axis itself (`reads_items`: a video's frames)."""
+    if getattr(cfg, "reads_items", False):
+        return None
     items = {p: spec.modalities[t] for p, (t, _) in inputs.items() if t in spec.modalities
              and spec.modalities[t].items is not None}
     if not items:
