@@ -56,6 +56,7 @@ class GoogLeNetEncoder(ComponentConfig):
     type: Literal["googlenet"]
     input: Ref
     stem: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)] = [64, 64, 192]
+    """Channels of the stem: the 7x7/2 conv, the 1x1 conv and the 3x3 conv."""
     stages: Annotated[list[Annotated[list[Row], Field(min_length=1)]], Field(min_length=1)] = TORCHVISION_STAGES
     """Inception blocks per stage, rows [#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj]."""
     wide_kernel: Literal[3, 5] = 3

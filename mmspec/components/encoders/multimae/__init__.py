@@ -64,8 +64,11 @@ class MultiMAEEncoder(StackConfig, ComponentConfig):
     alpha: PositiveFloat = 1.0
     """Dirichlet concentration of the per-example split of `visible` over the inputs."""
     global_tokens: Annotated[int, Field(ge=0)] = 1
+    """Learned tokens appended after the visible tokens (the official global tokens)."""
     width: PositiveInt = 768
+    """Width of the tokens and of the encoder's transformer layers."""
     norm: Literal["pre"] = "pre"
+    """Layer placement: `pre` (x + f(LN(x)))."""
     eps: PositiveFloat = 1e-6
     dropout: Probability = 0.0
     attention_dropout: Probability = 0.0

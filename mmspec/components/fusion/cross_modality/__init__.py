@@ -55,14 +55,20 @@ class CrossModalityFusion(ComponentConfig):
     type: Literal["cross_modality"]
     inputs: Streams
     layers: PositiveInt = 5
+    """Cross-modality layers."""
     text: CrossStream = CrossStream()
+    """The text stream's heads and feed-forward width (its width is its input's)."""
     vision: CrossStream = CrossStream()
+    """The vision stream's heads and feed-forward width (its width is its input's)."""
     activation: Activation = "gelu"
+    """Activation of the feed-forward layers."""
     eps: PositiveFloat = 1e-12
     dropout: Probability = 0.1
     attention_dropout: Probability = 0.1
     text_pool: PoolConfig | None = None
+    """Pooling of the text stream into `text_pooled`; null: none."""
     vision_pool: PoolConfig | None = None
+    """Pooling of the vision stream into `vision_pooled`; null: none."""
 
     def references(self) -> dict[str, str]:
         return {"text": self.inputs.text, "vision": self.inputs.vision}

@@ -43,9 +43,12 @@ class ConcatClassifier(ComponentConfig):
     type: Literal["concat_classifier"]
     inputs: ConcatInputs
     hidden: PositiveInt = 512
+    """Width of the hidden layer on the concatenated inputs."""
     num_classes: PositiveInt
+    """Number of classes: the width of `logits`."""
     dropout: Probability = 0.1
     symmetric: bool = True
+    """true: also classify the swapped concatenation and average the two logits."""
 
     weight_layouts = {"langvis": (Rule("{layer}.{p}", "{layer}.{p}"),)}  # LanguageAndVisionConcat: fusion, dense, fc
 

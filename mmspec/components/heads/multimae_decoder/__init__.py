@@ -48,11 +48,16 @@ class MultiMAEDecoder(StackConfig, ComponentConfig):
     """The queries are that input's places (visible tokens and mask tokens with their embeddings); false: mask
     tokens plus positions only (the official use_task_queries: false, for an output that is no input)."""
     dim: PositiveInt
+    """Values predicted per patch (e.g. p*p*3 pixels, or p*p*K class logits)."""
     width: PositiveInt = 256
+    """Width of the decoder's tokens and layers."""
     layers: int = 2
+    """Transformer blocks after the cross-attention."""
     heads: PositiveInt = 8
     ffn: PositiveInt = 1024
+    """Hidden width of each block's feed-forward layer."""
     norm: Literal["pre"] = "pre"
+    """Layer placement: `pre` (x + f(LN(x)))."""
     eps: PositiveFloat = 1e-6
     dropout: Probability = 0.0
     attention_dropout: Probability = 0.0

@@ -33,8 +33,11 @@ class GroundedSpace(Objective):
     image: Ref
     """The image features of each row (a vector modality or node)."""
     margin: PositiveFloat = 0.5
+    """Margin of the cluster hinge."""
     cluster_weight: PositiveFloat = 1.0
+    """Weight of the cluster term."""
     perceptual_weight: PositiveFloat = 1.0
+    """Weight of the perceptual (correlation) term."""
     ref_fields = ("input", "image")
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:

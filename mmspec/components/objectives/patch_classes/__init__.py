@@ -35,7 +35,9 @@ class PatchCrossEntropy(Objective):
     type: Literal["patch_cross_entropy"]
     input: Ref
     target: Ref
+    """The tokens modality with the class map, row by row."""
     dropped: Ref
+    """[batch, N] int64 flags of the patches that count (1: left out of the encoder's input)."""
     ref_fields = ("input", "target", "dropped")
 
     def _sizes(self, inputs: dict[str, Bundle], ctx) -> tuple[int, int]:
