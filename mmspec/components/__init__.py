@@ -62,6 +62,7 @@ FAMILIES = (
     "objectives.generative",
     "objectives.grounded_space",
     "objectives.language",
+    "objectives.mil_nce",
     "objectives.moe_entropy",
     "objectives.patch_classes",
     "objectives.segmentation",

@@ -100,3 +100,21 @@ def test_fit_lowers_the_loss_of_the_tiny_variant():
     history = Trainer(loaded, lr=3e-3).fit(synthetic_batch(loaded, 8, 0), 30, seed=0)
     first, last = sum(history.losses[:3]) / 3, sum(history.losses[-3:]) / 3  # a fresh DropToken every step
     assert last < 0.9 * first, history.losses[::3]
+
+
+def test_mil_nce_equals_its_definition():
+    """MIL-NCE against a term-by-term evaluation of Miech et al.'s loss: for clip i, -log(sum of its K captions'
+    exp(cos / t) over that sum plus every other (clip i, caption of clip j) and (clip j, caption of clip i) term)."""
+    from mmspec.components.objectives.mil_nce.loss import MILNCELoss
+
+    g = torch.Generator().manual_seed(5)
+    v, t = torch.randn(3, 4, generator=g), torch.randn(3, 2, 4, generator=g)  # B,D; B,K,D
+    ours = MILNCELoss(0.07)({"video": {"embedding": v}, "text": {"embedding": t}}, {})
+    vn, tn = torch.nn.functional.normalize(v, dim=-1), torch.nn.functional.normalize(t, dim=-1)
+    losses = []
+    for i in range(3):
+        pos = sum(torch.exp(vn[i] @ tn[i, k] / 0.07) for k in range(2))
+        neg = sum(torch.exp(vn[i] @ tn[j, k] / 0.07) + torch.exp(vn[j] @ tn[i, k] / 0.07)
+                  for j in range(3) if j != i for k in range(2))
+        losses.append(-torch.log(pos / (2 * pos + neg)))  # the positives appear in both directions' rows
+    torch.testing.assert_close(ours, torch.stack(losses).mean())
