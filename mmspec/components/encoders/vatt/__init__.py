@@ -44,12 +44,15 @@ class VATTEncoder(StackConfig, ComponentConfig):
     """A video's frames are the modality's items; the tower reads them itself (no folding into the batch)."""
     type: Literal["vatt"]
     input: Ref
+    """A video (an image modality with `count` frames) or a waveform (a sequence modality of fixed length)."""
     patch: Annotated[list[PositiveInt], Field(min_length=1, max_length=3)] = [4, 16, 16]
     """Patch size along each patch axis: [frames, rows, columns] of a video, [samples] of a waveform."""
     keep: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
     """DropToken: share of the patch tokens kept while training (VATT's patch_sampling_rate); 1 = no drop."""
     width: PositiveInt = 768
+    """Width of the tokens and of the tower's transformer layers."""
     norm: Literal["pre"] = "pre"
+    """Layer placement: `pre` (x + f(LN(x))), then a final LayerNorm."""
     eps: PositiveFloat = 1e-6
     dropout: Probability = 0.0
     attention_dropout: Probability = 0.0
