@@ -27,6 +27,7 @@ from functools import cache
 import diffusion_references as DR
 import ga_references as GA
 import gan_references as GAN
+import glide_references as GL
 import grounded_references as GR
 import m2_references as M2
 import multimae_references as MMAE
@@ -307,6 +308,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "vqvae": DR.vq_f4,
     "vqvae:ema": Formula("diffusers.VQModel (VQ-f4) less its 8192 x 3 codebook, a buffer under EMA updates",
                          DR.vq_f4_ema_count),
+    "glide": GL.glide_base,  # rebuild of glide-text2im's Text2ImUNet (base.pt configuration)
+    "glide:upsampler": GL.glide_upsampler,
     "latent_diffusion": DR.latent_diffusion,  # U-Net + KL-f8 autoencoder + CLIP text encoder
     "dvae": Formula("transformers.FlavaImageCodebook + the official dall_e.Decoder count", DR.dvae_count),
     "dcgan": lambda: GAN.pair(GAN.dcgan_example),  # pytorch/examples DCGAN Generator + Discriminator

@@ -68,7 +68,9 @@ class ResnetBlock(nn.Module):
     """DDPM residual block (diffusers ResnetBlock2D, pre-activation):
     h = conv1(SiLU(GN(x))); h += proj(SiLU(temb)) ("default") ; h = GN(h), or GN(h) * (1 + scale) + shift
     ("scale_shift", GLIDE/ADM); out = (shortcut(x) + conv2(dropout(SiLU(h)))) / output_scale, with a 1x1 conv
-    shortcut when the channel count changes. `temb_dim=None`: no time embedding (VAEs, GAN generators)."""
+    shortcut when the channel count changes. `temb_dim=None`: no time embedding (VAEs, GAN generators).
+    `resample` "down" (2x2 average pool) or "up" (nearest x2) resizes both SiLU(GN(x)) before conv1 and the
+    shortcut's x (ADM's resblock_updown, GLIDE)."""
 
     def __init__(
         self,
@@ -80,8 +82,12 @@ class ResnetBlock(nn.Module):
         dropout: float = 0.0,
         time_norm: str = "default",
         output_scale: float = 1.0,
+        resample: str | None = None,
     ):
         super().__init__()
+        if resample not in (None, "down", "up"):
+            raise ValueError(f"unknown resample {resample!r}; expected down, up or none")
+        self.resample = resample
         if time_norm not in TIME_NORMS:
             raise ValueError(f"unknown time_norm {time_norm!r}; expected one of {', '.join(TIME_NORMS)}")
         cout = cout or cin
@@ -98,7 +104,10 @@ class ResnetBlock(nn.Module):
         self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))  # B,C',H,W
+        h = F.silu(self.norm1(x))  # B,C,H,W
+        if self.resample is not None:
+            h, x = self._resize(h), self._resize(x)  # B,C,H',W' each
+        h = self.conv1(h)  # B,C',H,W
         t = None
         if self.time_emb_proj is not None and temb is not None:
             t = self.time_emb_proj(F.silu(temb))[:, :, None, None]  # B,C' (or 2C'),1,1
@@ -110,6 +119,11 @@ class ResnetBlock(nn.Module):
         h = self.conv2(self.dropout(F.silu(h)))  # B,C',H,W
         shortcut = x if self.conv_shortcut is None else self.conv_shortcut(x)  # B,C',H,W
         return (shortcut + h) / self.output_scale  # B,C',H,W
+
+    def _resize(self, x: torch.Tensor) -> torch.Tensor:
+        if self.resample == "down":
+            return F.avg_pool2d(x, 2)  # B,C,H/2,W/2
+        return F.interpolate(x, scale_factor=2.0, mode="nearest")  # B,C,2H,2W
 
 
 class ResnetStage(nn.Module):

@@ -10,6 +10,7 @@ Adding a family is one new folder plus one line below.
 import importlib
 
 FAMILIES = (
+    "encoders.adm_unet",
     "encoders.clip_resnet",
     "encoders.convnet",
     "encoders.diffusion_unet",

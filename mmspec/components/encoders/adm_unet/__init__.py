@@ -1,0 +1,200 @@
+"""ADM U-Net denoiser (Dhariwal & Nichol 2021) with GLIDE's text conditioning (Nichol et al. 2022): noisy image
+and timestep in, the predicted noise (and the learned-variance interpolation) out; optional GLIDE text transformer,
+low-resolution image (the 64 -> 256 upsampler) and inpainting image + mask (GLIDE inpainting), composed from
+`mmspec.blocks.adm`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from mmspec.components.common import require
+from mmspec.registry import Example, register
+from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Probability, Ref
+from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+
+_X_T = {"x_t": {"type": "image", "channels": 3, "height": 8, "width": 8},
+        "t": {"type": "scalar", "dtype": "int64", "high": 1000}}
+_TINY = {"width": 4, "mult": [1, 2], "depth": 1, "attention": [False, True], "head_dim": 4, "groups": 2}
+_TEXT = {"type": "tokens", "vocab_size": 11, "length": 3, "mask": True}
+ADM_UNET_EXAMPLES = (
+    Example(_X_T, {"input": "x_t", "timestep": "t", **_TINY, "learn_sigma": False}, name="unconditional"),
+    Example({**_X_T, "text": _TEXT},
+            {"input": "x_t", "timestep": "t", "text": "text", **_TINY, "text_width": 4, "text_layers": 1,
+             "text_heads": 2}, name="glide"),
+    Example({**_X_T, "text": _TEXT, "image": {"type": "image", "channels": 3, "height": 8, "width": 8},
+             "mask": {"type": "image", "channels": 1, "height": 8, "width": 8}},
+            {"input": "x_t", "timestep": "t", "text": "text", "inpaint_image": "image", "inpaint_mask": "mask",
+             **_TINY, "text_width": 4, "text_layers": 1, "text_heads": 2, "text_padding": False}, name="inpaint"),
+    Example({**_X_T, "low": {"type": "image", "channels": 3, "height": 4, "width": 4}},
+            {"input": "x_t", "timestep": "t", "low_res": "low", **_TINY}, name="upsampler"),
+)
+
+
+def _conv(cin: int, cout: int, kernel: int) -> int:
+    return cin * cout * kernel * kernel + cout
+
+
+def _resnet(cin: int, cout: int, temb: int) -> int:
+    """Scale-shift residual block: two GroupNorms, two 3x3 convs, the time projection to 2 * cout and a 1x1
+    shortcut when the width changes."""
+    shortcut = _conv(cin, cout, 1) if cin != cout else 0
+    return 2 * cin + _conv(cin, cout, 3) + temb * 2 * cout + 2 * cout + 2 * cout + _conv(cout, cout, 3) + shortcut
+
+
+def _attention(c: int, context: int | None) -> int:
+    """GroupNorm, q/k/v/out projections and, with a text width, its key/value projection to 2c."""
+    return 2 * c + 4 * (c * c + c) + (2 * c * context + 2 * c if context else 0)
+
+
+@register("encoders", examples=ADM_UNET_EXAMPLES)
+class ADMUNetEncoder(ComponentConfig):
+    """Noisy image x_t [batch, C, H, W] and timestep [batch] -> `eps` [batch, C, H, W] and, with `learn_sigma`,
+    `variance` [batch, C, H, W] (the interpolation between the posterior's beta-tilde and beta in log space).
+    Timestep sinusoid (width channels, cos first) -> Linear -> SiLU -> Linear (4 * width); with `text`, GLIDE's
+    transformer over the tokens (padding positions replaced by learned per-position embeddings) whose last state
+    is projected and added to the time embedding, and whose every state is projected into keys and values placed
+    before the pixels' own in every attention layer. Per level `depth` scale-shift residual blocks (each followed by
+    an attention where `attention` says so), a residual block with 2x2 average pooling between levels; a middle
+    block (resnet, attention, resnet); the mirrored up path (depth + 1 blocks on the concatenated skip states, a
+    residual block with nearest x2 upsampling between levels); GroupNorm, SiLU and a 3x3 conv out."""
+
+    type: Literal["adm_unet"]
+    input: Ref
+    """The noisy image x_t (an image modality)."""
+    timestep: Ref
+    """The diffusion timestep, one per example (a scalar modality)."""
+    text: Ref | None = None
+    """Caption tokens [batch, S] of a fixed length (a tokens modality; its mask marks the padding)."""
+    low_res: Ref | None = None
+    """A low-resolution image, bilinearly resized to x_t's size and concatenated on the channels (GLIDE's
+    upsampler)."""
+    inpaint_image: Ref | None = None
+    """The image to inpaint; concatenated times the mask, then the mask (GLIDE inpainting; needs inpaint_mask)."""
+    inpaint_mask: Ref | None = None
+    """[batch, 1, H, W], 1 where the image is kept."""
+    width: PositiveInt = 192
+    """Base channels (ADM `model_channels`)."""
+    mult: list[PositiveInt] = Field(default=[1, 2, 3, 4], min_length=1)
+    """Channel multiplier per level, full resolution first."""
+    depth: PositiveInt = 3
+    """Residual blocks per down level (`num_res_blocks`); up levels have one more."""
+    attention: list[bool] = [False, True, True, True]
+    """Per level: attention after each residual block; GLIDE at 32, 16 and 8 pixels of 64."""
+    head_dim: PositiveInt = 64
+    """Attention head width (`num_head_channels`)."""
+    groups: PositiveInt = 32
+    eps: PositiveFloat = 1e-5
+    dropout: Probability = 0.1
+    learn_sigma: bool = True
+    """Predict 2C channels: the noise and the learned-variance interpolation (improved DDPM)."""
+    text_width: PositiveInt = 512
+    text_layers: PositiveInt = 16
+    text_heads: PositiveInt = 8
+    text_padding: bool = True
+    """Replace padding positions by learned per-position embeddings (GLIDE's xf_padding)."""
+
+    def references(self) -> dict[str, str]:
+        refs = {"input": self.input, "timestep": self.timestep}
+        for port in ("text", "low_res", "inpaint_image", "inpaint_mask"):
+            if getattr(self, port) is not None:
+                refs[port] = getattr(self, port)
+        return refs
+
+    def _in_channels(self, inputs: dict[str, Bundle]) -> int:
+        c = inputs["input"]["pixels"].shape[1]
+        extra = inputs["low_res"]["pixels"].shape[1] if "low_res" in inputs else 0
+        if "inpaint_image" in inputs:
+            extra += inputs["inpaint_image"]["pixels"].shape[1] + 1
+        return c + extra
+
+    def _text(self, inputs: dict[str, Bundle], ctx) -> tuple[int, int] | None:
+        """(vocabulary, length) of the text tokens."""
+        if "text" not in inputs:
+            return None
+        ids = require(inputs["text"].get("ids"), "text", 2, "tokens")
+        length = ids.shape[1]
+        if not isinstance(length, int):
+            raise CheckError("text", f"{self.text!r} needs a fixed length (the position tables are that long)")
+        modality = ctx.spec.modalities.get(self.text.split(".")[0])
+        if getattr(modality, "vocab_size", None) is None:
+            raise CheckError("text", f"{self.text!r} must be a tokens modality")
+        return modality.vocab_size, length
+
+    def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
+        pixels = require(inputs["input"].get("pixels"), "pixels", 4, "image")
+        batch, channels, h, w = pixels.shape
+        t = next(iter(inputs["timestep"].values())) if len(inputs["timestep"]) == 1 else None
+        if t is None or t.rank != 1:
+            raise CheckError("timestep", f"{self.timestep!r} must be one timestep per example [batch] (a scalar "
+                                         f"modality)")
+        if len(self.attention) != len(self.mult):
+            raise CheckError("attention", f"has {len(self.attention)} entries for {len(self.mult)} levels (mult); "
+                                          f"give one true/false per level")
+        widths = [self.width * m for m in self.mult]
+        bad = [c for c in widths if c % self.groups]
+        if bad:
+            raise CheckError("groups", f"{self.groups} GroupNorm groups do not divide the widths {bad}")
+        if any(c % self.head_dim for c in widths):
+            raise CheckError("head_dim", f"head_dim {self.head_dim} must divide every level's width {widths}")
+        if self.text_width % self.text_heads:
+            raise CheckError("text_heads", f"{self.text_heads} heads do not divide text_width {self.text_width}")
+        if (self.inpaint_image is None) != (self.inpaint_mask is None):
+            raise CheckError("inpaint_mask", "inpainting takes both inpaint_image and inpaint_mask")
+        if self.inpaint_mask is not None:
+            m = require(inputs["inpaint_mask"].get("pixels"), "inpaint_mask", 4, "image")
+            im = require(inputs["inpaint_image"].get("pixels"), "inpaint_image", 4, "image")
+            if m.shape[1] != 1 or tuple(m.shape[2:]) != (h, w) or tuple(im.shape[2:]) != (h, w):
+                raise CheckError("inpaint_mask", f"the mask must be [batch, 1, {h}, {w}] and the image {h}x{w}")
+        if self.low_res is not None:
+            require(inputs["low_res"].get("pixels"), "low_res", 4, "image")
+        self._text(inputs, ctx)
+        factor = 2 ** (len(self.mult) - 1)
+        if not (isinstance(h, int) and isinstance(w, int)) or h % factor or w % factor:
+            raise CheckError("mult", f"{len(self.mult)} levels halve the image {len(self.mult) - 1} times, so height "
+                                     f"and width must divide by {factor}; {self.input!r} is {h}x{w}")
+        out = {"eps": TensorInfo((batch, channels, h, w))}
+        return {**out, "variance": TensorInfo((batch, channels, h, w))} if self.learn_sigma else out
+
+    def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
+        c_out = inputs["input"]["pixels"].shape[1] * (2 if self.learn_sigma else 1)
+        widths, depth, temb = [self.width * m for m in self.mult], self.depth, 4 * self.width
+        text, d = self._text(inputs, ctx), self.text_width
+        context = d if text else None
+        total = (self.width * temb + temb) + (temb * temb + temb) + _conv(self._in_channels(inputs), widths[0], 3)
+        if text:
+            vocab, length = text
+            block = 4 * (d * d + d) + 2 * 2 * d + (d * 4 * d + 4 * d) + (4 * d * d + d)
+            total += vocab * d + (2 if self.text_padding else 1) * length * d + self.text_layers * block
+            total += 2 * d + d * temb + temb
+        skips, ch = [widths[0]], widths[0]
+        for level, c in enumerate(widths):
+            for _ in range(depth):
+                total += _resnet(ch, c, temb) + (_attention(c, context) if self.attention[level] else 0)
+                ch = c
+                skips.append(c)
+            if level < len(widths) - 1:
+                total += _resnet(c, c, temb)
+                skips.append(c)
+        total += 2 * _resnet(ch, ch, temb) + _attention(ch, context)
+        for level in reversed(range(len(widths))):
+            c = widths[level]
+            for i in range(depth + 1):
+                total += _resnet(ch + skips.pop(), c, temb) + (_attention(c, context) if self.attention[level] else 0)
+                ch = c
+                total += _resnet(c, c, temb) if level and i == depth else 0
+        return total + 2 * ch + _conv(ch, c_out, 3)
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.encoders.adm_unet.module import ADMUNetModule
+
+        channels = inputs["input"]["pixels"].shape[1]
+        text = self._text(inputs, ctx)
+        text_opts = None if text is None else {
+            "vocab": text[0], "length": text[1], "width": self.text_width, "layers": self.text_layers,
+            "heads": self.text_heads, "padding": self.text_padding}
+        return ADMUNetModule(
+            channels, self.learn_sigma, self._in_channels(inputs), channels * (2 if self.learn_sigma else 1),
+            self.width, self.mult, self.depth, self.attention, head_dim=self.head_dim, groups=self.groups,
+            eps=self.eps, dropout=self.dropout, text=text_opts)

@@ -1,0 +1,34 @@
+"""Module behind the `adm_unet` encoder."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mmspec.blocks.adm import ADMUNet
+
+
+class ADMUNetModule(ADMUNet):
+    """The ADM U-Net on a modality's pixels and a timestep, with the optional text tokens (and their mask), the
+    bilinearly resized low-resolution image and the inpainting image and mask concatenated on the channels as
+    GLIDE's super-resolution and inpainting models do; splits the learned-variance channels off."""
+
+    def __init__(self, channels: int, learn_sigma: bool, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.channels, self.learn_sigma = channels, learn_sigma
+
+    def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        x = inputs["input"]["pixels"]  # B,C,H,W
+        parts = [x]
+        if "inpaint_image" in inputs:
+            mask = inputs["inpaint_mask"]["pixels"]  # B,1,H,W
+            parts += [inputs["inpaint_image"]["pixels"] * mask, mask]  # B,C,H,W; B,1,H,W
+        if "low_res" in inputs:
+            low = inputs["low_res"]["pixels"]  # B,C,h,w
+            parts.append(F.interpolate(low, size=(x.shape[2], x.shape[3]), mode="bilinear", align_corners=False))
+        t = next(iter(inputs["timestep"].values()))  # B
+        text = inputs.get("text", {})
+        out = super().forward(torch.cat(parts, dim=1), t, text.get("ids"), text.get("mask"))  # B,C_out,H,W
+        if not self.learn_sigma:
+            return {"eps": out}
+        return {"eps": out[:, : self.channels], "variance": out[:, self.channels :]}  # B,C,H,W each
