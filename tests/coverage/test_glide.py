@@ -2,7 +2,7 @@
 Text2ImUNet (tests/glide_references.py) at the released base and upsampler configurations and at the paper's
 3.5B size; the rebuild's weights, mapped onto the tiny spec, reproduce its noise and variance prediction;
 classifier-free guided DDIM on ONNX Runtime equals the eager model for the same seed and noise; `fit` lowers the
-epsilon-prediction loss of the tiny variant."""
+epsilon-prediction loss of the tiny variant; examples/glide_prompt_to_png.py writes a prompt's PNG."""
 
 from __future__ import annotations
 
@@ -109,3 +109,17 @@ def test_fit_lowers_the_eps_loss_of_the_tiny_variant():
     history = Trainer(loaded, lr=3e-3).fit(synthetic_batch(loaded, 4, 0), 15, seed=0)
     first, last = history.losses[0], sum(history.losses[-3:]) / 3
     assert last < 0.9 * first, history.losses[::3]
+
+
+def test_example_turns_a_prompt_into_a_png(tmp_path):
+    """examples/glide_prompt_to_png.py samples on ONNX Runtime and writes a PNG that depends on the prompt."""
+    import importlib.util
+
+    path = SPEC.parents[1] / "examples" / "glide_prompt_to_png.py"
+    spec = importlib.util.spec_from_file_location("glide_prompt_to_png", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    cube = example.generate("a red cube", tmp_path / "cube.png", steps=5)
+    ball = example.generate("a blue ball", tmp_path / "ball.png", steps=5)
+    assert (tmp_path / "cube.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and cube.shape == (8, 8, 3)
+    assert np.abs(cube.astype(int) - ball.astype(int)).max() > 0, "the prompt does not reach the image"
