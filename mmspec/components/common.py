@@ -32,10 +32,14 @@ class StackConfig(StrictModel):
     """A stack of transformer layers (self-attention + feed-forward)."""
 
     width: PositiveInt
+    """Width of the tokens and of every layer (the model dimension)."""
     layers: Annotated[int, Field(ge=0)] = 12
+    """Transformer layers in the stack (0: the embedding alone)."""
     heads: PositiveInt = 12
     ffn: PositiveInt = 3072
+    """Hidden width of each layer's feed-forward block."""
     activation: Activation = "gelu"
+    """Activation of the feed-forward blocks."""
     norm: Literal["post", "pre"] = "post"
     """post = LN(x + f(x)) (BERT); pre = x + f(LN(x)) (ViT, CLIP)."""
     eps: PositiveFloat = 1e-12
