@@ -430,6 +430,7 @@ def export_triton(
     `repo`: `<model>/config.pbtxt` and `<model>/1/<graph file>` per graph, plus an ensemble for several graphs
     (`mmspec.runtime.triton`). The models' folders are published as one unit after everything verified; other
     folders in `repo` are left alone. Returns the compile report with "triton": {"repository", "models"}."""
+    load_spec(path, variant, sets, compile_options.get("budget", DEFAULT_BUDGET))  # a bad spec: refused, torch-free
     from mmspec.backends import publish_pairs
     from mmspec.runtime.triton import plan_repository
 

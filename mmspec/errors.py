@@ -104,6 +104,11 @@ class SpecError(MmspecError, ValueError):
         return "\n".join(_capped(self.diagnostics))
 
 
+class ConfigError(SpecError):
+    """A Hugging Face `config.json` that `mmspec import hf` cannot import: located diagnostics (code `hf-config`)
+    at the offending key, or at 0:0 for what concerns the whole file."""
+
+
 def _capped(diagnostics: list[Diagnostic], uncounted: int = 0) -> list[str]:
     """The first MAX_PRINTED_DIAGNOSTICS rendered, then how many more there are (with `uncounted` more that exist
     only as a count)."""

@@ -35,7 +35,7 @@ CANARY_NAME = "mmspec-canary"  # relative payloads: `touch mmspec-canary` in the
 CANARY_ABS = Path("/tmp/mmspec-corpus-canary")
 DIAGNOSTIC = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): error\[(?P<code>[a-z0-9-]+)\]: (?P<msg>.*)$")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-REQUIRED_ITEMS = set(range(1, 30)) | set(range(31, 41))  # item 30 (CLI flags, Ctrl-C) is tests/test_cli.py's
+REQUIRED_ITEMS = set(range(1, 30)) | set(range(31, 42))  # item 30 (CLI flags, Ctrl-C) is tests/test_cli.py's
 
 
 def _items(entry: dict) -> set[int]:
@@ -43,13 +43,41 @@ def _items(entry: dict) -> set[int]:
     return set(item) if isinstance(item, list) else {item}
 
 
-def _commands(entry: dict) -> list[str]:
-    cmd = entry.get("cmd", "validate")
+SIBLINGS = {
+    "file": ["validate", "summary", "fit", "graph", "export-triton"],  # special files, every command reading a spec
+    "cross": ["validate", "summary", "graph", "export-triton"],  # a spec's semantics, every command that plans it
+}
+"""Directories whose cases, unless they name their own `cmd`, run through every listed command: each must
+refuse the input with the same located diagnostic, before any work and without writing anything. A case whose
+problem sits in a variant stays with `validate` (the only command that checks variants it is not asked for).
+`generate` takes build directories and ONNX files too; the property test (test_cli_property.py) drives it."""
+OUTPUTS = {"compile": ["-o", "{out}", "-q"], "fit": ["--steps", "1", "-o", "{out}", "-q"],
+           "graph": ["-o", "{out}/picture.svg", "-q"], "export-triton": ["-o", "{out}", "-q"],
+           "generate": ["-o", "{out}", "-q"], "import hf": ["-o", "{out}/spec.yaml"]}
+"""What each writing command is given, so a case can check that nothing was written."""
+
+
+def _commands(entry: dict, name: str = "") -> list[str]:
+    cmd = entry.get("cmd") or ("validate" if _in_variants(name, entry) else SIBLINGS.get(name.split("/")[0],
+                                                                                         "validate"))
     return cmd if isinstance(cmd, list) else [cmd]
+
+
+def _in_variants(name: str, entry: dict) -> bool:
+    """Whether the case's diagnostic points into the spec's `variants:` section."""
+    path = CORPUS / name
+    if not name or not path.is_file() or path.suffix != ".yaml" or "args" in entry:
+        return False
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    start = next((i + 1 for i, line in enumerate(lines) if line.startswith("variants:")), None)
+    return start is not None and entry["line"] >= start
 
 
 def test_corpus_covers_the_checklist():
     assert len(EXPECTED) >= 150
+    runs = [command for name, entry in EXPECTED.items() for command in _commands(entry, name)]
+    assert len(runs) >= 400, f"{len(runs)} command runs in the corpus"
+    assert {"validate", "compile", "summary", "fit", "graph", "export-triton", "import hf"} <= set(runs)
     files = {str(p.relative_to(CORPUS)) for p in CORPUS.rglob("*") if p.parent == CORPUS / p.parent.name}
     files = {f for f in files if "/" in f}
     listed = {name for name, entry in EXPECTED.items() if not entry.get("missing")}
@@ -77,13 +105,12 @@ def _prepare(tmp_path: Path) -> tuple[list[dict], dict[str, dict]]:
             path = target
         elif entry.get("missing"):
             assert not path.exists(), name
-        for command in _commands(entry):
+        for command in _commands(entry, name):
             case_id = f"{command} {name}"
             target = [str(CORPUS / entry["spec"]), "--weights", str(path)] if "spec" in entry else [str(path)]
-            argv = [command, *target, *map(str, entry.get("args", []))]
+            argv = [*command.split(), *target, *map(str, entry.get("args", []))]
             out_dir = tmp_path / "out" / name.replace("/", "_")
-            if command == "compile":
-                argv += ["-o", str(out_dir), "-q"]
+            argv += [a.format(out=out_dir) for a in OUTPUTS.get(command, [])]
             cases.append({"id": case_id, "argv": argv, "cwd": str(work),
                           "retry_over": entry.get("max_seconds", MAX_SECONDS)})
             meta[case_id] = {"entry": entry, "path": str(path), "out": out_dir, "name": name}
@@ -150,7 +177,7 @@ def test_every_corpus_case_exits_2_with_a_located_diagnostic(tmp_path):
     for case_id, result in results.items():
         m = meta[case_id]
         problems = _check(result, m["entry"], m["path"])
-        if case_id.startswith("compile ") and m["out"].exists() and any(m["out"].iterdir()):
+        if m["out"].exists() and any(m["out"].iterdir()):
             problems.append(f"left files in {m['out']}: {sorted(p.name for p in m['out'].iterdir())}")
         failures += [f"{case_id}: {p}" for p in problems]
     slowest = max(results.values(), key=lambda r: r["wall_s"])
@@ -181,7 +208,8 @@ def test_checkpoints_with_very_many_tensors_stay_within_the_limits(tmp_path):
         str(million): {"code": "weights-read", "line": 0, "max_rss_mib": 400, "max_seconds": 3, "torch": True,
                        "contains": ["declares 1,000,000 tensors"], "spec": "weights/small.yaml"},
         str(hundred_k): {"code": "unexpected-tensor", "line": 0, "max_rss_mib": 400, "max_seconds": 5, "torch": True,
-                         "contains": ["...and 99952 more", "2 missing, 100000 unexpected"], "spec": "weights/small.yaml"},
+                         "contains": ["...and 99952 more", "2 missing, 100000 unexpected"],
+                         "spec": "weights/small.yaml"},
     }
     (tmp_path / "cwd").mkdir()
     cases = [{"id": name, "argv": ["compile", str(CORPUS / "weights" / "small.yaml"), "--weights", name, "-o",

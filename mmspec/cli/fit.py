@@ -62,10 +62,11 @@ def fit(
 
     from mmspec import api
     from mmspec.errors import UsageError, printable
-    from mmspec.train import distributed
 
     console = Console(stderr=True, quiet=quiet or os.environ.get("RANK", "0") != "0", highlight=False, soft_wrap=True)
     if nproc > 1:
+        from mmspec.train import distributed  # imports torch: only for the launcher
+
         if distributed.in_worker():
             raise UsageError("--nproc starts torchrun itself; under torchrun, leave it out")
         if device.value == "cuda":

@@ -9,23 +9,39 @@ config's model_type up there, so adding a family is one `hf.py`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mmspec.errors import UsageError, shorten
+from mmspec.errors import ConfigError, Diagnostic, shorten
 
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "quick_gelu": "quick_gelu",
                "relu": "relu", "silu": "silu", "swish": "silu", "tanh": "tanh"}  # fmt: skip
 """transformers' activation names -> ours."""
 
 
+def config_error(file: str, text: str, keys: list[str], message: str) -> ConfigError:
+    """A diagnostic on config.json at the key reached through `keys` (a nested key after its parent's), or 0:0
+    when the text does not name it."""
+    line = col = 0
+    at = 0
+    for key in keys:
+        m = re.compile(rf'"{re.escape(key)}"\s*:').search(text, at)
+        if m is None:
+            line = col = 0
+            break
+        at = m.start()
+        line, col = text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
+    return ConfigError([Diagnostic(file, line, col, "hf-config", message)])
+
+
 class Config:
     """One config.json mapping read with a family's defaults; a wrong type or an unsupported value is a
-    UsageError naming the file and the key."""
+    ConfigError located at the key in the file's text."""
 
-    def __init__(self, data: dict, defaults: dict, file: str, where: str = ""):
-        self.data, self.defaults, self.file, self.where = data, defaults, file, where
+    def __init__(self, data: dict, defaults: dict, file: str, where: str = "", text: str = ""):
+        self.data, self.defaults, self.file, self.where, self.text = data, defaults, file, where, text
 
     def get(self, key: str, kind: type | tuple[type, ...]) -> Any:
         value = self.data.get(key, self.defaults.get(key))
@@ -59,10 +75,11 @@ class Config:
         value = self.data.get(key) or {}
         if not isinstance(value, dict):
             raise self.error(key, f"expected a mapping, got {value!r}")
-        return Config(value, defaults, self.file, f"{self.where}{key}.")
+        return Config(value, defaults, self.file, f"{self.where}{key}.", self.text)
 
-    def error(self, key: str, message: str) -> UsageError:
-        return UsageError(f"{self.file}: {self.where}{key}: {message}")
+    def error(self, key: str, message: str) -> ConfigError:
+        keys = [*filter(None, self.where.split(".")), key]
+        return config_error(self.file, self.text, keys, f"{self.where}{key}: {message}")
 
 
 Builder = Callable[[Config, str], dict]

@@ -23,8 +23,8 @@ from pathlib import Path
 import yaml
 
 import mmspec.components as components
-from mmspec.components.hf import HF_FAMILIES, Config, Family
-from mmspec.errors import SpecError, UsageError
+from mmspec.components.hf import HF_FAMILIES, Config, Family, config_error
+from mmspec.errors import ConfigError, Diagnostic, SpecError, UsageError
 from mmspec.spec.files import FileProblem, is_dir, read_limited
 
 CONFIG_MAX_BYTES = 1 << 20
@@ -46,37 +46,42 @@ def families() -> dict[str, Family]:
 def import_hf(path: str | Path, name: str | None = None) -> tuple[dict, str]:
     """(spec tree, transformers class name) for the checkpoint directory (or config.json) at `path`."""
     file = Path(path) / "config.json" if is_dir(path) else Path(path)
+    where = str(file)
     try:
         raw = read_limited(file, CONFIG_MAX_BYTES)
-        if len(raw) > CONFIG_MAX_BYTES:
-            raise UsageError(f"{file}: larger than {CONFIG_MAX_BYTES >> 20} MiB; not a model config")
-        data = json.loads(raw)
     except FileProblem as e:
-        raise UsageError(f"{file}: cannot read the config: {e}") from None
+        raise ConfigError([Diagnostic(where, 0, 0, "read-error", f"cannot read the config: {e}")]) from None
+    if len(raw) > CONFIG_MAX_BYTES:
+        raise ConfigError([Diagnostic(where, 0, 0, "hf-config",
+                                      f"larger than {CONFIG_MAX_BYTES >> 20} MiB; not a model config")])
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ConfigError([Diagnostic(where, e.lineno, e.colno, "hf-config", f"not valid JSON: {e.msg}")]) from None
     except ValueError as e:
-        raise UsageError(f"{file}: not valid JSON: {e}") from None
+        raise ConfigError([Diagnostic(where, 0, 0, "hf-config", f"not valid JSON: {e}")]) from None
     if not isinstance(data, dict):
-        raise UsageError(f"{file}: expected a JSON object")
+        raise ConfigError([Diagnostic(where, 1, 1, "hf-config", "expected a JSON object")])
     model_type = data.get("model_type")
     supported = families()
     if not isinstance(model_type, str):
-        raise UsageError(f"{file}: model_type must be a string naming the architecture family, got {model_type!r}")
+        raise config_error(where, text, ["model_type"],
+                           f"model_type must be a string naming the architecture family, got {model_type!r}")
     if model_type not in supported:
         why = f" ({NOT_YET[model_type]} is missing)" if model_type in NOT_YET else ""
-        raise UsageError(
-            f"{file}: model_type {model_type!r} is not supported yet{why}; supported: {', '.join(sorted(supported))}"
-        )
+        raise config_error(where, text, ["model_type"], f"model_type {model_type!r} is not supported yet{why}; "
+                           f"supported: {', '.join(sorted(supported))}")
     family = supported[model_type]
     archs = data.get("architectures") or [family.architectures[0]]
     arch = archs[0] if isinstance(archs, list) and archs else archs
     if arch not in family.architectures:
-        raise UsageError(
-            f"{file}: architecture {arch!r} is not supported yet for model_type {model_type!r}; "
-            f"supported: {', '.join(family.architectures)}"
-        )
+        raise config_error(where, text, ["architectures"],
+                           f"architecture {arch!r} is not supported yet for model_type {model_type!r}; "
+                           f"supported: {', '.join(family.architectures)}")
     if name is not None and not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
         raise UsageError(f"--name {name!r}: use lower-case letters, digits and '_', starting with a letter")
-    cfg = Config(data, family.defaults, str(file))
+    cfg = Config(data, family.defaults, where, text=text)
     tree = {
         "mmspec": 1,
         "name": name or _name(file.parent.name, model_type),
@@ -99,9 +104,8 @@ def _check_values(tree: dict, file: Path) -> None:
     try:
         load_spec(f"{file} (as a spec)", spec_model(), budget=DEFAULT_BUDGET, text=text)
     except SpecError as e:
-        problems = [d.message for d in e.diagnostics]
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise UsageError(f"{file}: its values do not make a valid model: {shown}") from None
+        raise ConfigError([Diagnostic(str(file), 0, 0, "hf-config", "its values do not make a valid model: "
+                                      + d.message) for d in e.diagnostics]) from None
 
 
 def write_spec(tree: dict, out: str | Path) -> None:

@@ -335,10 +335,10 @@ def test_bad_name_exits_2(tmp_path, capsys):
 
 def test_unreadable_config_exits_2(tmp_path, capsys):
     code, err = _main(capsys, "import", "hf", str(tmp_path), "-o", str(tmp_path / "m.yaml"))
-    assert code == 2 and "config.json: cannot read the config" in err
+    assert code == 2 and "config.json:0:0: error[read-error]: cannot read the config" in err
     (tmp_path / "config.json").write_text("{not json")
     code, err = _main(capsys, "import", "hf", str(tmp_path), "-o", str(tmp_path / "m.yaml"))
-    assert code == 2 and "not valid JSON" in err
+    assert code == 2 and "config.json:1:2: error[hf-config]: not valid JSON" in err  # at the JSON syntax error
 
 
 def test_transposed_conv1d_in_the_wrong_orientation(tmp_path):
