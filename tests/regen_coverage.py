@@ -65,6 +65,8 @@ class SpecFacts:
     paper: str | None
     implementation: str | None
     notes: str | None
+    declared_gaps: tuple[str, ...]
+    """`reference.gaps`: what the spec says it does not express yet."""
     variants: tuple[str, ...]
     graphs: tuple[tuple[str, tuple[str, ...]], ...]
     """(graph name, nodes it runs with a KV cache) per graph of `exports:`; empty for a single graph."""
@@ -143,6 +145,7 @@ def spec_facts(path: Path) -> SpecFacts:
         paper=ref.paper if ref else None,
         implementation=ref.implementation if ref else None,
         notes=ref.notes if ref else None,
+        declared_gaps=tuple(ref.gaps) if ref else (),
         variants=variants,
         graphs=tuple((g.name, tuple(c.node for c in g.cached)) for g in loaded.plan.graphs),
         objectives=tuple((n.name, n.config.type) for n in objectives),
@@ -154,7 +157,7 @@ def spec_facts(path: Path) -> SpecFacts:
 
 def spec_gaps(facts: SpecFacts) -> list[str]:
     """What the spec itself still lacks (the ID-level generation check is `id_gaps`)."""
-    gaps = []
+    gaps = [f"not expressed: {g}" for g in facts.declared_gaps]
     if "tiny" not in facts.variants:
         gaps.append("no tiny variant")
     elif not facts.golden:

@@ -34,6 +34,9 @@ class Reference(StrictModel):
     implementation: str | None = None
     """Importable reference class (e.g. `transformers.BertForPreTraining`), or null."""
     notes: str | None = None
+    gaps: list[Annotated[str, Field(min_length=1)]] = []
+    """What of the survey's architecture this spec does not express yet (a missing tower, a training stage, a
+    variant); docs/coverage.md lists them and marks the IDs partial until the list is empty."""
 
 
 class ExportSpec(StrictModel):
