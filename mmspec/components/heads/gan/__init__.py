@@ -78,6 +78,7 @@ class _Generator(ComponentConfig):
     input: Ref
     """The noise vector [batch, nz] (a `vector` modality drawn N(0, I))."""
     channels: PositiveInt = 3
+    """Image channels of `image`."""
 
     def references(self) -> dict[str, str]:
         cond = getattr(self, "condition", None)
@@ -108,6 +109,7 @@ class DCGANGeneratorConfig(_Generator):
     condition_dim: PositiveInt | None = None
     """Width of the condition's Linear + LeakyReLU code; null: the condition is concatenated as it is."""
     widths: list[PositiveInt] = Field(default=[512, 256, 128, 64], min_length=1)
+    """Channels of the transposed-conv stages, from the 4x4 map up (each further one doubles the resolution)."""
     residual: list[bool] | None = None
     """Per width: a bottleneck residual block after the stage's BatchNorm (width / 4 inside); null: none."""
     bias: bool = False
@@ -144,6 +146,7 @@ class DFGANGeneratorConfig(_Generator):
     condition: Ref
     """The sentence vector [batch, C]."""
     widths: list[PositiveInt] = Field(default=[256, 256, 256, 256, 128, 64, 32], min_length=1)
+    """Channels of the 4x4 map and of each up-block after it."""
 
     def side(self) -> int:
         return 4 * 2 ** (len(self.widths) - 1)
@@ -165,6 +168,7 @@ class ConditioningAugmentationConfig(ComponentConfig):
     type: Literal["conditioning_augmentation"]
     input: Ref
     dim: PositiveInt = 128
+    """Width of the code (and of its mean and log-variance)."""
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         t = _vector(inputs["input"], self.input, "input")
@@ -188,6 +192,7 @@ class StackGANGeneratorConfig(_Generator):
     condition: Ref
     """The conditioning augmentation's `code` [batch, c]."""
     widths: list[PositiveInt] = Field(default=[1024, 512, 256, 128, 64], min_length=1)
+    """Channels of the 4x4 map and of each up-block after it."""
 
     def side(self) -> int:
         return 4 * 2 ** (len(self.widths) - 1)
@@ -210,9 +215,13 @@ class StackGANRefinerConfig(ComponentConfig):
     type: Literal["stackgan_refiner"]
     input: Ref
     condition: Ref
+    """The conditioning augmentation's `code` [batch, c]."""
     encoder: list[PositiveInt] = Field(default=[128, 256, 512], min_length=1)
+    """Channels of the image encoder: the first 3x3 conv, then each stride-2 4x4 conv."""
     blocks: PositiveInt = 4
+    """Residual blocks after the image and the code are joined."""
     up: list[PositiveInt] = Field(default=[256, 128, 64, 32], min_length=1)
+    """Channels of the up-blocks (each doubles the resolution)."""
 
     def references(self) -> dict[str, str]:
         return {"input": self.input, "condition": self.condition}
@@ -238,6 +247,7 @@ class StackGANRefinerConfig(ComponentConfig):
 class _Discriminator(ComponentConfig):
     inputs: DiscriminatorInputs
     training_only: bool = True
+    """true (the default): the discriminator trains alongside and is never exported."""
 
     def references(self) -> dict[str, str]:
         return {k: v for k, v in self.inputs.model_dump().items() if v is not None}
@@ -271,6 +281,7 @@ class DCGANDiscriminatorConfig(_Discriminator):
 
     type: Literal["dcgan_discriminator"]
     widths: list[PositiveInt] = Field(default=[64, 128, 256, 512], min_length=1)
+    """Channels of the stride-2 4x4 convs, in order (each halves the resolution)."""
     condition_dim: PositiveInt | None = None
     """Width of the condition's Linear + BatchNorm + LeakyReLU code; null: the condition is used as it is."""
     bias: bool = False
@@ -312,6 +323,7 @@ class DFGANDiscriminatorConfig(_Discriminator):
 
     type: Literal["dfgan_discriminator"]
     widths: list[PositiveInt] = Field(default=[32, 64, 128, 256, 256, 256, 256], min_length=1)
+    """Channels of the first conv and of each residual down-block after it."""
     joint: PositiveInt = 64
     """Width of the joint image-sentence conv (twice the base width in the official code)."""
 

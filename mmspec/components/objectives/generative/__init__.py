@@ -171,9 +171,13 @@ class VAEELBO(Objective):
     target: Ref
     """What is reconstructed (a modality: the data before any masking)."""
     mean: Ref
+    """The encoder's posterior mean."""
     log_var: Ref
+    """The encoder's posterior log-variance."""
     beta: NonNegative = 1.0
+    """Weight of the KL term (beta-VAE; 1: the plain ELBO)."""
     likelihood: Likelihood = "gaussian"
+    """The reconstruction likelihood: `gaussian`, `bernoulli` or `laplace`."""
     ref_fields = ("input", "target", "mean", "log_var")
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
@@ -208,7 +212,9 @@ class VQLosses(Objective):
     type: Literal["vq_losses"]
     input: Ref
     quantized: Ref
+    """The chosen codebook vectors z_q (the quantizer's `codebook_vectors`)."""
     beta: NonNegative = 0.25
+    """Weight of the commitment term."""
     ref_fields = ("input", "quantized")
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
@@ -246,9 +252,13 @@ class GumbelELBO(Objective):
     type: Literal["gumbel_elbo"]
     input: Ref
     reconstruction: Ref
+    """The decoder's reconstruction (the likelihood's parameters)."""
     target: Ref
+    """What is reconstructed (a modality: the data the encoder saw)."""
     beta: Anneal = Anneal()
+    """Weight of the KL term, annealed from its start to its end value over training."""
     likelihood: Likelihood = "laplace"
+    """The reconstruction likelihood: `gaussian`, `bernoulli` or `laplace`."""
     ref_fields = ("input", "reconstruction", "target")
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
@@ -280,10 +290,15 @@ class GAN(Objective):
 
     type: Literal["gan"]
     role: Literal["discriminator", "generator"]
+    """Which network this loss trains: the `discriminator` or the `generator`."""
     loss: Literal["minimax", "non_saturating", "hinge"] = "non_saturating"
+    """The adversarial loss: `minimax`, `non_saturating` (the generator maximises log D(G(z))) or `hinge`."""
     fake: Ref
+    """The discriminator's logits on generated data."""
     real: Ref | None = None
+    """The discriminator's logits on real data (the discriminator's loss)."""
     mismatched: Ref | None = None
+    """The discriminator's logits on real data with a wrong condition (matching-aware GAN-CLS); null: none."""
     ref_fields = ("fake", "real", "mismatched")
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
@@ -310,7 +325,9 @@ class GaussianKL(Objective):
 
     type: Literal["gaussian_kl"]
     mean: Ref
+    """The Gaussian's mean."""
     log_var: Ref
+    """The Gaussian's log-variance (same shape as `mean`)."""
     ref_fields = ("mean", "log_var")
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
@@ -336,7 +353,9 @@ class R1Penalty(Objective):
     type: Literal["r1_penalty"]
     input: Ref
     wrt: Name | list[Name]
+    """The modality (or modalities, one norm over all) the gradient is taken with respect to."""
     gamma: PositiveFloat = 10.0
+    """Weight gamma of the penalty (gamma / 2 * E ||grad||^power)."""
     power: PositiveFloat = 2.0
     """Exponent of the gradient's L2 norm (R1: 2; MA-GP: 6)."""
 

@@ -182,6 +182,7 @@ class Alignment(_HeadObjective):
     shuffle: Name
     """The modality whose rows are swapped to make negatives (e.g. the image regions)."""
     negative_prob: Probability = 0.5
+    """Fraction of examples made mismatched."""
     logits_rank: ClassVar[int] = 2
     logits_kind: ClassVar[str] = "per-example"
 
@@ -204,6 +205,7 @@ class MaskedLM(_HeadObjective):
 
     type: Literal["masked_lm"]
     mask_prob: Probability = 0.15
+    """Fraction of the (unpadded) tokens chosen for prediction."""
     mask_token: Annotated[int, Field(ge=0)] = 103
     """Id written at masked positions (BERT's [MASK] is 103)."""
     random_prob: Probability = 0.1
@@ -247,7 +249,9 @@ class MaskedRegionKL(_HeadObjective):
 
     type: Literal["masked_region_kl"]
     mask_prob: Probability = 0.15
+    """Fraction of the regions chosen for prediction."""
     zero_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
+    """Fraction of the chosen regions whose features are zeroed (the rest stay)."""
     regions: Name | None = None
     """The regions modality to mask; default: the only one the head reads."""
     logits_rank: ClassVar[int] = 3
