@@ -49,3 +49,13 @@ def make_pool(pool, width: int, eps: float) -> Pool | None:
         return None
     return Pool(pool.type, width, pool.norm, eps, pool.dense, pool.activation, pool.eos_id,
                 getattr(pool, "skip", 0))
+
+
+def stream_bundle(streams: dict[str, tuple[torch.Tensor, torch.Tensor | None, Pool | None]]) -> dict[str, torch.Tensor]:
+    """The output of a two-stream fusion: per stream name -> (sequence [B,S,D], mask [B,S] or None, pool or None),
+    the sequence, `<name>_mask` when there is a mask and `<name>_pooled` [B,D] when the stream pools."""
+    out = {name: seq for name, (seq, _, _) in streams.items()}
+    out |= {f"{name}_mask": mask for name, (_, mask, _) in streams.items() if mask is not None}
+    out |= {f"{name}_pooled": pool(seq, None, mask) for name, (seq, mask, pool) in streams.items()  # B,D
+            if pool is not None}
+    return out

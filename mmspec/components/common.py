@@ -120,6 +120,20 @@ def pooled_width(pool: PoolConfig, width: Dim) -> Dim:
     return pool.dense or width
 
 
+def stream_outputs(out: dict, stream: str, bundle: dict, pool: PoolConfig | None, width: Dim, fusion: str) -> None:
+    """Add one stream of a two-stream fusion (co-attention, cross-modality) to its output bundle `out`: the
+    sequence as `<stream>`, the input's mask as `<stream>_mask` when it has one, and `<stream>_pooled` [batch,
+    width'] when the stream pools (by 'cls' or 'mean'; CheckError for 'eos')."""
+    seq = bundle["sequence"]
+    out[stream] = seq
+    if "mask" in bundle:
+        out[f"{stream}_mask"] = bundle["mask"]
+    if pool:
+        if pool.type == "eos":
+            raise CheckError((f"{stream}_pool", "type"), f"{fusion} streams pool by 'cls' or 'mean'")
+        out[f"{stream}_pooled"] = TensorInfo((seq.shape[0], pooled_width(pool, width)))
+
+
 def sequence_of(bundle: dict[str, TensorInfo], ref: str, field: str | tuple = "input") -> tuple[str, TensorInfo]:
     """(field name, info) of the sequence [batch, S, D] a bundle carries: its `sequence`, else its one rank-3 float
     tensor; a CheckError naming the bundle's fields otherwise."""

@@ -6,10 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from mmspec.components.common import FreezableStack, PoolConfig, StackConfig, pooled_width, require
+from mmspec.components.common import FreezableStack, PoolConfig, StackConfig, require, stream_outputs
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveInt, Probability, Ref, StrictModel
-from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+from mmspec.spec.tensors import Bundle, CheckError
 
 
 class CoLayers(StrictModel):
@@ -129,14 +129,7 @@ class CoAttentionFusion(ComponentConfig):
                     f"co.{stream}_layers {layer_ids} must be non-decreasing layer indices "
                     f"in 0..{cfg.layers} ({stream}.layers)",
                 )
-            out[stream] = seq
-            if "mask" in inputs[stream]:
-                out[f"{stream}_mask"] = inputs[stream]["mask"]
-            pool = getattr(self, f"{stream}_pool")
-            if pool:
-                if pool.type == "eos":
-                    raise CheckError((f"{stream}_pool", "type"), "co-attention streams pool by 'cls' or 'mean'")
-                out[f"{stream}_pooled"] = TensorInfo((seq.shape[0], pooled_width(pool, cfg.width)))
+            stream_outputs(out, stream, inputs[stream], getattr(self, f"{stream}_pool"), cfg.width, "co-attention")
         if len(self.co.text_layers) != len(self.co.vision_layers):
             raise CheckError(
                 ("co", "vision_layers"),

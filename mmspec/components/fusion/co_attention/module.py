@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mmspec.blocks.attention import padding_bias
-from mmspec.blocks.pooling import make_pool
+from mmspec.blocks.pooling import make_pool, stream_bundle
 from mmspec.blocks.transformer import CoAttentionBlock, make_blocks
 
 
@@ -56,13 +56,4 @@ class CoAttentionModule(nn.Module):
             t = layer(t, t_bias)
         for layer in self.vision_layers[vi:]:
             v = layer(v, v_bias)
-        out = {"text": t, "vision": v}
-        if t_mask is not None:
-            out["text_mask"] = t_mask
-        if v_mask is not None:
-            out["vision_mask"] = v_mask
-        if self.text_pool is not None:
-            out["text_pooled"] = self.text_pool(t, None, t_mask)  # B,D
-        if self.vision_pool is not None:
-            out["vision_pooled"] = self.vision_pool(v, None, v_mask)  # B,D
-        return out
+        return stream_bundle({"text": (t, t_mask, self.text_pool), "vision": (v, v_mask, self.vision_pool)})

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from mmspec.components.common import Activation, PoolConfig, pooled_width, require
+from mmspec.components.common import Activation, PoolConfig, require, stream_outputs
 from mmspec.components.fusion.co_attention import Streams
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Probability, StrictModel
-from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
+from mmspec.spec.tensors import Bundle, CheckError
 
 
 class CrossStream(StrictModel):
@@ -85,15 +85,7 @@ class CrossModalityFusion(ComponentConfig):
             if width % heads:
                 raise CheckError((stream, "heads"), f"the {stream} stream is {width} wide, not divisible by "
                                                     f"{stream}.heads {heads}")
-            seq = inputs[stream]["sequence"]
-            out[stream] = seq
-            if "mask" in inputs[stream]:
-                out[f"{stream}_mask"] = inputs[stream]["mask"]
-            pool = getattr(self, f"{stream}_pool")
-            if pool:
-                if pool.type == "eos":
-                    raise CheckError((f"{stream}_pool", "type"), "cross-modality streams pool by 'cls' or 'mean'")
-                out[f"{stream}_pooled"] = TensorInfo((seq.shape[0], pooled_width(pool, width)))
+            stream_outputs(out, stream, inputs[stream], getattr(self, f"{stream}_pool"), width, "cross-modality")
         return out
 
     def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
