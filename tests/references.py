@@ -310,6 +310,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
                          DR.vq_f4_ema_count),
     "glide": GL.glide_base,  # rebuild of glide-text2im's Text2ImUNet (base.pt configuration)
     "glide:upsampler": GL.glide_upsampler,
+    "glide_inpaint": GL.glide_inpaint,  # InpaintText2ImUNet (base-inpaint.pt): 7 input channels
     "latent_diffusion": DR.latent_diffusion,  # U-Net + KL-f8 autoencoder + CLIP text encoder
     "dvae": Formula("transformers.FlavaImageCodebook + the official dall_e.Decoder count", DR.dvae_count),
     "dcgan": lambda: GAN.pair(GAN.dcgan_example),  # pytorch/examples DCGAN Generator + Discriminator

@@ -20,6 +20,7 @@ from mmspec.train.data import synthetic_batch
 from mmspec.train.trainer import Trainer
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "glide.yaml"
+INPAINT = SPEC.with_name("glide_inpaint.yaml")  # GA-08
 PARITY_ATOL = 1e-5  # docs/contracts.md: imported weights against the reference, fp32
 SAMPLE_ATOL = 1e-3  # the diffusion acceptance bound: a whole sampling loop, ONNX Runtime against eager
 PAPER = ["encoders.unet.width=512", "encoders.unet.text_width=2048", "encoders.unet.text_layers=24",
@@ -42,9 +43,9 @@ def test_sizes_match_the_official_text2imunet(variant, sets, reference):
     assert api.param_counts(api.build(loaded, device="meta"))["total"] == expected
 
 
-def _reference(loaded) -> GL.Text2ImUNet:
+def _reference(loaded, in_channels: int = 3) -> GL.Text2ImUNet:
     unet, text = loaded.spec.encoders["unet"], loaded.spec.modalities["text"]
-    return GL.Text2ImUNet(
+    return GL.Text2ImUNet(in_channels=in_channels,
         model_channels=unet.width, channel_mult=tuple(unet.mult), num_res_blocks=unet.depth,
         attention_ds=tuple(2**i for i, a in enumerate(unet.attention) if a), head_channels=unet.head_dim,
         dropout=0.0, text_ctx=text.length, xf_width=unet.text_width, xf_layers=unet.text_layers,
@@ -79,6 +80,31 @@ def test_weights_reproduce_the_reference_prediction(tiny):
     with torch.no_grad():  # the caption reaches the prediction
         other = model({**inputs, "text": (inputs["text"] + 1) % 50})[0]
     assert (other - eps).abs().max() > 1e-3
+
+
+def test_inpainting_size_and_weights_match_inpainttext2imunet():
+    """GA-08: the canonical size equals the official InpaintText2ImUNet's; on the tiny variant, the rebuild fed
+    [x, image * keep, keep] predicts what our model does from x, image and keep."""
+    with torch.device("meta"):
+        expected = _count(GL.glide_inpaint())
+        assert api.param_counts(api.build(api.load_spec(INPAINT), device="meta"))["total"] == expected
+    loaded = api.load_spec(INPAINT, "tiny")
+    torch.manual_seed(0)
+    reference = _reference(loaded, in_channels=7).eval()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    model = api.build(loaded).eval()
+    model.components["unet"].load_state_dict(GL.to_mmspec(reference), strict=True)
+    inputs = make_inputs(loaded.plan, trace_sizes(loaded.plan), seed=1)
+    inputs["keep"] = (inputs["keep"] > 0).float()  # B,1,8,8: a binary mask
+    with torch.no_grad():
+        eps, variance = model(inputs)  # B,3,8,8 each
+        joined = torch.cat([inputs["x_t"], inputs["image"] * inputs["keep"], inputs["keep"]], 1)  # B,7,8,8
+        theirs = reference(joined, inputs["timestep"], inputs["text"], inputs["text_mask"])  # B,6,8,8
+        edited = model({**inputs, "image": -inputs["image"]})[0]  # B,3,8,8
+    np.testing.assert_allclose(torch.cat([eps, variance], 1).numpy(), theirs.numpy(), atol=PARITY_ATOL, rtol=0)
+    assert (edited - eps).abs().max() > 1e-3, "the image to inpaint does not reach the prediction"
 
 
 def test_guided_ddim_on_ort_equals_eager(tiny, tmp_path):
