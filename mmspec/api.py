@@ -286,11 +286,7 @@ def compile(  # noqa: A001  (the verb users expect)
     with _step("passes", timings, progress):
         gm, records = optimize(gm)
     out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp_dir = Path(tempfile.mkdtemp(prefix=".mmspec-", dir=out))
-    except OSError as e:
-        raise CompileError(f"cannot write to {out}: {e.strerror or e}") from e
+    tmp_dir = _staging(out)
     final = out / f"{loaded.stem}.onnx"
     try:
         tmp = tmp_dir / final.name
@@ -326,11 +322,7 @@ def _compile_graphs(loaded, model, out: Path, opset: int, device: str, verify_ex
 
     from mmspec.backends import discard, first_failure_message, publish_pairs
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        tmp_dir = Path(tempfile.mkdtemp(prefix=".mmspec-", dir=out))
-    except OSError as e:
-        raise CompileError(f"cannot write to {out}: {e.strerror or e}") from e
+    tmp_dir = _staging(out)
     graphs = {g.name: g for g in loaded.plan.graphs}
     finals = {name: out / f"{loaded.stem}.{name}.onnx" for name in graphs}
     try:
@@ -366,6 +358,16 @@ def _compile_graphs(loaded, model, out: Path, opset: int, device: str, verify_ex
         raise
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _staging(out: Path) -> Path:
+    """A fresh `.mmspec-*` directory inside `out` (made if needed), where outputs wait until they are published
+    (same file system, so publishing is a rename); CompileError (exit 1) when `out` cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".mmspec-", dir=out))
+    except OSError as e:
+        raise CompileError(f"cannot write to {out}: {e.strerror or e}") from e
 
 
 def _check_outputs(out: Path, loaded: LoadedSpec, device: str) -> None:
@@ -435,11 +437,7 @@ def export_triton(
     from mmspec.runtime.triton import plan_repository
 
     repo = Path(repo)
-    try:
-        repo.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".mmspec-", dir=repo))
-    except OSError as e:
-        raise CompileError(f"cannot write to {repo}: {e.strerror or e}") from e
+    staging = _staging(repo)
     made: list[Path] = []
     try:
         report = compile(path, staging / "compiled", variant, sets, progress=progress, **compile_options)
