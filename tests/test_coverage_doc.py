@@ -72,9 +72,14 @@ def test_every_spec_appears_with_its_ids(text):
 def _facts(**kw) -> SpecFacts:
     """A spec that covers NLP-09 unless `kw` says otherwise."""
     base = dict(path="specs/x.yaml", name="x", survey=("NLP-09",), has_reference=True, paper="P", implementation=None,
-                notes=None, variants=("tiny",), graphs=(), objectives=(("loss", "cross_entropy"),), denoiser=False,
+                notes=None, declared_gaps=(), variants=("tiny",), graphs=(), objectives=(("loss", "cross_entropy"),), denoiser=False,
                 golden=True, sizes=(Size(None, 10, RefCount("10", "ref", True)),))
     return SpecFacts(**{**base, **kw})
+
+
+def test_declared_gaps_make_an_id_partial():
+    status, gaps = _status("NLP-09", _facts(declared_gaps=("the text tower",)))
+    assert status == "partial" and gaps == ("not expressed: the text tower",)
 
 
 def _status(survey_id: str, facts: SpecFacts) -> tuple[str, tuple[str, ...]]:

@@ -43,3 +43,21 @@ def test_the_schema_validates_the_reference_specs_as_an_editor_would():
     bad["encoders"]["bert"]["widht"] = 3
     with pytest.raises(jsonschema.ValidationError, match="widht"):
         jsonschema.validate(bad, schema)
+
+
+def test_every_component_field_has_a_description_and_its_default_in_the_schema():
+    """What an editor shows on hover: each field of each registered component says what it is (an attribute
+    docstring, or the shared COMMON_FIELDS text), and an optional field shows its default."""
+    from mmspec.registry import list_components
+
+    defs = spec_model().model_json_schema()["$defs"]
+    problems = []
+    for c in list_components():
+        schema = defs[c.config.__name__]
+        required = set(schema.get("required", []))
+        for field, prop in schema["properties"].items():
+            if not prop.get("description"):
+                problems.append(f"{c.slot}/{c.name}.{field}: no description")
+            if field not in required and "default" not in prop:
+                problems.append(f"{c.slot}/{c.name}.{field}: no default")
+    assert not problems, f"{len(problems)} undocumented fields:\n" + "\n".join(problems)

@@ -85,13 +85,17 @@ class ADMUNetEncoder(ComponentConfig):
     head_dim: PositiveInt = 64
     """Attention head width (`num_head_channels`)."""
     groups: PositiveInt = 32
+    """Groups of the GroupNorm layers; they divide every level's channels."""
     eps: PositiveFloat = 1e-5
     dropout: Probability = 0.1
     learn_sigma: bool = True
     """Predict 2C channels: the noise and the learned-variance interpolation (improved DDPM)."""
     text_width: PositiveInt = 512
+    """Width of the caption transformer (`xf_width`)."""
     text_layers: PositiveInt = 16
+    """Layers of the caption transformer (`xf_layers`)."""
     text_heads: PositiveInt = 8
+    """Attention heads of the caption transformer (`xf_heads`)."""
     text_padding: bool = True
     """Replace padding positions by learned per-position embeddings (GLIDE's xf_padding)."""
 

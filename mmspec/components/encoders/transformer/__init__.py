@@ -621,11 +621,14 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     type: Literal["transformer"]
     input: Ref
     embed: Embed
+    """How the input becomes tokens: `tokens` (ids), `patches` (an image), `regions` (region features and boxes)
+    or `sequence` (vectors already), with their positions, segments and normalization."""
     causal: bool = False
     """Causal self-attention (CLIP text, GPT)."""
     final_norm: bool = False
     """LayerNorm on the whole output sequence (CLIP text)."""
     pool: PoolConfig | None = None
+    """How `pooled` [batch, width] is made from the sequence (`cls`, `mean`, `eos`, ...); null: no `pooled`."""
     cross: CrossConfig | None = None
     """Cross-attention to another node's sequence (a decoder's memory, Flamingo's media, Perceiver's inputs)."""
     drop: DropConfig | None = None

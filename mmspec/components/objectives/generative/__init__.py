@@ -407,9 +407,13 @@ class DiffusionEpsMSE(Objective):
     type: Literal["diffusion_eps_mse"]
     input: Ref
     image: Name
+    """The modality that holds the clean data x_0 (the objective feeds x_t in its place)."""
     timestep: Name
+    """The modality that receives the sampled timestep t."""
     schedule: NoiseSchedule = NoiseSchedule()
+    """The beta schedule the noise is added with (the sampler must use the same)."""
     condition_dropout: ConditionDropout | None = None
+    """Classifier-free guidance training: which condition is dropped, how often; null: never."""
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         pred = tensor(inputs, "input", self.input, "eps")
