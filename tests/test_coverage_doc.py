@@ -72,8 +72,8 @@ def test_every_spec_appears_with_its_ids(text):
 def _facts(**kw) -> SpecFacts:
     """A spec that covers NLP-09 unless `kw` says otherwise."""
     base = dict(path="specs/x.yaml", name="x", survey=("NLP-09",), has_reference=True, paper="P", implementation=None,
-                notes=None, declared_gaps=(), variants=("tiny",), graphs=(), objectives=(("loss", "cross_entropy"),), denoiser=False,
-                golden=True, sizes=(Size(None, 10, RefCount("10", "ref", True)),))
+                notes=None, declared_gaps=(), variants=("tiny",), graphs=(), objectives=(("loss", "cross_entropy"),),
+                denoiser=False, golden=True, sizes=(Size(None, 10, RefCount("10", "ref", True)),))
     return SpecFacts(**{**base, **kw})
 
 
