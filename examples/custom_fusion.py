@@ -48,7 +48,9 @@ class GatedSum(ComponentConfig):
 
     type: Literal["gated_sum"]
     a: Ref
+    """The first vector [batch, D]."""
     b: Ref
+    """The second vector, as wide as the first."""
 
     def references(self) -> dict[str, str]:
         return {"a": self.a, "b": self.b}

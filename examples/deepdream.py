@@ -27,7 +27,7 @@ def activation(model, image: torch.Tensor) -> torch.Tensor:
     return (model({"image": image})[0] ** 2).mean()
 
 
-def dream(variant: str = "tiny", steps: int = 10, octaves: int = 2, scale: float = 1.4, lr: float = 0.01,
+def dream(variant: str = "tiny", steps: int = 10, octaves: int = 2, scale: float = 1.4, lr: float = 0.1,
           jitter: int = 2, seed: int = 0):
     """Returns the objective before and after, and the dreamed image (from a random start image)."""
     loaded = mmspec.load_spec(SPEC, variant=variant)

@@ -6,7 +6,7 @@ The spec is the frozen VGG feature network; its graph emits the tapped activatio
 procedure the paper runs around it: the content target is the content image's features at the content layer,
 the style targets are the style image's Gram matrices at the style layers, and gradient steps on the image
 lower alpha * content loss + beta * style loss. The canonical spec's taps are conv1_1, conv2_1, conv3_1,
-conv4_1, conv5_1 (style) and conv4_2 (content); the tiny one's are its three convolutions.
+conv4_1, conv5_1 (style) and conv4_2 (content); the tiny variant taps the same layers at 2 channels.
 """
 
 from __future__ import annotations

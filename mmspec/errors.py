@@ -104,11 +104,6 @@ class SpecError(MmspecError, ValueError):
         return "\n".join(_capped(self.diagnostics))
 
 
-class ConfigError(SpecError):
-    """A Hugging Face `config.json` that `mmspec import hf` cannot import: located diagnostics (code `hf-config`)
-    at the offending key, or at 0:0 for what concerns the whole file."""
-
-
 def _capped(diagnostics: list[Diagnostic], uncounted: int = 0) -> list[str]:
     """The first MAX_PRINTED_DIAGNOSTICS rendered, then how many more there are (with `uncounted` more that exist
     only as a count)."""
@@ -121,6 +116,11 @@ class UsageError(MmspecError, ValueError):
     """A command-line argument is wrong (bad variant name, bad --set path, unreadable weights)."""
 
     exit_code = 2
+
+
+class ConfigError(SpecError, UsageError):
+    """A Hugging Face `config.json` that `mmspec import hf` cannot import (a usage error, exit 2): located
+    diagnostics (code `hf-config`) at the offending key, or at 0:0 for what concerns the whole file."""
 
 
 class WeightsError(UsageError):

@@ -296,7 +296,8 @@ def test_components(capsys):
     assert code == 0
     (row,) = json.loads(out)
     assert (row["slot"], row["name"], row["exportable"]) == ("fusion", "co_attention", True)
-    assert row["fields"]["type"] == {"type": "'co_attention'", "required": True, "default": None, "doc": ""}
+    assert row["fields"]["type"] == {"type": "'co_attention'", "required": True, "default": None,
+                                     "doc": "`co_attention`: selects this component."}
     code, out, err = main(capsys, "components", "cross_entropy", "--json")
     (row,) = json.loads(out)
     assert (row["exportable"], row["training_only"]) == (False, True)

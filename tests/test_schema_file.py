@@ -53,6 +53,8 @@ def test_every_component_field_has_a_description_and_its_default_in_the_schema()
     defs = spec_model().model_json_schema()["$defs"]
     problems = []
     for c in list_components():
+        if not c.config.__module__.startswith("mmspec."):
+            continue  # components that examples and fuzz tests register in this worker
         schema = defs[c.config.__name__]
         required = set(schema.get("required", []))
         for field, prop in schema["properties"].items():
