@@ -51,8 +51,8 @@ def _count(n: int) -> str:
 def spec_picture(loaded, counts: dict[str, int]) -> Picture:
     """The component DAG of a loaded spec; `counts` are parameters by component (`param_counts` of a build)."""
     plan = loaded.plan
-    boxes = [Box(m, "modality", [f"{name} {_shape(gi.info)}" if name != m else _shape(gi.info)
-                                 for name, gi in ((g.name, g) for g in plan.graph_inputs if g.modality == m)])
+    boxes = [Box(m, "modality", [_shape(g.info) if g.name == m else f"{g.name} {_shape(g.info)}"
+                                 for g in plan.graph_inputs if g.modality == m])
              for m in dict.fromkeys(g.modality for g in plan.graph_inputs)]
     exported = {n.name for n in plan.export_nodes}
     arrows = []

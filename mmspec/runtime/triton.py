@@ -13,7 +13,8 @@ the `present` tensors and the encoder outputs the ensemble returned, as the mani
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 
 BATCH_AXIS = "batch"  # the symbolic first axis that a compiled graph batches over
 
@@ -27,21 +28,12 @@ KINDS = {"auto": "KIND_AUTO", "cpu": "KIND_CPU", "gpu": "KIND_GPU"}
 
 @dataclass
 class TritonModel:
-    """One model directory: its name, config.pbtxt text, and the compiled graph it serves (None: an ensemble)."""
+    """One model directory: its name, config.pbtxt text, and the compiled ONNX file it serves (None: an
+    ensemble)."""
 
     name: str
     config: str
-    graph: str | None = None
     file: str | None = None
-
-
-@dataclass
-class _Tensor:
-    name: str
-    dtype: str
-    shape: list
-    graph_tensor: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def plan_repository(stem: str, graphs: dict[str, dict], connections: list[dict], *, max_batch_size: int = 8,
@@ -68,7 +60,7 @@ def plan_repository(stem: str, graphs: dict[str, dict], connections: list[dict],
         lines += _tensors("output", entry["outputs"], mb)
         lines += ["dynamic_batching { }"] if mb else []
         lines += [f"instance_group [ {{ kind: {KINDS[kind]} count: {count} }} ]"]
-        models.append(TritonModel(names[g], "\n".join(lines) + "\n", graph=g, file=entry["file"]))
+        models.append(TritonModel(names[g], "\n".join(lines) + "\n", file=entry["file"]))
     if not single:
         mb = max_batch_size if all(batched.values()) else 0
         models.append(TritonModel(stem, _ensemble(stem, graphs, connections, names, mb)))
@@ -114,26 +106,24 @@ def _ensemble(stem: str, graphs: dict[str, dict], connections: list[dict], names
         if c.get("from") and c.get("step") != "next" and c["from"]["graph"] != c["to"]["graph"]:
             fed[c["to"]["graph"], c["to"]["input"]] = (c["from"]["graph"], c["from"]["output"])
     order = _order(graphs, fed)
-    inputs: dict[str, _Tensor] = {}
+    inputs: dict[str, dict] = {}  # ensemble input name -> the manifest tensor, renamed
     input_of: dict[tuple[str, str], str] = {}
     for g in order:
         for t in graphs[g]["inputs"]:
             if (g, t["name"]) in fed:
                 continue
-            name = t["name"]
-            same = inputs.get(name)
-            if same is not None and (same.extra.get("source"), same.dtype) != (t.get("source"), t["dtype"]):
-                name = f"{g}.{t['name']}"
-            inputs.setdefault(name, _Tensor(name, t["dtype"], t["shape"], extra={"source": t.get("source")}))
+            same = inputs.get(t["name"])
+            shared = same is None or (same.get("source"), same["dtype"]) == (t.get("source"), t["dtype"])
+            name = t["name"] if shared else f"{g}.{t['name']}"
+            inputs.setdefault(name, {**t, "name": name})
             input_of[g, t["name"]] = name
-    outputs: dict[str, _Tensor] = {}
+    uses = Counter(t["name"] for g in order for t in graphs[g]["outputs"])
+    outputs: dict[str, dict] = {}
     output_of: dict[tuple[str, str], str] = {}
-    clashes = {t["name"] for g in order for t in graphs[g]["outputs"]}
-    counts = {n: sum(t["name"] == n for g in order for t in graphs[g]["outputs"]) for n in clashes}
     for g in order:
         for t in graphs[g]["outputs"]:
-            name = t["name"] if counts[t["name"]] == 1 and t["name"] not in inputs else f"{g}.{t['name']}"
-            outputs[name] = _Tensor(name, t["dtype"], t["shape"])
+            name = t["name"] if uses[t["name"]] == 1 and t["name"] not in inputs else f"{g}.{t['name']}"
+            outputs[name] = {**t, "name": name}
             output_of[g, t["name"]] = name
     steps = []
     for g in order:
@@ -144,10 +134,9 @@ def _ensemble(stem: str, graphs: dict[str, dict], connections: list[dict], names
             "    {", f"      model_name: {_q(names[g])}", "      model_version: -1",
             *[f"      input_map {{ key: {_q(k)} value: {_q(v)} }}" for k, v in in_map],
             *[f"      output_map {{ key: {_q(k)} value: {_q(v)} }}" for k, v in out_map], "    }"]))
-    as_dicts = [{"name": t.name, "dtype": t.dtype, "shape": t.shape} for t in inputs.values()]
-    out_dicts = [{"name": t.name, "dtype": t.dtype, "shape": t.shape} for t in outputs.values()]
     lines = [f"name: {_q(stem)}", 'platform: "ensemble"', f"max_batch_size: {max_batch_size}",
-             *_tensors("input", as_dicts, max_batch_size), *_tensors("output", out_dicts, max_batch_size),
+             *_tensors("input", list(inputs.values()), max_batch_size),
+             *_tensors("output", list(outputs.values()), max_batch_size),
              "ensemble_scheduling {", "  step [", ",\n".join(steps), "  ]", "}"]
     return "\n".join(lines) + "\n"
 
