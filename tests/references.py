@@ -29,6 +29,7 @@ import ga_references as GA
 import gan_references as GAN
 import glide_references as GL
 import grounded_references as GR
+import hip_references as HIP
 import m2_references as M2
 import multimae_references as MMAE
 import multimodal_survival_references as MSR
@@ -341,6 +342,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "pathnet": MPR.pathnet,  # Section 2.1 binary MNIST: 3 layers x 10 modules of 20 ReLU units, 2-way task layer
     "munet": MPR.munet,  # the root model: ViT-L/16 at 224 with a 1000-class task head
     "munet:res384": lambda: MPR.munet(384),
+    "hip": HIP.hip,  # official HiP template, VARIANTS['16'], over 224 x 224 RGB pixels
+    "hip:hip256": lambda: HIP.hip("256"),
 }
 """`name` or `name:variant` -> the reference, built on the meta device."""
 

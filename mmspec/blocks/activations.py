@@ -14,6 +14,13 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
+class SquaredReLU(nn.Module):
+    """relu(x)^2 (Primer; the HiP code's `sq_relu`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) ** 2
+
+
 class GELU(nn.Module):
     """Exact (erf) GELU; `tanh` is a different op, never interchangeable at fp32 tolerances."""
 
@@ -30,6 +37,7 @@ ACTIVATIONS = {
     "gelu_tanh": lambda: GELU("tanh"),
     "quick_gelu": QuickGELU,
     "relu": nn.ReLU,
+    "sq_relu": SquaredReLU,
     "tanh": nn.Tanh,
     "silu": nn.SiLU,
     "identity": nn.Identity,

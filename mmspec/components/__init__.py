@@ -19,6 +19,7 @@ FAMILIES = (
     "encoders.efficientnet",
     "encoders.embedding_bag",
     "encoders.googlenet",
+    "encoders.hip",
     "encoders.masking_noise",
     "encoders.meshed_memory",
     "encoders.multimae",

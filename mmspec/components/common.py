@@ -9,7 +9,7 @@ from pydantic import Field
 from mmspec.spec.base import PositiveFloat, PositiveInt, Probability, StrictModel
 from mmspec.spec.tensors import CheckError, Dim, TensorInfo, dim_axes, dim_value
 
-Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "relu", "tanh", "silu", "identity"]
+Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "relu", "sq_relu", "tanh", "silu", "identity"]
 
 
 class PoolConfig(StrictModel):
