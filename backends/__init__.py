@@ -8,6 +8,7 @@ from .onnx_export import (
     TensorSig,
     discard,
     export_onnx,
+    export_plain,
     name_dims,
     onnx_signature,
     publish,
@@ -15,26 +16,34 @@ from .onnx_export import (
     sidecar,
 )
 from .onnxruntime import (
+    ORT_VERSION,
     TOLERANCE_FP32,
     available_providers,
     first_failure_message,
     make_session,
     verify_onnx,
 )
+from .precision import TOLERANCE_FP16, accuracy_delta, quantize_int8, to_fp16
 
 __all__ = [
+    "ORT_VERSION",
+    "TOLERANCE_FP16",
     "TOLERANCE_FP32",
+    "accuracy_delta",
     "ExportResult",
     "TensorSig",
     "available_providers",
     "discard",
     "export_onnx",
+    "export_plain",
     "first_failure_message",
     "make_session",
     "name_dims",
     "onnx_signature",
     "publish",
     "publish_pairs",
+    "quantize_int8",
     "sidecar",
+    "to_fp16",
     "verify_onnx",
 ]

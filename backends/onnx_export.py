@@ -160,6 +160,24 @@ def export_onnx(
     return ExportResult(path, opset, size, inputs, outputs, data.exists())
 
 
+def export_plain(module: torch.nn.Module, kwargs: dict[str, torch.Tensor], shapes: dict[str, tuple],
+                 path: Path, opset: int = 23) -> None:
+    """The export a user writes by hand (the baseline `mmspec bench` times as reference_onnx):
+    `torch.onnx.export(module, kwargs=..., dynamo=True)` with the named dims of `shapes` (keyword -> shape with
+    str for a named axis) dynamic; CompileError when it fails."""
+    dims: dict[str, Dim] = {}
+    dynamic = {k: {i: dims.setdefault(d, Dim(d)) for i, d in enumerate(shapes[k]) if isinstance(d, str)}
+               for k in kwargs}
+    with _quiet_exporter(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(module, (), kwargs=kwargs, dynamo=True, opset_version=opset,
+                                        dynamic_shapes=dynamic, verbose=False)
+            program.save(str(path))
+        except Exception as e:
+            raise CompileError(f"torch.onnx.export failed: {_one_line(e)}") from e
+
+
 def name_dims(model: onnx.ModelProto, dynamic_axes: dict[str, dict[int, str]],
               output_axes: dict[str, dict[int, str]] | None = None) -> None:
     """Rename the exporter's symbols (e.g. `s72`) to the spec's dim names, in place.

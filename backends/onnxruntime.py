@@ -26,6 +26,7 @@ from mmspec.spec.tensors import dim_axes, dim_value
 
 from .onnx_export import onnx_signature
 
+ORT_VERSION = ort.__version__
 TOLERANCE_FP32 = {"atol": 1e-4, "rtol": 1e-3}
 OPTIMIZATIONS = {
     "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -51,10 +52,13 @@ def available_providers(device: str = "cpu") -> list[str]:
     return [CUDA, CPU]
 
 
-def make_session(path: Path, provider: str, optimization: str) -> ort.InferenceSession:
+def make_session(path: Path, provider: str, optimization: str, threads: int | None = None) -> ort.InferenceSession:
     """A session on `provider` (CUDA with TF32 off and CPU fallback for unsupported nodes), with graph
-    optimizations "disabled" or "all", quiet logging and no thread spinning."""
+    optimizations "disabled" or "all", quiet logging and no thread spinning; `threads` fixes the intra-op thread
+    count (inter-op: 1), else ORT chooses."""
     options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.graph_optimization_level = OPTIMIZATIONS[optimization]
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -601,12 +601,12 @@ def check_fit_args(loaded: LoadedSpec, steps: int, batch: int, lr: float, rows: 
             raise UsageError(f"--batch {rows}: about {fmt_bytes(need)} of activations at the spec's maximum sizes "
                              f"(forward only), over the {fmt_bytes(limit)} budget; lower --batch")
     if out_dir is not None:
-        _writable(Path(out_dir), "--out", directory=True)
+        check_writable(Path(out_dir), "--out", directory=True)
     if json_path is not None:
-        _writable(Path(json_path), "--json", directory=False)
+        check_writable(Path(json_path), "--json", directory=False)
 
 
-def _writable(path: Path, option: str, directory: bool) -> None:
+def check_writable(path: Path, option: str, directory: bool) -> None:
     """`path` can be created or replaced: what exists there is of the right kind, and a file can be created in
     the directory that will hold the output (probed with a temporary file: permission bits do not bind root)."""
     from mmspec.spec.files import describe, is_dir, kind_problem
@@ -658,3 +658,202 @@ def fit(
 
     return _fit(loaded, steps, batch, lr, seed, batch_file, out_dir, json_path, device, fsdp, resample, on_step,
                 weights, resume)
+
+
+BENCH_ENGINES = ("reference_eager", "reference_onnx", "eager", "optimized", "ort_cpu", "ort_cuda", "ort_int8")
+
+
+def bench(
+    path: str | Path,
+    variant: str | None = None,
+    sets: Sequence[str] = (),
+    batches: Sequence[int] = (1, 8),
+    sizes: dict[str, int] | None = None,
+    rounds: int = 10,
+    warmup: int = 3,
+    threads: int | None = None,
+    engines: Sequence[str] | None = None,
+    reference: str | Path | None = None,
+    opset: int = 20,
+    budget: Budget | None = DEFAULT_BUDGET,
+    progress: Progress | None = None,
+) -> dict:
+    """Latency of the spec's engines side by side (`mmspec bench`; contract in docs/contracts.md).
+
+    `sizes` fixes named axes (default: every axis but the batch at min(its maximum, 128)); `engines` selects
+    among BENCH_ENGINES (default: all that this machine and spec can run; `ort_cuda` needs a GPU, the reference
+    engines a transformers class at the spec's size, from `reference` (a config directory) or the class
+    default). Every engine's outputs are compared with eager on the timed inputs ("max_abs_vs_eager"; the
+    reference engines have other random weights and are not compared)."""
+    import os
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mmspec import benchmark
+    from mmspec.backends import ORT_VERSION, available_providers, export_plain, make_session, quantize_int8
+    from mmspec.graph.inputs import make_inputs
+
+    unknown = sorted(set(engines or ()) - set(BENCH_ENGINES))
+    if unknown:
+        raise UsageError(f"--engine {unknown[0]}: unknown engine; choose from {', '.join(BENCH_ENGINES)}")
+    if not batches or min(batches) < 1:
+        raise UsageError("--batch: batch sizes must be positive integers")
+    if rounds < 1 or warmup < 0:
+        raise UsageError("--rounds must be >= 1 and --warmup >= 0")
+    threads = threads or os.cpu_count() or 1
+    loaded = load_spec(path, variant, sets, budget)
+    check_budget_on_meta(loaded, budget)
+    if loaded.plan.graphs:
+        raise UsageError(f"{path}: bench times single-graph specs; this spec has exports: "
+                         f"{', '.join(g.name for g in loaded.plan.graphs)}")
+    plan = loaded.plan
+    batch_axes = {m.batch for m in loaded.spec.modalities.values()}
+    axis_sizes = {a: min(hi, 128) for a, hi in plan.axes_max.items() if a not in batch_axes}
+    for axis, size in (sizes or {}).items():
+        if axis not in plan.axes_max:
+            raise UsageError(f"--size {axis}={size}: the spec has no axis {axis!r}; it has "
+                             f"{', '.join(sorted(plan.axes_max)) or 'none'}")
+        if not plan.axes_min.get(axis, 1) <= size <= plan.axes_max[axis]:
+            raise UsageError(f"--size {axis}={size}: outside {plan.axes_min.get(axis, 1)}..{plan.axes_max[axis]}")
+        axis_sizes[axis] = size
+    for b in batches:
+        for axis in batch_axes:
+            if b > plan.axes_max[axis]:
+                raise UsageError(f"--batch {b}: more than the spec's maximum {axis} {plan.axes_max[axis]}")
+    wanted = set(engines or BENCH_ENGINES)
+    torch.set_num_threads(threads)
+    say = progress or (lambda _: None)
+
+    say("build")
+    model = build(loaded)
+    gm, _ = optimize(capture(model))
+    names = list(model.input_names)
+    feeds = {b: {k: v.numpy() for k, v in make_inputs(plan, {**axis_sizes, **dict.fromkeys(batch_axes, b)},
+                                                        seed=loaded.spec.seed).items()} for b in batches}
+    flops = {}
+    meta = build(loaded, device="meta")
+    for b, feed in feeds.items():
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            meta({k: torch.from_numpy(v).to("meta") for k, v in feed.items()})
+        flops[b] = int(counter.get_total_flops())
+    del meta
+
+    def torch_engine(name, module, positional):
+        def prepare(feed):
+            tensors = {k: torch.from_numpy(v) for k, v in feed.items()}
+            args = tuple(tensors[n] for n in names)
+
+            def call():
+                with torch.no_grad():
+                    return module(*args) if positional else module(tensors)
+            return call
+        return benchmark.Engine(name, prepare)
+
+    def ort_engine(name, file, provider):
+        session = make_session(file, provider, "all", threads)
+
+        def prepare(feed):
+            return lambda: session.run(None, feed)
+        return benchmark.Engine(name, prepare)
+
+    skipped: dict[str, str] = {}
+    runs: list[benchmark.Engine] = []
+    with tempfile.TemporaryDirectory(prefix="mmspec-bench-") as tmp:
+        onnx_path = Path(tmp) / f"{loaded.stem}.onnx"
+        ort_wanted = wanted & {"ort_cpu", "ort_cuda", "ort_int8"}
+        if ort_wanted:
+            say("export")
+            with torch.no_grad():
+                export(gm, loaded, onnx_path, opset)
+        ref_module, ref_inputs, ref_source = None, {}, ""
+        if wanted & {"reference_eager", "reference_onnx"}:
+            say("reference")
+            ref_module, ref_inputs, ref_source = benchmark.reference_model(
+                plan, loaded.spec.reference.implementation if loaded.spec.reference else None,
+                param_counts(model)["total"], Path(reference) if reference else None)
+            if ref_module is None:
+                skipped.update(dict.fromkeys(sorted(wanted & {"reference_eager", "reference_onnx"}), ref_source))
+        if ref_module is not None and "reference_eager" in wanted:
+            runs.append(_reference_engine(benchmark, "reference_eager", ref_module, ref_inputs))
+        if ref_module is not None and "reference_onnx" in wanted:
+            say("reference export")
+            ref_file = Path(tmp) / "reference.onnx"
+            try:
+                feed = feeds[batches[0]]
+                export_plain(ref_module, {ref_inputs[k]: torch.from_numpy(v) for k, v in feed.items()},
+                             {ref_inputs[gi.name]: gi.info.shape for gi in plan.graph_inputs}, ref_file)
+            except CompileError as e:  # the hand export a user would write fails: a finding, not a crash
+                skipped["reference_onnx"] = str(e)
+            else:
+                runs.append(_reference_ort_engine(benchmark, ref_file, ref_inputs, threads))
+        if "eager" in wanted:
+            runs.append(torch_engine("eager", model, positional=False))
+        if "optimized" in wanted:
+            runs.append(torch_engine("optimized", gm, positional=True))
+        if "ort_cpu" in wanted:
+            runs.append(ort_engine("ort_cpu", onnx_path, "CPUExecutionProvider"))
+        if "ort_cuda" in wanted:
+            try:
+                runs.append(ort_engine("ort_cuda", onnx_path, available_providers("cuda")[0]))
+            except CompileError as e:
+                skipped["ort_cuda"] = str(e)
+        if "ort_int8" in wanted:
+            say("quantize")
+            int8_path = Path(tmp) / f"{loaded.stem}.int8.onnx"
+            quantize_int8(onnx_path, int8_path)
+            runs.append(ort_engine("ort_int8", int8_path, "CPUExecutionProvider"))
+        say("measure")
+        results = benchmark.measure(runs, feeds, rounds, warmup, flops)
+        _agreement(results, runs, feeds, model, ref_module, ref_inputs)
+    return {
+        "spec": str(path), "name": loaded.spec.name, "variant": loaded.variant, "sizes": axis_sizes,
+        "machine": benchmark.machine(threads, ORT_VERSION), "peak_gflops": benchmark.peak_gflops(threads),
+        "reference": ref_source if ref_module is not None else None, "skipped": skipped, "results": results,
+    }
+
+
+def _agreement(results: list[dict], runs: list, feeds: dict, model, ref_module, ref_inputs: dict) -> None:
+    """Add "max_abs_vs_eager" to each result: the engine's largest output difference from the eager run of the
+    same model (mmspec's eager model, or the reference implementation's)."""
+    import numpy as np
+    import torch
+
+    for b, feed in feeds.items():
+        with torch.no_grad():
+            ours = [t.numpy() for t in model({k: torch.from_numpy(v) for k, v in feed.items()})]
+            theirs = [] if ref_module is None else [
+                t.numpy() for t in ref_module(**{ref_inputs[k]: torch.from_numpy(v) for k, v in feed.items()})]
+        for engine in runs:
+            expected = theirs if engine.name.startswith("reference") else ours
+            outs = engine.prepare(feed)()
+            diff = max(float(np.max(np.abs(np.asarray(o, dtype=np.float64) - r), initial=0.0))
+                       for o, r in zip(outs, expected, strict=True))
+            for r in results:
+                if r["engine"] == engine.name and r["batch"] == b:
+                    r["max_abs_vs_eager"] = diff
+
+
+def _reference_engine(benchmark, name, module, keywords):
+    import torch
+
+    def prepare(feed):
+        kwargs = {keywords[k]: torch.from_numpy(v) for k, v in feed.items()}
+
+        def call():
+            with torch.no_grad():
+                return module(**kwargs)
+        return call
+    return benchmark.Engine(name, prepare)
+
+
+def _reference_ort_engine(benchmark, file, keywords, threads):
+    from mmspec.backends import make_session
+
+    session = make_session(file, "CPUExecutionProvider", "all", threads)
+    accepted = {i.name for i in session.get_inputs()}
+
+    def prepare(feed):
+        kwargs = {keywords[k]: v for k, v in feed.items() if keywords[k] in accepted}
+        return lambda: session.run(None, kwargs)
+    return benchmark.Engine("reference_onnx", prepare)

@@ -43,11 +43,11 @@ def _root(
 
 
 def _register() -> None:
+    from mmspec.cli import bench, components, export_triton, fit, generate, graph, import_cmd, schema, summary, validate
     from mmspec.cli import compile as compile_cmd
-    from mmspec.cli import components, export_triton, fit, generate, graph, import_cmd, schema, summary, validate
 
-    for module in (validate, compile_cmd, summary, schema, components, import_cmd, fit, generate, export_triton,
-                   graph):
+    for module in (validate, compile_cmd, summary, schema, components, import_cmd, fit, generate, bench,
+                   export_triton, graph):
         module.register(app)
 
 

@@ -1,0 +1,78 @@
+"""Reduced-precision copies of an exported fp32 ONNX file: int8 (ONNX Runtime's quantizer) and fp16.
+
+Both write a new file next to nothing else: the caller verifies it against the fp32 eager model with the
+precision's own tolerance (docs/contracts.md) and reports how far its outputs moved (`accuracy_delta`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from mmspec.errors import CompileError
+
+TOLERANCE_FP16 = {"atol": 1e-2, "rtol": 1e-2, "cosine": 0.999}
+
+
+def quantize_int8(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]] | None = None) -> str:
+    """Write an int8 copy of `src` to `dst`; returns the method ("dynamic" or "static").
+
+    Without `calibration`: dynamic quantization (int8 weights of MatMul/Gemm/Conv..., activations quantized at
+    run time from their observed range). With calibration feeds: static QDQ quantization whose activation ranges
+    come from running those feeds (MinMax)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    external = (src.parent / f"{src.name}.data").exists()
+    model = onnx.load(str(src))
+    del model.graph.value_info[:]  # the quantizer re-infers shapes and trips over the exporter's annotations
+    try:
+        if calibration is None:
+            quantize_dynamic(model, dst, weight_type=QuantType.QInt8, use_external_data_format=external)
+            return "dynamic"
+
+        class Feeds(CalibrationDataReader):
+            def __init__(self):
+                self.rest = iter(calibration)
+
+            def get_next(self):
+                return next(self.rest, None)
+
+        quantize_static(model, dst, Feeds(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8, use_external_data_format=external)
+        return "static"
+    except Exception as e:  # the quantizer's own failures (unsupported graphs) are a compile failure
+        raise CompileError(f"int8 quantization failed: {type(e).__name__}: {e}") from e
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    """Write an fp16 copy of `src` to `dst`: float initializers and computation in fp16, inputs and outputs kept
+    fp32 (casts at the boundary), so callers feed the same arrays as to the fp32 file."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(src))
+    try:
+        half = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    except Exception as e:
+        raise CompileError(f"fp16 conversion failed: {type(e).__name__}: {e}") from e
+    onnx.save(half, str(dst), save_as_external_data=half.ByteSize() > 1_500_000_000)
+
+
+def accuracy_delta(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], classifiers: set[str]) -> dict:
+    """Per output: max |got - ref| and, for classifier logits (the names in `classifiers`), the share of
+    positions whose arg-max over the last axis agrees ("top1_agreement")."""
+    out = {}
+    for name, r in ref.items():
+        g = got[name]
+        entry = {"max_abs": float(np.max(np.abs(g.astype(np.float64) - r), initial=0.0))}
+        if name in classifiers and r.ndim >= 1 and r.shape[-1] > 1:
+            entry["top1_agreement"] = float(np.mean(np.argmax(g, -1) == np.argmax(r, -1)))
+        out[name] = entry
+    return out
