@@ -33,6 +33,7 @@ import hip_references as HIP
 import m2_references as M2
 import multimae_references as MMAE
 import multimodal_survival_references as MSR
+import multimodel_references as MM
 import multipurpose_references as MPR
 import structured_references as SR
 import survival_references as SV
@@ -342,6 +343,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "pathnet": MPR.pathnet,  # Section 2.1 binary MNIST: 3 layers x 10 modules of 20 ReLU units, 2-way task layer
     "munet": MPR.munet,  # the root model: ViT-L/16 at 224 with a 1000-class task head
     "munet:res384": lambda: MPR.munet(384),
+    "multimodel": MM.multimodel,  # tensor2tensor MultiModel variables, multimodel_base, 32,768-entry vocabulary
+    "multimodel:t2t_tiny": lambda: MM.multimodel("t2t_tiny"),
     "hip": HIP.hip,  # official HiP template, VARIANTS['16'], over 224 x 224 RGB pixels
     "hip:hip256": lambda: HIP.hip("256"),
 }

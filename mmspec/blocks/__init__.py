@@ -5,5 +5,6 @@ activations (by spec name) · attention (multi-head self/cross/co-attention, pad
 · mlp (feed-forward, gated GeGLU/SwiGLU) · norms (LayerNorm, RMSNorm, feature-axis BatchNorm, `make_norm`) ·
 positions (sinusoidal, timestep, rotary, T5 relative buckets) · embeddings (tokens, patches, regions) · pooling ·
 transformer (residual sublayers, blocks, co-attention blocks) · conv (ResNet stages, DDPM residual blocks) ·
+separable (depthwise-separable 1-D convolution) ·
 sampling (down/up-sampling) · masking (random masks and spans) · distributed (collective-aware reductions) ·
 schedules (noise and momentum schedules) · io (bundle adapters)."""

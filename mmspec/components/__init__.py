@@ -22,6 +22,7 @@ FAMILIES = (
     "encoders.hip",
     "encoders.masking_noise",
     "encoders.meshed_memory",
+    "encoders.multimodel",
     "encoders.multimae",
     "encoders.pathnet",
     "encoders.perceiver",
