@@ -126,7 +126,7 @@ FULL_SIZES = {  # the spec's stated widths as torch.nn modules: tables, maps, LS
     (IMAGINED, "mlp"): lambda: _mlp(300, 300, 128),
     (MMSKIP, None): lambda: [nn.Embedding(300000, 300), nn.Embedding(300000, 300), nn.Linear(300, 4096, bias=False)],
     (MMSKIP, "a"): lambda: [nn.Embedding(300000, 300), nn.Embedding(300000, 300)],
-    (SILBERER, None): lambda: [*_mlp(2000, 700, 500), *_mlp(414, 170, 100), *_mlp(500, 700, 2000),
+    (SILBERER, None): lambda: [*_mlp(2362, 700, 500), *_mlp(414, 170, 100), *_mlp(500, 700, 2362),
                                *_mlp(100, 170, 414), nn.Linear(600, 500), nn.Linear(500, 600), nn.Linear(500, 500)],
     (SENTENCES, None): lambda: [nn.Embedding(30000, 300), nn.Linear(300, 300),
                                 nn.LSTM(300, 1024, bidirectional=True), nn.Linear(2048, 2048, bias=False)],
