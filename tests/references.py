@@ -25,6 +25,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 
 import diffusion_references as DR
+import flamingo_references as FL
 import ga_references as GA
 import gan_references as GAN
 import glide_references as GL
@@ -290,6 +291,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "transformer:big": lambda: _stacks(1024, 16, 4096, 6, 37000),
     "captioning_transformer": lambda: _captioning(3),
     "captioning_transformer:six_layer": lambda: _captioning(6),
+    "flamingo": FL.idefics,  # transformers IdeficsForVisionText2Text at the spec's default sizes
     "m2_transformer": M2.m2,  # official MemoryAugmentedEncoder(3, m=40) + MeshedDecoder(V, 54, 3)
     "m2_transformer:one_to_one": lambda: M2.m2(meshed=False),
     "m2_transformer:no_memory": lambda: M2.m2(memory=0),

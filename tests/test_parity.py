@@ -43,6 +43,7 @@ ELSEWHERE = {
     "transformers.PerceiverForMaskedLM": "weights/test_import_hf.py",
     "transformers.PerceiverForImageClassificationLearned": "weights/test_import_hf.py",
     "transformers.SwitchTransformersSparseMLP": "coverage/test_moe.py",  # routing and counts of the MoE layer
+    "transformers.IdeficsForVisionText2Text": "coverage/test_flamingo.py",  # weights copied by name
     "diffusers.UNet2DModel": "coverage/test_diffusion_models.py",
     "diffusers.AutoencoderKL": "coverage/test_autoencoders.py",
     "diffusers.VQModel": "coverage/test_autoencoders.py",

@@ -18,6 +18,7 @@ FAMILIES = (
     "encoders.vae",
     "encoders.efficientnet",
     "encoders.embedding_bag",
+    "encoders.flamingo",
     "encoders.googlenet",
     "encoders.hip",
     "encoders.masking_noise",

@@ -1,0 +1,82 @@
+"""The modules behind `perceiver_resampler` and `gated_xattn_lm`, built from the Flamingo blocks."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmspec.blocks.attention import KVCache, cached_causal_bias, causal_bias
+from mmspec.blocks.flamingo import GatedCrossDense, PerceiverResampler, RMSDecoderLayer, image_causal
+from mmspec.blocks.norms import RMSNorm
+from mmspec.blocks.transformer import freeze
+
+
+class ResamplerModule(nn.Module):
+    """[B, M*S, D] -> per item (S = `tokens`, or the whole sequence as one item) -> [B, M/frames, latents, D]."""
+
+    def __init__(self, cfg, field: str, dim: int, tokens: int | None):
+        super().__init__()
+        self.resampler = PerceiverResampler(dim, cfg.depth, cfg.heads, cfg.head_dim, cfg.latents,
+                                            cfg.ffn or 4 * dim, cfg.activation, cfg.eps, cfg.frames,
+                                            cfg.time_embedding)
+        self.field, self.tokens = field, tokens
+
+    def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        x = inputs["input"][self.field]  # B,M*S,D
+        b, d = x.shape[0], x.shape[2]
+        items = x if self.tokens is None else x.reshape(-1, self.tokens, d)  # B*M,S,D
+        latents = self.resampler(items)  # B*M,N,D
+        return {"latents": latents.reshape(b, -1, latents.shape[1], d)}  # B,M,N,D
+
+
+class GatedXattnLMModule(nn.Module):
+    """Token table, RMSDecoderLayers with a GatedCrossDense before every `every`-th, final RMSNorm, LM head."""
+
+    def __init__(self, cfg, vocab: int, media_dim: int):
+        super().__init__()
+        w = cfg.width
+        self.embed = nn.Embedding(vocab, w)
+        self.layers = nn.ModuleList(RMSDecoderLayer(w, cfg.heads, cfg.ffn, cfg.activation, cfg.eps, cfg.dropout)
+                                    for _ in range(cfg.layers))
+        self.xattn = nn.ModuleList(GatedCrossDense(w, media_dim, cfg.heads, cfg.ffn, cfg.activation, cfg.eps,
+                                                   cfg.dropout) for _ in range(cfg.layers // cfg.every))
+        self.norm = RMSNorm(w, cfg.eps)
+        self.head = nn.Linear(w, vocab, bias=False)
+        if not cfg.lm_trainable:
+            freeze(self.layers)
+            freeze(self.norm)
+        self.every, self.image_token = cfg.every, cfg.image_token
+
+    def _media(self, inputs, ids: torch.Tensor, before: torch.Tensor | None = None):
+        latents = inputs["media"]["latents"]  # B,M,N,Dm
+        bias, gate = image_causal(ids, self.image_token, latents.shape[1], latents.shape[2], before)  # B,1,T,M*N
+        return latents.flatten(1, 2), bias, gate  # B,M*N,Dm
+
+    def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        ids = inputs["input"]["ids"]  # B,T
+        media, media_bias, gate = self._media(inputs, ids)
+        x = self.embed(ids)  # B,T,D
+        bias = causal_bias(x)  # T,T
+        for i, layer in enumerate(self.layers):
+            if i % self.every == 0:
+                x = self.xattn[i // self.every](x, media, media_bias, gate)  # B,T,D
+            x = layer(x, bias)  # B,T,D
+        return {"logits": self.head(self.norm(x))}  # B,T,V
+
+    def step(self, inputs: dict[str, dict[str, torch.Tensor]], past: list[KVCache], cross=None, state=None):
+        """New positions after the cached ones: each layer's self-attention extends its past [B, H, P, d] (rotary
+        positions from P); the media come in whole; state `images` [B, 1] counts the earlier `<image>` tokens.
+        Returns (the bundle, presents [B, H, P + T, d] per layer, the next state)."""
+        ids = inputs["input"]["ids"]  # B,T
+        before = state["images"]  # B,1
+        media, media_bias, gate = self._media(inputs, ids, before)
+        x = self.embed(ids)  # B,T,D
+        bias = cached_causal_bias(x, past[0].length)  # T,P+T
+        presents = []
+        for i, (layer, cache) in enumerate(zip(self.layers, past, strict=True)):
+            if i % self.every == 0:
+                x = self.xattn[i // self.every](x, media, media_bias, gate)  # B,T,D
+            x, present = layer.step(x, bias, cache)  # B,T,D; B,H,P+T,d
+            presents.append(present)
+        images = before + (ids == self.image_token).to(torch.float32).sum(1, keepdim=True)  # B,1
+        return {"logits": self.head(self.norm(x))}, presents, {"images": images}  # B,T,V
