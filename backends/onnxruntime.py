@@ -76,9 +76,15 @@ def verify_onnx(
     providers: list[str],
     atol: float = 1e-4,
     rtol: float = 1e-3,
+    cosine: float | None = None,
+    values: bool = True,
 ) -> dict:
     """Run every case on every provider at ORT optimization "disabled" and "all" and compare each
     output with `reference(case)` (computed once per case, on copies of the inputs).
+
+    `cosine` also requires each float output's cosine similarity with the reference to be at least that (the
+    fp16 rule); `values=False` checks everything but the values themselves (int8: names, dtypes, shapes,
+    symbolic dims and NaN/Inf positions), and the caller reports how far they moved.
 
     Returns {"passed", "tolerance", "cases": [{"shapes", "provider", "ort_optimization", "outputs":
     {name: {"max_abs", "max_rel"}}}], "failures": [str]}. ORT load and run errors become failures.
@@ -86,56 +92,69 @@ def verify_onnx(
     dims = _symbolic_dims(path)
     out_dims = _output_dims(path)
     failures: list[str] = [] if cases else ["no verification cases"]
-    sessions: dict[tuple[str, str], ort.InferenceSession | None] = {}
-    for provider in providers:
-        for opt in OPTIMIZATIONS:
-            where = f"{provider}, ort_optimization={opt}"
-            try:
-                session = make_session(path, provider, opt)
-            except Exception as e:
-                session = None
-                failures.append(f"ORT cannot load the model: {_first_line(e)} ({where})")
-            else:
-                names = [o.name for o in session.get_outputs()]
-                if names != list(output_names):
-                    failures.append(f"ORT outputs are {names}, expected {list(output_names)} ({where})")
-                if provider not in session.get_providers():
-                    failures.append(f"{provider} did not start; ORT ran on {session.get_providers()} ({where})")
-                    session = None
-            sessions[provider, opt] = session
-    records = []
-    for case in cases:
-        expected = reference({k: v.copy() for k, v in case.items()})
-        shapes = {k: [int(n) for n in v.shape] for k, v in case.items()}
-        sizes = {d: shapes[inp][axis] for inp, axes in dims.items() if inp in shapes for axis, d in axes}
-        for (provider, opt), session in sessions.items():
-            where = f"{_describe(shapes, dims)}, {provider}, ort_optimization={opt}"
+    expected = [reference({k: v.copy() for k, v in case.items()}) for case in cases]
+    combos = [(provider, opt) for provider in providers for opt in OPTIMIZATIONS]
+    records: list[list[dict]] = [[] for _ in cases]  # case-major, as reported
+    for provider, opt in combos:  # one session at a time: a single copy of the weights in ORT
+        session = _session(path, provider, opt, output_names, failures)
+        for case, want, case_records in zip(cases, expected, records, strict=True):
+            shapes = {k: [int(n) for n in v.shape] for k, v in case.items()}
             record = {"shapes": shapes, "provider": provider, "ort_optimization": opt, "outputs": {}}
-            records.append(record)
-            if session is None:
-                continue
-            try:
-                got = session.run(None, case)
-            except Exception as e:
-                failures.append(f"ORT run failed: {_first_line(e)} ({where})")
-                continue
-            names = [o.name for o in session.get_outputs()]
-            for name, actual in zip(names, got, strict=True):
-                if name not in output_names:
-                    continue
-                if problem := _check_dims(name, actual.shape, out_dims.get(name, []), sizes):
-                    failures.append(f"{problem} ({where})")
-                stats, problem = _compare(name, actual, expected[name], atol, rtol)
-                if stats is not None:
-                    record["outputs"][name] = stats
-                if problem:
-                    failures.append(f"{problem} ({where})")
+            case_records.append(record)
+            if session is not None:
+                _check_case(session, case, want, record, dims, out_dims, output_names, failures,
+                            atol=atol, rtol=rtol, cosine=cosine, values=values)
+        del session
     return {
         "passed": not failures,
-        "tolerance": {"atol": atol, "rtol": rtol},
-        "cases": records,
+        "tolerance": {"atol": atol, "rtol": rtol, **({"cosine": cosine} if cosine is not None else {})}
+        if values else None,
+        "cases": [record for case_records in records for record in case_records],
         "failures": failures,
     }
+
+
+def _session(path: Path, provider: str, opt: str, output_names: list[str],
+             failures: list[str]) -> ort.InferenceSession | None:
+    """A verification session, or None (with the reason in `failures`) when it cannot load or does not run on
+    `provider`; wrong output names are a failure too."""
+    where = f"{provider}, ort_optimization={opt}"
+    try:
+        session = make_session(path, provider, opt)
+    except Exception as e:
+        failures.append(f"ORT cannot load the model: {_first_line(e)} ({where})")
+        return None
+    names = [o.name for o in session.get_outputs()]
+    if names != list(output_names):
+        failures.append(f"ORT outputs are {names}, expected {list(output_names)} ({where})")
+    if provider not in session.get_providers():
+        failures.append(f"{provider} did not start; ORT ran on {session.get_providers()} ({where})")
+        return None
+    return session
+
+
+def _check_case(session: ort.InferenceSession, case: dict, expected: dict, record: dict, dims: dict, out_dims: dict,
+                output_names: list[str], failures: list[str], **rule) -> None:
+    """Run one case and compare every output with `expected` under `rule`; stats into `record`."""
+    shapes = record["shapes"]
+    sizes = {d: shapes[inp][axis] for inp, axes in dims.items() if inp in shapes for axis, d in axes}
+    where = f"{_describe(shapes, dims)}, {record['provider']}, ort_optimization={record['ort_optimization']}"
+    try:
+        got = session.run(None, case)
+    except Exception as e:
+        failures.append(f"ORT run failed: {_first_line(e)} ({where})")
+        return
+    names = [o.name for o in session.get_outputs()]
+    for name, actual in zip(names, got, strict=True):
+        if name not in output_names:
+            continue
+        if problem := _check_dims(name, actual.shape, out_dims.get(name, []), sizes):
+            failures.append(f"{problem} ({where})")
+        stats, problem = _compare(name, actual, expected[name], **rule)
+        if stats is not None:
+            record["outputs"][name] = stats
+        if problem:
+            failures.append(f"{problem} ({where})")
 
 
 def first_failure_message(report: dict) -> str:
@@ -145,7 +164,8 @@ def first_failure_message(report: dict) -> str:
     return failures[0] + more if failures else ""
 
 
-def _compare(name: str, actual: np.ndarray, ref: np.ndarray, atol: float, rtol: float) -> tuple[dict | None, str]:
+def _compare(name: str, actual: np.ndarray, ref: np.ndarray, *, atol: float, rtol: float,
+             cosine: float | None = None, values: bool = True) -> tuple[dict | None, str]:
     """(max_abs/max_rel stats or None, problem text or "") for one output."""
     ref = np.asarray(ref)
     if actual.dtype != ref.dtype:
@@ -166,6 +186,14 @@ def _compare(name: str, actual: np.ndarray, ref: np.ndarray, atol: float, rtol: 
     stats = {"max_abs": max_abs, "max_rel": max_rel}
     if bad_special:
         return stats, f"output '{name}' has NaN/Inf at {bad_special} positions where eager differs"
+    if not values:
+        return stats, ""
+    if cosine is not None and np.issubdtype(ref.dtype, np.inexact) and diff.size:
+        norms = np.linalg.norm(a[finite]) * np.linalg.norm(r[finite])
+        similarity = float(a[finite] @ r[finite] / norms) if norms else float(np.array_equal(a[finite], r[finite]))
+        stats["cosine"] = similarity
+        if similarity < cosine:
+            return stats, f"output '{name}' has cosine similarity {similarity:.5f} with eager, below {cosine}"
     if np.any(diff > atol + rtol * mag):
         return stats, f"output '{name}' differs: max_abs {max_abs:.1e} max_rel {max_rel:.1e}"
     return stats, ""

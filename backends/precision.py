@@ -6,6 +6,7 @@ precision's own tolerance (docs/contracts.md) and reports how far its outputs mo
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,8 @@ def quantize_int8(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]]
     external = (src.parent / f"{src.name}.data").exists()
     model = onnx.load(str(src))
     del model.graph.value_info[:]  # the quantizer re-infers shapes and trips over the exporter's annotations
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process goes to the root logger
     try:
         if calibration is None:
             quantize_dynamic(model, dst, weight_type=QuantType.QInt8, use_external_data_format=external)
@@ -50,6 +53,8 @@ def quantize_int8(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]]
         return "static"
     except Exception as e:  # the quantizer's own failures (unsupported graphs) are a compile failure
         raise CompileError(f"int8 quantization failed: {type(e).__name__}: {e}") from e
+    finally:
+        logging.getLogger().setLevel(quiet)
 
 
 def to_fp16(src: Path, dst: Path) -> None:

@@ -198,12 +198,48 @@ def export(gm, loaded: LoadedSpec, path: Path, opset: int = 20, graph=None):
     )
 
 
-def verify(onnx_path: Path, model, loaded: LoadedSpec, device: str = "cpu", graph=None) -> dict:
-    """Compare ONNX Runtime with the eager model (or, with `graph`, its view `model` of that graph of `exports:`)
-    on the verification shapes (docs/contracts.md); cases differing only in axes the inputs lack are run once."""
+def verify(onnx_path: Path, model, loaded: LoadedSpec, device: str = "cpu", graph=None,
+           precision: str = "fp32") -> dict:
+    """Compare ONNX Runtime with the eager fp32 model (or, with `graph`, its view `model` of that graph of
+    `exports:`) on the verification shapes (docs/contracts.md); cases differing only in axes the inputs lack are
+    run once. `precision` picks the rule: "fp32" and "fp16" their tolerances, "int8" everything but the values
+    (see `precision_delta` for how far they moved)."""
+    from mmspec.backends import TOLERANCE_FP16, TOLERANCE_FP32, available_providers, verify_onnx
+
+    cases, reference = _verification(model, loaded, graph)
+    rule = {"fp32": TOLERANCE_FP32, "fp16": TOLERANCE_FP16, "int8": {"values": False}}[precision]
+    return verify_onnx(onnx_path, reference, cases, output_names=model.output_names,
+                       providers=available_providers(device), **rule)
+
+
+def precision_delta(onnx_path: Path, model, loaded: LoadedSpec, graph=None) -> dict:
+    """How far a reduced-precision file's outputs are from the eager fp32 model's on the verification inputs (ORT
+    CPU, all optimizations): per output the max abs difference over the cases and, for classifier logits, the
+    share of positions whose arg-max agrees."""
+    import numpy as np
+
+    from mmspec.backends import accuracy_delta, make_session
+
+    cases, reference = _verification(model, loaded, graph)
+    session = make_session(onnx_path, "CPUExecutionProvider", "all")
+    classifiers = {name for name, node, _ in loaded.plan.outputs
+                   if node in loaded.spec.heads and "classifier" in loaded.spec.heads[node].type}
+    got: dict[str, list] = {}
+    ref: dict[str, list] = {}
+    for case in cases:
+        expected = reference(case)
+        for name, value in zip(model.output_names, session.run(model.output_names, case), strict=True):
+            rows = (-1, value.shape[-1]) if name in classifiers and value.ndim else (-1,)  # positions x classes
+            got.setdefault(name, []).append(value.reshape(rows))
+            ref.setdefault(name, []).append(expected[name].reshape(rows))
+    return accuracy_delta({k: np.concatenate(v) for k, v in got.items()},
+                          {k: np.concatenate(v) for k, v in ref.items()}, classifiers)
+
+
+def _verification(model, loaded: LoadedSpec, graph=None):
+    """(verification cases as numpy feeds, eager reference function) for the model or one graph's view."""
     import torch
 
-    from mmspec.backends import TOLERANCE_FP32, available_providers, verify_onnx
     from mmspec.graph.inputs import make_inputs, verification_shapes
 
     inputs = loaded.plan.graph_inputs if graph is None else graph.inputs
@@ -223,14 +259,7 @@ def verify(onnx_path: Path, model, loaded: LoadedSpec, device: str = "cpu", grap
             outs = model({k: torch.from_numpy(v) for k, v in case.items()})
         return {name: t.numpy() for name, t in zip(model.output_names, outs, strict=True)}
 
-    return verify_onnx(
-        onnx_path,
-        reference,
-        cases,
-        output_names=model.output_names,
-        providers=available_providers(device),
-        **TOLERANCE_FP32,
-    )
+    return cases, reference
 
 
 @contextmanager
@@ -254,21 +283,29 @@ def compile(  # noqa: A001  (the verb users expect)
     budget: Budget | None = DEFAULT_BUDGET,
     weights: str | Path | None = None,
     allow_torch_load: bool = False,
+    precision: str = "fp32",
+    quantize: str | None = None,
+    calibration: str | Path | None = None,
 ) -> dict:
     """Spec -> verified `out_dir/<stem>.onnx` + `out_dir/<stem>.report.json`; returns the report.
 
     With `weights`, the model's tensors come from that checkpoint (see `load_weights`) and the report gains
-    "weights" (the load report) and a "weights" timing.
+    "weights" (the load report) and a "weights" timing. `precision="fp16"` publishes an fp16 file (fp32 inputs
+    and outputs) verified with the fp16 rule; `quantize="int8"` an int8 one (dynamic, or static with the
+    `calibration` batch file), checked in everything but its values; both report how far the outputs moved
+    from fp32 under "precision".
 
     Nothing is written unless every step passed: the model is exported into a temporary directory
     inside `out_dir` and moved into place only after verification. A spec over `budget` is refused
     (SpecError) before torch is imported.
     """
     timings: dict[str, float] = {}
+    mode = _precision_mode(precision, quantize, calibration)
     with _step("load", timings, progress):
         loaded = load_spec(path, variant, sets, budget)
         _check_outputs(Path(out_dir), loaded, device)
         check_budget_on_meta(loaded, budget)
+        feeds = None if calibration is None else _calibration_feeds(calibration, loaded)
     import torch
 
     from mmspec.backends import discard, publish_pairs
@@ -279,6 +316,8 @@ def compile(  # noqa: A001  (the verb users expect)
         with _step("weights", timings, progress):
             weights_report = load_weights(model, loaded, weights, allow_torch_load)
     if loaded.plan.graphs:
+        if mode != "fp32":
+            raise UsageError(f"--precision/--quantize: {mode} is for single-graph specs; this one has exports:")
         return _compile_graphs(loaded, model, Path(out_dir), opset, device, verify_export, progress, timings,
                                weights_report if weights is not None else None)
     with _step("capture", timings, progress):
@@ -291,16 +330,24 @@ def compile(  # noqa: A001  (the verb users expect)
     try:
         tmp = tmp_dir / final.name
         with _step("export", timings, progress), torch.no_grad():
-            result = export(gm, loaded, tmp, opset)
+            result = export(gm, loaded, tmp if mode == "fp32" else tmp_dir / "fp32.onnx", opset)
+        if mode != "fp32":
+            with _step("precision", timings, progress):
+                result, method = _lower(result, tmp, mode, feeds)
         verification = None
         if verify_export:
             with _step("verify", timings, progress):
-                verification = verify(tmp, model, loaded, device)
+                verification = verify(tmp, model, loaded, device, precision=mode)
             if not verification["passed"]:
                 from mmspec.backends import first_failure_message
 
-                raise VerificationError(f"verification failed: {first_failure_message(verification)}")
+                rule = "" if mode == "fp32" else f" ({mode})"
+                raise VerificationError(f"verification failed{rule}: {first_failure_message(verification)}")
         report = _report(loaded, model, records, result, final, verification, timings)
+        report["precision"] = {"mode": mode}
+        if mode != "fp32":
+            report["precision"] |= {"method": method,
+                                    "vs_fp32": precision_delta(tmp, model, loaded)}
         if weights is not None:
             report["weights"] = weights_report
         report_tmp = tmp_dir / "report.json"
@@ -312,6 +359,46 @@ def compile(  # noqa: A001  (the verb users expect)
         raise
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _precision_mode(precision: str, quantize: str | None, calibration) -> str:
+    """"fp32", "fp16" or "int8" from the options; UsageError for combinations that mean nothing."""
+    if precision not in ("fp32", "fp16"):
+        raise UsageError(f"--precision {precision}: choose fp32 or fp16")
+    if quantize not in (None, "int8"):
+        raise UsageError(f"--quantize {quantize}: only int8")
+    if quantize and precision != "fp32":
+        raise UsageError("--quantize int8 quantizes the fp32 graph; leave out --precision fp16")
+    if calibration is not None and not quantize:
+        raise UsageError("--calibration is the batch that static --quantize int8 measures ranges on; add it")
+    return quantize or precision
+
+
+def _calibration_feeds(path: str | Path, loaded: LoadedSpec) -> list[dict]:
+    """The calibration batch file (the format of `fit --batch-file`) as feeds, one example per feed."""
+    from mmspec.train.data import read_batch_file
+
+    inputs = read_batch_file(path, loaded, option="--calibration", with_targets=False).inputs
+    rows = next(iter(inputs.values())).shape[0] if inputs else 0
+    return [{k: v[i:i + 1].numpy() for k, v in inputs.items()} for i in range(rows)]
+
+
+def _lower(result, dst: Path, mode: str, feeds: list[dict] | None):
+    """The fp32 export `result` converted to `mode` at `dst`: (the ExportResult of the new file, how it was
+    converted)."""
+    import dataclasses
+
+    from mmspec.backends import ExportResult, quantize_int8, to_fp16
+
+    if mode == "fp16":
+        to_fp16(result.path, dst)
+        method = "float16 conversion (fp32 inputs and outputs)"
+    else:
+        method = f"{quantize_int8(result.path, dst, feeds)} int8 quantization"
+    data = dst.parent / f"{dst.name}.data"
+    size = dst.stat().st_size + (data.stat().st_size if data.exists() else 0)
+    lowered: ExportResult = dataclasses.replace(result, path=dst, bytes=size, external_data=data.exists())
+    return lowered, method
 
 
 def _compile_graphs(loaded, model, out: Path, opset: int, device: str, verify_export: bool,
@@ -342,7 +429,7 @@ def _compile_graphs(loaded, model, out: Path, opset: int, device: str, verify_ex
                     raise VerificationError(f"graph {name!r}: verification failed: "
                                             f"{first_failure_message(verification)}")
             sections[name] = _graph_section(records, result, finals[name], verification)
-        report = {**_report_head(loaded, model), "graphs": sections, "timings_s": timings}
+        report = {**_report_head(loaded, model), "graphs": sections, "timings_s": timings, "peak_rss_bytes": peak_rss()}
         if weights_report is not None:
             report["weights"] = weights_report
         (tmp_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -556,7 +643,17 @@ def _report_head(loaded, model) -> dict:
 
 
 def _report(loaded, model, records, result, final: Path, verification, timings) -> dict:
-    return {**_report_head(loaded, model), **_graph_section(records, result, final, verification), "timings_s": timings}
+    return {**_report_head(loaded, model), **_graph_section(records, result, final, verification), "timings_s": timings,
+            "peak_rss_bytes": peak_rss()}
+
+
+def peak_rss() -> int:
+    """The largest resident memory this process has had, in bytes (the compile's peak, in a CLI run)."""
+    import resource
+    import sys
+
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib if sys.platform == "darwin" else kib * 1024  # macOS reports bytes, Linux KiB
 
 
 def model_summary(loaded: LoadedSpec, weights: str | Path | None = None, allow_torch_load: bool = False) -> dict:

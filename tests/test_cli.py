@@ -193,7 +193,7 @@ def test_ctrl_c_exits_130_quietly(capsys, monkeypatch):
 # --- compile --------------------------------------------------------------------------------------
 
 REPORT_KEYS = {"spec", "name", "variant", "mmspec_version", "spec_sha256", "params", "passes", "onnx",
-               "verification", "timings_s"}
+               "verification", "timings_s", "precision", "peak_rss_bytes"}
 
 
 def test_compile_writes_a_verified_model_and_its_report(tmp_path):
@@ -224,6 +224,8 @@ def test_compile_writes_a_verified_model_and_its_report(tmp_path):
         assert set(case) == {"shapes", "provider", "ort_optimization", "outputs"}
         assert set(case["outputs"]) == {"mlm", "nsp"}
     assert set(report["timings_s"]) == {"load", "build", "capture", "passes", "export", "verify"}
+    assert report["precision"] == {"mode": "fp32"}
+    assert report["peak_rss_bytes"] > 50 * 2**20  # at least the interpreter with torch and onnxruntime loaded
 
 
 def _shift_first_output(gm):

@@ -51,3 +51,16 @@ class Device(StrEnum):
 
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Precision(StrEnum):
+    """Arithmetic of the compiled graph."""
+
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
+class Quantize(StrEnum):
+    """Quantization of the compiled graph."""
+
+    int8 = "int8"

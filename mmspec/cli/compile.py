@@ -12,6 +12,8 @@ from mmspec.cli._options import (
     Device,
     MaxActivationOpt,
     MaxParamsOpt,
+    Precision,
+    Quantize,
     QuietOpt,
     SetOpt,
     SpecArg,
@@ -20,8 +22,8 @@ from mmspec.cli._options import (
 )
 from mmspec.errors import printable
 
-_STEPS = {"load": "loading the spec", "build": "building the model", "weights": "loading weights",
-          "capture": "capturing the FX graph",
+_STEPS = {"load": "loading the spec", "precision": "lowering the precision", "build": "building the model",
+          "weights": "loading weights", "capture": "capturing the FX graph",
           "passes": "running graph passes", "export": "exporting to ONNX", "verify": "verifying on ONNX Runtime"}
 
 
@@ -36,7 +38,7 @@ def compile_spec(
     out: Annotated[Path, typer.Option("--out", "-o", metavar="DIR", help="Output directory.")] = Path("build"),
     variant: VariantOpt = None,
     set_: SetOpt = None,
-    opset: Annotated[int, typer.Option(metavar="N", help="ONNX opset (18 to 22).", min=18, max=22)] = 20,
+    opset: Annotated[int, typer.Option(metavar="N", help="ONNX opset (18 to 25).", min=18, max=25)] = 20,
     device: Annotated[Device, typer.Option(help="Verify on this device.", case_sensitive=False)] = Device.cpu,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Prove the export on ONNX Runtime.")] = True,
     quiet: QuietOpt = False,
@@ -44,6 +46,16 @@ def compile_spec(
     max_activation_bytes: MaxActivationOpt = None,
     weights: WeightsOpt = None,
     allow_torch_load: AllowTorchLoadOpt = False,
+    precision: Annotated[
+        Precision, typer.Option(help="fp16: an fp16 graph (fp32 inputs and outputs), verified with the fp16 rule.",
+                                case_sensitive=False)] = Precision.fp32,
+    quantize: Annotated[
+        Quantize | None, typer.Option(help="int8: ONNX Runtime's int8 quantization of the graph (dynamic, or "
+                                      "static with --calibration); how far outputs move goes into the report.",
+                                      case_sensitive=False)] = None,
+    calibration: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="safetensors batch of graph inputs (by name) that static int8 "
+                                  "quantization measures activation ranges on.")] = None,
 ) -> None:
     """Compile a spec to DIR/<stem>.onnx and DIR/<stem>.report.json, verified against eager PyTorch.
 
@@ -59,7 +71,8 @@ def compile_spec(
 
     budget = budget_from_options(max_params, max_activation_bytes)
     console = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
-    loading = {"weights": weights, "allow_torch_load": allow_torch_load}
+    loading = {"weights": weights, "allow_torch_load": allow_torch_load, "precision": precision.value,
+               "quantize": quantize and quantize.value, "calibration": calibration}
     if console.is_terminal:
         with console.status(_STEPS["load"]) as status:
             report = compile(spec, out, variant, set_ or (), opset, device.value, verify,
@@ -74,6 +87,9 @@ def compile_spec(
     for section in report["graphs"].values() if "graphs" in report else [report]:
         v = section["verification"]
         checked = (f"verified on {len(v['cases'])} ONNX Runtime runs" if v else "NOT verified (--no-verify)")
+        if "precision" in report and report["precision"]["mode"] != "fp32":
+            moved = max(d["max_abs"] for d in report["precision"]["vs_fp32"].values())
+            checked += f"; {report['precision']['mode']}: max |Δ| vs fp32 {moved:.1e}"
         console.print(f"wrote {printable(section['onnx']['path'])} ({section['onnx']['bytes']:,} bytes, "
                       f"{report['params']['total']:,} params{loaded}), {checked}", markup=False)
 

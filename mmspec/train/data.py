@@ -58,18 +58,20 @@ def synthetic_batch(loaded: LoadedSpec, batch: int, seed: int) -> Batch:
     return Batch(inputs, targets)
 
 
-def read_batch_file(path: str | Path, loaded: LoadedSpec) -> Batch:
-    """A safetensors file holding every graph input by its ONNX name and every data target as
-    `<objective>.<target>`; names, dtypes, ranks, fixed sizes and shared axis sizes are checked."""
+def read_batch_file(path: str | Path, loaded: LoadedSpec, option: str = "--batch-file",
+                    with_targets: bool = True) -> Batch:
+    """A safetensors file holding every graph input by its ONNX name and (`with_targets`) every data target as
+    `<objective>.<target>`; names, dtypes, ranks, fixed sizes and shared axis sizes are checked, and problems are
+    UsageErrors naming `option`."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         tensors = load_file(str(path))
     except (OSError, SafetensorError) as e:
-        raise UsageError(f"--batch-file {path}: cannot read it as safetensors: {e}") from None
+        raise UsageError(f"{option} {path}: cannot read it as safetensors: {e}") from None
     expected = {gi.name: (gi.info, gi.info.dtype) for gi in loaded.plan.graph_inputs}
-    for obj, ts in data_targets(loaded).items():
+    for obj, ts in data_targets(loaded).items() if with_targets else ():
         for name, t in ts.items():
             expected[f"{obj}.{name}"] = (t.info, "int64" if t.kind in ("classes", "binary") else "float32")
     missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
@@ -77,7 +79,7 @@ def read_batch_file(path: str | Path, loaded: LoadedSpec) -> Batch:
         parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
             [f"unexpected {', '.join(extra)}"] if extra else []
         )
-        raise UsageError(f"--batch-file {path}: {'; '.join(parts)} (expected: {', '.join(sorted(expected))})")
+        raise UsageError(f"{option} {path}: {'; '.join(parts)} (expected: {', '.join(sorted(expected))})")
     axes: dict[str, int] = {}
     for axis in batch_axes(loaded):
         axes[axis] = -1
@@ -86,20 +88,20 @@ def read_batch_file(path: str | Path, loaded: LoadedSpec) -> Batch:
         t = tensors[name]
         if str(t.dtype).removeprefix("torch.") != dtype or t.dim() != info.rank:
             raise UsageError(
-                f"--batch-file {path}: {name} is {str(t.dtype).removeprefix('torch.')} "
+                f"{option} {path}: {name} is {str(t.dtype).removeprefix('torch.')} "
                 f"{list(t.shape)}; expected {dtype} {list(info.shape)}"
             )
         for dim, size in zip(info.shape, t.shape, strict=True):
             if isinstance(dim, int) and dim != size:
-                raise UsageError(f"--batch-file {path}: {name} has size {size} where the spec fixes {dim}")
+                raise UsageError(f"{option} {path}: {name} has size {size} where the spec fixes {dim}")
             if isinstance(dim, str):
                 if axes.get(dim, -1) not in (-1, size):
                     raise UsageError(
-                        f"--batch-file {path}: {name} has {dim}={size} but another tensor has {dim}={axes[dim]}"
+                        f"{option} {path}: {name} has {dim}={size} but another tensor has {dim}={axes[dim]}"
                     )
                 axes[dim] = size
     if len({axes[a] for a in batch_axes(loaded)}) != 1:
-        raise UsageError(f"--batch-file {path}: the batch axes {sorted(batch_axes(loaded))} differ in size")
+        raise UsageError(f"{option} {path}: the batch axes {sorted(batch_axes(loaded))} differ in size")
     targets: dict[str, dict[str, torch.Tensor]] = {}
     for key, t in tensors.items():
         if "." in key:
