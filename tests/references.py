@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 
+import attngan_references as ATG
 import diffusion_references as DR
 import flamingo_references as FL
 import ga_references as GA
@@ -321,6 +322,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "gan_int_cls": lambda: GAN.pair(GAN.gan_int_cls),  # icml2016 netG + netD (conv biases zeroed, not counted)
     "dfgan": lambda: GAN.pair(GAN.dfgan),  # DF-GAN NetG + NetD + NetC, birds config (nf 32, 256x256)
     "stackgan": GAN.stackgan,  # StackGAN-Pytorch coco_s1/coco_s2: CA + Stage-I G, D; Stage-II G, D
+    "attngan": ATG.attngan,  # bird_attn2.yml: DAMSM text encoder, G_NET, D_NET64/128/256
+    "dmgan": ATG.dmgan,  # bird_DMGAN.yml: DAMSM text encoder, memory G_NET, spectral D_NET64/128/256
     "ssddr": SR.ssddr,
     "deeppamm": SR.deeppamm,
     "you_cropyield": SR.you_lstm,

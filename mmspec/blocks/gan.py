@@ -75,25 +75,33 @@ class DCGANDiscriminator(nn.Module):
     """image [B, channels, H, W] (+ condition [B, C]) -> logit [B, 1]: a stride-2 4x4 conv per width (BatchNorm on
     all but the first, LeakyReLU 0.2), a 3x3 conv + BN + LeakyReLU per `tail` width; with a condition, its code
     replicated over the final k x k map, concatenated, and a `joint`-sized conv + BN + LeakyReLU; a k x k conv to
-    1. `unconditional` also scores the image alone with another k x k conv (StackGAN's second logit)."""
+    1. `unconditional` also scores the image alone with another k x k conv (StackGAN's second logit). `spectral`
+    (DM-GAN): every conv but the logits' spectrally normalised, and no BatchNorm."""
 
     def __init__(self, channels: int, widths: list[int], size: int, bias: bool, cond: int = 0,
                  cond_dim: int | None = None, tail: tuple[int, ...] = (), joint: int = 1, out_bias: bool = False,
-                 unconditional: bool = False):
+                 unconditional: bool = False, spectral: bool = False):
         super().__init__()
+
+        def conv(a: int, b: int, k: int, s: int, p: int) -> nn.Conv2d:
+            layer = nn.Conv2d(a, b, k, s, p, bias=bias)
+            return nn.utils.parametrizations.spectral_norm(layer) if spectral else layer
+
+        def norm(w: int) -> list[nn.Module]:
+            return [] if spectral else [nn.BatchNorm2d(w)]
+
         layers, width = [], channels
         for i, w in enumerate(widths):
-            layers += [nn.Conv2d(width, w, 4, 2, 1, bias=bias), *([nn.BatchNorm2d(w)] if i else []),
-                       nn.LeakyReLU(SLOPE)]
+            layers += [conv(width, w, 4, 2, 1), *(norm(w) if i else []), nn.LeakyReLU(SLOPE)]
             width = w
         for w in tail:
-            layers += [nn.Conv2d(width, w, 3, 1, 1, bias=bias), nn.BatchNorm2d(w), nn.LeakyReLU(SLOPE)]
+            layers += [conv(width, w, 3, 1, 1), *norm(w), nn.LeakyReLU(SLOPE)]
             width = w
         self.features = nn.Sequential(*layers)
         self.code = ConditionCode(cond, cond_dim, norm=True) if cond and cond_dim else None
         if cond:
-            self.joint = nn.Sequential(nn.Conv2d((cond_dim or cond) + width, width, joint, padding=joint // 2,
-                                                 bias=bias), nn.BatchNorm2d(width), nn.LeakyReLU(SLOPE))
+            self.joint = nn.Sequential(conv((cond_dim or cond) + width, width, joint, 1, joint // 2), *norm(width),
+                                       nn.LeakyReLU(SLOPE))
         self.out = nn.Conv2d(width, 1, size, bias=out_bias)
         self.uncond = nn.Conv2d(width, 1, size, bias=out_bias) if unconditional else None
 
@@ -203,15 +211,21 @@ class DFGANDiscriminator(nn.Module):
 
 
 class ConditioningAugmentation(nn.Module):
-    """StackGAN: text embedding [B, T] -> Linear + ReLU -> mean, log-variance [B, c] (the two halves); the code is
-    mean + exp(log_var / 2) * eps while training, the mean otherwise."""
+    """StackGAN: text embedding [B, T] -> Linear + ReLU (AttnGAN, `glu`: a Linear twice as wide + GLU) -> mean,
+    log-variance [B, c] (the two halves); the code is mean + exp(log_var / 2) * eps while training, the mean
+    otherwise."""
 
-    def __init__(self, text: int, dim: int):
+    def __init__(self, text: int, dim: int, glu: bool = False):
         super().__init__()
-        self.fc = nn.Linear(text, 2 * dim)
+        self.glu = glu
+        self.fc = nn.Linear(text, (4 if glu else 2) * dim)
 
     def forward(self, t: torch.Tensor) -> dict[str, torch.Tensor]:
-        mean, log_var = F.relu(self.fc(t)).chunk(2, dim=1)  # B,c each
+        x = self.fc(t)  # B,2c or B,4c
+        if self.glu:
+            a, b = x.chunk(2, dim=1)  # B,2c each
+            x = a * torch.sigmoid(b)
+        mean, log_var = (x if self.glu else F.relu(x)).chunk(2, dim=1)  # B,c each
         code = mean + torch.randn_like(mean) * (0.5 * log_var).exp() if self.training else mean
         return {"code": code, "mean": mean, "log_var": log_var}
 

@@ -44,6 +44,7 @@ FAMILIES = (
     "fusion.orthogonalize",
     "fusion.modality_pool",
     "fusion.reduce",
+    "heads.attngan",
     "heads.classifier",
     "heads.concat_classifier",
     "heads.contrastive",

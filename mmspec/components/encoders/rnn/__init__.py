@@ -15,6 +15,8 @@ RNN_EXAMPLES = (
     Example({"text": _TEXT}, {"input": "text", "embed": {"dim": 6}, "hidden": 5, "layers": 2}, name="lstm"),
     Example({"text": _TEXT}, {"input": "text", "embed": {"dim": 6}, "hidden": 5, "cell": "gru",
                               "bidirectional": True}, name="bidirectional_gru"),
+    Example({"text": _TEXT}, {"input": "text", "embed": {"dim": 6}, "hidden": 3, "bidirectional": True,
+                              "final": True}, outputs=["probe.final"], name="sentence_vector"),
     Example(  # a decoder whose states start from the encoder's final ones (Sutskever et al. 2014)
         {"source": {**_TEXT, "length": "src_len"}, "target": {**_TEXT, "length": "tgt_len"}},
         {"input": "target", "embed": {"dim": 4}, "hidden": 5, "layers": 2, "init": "enc"},
@@ -62,6 +64,10 @@ class RNNEncoder(ComponentConfig):
     direction (the backward one, at the first position, when bidirectional): RNNsearch's decoder start
     s_0 = tanh(W_s h_1) (an `rnn_attention`'s `init`)."""
 
+    final: bool = False
+    """Also emit `final` [batch, directions * hidden]: the last layer's final states of its directions side by side
+    (AttnGAN's DAMSM sentence vector from a bidirectional LSTM)."""
+
     def references(self) -> dict[str, str]:
         return {"input": self.input, **({"init": self.init} if self.init else {})}
 
@@ -97,6 +103,8 @@ class RNNEncoder(ComponentConfig):
                        **{name: state for name in self.state_names()}}
         if self.bridge is not None:
             out["bridge"] = TensorInfo((batch, 1, self.bridge))
+        if self.final:
+            out["final"] = TensorInfo((batch, self.hidden * self.directions))
         if self.init is not None:
             given = inputs["init"]
             for name in self.state_names():
@@ -141,7 +149,7 @@ class RNNEncoder(ComponentConfig):
         vocab = ctx.spec.modalities[self.input.split(".")[0]].vocab_size if self.embed else None
         field = None if self.embed else sequence_of(inputs["input"], self.input)[0]
         return Recurrent(self.cell, width, self.hidden, self.layers, self.bidirectional, self.dropout, vocab, field,
-                         self.bridge)
+                         self.bridge, self.final)
 
 
 class AdditiveAttention(StrictModel):

@@ -19,7 +19,7 @@ class Recurrent(nn.Module):
     [B, layers * dirs, H]; `forward` starts from zeros or from the `init` port's states, `step` from given ones."""
 
     def __init__(self, cell: str, width: int, hidden: int, layers: int, bidirectional: bool, dropout: float,
-                 vocab: int | None, field: str | None, bridge: int | None = None):
+                 vocab: int | None, field: str | None, bridge: int | None = None, final: bool = False):
         super().__init__()
         self.cell, self.field, self.layers, self.hidden = cell, field, layers, hidden
         self.dirs = 2 if bidirectional else 1
@@ -28,12 +28,15 @@ class Recurrent(nn.Module):
         self.rnn = rnn(width, hidden, layers, batch_first=True, dropout=dropout, bidirectional=bidirectional)
         self.names = ("h", "c") if cell == "lstm" else ("h",)
         self.bridge = nn.Linear(hidden, bridge) if bridge is not None else None
+        self.final = final
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         init = inputs.get("init")
         out, states = self.run(inputs["input"], {k: init[k] for k in self.names} if init is not None else None)
         if self.bridge is not None:
             states["bridge"] = torch.tanh(self.bridge(states["h"][:, -1:]))  # B,1,bridge
+        if self.final:
+            states["final"] = states["h"][:, -self.dirs :].flatten(1)  # B,dirs*H
         return {"sequence": out, **states}
 
     def step(self, inputs: dict[str, dict[str, torch.Tensor]], past: list, cross: list | None = None, *,

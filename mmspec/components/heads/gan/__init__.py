@@ -27,7 +27,8 @@ DCGAN_GENERATOR_EXAMPLES = (
 DFGAN_GENERATOR_EXAMPLES = (
     Example(_NOISE, {"input": "noise", "condition": "text", "widths": [8, 8, 4]}),
 )
-AUGMENTATION_EXAMPLES = (Example(_NOISE, {"input": "text", "dim": 3}),)
+AUGMENTATION_EXAMPLES = (Example(_NOISE, {"input": "text", "dim": 3}),
+                         Example(_NOISE, {"input": "text", "dim": 3, "activation": "glu"}, name="glu"))
 _CA = {"ca": {"type": "conditioning_augmentation", "input": "text", "dim": 3}}
 STACKGAN_GENERATOR_EXAMPLES = (
     Example(_NOISE, {"input": "noise", "condition": "ca.code", "widths": [8, 4, 4]}, {"heads": _CA}),
@@ -51,6 +52,11 @@ DCGAN_DISCRIMINATOR_EXAMPLES = (
              "joint_kernel": 3, "out_bias": True, "unconditional": True},
             {"heads": {"gen": {"type": "dcgan_generator", "input": "noise", "widths": [4, 4]}}},
             name="stackgan"),
+    Example({**_NOISE, **_IMAGE},  # DM-GAN: spectrally normalised convs with biases, no BatchNorm
+            {"inputs": {"real": "image", "fake": "gen", "condition": "text"}, "widths": [4, 8], "tail": [4],
+             "joint_kernel": 3, "out_bias": True, "unconditional": True, "bias": True, "spectral": True},
+            {"heads": {"gen": {"type": "dcgan_generator", "input": "noise", "widths": [4, 4]}}},
+            name="spectral"),
 )
 DFGAN_DISCRIMINATOR_EXAMPLES = (
     Example({**_NOISE, **_IMAGE},
@@ -161,14 +167,17 @@ class DFGANGeneratorConfig(_Generator):
 
 @register("heads", examples=AUGMENTATION_EXAMPLES)
 class ConditioningAugmentationConfig(ComponentConfig):
-    """StackGAN's conditioning augmentation: a text embedding [batch, T] -> Linear(T, 2 * dim) + ReLU, split into
-    `mean` and `log_var` [batch, dim]; `code` is mean + exp(log_var / 2) * eps while training and the mean in
-    exported graphs. Train it with `gaussian_kl` on mean and log_var."""
+    """StackGAN's conditioning augmentation: a text embedding [batch, T] -> Linear(T, 2 * dim) + ReLU (or
+    Linear(T, 4 * dim) + GLU, AttnGAN), split into `mean` and `log_var` [batch, dim]; `code` is mean +
+    exp(log_var / 2) * eps while training and the mean in exported graphs. Train it with `gaussian_kl` on mean and
+    log_var."""
 
     type: Literal["conditioning_augmentation"]
     input: Ref
     dim: PositiveInt = 128
     """Width of the code (and of its mean and log-variance)."""
+    activation: Literal["relu", "glu"] = "relu"
+    """relu: StackGAN; glu: AttnGAN / DM-GAN (the Linear is twice as wide, its second half gating the first)."""
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         t = _vector(inputs["input"], self.input, "input")
@@ -179,7 +188,8 @@ class ConditioningAugmentationConfig(ComponentConfig):
         from mmspec.blocks.gan import ConditioningAugmentation
         from mmspec.components.heads.gan.module import Augmentation
 
-        return Augmentation(ConditioningAugmentation(_vector(inputs["input"], self.input, "input").width, self.dim))
+        text = _vector(inputs["input"], self.input, "input").width
+        return Augmentation(ConditioningAugmentation(text, self.dim, self.activation == "glu"))
 
 
 @register("heads", examples=STACKGAN_GENERATOR_EXAMPLES)
@@ -294,6 +304,8 @@ class DCGANDiscriminatorConfig(_Discriminator):
     """A bias on the last conv (StackGAN)."""
     unconditional: bool = False
     """Also score the image alone: `real_uncond`, `fake_uncond` (StackGAN Stage-II)."""
+    spectral: bool = False
+    """Spectral normalisation on every conv but the logits' and no BatchNorm (DM-GAN; with `bias: true`)."""
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         real, cond, _ = self._shapes(inputs, len(self.widths))
@@ -311,7 +323,7 @@ class DCGANDiscriminatorConfig(_Discriminator):
         real, cond, side = self._shapes(inputs, len(self.widths))
         return Discriminator(DCGANDiscriminator(real.shape[1], self.widths, side, self.bias, cond, self.condition_dim,
                                                 tuple(self.tail), self.joint_kernel, self.out_bias,
-                                                self.unconditional))
+                                                self.unconditional, self.spectral))
 
 
 @register("heads", training_only=True, examples=DFGAN_DISCRIMINATOR_EXAMPLES)

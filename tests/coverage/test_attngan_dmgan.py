@@ -1,0 +1,147 @@
+"""AttnGAN (T2I-04) and DM-GAN (T2I-05): the specs' text encoder, generator stages and discriminators equal the
+official networks rebuilt in tests/attngan_references.py, in parameter count (canonical birds configurations) and,
+with the same weights, in their outputs (small configurations of the same shape rules): word and sentence features,
+the three stages' images and the discriminators' conditional, unconditional and mismatched logits; the `generate`
+graph takes noise, words and sentence only and equals eager on ONNX Runtime; `fit` on the tiny variants lowers the
+discriminators' losses and the KL while the generator stages move."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attngan_references as ATG
+import onnxruntime as ort
+import pytest
+import torch
+
+from mmspec import api
+from mmspec.train.data import synthetic_batch
+from mmspec.train.trainer import Trainer
+
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+ATOL, RTOL = 1e-5, 1e-4  # the same weights in both networks, fp32 on CPU
+REFERENCES = {"attngan": ATG.attngan, "dmgan": ATG.dmgan}
+GENERATOR = ("ca", "stage1", "stage2", "stage3")
+# Small configurations: ngf 2 (the first stage at 32 x 4 x 4), ndf 2, 6-d words and sentence, 5 words of 20.
+SMALL = {
+    "attngan": ["heads.stage1.widths=[32, 16, 8, 4, 2]", "heads.d1.widths=[2, 4, 8, 16]",
+                "heads.d2.widths=[2, 4, 8, 16, 32]", "heads.d2.tail=[16]", "heads.d3.widths=[2, 4, 8, 16, 32, 64]",
+                "heads.d3.tail=[32, 16]"],
+}
+SMALL["dmgan"] = SMALL["attngan"]
+COMMON = ["modalities.noise.dim=4", "modalities.caption.vocab_size=20", "modalities.caption.length=5",
+          "encoders.text.embed.dim=7", "encoders.text.hidden=3", "heads.ca.dim=5"]
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("name", REFERENCES)
+def test_canonical_sizes_equal_the_official_networks(name):
+    model = api.build(api.load_spec(SPECS / f"{name}.yaml", budget=None), device="meta")
+    with torch.device("meta"):
+        text, g, d1, d2, d3 = REFERENCES[name]()
+    c = model.components
+    assert _count(c["text"]) == _count(text)
+    assert sum(_count(c[n]) for n in GENERATOR) == _count(g)
+    assert [_count(c[n]) for n in ("d1", "d2", "d3")] == [_count(d1), _count(d2), _count(d3)]
+
+
+def _copy_in_order(ours: list[torch.nn.Module], theirs: torch.nn.Module) -> None:
+    """Random values (positive running variances) into `ours`, copied tensor by tensor into `theirs`, whose tensors
+    come in the same order; a 1x1 conv's weight takes a Linear's of the same numbers."""
+    a = [kv for m in ours for kv in m.state_dict().items()]
+    b = list(theirs.state_dict().values())
+    assert [x.numel() for _, x in a] == [y.numel() for y in b]
+    with torch.no_grad():
+        for (key, x), y in zip(a, b, strict=True):
+            if x.dtype.is_floating_point:
+                x.copy_(torch.rand_like(x) + 0.5 if key.endswith("running_var") else 0.3 * torch.randn_like(x))
+            y.copy_(x.reshape(y.shape))
+
+
+@pytest.mark.parametrize("name", REFERENCES)
+def test_outputs_equal_the_official_networks(name):
+    loaded = api.load_spec(SPECS / f"{name}.yaml", sets=COMMON + SMALL[name])
+    model = api.build(loaded).eval()
+    c = model.components
+    text, g, d1, d2, d3 = (ATG.RNNEncoder(20, 7, 6),
+                           ATG.GNet(ngf=2, nef=6, ncf=5, nz=4, memory=name == "dmgan"),
+                           *(ATG.DNet(2, 6, stage, spectral=name == "dmgan") for stage in (1, 2, 3)))
+    _copy_in_order([c["text"]], text)
+    _copy_in_order([c[n] for n in GENERATOR], g)
+    for ours, theirs in ((c["d1"], d1), (c["d2"], d2), (c["d3"], d3)):
+        _copy_in_order([ours], theirs)
+    for m in (text, g, d1, d2, d3):
+        m.eval()
+    torch.manual_seed(0)
+    ids, z = torch.randint(0, 20, (2, 5)), torch.randn(2, 4)  # B,S / B,nz
+    with torch.no_grad():
+        enc = c["text"]({"input": {"ids": ids}})
+        words, sent = text(ids)  # B,E,S / B,E
+        torch.testing.assert_close(enc["sequence"].transpose(1, 2), words, atol=ATOL, rtol=RTOL)
+        torch.testing.assert_close(enc["final"], sent, atol=ATOL, rtol=RTOL)
+        code = c["ca"]({"input": {"final": sent}})["code"]
+        h1 = c["stage1"]({"input": {"noise": z}, "condition": {"code": code}})
+        h2 = c["stage2"]({"input": h1, "words": {"sequence": enc["sequence"]}})
+        h3 = c["stage3"]({"input": h2, "words": {"sequence": enc["sequence"]}})
+        images = g(z, sent, words)
+        for ours, theirs in zip((h1, h2, h3), images, strict=True):
+            assert ours["image"].abs().max() > 0.1
+            torch.testing.assert_close(ours["image"], theirs, atol=ATOL, rtol=RTOL)
+        assert h2["attention"].shape == (2, 5, 64, 64) and h3["image"].shape == (2, 3, 256, 256)
+        torch.testing.assert_close(h2["attention"].sum(1), torch.ones(2, 64, 64))  # weights over the words
+        for d, ref, stage in ((c["d1"], d1, h1), (c["d2"], d2, h2), (c["d3"], d3, h3)):
+            real = torch.randn_like(stage["image"])  # B,3,S,S
+            out = d({"real": {"pixels": real}, "fake": {"image": stage["image"]}, "condition": {"final": sent}})
+            cond, uncond = ref(real, sent)
+            torch.testing.assert_close(out["real"], cond, atol=ATOL, rtol=RTOL)
+            torch.testing.assert_close(out["real_uncond"], uncond, atol=ATOL, rtol=RTOL)
+            torch.testing.assert_close(out["fake"], ref(stage["image"], sent)[0], atol=ATOL, rtol=RTOL)
+            torch.testing.assert_close(out["mismatched"], ref(real, sent.roll(1, 0))[0], atol=ATOL, rtol=RTOL)
+
+
+def test_dynamic_memory_gates_depend_on_the_words():
+    """DM-GAN's refinement reads the words through the memory: other words, other features; AttnGAN's stage has no
+    memory parameters (the word projection only)."""
+    loaded = api.load_spec(SPECS / "dmgan.yaml", "tiny")
+    stage = api.build(loaded).eval().components["stage2"]
+    torch.manual_seed(0)
+    h, w = torch.randn(2, 4, 8, 8), torch.randn(2, 5, 6)  # B,C,h,w / B,S,E
+    with torch.no_grad():
+        a = stage({"input": {"features": h}, "words": {"sequence": w}})
+        b = stage({"input": {"features": h}, "words": {"sequence": w.flip(0)}})
+    assert not torch.allclose(a["features"], b["features"])
+    attn = api.build(api.load_spec(SPECS / "attngan.yaml", "tiny")).components["stage2"]
+    assert [n for n, _ in attn.net.refine.named_parameters()] == ["proj.weight"]
+
+
+@pytest.mark.parametrize("name", REFERENCES)
+def test_generate_graph_equals_eager_and_fit_trains(name, tmp_path):
+    api.compile(SPECS / f"{name}.yaml", out_dir=tmp_path, variant="tiny")
+    session = ort.InferenceSession(str(tmp_path / f"{name}-tiny.generate.onnx"), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    assert len(names) == 3 and names[0] == "noise"  # noise, words, sentence: no image, no discriminator
+    loaded = api.load_spec(SPECS / f"{name}.yaml", "tiny")
+    model = api.build(loaded).eval()
+    torch.manual_seed(0)
+    z, ids = torch.randn(2, 4), torch.randint(0, 20, (2, 5))
+    with torch.no_grad():
+        enc = model.components["text"]({"input": {"ids": ids}})
+        code = model.components["ca"]({"input": {"final": enc["final"]}})["code"]
+        h = model.components["stage1"]({"input": {"noise": z}, "condition": {"code": code}})
+        for stage in ("stage2", "stage3"):
+            h = model.components[stage]({"input": h, "words": {"sequence": enc["sequence"]}})
+    feeds = dict(zip(names, (z.numpy(), enc["sequence"].numpy(), enc["final"].numpy()), strict=True))
+    image = session.run(None, feeds)[-1]  # the 32x32 image of the third stage
+    torch.testing.assert_close(torch.from_numpy(image), h["image"], atol=1e-4, rtol=1e-3)
+
+    trainer = Trainer(loaded, lr=3e-3)
+    assert {g.key for g in trainer.groups} == {("d1",), ("d2",), ("d3",), GENERATOR}
+    before = {n: p.detach().clone() for n, p in trainer.model.components["stage3"].named_parameters()}
+    history = trainer.fit(synthetic_batch(loaded, 4, 0), 16, seed=0).objectives
+    for loss in ("d1_loss", "d2_loss", "d3_loss", "kl"):
+        assert sum(history[loss][-3:]) / 3 < 0.95 * history[loss][0], (loss, history[loss][::4])
+    after = dict(trainer.model.components["stage3"].named_parameters())
+    assert any(not torch.equal(before[n], after[n]) for n in before)
