@@ -28,6 +28,7 @@ import attngan_references as ATG
 import diffusion_references as DR
 import flamingo_references as FL
 import ga_references as GA
+import gan_art_references as GART
 import gan_references as GAN
 import glide_references as GL
 import grounded_references as GR
@@ -322,6 +323,9 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "gan_int_cls": lambda: GAN.pair(GAN.gan_int_cls),  # icml2016 netG + netD (conv biases zeroed, not counted)
     "dfgan": lambda: GAN.pair(GAN.dfgan),  # DF-GAN NetG + NetD + NetC, birds config (nf 32, 256x256)
     "stackgan": GAN.stackgan,  # StackGAN-Pytorch coco_s1/coco_s2: CA + Stage-I G, D; Stage-II G, D
+    "big_sleep": GART.big_sleep,  # pytorch-pretrained-biggan BigGAN(BigGANConfig()) + CLIPModel ViT-B/32
+    "stylegan": Formula("NVlabs/stylegan networks_stylegan.py G_mapping + G_synthesis + D_basic, FFHQ 1024, "
+                        "structure='fixed'", GART.stylegan_official_count),
     "attngan": ATG.attngan,  # bird_attn2.yml: DAMSM text encoder, G_NET, D_NET64/128/256
     "dmgan": ATG.dmgan,  # bird_DMGAN.yml: DAMSM text encoder, memory G_NET, spectral D_NET64/128/256
     "ssddr": SR.ssddr,
