@@ -38,16 +38,26 @@ def _attention(d: int) -> nn.ParameterDict:
 
 
 class MultiModelReference(nn.Module):
-    """The variables of MultiModel with multimodel_base on a symbol -> symbol problem (vocab entries each)."""
+    """The variables of MultiModel with multimodel_base for one problem's modalities."""
 
     def __init__(self, vocab: int = 32768, hidden: int = 512, layers: int = 4, filter_size: int = 2048,
                  kernel: int = 3, large_kernel: int = 15, heads: int = 8, experts: int = 30,
-                 moe_layers: tuple[int, ...] = (2,), dilation: int = 4, timescales: int = 16, spaces: int = 32):
+                 moe_layers: tuple[int, ...] = (2,), dilation: int = 4, timescales: int = 16, spaces: int = 32,
+                 image_channels: int | None = None, classes: int | None = None):
+        """Symbol inputs and targets by default; `image_channels`: an image input (project_to_hidden's bias-free
+        3 x 3 conv and layer_norm); `classes`: class-label targets (no decoder: the encoder's mean over positions
+        and ClassLabelModality's dense layer)."""
         super().__init__()
         d, f = hidden, filter_size
-        self.symbols = nn.ParameterDict({"input_emb": _p(vocab, d), "target_emb": _p(vocab, d),
-                                         "softmax": _p(vocab, d)})
-        self.target_space_embedding = _p(spaces, d)
+        if image_channels:
+            self.project_to_hidden = nn.ParameterDict({"kernel": _p(3, 3, image_channels, d), **_norm(d)})
+        else:
+            self.input_emb = _p(vocab, d)
+        if classes:
+            self.class_label = nn.ParameterDict({"kernel": _p(d, classes), "bias": _p(classes)})
+        else:
+            self.symbols = nn.ParameterDict({"target_emb": _p(vocab, d), "softmax": _p(vocab, d)})
+            self.target_space_embedding = _p(spaces, d)
         self.enc = nn.ModuleList(nn.ModuleDict({
             "residual1": _conv_block([(d, f, kernel), (f, f, kernel)]),
             "residual2": _conv_block([(f, d, large_kernel), (d, d, large_kernel)]),
@@ -57,7 +67,7 @@ class MultiModelReference(nn.Module):
             "ffn": _moe(d, f, experts) if i in moe_layers else nn.ParameterDict(
                 {"conv1_kernel": _p(1, 1, d, f), "conv1_bias": _p(f), "conv2_kernel": _p(1, 1, f, d),
                  "conv2_bias": _p(d)}),
-            "layer_norm_2": _norm(d)}) for i in range(layers))
+            "layer_norm_2": _norm(d)}) for i in range(layers)) if not classes else None
         self.hidden, self.heads, self.dilation, self.timescales = d, heads, dilation, timescales
 
     @staticmethod
@@ -113,17 +123,26 @@ class MultiModelReference(nn.Module):
         y = (torch.softmax(logits, -1) @ split(kv_in @ v["v"])).transpose(1, 2).reshape(b, t, d)
         return y @ v["output_transform"]
 
-    def forward(self, inputs: torch.Tensor, decoder_ids: torch.Tensor) -> torch.Tensor:
-        """inputs [B, S] (0 = padding), decoder_ids [B, T]: the target-space id, then the shifted targets.
-        Returns the logits [B, T, vocab]."""
+    def forward(self, inputs: torch.Tensor, decoder_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """inputs [B, S] (0 = padding) or pixels [B, C, H, W]; decoder_ids [B, T]: the target-space id, then the
+        shifted targets. Returns the logits [B, T, vocab], or [B, classes] for class-label targets."""
         d = self.hidden
-        keep = (inputs != 0).float()[..., None]  # embedding_to_padding
-        x = self.symbols["input_emb"][inputs] * d ** 0.5 * keep
-        x = x + self.timing(inputs.shape[1], d, self.timescales)
+        if inputs.dim() == 4:
+            v = self.project_to_hidden
+            kernel = v["kernel"].permute(3, 2, 0, 1)  # D,C,3,3
+            x = F.conv2d(inputs, kernel, padding=1).flatten(2).transpose(1, 2)
+            x = self.layer_norm(x, v)
+            keep = (x.abs().sum(-1, keepdim=True) != 0).float()  # embedding_to_padding
+        else:
+            keep = (inputs != 0).float()[..., None]  # embedding_to_padding
+            x = self.input_emb[inputs] * d ** 0.5 * keep
+        x = x + self.timing(x.shape[1], d, self.timescales)
         for layer in self.enc:
             conv = self.conv_block(x, layer["residual1"], keep, (1, 1))
             conv = self.conv_block(conv, layer["residual2"], keep, (1, self.dilation))
             x = self.layer_norm(x + self.moe(x, layer["moe"]) + conv, layer["layer_norm"])
+        if self.dec is None:
+            return x.mean(1) @ self.class_label["kernel"] + self.class_label["bias"]
         encoder_bias = (1.0 - keep[..., 0])[:, None, None, :] * -1e9
         targets = decoder_ids[:, 1:]
         y = torch.cat([self.target_space_embedding[decoder_ids[:, :1]],
@@ -143,6 +162,11 @@ class MultiModelReference(nn.Module):
                 f = f + ffn["conv2_bias"]
             y = self.layer_norm(y + f, layer["layer_norm_2"])
         return y @ self.symbols["softmax"].t()
+
+
+def multimodel_imagenet() -> MultiModelReference:
+    """multimodel_base on ImageNet (image_imagenet224): RGB input, 1000 classes."""
+    return MultiModelReference(image_channels=3, classes=1000)
 
 
 def multimodel(variant: str | None = None) -> MultiModelReference:

@@ -354,6 +354,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "munet:res384": lambda: MPR.munet(384),
     "multimodel": MM.multimodel,  # tensor2tensor MultiModel variables, multimodel_base, 32,768-entry vocabulary
     "multimodel:t2t_tiny": lambda: MM.multimodel("t2t_tiny"),
+    "multimodel_imagenet": MM.multimodel_imagenet,  # the same with ImageModality inputs, 1000 class labels
     "hip": HIP.hip,  # official HiP template, VARIANTS['16'], over 224 x 224 RGB pixels
     "hip:hip256": lambda: HIP.hip("256"),
 }

@@ -19,6 +19,8 @@ _SIZES = {"width": 8, "layers": 2, "filter": 12, "experts": 3, "timescales": 2}
 _ENCODER = {"type": "multimodel_encoder", "input": "text", **_SIZES}
 MULTIMODEL_ENCODER_EXAMPLES = (
     Example(_TEXT, {"input": "text", **_SIZES}, name="tiny"),
+    Example({"image": {"type": "image", "channels": 3, "height": 4, "width": 4}}, {"input": "image", **_SIZES},
+            name="image"),
     Example(_TEXT, {"input": "text", **_SIZES, "kernel": 1, "large_kernel": 3, "dilation": 2, "top_k": 1},
             name="top1"),
 )
@@ -41,6 +43,15 @@ def _vocab(input_: str, ctx) -> int:
     return modality.vocab_size
 
 
+def _modality(inputs: dict[str, Bundle], input_: str, ctx) -> tuple[int | None, int | None]:
+    """(vocabulary, None) for token ids, (None, channels) for an image."""
+    if "ids" in inputs["input"]:
+        require(inputs["input"]["ids"], "ids", 2, "token ids")
+        return _vocab(input_, ctx), None
+    pixels = require(inputs["input"].get("pixels"), "input", 4, "token ids or an image")
+    return None, pixels.shape[1]
+
+
 def _moe_params(width: int, filter_: int, experts: int) -> int:
     """Router and noise matrices, bias-free experts width -> filter -> width."""
     return 2 * width * experts + experts * 2 * width * filter_
@@ -48,13 +59,15 @@ def _moe_params(width: int, filter_: int, experts: int) -> int:
 
 @register("encoders", examples=MULTIMODEL_ENCODER_EXAMPLES)
 class MultiModelEncoder(ComponentConfig):
-    """Token ids [batch, S] -> input table * sqrt(width) (padding zeroed) + tensor2tensor's timing signal
+    """Token ids [batch, S] -> input table * sqrt(width) (padding zeroed), or an image [batch, C, H, W] -> a
+    bias-free 3 x 3 conv to the width + LayerNorm, flattened to S = H W positions; + tensor2tensor's timing signal
     (`timescales` sinusoid pairs, zero-padded to the width), then `layers` layers x <- LN(x + MoE(x) + conv(x)):
     conv = two `kernel`-tap separable steps to `filter` channels, two `large_kernel`-tap steps back to the width
     (the last dilated by `dilation`), each step ReLU -> mask -> separable conv -> LayerNorm; MoE = noisy top-k
     gating over `experts` bias-free ReLU experts (width -> filter -> width, output scaled by (filter /
-    width)^-1/2). Emits `sequence` [batch, S, width], `router` [batch, layers*S, experts] (the router logits
-    of every layer along the sequence axis) and the input's `mask`."""
+    width)^-1/2). Emits `sequence` [batch, S, width], `pooled` [batch, width] (the mean over all S positions,
+    the class-label modality's), `router` [batch, layers*S, experts] (the router logits of every layer along
+    the sequence axis) and the input's `mask`."""
 
     type: Literal["multimodel_encoder"]
     input: Ref
@@ -80,7 +93,7 @@ class MultiModelEncoder(ComponentConfig):
     eps: PositiveFloat = 1e-6
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
-        ids = require(inputs["input"].get("ids"), "ids", 2, "token ids")
+        _modality(inputs, self.input, ctx)
         for name in ("kernel", "large_kernel"):
             if getattr(self, name) % 2 == 0:
                 raise CheckError(name, f"{name} {getattr(self, name)} must be odd (same padding)")
@@ -88,21 +101,25 @@ class MultiModelEncoder(ComponentConfig):
             raise CheckError("top_k", f"top_k {self.top_k} exceeds the {self.experts} experts")
         if 2 * self.timescales > self.width:
             raise CheckError("timescales", f"{self.timescales} sinusoid pairs do not fit width {self.width}")
-        batch, length = ids.shape
-        out = {"sequence": TensorInfo((batch, length, self.width)),
+        x = next(t for k, t in inputs["input"].items() if k in ("ids", "pixels"))
+        batch = x.shape[0]
+        length = x.shape[1] if x.rank == 2 else dim_product(x.shape[2], x.shape[3])
+        out = {"sequence": TensorInfo((batch, length, self.width)), "pooled": TensorInfo((batch, self.width)),
                "router": TensorInfo((batch, dim_product(self.layers, length), self.experts))}
         if "mask" in inputs["input"]:
             out["mask"] = inputs["input"]["mask"]
         return out
 
     def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
-        """Input table; per layer four separable steps (depthwise taps + pointwise, LayerNorm), the MoE and the
-        residual LayerNorm."""
+        """Input table or image net; per layer four separable steps (depthwise taps + pointwise, LayerNorm), the
+        MoE and the residual LayerNorm."""
         w, f, k, big = self.width, self.filter, self.kernel, self.large_kernel
         convs = (k * w + w * f + 2 * f) + (k * f + f * f + 2 * f)  # two steps to the filter width
         convs += (big * f + f * w + 2 * w) + (big * w + w * w + 2 * w)  # two steps back
         layer = convs + _moe_params(w, f, self.experts) + 2 * w
-        return _vocab(self.input, ctx) * w + self.layers * layer
+        vocab, channels = _modality(inputs, self.input, ctx)
+        net = vocab * w if vocab else 9 * channels * w + 2 * w
+        return net + self.layers * layer
 
     def idle_params(self) -> int:
         """Per layer, the experts a token is not routed to and the noise matrix (training only)."""
@@ -111,9 +128,9 @@ class MultiModelEncoder(ComponentConfig):
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.encoders.multimodel.module import MultiModelEncoderModule
 
-        return MultiModelEncoderModule(_vocab(self.input, ctx), self.width, self.layers, self.filter, self.kernel,
-                                       self.large_kernel, self.dilation, self.experts, self.top_k, self.timescales,
-                                       self.dropout, self.eps)
+        return MultiModelEncoderModule(*_modality(inputs, self.input, ctx), self.width, self.layers, self.filter,
+                                       self.kernel, self.large_kernel, self.dilation, self.experts, self.top_k,
+                                       self.timescales, self.dropout, self.eps)
 
 
 @register("encoders", examples=MULTIMODEL_DECODER_EXAMPLES)

@@ -71,28 +71,44 @@ class EncoderLayer(nn.Module):
         return self.norm(x + self.dropout(moe) + self.dropout(conv)), logits  # B,S,D; B,S,E
 
 
-class MultiModelEncoderModule(nn.Module):
-    """Input table scaled by sqrt(dim) (padding zeroed), 16-timescale timing signal, conv + MoE layers."""
+class ImageNet(nn.Module):
+    """The image modality net: a bias-free 3 x 3 conv to `dim` channels, LayerNorm, pixels flattened row by row
+    (project_to_hidden)."""
 
-    def __init__(self, vocab: int, dim: int, layers: int, filter_: int, kernel: int, large: int, dilation: int,
-                 experts: int, top_k: int, timescales: int, dropout: float, eps: float):
+    def __init__(self, channels: int, dim: int, eps: float):
         super().__init__()
-        self.embed = nn.Embedding(vocab, dim)
+        self.conv = nn.Conv2d(channels, dim, 3, padding=1, bias=False)
+        self.norm = nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(pixels).flatten(2).transpose(1, 2))  # B,H*W,D
+
+
+class MultiModelEncoderModule(nn.Module):
+    """Modality net (token table scaled by sqrt(dim), padding zeroed; or the image net), 16-timescale timing
+    signal, conv + MoE layers, and the mean over positions (the class-label modality's pooling)."""
+
+    def __init__(self, vocab: int | None, channels: int | None, dim: int, layers: int, filter_: int, kernel: int,
+                 large: int, dilation: int, experts: int, top_k: int, timescales: int, dropout: float, eps: float):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim) if vocab else ImageNet(channels, dim, eps)
         self.layers = nn.ModuleList(EncoderLayer(dim, filter_, kernel, large, dilation, experts, top_k, dropout, eps)
                                     for _ in range(layers))
         self.dim, self.timescales = dim, timescales
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         b = inputs["input"]
-        ids = b["ids"]  # B,S
-        x = self.embed(ids) * math.sqrt(self.dim)  # B,S,D
+        if "ids" in b:
+            x = self.embed(b["ids"]) * math.sqrt(self.dim)  # B,S,D
+        else:
+            x = self.embed(b["pixels"])  # B,H*W,D
         keep = b["mask"][..., None].type_as(x) if "mask" in b else torch.ones_like(x[..., :1])  # B,S,1
-        x = x * keep + timing_signal(torch.arange(ids.shape[1], device=ids.device), self.dim, self.timescales)
+        x = x * keep + timing_signal(torch.arange(x.shape[1], device=x.device), self.dim, self.timescales)
         routers = []
         for layer in self.layers:
             x, logits = layer(x, keep)  # B,S,D; B,S,E
             routers.append(logits)
-        out = {"sequence": x, "router": torch.cat(routers, dim=1)}  # B,S,D; B,L*S,E
+        out = {"sequence": x, "pooled": x.mean(1), "router": torch.cat(routers, dim=1)}  # B,S,D; B,D; B,L*S,E
         if "mask" in b:
             out["mask"] = b["mask"]
         return out
