@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 import re
 import warnings
@@ -139,6 +140,7 @@ def export_onnx(
         _check_opset(model, opset, records)
         _check_names(model, input_names, output_names)
         name_dims(model, dynamic_axes, output_axes)
+        expand_attention_masks(model.graph)
         _strip_stack_traces(model.graph)
         props = {p.key: p.value for p in model.metadata_props} | dict(metadata or {})
         del model.metadata_props[:]
@@ -224,6 +226,44 @@ def name_dims(model: onnx.ModelProto, dynamic_axes: dict[str, dict[int, str]],
         for axis, want in declared.items():
             if axis < len(dims):
                 dims[axis].dim_param = want  # replaces a dim_value too: the file declares what the spec says
+
+
+def expand_attention_masks(graph: onnx.GraphProto) -> int:
+    """Give every native `Attention` mask (opset 23 and later) its query and key lengths as its last two dims,
+    in place (subgraphs too); returns how many masks were expanded.
+
+    The exporter passes SDPA's mask as it is, broadcastable to [B, H, T, S] (a padding mask is [B, 1, 1, S]),
+    which the ONNX operator allows but ONNX Runtime's kernel refuses: it requires the mask's dims -2 and -1
+    to be exactly T and S. `Expand(mask, [T, S])`, with T and S read from Q and K at run time, broadcasts the
+    mask to [..., T, S] (a [B, 1, 1, S] mask becomes [B, 1, T, S]) and keeps its values, so the kernel's
+    result is the same attention."""
+    return _expand_masks(graph, itertools.count())
+
+
+def _expand_masks(graph: onnx.GraphProto, counter: Iterator[int]) -> int:
+    done = 0
+    nodes = []
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in [attr.g, *attr.graphs] if attr.type in (onnx.AttributeProto.GRAPH,
+                                                               onnx.AttributeProto.GRAPHS) else ():
+                done += _expand_masks(sub, counter)
+        if node.op_type == "Attention" and node.domain in ("", "ai.onnx") and len(node.input) > 3 and node.input[3]:
+            base = f"mmspec_attn_mask_{next(counter)}"
+            q, k, mask = node.input[0], node.input[1], node.input[3]
+            make = onnx.helper.make_node
+            nodes += [
+                make("Shape", [q], [f"{base}_t"], name=f"{base}_t", start=-2, end=-1),  # [T]
+                make("Shape", [k], [f"{base}_s"], name=f"{base}_s", start=-2, end=-1),  # [S]
+                make("Concat", [f"{base}_t", f"{base}_s"], [f"{base}_ts"], name=f"{base}_ts", axis=0),  # [T, S]
+                make("Expand", [mask, f"{base}_ts"], [f"{base}_mask"], name=f"{base}_mask"),  # ...,T,S
+            ]
+            node.input[3] = f"{base}_mask"
+            done += 1
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return done
 
 
 def onnx_signature(path: Path) -> tuple[list[TensorSig], list[TensorSig]]:

@@ -30,7 +30,7 @@ def export_triton(
     instances: Annotated[Kind, typer.Option(help="Instance kind: auto (GPU where the server has one), cpu or gpu.",
                                             case_sensitive=False)] = Kind.auto,
     instance_count: Annotated[int, typer.Option(metavar="N", min=1, help="Instances of each model.")] = 1,
-    opset: Annotated[int, typer.Option(metavar="N", help="ONNX opset (18 to 22).", min=18, max=22)] = 20,
+    opset: Annotated[int, typer.Option(metavar="N", help="ONNX opset (18 to 25).", min=18, max=25)] = 20,
     device: Annotated[Device, typer.Option(help="Verify on this device.", case_sensitive=False)] = Device.cpu,
     quiet: QuietOpt = False,
     weights: WeightsOpt = None,

@@ -27,6 +27,8 @@ from mmspec.backends import (
     verify_onnx,
 )
 from mmspec.backends import onnx_export as onnx_export_module
+from mmspec.blocks.attention import Attention as BlockAttention
+from mmspec.blocks.attention import padding_bias
 from mmspec.errors import CompileError
 
 
@@ -251,6 +253,50 @@ def test_opset_23_exports_attention_op_and_verifies(tmp_path):
         eager_reference(gm, ["x"], ["y", "pooled"]),
         [{"x": rand(*s, 32)} for s in [(2, 5), (1, 4), (3, 11)]],
         output_names=["y", "pooled"],
+        providers=available_providers(),
+    )
+    assert report["passed"], report["failures"]
+
+
+class PaddedCrossAttention(nn.Module):
+    """mmspec's attention block: text [B, T, 16] attends to regions [B, S, 16] under a [B, 1, 1, S] padding bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = BlockAttention(16, 16, 16, 4, 16)
+
+    def forward(self, text, regions, regions_mask):
+        return (self.attn(text, regions, padding_bias(regions_mask, text)),)  # B,T,16
+
+
+@pytest.mark.parametrize("opset", [23, 25])
+def test_native_attention_takes_a_broadcast_padding_mask(tmp_path, opset):
+    """From opset 23 SDPA is ONNX's Attention, whose ORT kernel refuses a mask whose dims -2, -1 are not exactly
+    [T, S]; the export expands it, so a padding mask verifies (queries and keys of different lengths)."""
+    gm = traced(PaddedCrossAttention)
+    res = export_onnx(
+        gm,
+        (torch.randn(2, 5, 16), torch.randn(2, 7, 16), torch.ones(2, 7, dtype=torch.int64)),
+        input_names=["text", "regions", "regions_mask"],
+        output_names=["y"],
+        dynamic_axes={"text": {0: "batch", 1: "text_len"}, "regions": {0: "batch", 1: "regions"},
+                      "regions_mask": {0: "batch", 1: "regions"}},
+        path=tmp_path / "masked.onnx",
+        opset=opset,
+    )
+    model = onnx.load(str(res.path))
+    attention = [n for n in model.graph.node if n.op_type == "Attention"]
+    assert len(attention) == 1 and attention[0].input[3].startswith("mmspec_attn_mask_")
+
+    def case(b, t, s):
+        mask = (np.arange(s)[None, :] < np.arange(s - b, s)[:, None]).astype(np.int64)  # row i keeps s - b + i
+        return {"text": rand(b, t, 16), "regions": rand(b, s, 16), "regions_mask": mask}
+
+    report = verify_onnx(
+        res.path,
+        eager_reference(gm, ["text", "regions", "regions_mask"], ["y"]),
+        [case(2, 5, 7), case(1, 3, 9), case(3, 8, 4)],
+        output_names=["y"],
         providers=available_providers(),
     )
     assert report["passed"], report["failures"]
