@@ -1,12 +1,12 @@
 """Flamingo (BOTH-03) in IDEFICS's reproduction: the default and IDEFICS-9B counts equal
-transformers.IdeficsForVisionText2Text built on the meta device; the tiny spec computes IdeficsForVisionText2Text's
-logits with its (random) weights and an interleaved two-image prompt; the image-causal mask and the zero-initialised
-gates behave as the paper says; the `media` + `decoder_step` graphs (KV cache, media computed once) generate on
-ONNX Runtime as eager; and the tiny variant trains."""
+transformers.IdeficsForVisionText2Text built on the meta device; the tiny spec loads an IdeficsForVisionText2Text
+checkpoint (random weights, save_pretrained) through its `weights:` layouts and computes its logits on an
+interleaved two-image prompt; the image-causal mask and the zero-initialised gates behave as the paper says; the
+`media` + `decoder_step` graphs (KV cache, media computed once) generate on ONNX Runtime as eager; and the tiny
+variant trains."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,6 @@ import pytest
 import torch
 from flamingo_references import DEFAULT, IDEFICS_9B, IDEFICS_9B_SETS, idefics
 from hf_reference import PARITY_ATOL, randomize
-from safetensors.torch import save_file
 
 from mmspec import api
 from mmspec.blocks.flamingo import image_causal
@@ -22,7 +21,6 @@ from mmspec.runtime import greedy
 from mmspec.runtime.decoding import FullDecoder, Pipeline
 from mmspec.train.data import synthetic_batch
 from mmspec.train.trainer import Trainer
-from mmspec.weights.checkpoint import FIT_MARKER
 
 FLAMINGO = Path(__file__).resolve().parents[2] / "specs" / "flamingo.yaml"
 IMAGE = 31
@@ -34,62 +32,6 @@ TINY = {  # IdeficsForVisionText2Text at the tiny variant's sizes: 30 + 2 tokens
     "perceiver_config": {"use_resampler": True, "resampler_depth": 2, "resampler_n_heads": 2,
                          "resampler_head_dim": 8, "resampler_n_latents": 4},
 }
-RENAMES = (  # IDEFICS name -> this spec's, in order (first match wins)
-    (r"model\.vision_model\.embeddings\.class_embedding", "vision.embed.cls"),
-    (r"model\.vision_model\.embeddings\.patch_embedding", "vision.embed.proj"),
-    (r"model\.vision_model\.embeddings\.position_embedding\.weight", "vision.embed.position"),
-    (r"model\.vision_model\.pre_layrnorm", "vision.embed.norm"),
-    (r"model\.vision_model\.post_layernorm", "vision.pool.norm"),
-    (r"model\.vision_model\.encoder\.layers\.(\d+)\.self_attn\.(q|k|v)_proj", r"vision.layers.\1.attn.\2"),
-    (r"model\.vision_model\.encoder\.layers\.(\d+)\.self_attn\.out_proj", r"vision.layers.\1.attn.out"),
-    (r"model\.vision_model\.encoder\.layers\.(\d+)\.layer_norm1", r"vision.layers.\1.attn_res.norm"),
-    (r"model\.vision_model\.encoder\.layers\.(\d+)\.layer_norm2", r"vision.layers.\1.ffn_res.norm"),
-    (r"model\.vision_model\.encoder\.layers\.(\d+)\.mlp\.(fc1|fc2)", r"vision.layers.\1.ffn.\2"),
-    (r"model\.perceiver_resampler\.latents", "resampler.resampler.latents"),
-    (r"model\.perceiver_resampler\.layer_norm", "resampler.resampler.norm"),
-    (r"model\.perceiver_resampler\.blocks\.(\d+)\.0\.(context|latents)_layer_norm",
-     r"resampler.resampler.layers.\1.\2_norm"),
-    (r"model\.perceiver_resampler\.blocks\.(\d+)\.0\.(q|k|v)_proj", r"resampler.resampler.layers.\1.attn.\2"),
-    (r"model\.perceiver_resampler\.blocks\.(\d+)\.0\.output_proj", r"resampler.resampler.layers.\1.attn.out"),
-    (r"model\.perceiver_resampler\.blocks\.(\d+)\.1\.ln", r"resampler.resampler.layers.\1.ffn_norm"),
-    (r"model\.perceiver_resampler\.blocks\.(\d+)\.1\.fc", r"resampler.resampler.layers.\1.ffn.fc1"),
-    (r"model\.perceiver_resampler\.blocks\.(\d+)\.1\.c_proj", r"resampler.resampler.layers.\1.ffn.fc2"),
-    (r"model\.(layers|gated_cross_attn_layers)\.(\d+)\.(self_attn|cross_attn)\.(q|k|v)_proj", r"lm.\1.\2.attn.\4"),
-    (r"model\.(layers|gated_cross_attn_layers)\.(\d+)\.(self_attn|cross_attn)\.o_proj", r"lm.\1.\2.attn.out"),
-    (r"model\.(layers|gated_cross_attn_layers)\.(\d+)\.input_layernorm", r"lm.\1.\2.attn_norm"),
-    (r"model\.(layers|gated_cross_attn_layers)\.(\d+)\.post_attention_layernorm", r"lm.\1.\2.ffn_norm"),
-    (r"model\.(layers|gated_cross_attn_layers)\.(\d+)\.mlp\.gate_proj", r"lm.\1.\2.ffn.gate"),
-    (r"model\.(layers|gated_cross_attn_layers)\.(\d+)\.mlp\.up_proj", r"lm.\1.\2.ffn.fc1"),
-    (r"model\.(layers|gated_cross_attn_layers)\.(\d+)\.mlp\.down_proj", r"lm.\1.\2.ffn.fc2"),
-    (r"model\.gated_cross_attn_layers\.(\d+)\.alpha_cross_attn", r"lm.xattn.\1.attn_gate"),
-    (r"model\.gated_cross_attn_layers\.(\d+)\.alpha_dense", r"lm.xattn.\1.ffn_gate"),
-    (r"model\.norm", "lm.norm"),
-)
-
-
-def _ours(name: str) -> str:
-    for pattern, repl in RENAMES:
-        if re.match(pattern, name):
-            return "components." + re.sub(pattern, repl, name).replace("lm.gated_cross_attn_layers", "lm.xattn")
-    raise KeyError(name)
-
-
-def _copy_idefics(reference, model) -> None:
-    """IDEFICS's weights into the spec's model; the split token tables (32000 + added rows) are concatenated."""
-    theirs = reference.state_dict()
-    ours = model.state_dict()
-    tables = {"components.lm.embed.weight": ("model.embed_tokens.weight",
-                                             "model.embed_tokens.additional_embedding.weight"),
-              "components.lm.head.weight": ("lm_head.weight", "lm_head.additional_fc.weight")}
-    state = {k: torch.cat([theirs[a], theirs[b]]) for k, (a, b) in tables.items()}
-    skip = {n for pair in tables.values() for n in pair}
-    for name, value in theirs.items():
-        if name not in skip:
-            state[_ours(name)] = value.reshape(ours[_ours(name)].shape)
-    assert set(state) == set(ours)
-    model.load_state_dict(state)
-
-
 def _prompt(batch: int = 2) -> torch.Tensor:
     """Interleaved ids: text, <image>, text, <image>, text (two images per example)."""
     g = torch.Generator().manual_seed(3)
@@ -115,23 +57,24 @@ def test_default_and_idefics_9b_counts_equal_transformers():
 
 
 @pytest.fixture(scope="module")
-def tiny_pair():
-    """(IdeficsForVisionText2Text with random weights and gates, the tiny spec's model with them, pixels)."""
+def tiny_pair(tmp_path_factory):
+    """(IdeficsForVisionText2Text with random weights and open gates, the tiny spec's model loaded from its
+    save_pretrained checkpoint through the spec's `weights:` layouts, pixels, the checkpoint directory)."""
     torch.manual_seed(0)
     reference = randomize(idefics(TINY)).eval()
     with torch.no_grad():
         for name, p in reference.named_parameters():
             if "alpha" in name:
                 p.fill_(0.7)  # open the gates, so the media matter
-    model = api.build(api.load_spec(FLAMINGO, "tiny")).eval()
-    with torch.no_grad():
-        _copy_idefics(reference, model)
+    ckpt = tmp_path_factory.mktemp("idefics_tiny") / "ckpt"
+    reference.save_pretrained(ckpt)
+    model = api.build(api.load_spec(FLAMINGO, "tiny"), weights=ckpt).eval()
     pixels = torch.randn(2, 2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-    return reference, model, pixels
+    return reference, model, pixels, ckpt
 
 
 def test_tiny_computes_idefics_logits(tiny_pair):
-    reference, model, pixels = tiny_pair
+    reference, model, pixels, _ = tiny_pair
     ids = _prompt()
     with torch.no_grad():
         expected = reference(input_ids=ids, pixel_values=pixels,
@@ -156,7 +99,7 @@ def test_image_causal_mask(tiny_pair):
     bias2, _ = image_causal(ids[:, 4:], IMAGE, 2, 3, before=torch.tensor([[1.0]]))  # a step after 1 <image>
     assert torch.equal(bias2, bias[:, :, 4:])
 
-    _, model, pixels = tiny_pair
+    _, model, pixels, _ = tiny_pair
     ids = _prompt()
     other = pixels.clone()
     other[:, 0] = torch.randn_like(other[:, 0])
@@ -180,14 +123,11 @@ def test_gates_start_closed():
 
 @pytest.fixture(scope="module")
 def tiny_graphs(tmp_path_factory, tiny_pair):
-    """(ORT pipeline, the same graphs eager, the eager monolithic model), IDEFICS's tiny weights loaded."""
-    _, model, _ = tiny_pair
+    """(ORT pipeline, the same graphs eager, the eager monolithic model), compiled from IDEFICS's checkpoint."""
+    _, model, _, ckpt = tiny_pair
     out = tmp_path_factory.mktemp("flamingo_tiny")
-    weights = out / "model.safetensors"  # mmspec's own names, as `mmspec fit` writes them
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights,
-              metadata={FIT_MARKER: api.load_spec(FLAMINGO, "tiny").sha256})
-    api.compile(FLAMINGO, out_dir=out / "build", variant="tiny", weights=weights)
-    ort = Pipeline.open(out / "build")
+    api.compile(FLAMINGO, out_dir=out, variant="tiny", weights=ckpt)
+    ort = Pipeline.open(out)
     eager = Pipeline(ort.manifest, {name: api.eager_graph(model, name) for name in ort.graphs})
     return ort, eager, api.eager_graph(model)
 
@@ -216,5 +156,6 @@ def test_vision_tower_and_lm_layers_are_frozen():
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert not any(n.startswith(("components.vision.", "components.lm.layers.", "components.lm.norm."))
                    for n in trainable)
+    assert "components.lm.embed.weight" not in trainable  # the LM's own token rows
     assert {"components.lm.xattn.0.attn_gate", "components.resampler.resampler.latents",
-            "components.lm.embed.weight"} <= trainable
+            "components.lm.added.weight", "components.lm.head.weight"} <= trainable

@@ -4,11 +4,14 @@ with tanh-gated cross-attention dense blocks before every `every`-th layer and i
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from mmspec.components.common import Activation, require, require_float, sequence_of
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, KVLayout, PositiveFloat, PositiveInt, Probability, Ref
+from mmspec.spec.layout import Rule
 from mmspec.spec.tensors import Bundle, CheckError, Dim, TensorInfo, dim_product, dim_terms, format_dim
 
 _FEATURES = {"features": {"type": "sequence", "dim": 8, "length": 6}}
@@ -29,11 +32,41 @@ RESAMPLER_EXAMPLES = (
 )
 LM_EXAMPLES = (
     Example({**_IMAGES, **_TEXT}, {"input": "text", "media": "resampler", "width": 8, "layers": 2, "heads": 2,
-                                   "ffn": 16, "every": 1, "image_token": 23},
+                                   "ffn": 16, "every": 1, "image_token": 23, "added_tokens": 2},
             {"encoders": {"vision": _VISION, "resampler": _RESAMPLER}}, name="interleaved"),
     Example({**_FEATURES, **_TEXT}, {"input": "text", "media": "resampler", "width": 8, "layers": 4, "heads": 2,
                                      "ffn": 16, "every": 2, "image_token": 23},
             {"encoders": {"resampler": {**_RESAMPLER, "input": "features"}}}, name="every_2"),
+)
+
+
+_IDEFICS_LM_PARTS = (("input_layernorm", "attn_norm"), ("post_attention_layernorm", "ffn_norm"),
+                     ("mlp.gate_proj", "ffn.gate"), ("mlp.up_proj", "ffn.fc1"), ("mlp.down_proj", "ffn.fc2"),
+                     ("{attn}.q_proj", "attn.q"), ("{attn}.k_proj", "attn.k"), ("{attn}.v_proj", "attn.v"),
+                     ("{attn}.o_proj", "attn.out"))
+IDEFICS_LM = (  # transformers IdeficsForVisionText2Text, prefix "" (its vision tower and resampler are other nodes)
+    Rule("model.embed_tokens.weight", "embed.weight"),
+    Rule("model.embed_tokens.additional_embedding.weight", "added.weight"),
+    Rule("lm_head.weight", "head.weight"),
+    Rule("lm_head.additional_fc.weight", "added_head.weight"),
+    Rule("model.norm.weight", "norm.weight"),
+    Rule("model.{x*}.rotary_emb.inv_freq", None),
+    *(Rule(f"model.{theirs}.{{i}}.{a}.{{p}}", f"{ours}.{{i}}.{b}.{{p}}")
+      for theirs, ours, attn in (("layers", "layers", "self_attn"), ("gated_cross_attn_layers", "xattn", "cross_attn"))
+      for a, b in ((t.replace("{attn}", attn), o) for t, o in _IDEFICS_LM_PARTS)),
+    Rule("model.gated_cross_attn_layers.{i}.alpha_cross_attn", "xattn.{i}.attn_gate"),
+    Rule("model.gated_cross_attn_layers.{i}.alpha_dense", "xattn.{i}.ffn_gate"),
+)
+IDEFICS_RESAMPLER = (  # transformers IdeficsPerceiverResampler (prefix model.perceiver_resampler)
+    Rule("latents", "resampler.latents"),
+    Rule("layer_norm.{p}", "resampler.norm.{p}"),
+    Rule("blocks.{i}.0.context_layer_norm.{p}", "resampler.layers.{i}.context_norm.{p}"),
+    Rule("blocks.{i}.0.latents_layer_norm.{p}", "resampler.layers.{i}.latents_norm.{p}"),
+    *(Rule(f"blocks.{{i}}.0.{x}_proj.weight", f"resampler.layers.{{i}}.attn.{x}.weight") for x in "qkv"),
+    Rule("blocks.{i}.0.output_proj.weight", "resampler.layers.{i}.attn.out.weight"),
+    Rule("blocks.{i}.1.ln.{p}", "resampler.layers.{i}.ffn_norm.{p}"),
+    Rule("blocks.{i}.1.fc.weight", "resampler.layers.{i}.ffn.fc1.weight"),
+    Rule("blocks.{i}.1.c_proj.weight", "resampler.layers.{i}.ffn.fc2.weight"),
 )
 
 
@@ -58,6 +91,8 @@ class PerceiverResampler(ComponentConfig):
     `count`) -> per item, `latents` learned queries through `depth` layers of attention over [LN(x); LN(latents)]
     as keys/values and a bias-free feed-forward, then a LayerNorm. Emits `latents` [batch, M, latents, D]
     (IDEFICS's IdeficsPerceiverResampler; Flamingo adds learned time embeddings to a video's frames)."""
+
+    weight_layouts = {"idefics": IDEFICS_RESAMPLER}
 
     type: Literal["perceiver_resampler"]
     input: Ref
@@ -121,6 +156,8 @@ class GatedXattnLM(ComponentConfig):
     last item for any beyond M), none before the first. Final RMSNorm and a bias-free LM head. Emits `logits`
     [batch, T, vocab_size] (IDEFICS's IdeficsForVisionText2Text text side)."""
 
+    weight_layouts = {"idefics": IDEFICS_LM}
+
     type: Literal["gated_xattn_lm"]
     input: Ref
     media: Ref
@@ -136,9 +173,13 @@ class GatedXattnLM(ComponentConfig):
     """A gated cross-attention block before every `every`-th LM layer; it divides `layers`."""
     image_token: int = 32001
     """Id of the `<image>` token that marks where a media item stands in the text."""
+    added_tokens: Annotated[int, Field(ge=0)] = 0
+    """The last rows of the vocabulary (new tokens such as `<image>`) in their own embedding and head tables, which
+    train while the LM's own rows are frozen (IDEFICS's decoupled tables: 2)."""
     activation: Activation = "silu"
     lm_trainable: bool = False
-    """false: the LM's layers and final norm are frozen (Flamingo); the gated blocks, embeddings and head train."""
+    """false: the LM's layers, final norm and own token rows are frozen (Flamingo); the gated blocks, the added
+    tokens and the head train."""
     eps: PositiveFloat = 1e-6
     dropout: Probability = 0.0
 
@@ -165,6 +206,8 @@ class GatedXattnLM(ComponentConfig):
             raise CheckError("every", f"every {self.every} does not divide layers {self.layers}")
         if not 0 <= self.image_token < self._vocab(ctx):
             raise CheckError("image_token", f"image_token {self.image_token} is outside the vocabulary")
+        if self.added_tokens >= self._vocab(ctx):
+            raise CheckError("added_tokens", f"{self.added_tokens} added tokens leave no LM vocabulary")
         return {"logits": TensorInfo((*ids.shape, self._vocab(ctx)))}
 
     def kv_layout(self, inputs: dict[str, Bundle], ctx) -> KVLayout:

@@ -35,17 +35,37 @@ class GatedXattnLMModule(nn.Module):
     def __init__(self, cfg, vocab: int, media_dim: int):
         super().__init__()
         w = cfg.width
-        self.embed = nn.Embedding(vocab, w)
+        own, self.added_tokens = vocab - cfg.added_tokens, cfg.added_tokens
+        self.embed = nn.Embedding(own, w)
         self.layers = nn.ModuleList(RMSDecoderLayer(w, cfg.heads, cfg.ffn, cfg.activation, cfg.eps, cfg.dropout)
                                     for _ in range(cfg.layers))
         self.xattn = nn.ModuleList(GatedCrossDense(w, media_dim, cfg.heads, cfg.ffn, cfg.activation, cfg.eps,
                                                    cfg.dropout) for _ in range(cfg.layers // cfg.every))
         self.norm = RMSNorm(w, cfg.eps)
-        self.head = nn.Linear(w, vocab, bias=False)
+        self.head = nn.Linear(w, own, bias=False)
+        if self.added_tokens:
+            self.added = nn.Embedding(self.added_tokens, w)
+            self.added_head = nn.Linear(w, self.added_tokens, bias=False)
         if not cfg.lm_trainable:
             freeze(self.layers)
             freeze(self.norm)
+            self.embed.weight.requires_grad_(False)
         self.every, self.image_token = cfg.every, cfg.image_token
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token vectors [B, T, D]: the LM's own rows, and the added table for the last `added_tokens` ids."""
+        if not self.added_tokens:
+            return self.embed(ids)  # B,T,D
+        own = self.embed.num_embeddings
+        x = self.embed(ids.clamp(max=own - 1))  # B,T,D
+        added = self.added((ids - own).clamp(min=0))  # B,T,D
+        return torch.where((ids >= own)[:, :, None], added, x)  # B,T,D
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)  # B,T,D
+        if not self.added_tokens:
+            return self.head(h)  # B,T,V
+        return torch.cat([self.head(h), self.added_head(h)], dim=-1)  # B,T,V
 
     def _media(self, inputs, ids: torch.Tensor, before: torch.Tensor | None = None):
         latents = inputs["media"]["latents"]  # B,M,N,Dm
@@ -55,13 +75,13 @@ class GatedXattnLMModule(nn.Module):
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         ids = inputs["input"]["ids"]  # B,T
         media, media_bias, gate = self._media(inputs, ids)
-        x = self.embed(ids)  # B,T,D
+        x = self._embed(ids)  # B,T,D
         bias = causal_bias(x)  # T,T
         for i, layer in enumerate(self.layers):
             if i % self.every == 0:
                 x = self.xattn[i // self.every](x, media, media_bias, gate)  # B,T,D
             x = layer(x, bias)  # B,T,D
-        return {"logits": self.head(self.norm(x))}  # B,T,V
+        return {"logits": self._logits(x)}  # B,T,V
 
     def step(self, inputs: dict[str, dict[str, torch.Tensor]], past: list[KVCache], cross=None, state=None):
         """New positions after the cached ones: each layer's self-attention extends its past [B, H, P, d] (rotary
@@ -70,7 +90,7 @@ class GatedXattnLMModule(nn.Module):
         ids = inputs["input"]["ids"]  # B,T
         before = state["images"]  # B,1
         media, media_bias, gate = self._media(inputs, ids, before)
-        x = self.embed(ids)  # B,T,D
+        x = self._embed(ids)  # B,T,D
         bias = cached_causal_bias(x, past[0].length)  # T,P+T
         presents = []
         for i, (layer, cache) in enumerate(zip(self.layers, past, strict=True)):
@@ -79,4 +99,4 @@ class GatedXattnLMModule(nn.Module):
             x, present = layer.step(x, bias, cache)  # B,T,D; B,H,P+T,d
             presents.append(present)
         images = before + (ids == self.image_token).to(torch.float32).sum(1, keepdim=True)  # B,1
-        return {"logits": self.head(self.norm(x))}, presents, {"images": images}  # B,T,V
+        return {"logits": self._logits(x)}, presents, {"images": images}  # B,T,V
