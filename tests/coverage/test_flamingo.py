@@ -17,6 +17,7 @@ from hf_reference import PARITY_ATOL, randomize
 
 from mmspec import api
 from mmspec.blocks.flamingo import image_causal
+from mmspec.importers.hf import import_hf, write_spec
 from mmspec.runtime import greedy
 from mmspec.runtime.decoding import FullDecoder, Pipeline
 from mmspec.train.data import synthetic_batch
@@ -82,6 +83,24 @@ def test_tiny_computes_idefics_logits(tiny_pair):
         ours = dict(zip(model.output_names, model({"image": pixels, "text": ids}), strict=True))["lm"]
     assert (ours - expected).abs().max().item() <= PARITY_ATOL
     assert expected.std() > 1e-2
+
+
+def test_import_hf_reproduces_transformers(tiny_pair, tmp_path):
+    """`mmspec import hf` on the IdeficsForVisionText2Text checkpoint writes a spec whose `--weights` build
+    computes the same logits."""
+    reference, _, pixels, ckpt = tiny_pair
+    tree, found = import_hf(ckpt)
+    assert found == "IdeficsForVisionText2Text"
+    assert tree["reference"]["implementation"] == "transformers.IdeficsForVisionText2Text"
+    write_spec(tree, tmp_path / "idefics.yaml")
+    model = api.build(api.load_spec(tmp_path / "idefics.yaml"), weights=ckpt).eval()
+    assert model.weights_report["new"] == []
+    ids = _prompt()
+    with torch.no_grad():
+        expected = reference(input_ids=ids, pixel_values=pixels,
+                             image_attention_mask=_image_attention_mask(ids, 2)).logits
+        ours = dict(zip(model.output_names, model({"image": pixels, "text": ids}), strict=True))["lm"]
+    assert (ours - expected).abs().max().item() <= PARITY_ATOL
 
 
 def test_image_causal_mask(tiny_pair):

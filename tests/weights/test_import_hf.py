@@ -189,6 +189,7 @@ CASES = {  # architecture -> (reference, its inputs, our output -> its output)
 ELSEWHERE = {  # architectures whose outputs need a training-mode comparison -> where it is
     "Data2VecAudioModel": "tests/coverage/test_data2vec.py::test_audio_import_hf_reproduces_transformers",
     "ViTMAEForPreTraining": "tests/coverage/test_vision.py::test_import_hf_vit_mae_pretraining_matches_transformers",
+    "IdeficsForVisionText2Text": "tests/coverage/test_flamingo.py::test_import_hf_reproduces_transformers",
 }
 
 
