@@ -33,6 +33,7 @@ import gan_references as GAN
 import glide_references as GL
 import grounded_references as GR
 import hip_references as HIP
+import imagen_references as IMG
 import m2_references as M2
 import multimae_references as MMAE
 import multimodal_survival_references as MSR
@@ -318,6 +319,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "glide:upsampler": GL.glide_upsampler,
     "glide_inpaint": GL.glide_inpaint,  # InpaintText2ImUNet (base-inpaint.pt): 7 input channels
     "latent_diffusion": DR.latent_diffusion,  # U-Net + KL-f8 autoencoder + CLIP text encoder
+    "imagen": IMG.imagen,  # T5 v1.1-Large encoder (T5EncoderModel) + base UNet2DConditionModel (widths 256..1024)
     "dvae": Formula("transformers.FlavaImageCodebook + the official dall_e.Decoder count", DR.dvae_count),
     "dcgan": lambda: GAN.pair(GAN.dcgan_example),  # pytorch/examples DCGAN Generator + Discriminator
     "gan_int_cls": lambda: GAN.pair(GAN.gan_int_cls),  # icml2016 netG + netD (conv biases zeroed, not counted)
