@@ -43,6 +43,7 @@ import structured_references as SR
 import survival_references as SV
 import torch
 import transformers as tf
+import unit_references as UNIT
 import vatt_references as VATT
 from test_param_counts import OFFICIAL_VILBERT, _vilbert_official
 from test_param_counts import REFERENCES as PARITY_REFERENCES
@@ -354,6 +355,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "pathnet": MPR.pathnet,  # Section 2.1 binary MNIST: 3 layers x 10 modules of 20 ReLU units, 2-way task layer
     "munet": MPR.munet,  # the root model: ViT-L/16 at 224 with a 1000-class task head
     "munet:res384": lambda: MPR.munet(384),
+    "unit": UNIT.unit,  # mmf UniT, 8 datasets, shared decoder: transformers DETR (768-wide decoder) + BERT blocks
     "multimodel": MM.multimodel,  # tensor2tensor MultiModel variables, multimodel_base, 32,768-entry vocabulary
     "multimodel:t2t_tiny": lambda: MM.multimodel("t2t_tiny"),
     "multimodel_imagenet": MM.multimodel_imagenet,  # the same with ImageModality inputs, 1000 class labels

@@ -49,3 +49,31 @@ def make_norm(kind: str, dim: int, eps: float = 1e-5) -> nn.Module:
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {kind!r}; expected one of {', '.join(NORMS)}")
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """BatchNorm2d whose affine weights and statistics are buffers, not parameters (torchvision's and DETR's
+    FrozenBatchNorm2d): x * weight / sqrt(var + eps) + (bias - mean * weight / sqrt(var + eps)) on [B, C, H, W]."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.register_buffer("weight", torch.ones(channels))
+        self.register_buffer("bias", torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()  # C
+        shift = self.bias - self.running_mean * scale  # C
+        return x * scale[None, :, None, None] + shift[None, :, None, None]  # B,C,H,W
+
+
+def freeze_batch_norms(module: nn.Module) -> nn.Module:
+    """Replace every nn.BatchNorm2d inside `module` by a FrozenBatchNorm2d (in place); returns `module`."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, FrozenBatchNorm2d(child.num_features, child.eps))
+        else:
+            freeze_batch_norms(child)
+    return module

@@ -28,6 +28,8 @@ RESNET_EXAMPLES = (
     Example({"image": _IMAGE}, {"input": "image", "depths": [1, 1], "widths": [8, 16], "stem": 4}, name="bottleneck"),
     Example({"image": _IMAGE}, {"input": "image", "block": "basic", "depths": [2, 1], "widths": [4, 8], "stem": 4},
             name="basic"),
+    Example({"image": _IMAGE}, {"input": "image", "depths": [1, 1], "widths": [8, 16], "stem": 4, "frozen_norm": True},
+            name="frozen_norm"),
 )
 
 
@@ -47,6 +49,8 @@ class ResNetEncoder(ComponentConfig):
     """Channels of the 7x7/2 stem conv (and of the first stage's blocks before expansion)."""
     reduction: PositiveInt = 4
     """Bottleneck inner width = width / reduction."""
+    frozen_norm: bool = False
+    """Frozen BatchNorm (DETR, UniT): scale, shift and statistics are buffers, so the norms hold no parameters."""
 
     weight_layouts = {"resnet": _HF_RESNET_STEM}  # + the blocks, numbered by stage (weight_rules)
 
@@ -84,13 +88,16 @@ class ResNetEncoder(ComponentConfig):
         """Parameters `build` will allocate, in closed form per stage (budgets before allocation)."""
         from mmspec.components.params import conv_bn
 
+        def conv_norm(cin: int, cout: int, kernel: int) -> int:
+            return conv_bn(cin, cout, kernel) - (2 * cout if self.frozen_norm else 0)
+
         def block(cin: int, cout: int, stride: int) -> int:
             mid = cout // self.reduction
-            body = (conv_bn(cin, mid, 1) + conv_bn(mid, mid, 3) + conv_bn(mid, cout, 1) if self.block == "bottleneck"
-                    else conv_bn(cin, cout, 3) + conv_bn(cout, cout, 3))
-            return body + (conv_bn(cin, cout, 1) if cin != cout or stride != 1 else 0)
+            body = (conv_norm(cin, mid, 1) + conv_norm(mid, mid, 3) + conv_norm(mid, cout, 1)
+                    if self.block == "bottleneck" else conv_norm(cin, cout, 3) + conv_norm(cout, cout, 3))
+            return body + (conv_norm(cin, cout, 1) if cin != cout or stride != 1 else 0)
 
-        total, cin = conv_bn(inputs["input"]["pixels"].shape[1], self.stem, 7), self.stem
+        total, cin = conv_norm(inputs["input"]["pixels"].shape[1], self.stem, 7), self.stem
         for i, (width, depth) in enumerate(zip(self.widths, self.depths, strict=True)):
             total += block(cin, width, 2 if i else 1) + (depth - 1) * block(width, width, 1)
             cin = width
@@ -106,4 +113,5 @@ class ResNetEncoder(ComponentConfig):
         from mmspec.components.encoders.resnet.module import ResNetModule
 
         channels = inputs["input"]["pixels"].shape[1]
-        return ResNetModule(channels, self.stem, self.widths, self.depths, self.block == "bottleneck", self.reduction)
+        return ResNetModule(channels, self.stem, self.widths, self.depths, self.block == "bottleneck", self.reduction,
+                            self.frozen_norm)
