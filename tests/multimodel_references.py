@@ -43,10 +43,11 @@ class MultiModelReference(nn.Module):
     def __init__(self, vocab: int = 32768, hidden: int = 512, layers: int = 4, filter_size: int = 2048,
                  kernel: int = 3, large_kernel: int = 15, heads: int = 8, experts: int = 30,
                  moe_layers: tuple[int, ...] = (2,), dilation: int = 4, timescales: int = 16, spaces: int = 32,
-                 image_channels: int | None = None, classes: int | None = None):
+                 image_channels: int | None = None, classes: int | None = None, moe_hidden: int = 2048):
         """Symbol inputs and targets by default; `image_channels`: an image input (project_to_hidden's bias-free
         3 x 3 conv and layer_norm); `classes`: class-label targets (no decoder: the encoder's mean over positions
-        and ClassLabelModality's dense layer)."""
+        and ClassLabelModality's dense layer). `moe_hidden`: moe_hidden_sizes, the decoder experts' hidden width
+        (the encoder's experts use filter_size)."""
         super().__init__()
         d, f = hidden, filter_size
         if image_channels:
@@ -64,7 +65,7 @@ class MultiModelReference(nn.Module):
             "moe": _moe(d, f, experts), "layer_norm": _norm(d)}) for _ in range(layers))
         self.dec = nn.ModuleList(nn.ModuleDict({
             "decoder_self_attention": _attention(d), "encdec_attention": _attention(d), "layer_norm_1": _norm(d),
-            "ffn": _moe(d, f, experts) if i in moe_layers else nn.ParameterDict(
+            "ffn": _moe(d, moe_hidden, experts) if i in moe_layers else nn.ParameterDict(
                 {"conv1_kernel": _p(1, 1, d, f), "conv1_bias": _p(f), "conv2_kernel": _p(1, 1, f, d),
                  "conv2_bias": _p(d)}),
             "layer_norm_2": _norm(d)}) for i in range(layers)) if not classes else None
@@ -171,7 +172,8 @@ def multimodel_imagenet() -> MultiModelReference:
 
 def multimodel(variant: str | None = None) -> MultiModelReference:
     """multimodel_base (None) or multimodel_tiny ("t2t_tiny": 128 wide, filter 512, 2 layers, MoE in decoder
-    layer 0; its `moe_n1 = 10` sets an hparam the model no longer reads, so 30 experts remain)."""
+    layer 0; moe_hidden_sizes stays "2048", and its `moe_n1 = 10` sets an hparam the model no longer reads, so 30
+    experts remain)."""
     if variant == "t2t_tiny":
         return MultiModelReference(hidden=128, filter_size=512, layers=2, moe_layers=(0,))
     return MultiModelReference()

@@ -47,7 +47,7 @@ def test_counts_equal_the_tensor2tensor_variables(spec, variant):
 def _reference(**image) -> MultiModelReference:
     torch.manual_seed(0)
     ref = MultiModelReference(vocab=40, hidden=16, layers=2, filter_size=24, kernel=3, large_kernel=5, heads=2,
-                              experts=4, moe_layers=(1,), dilation=2, timescales=4, spaces=4, **image)
+                              experts=4, moe_layers=(1,), dilation=2, timescales=4, spaces=4, moe_hidden=20, **image)
     with torch.no_grad():
         for name, p in ref.named_parameters():
             p.copy_(1.0 + 0.1 * torch.randn(p.shape) if name.endswith("scale") else 0.3 * torch.randn(p.shape))

@@ -152,7 +152,9 @@ class MultiModelDecoder(ComponentConfig):
     layers: PositiveInt = 4
     heads: PositiveInt = 8
     filter: PositiveInt = 2048
-    """Feed-forward hidden width and each expert's hidden width."""
+    """filter_size: the feed-forward's hidden width."""
+    expert_filter: PositiveInt = 2048
+    """moe_hidden_sizes: each expert's hidden width (an hparam of its own: multimodel_tiny keeps 2048)."""
     experts: PositiveInt = 30
     top_k: PositiveInt = 2
     moe_layers: list[Annotated[int, Field(ge=0)]] = [2]
@@ -203,17 +205,17 @@ class MultiModelDecoder(ComponentConfig):
         w, f = self.width, self.filter
         moe = len(self.moe_layers)
         layer = 2 * 4 * w * w + 4 * w
-        ffn = moe * _moe_params(w, f, self.experts) + (self.layers - moe) * (2 * w * f + f + w)
+        ffn = moe * _moe_params(w, self.expert_filter, self.experts) + (self.layers - moe) * (2 * w * f + f + w)
         return 2 * _vocab(self.input, ctx) * w + self.spaces * w + self.layers * layer + ffn
 
     def idle_params(self) -> int:
         """In each MoE layer, the experts a token is not routed to and the noise matrix (training only)."""
-        per = (self.experts - self.top_k) * 2 * self.width * self.filter + self.width * self.experts
+        per = (self.experts - self.top_k) * 2 * self.width * self.expert_filter + self.width * self.experts
         return len(self.moe_layers) * per
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.encoders.multimodel.module import MultiModelDecoderModule
 
         return MultiModelDecoderModule(_vocab(self.input, ctx), self.spaces, self.width, self.layers, self.heads,
-                                       self.filter, self.experts, self.top_k, self.moe_layers, self.dropout,
-                                       self.attention_dropout, self.eps)
+                                       self.filter, self.expert_filter, self.experts, self.top_k, self.moe_layers,
+                                       self.dropout, self.attention_dropout, self.eps)

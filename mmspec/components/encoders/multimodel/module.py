@@ -118,14 +118,14 @@ class DecoderLayer(nn.Module):
     """x <- LN(x + SelfAttn(x) + EncDecAttn(SelfAttn(x), encoder)); x <- LN(x + FFN(x)), the FFN a ReLU
     feed-forward or a mixture of experts."""
 
-    def __init__(self, dim: int, heads: int, filter_: int, experts: int, top_k: int, moe: bool, dropout: float,
-                 attention_dropout: float, eps: float):
+    def __init__(self, dim: int, heads: int, filter_: int, expert_filter: int, experts: int, top_k: int, moe: bool,
+                 dropout: float, attention_dropout: float, eps: float):
         super().__init__()
         self.attn = Attention(dim, dim, dim, heads, dim, attention_dropout, bias=False)
         self.cross_attn = Attention(dim, dim, dim, heads, dim, attention_dropout, bias=False)
         self.attn_norm = nn.LayerNorm(dim, eps=eps)
-        self.ffn = ExpertMixture(dim, filter_, experts, top_k) if moe else FeedForward(dim, filter_, "relu",
-                                                                                        dropout=dropout)
+        self.ffn = ExpertMixture(dim, expert_filter, experts, top_k) if moe else FeedForward(dim, filter_, "relu",
+                                                                                              dropout=dropout)
         self.ffn_norm = nn.LayerNorm(dim, eps=eps)
         self.dropout = nn.Dropout(dropout)
 
@@ -143,13 +143,14 @@ class MultiModelDecoderModule(nn.Module):
     """Position 0: the target-space embedding of its id; later positions: the target table scaled by sqrt(dim)
     (id 0, padding, zeroed); plus the full-width timing signal; decoder layers; a bias-free softmax matrix."""
 
-    def __init__(self, vocab: int, spaces: int, dim: int, layers: int, heads: int, filter_: int, experts: int,
-                 top_k: int, moe_layers: list[int], dropout: float, attention_dropout: float, eps: float):
+    def __init__(self, vocab: int, spaces: int, dim: int, layers: int, heads: int, filter_: int, expert_filter: int,
+                 experts: int, top_k: int, moe_layers: list[int], dropout: float, attention_dropout: float, eps: float):
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
         self.space = nn.Embedding(spaces, dim)
         self.layers = nn.ModuleList(
-            DecoderLayer(dim, heads, filter_, experts, top_k, i in moe_layers, dropout, attention_dropout, eps)
+            DecoderLayer(dim, heads, filter_, expert_filter, experts, top_k, i in moe_layers, dropout,
+                         attention_dropout, eps)
             for i in range(layers))
         self.out = nn.Linear(dim, vocab, bias=False)
         self.dropout = nn.Dropout(dropout)
