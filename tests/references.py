@@ -32,6 +32,7 @@ import gan_art_references as GART
 import gan_references as GAN
 import glide_references as GL
 import grounded_references as GR
+import guided_references as GDR
 import hip_references as HIP
 import imagen_references as IMG
 import m2_references as M2
@@ -320,6 +321,9 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "glide:upsampler": GL.glide_upsampler,
     "glide_inpaint": GL.glide_inpaint,  # InpaintText2ImUNet (base-inpaint.pt): 7 input channels
     "latent_diffusion": DR.latent_diffusion,  # U-Net + KL-f8 autoencoder + CLIP text encoder
+    "vqgan_clip": GDR.vqgan_clip,  # diffusers VQModel (ImageNet f16/16384 VQGAN) + CLIPModel ViT-B/32
+    "guided_diffusion": GDR.guided_diffusion,  # guided_diffusion 256x256 conditional U-Net + noisy classifier
+    "guided_diffusion:unconditional": lambda: GDR.guided_diffusion(class_cond=False),
     "imagen": IMG.imagen,  # T5 v1.1-Large encoder (T5EncoderModel) + base UNet2DConditionModel (widths 256..1024)
     "dvae": Formula("transformers.FlavaImageCodebook + the official dall_e.Decoder count", DR.dvae_count),
     "dcgan": lambda: GAN.pair(GAN.dcgan_example),  # pytorch/examples DCGAN Generator + Discriminator

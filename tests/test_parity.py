@@ -47,6 +47,7 @@ ELSEWHERE = {
     "diffusers.UNet2DModel": "coverage/test_diffusion_models.py",
     "diffusers.AutoencoderKL": "coverage/test_autoencoders.py",
     "diffusers.VQModel": "coverage/test_autoencoders.py",
+    "diffusers.VQModel (the taming-transformers VQGAN) + transformers.CLIPModel": "coverage/test_guided_generation.py",
     "lifelines.CoxPHFitter": "coverage/test_survival_models.py",  # fitted coefficients and partial likelihood
     "torch.nn.LSTM": "coverage/test_rnn.py",
     "torch.nn.Transformer": "coverage/test_gpt_transformer.py",

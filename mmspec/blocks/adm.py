@@ -3,8 +3,9 @@ residual blocks that also down- and upsample, multi-head attention over the pixe
 prefixed by the projected text tokens, and GLIDE's text transformer (learned per-position padding embeddings,
 pre-LN blocks, final LayerNorm) whose last token is projected and added to the timestep embedding.
 
-Contract: `ADMUNet` maps (sample [B, C_in, H, W], timesteps [B], optionally tokens and mask [B, S]) to
-[B, C_out, H, W], H and W divisible by 2^(levels - 1). torch.fx traceable.
+Contract: `ADMUNet` maps (sample [B, C_in, H, W], timesteps [B], optionally tokens and mask [B, S], class labels
+[B]) to [B, C_out, H, W], H and W divisible by 2^(levels - 1); `ADMClassifier` (the noisy-image classifier of
+classifier guidance) maps (sample, timesteps) to logits [B, classes]. torch.fx traceable.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 
 from mmspec.blocks.attention import Attention
 from mmspec.blocks.conv import ResnetBlock
+from mmspec.blocks.pooling import AttentionPool
 from mmspec.blocks.positions import TimestepEmbedding
 from mmspec.blocks.transformer import Block
 
@@ -85,59 +87,55 @@ class GlideText(nn.Module):
         return x, self.transformer_proj(x[:, -1])  # B,S,D; B,temb
 
 
-class ADMUNet(nn.Module):
-    """`width` * mult[i] channels at level i, `depth` scale-shift residual blocks per down level (depth + 1 per up
-    level), each followed by a `TextAttention` of `head_dim`-wide heads where attention[i]; residual blocks that
-    average-pool / nearest-upsample between levels; a middle (resnet, attention, resnet); GroupNorm, SiLU and a
-    3x3 conv out. The time embedding is 4 * width wide; `text` = dict(vocab, length, width, layers, heads,
-    padding) adds GLIDE's text transformer."""
+class ADMDownPath(nn.Module):
+    """The timestep embedding (4 * width wide; plus, with `classes`, a learned class embedding, and with `text`,
+    GLIDE's pooled text), the input blocks (`depth` scale-shift residual blocks per level, each followed by a
+    `TextAttention` of `head_dim`-wide heads where attention[i]; a residual block that average-pools between
+    levels) and the middle (resnet, attention, resnet): what ADM's U-Net and its noisy-image classifier share.
+    `self.skips` lists the channels of the states the input blocks leave for an up path."""
 
-    def __init__(self, channels: int, out_channels: int, width: int, mult: list[int], depth: int,
-                 attention: list[bool], *, head_dim: int = 64, groups: int = 32, eps: float = 1e-5,
-                 dropout: float = 0.0, text: dict | None = None):
+    def __init__(self, channels: int, width: int, mult: list[int], depth: int, attention: list[bool], *,
+                 head_dim: int = 64, groups: int = 32, eps: float = 1e-5, dropout: float = 0.0,
+                 text: dict | None = None, classes: int | None = None):
         super().__init__()
         temb = 4 * width
         self.time_embedding = TimestepEmbedding(width, temb, True, 0.0)
         self.text = GlideText(**text, temb=temb) if text else None
-        ctx = text["width"] if text else None
-
-        def res(cin: int, cout: int, resample: str | None = None) -> ResnetBlock:
-            return ResnetBlock(cin, cout, temb, groups, eps, dropout, "scale_shift", resample=resample)
-
-        def attn(c: int) -> TextAttention:
-            return TextAttention(c, head_dim, groups, eps, ctx)
-
+        self.label_emb = nn.Embedding(classes, temb) if classes else None
+        self.opts = {"temb": temb, "groups": groups, "eps": eps, "dropout": dropout, "head_dim": head_dim,
+                     "context": text["width"] if text else None}
         ch = width * mult[0]
         self.input_blocks = nn.ModuleList([Step([nn.Conv2d(channels, ch, 3, padding=1)])])
-        skips = [ch]
+        self.skips = [ch]
         for level, m in enumerate(mult):
             for _ in range(depth):
-                layers: list[nn.Module] = [res(ch, width * m)]
+                layers: list[nn.Module] = [self.res(ch, width * m)]
                 ch = width * m
                 if attention[level]:
-                    layers.append(attn(ch))
+                    layers.append(self.attn(ch))
                 self.input_blocks.append(Step(layers))
-                skips.append(ch)
+                self.skips.append(ch)
             if level < len(mult) - 1:
-                self.input_blocks.append(Step([res(ch, ch, "down")]))
-                skips.append(ch)
-        self.middle_block = Step([res(ch, ch), attn(ch), res(ch, ch)])
-        self.output_blocks = nn.ModuleList()
-        for level in reversed(range(len(mult))):
-            for i in range(depth + 1):
-                layers = [res(ch + skips.pop(), width * mult[level])]
-                ch = width * mult[level]
-                if attention[level]:
-                    layers.append(attn(ch))
-                if level and i == depth:
-                    layers.append(res(ch, ch, "up"))
-                self.output_blocks.append(Step(layers))
-        self.out_norm = nn.GroupNorm(groups, ch, eps=eps)
-        self.out_conv = nn.Conv2d(ch, out_channels, 3, padding=1)
+                self.input_blocks.append(Step([self.res(ch, ch, "down")]))
+                self.skips.append(ch)
+        self.middle_block = Step([self.res(ch, ch), self.attn(ch), self.res(ch, ch)])
+        self.channels = ch
 
-    def forward(self, sample: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def res(self, cin: int, cout: int, resample: str | None = None) -> ResnetBlock:
+        o = self.opts
+        return ResnetBlock(cin, cout, o["temb"], o["groups"], o["eps"], o["dropout"], "scale_shift", resample=resample)
+
+    def attn(self, channels: int) -> TextAttention:
+        o = self.opts
+        return TextAttention(channels, o["head_dim"], o["groups"], o["eps"], o["context"])
+
+    def down(self, sample: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor | None = None,
+             mask: torch.Tensor | None = None, labels: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+        """(middle output, the input blocks' states, the embedding, the text context)."""
         emb = self.time_embedding(timesteps)  # B,4W
+        if self.label_emb is not None and labels is not None:
+            emb = emb + self.label_emb(labels)  # B,4W
         context = None
         if self.text is not None and tokens is not None:
             context, pooled = self.text(tokens, mask)  # B,S,D; B,4W
@@ -146,7 +144,53 @@ class ADMUNet(nn.Module):
         for step in self.input_blocks:
             x = step(x, emb, context)  # B,C_i,H_i,W_i
             skips.append(x)
-        x = self.middle_block(x, emb, context)  # B,C_L,h,w
+        return self.middle_block(x, emb, context), skips, emb, context  # B,C_L,h,w
+
+
+class ADMUNet(ADMDownPath):
+    """`ADMDownPath`, then the mirrored up path (depth + 1 residual blocks per level on the concatenated skip
+    states, each followed by an attention where attention[i]; a residual block that nearest-upsamples between
+    levels) and GroupNorm, SiLU and a 3x3 conv out to `out_channels`. `text` = dict(vocab, length, width, layers,
+    heads, padding) adds GLIDE's text transformer, `classes` ADM's class embedding."""
+
+    def __init__(self, channels: int, out_channels: int, width: int, mult: list[int], depth: int,
+                 attention: list[bool], **kwargs):
+        super().__init__(channels, width, mult, depth, attention, **kwargs)
+        ch, skips = self.channels, list(self.skips)
+        self.output_blocks = nn.ModuleList()
+        for level in reversed(range(len(mult))):
+            for i in range(depth + 1):
+                layers = [self.res(ch + skips.pop(), width * mult[level])]
+                ch = width * mult[level]
+                if attention[level]:
+                    layers.append(self.attn(ch))
+                if level and i == depth:
+                    layers.append(self.res(ch, ch, "up"))
+                self.output_blocks.append(Step(layers))
+        self.out_norm = nn.GroupNorm(self.opts["groups"], ch, eps=self.opts["eps"])
+        self.out_conv = nn.Conv2d(ch, out_channels, 3, padding=1)
+
+    def forward(self, sample: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x, skips, emb, context = self.down(sample, timesteps, tokens, mask, labels)  # B,C_L,h,w
         for step in self.output_blocks:
             x = step(torch.cat([x, skips.pop()], dim=1), emb, context)  # B,C_i,H_i,W_i
         return self.out_conv(F.silu(self.out_norm(x)))  # B,C_out,H,W
+
+
+class ADMClassifier(ADMDownPath):
+    """ADM's noisy-image classifier (EncoderUNetModel with attention pooling): `ADMDownPath` on (x_t, t), then
+    GroupNorm, SiLU and attention pooling of the lowest-resolution map (`positions` = its h * w) to `classes`
+    logits: [B, C, H, W], [B] -> [B, classes]."""
+
+    def __init__(self, channels: int, classes: int, positions: int, width: int, mult: list[int], depth: int,
+                 attention: list[bool], *, head_dim: int = 64, groups: int = 32, eps: float = 1e-5,
+                 dropout: float = 0.0):
+        super().__init__(channels, width, mult, depth, attention, head_dim=head_dim, groups=groups, eps=eps,
+                         dropout=dropout)
+        self.out_norm = nn.GroupNorm(groups, self.channels, eps=eps)
+        self.pool = AttentionPool(positions, self.channels, self.channels // head_dim, classes)
+
+    def forward(self, sample: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        x, _, _, _ = self.down(sample, timesteps)  # B,C_L,h,w
+        return self.pool(F.silu(self.out_norm(x)))  # B,classes

@@ -214,18 +214,23 @@ class DiffusionUNet(nn.Module):
 
 
 class UpDecoderLevel(nn.Module):
-    """`depth` resnets without a time embedding or skips, then a nearest x2 upsample + 3x3 conv unless last
-    (diffusers UpDecoderBlock2D)."""
+    """`depth` resnets without a time embedding or skips (each followed by a one-head pixel attention when
+    `attention`), then a nearest x2 upsample + 3x3 conv unless last (diffusers UpDecoderBlock2D /
+    AttnUpDecoderBlock2D)."""
 
-    def __init__(self, cin: int, cout: int, depth: int, last: bool, groups: int, eps: float):
+    def __init__(self, cin: int, cout: int, depth: int, last: bool, groups: int, eps: float, attention: bool = False):
         super().__init__()
         self.resnets = nn.ModuleList(ResnetBlock(cin if i == 0 else cout, cout, None, groups, eps)
                                      for i in range(depth))
+        self.attentions = nn.ModuleList(SpatialSelfAttention(cout, None, groups, eps)
+                                        for _ in range(depth if attention else 0))
         self.upsamplers = nn.ModuleList([] if last else [Upsample(cout, mode="conv")])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for resnet in self.resnets:
+        for i, resnet in enumerate(self.resnets):
             x = resnet(x)  # B,C',H,W
+            if len(self.attentions):
+                x = self.attentions[i](x)  # B,C',H,W
         for up in self.upsamplers:
             x = up(x)  # B,C',2H,2W
         return x
@@ -239,15 +244,18 @@ class VAEEncoder(nn.Module):
     """The convolutional encoder of the KL autoencoder (Rombach et al. 2022; diffusers' Encoder): a 3x3 conv in,
     `depth` resnets per level with a right/bottom-padded stride-2 conv between levels, the middle block
     (one-head attention), GroupNorm + SiLU + a 3x3 conv to `out` channels: [B, C, H, W] -> [B, out, H/f, W/f],
-    f = 2^(levels - 1)."""
+    f = 2^(levels - 1). `attention` (one flag per level) adds a one-head pixel attention after each resnet of the
+    flagged levels (diffusers AttnDownEncoderBlock2D, as in the VQGAN)."""
 
-    def __init__(self, channels: int, out: int, widths: list[int], depth: int, groups: int = 32, eps: float = 1e-6):
+    def __init__(self, channels: int, out: int, widths: list[int], depth: int, groups: int = 32, eps: float = 1e-6,
+                 attention: list[bool] | None = None):
         super().__init__()
         opts = _vae_opts(groups, eps)
         n = len(widths)
+        flags = attention or [False] * n
         self.conv_in = nn.Conv2d(channels, widths[0], 3, padding=1)
         self.down_blocks = nn.ModuleList(
-            DownLevel(widths[max(i - 1, 0)], widths[i], depth, None, False, i == n - 1, opts) for i in range(n))
+            DownLevel(widths[max(i - 1, 0)], widths[i], depth, None, flags[i], i == n - 1, opts) for i in range(n))
         self.mid_block = MidBlock(widths[-1], None, opts)
         self.conv_norm_out = nn.GroupNorm(groups, widths[-1], eps=eps)
         self.conv_out = nn.Conv2d(widths[-1], out, 3, padding=1)
@@ -263,16 +271,17 @@ class VAEEncoder(nn.Module):
 class VAEDecoder(nn.Module):
     """The mirror of `VAEEncoder` (diffusers' Decoder): a 3x3 conv from `latent` to widths[-1] channels, the middle
     block, `depth` + 1 resnets per level from the widest, nearest x2 + 3x3 conv between levels, GroupNorm + SiLU +
-    a 3x3 conv to `channels`: [B, latent, h, w] -> [B, channels, h*f, w*f]."""
+    a 3x3 conv to `channels`: [B, latent, h, w] -> [B, channels, h*f, w*f]. `attention` flags the levels in the
+    encoder's order (narrowest first) whose resnets are each followed by a one-head pixel attention."""
 
     def __init__(self, latent: int, channels: int, widths: list[int], depth: int, groups: int = 32,
-                 eps: float = 1e-6):
+                 eps: float = 1e-6, attention: list[bool] | None = None):
         super().__init__()
-        rev = widths[::-1]
+        rev, flags = widths[::-1], (attention or [False] * len(widths))[::-1]
         self.conv_in = nn.Conv2d(latent, rev[0], 3, padding=1)
         self.mid_block = MidBlock(rev[0], None, _vae_opts(groups, eps))
         self.up_blocks = nn.ModuleList(UpDecoderLevel(rev[max(i - 1, 0)], rev[i], depth + 1, i == len(rev) - 1,
-                                                      groups, eps) for i in range(len(rev)))
+                                                      groups, eps, flags[i]) for i in range(len(rev)))
         self.conv_norm_out = nn.GroupNorm(groups, widths[0], eps=eps)
         self.conv_out = nn.Conv2d(widths[0], channels, 3, padding=1)
 

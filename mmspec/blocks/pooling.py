@@ -1,4 +1,5 @@
-"""Sequence -> vector pooling (cls, eos, masked mean) with optional norm and dense layer."""
+"""Sequence -> vector pooling (cls, eos, masked mean) with optional norm and dense layer; attention pooling of a
+feature map (CLIP's modified ResNet, ADM's noisy-image classifier)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,26 @@ def stream_bundle(streams: dict[str, tuple[torch.Tensor, torch.Tensor | None, Po
     out |= {f"{name}_pooled": pool(seq, None, mask) for name, (seq, mask, pool) in streams.items()  # B,D
             if pool is not None}
     return out
+
+
+class AttentionPool(nn.Module):
+    """Feature map [B, C, H, W] -> [B, output]: one multi-head attention whose query is the mean feature (plus a
+    learned position); keys/values: the mean and every position."""
+
+    def __init__(self, positions: int, dim: int, heads: int, output: int):
+        super().__init__()
+        self.position = nn.Parameter(torch.randn(positions + 1, dim) / dim**0.5)
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, output)
+        self.heads = heads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(2).transpose(1, 2)  # B,HW,C
+        x = torch.cat([x.mean(1, keepdim=True), x], dim=1) + self.position  # B,1+HW,C
+        b, n, c = x.shape
+        d = c // self.heads
+        q = self.q(x[:, :1]).reshape(b, 1, self.heads, d).transpose(1, 2)  # B,h,1,d
+        k = self.k(x).reshape(b, n, self.heads, d).transpose(1, 2)  # B,h,N,d
+        v = self.v(x).reshape(b, n, self.heads, d).transpose(1, 2)  # B,h,N,d
+        weights = torch.softmax(q @ k.transpose(-1, -2) * d**-0.5, dim=-1)  # B,h,1,N
+        return self.out((weights @ v).transpose(1, 2).reshape(b, c))  # B,output

@@ -47,6 +47,7 @@ FAMILIES = (
     "fusion.reduce",
     "heads.attngan",
     "heads.biggan",
+    "heads.adm_classifier",
     "heads.classifier",
     "heads.concat_classifier",
     "heads.contrastive",

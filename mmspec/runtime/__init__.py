@@ -11,6 +11,7 @@ from mmspec.runtime.diffusion import (
     alphas_cumprod,
     betas,
     cascade,
+    classifier_guidance,
     ddim_sample,
     ddim_step,
     ddim_timesteps,
@@ -24,7 +25,8 @@ from mmspec.runtime.search import Decoder, beam_search, greedy, sample
 
 __all__ = [
     "Graph", "OnnxGraph",
-    "Denoiser", "Stage", "alphas_cumprod", "betas", "cascade", "ddim_sample", "ddim_step", "ddim_timesteps",
+    "Denoiser", "Stage", "alphas_cumprod", "betas", "cascade", "classifier_guidance",
+    "ddim_sample", "ddim_step", "ddim_timesteps",
     "ddpm_sample", "ddpm_step", "upsample_nearest",
     "Decoder", "beam_search", "greedy", "sample",
     "GeneratedImage", "decode_tokens", "generate_image",

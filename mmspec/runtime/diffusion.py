@@ -1,6 +1,7 @@
-"""Diffusion sampling on runtime `Graph`s: noise schedules, DDPM and DDIM samplers, classifier-free guidance and a
-two-stage cascade. numpy only; every random draw comes from `np.random.default_rng(seed)` and the initial noise is
-an argument, so ONNX Runtime and the eager model sample the same image from the same seed and noise.
+"""Diffusion sampling on runtime `Graph`s: noise schedules, DDPM and DDIM samplers, classifier-free guidance,
+classifier (or CLIP) guidance and a two-stage cascade. numpy only; every random draw comes from
+`np.random.default_rng(seed)` and the initial noise is an argument, so ONNX Runtime and the eager model sample the
+same image from the same seed and noise.
 
 Conventions (docs/generation.md, "Diffusion sampling"):
 
@@ -106,6 +107,22 @@ class Denoiser:
             raise ValueError(f"output {self.eps!r} has shape {list(out.shape)} ({out.size} values), but the sample "
                              f"{list(shape)} needs {math.prod(shape)}")
         return out.reshape(shape)
+
+
+def classifier_guidance(denoise: DenoiseFn, gradient: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                        schedule: np.ndarray, scale: float) -> DenoiseFn:
+    """`denoise` steered by a guide (Dhariwal & Nichol 2021, Algorithm 2; the score form of Algorithm 1):
+    eps - sqrt(1 - ab_t) * scale * gradient(x, t), where `gradient(x, t)` [B, ...] is the gradient with respect to
+    x_t of log p(y | x_t) under a noisy-image classifier, or of a CLIP similarity (CLIP guidance). The guide's
+    gradient comes from the caller (ONNX graphs have none); both samplers take the result."""
+    schedule = np.asarray(schedule, dtype=np.float64)
+
+    def guided(x: np.ndarray, t: np.ndarray, guidance_scale: float | None = None) -> np.ndarray:
+        eps = denoise(x, t, guidance_scale)  # B,...
+        root = np.sqrt(1.0 - schedule[t]).reshape(-1, *([1] * (x.ndim - 1)))  # B,1,...
+        return (eps - root * scale * gradient(x, t)).astype(np.float32)  # B,...
+
+    return guided
 
 
 def _clip(x0: np.ndarray, clip_sample: bool) -> np.ndarray:

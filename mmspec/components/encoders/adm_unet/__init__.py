@@ -1,7 +1,7 @@
-"""ADM U-Net denoiser (Dhariwal & Nichol 2021) with GLIDE's text conditioning (Nichol et al. 2022): noisy image
-and timestep in, the predicted noise (and the learned-variance interpolation) out; optional GLIDE text transformer,
-low-resolution image (the 64 -> 256 upsampler) and inpainting image + mask (GLIDE inpainting), composed from
-`mmspec.blocks.adm`."""
+"""ADM U-Net denoiser (Dhariwal & Nichol 2021; unconditional or class-conditional) with GLIDE's text conditioning
+(Nichol et al. 2022): noisy image and timestep in, the predicted noise (and the learned-variance interpolation)
+out; optional class label, GLIDE text transformer, low-resolution image (the 64 -> 256 upsampler) and inpainting
+image + mask (GLIDE inpainting), composed from `mmspec.blocks.adm`."""
 
 from __future__ import annotations
 
@@ -29,21 +29,24 @@ ADM_UNET_EXAMPLES = (
              **_TINY, "text_width": 4, "text_layers": 1, "text_heads": 2, "text_padding": False}, name="inpaint"),
     Example({**_X_T, "low": {"type": "image", "channels": 3, "height": 4, "width": 4}},
             {"input": "x_t", "timestep": "t", "low_res": "low", **_TINY}, name="upsampler"),
+    Example({**_X_T, "y": {"type": "scalar", "dtype": "int64", "high": 5}},
+            {"input": "x_t", "timestep": "t", "label": "y", "classes": 5, **_TINY}, name="class_conditional"),
 )
 
 
-def _conv(cin: int, cout: int, kernel: int) -> int:
+def conv_params(cin: int, cout: int, kernel: int) -> int:
     return cin * cout * kernel * kernel + cout
 
 
-def _resnet(cin: int, cout: int, temb: int) -> int:
+def resnet_params(cin: int, cout: int, temb: int) -> int:
     """Scale-shift residual block: two GroupNorms, two 3x3 convs, the time projection to 2 * cout and a 1x1
     shortcut when the width changes."""
-    shortcut = _conv(cin, cout, 1) if cin != cout else 0
-    return 2 * cin + _conv(cin, cout, 3) + temb * 2 * cout + 2 * cout + 2 * cout + _conv(cout, cout, 3) + shortcut
+    shortcut = conv_params(cin, cout, 1) if cin != cout else 0
+    return (2 * cin + conv_params(cin, cout, 3) + temb * 2 * cout + 2 * cout + 2 * cout + conv_params(cout, cout, 3)
+            + shortcut)
 
 
-def _attention(c: int, context: int | None) -> int:
+def attention_params(c: int, context: int | None) -> int:
     """GroupNorm, q/k/v/out projections and, with a text width, its key/value projection to 2c."""
     return 2 * c + 4 * (c * c + c) + (2 * c * context + 2 * c if context else 0)
 
@@ -65,6 +68,11 @@ class ADMUNetEncoder(ComponentConfig):
     """The noisy image x_t (an image modality)."""
     timestep: Ref
     """The diffusion timestep, one per example (a scalar modality)."""
+    label: Ref | None = None
+    """A class label per example (an int64 scalar modality, values 0..classes-1): ADM's class-conditional model
+    adds its learned embedding to the time embedding."""
+    classes: PositiveInt = 1000
+    """Number of classes of `label` (ImageNet: 1000)."""
     text: Ref | None = None
     """Caption tokens [batch, S] of a fixed length (a tokens modality; its mask marks the padding)."""
     low_res: Ref | None = None
@@ -101,7 +109,7 @@ class ADMUNetEncoder(ComponentConfig):
 
     def references(self) -> dict[str, str]:
         refs = {"input": self.input, "timestep": self.timestep}
-        for port in ("text", "low_res", "inpaint_image", "inpaint_mask"):
+        for port in ("text", "label", "low_res", "inpaint_image", "inpaint_mask"):
             if getattr(self, port) is not None:
                 refs[port] = getattr(self, port)
         return refs
@@ -153,6 +161,10 @@ class ADMUNetEncoder(ComponentConfig):
                 raise CheckError("inpaint_mask", f"the mask must be [batch, 1, {h}, {w}] and the image {h}x{w}")
         if self.low_res is not None:
             require(inputs["low_res"].get("pixels"), "low_res", 4, "image")
+        if self.label is not None:
+            y = next(iter(inputs["label"].values()))
+            if y.rank != 1 or y.dtype != "int64":
+                raise CheckError("label", f"{self.label!r} must be one int64 class label per example [batch]")
         self._text(inputs, ctx)
         factor = 2 ** (len(self.mult) - 1)
         if not (isinstance(h, int) and isinstance(w, int)) or h % factor or w % factor:
@@ -166,7 +178,8 @@ class ADMUNetEncoder(ComponentConfig):
         widths, depth, temb = [self.width * m for m in self.mult], self.depth, 4 * self.width
         text, d = self._text(inputs, ctx), self.text_width
         context = d if text else None
-        total = (self.width * temb + temb) + (temb * temb + temb) + _conv(self._in_channels(inputs), widths[0], 3)
+        total = (self.width * temb + temb) + (temb * temb + temb) + conv_params(self._in_channels(inputs), widths[0], 3)
+        total += self.classes * temb if self.label is not None else 0
         if text:
             vocab, length = text
             block = 4 * (d * d + d) + 2 * 2 * d + (d * 4 * d + 4 * d) + (4 * d * d + d)
@@ -175,20 +188,21 @@ class ADMUNetEncoder(ComponentConfig):
         skips, ch = [widths[0]], widths[0]
         for level, c in enumerate(widths):
             for _ in range(depth):
-                total += _resnet(ch, c, temb) + (_attention(c, context) if self.attention[level] else 0)
+                total += resnet_params(ch, c, temb) + (attention_params(c, context) if self.attention[level] else 0)
                 ch = c
                 skips.append(c)
             if level < len(widths) - 1:
-                total += _resnet(c, c, temb)
+                total += resnet_params(c, c, temb)
                 skips.append(c)
-        total += 2 * _resnet(ch, ch, temb) + _attention(ch, context)
+        total += 2 * resnet_params(ch, ch, temb) + attention_params(ch, context)
         for level in reversed(range(len(widths))):
             c = widths[level]
             for i in range(depth + 1):
-                total += _resnet(ch + skips.pop(), c, temb) + (_attention(c, context) if self.attention[level] else 0)
+                total += resnet_params(ch + skips.pop(), c, temb)
+                total += attention_params(c, context) if self.attention[level] else 0
                 ch = c
-                total += _resnet(c, c, temb) if level and i == depth else 0
-        return total + 2 * ch + _conv(ch, c_out, 3)
+                total += resnet_params(c, c, temb) if level and i == depth else 0
+        return total + 2 * ch + conv_params(ch, c_out, 3)
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.encoders.adm_unet.module import ADMUNetModule
@@ -201,4 +215,4 @@ class ADMUNetEncoder(ComponentConfig):
         return ADMUNetModule(
             channels, self.learn_sigma, self._in_channels(inputs), channels * (2 if self.learn_sigma else 1),
             self.width, self.mult, self.depth, self.attention, head_dim=self.head_dim, groups=self.groups,
-            eps=self.eps, dropout=self.dropout, text=text_opts)
+            eps=self.eps, dropout=self.dropout, text=text_opts, classes=self.classes if self.label else None)

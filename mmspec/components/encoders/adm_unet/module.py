@@ -9,9 +9,9 @@ from mmspec.blocks.adm import ADMUNet
 
 
 class ADMUNetModule(ADMUNet):
-    """The ADM U-Net on a modality's pixels and a timestep, with the optional text tokens (and their mask), the
-    bilinearly resized low-resolution image and the inpainting image and mask concatenated on the channels as
-    GLIDE's super-resolution and inpainting models do; splits the learned-variance channels off."""
+    """The ADM U-Net on a modality's pixels and a timestep, with the optional class label, text tokens (and their
+    mask), the bilinearly resized low-resolution image and the inpainting image and mask concatenated on the
+    channels as GLIDE's super-resolution and inpainting models do; splits the learned-variance channels off."""
 
     def __init__(self, channels: int, learn_sigma: bool, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -28,7 +28,8 @@ class ADMUNetModule(ADMUNet):
             parts.append(F.interpolate(low, size=(x.shape[2], x.shape[3]), mode="bilinear", align_corners=False))
         t = next(iter(inputs["timestep"].values()))  # B
         text = inputs.get("text", {})
-        out = super().forward(torch.cat(parts, dim=1), t, text.get("ids"), text.get("mask"))  # B,C_out,H,W
+        label = next(iter(inputs["label"].values())) if "label" in inputs else None  # B
+        out = super().forward(torch.cat(parts, dim=1), t, text.get("ids"), text.get("mask"), label)  # B,C_out,H,W
         if not self.learn_sigma:
             return {"eps": out}
         return {"eps": out[:, : self.channels], "variance": out[:, self.channels :]}  # B,C,H,W each

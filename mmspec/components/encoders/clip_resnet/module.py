@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmspec.blocks.pooling import AttentionPool
+
 
 def _conv_bn(cin: int, cout: int, kernel: int, eps: float) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout, eps=eps)]
@@ -24,28 +26,6 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.body(x) + self.shortcut(x))  # B,C,H,W
-
-
-class AttentionPool(nn.Module):
-    """One multi-head attention whose query is the mean feature; keys/values: the mean and every position."""
-
-    def __init__(self, positions: int, dim: int, heads: int, output: int):
-        super().__init__()
-        self.position = nn.Parameter(torch.randn(positions + 1, dim) / dim**0.5)
-        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.out = nn.Linear(dim, output)
-        self.heads = heads
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(2).transpose(1, 2)  # B,HW,C
-        x = torch.cat([x.mean(1, keepdim=True), x], dim=1) + self.position  # B,1+HW,C
-        b, n, c = x.shape
-        d = c // self.heads
-        q = self.q(x[:, :1]).reshape(b, 1, self.heads, d).transpose(1, 2)  # B,h,1,d
-        k = self.k(x).reshape(b, n, self.heads, d).transpose(1, 2)  # B,h,N,d
-        v = self.v(x).reshape(b, n, self.heads, d).transpose(1, 2)  # B,h,N,d
-        weights = torch.softmax(q @ k.transpose(-1, -2) * d**-0.5, dim=-1)  # B,h,1,N
-        return self.out((weights @ v).transpose(1, 2).reshape(b, c))  # B,output
 
 
 class ClipResNetModule(nn.Module):

@@ -45,10 +45,18 @@ def mid_block(c: int) -> int:
     return 2 * resnet(c, c) + 2 * c + 4 * (c * c + c)
 
 
-def check_levels(widths: list[int], groups: int) -> None:
+def pixel_attention(c: int) -> int:
+    """A one-head pixel attention: GroupNorm + four c x c projections."""
+    return 2 * c + 4 * (c * c + c)
+
+
+def check_levels(widths: list[int], groups: int, attention: list[bool] | None = None) -> None:
     bad = [c for c in widths if c % groups]
     if bad:
         raise CheckError("groups", f"{groups} GroupNorm groups do not divide the widths {bad}")
+    if attention is not None and len(attention) != len(widths):
+        raise CheckError("attention", f"has {len(attention)} entries for {len(widths)} levels (widths); give one "
+                                      f"true/false per level")
 
 
 @register("encoders", examples=VAE_ENCODER_EXAMPLES)
@@ -112,6 +120,9 @@ VQ_ENCODER_EXAMPLES = (
     Example({"image": {"type": "image", "channels": 1, "height": 4, "width": 4}},
             {"input": "image", "widths": [4], "depth": 1, "latent": 2, "codebook": 8, "groups": 4,
              "ema_decay": 0.9}, name="ema_codebook"),
+    Example({"image": {"type": "image", "channels": 3, "height": 4, "width": 4}},
+            {"input": "image", "widths": [4, 8], "depth": 1, "latent": 2, "codebook": 8, "groups": 2,
+             "attention": [False, True]}, name="vqgan_attention"),
 )
 
 
@@ -141,6 +152,9 @@ class VQEncoderConfig(ComponentConfig):
     eps: PositiveFloat = 1e-6
     ema_decay: PositiveFloat | None = Field(default=None, lt=1.0)
     """none: a learned codebook; a decay g (0.99 in the paper's EMA variant): codebook updates by EMA."""
+    attention: list[bool] | None = None
+    """Per level, narrowest first: a one-head pixel attention after each residual block (the VQGAN's lowest
+    level; diffusers AttnDownEncoderBlock2D); none: no attention outside the middle block."""
 
     weight_layouts = {"diffusers": (*attention_renames("encoder"), Rule("encoder.{n*}", "encoder.{n*}"),
                                     Rule("quant_conv.{p}", "quant_conv.{p}"),
@@ -149,7 +163,7 @@ class VQEncoderConfig(ComponentConfig):
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         pixels = require(inputs["input"].get("pixels"), "pixels", 4, "image")
         batch, _, h, w = pixels.shape
-        check_levels(self.widths, self.groups)
+        check_levels(self.widths, self.groups, self.attention)
         factor = 2 ** (len(self.widths) - 1)
         if not (isinstance(h, int) and isinstance(w, int)) or h % factor or w % factor:
             raise CheckError("widths", f"{len(self.widths)} levels halve the image {len(self.widths) - 1} times, so "
@@ -164,6 +178,7 @@ class VQEncoderConfig(ComponentConfig):
         total = conv(channels, widths[0], 3)
         for i, c in enumerate(widths):
             total += sum(resnet(widths[max(i - 1, 0)] if j == 0 else c, c) for j in range(self.depth))
+            total += self.depth * pixel_attention(c) if self.attention and self.attention[i] else 0
             total += conv(c, c, 3) if i < n - 1 else 0
         total += mid_block(widths[-1]) + 2 * widths[-1] + conv(widths[-1], self.latent, 3)
         return total + conv(self.latent, self.latent, 1) + (self.codebook * self.latent if self.ema_decay is None
@@ -173,4 +188,4 @@ class VQEncoderConfig(ComponentConfig):
         from mmspec.components.encoders.vae.module import VQEncoderModule
 
         return VQEncoderModule(inputs["input"]["pixels"].shape[1], self.widths, self.depth, self.latent,
-                               self.codebook, self.groups, self.eps, self.ema_decay)
+                               self.codebook, self.groups, self.eps, self.ema_decay, self.attention)

@@ -30,9 +30,9 @@ class VQEncoderModule(nn.Module):
     """`encoder`, `quant_conv` and `quantize` named as in diffusers' VQModel."""
 
     def __init__(self, channels: int, widths: list[int], depth: int, latent: int, codebook: int, groups: int,
-                 eps: float, ema_decay: float | None):
+                 eps: float, ema_decay: float | None, attention: list[bool] | None = None):
         super().__init__()
-        self.encoder = VAEEncoder(channels, latent, widths, depth, groups, eps)
+        self.encoder = VAEEncoder(channels, latent, widths, depth, groups, eps, attention)
         self.quant_conv = nn.Conv2d(latent, latent, 1)
         self.quantize = VectorQuantizer(codebook, latent, ema_decay)
 
