@@ -163,6 +163,22 @@ def test_tiny_generates_on_ort_as_eager(tiny_graphs, tiny_pair):
     assert ours.shape[1] > prompt.shape[1]
 
 
+def test_video_frames_are_resampled_together():
+    """`frames`: a clip's frames (with their time embeddings) become one media item of `latents` tokens, which
+    the text after its <image> token reads."""
+    sets = ["modalities.image.count=3", "encoders.resampler.tokens=5", "encoders.resampler.frames=3",
+            "encoders.resampler.time_embedding=true"]
+    model = api.build(api.load_spec(FLAMINGO, "tiny", sets=sets)).eval()
+    ids = torch.tensor([[4, IMAGE, 5, 6]])
+    clip = torch.randn(1, 3, 3, 16, 16)
+    with torch.no_grad():
+        latents, logits = model({"image": clip, "text": ids})
+        model.components["resampler"].resampler.time.normal_()
+        latents2, _ = model({"image": clip, "text": ids})
+    assert latents.shape == (1, 1, 4, 16) and logits.shape == (1, 4, 32)
+    assert (latents - latents2).abs().max() > 1e-4
+
+
 def test_fit_lowers_the_loss_of_the_tiny_variant():
     loaded = api.load_spec(FLAMINGO, "tiny")
     history = Trainer(loaded, lr=1e-2).fit(synthetic_batch(loaded, 4, 0), 20, seed=0)
