@@ -50,7 +50,10 @@ def test_every_component_field_has_a_description_and_its_default_in_the_schema()
     docstring, or the shared COMMON_FIELDS text), and an optional field shows its default."""
     from mmspec.registry import list_components
 
-    defs = spec_model().model_json_schema()["$defs"]
+    from mmspec.spec.base import describe_schema
+
+    model = spec_model()
+    defs = describe_schema(model.model_json_schema(), model)["$defs"]
     problems = []
     for c in list_components():
         if not c.config.__module__.startswith("mmspec."):

@@ -60,7 +60,8 @@ def bench(
     threads: Annotated[
         int | None, typer.Option(metavar="N", min=1, help="Threads of torch and ONNX Runtime (default: all cores).")
     ] = None,
-    opset: Annotated[int, typer.Option(metavar="N", help="ONNX opset of the mmspec export.", min=18, max=22)] = 20,
+    opset: Annotated[int, typer.Option(metavar="N", help="ONNX opset of the mmspec export (18 to 25).", min=18,
+                                       max=25)] = 20,
     json_file: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Write the results as JSON.")] = None,
     quiet: QuietOpt = False,
     max_params: MaxParamsOpt = None,

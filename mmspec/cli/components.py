@@ -73,13 +73,15 @@ def components(
 
 def component_rows(found: list) -> list[dict]:
     """What `components --json` prints for each registry entry (the documentation site's reference reads it)."""
+    from mmspec.spec.base import field_docs
+
     return [
         {"slot": c.slot, "name": c.name, "origin": c.origin, "exportable": c.exportable and not c.training_only,
          "training_only": c.training_only, "summary": c.summary, "notes": c.notes,
          "weight_layouts": sorted({"mmspec", *c.config.weight_layouts}),
          "fields": {f: {"type": _type_name(info.annotation, info.metadata), "required": info.is_required(),
                         "default": None if info.is_required() else _yaml(info.default),
-                        "doc": info.description or ""}
+                        "doc": field_docs(c.config).get(f, "")}
                     for f, info in c.config.model_fields.items()},
          "examples": {ex.name: ex.spec(c) for ex in c.examples}}
         for c in found

@@ -10,8 +10,10 @@ import typer
 def schema() -> None:
     """Print the JSON Schema of the spec format."""
     from mmspec.api import spec_model
+    from mmspec.spec.base import describe_schema
 
-    print(json.dumps(spec_model().model_json_schema(), indent=2))
+    model = spec_model()
+    print(json.dumps(describe_schema(model.model_json_schema(), model), indent=2))
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
 from dataclasses import dataclass
+from functools import cache
 from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -63,9 +67,7 @@ class KVLayout:
 class StrictModel(BaseModel):
     """Every spec model: unknown keys are errors, no type coercion, no NaN/Inf, immutable."""
 
-    model_config = ConfigDict(
-        extra="forbid", strict=True, frozen=True, allow_inf_nan=False, use_attribute_docstrings=True
-    )
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 COMMON_FIELDS = {
@@ -85,26 +87,9 @@ class ComponentConfig(StrictModel):
 
     Inputs are declared by fields named `input` (one Ref) or `inputs` (a list or mapping of Refs);
     `references()` returns them keyed by port name, which is how the module receives them. Every field is
-    documented (an attribute docstring, or COMMON_FIELDS), and the JSON Schema carries the text to editors.
+    documented (an attribute docstring, or COMMON_FIELDS), and the JSON Schema carries the text to editors
+    (`field_docs`, `describe_schema`).
     """
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
-        fields = cls.model_fields
-        filled = False
-        for name, info in fields.items():
-            if info.description:
-                continue
-            if name == "type" and getattr(info.annotation, "__args__", None):
-                info.description = f"`{info.annotation.__args__[0]}`: selects this component."
-            elif name in COMMON_FIELDS:
-                info.description = COMMON_FIELDS[name]
-            else:
-                continue
-            filled = True
-        if filled:
-            cls.model_rebuild(force=True)
 
     slot: ClassVar[str] = ""
     weight_layouts: ClassVar[dict[str, tuple[Rule, ...]]] = {}
@@ -137,3 +122,68 @@ class ComponentConfig(StrictModel):
         if isinstance(many, list | tuple):
             return {str(i): ref for i, ref in enumerate(many)}
         return {}
+
+
+def field_docs(cls: type[BaseModel]) -> dict[str, str]:
+    """Field name -> description of a spec model: `Field(description=...)`, else the attribute docstring (the string
+    right under the field, in its class or a base), else, for a component config, COMMON_FIELDS or what its
+    `type` selects. Read from the source when asked (by `mmspec schema`, `components` and the docs), not at import,
+    so that loading the registry stays fast."""
+    return dict(_field_docs(cls))
+
+
+@cache
+def _field_docs(cls: type[BaseModel]) -> tuple[tuple[str, str], ...]:
+    written: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if isinstance(klass, type) and issubclass(klass, BaseModel) and klass is not BaseModel:
+            written |= _attribute_docstrings(klass)
+    docs = {}
+    for name, info in cls.model_fields.items():
+        doc = info.description or written.get(name)
+        if not doc and issubclass(cls, ComponentConfig):
+            if name == "type" and getattr(info.annotation, "__args__", None):
+                doc = f"`{info.annotation.__args__[0]}`: selects this component."
+            else:
+                doc = COMMON_FIELDS.get(name)
+        if doc:
+            docs[name] = doc
+    return tuple(docs.items())
+
+
+def _attribute_docstrings(klass: type) -> dict[str, str]:
+    """The docstrings written right under the annotated attributes in `klass`'s own body."""
+    try:
+        source = textwrap.dedent(inspect.getsource(klass))
+    except (OSError, TypeError):  # defined where there is no source (an interactive session)
+        return {}
+    body = ast.parse(source).body[0].body
+    out = {}
+    for node, after in zip(body, body[1:], strict=False):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            out[node.target.id] = inspect.cleandoc(after.value.value)
+    return out
+
+
+def describe_schema(schema: dict, root: type[BaseModel]) -> dict:
+    """`schema` (the JSON Schema of `root`) with every property of `root` and of the spec models in its `$defs`
+    described by `field_docs`, in place; returns it."""
+    models = {m.__name__: m for m in _subclasses(StrictModel)}
+    for name, definition in [(root.__name__, schema), *schema.get("$defs", {}).items()]:
+        model = models.get(name) if name != root.__name__ else root
+        if model is None:
+            continue
+        docs = field_docs(model)
+        for field, prop in definition.get("properties", {}).items():
+            key = next((f for f, info in model.model_fields.items() if (info.alias or f) == field), field)
+            if key in docs and "description" not in prop:
+                definition["properties"][field] = dict(sorted({**prop, "description": docs[key]}.items()))
+    return schema
+
+
+def _subclasses(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        out += [sub, *_subclasses(sub)]
+    return out
