@@ -49,7 +49,6 @@ def test_every_component_field_has_a_description_and_its_default_in_the_schema()
     """What an editor shows on hover: each field of each registered component says what it is (an attribute
     docstring, or the shared COMMON_FIELDS text), and an optional field shows its default."""
     from mmspec.registry import list_components
-
     from mmspec.spec.base import describe_schema
 
     model = spec_model()
