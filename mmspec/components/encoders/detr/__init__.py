@@ -52,11 +52,14 @@ class DetrEncoder(ComponentConfig):
     input: Ref
     """A node with a `features` map [batch, C, h, w] of fixed size (a `resnet`)."""
     width: PositiveInt = 256
+    """d_model: the projected map's and every layer's width."""
     layers: PositiveInt = 6
+    """Encoder layers."""
     heads: PositiveInt = 8
     ffn: PositiveInt = 2048
     """Feed-forward hidden width."""
     activation: Activation = "relu"
+    """Activation of the feed-forward."""
     residual: bool = False
     """UniT's residual_in_encoder: the output is the projected feature map plus the encoder's output."""
     dropout: Probability = 0.1
@@ -109,11 +112,14 @@ class DetrDecoder(ComponentConfig):
     """Another `detr_decoder` (with the same stack fields, owning its layers) whose layers, final norm and
     projections this one uses."""
     width: PositiveInt = 256
+    """d_model of the decoder (UniT's decoder_hidden_dim); the memories are projected to it when they differ."""
     layers: PositiveInt = 6
+    """Decoder layers."""
     heads: PositiveInt = 8
     ffn: PositiveInt = 2048
     """Feed-forward hidden width."""
     activation: Activation = "relu"
+    """Activation of the feed-forward."""
     dropout: Probability = 0.1
     eps: PositiveFloat = 1e-5
 

@@ -40,8 +40,11 @@ class SetPrediction(Objective):
     eos_coef: Probability = 0.1
     """Weight of the "no object" class in the cross-entropy."""
     class_weight: PositiveFloat = 1.0
+    """Weight of the class term (cross-entropy; -p(class) in the matching cost)."""
     bbox_weight: PositiveFloat = 5.0
+    """Weight of the L1 box term (loss and matching cost)."""
     giou_weight: PositiveFloat = 2.0
+    """Weight of the generalised-IoU term (1 - GIoU in the loss, -GIoU in the matching cost)."""
     ref_fields: ClassVar[tuple[str, ...]] = ("classes", "boxes")
 
     def _shapes(self, inputs: dict[str, Bundle]) -> tuple[TensorInfo, TensorInfo]:
