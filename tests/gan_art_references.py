@@ -107,3 +107,40 @@ def stylegan_official_counts(resolution: int = 1024, fmap_base: int = 8192, fmap
 def stylegan_official_count() -> int:
     """The FFHQ 1024 networks together (mapping + synthesis + discriminator)."""
     return sum(stylegan_official_counts().values())
+
+
+def stylegan2_rosinality_counts(size: int = 1024, style_dim: int = 512, n_mlp: int = 8,
+                                channel_multiplier: int = 2) -> dict[str, int]:
+    """The StyleGAN2 Generator StyleCLIP builds (models/stylegan2/model.py, rosinality's port of config F),
+    variable by variable: the style MLP (n_mlp EqualLinear with bias) and the synthesis (ConstantInput; per
+    StyledConv the modulated weight, the modulation EqualLinear(style_dim, in) with bias, the NoiseInjection
+    scalar and the FusedLeakyReLU bias; per ToRGB a modulated 1x1 weight to 3, its modulation and a bias)."""
+    channels = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * channel_multiplier, 128: 128 * channel_multiplier,
+                256: 64 * channel_multiplier, 512: 32 * channel_multiplier, 1024: 16 * channel_multiplier}
+
+    def styled(cin: int, cout: int) -> int:
+        return 9 * cin * cout + style_dim * cin + cin + 1 + cout
+
+    def to_rgb(cin: int) -> int:
+        return 3 * cin + style_dim * cin + cin + 3
+
+    synthesis = 16 * channels[4] + styled(channels[4], channels[4]) + to_rgb(channels[4])
+    res = 8
+    while res <= size:
+        cin, cout = channels[res // 2], channels[res]
+        synthesis += styled(cin, cout) + styled(cout, cout) + to_rgb(cout)
+        res *= 2
+    return {"mapping": n_mlp * (style_dim * style_dim + style_dim), "synthesis": synthesis}
+
+
+def styleclip_mapper_count(latent_dim: int = 512, mappers: int = 3, layers: int = 4) -> int:
+    """StyleCLIP mapper/latent_mappers.py LevelsMapper with its defaults (coarse, medium and fine mappers, none
+    disabled): per Mapper, PixelNorm and 4 EqualLinear(512, 512) with bias."""
+    return mappers * layers * (latent_dim * latent_dim + latent_dim)
+
+
+def styleclip() -> int:
+    """StyleCLIP's latent mapper + the frozen StyleGAN2 FFHQ 1024 generator + CLIP ViT-B/32."""
+    with torch.device("meta"):
+        clip = sum(p.numel() for p in tf.CLIPModel(tf.CLIPConfig()).parameters())
+    return styleclip_mapper_count() + sum(stylegan2_rosinality_counts().values()) + clip

@@ -333,6 +333,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "big_sleep": GART.big_sleep,  # pytorch-pretrained-biggan BigGAN(BigGANConfig()) + CLIPModel ViT-B/32
     "stylegan": Formula("NVlabs/stylegan networks_stylegan.py G_mapping + G_synthesis + D_basic, FFHQ 1024, "
                         "structure='fixed'", GART.stylegan_official_count),
+    "styleclip": Formula("StyleCLIP LevelsMapper + its StyleGAN2 Generator(1024, 512, 8) counted from the official "
+                         "code + transformers CLIPModel(CLIPConfig())", GART.styleclip),
     "attngan": ATG.attngan,  # bird_attn2.yml: DAMSM text encoder, G_NET, D_NET64/128/256
     "dmgan": ATG.dmgan,  # bird_DMGAN.yml: DAMSM text encoder, memory G_NET, spectral D_NET64/128/256
     "ssddr": SR.ssddr,

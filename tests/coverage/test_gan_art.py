@@ -1,12 +1,15 @@
-"""Generative art with GANs (issue 12): GA-03 StyleGAN and GA-04 The Big Sleep. StyleGAN's mapping, synthesis and
-discriminator equal the counts of NVlabs/stylegan's networks (derived variable by variable in
+"""Generative art with GANs (issue 12): GA-03 StyleGAN, GA-04 The Big Sleep and GA-05 StyleCLIP. StyleGAN's
+mapping, synthesis and discriminator equal the counts of NVlabs/stylegan's networks (derived variable by variable in
 tests/gan_art_references.py); mapping and synthesis export as two graphs that compose to eager on ONNX Runtime;
 noise is drawn while training and fixed in exports; truncation pulls w to its running mean; `fit` alternates the
 networks and lowers the discriminator's loss. The Big Sleep: The spec's BigGAN-deep generator equals
 pytorch-pretrained-biggan's BigGAN in parameter count (BigGANConfig(), BigGAN-deep 128) and, with the reference's
 weights mapped (tests/gan_art_references.py), in its images; its CLIP critic has CLIPModel's count; the generator
 exports alone and equals eager on ONNX Runtime; the Big Sleep loop (examples/big_sleep.py) raises CLIP's score of
-the prompt while both networks stay frozen."""
+the prompt while both networks stay frozen. StyleCLIP: the mapper, the StyleGAN2 generator and CLIP equal the official
+counts (latent_mappers.py, models/stylegan2/model.py, CLIPModel); the modulated conv equals the paper's
+per-example modulated and demodulated weights; the edit graph (W+ -> image) equals eager on ONNX Runtime;
+examples/styleclip.py lowers the CLIP + L2 loss moving only the mapper."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import torch
 import transformers as tf
 from pytorch_pretrained_biggan import BigGAN, BigGANConfig
 from references import reference_count
+from torch.nn import functional as F
 
 from mmspec import api
 from mmspec.train.data import synthetic_batch
@@ -151,3 +155,69 @@ def test_stylegan_fit_alternates_the_networks_and_lowers_the_discriminator_loss(
     d = history.objectives["d_loss"]
     assert sum(d[-3:]) / 3 < 0.97 * d[0], d[::5]
     assert any(not torch.equal(a, b) for a, b in zip(before, parts["synthesis"].parameters(), strict=True))
+
+
+# GA-05 StyleCLIP
+STYLECLIP = ROOT / "specs" / "styleclip.yaml"
+
+
+def test_styleclip_counts_equal_the_official_mapper_generator_and_clip():
+    model = api.build(api.load_spec(STYLECLIP), device="meta")
+    generator = GART.stylegan2_rosinality_counts()
+    assert _count(model.components["mapper"]) == GART.styleclip_mapper_count()
+    assert {n: _count(model.components[n]) for n in generator} == generator
+    with torch.device("meta"):
+        clip = tf.CLIPModel(tf.CLIPConfig())
+    critic = sum(_count(model.components[n]) for n in ("vision", "text_tower", "image_proj", "text_proj", "clip"))
+    assert critic == _count(clip)
+    assert api.param_counts(model)["total"] == reference_count("styleclip")[0]
+
+
+def test_modulated_conv_equals_per_example_modulated_and_demodulated_weights():
+    """StyleGAN2's Eq. 1-3: w'_ijk = s_i w_ijk, w''_ijk = w'_ijk / sqrt(sum_ik w'_ijk^2 + eps), one conv per
+    example; the module modulates the input and demodulates the output instead."""
+    from mmspec.components.heads.stylegan.module import ModulatedConv
+
+    torch.manual_seed(4)
+    for up in (False, True):
+        conv = ModulatedConv(3, 5, 3, 6, True, up)
+        with torch.no_grad():
+            conv.modulation.bias.normal_()
+        x, w = torch.randn(2, 3, 4, 4), torch.randn(2, 6)  # B,C,H,W; B,D
+        with torch.no_grad():
+            ours = conv(x, w)
+            style = conv.modulation(w)  # B,Cin
+            expected = []
+            for b in range(2):
+                weight = conv.weight * conv.scale * style[b][None, :, None, None]  # Cout,Cin,3,3
+                weight = weight * torch.rsqrt(weight.pow(2).sum((1, 2, 3)) + 1e-8)[:, None, None, None]
+                if up:
+                    y = F.conv_transpose2d(x[b : b + 1], weight.transpose(0, 1), stride=2)
+                    y = F.conv2d(y, conv.blur, padding=1, groups=5)
+                else:
+                    y = F.conv2d(x[b : b + 1], weight, padding=1)
+                expected.append(y)
+        torch.testing.assert_close(ours, torch.cat(expected), atol=1e-5, rtol=1e-4)
+
+
+def test_styleclip_edit_graph_equals_eager(tmp_path):
+    api.compile(STYLECLIP, out_dir=tmp_path, variant="tiny")
+    model = api.build(api.load_spec(STYLECLIP, "tiny")).eval()
+    session = ort.InferenceSession(str(tmp_path / "styleclip-tiny.edit.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["wplus"]
+    w = torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(5))  # B,L,D
+    (image,) = session.run(None, {"wplus": w.numpy()})
+    with torch.no_grad():
+        edited = model.components["mapper"]({"input": {"values": w}})["edited"]
+        eager = model.components["synthesis"]({"input": {"edited": edited}})["image"]  # B,3,16,16
+    assert eager.std() > 0.01
+    np.testing.assert_allclose(image, eager.numpy(), atol=1e-4, rtol=1e-3)
+
+
+def test_styleclip_mapper_training_lowers_the_loss_and_moves_only_the_mapper():
+    train = runpy.run_path(str(ROOT / "examples" / "styleclip.py"))["train"]
+    losses, model, before = train(steps=12)
+    assert losses[-1] < losses[0] - 1e-3, losses
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.components["mapper"].parameters(), strict=True))
+    frozen = [n for n in model.components if n != "mapper"]
+    assert not any(p.requires_grad for n in frozen for p in model.components[n].parameters())
