@@ -21,6 +21,7 @@ from .onnxruntime import (
     available_providers,
     first_failure_message,
     make_session,
+    op_profile,
     verify_onnx,
 )
 from .precision import TOLERANCE_FP16, accuracy_delta, quantize_int8, to_fp16
@@ -40,6 +41,7 @@ __all__ = [
     "make_session",
     "name_dims",
     "onnx_signature",
+    "op_profile",
     "publish",
     "publish_pairs",
     "quantize_int8",

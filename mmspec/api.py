@@ -774,8 +774,12 @@ def bench(
     opset: int = 20,
     budget: Budget | None = DEFAULT_BUDGET,
     progress: Progress | None = None,
+    profile: bool = False,
 ) -> dict:
     """Latency of the spec's engines side by side (`mmspec bench`; contract in docs/contracts.md).
+
+    With `profile`, "profiles" gives, per ONNX Runtime engine on the CPU and batch, the share of kernel time per
+    operator type (ORT's profiler).
 
     `sizes` fixes named axes (default: every axis but the batch at min(its maximum, 128)); `engines` selects
     among BENCH_ENGINES (default: all that this machine and spec can run; `ort_cuda` needs a GPU, the reference
@@ -788,7 +792,14 @@ def bench(
     from torch.utils.flop_counter import FlopCounterMode
 
     from mmspec import benchmark
-    from mmspec.backends import ORT_VERSION, available_providers, export_plain, make_session, quantize_int8
+    from mmspec.backends import (
+        ORT_VERSION,
+        available_providers,
+        export_plain,
+        make_session,
+        op_profile,
+        quantize_int8,
+    )
     from mmspec.graph.inputs import make_inputs
 
     unknown = sorted(set(engines or ()) - set(BENCH_ENGINES))
@@ -903,10 +914,20 @@ def bench(
         say("measure")
         results = benchmark.measure(runs, feeds, rounds, warmup, flops)
         _agreement(results, runs, feeds, model, ref_module, ref_inputs)
+        profiles = {}
+        if profile:
+            say("profile")
+            files = {"ort_cpu": (onnx_path, {}), "ort_int8": (Path(tmp) / f"{loaded.stem}.int8.onnx", {}),
+                     "reference_onnx": (Path(tmp) / "reference.onnx", ref_inputs)}
+            for name, (file, keywords) in files.items():
+                if any(e.name == name for e in runs):
+                    profiles[name] = {b: op_profile(file, {keywords.get(k, k): v for k, v in feed.items()},
+                                                    threads=threads) for b, feed in feeds.items()}
     return {
         "spec": str(path), "name": loaded.spec.name, "variant": loaded.variant, "sizes": axis_sizes,
         "machine": benchmark.machine(threads, ORT_VERSION), "peak_gflops": benchmark.peak_gflops(threads),
         "reference": ref_source if ref_module is not None else None, "skipped": skipped, "results": results,
+        **({"profiles": profiles} if profile else {}),
     }
 
 

@@ -32,7 +32,7 @@ def tiny_reference(tmp_path_factory) -> Path:
 def report(tmp_path_factory, tiny_reference) -> dict:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     code = run(["bench", str(BERT), "--variant", "tiny", "--batch", "1,3", "--size", "seq=16", "--rounds", "2",
-                "--warmup", "0", "--threads", "1", "--reference", str(tiny_reference), "--json", str(out), "-q"])
+                "--warmup", "0", "--threads", "1", "--reference", str(tiny_reference), "--json", str(out), "--profile", "-q"])
     assert code == 0
     return json.loads(out.read_text())
 
@@ -59,6 +59,20 @@ def test_engines_compute_the_eager_function(report):
         assert by["reference_onnx", b] <= ORT_ATOL
         assert by["reference_eager", b] == 0.0
         assert 0 < by["ort_int8", b] < 0.5
+
+
+def test_profiles(report):
+    """ORT's operator-time shares per ORT engine and batch: they sum to 1, and the int8 graph spends its time in
+    quantized kernels the fp32 one does not have."""
+    profiles = report["profiles"]
+    assert set(profiles) == {"ort_cpu", "ort_int8", "reference_onnx"}
+    for by_batch in profiles.values():
+        assert set(by_batch) == {"1", "3"}
+        for shares in by_batch.values():
+            assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
+            assert list(shares.values()) == sorted(shares.values(), reverse=True)
+    assert any("Integer" in op or "Quantize" in op for op in profiles["ort_int8"]["1"])
+    assert not any("Integer" in op or "Quantize" in op for op in profiles["ort_cpu"]["1"])
 
 
 def test_reference_only_at_the_spec_size():

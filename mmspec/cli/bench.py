@@ -63,6 +63,9 @@ def bench(
     opset: Annotated[int, typer.Option(metavar="N", help="ONNX opset of the mmspec export (18 to 25).", min=18,
                                        max=25)] = 20,
     json_file: Annotated[Path | None, typer.Option("--json", metavar="FILE", help="Write the results as JSON.")] = None,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="Also show where ONNX Runtime spends its time, by operator type.")
+    ] = False,
     quiet: QuietOpt = False,
     max_params: MaxParamsOpt = None,
     max_activation_bytes: MaxActivationOpt = None,
@@ -84,7 +87,7 @@ def bench(
         api.check_writable(json_file, "--json", directory=False)
     result = api.bench(spec, variant, set_ or (), _numbers(batch, "--batch"), _sizes(size or []), rounds, warmup,
                        threads, engine, reference, opset, budget_from_options(max_params, max_activation_bytes),
-                       progress=lambda step: console.print(f"{spec}: {step}...", markup=False))
+                       progress=lambda step: console.print(f"{spec}: {step}...", markup=False), profile=profile)
     if json_file is not None:
         json_file.write_text(json.dumps(result, indent=2) + "\n")
     sizes = ", ".join(f"{k}={v}" for k, v in result["sizes"].items())
@@ -99,6 +102,10 @@ def bench(
         table.add_row(r["engine"], str(r["batch"]), f"{r['median_ms']:.2f}", f"{r['p10_ms']:.2f}",
                       f"{r['p90_ms']:.2f}", ratio, f"{r['gflops']:.1f}", delta)
     Console(highlight=False).print(table)
+    for engine, by_batch in result.get("profiles", {}).items():
+        for b, shares in by_batch.items():
+            top = ", ".join(f"{op} {100 * share:.0f} %" for op, share in list(shares.items())[:6])
+            Console(highlight=False).print(f"{engine} batch {b}: {top}", markup=False)
     for name, why in result["skipped"].items():
         console.print(f"not timed: {name}: {why}", markup=False)
 
