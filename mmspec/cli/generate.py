@@ -474,8 +474,10 @@ def _token_feeds(manifest: dict, graph: str, given: list[str], rows: int) -> dic
     for name, given_rows in values.items():
         spec = takes[name]
         rank = len(spec["shape"])
-        if rank not in (1, 2):
-            raise UsageError(f"--input {name}: a rank-{rank} input cannot be given on the command line")
+        dynamic = [d for d in spec["shape"][1:] if not isinstance(d, int)]
+        if rank > 2 and len(dynamic) > 1:
+            raise UsageError(f"--input {name}: a rank-{rank} input with more than one dynamic axis after the batch "
+                             f"({', '.join(map(str, dynamic))}) cannot be given on the command line")
         if len(given_rows) not in (1, rows):
             raise UsageError(f"--input {name} is given {len(given_rows)} times; give it once, or once per prompt "
                              f"({rows})")
@@ -484,6 +486,13 @@ def _token_feeds(manifest: dict, graph: str, given: list[str], rows: int) -> dic
         if len({len(r) for r in given_rows}) != 1:
             raise UsageError(f"--input {name}: the rows have different lengths {[len(r) for r in given_rows]}")
         array = np.array(given_rows, dtype=spec["dtype"])  # R,L
+        if rank > 2:  # each row's values flattened, in the input's shape after the batch (a dynamic axis inferred)
+            tail = [d if isinstance(d, int) else -1 for d in spec["shape"][1:]]
+            try:
+                array = array.reshape(len(given_rows), *tail)
+            except ValueError:
+                raise UsageError(f"--input {name}: {array.shape[1]} values per row do not fill its shape "
+                                 f"{spec['shape'][1:]} after the batch") from None
         feeds[name] = array[:, 0] if rank == 1 else array
     for name in takes:
         base = name.removesuffix("_mask")

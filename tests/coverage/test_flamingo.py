@@ -15,7 +15,7 @@ import torch
 from flamingo_references import DEFAULT, IDEFICS_9B, IDEFICS_9B_SETS, idefics
 from hf_reference import PARITY_ATOL, randomize
 
-from mmspec import api
+from mmspec import api, cli
 from mmspec.blocks.flamingo import image_causal
 from mmspec.importers.hf import import_hf, write_spec
 from mmspec.runtime import greedy
@@ -148,13 +148,13 @@ def tiny_graphs(tmp_path_factory, tiny_pair):
     api.compile(FLAMINGO, out_dir=out, variant="tiny", weights=ckpt)
     ort = Pipeline.open(out)
     eager = Pipeline(ort.manifest, {name: api.eager_graph(model, name) for name in ort.graphs})
-    return ort, eager, api.eager_graph(model)
+    return ort, eager, api.eager_graph(model), out
 
 
 def test_tiny_generates_on_ort_as_eager(tiny_graphs, tiny_pair):
     """The media graph runs once; the step graph (KV cache, <image> count state) on ONNX Runtime, the same graphs
     eager and the monolithic model rerun on the whole sequence each step generate the same tokens."""
-    ort, eager, full = tiny_graphs
+    ort, eager, full, _ = tiny_graphs
     inputs = {"image": tiny_pair[2].numpy()}
     prompt = _prompt().numpy()
     ours = greedy(ort.decoder(inputs), prompt, 8)
@@ -177,6 +177,21 @@ def test_video_frames_are_resampled_together():
         latents2, _ = model({"image": clip, "text": ids})
     assert latents.shape == (1, 1, 4, 16) and logits.shape == (1, 4, 32)
     assert (latents - latents2).abs().max() > 1e-4
+
+
+def test_mmspec_generate_decodes_an_interleaved_prompt(tiny_graphs, tiny_pair, capsys):
+    """`mmspec generate` with the two images flattened on the command line prints what the pipeline decodes."""
+    ort, _, _, build = tiny_graphs
+    pixels = tiny_pair[2].numpy()
+    prompt = _prompt().numpy()
+    expected = greedy(ort.decoder({"image": pixels}), prompt, 6)
+    args = [a for row in range(2) for a in ("--prompt", " ".join(map(str, prompt[row])),
+                                            "--input", "image=" + " ".join(map(repr, pixels[row].ravel().tolist())))]
+    with pytest.raises(SystemExit) as info:
+        cli.main(["generate", str(build), *args, "--max-new-tokens", "6", "-q"])
+    out, _ = capsys.readouterr()
+    assert info.value.code == 0
+    assert [list(map(int, line.split())) for line in out.strip().splitlines()] == expected.tolist()
 
 
 def test_fit_lowers_the_loss_of_the_tiny_variant():
