@@ -92,3 +92,28 @@ def adm_to_mmspec(model: nn.Module) -> dict:
     if "label_emb.weight" in sd:
         out["label_emb.weight"] = sd["label_emb.weight"]
     return out
+
+
+def unclip() -> nn.ModuleList:
+    """Karlo's prior (diffusers PriorTransformer() defaults: 1,022,030,080) and CLIP ViT-L/14's text tower with
+    its projection (CLIPTextModelWithProjection: 123,650,304)."""
+    from diffusers import PriorTransformer
+
+    text = tf.CLIPTextModelWithProjection(tf.CLIPTextConfig(hidden_size=768, num_attention_heads=12,
+                                                            intermediate_size=3072, projection_dim=768))
+    return nn.ModuleList([PriorTransformer(), text])
+
+
+def prior_to_mmspec(prior: nn.Module) -> dict:
+    """A diffusers PriorTransformer's state dict under the `unclip_prior` parameter names."""
+    pairs = {"norm1": "attn_res.norm", "attn1.to_q": "attn.q", "attn1.to_k": "attn.k", "attn1.to_v": "attn.v",
+             "attn1.to_out.0": "attn.out", "norm3": "ffn_res.norm", "ff.net.0.proj": "ffn.fc1", "ff.net.2": "ffn.fc2"}
+    out = {}
+    for key, value in prior.state_dict().items():
+        if key.startswith("transformer_blocks."):
+            _, i, rest = key.split(".", 2)
+            sub, leaf = rest.rsplit(".", 1)
+            out[f"blocks.{i}.{pairs[sub]}.{leaf}"] = value
+        else:
+            out[key] = value
+    return out

@@ -324,6 +324,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "vqgan_clip": GDR.vqgan_clip,  # diffusers VQModel (ImageNet f16/16384 VQGAN) + CLIPModel ViT-B/32
     "guided_diffusion": GDR.guided_diffusion,  # guided_diffusion 256x256 conditional U-Net + noisy classifier
     "guided_diffusion:unconditional": lambda: GDR.guided_diffusion(class_cond=False),
+    "unclip": GDR.unclip,  # diffusers PriorTransformer (Karlo) + CLIPTextModelWithProjection ViT-L/14
     "imagen": IMG.imagen,  # T5 v1.1-Large encoder (T5EncoderModel) + base UNet2DConditionModel (widths 256..1024)
     "dvae": Formula("transformers.FlavaImageCodebook + the official dall_e.Decoder count", DR.dvae_count),
     "dcgan": lambda: GAN.pair(GAN.dcgan_example),  # pytorch/examples DCGAN Generator + Discriminator

@@ -31,6 +31,7 @@ from mmspec.train.trainer import Trainer
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 VQGAN_CLIP = SPECS / "vqgan_clip.yaml"
 GUIDED = SPECS / "guided_diffusion.yaml"
+UNCLIP = SPECS / "unclip.yaml"
 PARITY_ATOL = 1e-5  # docs/contracts.md: imported weights against the reference, fp32
 SAMPLE_ATOL = 1e-3  # the diffusion acceptance bound: a whole sampling loop, ONNX Runtime against eager
 # guided_diffusion's GroupNorm has 32 groups: the parity checks run the tiny variant at 32 and 64 channels
@@ -274,3 +275,44 @@ def test_guided_diffusion_fit_lowers_the_loss():
     history = Trainer(loaded, lr=3e-3).fit(synthetic_batch(loaded, 4, 0), 15, seed=0)
     first, last = history.losses[0], sum(history.losses[-3:]) / 3
     assert last < 0.9 * first, history.losses[::3]
+
+
+def test_unclip_counts_equal_prior_transformer_and_clip_text():
+    loaded = api.load_spec(UNCLIP)
+    counts = api.param_counts(api.build(loaded, device="meta"))
+    with torch.device("meta"):
+        prior, text = GDR.unclip()
+    assert counts["by_component"]["prior"] == _count(prior)
+    assert counts["by_component"]["text_tower"] + counts["by_component"]["text_proj"] == _count(text)
+    assert counts["total"] == reference_count("unclip")[0]
+
+
+def test_unclip_prior_weights_reproduce_prior_transformer():
+    from diffusers import PriorTransformer
+
+    loaded = api.load_spec(UNCLIP, "tiny")
+    spec = loaded.spec
+    prior_cfg, length = spec.encoders["prior"], spec.modalities["text"].length
+    dim = spec.modalities["x_t"].dim
+    torch.manual_seed(0)
+    reference = PriorTransformer(num_attention_heads=prior_cfg.heads, attention_head_dim=prior_cfg.head_dim,
+                                 num_layers=prior_cfg.layers, embedding_dim=dim, num_embeddings=length).eval()
+    with torch.no_grad():  # zero-initialised positions, query and statistics: lively values expose misplacement
+        for p in reference.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    model = api.build(loaded).eval()
+    model.components["prior"].load_state_dict(GDR.prior_to_mmspec(reference), strict=True)
+    x, t = torch.randn(2, dim), torch.tensor([4, 730])  # B,D; B
+    embed, states = torch.randn(2, dim), torch.randn(2, length, dim)  # B,D; B,S,D
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])  # B,S: padding shows
+    inputs = {"input": {"values": x}, "timestep": {"t": t}, "text_embed": {"embedding": embed},
+              "text_states": {"sequence": states}, "text_mask": {"ids": mask, "mask": mask}}
+    with torch.no_grad():
+        got = model.components["prior"](inputs)
+        theirs = reference(x, t, embed, encoder_hidden_states=states, attention_mask=mask.bool())
+        expected = theirs.predicted_image_embedding  # B,D
+        padded = model.components["prior"]({**inputs, "text_mask": {"mask": torch.ones_like(mask)}})["x0"]
+    assert expected.abs().max() > 0.1
+    assert (got["x0"] - expected).abs().max().item() <= PARITY_ATOL
+    torch.testing.assert_close(got["image_embedding"], reference.post_process_latents(expected))
+    assert (padded[0] - got["x0"][0]).abs().max() > 1e-4, "the padding mask does not reach the prediction"
