@@ -177,6 +177,7 @@ class GatedXattnLM(ComponentConfig):
     """The last rows of the vocabulary (new tokens such as `<image>`) in their own embedding and head tables, which
     train while the LM's own rows are frozen (IDEFICS's decoupled tables: 2)."""
     activation: Activation = "silu"
+    """The gate activation of the LM's and the gated blocks' SwiGLU (Llama, IDEFICS: silu)."""
     lm_trainable: bool = False
     """false: the LM's layers, final norm and own token rows are frozen (Flamingo); the gated blocks, the added
     tokens and the head train."""
