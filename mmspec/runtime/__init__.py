@@ -17,6 +17,7 @@ from mmspec.runtime.diffusion import (
     ddim_timesteps,
     ddpm_sample,
     ddpm_step,
+    dynamic_threshold,
     upsample_nearest,
 )
 from mmspec.runtime.graphs import Graph, OnnxGraph
@@ -27,7 +28,7 @@ __all__ = [
     "Graph", "OnnxGraph",
     "Denoiser", "Stage", "alphas_cumprod", "betas", "cascade", "classifier_guidance",
     "ddim_sample", "ddim_step", "ddim_timesteps",
-    "ddpm_sample", "ddpm_step", "upsample_nearest",
+    "ddpm_sample", "ddpm_step", "dynamic_threshold", "upsample_nearest",
     "Decoder", "beam_search", "greedy", "sample",
     "GeneratedImage", "decode_tokens", "generate_image",
 ]

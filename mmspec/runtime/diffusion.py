@@ -125,7 +125,21 @@ def classifier_guidance(denoise: DenoiseFn, gradient: Callable[[np.ndarray, np.n
     return guided
 
 
-def _clip(x0: np.ndarray, clip_sample: bool) -> np.ndarray:
+def dynamic_threshold(x0: np.ndarray, percentile: float) -> np.ndarray:
+    """Imagen's dynamic thresholding (Saharia et al. 2022, Section 2.3): per example s = max(1, the `percentile`
+    quantile of |x0|), then x0 clipped to [-s, s] and divided by s."""
+    if not 0.0 < percentile < 1.0:
+        raise ValueError(f"the dynamic-thresholding percentile must be in (0, 1), got {percentile}")
+    s = np.maximum(np.quantile(np.abs(x0).reshape(len(x0), -1), percentile, axis=1), 1.0)  # B
+    s = s.reshape(-1, *([1] * (x0.ndim - 1)))  # B,1,...
+    return (np.clip(x0, -s, s) / s).astype(x0.dtype)  # B,...
+
+
+def _clip(x0: np.ndarray, clip_sample: bool | float) -> np.ndarray:
+    """`clip_sample`: False keeps x0, True clips it to [-1, 1], a float p in (0, 1) thresholds it dynamically at the
+    p-th percentile (Imagen)."""
+    if isinstance(clip_sample, float):
+        return dynamic_threshold(x0, clip_sample)
     return np.clip(x0, -1.0, 1.0) if clip_sample else x0
 
 
@@ -137,10 +151,10 @@ def _check(noise: np.ndarray, schedule: np.ndarray) -> None:
 
 
 def ddpm_step(eps: np.ndarray, t: int, x: np.ndarray, schedule: np.ndarray, noise: np.ndarray | None,
-              clip_sample: bool = False) -> np.ndarray:
+              clip_sample: bool | float = False) -> np.ndarray:
     """One ancestral DDPM step x_t -> x_{t-1} (epsilon prediction, posterior variance beta-tilde).
 
-    x0 = (x - sqrt(1 - ab_t) eps) / sqrt(ab_t), clipped to [-1, 1] with `clip_sample`; then the posterior mean
+    x0 = (x - sqrt(1 - ab_t) eps) / sqrt(ab_t), clipped by `clip_sample` (see _clip); then the posterior mean
     sqrt(ab_prev) beta_t / (1 - ab_t) x0 + sqrt(alpha_t) (1 - ab_prev) / (1 - ab_t) x, plus
     sqrt(beta-tilde_t) * noise with beta-tilde_t = (1 - ab_prev) / (1 - ab_t) beta_t when t > 0; ab_prev = 1 at
     t = 0 and beta_t = 1 - ab_t / ab_prev (so a respaced schedule works too). `noise` (x's shape) is needed for
@@ -165,7 +179,8 @@ def ddim_timesteps(train_steps: int, steps: int) -> np.ndarray:
 
 
 def ddim_step(eps: np.ndarray, t: int, prev_t: int, x: np.ndarray, schedule: np.ndarray, eta: float = 0.0,
-              noise: np.ndarray | None = None, set_alpha_to_one: bool = True, clip_sample: bool = False) -> np.ndarray:
+              noise: np.ndarray | None = None, set_alpha_to_one: bool = True,
+              clip_sample: bool | float = False) -> np.ndarray:
     """One DDIM step x_t -> x_{prev_t} (epsilon prediction; Song et al. 2021, eq. 12).
 
     x0 = (x - sqrt(1 - ab_t) eps) / sqrt(ab_t) (clipped with `clip_sample`), sigma = eta * sqrt((1 - ab_prev) /
@@ -182,7 +197,7 @@ def ddim_step(eps: np.ndarray, t: int, prev_t: int, x: np.ndarray, schedule: np.
 
 
 def ddpm_sample(denoise: DenoiseFn, noise: np.ndarray, *, schedule: np.ndarray, seed: int = 0,
-                guidance_scale: float | None = None, clip_sample: bool = False,
+                guidance_scale: float | None = None, clip_sample: bool | float = False,
                 progress: Progress | None = None) -> np.ndarray:
     """Ancestral DDPM sampling over every timestep of `schedule` (T-1 .. 0), starting from `noise` x_T
     (float32 [B, ...]); the step noises are drawn from `np.random.default_rng(seed)`. Returns x_0 [B, ...].
@@ -202,7 +217,7 @@ def ddpm_sample(denoise: DenoiseFn, noise: np.ndarray, *, schedule: np.ndarray, 
 
 def ddim_sample(denoise: DenoiseFn, noise: np.ndarray, *, schedule: np.ndarray, steps: int, eta: float = 0.0,
                 seed: int = 0, guidance_scale: float | None = None, set_alpha_to_one: bool = True,
-                clip_sample: bool = False, progress: Progress | None = None) -> np.ndarray:
+                clip_sample: bool | float = False, progress: Progress | None = None) -> np.ndarray:
     """DDIM sampling in `steps` steps ("leading" spacing, `ddim_timesteps`), starting from `noise` (float32
     [B, ...]); eta = 0 is deterministic, eta = 1 has DDPM's variance, and step noises come from
     `np.random.default_rng(seed)` (drawn only when eta > 0). Returns x_0 [B, ...]. `progress(i)` after step i."""
