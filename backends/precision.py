@@ -34,11 +34,15 @@ def quantize_int8(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]]
     external = (src.parent / f"{src.name}.data").exists()
     model = onnx.load(str(src))
     del model.graph.value_info[:]  # the quantizer re-infers shapes and trips over the exporter's annotations
+    # ONNX's native Attention (opset 23+) would be taken for ONNX Runtime's contrib Attention and become a
+    # QAttention that does not load: it stays fp32.
+    native = [n.name for n in model.graph.node if n.op_type == "Attention" and n.domain in ("", "ai.onnx")]
     quiet = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process goes to the root logger
     try:
         if calibration is None:
-            quantize_dynamic(model, dst, weight_type=QuantType.QInt8, use_external_data_format=external)
+            quantize_dynamic(model, dst, weight_type=QuantType.QInt8, use_external_data_format=external,
+                             nodes_to_exclude=native)
             return "dynamic"
 
         class Feeds(CalibrationDataReader):
@@ -49,7 +53,7 @@ def quantize_int8(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]]
                 return next(self.rest, None)
 
         quantize_static(model, dst, Feeds(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, use_external_data_format=external)
+                        weight_type=QuantType.QInt8, use_external_data_format=external, nodes_to_exclude=native)
         return "static"
     except Exception as e:  # the quantizer's own failures (unsupported graphs) are a compile failure
         raise CompileError(f"int8 quantization failed: {type(e).__name__}: {e}") from e
