@@ -46,8 +46,11 @@ class UnclipPriorEncoder(ComponentConfig):
     text_mask: Ref
     """The caption's tokens modality; its `mask` [batch, S] (1 = token) hides the padding."""
     heads: PositiveInt = 32
+    """Attention heads; the transformer is heads * head_dim wide (Karlo: 32 x 64 = 2048)."""
     head_dim: PositiveInt = 64
+    """Width of one attention head (diffusers `attention_head_dim`)."""
     layers: PositiveInt = 20
+    """Transformer blocks (diffusers `num_layers`)."""
 
     def references(self) -> dict[str, str]:
         return {"input": self.input, "timestep": self.timestep, "text_embed": self.text_embed,
