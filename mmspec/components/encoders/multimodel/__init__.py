@@ -149,14 +149,18 @@ class MultiModelDecoder(ComponentConfig):
     encoder_mask: Ref | None = None
     """The encoder's padding `mask` [batch, S] (`<encoder>.mask`); None: every position is attended."""
     width: PositiveInt = 512
+    """hidden_size: the embeddings' and every layer's width."""
     layers: PositiveInt = 4
+    """num_hidden_layers: decoder layers."""
     heads: PositiveInt = 8
     filter: PositiveInt = 2048
     """filter_size: the feed-forward's hidden width."""
     expert_filter: PositiveInt = 2048
     """moe_hidden_sizes: each expert's hidden width (an hparam of its own: multimodel_tiny keeps 2048)."""
     experts: PositiveInt = 30
+    """moe_num_experts: experts of each mixture-of-experts layer."""
     top_k: PositiveInt = 2
+    """moe_k: experts per token; their gates are the softmax over the kept logits."""
     moe_layers: list[Annotated[int, Field(ge=0)]] = [2]
     """Layers (from 0) whose feed-forward is the mixture of experts (moe_layers "2")."""
     spaces: PositiveInt = 32
