@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mmspec.components.common import require_float
+from mmspec.components.common import require_float, same_batch
 from mmspec.components.heads.mlp import DiscriminatorInputs
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveInt, Ref
@@ -92,8 +92,11 @@ class _Generator(ComponentConfig):
 
     def _widths(self, inputs: dict[str, Bundle]) -> tuple[TensorInfo, int]:
         z = _vector(inputs["input"], self.input, "input")
-        cond = _vector(inputs["condition"], self.condition, "condition").width if "condition" in inputs else 0
-        return z, cond
+        if "condition" not in inputs:
+            return z, 0
+        cond = _vector(inputs["condition"], self.condition, "condition")
+        same_batch({"input": (self.input, z), "condition": (self.condition, cond)})
+        return z, cond.width
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         z, _ = self._widths(inputs)
@@ -238,7 +241,8 @@ class StackGANRefinerConfig(ComponentConfig):
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         x = _image(inputs["input"], self.input, "input")
-        _vector(inputs["condition"], self.condition, "condition")
+        cond = _vector(inputs["condition"], self.condition, "condition")
+        same_batch({"input": (self.input, x), "condition": (self.condition, cond)})
         b, c, h, w = x.shape
         down = 2 ** (len(self.encoder) - 1)
         if h % down or w % down:
