@@ -14,14 +14,19 @@ import onnx
 
 from mmspec.errors import CompileError
 
+DYNAMIC_OPS = ["MatMul", "Gemm"]
+"""What dynamic int8 quantizes. Not Gather: a quantized embedding table is dequantized whole at every run (on
+BERT-base 28 % of the int8 run time at batch 1), and not Conv: ONNX Runtime's ConvInteger is slower than fp32 Conv
+on CPUs. Measured on BERT-base, seq 128, batch 1, 2 threads: 66 ms against 84 ms with the quantizer's default
+operator set (eager fp32: 128 ms), and the MLM head's top-1 agreement with fp32 rises from 95.3 % to 97.7 %."""
 TOLERANCE_FP16 = {"atol": 1e-2, "rtol": 1e-2, "cosine": 0.999}
 
 
 def quantize_int8(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]] | None = None) -> str:
     """Write an int8 copy of `src` to `dst`; returns the method ("dynamic" or "static").
 
-    Without `calibration`: dynamic quantization (int8 weights of MatMul/Gemm/Conv..., activations quantized at
-    run time from their observed range). With calibration feeds: static QDQ quantization whose activation ranges
+    Without `calibration`: dynamic quantization of DYNAMIC_OPS (int8 weights, activations quantized at run time
+    from their observed range). With calibration feeds: static QDQ quantization whose activation ranges
     come from running those feeds (MinMax)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -42,7 +47,7 @@ def quantize_int8(src: Path, dst: Path, calibration: list[dict[str, np.ndarray]]
     try:
         if calibration is None:
             quantize_dynamic(model, dst, weight_type=QuantType.QInt8, use_external_data_format=external,
-                             nodes_to_exclude=native)
+                             nodes_to_exclude=native, op_types_to_quantize=DYNAMIC_OPS)
             return "dynamic"
 
         class Feeds(CalibrationDataReader):
