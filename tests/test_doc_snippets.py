@@ -44,6 +44,7 @@ EXTERNAL = {  # program -> the test that runs what the snippet shows
     "tritonserver": "tests/test_triton.py",  # not installable here: the repository is checked with Triton's schema
     "torchrun": "tests/train/test_fit_distributed.py",  # multi-node launch; the same fit runs multi-process there
     "python benchmarks/decode_cost.py": "tests/test_bench_decode.py",
+    "benchmarks/run": "tests/test_benchmarks_run.py",  # minutes at canonical sizes; its page logic is tested there
     "pip install ./examples/plugin": "tests/test_plugins.py",
 }
 

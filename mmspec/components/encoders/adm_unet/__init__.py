@@ -34,6 +34,25 @@ ADM_UNET_EXAMPLES = (
 )
 
 
+def check_levels(config, inputs: dict[str, Bundle]) -> list[int]:
+    """The shape rules the ADM U-Net and its classifier share: one timestep per example, one attention flag per
+    level, GroupNorm groups and head_dim dividing every level's width; returns the widths."""
+    t = next(iter(inputs["timestep"].values())) if len(inputs["timestep"]) == 1 else None
+    if t is None or t.rank != 1:
+        raise CheckError("timestep", f"{config.timestep!r} must be one timestep per example [batch] (a scalar "
+                                     f"modality)")
+    if len(config.attention) != len(config.mult):
+        raise CheckError("attention", f"has {len(config.attention)} entries for {len(config.mult)} levels (mult); "
+                                      f"give one true/false per level")
+    widths = [config.width * m for m in config.mult]
+    bad = [c for c in widths if c % config.groups]
+    if bad:
+        raise CheckError("groups", f"{config.groups} GroupNorm groups do not divide the widths {bad}")
+    if any(c % config.head_dim for c in widths):
+        raise CheckError("head_dim", f"head_dim {config.head_dim} must divide every level's width {widths}")
+    return widths
+
+
 def conv_params(cin: int, cout: int, kernel: int) -> int:
     return cin * cout * kernel * kernel + cout
 
@@ -137,19 +156,7 @@ class ADMUNetEncoder(ComponentConfig):
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         pixels = require(inputs["input"].get("pixels"), "pixels", 4, "image")
         batch, channels, h, w = pixels.shape
-        t = next(iter(inputs["timestep"].values())) if len(inputs["timestep"]) == 1 else None
-        if t is None or t.rank != 1:
-            raise CheckError("timestep", f"{self.timestep!r} must be one timestep per example [batch] (a scalar "
-                                         f"modality)")
-        if len(self.attention) != len(self.mult):
-            raise CheckError("attention", f"has {len(self.attention)} entries for {len(self.mult)} levels (mult); "
-                                          f"give one true/false per level")
-        widths = [self.width * m for m in self.mult]
-        bad = [c for c in widths if c % self.groups]
-        if bad:
-            raise CheckError("groups", f"{self.groups} GroupNorm groups do not divide the widths {bad}")
-        if any(c % self.head_dim for c in widths):
-            raise CheckError("head_dim", f"head_dim {self.head_dim} must divide every level's width {widths}")
+        check_levels(self, inputs)
         if self.text_width % self.text_heads:
             raise CheckError("text_heads", f"{self.text_heads} heads do not divide text_width {self.text_width}")
         if (self.inpaint_image is None) != (self.inpaint_mask is None):

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from mmspec.components.common import require
-from mmspec.components.encoders.adm_unet import attention_params, conv_params, resnet_params
+from mmspec.components.encoders.adm_unet import attention_params, check_levels, conv_params, resnet_params
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Probability, Ref
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
@@ -68,18 +68,7 @@ class ADMClassifierHead(ComponentConfig):
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         batch = require(inputs["input"].get("pixels"), "pixels", 4, "image").shape[0]
-        t = next(iter(inputs["timestep"].values())) if len(inputs["timestep"]) == 1 else None
-        if t is None or t.rank != 1:
-            raise CheckError("timestep", f"{self.timestep!r} must be one timestep per example [batch] (a scalar "
-                                         f"modality)")
-        if len(self.attention) != len(self.mult):
-            raise CheckError("attention", f"has {len(self.attention)} entries for {len(self.mult)} levels (mult); "
-                                          f"give one true/false per level")
-        widths = [self.width * m for m in self.mult]
-        if any(c % self.groups for c in widths):
-            raise CheckError("groups", f"{self.groups} GroupNorm groups do not divide the widths {widths}")
-        if any(c % self.head_dim for c in widths):
-            raise CheckError("head_dim", f"head_dim {self.head_dim} must divide every level's width {widths}")
+        check_levels(self, inputs)
         self._grid(inputs)
         return {"logits": TensorInfo((batch, self.classes))}
 

@@ -1,0 +1,80 @@
+"""benchmarks/run: the page it writes (docs/benchmarks.md) from bench and compile results, and the target verdicts
+it derives. Synthetic results stand in for measurements (times are never measured in tests); `mmspec bench`
+itself is tested in tests/test_bench.py."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.machinery
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def script():
+    loader = importlib.machinery.SourceFileLoader("benchmarks_run", str(ROOT / "benchmarks" / "run"))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module
+
+
+def _run(ms: dict[str, float], batch: int = 1) -> dict:
+    return {"machine": {"cpu": "test cpu", "cores": 2, "torch": "t", "onnxruntime": "o"}, "peak_gflops": 100.0,
+            "skipped": {"ort_cuda": "no GPU"},
+            "results": [{"engine": e, "batch": batch, "median_ms": v} for e, v in ms.items()]}
+
+
+def _args(**kw):
+    return argparse.Namespace(threads=2, rounds=15, repeat=2, quick=False, **kw)
+
+
+def test_ratios_and_verdicts(script):
+    fast = _run({"reference_eager": 10.0, "reference_onnx": 8.0, "ort_cpu": 7.0, "ort_int8": 4.0, "eager": 11.0})
+    slow = _run({"reference_eager": 10.0, "reference_onnx": 8.0, "ort_cpu": 8.0, "ort_int8": 6.0, "eager": 11.0})
+    runs = {"bert": [fast], "vit": [slow]}
+    rows = {t: (m, ok) for t, m, ok in script.targets(runs, [], None, [], [1])}
+    assert rows["bert B1: ort_cpu ≤ 0.95 × reference_onnx"] == ("0.88", "yes")  # 7/8
+    assert rows["vit B1: ort_cpu ≤ 0.95 × reference_onnx"] == ("1.00", "**no**")
+    assert rows["bert B1: ort_cpu ≥ 1.3× faster than reference_eager"] == ("1.43", "yes")  # 10/7
+    assert rows["bert B1: ort_int8 ≥ 2× faster than reference_eager"] == ("2.50", "yes")
+    assert rows["clip B1: ort_cpu ≤ 0.95 × reference_onnx"] == ("—", "—")  # not measured: no verdict
+
+
+def test_spread_of_repeats(script):
+    runs = [_run({"ort_cpu": v, "reference_onnx": 10.0}) for v in (9.0, 11.0, 10.0)]
+    assert script.spread(script.ratios(runs, "ort_cpu", "reference_onnx", 1)) == "1.00 (0.90–1.10)"
+
+
+def test_compile_targets(script):
+    gib = 2**30
+    compiles = [{"spec": "bert", "wall_s": 12.0, "params": 110_000_000, "weight_bytes": 440_000_000,
+                 "peak_rss_bytes": 3 * gib},
+                {"spec": "vit", "wall_s": 20.0, "params": 86_000_000, "weight_bytes": 344_000_000,
+                 "peak_rss_bytes": int(1.2 * gib)}]
+    int8 = {"report": {"precision": {"vs_fp32": {"mlm": {"top1_agreement": 0.995}}}}}
+    rows = {t.split(" (")[0]: ok for t, _, ok in script.targets({}, compiles, int8, [{"wall_s": 6.0}], [1])}
+    assert rows["bert: compile peak RSS ≤ 2 × weights + 1.5 GiB"] == "**no**"  # 3 GiB > 0.82 + 1.5
+    assert rows["vit: compile peak RSS ≤ 2 × weights + 1.5 GiB"] == "yes"
+    assert rows["bert: spec → verified ONNX ≤ 15 s"] == "yes"
+    assert rows["bert int8: MLM top-1 agreement ≥ 99 %"] == "yes"
+    assert rows["tiny compile ≤ 5 s wall"] == "**no**"
+
+
+def test_page(script):
+    runs = {"bert": [_run({"reference_eager": 10.0, "reference_onnx": 8.0, "ort_cpu": 7.0})]}
+    text = script.page(runs, [{"spec": "bert", "failed": "boom"}], None, [], [1], _args())
+    assert text.startswith(script.HEADER)
+    assert "| bert | 1 | 0.88 | 0.70 | — | — | 7.00 |" in text
+    assert "| bert | failed: boom |" in text and "test cpu" in text
+
+
+def test_docs_page_is_generated(script):
+    """docs/benchmarks.md is the script's output: its header, and a latency row and a target row per model."""
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert text.startswith(script.HEADER)
+    for stem in script.TARGET_MODELS:
+        assert f"| {stem} | 1 |" in text and f"| {stem} B1: ort_cpu ≤ 0.95 × reference_onnx |" in text
