@@ -32,7 +32,8 @@ def tiny_reference(tmp_path_factory) -> Path:
 def report(tmp_path_factory, tiny_reference) -> dict:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     code = run(["bench", str(BERT), "--variant", "tiny", "--batch", "1,3", "--size", "seq=16", "--rounds", "2",
-                "--warmup", "0", "--threads", "1", "--reference", str(tiny_reference), "--json", str(out), "--profile", "-q"])
+                "--warmup", "0", "--threads", "1", "--reference", str(tiny_reference), "--json", str(out), "--profile",
+                "-q"])
     assert code == 0
     return json.loads(out.read_text())
 
