@@ -376,7 +376,11 @@ def _precision_mode(precision: str, quantize: str | None, calibration) -> str:
 
 def _calibration_feeds(path: str | Path, loaded: LoadedSpec) -> list[dict]:
     """The calibration batch file (the format of `fit --batch-file`) as feeds, one example per feed."""
+    from mmspec.spec.files import kind_problem
     from mmspec.train.data import read_batch_file
+
+    if problem := kind_problem(path):
+        raise UsageError(f"--calibration {path}: {problem}")
 
     inputs = read_batch_file(path, loaded, option="--calibration", with_targets=False).inputs
     rows = next(iter(inputs.values())).shape[0] if inputs else 0
@@ -807,8 +811,19 @@ def bench(
         raise UsageError(f"--engine {unknown[0]}: unknown engine; choose from {', '.join(BENCH_ENGINES)}")
     if not batches or min(batches) < 1:
         raise UsageError("--batch: batch sizes must be positive integers")
-    if rounds < 1 or warmup < 0:
-        raise UsageError("--rounds must be >= 1 and --warmup >= 0")
+    if not 1 <= rounds <= 1000 or not 0 <= warmup <= 100:
+        raise UsageError("--rounds must be 1 to 1000 and --warmup 0 to 100")
+    if max(batches) > 4096:
+        raise UsageError(f"--batch {max(batches)}: at most 4096")
+    if threads is not None and not 1 <= threads <= 256:
+        raise UsageError(f"--threads {threads}: 1 to 256")
+    if reference is not None:
+        from mmspec.spec.files import is_dir, kind_problem
+
+        problem = "not a directory" if not is_dir(reference) else kind_problem(Path(reference) / "config.json")
+        if problem:
+            raise UsageError(f"--reference {reference}: a transformers config directory is needed "
+                             f"(config.json): {problem}")
     threads = threads or os.cpu_count() or 1
     loaded = load_spec(path, variant, sets, budget)
     check_budget_on_meta(loaded, budget)

@@ -108,7 +108,10 @@ def reference_model(plan: Plan, implementation: str | None, params: int, config_
     the spec's parameter count (else it is a different model and is not timed)."""
     if not implementation or not implementation.startswith("transformers."):
         return None, {}, "the spec names no transformers reference (reference.implementation)"
-    import transformers
+    try:
+        import transformers
+    except ImportError:
+        return None, {}, "transformers is not installed (pip install transformers)"
 
     cls_name = implementation.removeprefix("transformers.")
     cls = getattr(transformers, cls_name, None)
@@ -122,13 +125,19 @@ def reference_model(plan: Plan, implementation: str | None, params: int, config_
             return None, {}, f"input {gi.name!r} has no unambiguous transformers keyword"
         kinds[gi.name] = keyword
     if config_dir is not None:
-        config = transformers.AutoConfig.from_pretrained(config_dir)
+        try:
+            config = transformers.AutoConfig.from_pretrained(config_dir)
+        except (OSError, ValueError, KeyError) as e:
+            raise UsageError(f"--reference {config_dir}: cannot read its config.json: {e}") from None
         source = f"{cls_name} from {config_dir}"
     else:
         config = cls.config_class()
         source = f"{cls_name} with its default configuration"
-    with torch.device("meta"):
-        counted = sum(p.numel() for p in cls(config).parameters())
+    try:
+        with torch.device("meta"):
+            counted = sum(p.numel() for p in cls(config).parameters())
+    except Exception as e:  # a config of another architecture: no reference to time, not a crash
+        return None, {}, f"{source}: {cls_name} cannot be built from it ({type(e).__name__}: {e})"
     if counted != params:
         return None, {}, f"{source} has {counted:,} parameters, the spec {params:,}: not the same model"
     config._attn_implementation = "sdpa" if getattr(cls, "_supports_sdpa", False) else "eager"

@@ -104,3 +104,22 @@ def test_usage_errors(argv, message, capsys):
 def test_multi_graph_specs_are_refused(capsys):
     assert run(["bench", str(ROOT / "specs" / "gpt2.yaml"), "--variant", "tiny", "-q"]) == 2
     assert "exports:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--reference", "/nonexistent"], "not a directory"),
+    (["--rounds", "5000"], "1000"),
+    (["--threads", "100000"], "256"),
+])
+def test_bounded_options(argv, message, capsys):
+    assert run(["bench", str(BERT), "--variant", "tiny", "-q", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_reference_of_another_architecture_is_not_timed(tmp_path):
+    tf.ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8).save_pretrained(
+        tmp_path)
+    result = bench(BERT, "tiny", batches=(1,), sizes={"seq": 4}, rounds=1, warmup=0, threads=1,
+                   engines=["reference_eager", "eager"], reference=tmp_path)
+    assert [r["engine"] for r in result["results"]] == ["eager"]
+    assert "reference_eager" in result["skipped"]

@@ -55,10 +55,11 @@ def bench(
         typer.Option(metavar="DIR", help="Build the reference implementation from this config directory "
                      "(config.json) instead of its class default."),
     ] = None,
-    rounds: Annotated[int, typer.Option(metavar="N", min=1, help="Timed rounds per engine and batch.")] = 10,
-    warmup: Annotated[int, typer.Option(metavar="N", min=0, help="Untimed rounds first.")] = 3,
+    rounds: Annotated[int, typer.Option(metavar="N", min=1, max=1000, help="Timed rounds per engine and batch.")] = 10,
+    warmup: Annotated[int, typer.Option(metavar="N", min=0, max=100, help="Untimed rounds first.")] = 3,
     threads: Annotated[
-        int | None, typer.Option(metavar="N", min=1, help="Threads of torch and ONNX Runtime (default: all cores).")
+        int | None, typer.Option(metavar="N", min=1, max=256,
+                                 help="Threads of torch and ONNX Runtime (default: all cores).")
     ] = None,
     opset: Annotated[int, typer.Option(metavar="N", help="ONNX opset of the mmspec export (18 to 25).", min=18,
                                        max=25)] = 20,
