@@ -788,8 +788,8 @@ def bench(
     `sizes` fixes named axes (default: every axis but the batch at min(its maximum, 128)); `engines` selects
     among BENCH_ENGINES (default: all that this machine and spec can run; `ort_cuda` needs a GPU, the reference
     engines a transformers class at the spec's size, from `reference` (a config directory) or the class
-    default). Every engine's outputs are compared with eager on the timed inputs ("max_abs_vs_eager"; the
-    reference engines have other random weights and are not compared)."""
+    default). Every engine's outputs are compared with the eager run of the same model on the timed inputs
+    ("max_abs_vs_eager": mmspec's eager model, or for the reference engines the reference's own)."""
     import os
 
     import torch
