@@ -425,17 +425,10 @@ def _near(v: int) -> list[int]:
 # --- whole specs ----------------------------------------------------------------------------------
 
 
-def _own(c: Component) -> bool:
-    """mmspec's own components: what other tests register in the same worker (examples' custom components, the
-    plugin) would make the derandomized draws depend on which tests ran before; `must` still places any."""
-    return c.config.__module__.startswith("mmspec.")
-
-
 def _registered() -> dict[str, list[Component]]:
-    """Every registered component of mmspec's own with examples, by slot (a slot is drawn first, so a slot with
-    few components, fusion, is reached as often as one with many); the exportable ones four times as often within
-    their slot."""
-    drawn = [c for c in list_components() if c.examples and _own(c)]
+    """Every registered component with examples, by slot (a slot is drawn first, so a slot with few components,
+    fusion, is reached as often as one with many); the exportable ones four times as often within their slot."""
+    drawn = [c for c in list_components() if c.examples]
     by_slot: dict[str, list[Component]] = {}
     for c in drawn + 3 * [c for c in drawn if c.exportable]:
         by_slot.setdefault(c.slot, []).append(c)
@@ -465,7 +458,7 @@ def specs(draw, prefix: str = "", max_nodes: int = 4, must: Component | None = N
         slot = draw(st.sampled_from(sorted(registered)))
         place(draft, draw(st.sampled_from(registered[slot])), room)
     # Something to export: an exportable head on what is there, else with its example's inputs.
-    heads = [c for c in components("heads").values() if c.exportable and c.examples and _own(c)]
+    heads = [c for c in components("heads").values() if c.exportable and c.examples]
     for head in draw(st.permutations(heads)):
         if _exported(draft) or place(draft, head, room=0):
             break
