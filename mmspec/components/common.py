@@ -82,17 +82,6 @@ def require(info: TensorInfo | None, port: str, rank: int, what: str) -> TensorI
     return info
 
 
-def same_batch(tensors: dict[str | tuple, tuple[str, TensorInfo]]) -> Dim:
-    """The batch axis (dim 0) that the inputs {field: (ref, info)} share; a CheckError at the first input whose
-    batch differs from the first one's (two modalities with their own batch axes, say)."""
-    (first_field, (first_ref, first)), *rest = tensors.items()
-    for field, (ref, info) in rest:
-        if info.shape[0] != first.shape[0]:
-            raise CheckError(field, f"{ref!r} has batch {info.shape[0]!r} but {first_ref!r} has "
-                                    f"{first.shape[0]!r}; both inputs need the same batch axis")
-    return first.shape[0]
-
-
 def require_float(info: TensorInfo, ref: str, field: str | tuple = "input") -> TensorInfo:
     """`info`, which a learned layer consumes, must hold features (float), not ids or a mask; else a CheckError."""
     if not info.dtype.startswith(("float", "bfloat")):

@@ -25,6 +25,7 @@ import yaml
 import mmspec.components as components
 from mmspec.components.hf import HF_FAMILIES, Config, Family, config_error
 from mmspec.errors import ConfigError, Diagnostic, SpecError, UsageError
+from mmspec.spec.budget import Budget
 from mmspec.spec.files import FileProblem, is_dir, read_limited
 
 CONFIG_MAX_BYTES = 1 << 20
@@ -93,25 +94,29 @@ def import_hf(path: str | Path, name: str | None = None) -> tuple[dict, str]:
     return tree, arch
 
 
+IMPORT_BUDGET = Budget(max_params=None)
+"""A checkpoint's parameter count is a fact, not a mistake: imports check activations only (the CLI tells how
+to raise --max-params for a model past the default budget)."""
+
+
 def _check_values(tree: dict, file: Path) -> None:
     """Refuse config values that make no valid model (heads that do not divide the width, negative sizes,
-    sizes past the default budget) as a usage error on the config file, naming each problem."""
+    activations past the default budget) as a usage error on the config file, naming each problem."""
     from mmspec.registry import spec_model
-    from mmspec.spec.budget import DEFAULT_BUDGET
     from mmspec.spec.loader import load_spec
 
     text = yaml.safe_dump(tree, sort_keys=False, default_flow_style=None, width=120, allow_unicode=True)
     try:
-        load_spec(f"{file} (as a spec)", spec_model(), budget=DEFAULT_BUDGET, text=text)
+        load_spec(f"{file} (as a spec)", spec_model(), budget=IMPORT_BUDGET, text=text)
     except SpecError as e:
         raise ConfigError([Diagnostic(str(file), 0, 0, "hf-config", "its values do not make a valid model: "
                                       + d.message) for d in e.diagnostics]) from None
 
 
-def write_spec(tree: dict, out: str | Path) -> None:
-    """Write `tree` as YAML to `out`, after checking that it loads as a valid spec (written atomically)."""
+def write_spec(tree: dict, out: str | Path) -> int:
+    """Write `tree` as YAML to `out`, after checking that it loads as a valid spec (written atomically); its
+    estimated parameter count."""
     from mmspec.registry import spec_model
-    from mmspec.spec.budget import DEFAULT_BUDGET
     from mmspec.spec.loader import load_spec
 
     text = yaml.safe_dump(tree, sort_keys=False, default_flow_style=None, width=120, allow_unicode=True)
@@ -124,13 +129,14 @@ def write_spec(tree: dict, out: str | Path) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         try:
-            load_spec(target, spec_model(), budget=DEFAULT_BUDGET, text=text)
+            loaded = load_spec(target, spec_model(), budget=IMPORT_BUDGET, text=text)
         except SpecError as e:
             raise AssertionError(f"mmspec import hf wrote an invalid spec (a bug):\n{e.render()}") from None
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    return loaded.estimate.params
 
 
 def _name(dirname: str, fallback: str) -> str:

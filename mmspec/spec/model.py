@@ -16,7 +16,7 @@ from mmspec.spec.base import ComponentConfig, KVLayout, Name, Ref, StrictModel
 from mmspec.spec.modality import GraphInput, Modality
 from mmspec.spec.suggest import suggestion_text
 from mmspec.spec.survey import KNOWN_SURVEY_ID
-from mmspec.spec.tensors import Bundle, CheckError, Dim, TensorInfo, dim_product, dim_sum
+from mmspec.spec.tensors import Bundle, CheckError, Dim, TensorInfo, dim_axes, dim_product, dim_sum
 from mmspec.spec.weights import WeightsSpec, check_weights
 
 SLOTS = ("encoders", "fusion", "heads", "objectives")
@@ -274,6 +274,7 @@ def plan(spec: Any) -> Plan:
                 )
 
     ctx = PlanContext(spec, bundles)
+    batch_names = {m.batch for m in spec.modalities.values()}
     nodes: list[Node] = []
     planned: set[str] = set(spec.modalities)
     failed: set[str] = set()
@@ -323,8 +324,10 @@ def plan(spec: Any) -> Plan:
                 failed.add(name)
                 continue
             try:
+                selected = {p: select(bundles[t], f) for p, (t, f) in inputs.items()}
+                _same_batch(cfg, selected, batch_names)
                 fold = _fold(spec, section, cfg, inputs) if section == "encoders" else None
-                in_bundles = fold_inputs({p: select(bundles[t], f) for p, (t, f) in inputs.items()}, fold)
+                in_bundles = fold_inputs(selected, fold)
                 out = cfg.infer(in_bundles, ctx)
                 fold = fold and fold.outputs(out)
                 bundles[name] = unfold_bundle(out, fold)
@@ -449,6 +452,24 @@ def select(bundle: Bundle, fld: str | None) -> Bundle:
     return bundle if fld is None else {fld: bundle[fld]}
 
 
+def _same_batch(cfg: ComponentConfig, selected: dict[str, Bundle], batch_names: set[str]) -> None:
+    """Every input of a node shares one batch axis: the modalities' batch names found in the leading dims of what
+    each port reads (`batch*media` counts as `batch`) must agree, else a CheckError at the first port that
+    differs. Shape rules can then join inputs along the batch without checking it themselves."""
+    first: tuple[str, set[str]] | None = None
+    refs = cfg.references()
+    for port, bundle in selected.items():
+        names = {a for t in bundle.values() if t.rank for a in dim_axes(t.shape[0]) & batch_names}
+        if not names:
+            continue
+        if first is None:
+            first = (port, names)
+        elif names != first[1]:
+            raise CheckError(_ref_field(cfg, port), f"{refs[port]!r} has batch {' and '.join(sorted(names))!r} "
+                             f"but {refs[first[0]]!r} has {' and '.join(sorted(first[1]))!r}; the inputs of "
+                             f"one node need the same batch axis")
+
+
 def _fold(spec: Any, section: str, cfg: ComponentConfig, inputs: dict[str, tuple[str, str | None]]) -> Fold | None:
     """The Fold of an encoder whose inputs are modalities with items; None when none of them has items, or when
     the encoder reads the item axis itself (`reads_items`: a video's frames)."""
@@ -506,7 +527,7 @@ def unfold_bundle(bundle: Bundle, fold: Fold | None) -> Bundle:
 def _ref_field(cfg: ComponentConfig, port: str) -> tuple[str | int, ...]:
     if hasattr(cfg, "port_path"):  # components whose ports are not one `input`/`inputs` field (modality_pool)
         return cfg.port_path(port)
-    if port in getattr(cfg, "ref_fields", ()):  # one reference per named field (objectives: target, student, ...)
+    if port in getattr(cfg, "ref_fields", ()) or port in type(cfg).model_fields:  # one field per reference
         return (port,)
     if getattr(cfg, "input", None) is not None:
         return ("input",)

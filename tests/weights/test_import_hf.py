@@ -5,6 +5,7 @@ model types, architectures and options exit 2 and say what is missing."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -300,16 +301,22 @@ def test_a_model_type_is_mapped_once():
     assert families()["bert"].build.__module__ == "mmspec.components.encoders.transformer.hf"
 
 
+RELEASED = {"IdeficsForVisionText2Text": {"use_resampler": True, "additional_vocab_size": 2}}
+"""Keys that the released checkpoints of an architecture set away from the config class's defaults, where the
+defaults describe a model the importer refuses (IDEFICS: no resampler, no <image> token)."""
+
 _TORCH_FREE = """\
 import json, sys
 from pathlib import Path
 from mmspec import cli
 from mmspec.importers.hf import families
+released = json.loads(sys.argv[2])
 for model_type, family in sorted(families().items()):
     for arch in family.architectures:
         ckpt = Path(sys.argv[1], arch)
         ckpt.mkdir()
-        (ckpt / "config.json").write_text(json.dumps({"model_type": model_type, "architectures": [arch]}))
+        config = {"model_type": model_type, "architectures": [arch], **released.get(arch, {})}
+        (ckpt / "config.json").write_text(json.dumps(config))
         try:
             cli.main(["import", "hf", str(ckpt), "-o", str(ckpt / "m.yaml")])
         except SystemExit as e:
@@ -322,7 +329,8 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformer
 def test_import_does_not_import_torch(tmp_path):
     """`mmspec import hf` of every architecture, in a fresh process, leaves torch and transformers unimported."""
     proc = subprocess.run(
-        [sys.executable, "-c", _TORCH_FREE, str(tmp_path)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", _TORCH_FREE, str(tmp_path), json.dumps(RELEASED)], capture_output=True, text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "[]\n"
@@ -360,3 +368,19 @@ def test_transposed_conv1d_in_the_wrong_orientation(tmp_path):
         "'transformer.h.1.mlp.c_fc.weight' -> 'gpt2.layers.1.ffn.fc1.weight': expected [128,32] got [32,128] "
         "(checkpoint shape [128,32], transposed by the layout)"
     )
+
+
+def test_a_checkpoint_past_the_default_budget_imports_and_says_how_to_compile_it(tmp_path, capsys):
+    """IDEFICS's default sizes (about 12.7 B parameters) import: the count is the checkpoint's, not a mistake.
+    The message gives the --max-params that validate and compile need, and that value is enough."""
+    config = _config(tmp_path, model_type="idefics", architectures=["IdeficsForVisionText2Text"],
+                     **RELEASED["IdeficsForVisionText2Text"])
+    out = tmp_path / "m.yaml"
+    code, err = _main(capsys, "import", "hf", config, "-o", str(out))
+    assert code == 0, err
+    limit = re.search(r"--max-params (\d+)", err)
+    assert limit and int(limit[1]) > 2_000_000_000 and "note:" in err, err
+    code, err = _main(capsys, "validate", str(out))
+    assert code == 2 and "budget" in err, err
+    code, err = _main(capsys, "validate", str(out), "--max-params", limit[1])
+    assert code == 0, err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from mmspec.components.common import require_float, same_batch
+from mmspec.components.common import require_float
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveInt, Probability, Ref, StrictModel
 from mmspec.spec.layout import Rule
@@ -56,8 +56,8 @@ class ConcatClassifier(ComponentConfig):
         return {"image": self.inputs.image, "text": self.inputs.text}
 
     def widths(self, inputs: dict[str, Bundle]) -> tuple[int, int]:
-        """(image width, text width); both inputs [batch, D] with one batch axis."""
-        out, seen = [], {}
+        """(image width, text width); both inputs [batch, D] (the planner checks that they share the batch)."""
+        out = []
         for port in ("image", "text"):
             bundle, ref = inputs[port], getattr(self.inputs, port)
             if len(bundle) != 1:
@@ -66,8 +66,6 @@ class ConcatClassifier(ComponentConfig):
             if x.rank != 2 or not isinstance(x.width, int):
                 raise CheckError(("inputs", port), f"{ref!r} has shape {list(x.shape)}; a vector [batch, D] is needed")
             out.append(x.width)
-            seen[("inputs", port)] = (ref, x)
-        same_batch(seen)
         return out[0], out[1]
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mmspec.components.common import require_float, same_batch
+from mmspec.components.common import require_float
 from mmspec.components.heads.mlp import DiscriminatorInputs
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveInt, Ref
@@ -95,7 +95,6 @@ class _Generator(ComponentConfig):
         if "condition" not in inputs:
             return z, 0
         cond = _vector(inputs["condition"], self.condition, "condition")
-        same_batch({"input": (self.input, z), "condition": (self.condition, cond)})
         return z, cond.width
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
@@ -241,8 +240,7 @@ class StackGANRefinerConfig(ComponentConfig):
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         x = _image(inputs["input"], self.input, "input")
-        cond = _vector(inputs["condition"], self.condition, "condition")
-        same_batch({"input": (self.input, x), "condition": (self.condition, cond)})
+        _vector(inputs["condition"], self.condition, "condition")
         b, c, h, w = x.shape
         down = 2 ** (len(self.encoder) - 1)
         if h % down or w % down:
