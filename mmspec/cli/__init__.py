@@ -58,10 +58,37 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Console entry point: runs the command and exits (SystemExit) with the exit code of docs/contracts.md.
     SIGINT, SIGTERM and SIGHUP unwind the command like Ctrl-C (temporary files and half-published outputs are
     cleaned up) and exit with 128 + the signal number; signals that arrive during that cleanup are ignored."""
-    for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if signum is not None:
-            signal.signal(signum, _interrupted)
-    sys.exit(run(argv))
+    previous = {signum: signal.getsignal(signum) for signum in _SIGNALS}
+    _received.clear()
+    _handle(_interrupted)
+    code = run(argv)
+    try:
+        _handle(_ignored)  # a Python call: a signal still pending runs its handler first
+    except KeyboardInterrupt:
+        code = 130
+    except Terminated as e:
+        code = 128 + e.signum
+    if not _received:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        sys.exit(code)
+    # Interrupted and cleaned up: leave now. A signal during the interpreter's shutdown would find its default
+    # (fatal) action restored, and an interrupt that landed in Python code run from C (PyRun_*) makes CPython
+    # kill itself with SIGINT at exit whatever the exit status.
+    _handle(signal.SIG_IGN)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+_received: list[int] = []
+"""The signal that interrupted the command, if one did."""
+
+
+def _handle(handler) -> None:
+    for signum in _SIGNALS:
+        signal.signal(signum, handler)
 
 
 class Terminated(BaseException):
@@ -73,12 +100,17 @@ class Terminated(BaseException):
 
 
 def _interrupted(signum: int, frame) -> None:
-    for other in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if other is not None:
-            signal.signal(other, signal.SIG_IGN)  # the first signal wins; the cleanup runs undisturbed
+    _received.append(signum)
+    # The first signal wins; the cleanup runs undisturbed. A Python no-op, not SIG_IGN: signals already pending
+    # (several can arrive while a C call runs) would otherwise print "Signal N ignored due to race condition".
+    _handle(_ignored)
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise Terminated(signum)
+
+
+def _ignored(signum: int, frame) -> None:
+    """A signal during the cleanup of an interrupted command."""
 
 
 def run(argv: list[str] | None = None) -> int:
