@@ -14,6 +14,7 @@ import contextlib
 import io
 import itertools
 import logging
+import math
 import re
 import warnings
 from collections.abc import Iterator
@@ -21,7 +22,9 @@ from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+import numpy as np
 import onnx
+import onnx_ir
 import torch
 from torch.export import Dim
 
@@ -123,8 +126,10 @@ def export_onnx(
                 input_names=input_names,
                 output_names=output_names,
                 dynamic_shapes=dynamic_shapes,
-                optimize=True,
+                optimize=False,
             )
+            keep_near_identity_constants(program.model)
+            program.optimize()
         except Exception as e:
             raise CompileError(f"ONNX export failed: {_one_line(e)}") from e
         if external_data is None:
@@ -160,6 +165,50 @@ def export_onnx(
     data = sidecar(path)
     size = path.stat().st_size + (data.stat().st_size if data.exists() else 0)
     return ExportResult(path, opset, size, inputs, outputs, data.exists())
+
+
+_NEUTRAL = {"Add": 0.0, "Sub": 0.0, "Mul": 1.0, "Div": 1.0}
+"""The value of the second input that makes each binary op a no-op (Add and Mul also take it first)."""
+
+
+def keep_near_identity_constants(model: onnx_ir.Model) -> int:
+    """Protect, in place, the scalar constants that onnxscript's optimizer would take for its no-op rules' 0 or 1
+    (they match within an absolute 1e-8 and a relative 1e-5, so the `+ 1e-8` of `x * rsqrt(mean(x^2) + 1e-8)`
+    vanished and an all-zero input gave NaN): each near-neutral scalar becomes a one-element 1-D constant, which
+    those rules do not match and which broadcasts the same against an input of rank >= 1. Returns how many."""
+    changed = 0
+    for node in list(model.graph.all_nodes()):
+        neutral = _NEUTRAL.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        if neutral is None or len(node.inputs) != 2:
+            continue
+        slots = (1, 0) if node.op_type in ("Add", "Mul") else (1,)
+        for slot in slots:
+            value, other = node.inputs[slot], node.inputs[1 - slot]
+            scalar = _float_scalar(value)
+            if (scalar is None or scalar.item() == neutral or other is None or other.shape is None
+                    or len(other.shape) == 0
+                    or not math.isclose(scalar.item(), neutral, rel_tol=1e-4, abs_tol=1e-6)):
+                continue
+            const = onnx_ir.Node("", "Constant", [], attributes=[onnx_ir.AttrTensor("value", onnx_ir.tensor(
+                scalar.reshape(1)))], graph=None)  # fmt: skip
+            node.graph.insert_before(node, const)
+            node.replace_input_with(slot, const.outputs[0])
+            changed += 1
+    return changed
+
+
+def _float_scalar(value: onnx_ir.Value | None) -> np.ndarray | None:
+    """The value's float scalar, when it is a rank-0 constant (an initializer or a Constant node's tensor)."""
+    if value is None:
+        return None
+    tensor = value.const_value
+    producer = value.producer()
+    if tensor is None and producer is not None and producer.op_type == "Constant" and "value" in producer.attributes:
+        tensor = producer.attributes["value"].as_tensor()
+    if tensor is None:
+        return None
+    array = tensor.numpy()
+    return array if array.ndim == 0 and array.dtype.kind == "f" else None
 
 
 def export_plain(module: torch.nn.Module, kwargs: dict[str, torch.Tensor], shapes: dict[str, tuple],

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 import torch.nn as nn
@@ -484,3 +485,27 @@ def test_dim_max_reaches_torch_export(tmp_path):
             path=tmp_path / "m.onnx",
             dim_max={"batch": 3},
         )
+
+
+class TinyConstants(nn.Module):
+    """Constants close to each binary op's no-op value, where an all-zero input tells whether they survived."""
+
+    def forward(self, x):
+        normed = x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)  # B,D (StyleGAN's pixel norm)
+        return normed * 1.000001 / 0.9999995 - 1e-9 + (1e-10 + x)  # B,D
+
+
+def test_constants_near_a_no_op_value_survive_the_optimizer(tmp_path):
+    """onnxscript's no-op rules match 0 and 1 within a tolerance (1e-8 absolute, 1e-5 relative): the `+ 1e-8`
+    of a pixel norm was dropped and a zero row gave NaN. Every such constant is still in the graph and an
+    all-zero input matches eager."""
+    res = export_onnx(traced(TinyConstants), (torch.randn(2, 8),), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "batch"}}, path=tmp_path / "c.onnx")  # fmt: skip
+    model = onnx.load(str(res.path))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Add") == 3 and ops.count("Sub") == 1 and ops.count("Div") == 1, ops
+    session = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
+    for x in (np.zeros((3, 8), np.float32), rand(3, 8)):
+        got = session.run(None, {"x": x})[0]
+        want = TinyConstants()(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
