@@ -123,6 +123,16 @@ def test_autoregressive_lm_label_smoothing_skips_padding():
     assert expected != pytest.approx((_smoothed([0.2, 1.0, -0.5], 1, 0) + _smoothed([1.5, 0.0, 0.3], 2, 0)) / 2)
 
 
+def test_autoregressive_lm_previous_direction():
+    """A right-to-left model: logits at t predict token t-1; a padded target does not count."""
+    logits = torch.tensor([[[0.2, 1.0, -0.5], [1.5, 0.0, 0.3], [0.1, 0.1, 2.0], [0.4, -1.0, 0.0]]])  # B=1,S=4,V=3
+    tokens = {"ids": torch.tensor([[2, 1, 0, 1]]), "mask": torch.tensor([[0, 1, 1, 1]])}
+    got = AutoregressiveLM(None, loss_mask=False, previous=True)({"input": {"logits": logits}, "tokens": tokens}, {})
+    # position 1 -> the padded first token (no loss); 2 -> id 1; 3 -> id 0
+    expected = -(_log_softmax([0.1, 0.1, 2.0], 1) + _log_softmax([0.4, -1.0, 0.0], 0)) / 2
+    assert got.item() == pytest.approx(expected, abs=1e-6)
+
+
 def test_t5_span_corruption_reproduces_the_paper_example():
     words = "Thank you for inviting me to your party last week .".split()
     ids = torch.arange(len(words))

@@ -24,6 +24,14 @@ RNN_EXAMPLES = (
                                     "layers": 2}}},
         name="decoder",
     ),
+    Example(  # a GRU that starts from a vector of another node (an image's, through a tanh MLP), read right to left
+        {"text": _TEXT, "image": {"type": "vector", "dim": 7}},
+        {"input": "text", "embed": {"dim": 6}, "hidden": 5, "cell": "gru", "init": "start.embedding",
+         "reverse": True, "final": True},
+        nodes={"heads": {"start": {"type": "mlp", "input": "image", "dim": 5, "hidden": [4], "activation": "tanh"}}},
+        outputs=["probe.sequence", "probe.final"],
+        name="start_from_vector",
+    ),
 )
 
 
@@ -58,7 +66,12 @@ class RNNEncoder(ComponentConfig):
     """Between stacked layers (torch's `dropout`), while training."""
     init: Ref | None = None
     """Another `rnn` whose final states (`h`, `c`) start this one: the decoder of an encoder-decoder. Same cell,
-    layers, directions and hidden size."""
+    layers, directions and hidden size. A GRU may also start from one tensor of any node: [batch, layers *
+    directions, hidden], or [batch, hidden] that every layer and direction starts from (e.g. an image vector
+    through an `mlp`)."""
+    reverse: bool = False
+    """true: one pass right to left (the backward half of a bidirectional rnn as a network of its own);
+    `sequence` stays aligned with the input positions and the final states are those after the first position."""
     bridge: PositiveInt | None = None
     """Also emit `bridge` [batch, 1, bridge] = tanh(Linear(last state)), the last layer's final state of its last
     direction (the backward one, at the first position, when bidirectional): RNNsearch's decoder start
@@ -105,29 +118,48 @@ class RNNEncoder(ComponentConfig):
             out["bridge"] = TensorInfo((batch, 1, self.bridge))
         if self.final:
             out["final"] = TensorInfo((batch, self.hidden * self.directions))
+        if self.reverse and self.bidirectional:
+            raise CheckError("reverse", "a bidirectional rnn already reads right to left; set one of reverse and "
+                                        "bidirectional")
         if self.init is not None:
-            given = inputs["init"]
-            for name in self.state_names():
-                if name not in given or given[name].shape != state.shape:
-                    have = {k: list(t.shape) for k, t in sorted(given.items())}
-                    raise CheckError("init", f"needs the final states {list(self.state_names())} of shape "
-                                             f"{list(state.shape)} (an rnn of the same cell, layers, directions and "
-                                             f"hidden size); {self.init!r} has {have}")
+            self.start_tensor(inputs, state)
         return out
+
+    def start_tensor(self, inputs: dict[str, Bundle], state: TensorInfo) -> str | None:
+        """Checks `init`; the field of the one tensor a GRU starts from, or None for the named states."""
+        given = inputs["init"]
+        if all(name in given and given[name].shape == state.shape for name in self.state_names()):
+            return None
+        one = next(iter(given.values())) if len(given) == 1 else None
+        vector = (state.shape[0], self.hidden)
+        if self.cell == "gru" and one is not None and one.shape in (state.shape, vector):
+            return next(iter(given))
+        have = {k: list(t.shape) for k, t in sorted(given.items())}
+        raise CheckError("init", f"needs the final states {list(self.state_names())} of shape {list(state.shape)} "
+                                 f"(an rnn of the same cell, layers, directions and hidden size)"
+                                 + (f", or one tensor of that shape or {list(vector)}" if self.cell == "gru" else "")
+                                 + f"; {self.init!r} has {have}")
 
     def kv_layout(self, inputs: dict[str, Bundle], ctx) -> KVLayout:
         """A unidirectional RNN decodes step by step: its states `h` (and `c`) come in and go out; no attention
         keys/values, no position limit. The initial states (`init`) become the states' first values."""
-        if self.bidirectional:
-            raise CheckError(("bidirectional",), "a bidirectional rnn reads the whole sequence; a step graph needs "
-                                                 "bidirectional: false")
+        if self.bidirectional or self.reverse:
+            field = "reverse" if self.reverse else "bidirectional"
+            raise CheckError((field,), f"a {field} rnn reads the whole sequence right to left; a step graph needs "
+                                       f"{field}: false")
         out = self.infer(inputs, ctx)
         batch, length, _ = out["sequence"].shape
         if not isinstance(length, str) or not length.isidentifier():
             raise CheckError(("input",), f"the new positions of a step need a named dynamic length axis; "
                                          f"{self.input!r} has length {length!r}")
         states = tuple((name, out[name].shape) for name in self.state_names())
-        init = tuple((name, self.init.split(".")[0], name) for name in self.state_names()) if self.init else ()
+        init: tuple = ()
+        if self.init is not None:
+            one = self.start_tensor(inputs, out["h"])
+            if one is not None and inputs["init"][one].shape != out["h"].shape:
+                raise CheckError(("init",), f"a step graph starts from states of shape {list(out['h'].shape)}; "
+                                            f"{self.init!r} is a vector")
+            init = tuple((name, self.init.split(".")[0], one or name) for name in self.state_names())
         return KVLayout(0, 0, 0, batch, length, None, states=states, state_init=init,
                         state_port="init" if self.init else None)
 
@@ -148,8 +180,11 @@ class RNNEncoder(ComponentConfig):
         _, width = self.input_size(inputs, ctx)
         vocab = ctx.spec.modalities[self.input.split(".")[0]].vocab_size if self.embed else None
         field = None if self.embed else sequence_of(inputs["input"], self.input)[0]
+        state = self.infer(inputs, ctx)["h"]
+        start = self.start_tensor(inputs, state) if self.init is not None else None
+        vector = start is not None and inputs["init"][start].rank == 2
         return Recurrent(self.cell, width, self.hidden, self.layers, self.bidirectional, self.dropout, vocab, field,
-                         self.bridge, self.final)
+                         self.bridge, self.final, self.reverse, start, vector)
 
 
 class AdditiveAttention(StrictModel):

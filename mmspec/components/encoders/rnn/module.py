@@ -16,11 +16,15 @@ _ONNX_GATES = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}
 
 class Recurrent(nn.Module):
     """ids [B, S] (embedded) or a sequence [B, S, D] -> `sequence` [B, S, H * dirs] and final states `h` (`c`)
-    [B, layers * dirs, H]; `forward` starts from zeros or from the `init` port's states, `step` from given ones."""
+    [B, layers * dirs, H]; `forward` starts from zeros or from the `init` port's states (or its one tensor `start`,
+    [B, H] when `start_vector`, else [B, layers * dirs, H]), `step` from given ones. `reverse` runs right to
+    left."""
 
     def __init__(self, cell: str, width: int, hidden: int, layers: int, bidirectional: bool, dropout: float,
-                 vocab: int | None, field: str | None, bridge: int | None = None, final: bool = False):
+                 vocab: int | None, field: str | None, bridge: int | None = None, final: bool = False,
+                 reverse: bool = False, start: str | None = None, start_vector: bool = False):
         super().__init__()
+        self.reverse, self.start, self.start_vector = reverse, start, start_vector
         self.cell, self.field, self.layers, self.hidden = cell, field, layers, hidden
         self.dirs = 2 if bidirectional else 1
         self.embed = nn.Embedding(vocab, width) if vocab is not None else None
@@ -32,6 +36,9 @@ class Recurrent(nn.Module):
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         init = inputs.get("init")
+        if init is not None and self.start is not None:
+            h0 = init[self.start]  # B,H or B,L*dirs,H
+            init = {"h": h0[:, None].expand(-1, self.layers * self.dirs, -1) if self.start_vector else h0}  # B,L*dirs,H
         out, states = self.run(inputs["input"], {k: init[k] for k in self.names} if init is not None else None)
         if self.bridge is not None:
             states["bridge"] = torch.tanh(self.bridge(states["h"][:, -1:]))  # B,1,bridge
@@ -48,6 +55,8 @@ class Recurrent(nn.Module):
     def run(self, bundle: dict[str, torch.Tensor], state: dict[str, torch.Tensor] | None
             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x = self.embed(bundle["ids"]) if self.embed is not None else bundle[self.field]  # B,S,D
+        if self.reverse:
+            x = x.flip(1)  # B,S,D right to left
         if state is None:
             zeros = x.new_zeros(1, 1, 1).expand(self.layers * self.dirs, x.shape[0], self.hidden)  # L*dirs,B,H
             hx = [zeros for _ in self.names]
@@ -60,6 +69,8 @@ class Recurrent(nn.Module):
                             for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         out, h, c = recurrence(x, hx[0], hx[-1], weights, self.cell, self.layers, self.dirs,
                                self.rnn.dropout, self.training)  # B,S,H*dirs; L*dirs,B,H
+        if self.reverse:
+            out = out.flip(1)  # B,S,H back in input order
         states = {"h": h.transpose(0, 1)}  # B,L*dirs,H
         if self.cell == "lstm":
             states["c"] = c.transpose(0, 1)  # B,L*dirs,H

@@ -8,7 +8,7 @@ from typing import Literal
 
 from mmspec.components.common import Activation, require_float
 from mmspec.registry import Example, register
-from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Ref, StrictModel
+from mmspec.spec.base import ComponentConfig, Name, PositiveFloat, PositiveInt, Ref, StrictModel
 from mmspec.spec.layout import ONE_LINEAR
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
@@ -37,6 +37,12 @@ MLP_EXAMPLES = (
     ),
     Example({"s": {"type": "sequence", "dim": 6, "length": "seq", "max_length": 10}}, {"input": "s", "dim": 3},
             name="linear"),  # one Linear per position: ViTMAE's pixel head
+    Example(  # a map M into another space and back with M^T (Shahmohammadi et al. 2021's grounded mapping)
+        {"s": {"type": "sequence", "dim": 6, "length": "seq", "max_length": 10}},
+        {"input": "there", "dim": 6, "bias": False, "transpose_of": "there"},
+        {"heads": {"there": {"type": "mlp", "input": "s", "dim": 4, "bias": False}}},
+        name="transposed",
+    ),
 )
 DISCRIMINATOR_EXAMPLES = (
     Example(
@@ -64,25 +70,57 @@ class MLPHead(ComponentConfig):
     activation: Activation = "relu"
     """Activation of the hidden layers."""
     eps: PositiveFloat = 1e-5
+    bias: bool = True
+    """A bias in the output Linear layer."""
+    transpose_of: Name | None = None
+    """Another one-layer `mlp` head, planned before this one, whose weight this one-layer head uses transposed: one
+    matrix M mapping both ways (x M^T there, y M back; the reversible grounded mapping of Shahmohammadi et al.
+    2021). `dim` is then that head's input width and this head's input width its `dim`."""
 
     weight_layouts = {"linear": ONE_LINEAR}  # ViTMAE's `decoder_pred`
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         x = _single(inputs["input"], self.input, "input")
+        if self.transpose_of is not None:
+            self.check_transpose(x.width, ctx)
         return {"embedding": x.with_shape(*x.shape[:-1], self.dim)}
 
-    def build(self, inputs: dict[str, Bundle], ctx):
-        from mmspec.components.heads.mlp.module import MLP
+    def check_transpose(self, width: int, ctx) -> None:
+        """`transpose_of` names a one-layer mlp planned before this one, of the transposed shape."""
+        other = ctx.spec.heads.get(self.transpose_of)
+        if other is None or other.type != "mlp" or other.hidden or other.transpose_of or self.hidden:
+            raise CheckError("transpose_of", f"transpose_of {self.transpose_of!r} must name a one-layer mlp head "
+                                             f"(no hidden, no transpose_of of its own), and this head has no hidden")
+        if self.transpose_of not in ctx.bundles:
+            raise CheckError("transpose_of", f"{self.transpose_of!r} must be planned before this head: make this "
+                                             f"head read (through its input) what {self.transpose_of!r} computes")
+        node, _, fld = other.input.partition(".")
+        bundle = {fld: ctx.bundles[node][fld]} if fld else ctx.bundles[node]
+        source = _single(bundle, other.input, "transpose_of").width
+        if (width, self.dim) != (other.dim, source):
+            raise CheckError("transpose_of", f"the transpose of {self.transpose_of!r} maps {other.dim} -> {source}; "
+                                             f"this head maps {width} -> {self.dim}")
 
-        return MLP(
-            _single(inputs["input"], self.input, "input").width,
-            self.hidden,
-            self.dim,
-            self.norm,
-            self.activation,
-            self.eps,
-            "embedding",
-        )
+    def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
+        """Parameters `build` will allocate, by formula (a transposed weight belongs to the head it comes from)."""
+        from mmspec.components.params import layer_norm, linear
+
+        dim, total = _single(inputs["input"], self.input, "input").width, 0
+        for width in self.hidden:
+            total += linear(dim, width) + (2 * width if self.norm == "batch" else 0)
+            total += layer_norm(width) if self.norm == "layer" else 0
+            dim = width
+        weight = 0 if self.transpose_of else dim * self.dim
+        return total + weight + (self.dim if self.bias else 0)
+
+    def build(self, inputs: dict[str, Bundle], ctx):
+        from mmspec.components.heads.mlp.module import MLP, TransposedLinear
+
+        width = _single(inputs["input"], self.input, "input").width
+        if self.transpose_of is not None:
+            tied = ctx.modules[self.transpose_of].mlp[-1].weight
+            return TransposedLinear(tied, self.bias, "embedding")
+        return MLP(width, self.hidden, self.dim, self.norm, self.activation, self.eps, "embedding", self.bias)
 
 
 class DiscriminatorInputs(StrictModel):

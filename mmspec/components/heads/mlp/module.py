@@ -11,7 +11,8 @@ from mmspec.blocks.activations import activation
 class MLP(nn.Module):
     """[Linear -> norm -> act] x len(hidden) -> Linear(out), over the last axis of [B, D] or [B, S, D]."""
 
-    def __init__(self, dim: int, hidden: list[int], out: int, norm: str, act: str, eps: float, name: str):
+    def __init__(self, dim: int, hidden: list[int], out: int, norm: str, act: str, eps: float, name: str,
+                 bias: bool = True):
         super().__init__()
         layers: list[nn.Module] = []
         for width in hidden:
@@ -22,7 +23,7 @@ class MLP(nn.Module):
                 layers.append(nn.LayerNorm(width, eps=eps))
             layers.append(activation(act))
             dim = width
-        layers.append(nn.Linear(dim, out))
+        layers.append(nn.Linear(dim, out, bias=bias))
         self.mlp = nn.Sequential(*layers)
         self.name = name
 
@@ -30,6 +31,20 @@ class MLP(nn.Module):
         x = next(iter(inputs["input"].values()))  # B,(S,)D
         y = self.mlp(x.flatten(0, -2)).unflatten(0, x.shape[:-1])  # B,(S,)out  (BatchNorm1d needs [N, C])
         return {self.name: y}
+
+
+class TransposedLinear(nn.Module):
+    """y = x W (+ b): another Linear's weight W [D, out] used transposed, over the last axis of [B, (S,) D]."""
+
+    def __init__(self, weight: nn.Parameter, bias: bool, name: str):
+        super().__init__()
+        self.weight = weight  # shared with the Linear it comes from
+        self.bias = nn.Parameter(torch.zeros(weight.shape[1])) if bias else None
+        self.name = name
+
+    def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        x = next(iter(inputs["input"].values()))  # B,(S,)D
+        return {self.name: nn.functional.linear(x, self.weight.t(), self.bias)}  # B,(S,)out
 
 
 class MLPDiscriminator(nn.Module):

@@ -53,6 +53,17 @@ AUTOREGRESSIVE_LM_EXAMPLES = (
         },
         name="segment_start",
     ),
+    Example(  # a right-to-left GRU: logits at t predict token t-1
+        {"text": {**TEXT, "mask": False}},
+        {"input": "lm", "tokens": "text", "direction": "previous"},
+        {
+            "encoders": {"bwd": {"type": "rnn", "input": "text", "embed": {"dim": 6}, "hidden": 5, "cell": "gru",
+                                 "reverse": True}},
+            "heads": {"lm": {"type": "token_classifier", "input": "bwd.sequence", "num_classes": 40,
+                             "transform": False}},
+        },
+        name="previous",
+    ),
 )
 SPAN_CORRUPTION_EXAMPLES = (
     Example(  # the source is corrupted in place, the decoder reads the shifted target
@@ -91,6 +102,8 @@ class AutoregressiveLM(Objective):
     """Segments by position instead of the modality's segment ids: target tokens before this position are segment
     0, the rest segment 1 (DALL-E: 256, its first image token); `segment_weights` then gives two weights."""
     label_smoothing: Probability = 0.0
+    direction: Literal["next", "previous"] = "next"
+    """`next`: logits at t predict token t+1; `previous`: token t-1 (a right-to-left model: a reversed rnn)."""
     ref_fields = ("input", "tokens")
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
@@ -124,7 +137,8 @@ class AutoregressiveLM(Objective):
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.objectives.language.loss import AutoregressiveLM as Module
 
-        return Module(self.segment_weights, self.loss_mask, self.label_smoothing, self.segment_start)
+        return Module(self.segment_weights, self.loss_mask, self.label_smoothing, self.segment_start,
+                      self.direction == "previous")
 
 
 @register("objectives", training_only=True, examples=SPAN_CORRUPTION_EXAMPLES)

@@ -16,31 +16,35 @@ class AutoregressiveLM(ObjectiveModule):
     position counts when the next token is not padding and, with a loss mask, when targets["loss_mask"]
     marks it. With `segment_weights`, the loss is sum_k w_k * (mean CE over the target tokens of segment k)
     (DALL-E: 1/8 text, 7/8 image; Flamingo: one weight per dataset); the segments are the tokens' segment ids, or
-    with `segment_start` 0 before that position and 1 from it. CE with `label_smoothing` as in torch."""
+    with `segment_start` 0 before that position and 1 from it. CE with `label_smoothing` as in torch.
+    `previous`: logits at t predict token t-1 instead (a right-to-left model); masks and segments are the
+    target token's."""
 
     def __init__(self, segment_weights: list[float] | None, loss_mask: bool, label_smoothing: float = 0.0,
-                 segment_start: int | None = None):
+                 segment_start: int | None = None, previous: bool = False):
         super().__init__()
         self.weights, self.loss_mask, self.smoothing = segment_weights, loss_mask, label_smoothing
         self.segment_start = segment_start
+        self.source, self.target = (slice(1, None), slice(None, -1)) if previous else (slice(None, -1), slice(1, None))
 
     def forward(self, args, targets):
-        logits = args["input"]["logits"][:, :-1]  # B,S-1,V
+        logits = args["input"]["logits"][:, self.source]  # B,S-1,V
         tokens = args["tokens"]
-        nxt = tokens["ids"][:, 1:]  # B,S-1
+        nxt = tokens["ids"][:, self.target]  # B,S-1
         valid = torch.ones_like(nxt, dtype=torch.bool)
         if "mask" in tokens:
-            valid &= tokens["mask"][:, 1:].bool()
+            valid &= tokens["mask"][:, self.target].bool()
         if self.loss_mask:
-            valid &= targets["loss_mask"][:, 1:].bool()
+            valid &= targets["loss_mask"][:, self.target].bool()
         ce = F.cross_entropy(logits.flatten(0, 1), nxt.flatten(), reduction="none", label_smoothing=self.smoothing)
         ce = ce.view_as(nxt)  # B,S-1
         if not self.weights:
             return global_mean((ce * valid).sum(), valid.sum())
         if self.segment_start is None:
-            seg = tokens["segments"][:, 1:]  # B,S-1
+            seg = tokens["segments"][:, self.target]  # B,S-1
         else:
-            seg = (torch.arange(1, nxt.shape[1] + 1, device=nxt.device) >= self.segment_start).long()  # S-1
+            first = self.target.start or 0  # the position of the first target token
+            seg = (torch.arange(first, nxt.shape[1] + first, device=nxt.device) >= self.segment_start).long()  # S-1
         return sum(
             w * global_mean((ce * (valid & (seg == k))).sum(), (valid & (seg == k)).sum())
             for k, w in enumerate(self.weights)
