@@ -88,9 +88,11 @@ class MLPHead(ComponentConfig):
     def check_transpose(self, width: int, ctx) -> None:
         """`transpose_of` names a one-layer mlp planned before this one, of the transposed shape."""
         other = ctx.spec.heads.get(self.transpose_of)
-        if other is None or other.type != "mlp" or other.hidden or other.transpose_of or self.hidden:
+        if self.hidden:
+            raise CheckError("hidden", "a head with transpose_of is one layer: remove hidden")
+        if other is None or other.type != "mlp" or other.hidden or other.transpose_of:
             raise CheckError("transpose_of", f"transpose_of {self.transpose_of!r} must name a one-layer mlp head "
-                                             f"(no hidden, no transpose_of of its own), and this head has no hidden")
+                                             f"(no hidden, no transpose_of of its own)")
         if self.transpose_of not in ctx.bundles:
             raise CheckError("transpose_of", f"{self.transpose_of!r} must be planned before this head: make this "
                                              f"head read (through its input) what {self.transpose_of!r} computes")
