@@ -45,6 +45,7 @@ def check_budget_on_meta(loaded: LoadedSpec, budget: Budget | None = DEFAULT_BUD
     from mmspec.spec.budget import params_message
 
     est = loaded.estimate
+    budget = budget and budget.for_spec(loaded.spec)
     if budget is None or budget.max_params is None or not est.unknown:
         return
     counts = param_counts(build(loaded, device="meta"))["by_component"]
@@ -56,6 +57,28 @@ def check_budget_on_meta(loaded: LoadedSpec, budget: Budget | None = DEFAULT_BUD
     largest = f"; largest without a formula: {section}.{name} with {counts.get(name, 0):,} (meta device)"
     raise SpecError([loaded.where.diag((section, name), "budget", params_message(total, budget.max_params, largest),
                                        at="key")])
+
+
+def check_memory(loaded: LoadedSpec, budget: Budget | None = DEFAULT_BUDGET) -> None:
+    """Refuse (UsageError) a compile whose fp32 weights, held twice at least (the model and its export), exceed
+    this machine's physical memory, unless --max-params was given explicitly (the user insists). A spec's own
+    `budget:` lets validate accept a 12B model; this keeps compile from being killed halfway through it."""
+    import os
+
+    from mmspec.spec.budget import PARAM_BYTES, fmt_bytes, fmt_count
+
+    if budget is not None and "max_params" in budget.explicit:
+        return
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): nothing to compare with
+        return
+    need = 2 * loaded.estimate.params * PARAM_BYTES
+    if need > memory:
+        raise UsageError(f"{loaded.path}{f' --variant {loaded.variant}' if loaded.variant else ''}: "
+                         f"{fmt_count(loaded.estimate.params)} parameters need at least {fmt_bytes(need)} to compile "
+                         f"(the model and its export), and this machine has {fmt_bytes(memory)}; compile a smaller "
+                         f"variant, or pass --max-params to try anyway")
 
 
 def build(loaded: LoadedSpec, device: str = "cpu", weights: str | Path | None = None, allow_torch_load: bool = False):
@@ -305,6 +328,7 @@ def compile(  # noqa: A001  (the verb users expect)
         loaded = load_spec(path, variant, sets, budget)
         _check_outputs(Path(out_dir), loaded, device)
         check_budget_on_meta(loaded, budget)
+        check_memory(loaded, budget)
         feeds = None if calibration is None else _calibration_feeds(calibration, loaded)
     import torch
 
@@ -827,6 +851,7 @@ def bench(
     threads = threads or os.cpu_count() or 1
     loaded = load_spec(path, variant, sets, budget)
     check_budget_on_meta(loaded, budget)
+    check_memory(loaded, budget)
     if loaded.plan.graphs:
         raise UsageError(f"{path}: bench times single-graph specs; this spec has exports: "
                          f"{', '.join(g.name for g in loaded.plan.graphs)}")

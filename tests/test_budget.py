@@ -16,6 +16,7 @@ from mmspec.spec.budget import (
     DEFAULT_BUDGET,
     DEFAULT_MAX_PARAMS,
     Budget,
+    budget_from_options,
     estimate,
     fmt_bytes,
     fmt_count,
@@ -56,13 +57,17 @@ def test_formula_equals_the_meta_device_count_for_every_component(spec_path, var
 
 
 def test_default_admits_every_canonical_spec_with_room():
-    """Every reference spec loads under the default budget; activations leave 16x room. (Parameters leave less:
-    word2vec's and fastText's canonical tables hold 1.8B parameters, 90% of the default 2e9.)"""
+    """Every reference spec loads under the default budget or the one it declares; activations leave 16x room.
+    (Parameters leave less: word2vec's and fastText's canonical tables hold 1.8B parameters, 90% of 2e9.) A spec
+    declares a budget only when its canonical size is past the default."""
     for path in SPECS:
         loaded = api.load_spec(path)
         est = estimate(loaded.spec, loaded.plan)
-        assert est.params < DEFAULT_MAX_PARAMS, path.name
-        assert est.activation_bytes * 16 < DEFAULT_BUDGET.max_activation_bytes, path.name
+        budget = DEFAULT_BUDGET.for_spec(loaded.spec)
+        assert est.params < budget.max_params, path.name
+        assert est.activation_bytes * 16 < budget.max_activation_bytes, path.name
+        if loaded.spec.budget is not None:
+            assert est.params > DEFAULT_MAX_PARAMS, f"{path.name} declares a budget it does not need"
 
 
 def test_estimating_a_trillion_parameters_allocates_nothing(tmp_path):
@@ -173,3 +178,48 @@ def test_numbers_for_people_never_overflow():
     assert fmt_count(10**8000 - 1) == "9.99e+7999"
     assert fmt_bytes(512) == "512 bytes" and fmt_bytes(64 << 30) == "64.0 GiB" and fmt_bytes(3 << 60) == "3.0 EiB"
     assert fmt_bytes(4 * 10**8000) == "4.00e+8000 bytes"
+
+
+BIG = SMALL.replace("hidden: [16]", "hidden: [100000, 100000]")
+BIG_PARAMS = linear(8, 100_000) + linear(100_000, 100_000) + linear(100_000, 3)
+
+
+def test_a_spec_declares_its_own_budget_and_the_command_line_still_wins(tmp_path, capsys):
+    """`budget:` replaces the default limits for that spec; --max-params given explicitly replaces the spec's."""
+    path = write(tmp_path, BIG + "budget: {max_params: 20_000_000_000}\n")
+    assert api.load_spec(path).estimate.params == BIG_PARAMS
+    from mmspec import cli
+
+    assert cli.run(["validate", str(path)]) == 0
+    assert cli.run(["validate", str(path), "--max-params", "1e9"]) == 2
+    assert "exceeds budget 1,000,000,000 params" in capsys.readouterr().err
+    assert api.load_spec(write(tmp_path, BIG + "budget: {max_params: 2e10}\n")).estimate.params == BIG_PARAMS
+    tight = write(tmp_path, BIG + "budget: {max_params: 1000}\n")  # a declared budget can also be lower
+    with pytest.raises(SpecError, match="exceeds budget 1,000 params"):
+        api.load_spec(tight)
+
+
+@pytest.mark.parametrize(("budget", "message"), [("{max_params: 0}", "must be >= 1"),
+                                                 ("{max_params: 2.5}", "integer"),
+                                                 ("{max_params: lots}", "expected a count such as"),
+                                                 ("{max_parms: 10}", "max_parms")])  # fmt: skip
+def test_a_bad_budget_is_a_located_error(tmp_path, budget, message):
+    with pytest.raises(SpecError) as info:
+        api.load_spec(write(tmp_path, SMALL + f"budget: {budget}\n"))
+    (d,) = info.value.diagnostics
+    assert d.line == 7 and message in d.message, d.render() if hasattr(d, "render") else d
+
+
+def test_compile_refuses_a_declared_size_this_machine_cannot_hold(tmp_path, monkeypatch):
+    """A spec's budget admits its size to validate; compile still refuses, before torch, a build whose weights
+    (twice: the model and its export) exceed physical memory, unless --max-params is given explicitly."""
+    import os
+
+    path = write(tmp_path, BIG + "budget: {max_params: 20_000_000_000}\n")
+    page = os.sysconf("SC_PAGE_SIZE")
+    monkeypatch.setattr(os, "sysconf", lambda name: page if name == "SC_PAGE_SIZE" else BIG_PARAMS * 4 // page)
+    with pytest.raises(UsageError, match=r"parameters need at least .* to compile .*pass --max-params"):
+        api.compile(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    loaded = api.load_spec(path)
+    api.check_memory(loaded, budget_from_options("2e10", None))  # explicit: the user insists

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 import textwrap
 from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from mmspec.spec.layout import IDENTITY, MMSPEC_LAYOUT, Rule
 from mmspec.spec.tensors import Bundle, CheckError, Dim
@@ -24,6 +25,40 @@ Axis = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | An
 """A tensor axis: a named dynamic dim (becomes an ONNX symbolic dim) or a fixed size."""
 
 PositiveInt = Annotated[int, Field(ge=1)]
+
+_AMOUNT = re.compile(r"(?P<num>[0-9][0-9_]*(\.[0-9]*)?([eE][+]?[0-9]+)?)\s*(?P<unit>[kKMGTP]i?B?|B)?")
+_UNITS = {"": 1, "B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+          "KI": 1 << 10, "MI": 1 << 20, "GI": 1 << 30, "TI": 1 << 40, "PI": 1 << 50}
+MAX_AMOUNT = 10**30
+
+
+def amount(text: str) -> int | None:
+    """`20000000000`, `2e10`, `20_000`, `64GiB`, `2G` as an int (0 when it overflows); None when it is none."""
+    m = _AMOUNT.fullmatch(text.strip())
+    if not m:
+        return None
+    unit = (m["unit"] or "").upper().removesuffix("B")
+    try:
+        number = float(m["num"].replace("_", "")) if any(c in m["num"] for c in ".eE") else int(m["num"])
+        return int(number * _UNITS[unit]) if isinstance(number, float) else number * _UNITS[unit]
+    except (ValueError, OverflowError):
+        return 0
+
+
+def _amount(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and 1 <= value <= MAX_AMOUNT:
+        return int(value)
+    if isinstance(value, str):
+        parsed = amount(value)
+        if parsed is None:
+            raise ValueError(f"expected a count such as 13000000000, 1.3e10, 13G or 64GiB, got {value!r}")
+        return parsed
+    return value
+
+
+Amount = Annotated[int, BeforeValidator(_amount), Field(ge=1, le=MAX_AMOUNT)]
+"""A positive count or byte size: a whole number (`13000000000`, `1.3e+10`), or a string such as `13e9`, `13G` or
+`64GiB`."""
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 

@@ -16,11 +16,11 @@ on the meta device before the real build (mmspec.api).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from mmspec.errors import UsageError
+from mmspec.spec.base import MAX_AMOUNT, amount
 from mmspec.spec.model import Plan, PlanContext
 from mmspec.spec.tensors import Dim, TensorInfo, dim_value
 
@@ -43,6 +43,17 @@ class Budget:
 
     max_params: int | None = DEFAULT_MAX_PARAMS
     max_activation_bytes: int | None = DEFAULT_MAX_ACTIVATION_BYTES
+    explicit: frozenset[str] = frozenset()
+    """The limits given on the command line; the others yield to a spec's own `budget:`."""
+
+    def for_spec(self, spec: Any) -> Budget:
+        """These limits with the spec's declared `budget:` in place of each one not given explicitly."""
+        declared = getattr(spec, "budget", None)
+        if declared is None:
+            return self
+        limits = {name: getattr(self, name) if name in self.explicit or getattr(declared, name) is None
+                  else getattr(declared, name) for name in ("max_params", "max_activation_bytes")}
+        return Budget(**limits, explicit=self.explicit)
 
 
 DEFAULT_BUDGET = Budget()
@@ -186,25 +197,13 @@ def _scientific(n: int) -> tuple[str, int]:
 
 # --- command-line values --------------------------------------------------------------------------
 
-_AMOUNT = re.compile(r"(?P<num>[0-9][0-9_]*(\.[0-9]*)?([eE][+]?[0-9]+)?)\s*(?P<unit>[kKMGTP]i?B?|B)?")
-_UNITS = {"": 1, "B": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
-          "KI": 1 << 10, "MI": 1 << 20, "GI": 1 << 30, "TI": 1 << 40, "PI": 1 << 50}
-MAX_AMOUNT = 10**30
-
-
 def parse_amount(text: str, flag: str) -> int:
     """A positive count or byte size from the command line: `20000000000`, `2e10`, `20_000`, `64GiB`, `2G`.
 
     Raises UsageError (exit 2) for anything else, including `inf`, `nan`, zero and negative values."""
-    m = _AMOUNT.fullmatch(text.strip())
-    if not m:
+    value = amount(text)
+    if value is None:
         raise UsageError(f"{flag} {text!r}: expected a positive number such as 20000000000, 2e10 or 64GiB")
-    unit = (m["unit"] or "").upper().removesuffix("B")
-    try:
-        number = float(m["num"].replace("_", "")) if any(c in m["num"] for c in ".eE") else int(m["num"])
-        value = int(number * _UNITS[unit]) if isinstance(number, float) else number * _UNITS[unit]
-    except (ValueError, OverflowError):
-        value = 0
     if not 1 <= value <= MAX_AMOUNT:
         raise UsageError(f"{flag} {text!r}: expected a value between 1 and 1e30")
     return value
@@ -216,4 +215,6 @@ def budget_from_options(max_params: str | None, max_activation_bytes: str | None
         DEFAULT_MAX_PARAMS if max_params is None else parse_amount(max_params, "--max-params"),
         DEFAULT_MAX_ACTIVATION_BYTES if max_activation_bytes is None
         else parse_amount(max_activation_bytes, "--max-activation-bytes"),
+        frozenset(name for name, given in (("max_params", max_params), ("max_activation_bytes", max_activation_bytes))
+                  if given is not None),
     )

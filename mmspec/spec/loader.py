@@ -58,7 +58,8 @@ def load_spec(path: str | Path, spec_model: type[BaseModel], variant: str | None
     """Load, override, validate and plan a spec file (or `text`, reported as `path`); raise SpecError (all
     problems) or UsageError.
 
-    With a `budget`, a planned spec whose estimated parameters or activations exceed it is a `budget` error."""
+    With a `budget` (where the spec's own `budget:` replaces the limits not given explicitly), a planned spec whose
+    estimated parameters or activations exceed it is a `budget` error."""
     file = str(path)
     raw, source = load_yaml_file(path) if text is None else load_yaml_text(text, file)
     where = _Locator(raw, source)
@@ -91,7 +92,8 @@ def load_spec(path: str | Path, spec_model: type[BaseModel], variant: str | None
             diags += [where.diag(p, code, msg) for p, code, msg in e.problems]
     est = estimate(spec, planned) if planned is not None else None
     if est is not None and budget is not None:
-        diags += [where.diag(p, "budget", msg, at="key") for p, msg in check_budget(spec, planned, budget, est)]
+        diags += [where.diag(p, "budget", msg, at="key")
+                  for p, msg in check_budget(spec, planned, budget.for_spec(spec), est)]
     if diags:
         raise SpecError(diags)
     resolved = {k: v for k, v in raw.items() if k != "variants"}

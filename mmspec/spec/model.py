@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model
 
-from mmspec.spec.base import ComponentConfig, KVLayout, Name, Ref, StrictModel
+from mmspec.spec.base import Amount, ComponentConfig, KVLayout, Name, Ref, StrictModel
 from mmspec.spec.modality import GraphInput, Modality
 from mmspec.spec.suggest import suggestion_text
 from mmspec.spec.survey import KNOWN_SURVEY_ID
@@ -52,6 +52,18 @@ class ExportSpec(StrictModel):
     states come in, the next ones go out); docs/spec-language.md 4.9."""
 
 
+class SpecBudget(StrictModel):
+    """The sizes a spec declares it is meant to have: limits that replace the default budget for this spec (a
+    command-line --max-params / --max-activation-bytes still wins). For models past the defaults on purpose
+    (DALL-E's 12B): validate, summary and graph then accept the canonical size, and compile still refuses a
+    build that would not fit in this machine's memory."""
+
+    max_params: Amount | None = None
+    """Parameters (e.g. 13e9)."""
+    max_activation_bytes: Amount | None = None
+    """Activation bytes per example at the declared maximum sizes (e.g. 128GiB)."""
+
+
 class _SpecBase(StrictModel):
     mmspec: Literal[1]
     """Spec format version."""
@@ -71,6 +83,8 @@ class _SpecBase(StrictModel):
     """Named override sets: dotted path -> value, applied with --variant."""
     weights: WeightsSpec | None = None
     """How `--weights` checkpoints name this model's tensors. Default: mmspec's own names."""
+    budget: SpecBudget | None = None
+    """This spec's own limits instead of the default budget (2e9 parameters, 64 GiB of activations)."""
 
 
 def make_spec_model(registry: dict[str, dict[str, type[ComponentConfig]]]) -> type[StrictModel]:
@@ -325,7 +339,7 @@ def plan(spec: Any) -> Plan:
                 continue
             try:
                 selected = {p: select(bundles[t], f) for p, (t, f) in inputs.items()}
-                _same_batch(cfg, selected, batch_names)
+                same_batch_axis(cfg, selected, batch_names)
                 fold = _fold(spec, section, cfg, inputs) if section == "encoders" else None
                 in_bundles = fold_inputs(selected, fold)
                 out = cfg.infer(in_bundles, ctx)
@@ -452,7 +466,7 @@ def select(bundle: Bundle, fld: str | None) -> Bundle:
     return bundle if fld is None else {fld: bundle[fld]}
 
 
-def _same_batch(cfg: ComponentConfig, selected: dict[str, Bundle], batch_names: set[str]) -> None:
+def same_batch_axis(cfg: ComponentConfig, selected: dict[str, Bundle], batch_names: set[str]) -> None:
     """Every input of a node shares one batch axis: the modalities' batch names found in the leading dims of what
     each port reads (`batch*media` counts as `batch`) must agree, else a CheckError at the first port that
     differs. Shape rules can then join inputs along the batch without checking it themselves."""

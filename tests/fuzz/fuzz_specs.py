@@ -17,9 +17,9 @@ reference in its config received (rank, dtype, fixed or dynamic width) and what 
 - transplant: when nothing in the draft fits, or the component refuses what does, the example's own modalities
   and supporting nodes join the draft, renamed with its prefix, and the component reads them.
 
-A variation is kept when its config validates and its shape rules (`infer`) accept its inputs (`Draft.add`),
-else the unperturbed one is tried. A component registered at runtime is fuzzed like the others, with no edit
-here; one without examples is never drawn.
+A variation is kept when its config validates and the planner's rules (one batch axis, then the component's
+`infer`) accept its inputs (`Draft.add`), else the unperturbed one is tried. A component registered at runtime
+is fuzzed like the others, with no edit here; one without examples is never drawn.
 
 `merge(parts, outputs)` joins specs drawn with distinct name prefixes into one spec of independent sub-graphs,
 so that one ONNX export (about a second of fixed cost) covers several specs.
@@ -37,7 +37,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from mmspec.registry import PROBE, Component, Example, components, list_components, spec_model
 from mmspec.spec.modality import Modality
-from mmspec.spec.model import MODEL_SLOTS, SLOTS, Node, PlanContext, plan, select
+from mmspec.spec.model import MODEL_SLOTS, SLOTS, Node, PlanContext, plan, same_batch_axis, select
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 MODALITY_KINDS = ["tokens", "image", "regions", "sequence", "vector"]
@@ -116,6 +116,7 @@ class Draft:
             inputs[port] = {field: self.bundles[node][field]} if field else self.bundles[node]
         self.configs[slot][name] = cfg
         try:
+            same_batch_axis(cfg, inputs, {m.batch for m in self.modalities.values()})
             bundle = cfg.infer(inputs, PlanContext(self.spec, self.bundles))
         except CheckError:
             self.configs[slot].pop(name, None)
