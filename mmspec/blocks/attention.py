@@ -79,7 +79,8 @@ class Attention(nn.Module):
     `bias=False` drops the projections' biases and `scale` overrides 1/sqrt(d) (T5: neither, scale 1.0).
     `v_inner` gives the values their own width (v: kv_dim -> v_inner, out: v_inner -> out_dim; Perceiver's
     qk_channels / v_channels); the scale stays that of the query/key head width. `key_bias=False` drops only the
-    key projection's bias (BEiT, data2vec vision: q and v keep theirs)."""
+    key projection's bias (BEiT, data2vec vision: q and v keep theirs). `head_scale=True` multiplies each head's
+    output by a learned scalar (starting at 1) before the output projection (NormFormer; OFA's `c_attn`)."""
 
     def __init__(
         self,
@@ -94,6 +95,7 @@ class Attention(nn.Module):
         scale: float | None = None,
         v_inner: int | None = None,
         key_bias: bool = True,
+        head_scale: bool = False,
     ):
         super().__init__()
         self.heads = heads
@@ -102,6 +104,7 @@ class Attention(nn.Module):
         self.v = nn.Linear(kv_dim, v_inner or inner, bias=bias)
         self.out = nn.Linear(v_inner or inner, out_dim, bias=bias)
         self.dropout = dropout
+        self.head_scale = nn.Parameter(torch.ones(heads)) if head_scale else None
         # Passed to SDPA only when set, so the default graph (and its golden text) is unchanged.
         self.sdpa_options = {} if scale is None else {"scale": scale}
 
@@ -155,5 +158,7 @@ class Attention(nn.Module):
         """Attention of q [B,H,T,d] over k, v [B,H,S,d], heads merged and projected: [B, T, out_dim]."""
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p, **self.sdpa_options)  # B,H,T,d
+        if self.head_scale is not None:
+            y = y * self.head_scale[:, None, None]  # B,H,T,d
         y = y.transpose(1, 2).reshape(b, t, -1)  # B,T,inner
         return self.out(y)  # B,T,out_dim

@@ -35,6 +35,7 @@ FAMILIES = (
     "encoders.spline",
     "encoders.swin",
     "encoders.t5",
+    "encoders.ofa",
     "encoders.tabular",
     "encoders.transformer",
     "encoders.unet",
