@@ -108,12 +108,7 @@ def export_onnx(
     _check_request(input_names, dynamic_axes, opset)
     with _quiet_exporter() as records:
         try:
-            dims = {
-                name: Dim(name, min=(dim_min or {}).get(name, 1),
-                          **({"max": dim_max[name]} if dim_max and name in dim_max else {}))
-                for axes in dynamic_axes.values()
-                for name in axes.values()
-            }
+            dims = _export_dims(dynamic_axes, dim_min or {}, dim_max or {})
             dynamic_shapes = tuple(
                 {axis: dims[name] for axis, name in dynamic_axes[inp].items()} if inp in dynamic_axes else None
                 for inp in input_names
@@ -349,6 +344,23 @@ def discard(tmp_path: Path) -> None:
     sidecar(Path(tmp_path)).unlink(missing_ok=True)
 
 
+_DERIVED = re.compile(r"(?:(\d+)\*)?([A-Za-z_][A-Za-z0-9_]*)(?: \+ (\d+))?")
+"""A derived input dim the exporter takes: `c*axis + k` of one named axis (mmspec's canonical text)."""
+
+
+def _export_dims(dynamic_axes: dict[str, dict[int, str]], dim_min: dict[str, int], dim_max: dict[str, int]) -> dict:
+    """torch.export dims by dim name: a `Dim` per named axis (bounded by `dim_min`/`dim_max`), and for a derived
+    name (`src_len + 576`) the `c*Dim + k` of its axis, which then needs no input of its own."""
+    roots: dict[str, Dim] = {}
+    dims = {}
+    for name in (n for axes in dynamic_axes.values() for n in axes.values()):
+        coef, root, const = _DERIVED.fullmatch(name).groups()
+        if root not in roots:
+            roots[root] = Dim(root, min=dim_min.get(root, 1), **({"max": dim_max[root]} if root in dim_max else {}))
+        dims[name] = roots[root] if name == root else roots[root] * int(coef or 1) + int(const or 0)
+    return dims
+
+
 def _check_request(input_names: list[str], dynamic_axes: dict[str, dict[int, str]], opset: int) -> None:
     newest = onnx.defs.onnx_opset_version()
     if not 1 <= opset <= newest:
@@ -357,8 +369,9 @@ def _check_request(input_names: list[str], dynamic_axes: dict[str, dict[int, str
         if inp not in input_names:
             raise CompileError(f"dynamic axes given for unknown input '{inp}'")
         for name in axes.values():
-            if not name.isidentifier():
-                raise CompileError(f"dynamic dim name {name!r} of input '{inp}' is not an identifier")
+            if not name.isidentifier() and not _DERIVED.fullmatch(name):
+                raise CompileError(f"dynamic dim name {name!r} of input '{inp}' is not an identifier (or `c*name + k` "
+                                   f"of one)")
 
 
 def _check_opset(model: onnx.ModelProto, opset: int, records: list[logging.LogRecord]) -> None:

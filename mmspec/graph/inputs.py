@@ -6,6 +6,7 @@ import torch
 
 from mmspec.spec.modality import GraphInput
 from mmspec.spec.model import ExportGraph, Plan
+from mmspec.spec.tensors import dim_value
 
 TRACE_SIZES = {"batch": 2}
 DEFAULT_TRACE = 8
@@ -62,7 +63,7 @@ def make_inputs(plan: Plan, sizes: dict[str, int], seed: int = 0,
     g = torch.Generator().manual_seed(seed)
     out = {}
     for gi in plan.graph_inputs if inputs is None else inputs:
-        shape = [sizes[d] if isinstance(d, str) else d for d in gi.info.shape]
+        shape = [dim_value(d, sizes) if isinstance(d, str) else d for d in gi.info.shape]  # derived too
         if gi.field == "mask":
             mask = torch.ones(shape, dtype=torch.int64)
             if shape[-1] > 1:

@@ -16,7 +16,7 @@ from mmspec.spec.base import Amount, ComponentConfig, KVLayout, Name, Ref, Stric
 from mmspec.spec.modality import GraphInput, Modality
 from mmspec.spec.suggest import suggestion_text
 from mmspec.spec.survey import KNOWN_SURVEY_ID
-from mmspec.spec.tensors import Bundle, CheckError, Dim, TensorInfo, dim_axes, dim_product, dim_sum
+from mmspec.spec.tensors import Bundle, CheckError, Dim, TensorInfo, dim_axes, dim_product, dim_sum, dim_terms
 from mmspec.spec.weights import WeightsSpec, check_weights
 
 SLOTS = ("encoders", "fusion", "heads", "objectives")
@@ -665,6 +665,13 @@ def _export_graphs(spec: Any, nodes: list[Node], bundles: dict[str, Bundle], own
     return ordered
 
 
+def _one_axis(d: str) -> bool:
+    """A graph input's dim the exporter can take: one named axis, or `c*axis + k` of one (torch.export's derived
+    dims; the named axis need not be an input's own)."""
+    named = [k for k in dim_terms(d) if k]
+    return len(named) == 1 and len(named[0]) == 1
+
+
 def _export_graph(spec: Any, g: str, ex: Any, by_name: dict[str, Node], bundles: dict[str, Bundle],
                   owner: dict[str, str], problems: list, axes_max: dict[str, int], spec_axes: set[str]) -> ExportGraph:
     """One graph: its fed inputs, the nodes its outputs need (stopping at the inputs), its outputs, and the KV
@@ -683,10 +690,11 @@ def _export_graph(spec: Any, g: str, ex: Any, by_name: dict[str, Node], bundles:
         bounds = (0, 2) if info.dtype != "float32" else (None, None)
         inputs.append(GraphInput(onnx_name(bundles, node, f), node, f, info, *bounds))
         sources.append(f"node {node}.{f}")
-        derived = [d for d in info.shape if isinstance(d, str) and not d.isidentifier()]
+        derived = [d for d in info.shape if isinstance(d, str) and not _one_axis(d)]
         if derived:
             problems.append(((*at, "inputs", j), "check", f"exports.{g}.inputs: {node}.{f} has the derived axis "
-                             f"{derived[0]!r}, which a graph input cannot have; feed a tensor with named axes"))
+                             f"{derived[0]!r}, which a graph input cannot have (one named axis times and plus "
+                             f"integers, e.g. `text_len + 576`, can); feed a tensor with such axes"))
     layouts = _kv_layouts(spec, g, ex, by_name, bundles, problems)
     out_refs = _output_refs(spec, ex.outputs, (*at, "outputs"), f"exports.{g}.outputs", bundles, owner, problems)
     used: set[int] = set()

@@ -1,7 +1,8 @@
 """MP-04 OFA (specs/ofa.yaml): parameter parity of OFA-Tiny/Medium/Base/Large/Huge with the torch rebuild of the
 official model (tests/ofa_references.py) on the meta device; the tiny variant's encoder states and logits equal the
-rebuild holding the same weights; one-token decoding steps with a KV cache equal the full decoder; greedy decoding
-of the compiled graph on ONNX Runtime equals eager; `fit` lowers the loss."""
+rebuild holding the same weights; one-token decoding steps with a KV cache equal the full decoder; greedy and
+beam decoding with the compiled encoder and KV-cache step graphs on ONNX Runtime equal eager; `fit` lowers the
+loss."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from ofa_references import SIZES, OFAConfig, OFAModel, ResNet
 from mmspec import api
 from mmspec.blocks.attention import KVCache
 from mmspec.cli import run
-from mmspec.runtime import greedy
+from mmspec.errors import SpecError
+from mmspec.runtime import beam_search, greedy
 from mmspec.runtime.decoding import FullDecoder, Pipeline
 
 OFA = Path(__file__).resolve().parents[2] / "specs" / "ofa.yaml"
@@ -149,18 +151,31 @@ def test_cached_steps_equal_the_full_decoder():
     torch.testing.assert_close(torch.cat(steps, dim=1), values["decoder"]["logits"], atol=ATOL, rtol=RTOL)
 
 
-def test_tiny_greedy_decoding_on_ort_equals_eager(tmp_path):
-    """The compiled seq2seq graph rerun on the growing target: ONNX Runtime and eager pick the same tokens."""
-    api.compile(OFA, out_dir=tmp_path, variant="tiny")
-    ort = Pipeline.open(tmp_path)
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(ORT pipeline, the same graphs eager, the eager monolithic model) of specs/ofa.yaml's tiny variant."""
+    out = tmp_path_factory.mktemp("ofa_tiny")
+    api.compile(OFA, out_dir=out, variant="tiny")
+    ort = Pipeline.open(out)
     model = api.build(api.load_spec(OFA, "tiny"))
+    eager = Pipeline(ort.manifest, {name: api.eager_graph(model, name) for name in ort.graphs})
+    return ort, eager, api.eager_graph(model)
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_tiny_decodes_on_ort_as_eager(tiny, strategy):
+    """The encoder and KV-cache step graphs on ONNX Runtime (the step's context length is the derived axis
+    `src_len + 4`), the same graphs eager, and the monolithic eager model rerun on the whole target each step
+    give the same tokens, with a padded source row."""
+    ort, eager, full = tiny
     batch = {k: v.numpy() for k, v in _batch(2).items() if not k.startswith("target")}
     start = np.zeros((3, 1), np.int64)
-    ours = greedy(FullDecoder(ort.graphs["seq2seq"], "target", "decoder_logits", batch, mask="target_mask"),
-                  start, 8)
-    eager = greedy(FullDecoder(api.eager_graph(model, "seq2seq"), "target", "decoder_logits", batch,
-                               mask="target_mask"), start, 8)
-    np.testing.assert_array_equal(ours, eager)
+    run_ = {"greedy": lambda d: greedy(d, start, 10),
+            "beam": lambda d: beam_search(d, start, 10, beams=3, eos_id=2, length_penalty=1.2)}[strategy]
+    ours = run_(ort.decoder(batch))
+    np.testing.assert_array_equal(ours, run_(eager.decoder(batch)))
+    np.testing.assert_array_equal(ours, run_(FullDecoder(full, "target", "decoder_logits", batch,
+                                                         mask="target_mask")))
     assert ours.shape[1] > 1
 
 
@@ -169,3 +184,25 @@ def test_fit_lowers_the_loss_of_the_tiny_variant(tmp_path):
     assert run(["fit", str(OFA), "--variant", "tiny", "--steps", "30", "--json", str(out), "-q"]) == 0
     losses = json.loads(out.read_text())["losses"]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < 0.7 * losses[0], losses[::5]
+
+
+def test_a_fed_input_may_have_an_axis_derived_from_one_named_axis_only(tmp_path):
+    """The step graph's context length `src_len + 4` is a graph input axis; a sum of two named axes is not."""
+    path = tmp_path / "two.yaml"
+    path.write_text("""mmspec: 1
+name: two
+modalities:
+  a: {type: sequence, dim: 4, length: a_len, max_length: 6}
+  b: {type: sequence, dim: 4, length: b_len, max_length: 6}
+fusion:
+  both: {type: concat, inputs: [a, b], axis: sequence}
+heads:
+  tags: {type: token_classifier, input: both.sequence, num_classes: 3, transform: false}
+exports:
+  tagger: {inputs: [both], outputs: [tags]}
+""")
+    with pytest.raises(SpecError) as info:
+        api.load_spec(path)
+    assert "has the derived axis 'a_len + b_len', which a graph input cannot have" in str(info.value)
+    step = next(g for g in api.load_spec(OFA, "tiny").plan.graphs if g.name == "decoder_step")
+    assert [gi.info.shape for gi in step.inputs if gi.name == "encoder_mask"] == [("batch", "src_len + 4")]
