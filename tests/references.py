@@ -371,7 +371,10 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
 }
 """`name` or `name:variant` -> the reference, built on the meta device."""
 
-PAPER_SIZES: dict[str, PaperSize] = {}
+PAPER_SIZES: dict[str, PaperSize] = {
+    "dalle": PaperSize("12B", "abstract and Section 2"),  # Ramesh et al. 2021: the 12-billion-parameter transformer
+    "parti:parti_3b": PaperSize("3B", "Table 1"),  # Yu et al. 2022 (20B, 750M and 350M do not round: see the notes)
+}
 """`name` or `name:variant` -> the paper's reported size, for specs without any implementation to build."""
 
 
