@@ -40,6 +40,7 @@ import multimae_references as MMAE
 import multimodal_survival_references as MSR
 import multimodel_references as MM
 import multipurpose_references as MPR
+import ofa_references as OFA
 import structured_references as SR
 import survival_references as SV
 import torch
@@ -368,6 +369,9 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "multimodel_imagenet": MM.multimodel_imagenet,  # the same with ImageModality inputs, 1000 class labels
     "hip": HIP.hip,  # official HiP template, VARIANTS['16'], over 224 x 224 RGB pixels
     "hip:hip256": lambda: HIP.hip("256"),
+    "ofa": lambda: OFA.OFAModel(OFA.SIZES["base"]),  # a torch rebuild of the official fairseq OFA (no package)
+    **{f"ofa:{size}": (lambda size=size: OFA.OFAModel(OFA.SIZES[size])) for size in ("ofa_tiny", "medium", "large",
+                                                                                   "huge")},
 }
 """`name` or `name:variant` -> the reference, built on the meta device."""
 
