@@ -125,6 +125,8 @@ def export_onnx(
             )
             keep_near_identity_constants(program.model)
             program.optimize()
+            name_outputs(program.model.graph, output_names)
+            restore_input_names(program.model.graph, input_names)
         except Exception as e:
             raise CompileError(f"ONNX export failed: {_one_line(e)}") from e
         if external_data is None:
@@ -162,6 +164,16 @@ def export_onnx(
     return ExportResult(path, opset, size, inputs, outputs, data.exists())
 
 
+def restore_input_names(graph: onnx_ir.Graph, input_names: list[str]) -> None:
+    """Give the graph inputs their requested names back, in place. An input returned unchanged as an output (a
+    padding mask passed through) is named after that output by the exporter, and the optimizer's OutputFixPass
+    (onnx-ir >= 1.1) then puts an Identity in front of the output and renames the input `<output>_orig`."""
+    inputs = [v for v in graph.inputs if v.name not in graph.initializers]
+    if len(inputs) == len(input_names):  # otherwise _check_names reports the difference
+        for value, name in zip(inputs, input_names, strict=True):
+            value.name = name
+
+
 _NEUTRAL = {"Add": 0.0, "Sub": 0.0, "Mul": 1.0, "Div": 1.0}
 """The value of the second input that makes each binary op a no-op (Add and Mul also take it first)."""
 
@@ -190,6 +202,21 @@ def keep_near_identity_constants(model: onnx_ir.Model) -> int:
             node.replace_input_with(slot, const.outputs[0])
             changed += 1
     return changed
+
+
+def name_outputs(graph: onnx_ir.Graph, names: list[str]) -> None:
+    """Give the graph's outputs `names`, in order, after the optimizer ran (it may leave one value as two outputs,
+    where two outputs of the module were one tensor): a value already named, or a graph input, gets an Identity."""
+    named: set[int] = set()
+    for i, (value, name) in enumerate(zip(list(graph.outputs), names, strict=True)):
+        if id(value) in named or value.is_graph_input() or value.is_initializer():
+            node = onnx_ir.Node("", "Identity", [value], num_outputs=1)
+            graph.append(node)
+            out = node.outputs[0]
+            out.shape, out.type = value.shape, value.type
+            graph.outputs[i] = value = out
+        value.name = name
+        named.add(id(value))
 
 
 def _float_scalar(value: onnx_ir.Value | None) -> np.ndarray | None:
