@@ -509,3 +509,30 @@ def test_constants_near_a_no_op_value_survive_the_optimizer(tmp_path):
         got = session.run(None, {"x": x})[0]
         want = TinyConstants()(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+class PassThrough(nn.Module):
+    """An encoder whose padding mask is also an output, unchanged (Parti's and NÜWA's `encoder` graphs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+
+    def forward(self, x, mask):
+        return self.fc(x) * mask.unsqueeze(-1), mask  # B,S,D; B,S
+
+
+def test_an_input_returned_unchanged_keeps_its_name(tmp_path):
+    """The exporter names such an input after its output and the optimizer (onnx-ir >= 1.1) then renames it
+    `<output>_orig`: the file still has the requested input and output names, and runs."""
+    res = export_onnx(traced(PassThrough), (torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.int64)),
+                      input_names=["x", "x_mask"], output_names=["y", "y_mask"],
+                      dynamic_axes={"x": {0: "batch", 1: "seq"}, "x_mask": {0: "batch", 1: "seq"}},
+                      path=tmp_path / "p.onnx")  # fmt: skip
+    model = onnx.load(str(res.path))
+    assert [v.name for v in model.graph.input] == ["x", "x_mask"]
+    assert [v.name for v in model.graph.output] == ["y", "y_mask"]
+    mask = np.array([[1, 1, 0, 0]], np.int64)
+    got = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"]).run(None, {"x": rand(1, 4, 8),
+                                                                                          "x_mask": mask})
+    np.testing.assert_array_equal(got[1], mask)
