@@ -4,7 +4,8 @@ for parameter counts and output parity; the official model needs fairseq and the
 installs. It follows fairseq's conventions on purpose, unlike specs/ofa.yaml's modules: [T, B, C] activations,
 bmm attention over B*H rows with -inf key padding, the full [M, M] text bucket table and the [G*G+1, G*G+1] image
 bucket table gathered at the patches' grid ids, biases added into slices of a cloned absolute bias. Inference
-only (dropout, stochastic depth and patch sampling are training-time), text decoding (no code_masks)."""
+only (dropout, stochastic depth and patch sampling are training-time); decoding either text (no code_masks) or
+image codes (code_masks everywhere, text-to-image generation), from an encoder with or without an image."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class OFAConfig:
     image_bucket_size: int = 42
     attn_scale_factor: float = 2.0
     padding_idx: int = 1
+    code_image_size: int = 128
 
 
 SIZES = {  # the paper's Table 1, in models/ofa/ofa.py's architecture functions
@@ -208,32 +210,37 @@ class Encoder(nn.Module):
         self.register_buffer("token_rp_bucket", token_bucket_positions(c.token_bucket_size, c.max_positions))
         self.register_buffer("image_rp_bucket", image_bucket_positions(c.image_bucket_size))
 
-    def forward(self, src_tokens, patch_images):
+    def forward(self, src_tokens, patch_images=None):
         """-> (encoder_out [L, B, D], padding mask [B, L], LayerNormed position embeddings [B, L, D])."""
         c, bsz, s = self.c, src_tokens.shape[0], src_tokens.shape[1]
-        image = self.embed_images(patch_images)
-        h, w = image.shape[-2:]
-        image_ids = (torch.arange(w)[None, :] + torch.arange(h)[:, None] * c.image_bucket_size + 1).view(-1)
-        image_ids = image_ids[None, :].expand(bsz, h * w)
-        image = image.flatten(2).transpose(1, 2)
-        padding = torch.cat([src_tokens.new_zeros(bsz, h * w).bool(), src_tokens.eq(c.padding_idx)], dim=1)
-        pos = self.embed_positions(torch.arange(s)[None, :].expand(bsz, s))
+        padding = src_tokens.eq(c.padding_idx)
+        pos = self.pos_ln(self.embed_positions(torch.arange(s)[None, :].expand(bsz, s)))
         x = self.layernorm_embedding(self.embed_tokens(src_tokens) + self.type_embedding(src_tokens.new_zeros(bsz, s)))
-        image_x = self.image_proj(image) + self.type_embedding(src_tokens.new_ones(bsz, h * w))
-        x = torch.cat([self.patch_layernorm_embedding(image_x), x], dim=1)
+        n = 0
+        if patch_images is not None:
+            image = self.embed_images(patch_images)
+            h, w = image.shape[-2:]
+            n = h * w
+            image_ids = (torch.arange(w)[None, :] + torch.arange(h)[:, None] * c.image_bucket_size + 1).view(-1)
+            image_ids = image_ids[None, :].expand(bsz, n)
+            image_x = self.image_proj(image.flatten(2).transpose(1, 2))
+            image_x = image_x + self.type_embedding(src_tokens.new_ones(bsz, n))
+            x = torch.cat([self.patch_layernorm_embedding(image_x), x], dim=1)
+            padding = torch.cat([src_tokens.new_zeros(bsz, n).bool(), padding], dim=1)
+            pos = torch.cat([self.image_pos_ln(self.embed_image_positions(image_ids)), pos], dim=1)
+            image_bucket = self.image_rp_bucket[image_ids[0]][:, image_ids[0]]
         x = (x * (1 - padding.unsqueeze(-1).type_as(x))).transpose(0, 1)
-        pos = torch.cat([self.image_pos_ln(self.embed_image_positions(image_ids)), self.pos_ln(pos)], dim=1)
         length = pos.shape[1]
         pos_q = self.pos_q_linear(pos).view(bsz, length, c.heads, -1).transpose(1, 2) * self.pos_scaling
         pos_k = self.pos_k_linear(pos).view(bsz, length, c.heads, -1).transpose(1, 2)
         abs_bias = torch.matmul(pos_q, pos_k.transpose(2, 3))
-        image_bucket = self.image_rp_bucket[image_ids[0]][:, image_ids[0]]
         for idx, layer in enumerate(self.layers):
             bias = abs_bias.clone()
             token = F.embedding(self.token_rp_bucket[:s, :s], self.token_rel_pos_table_list[idx].weight)
             bias[:, :, -s:, -s:] += token.permute(2, 0, 1)
-            image_rel = F.embedding(image_bucket, self.image_rel_pos_table_list[idx].weight)
-            bias[:, :, : h * w, : h * w] += image_rel.permute(2, 0, 1)
+            if n:
+                image_rel = F.embedding(image_bucket, self.image_rel_pos_table_list[idx].weight)
+                bias[:, :, :n, :n] += image_rel.permute(2, 0, 1)
             x = layer(x, padding if padding.any() else None, bias.reshape(-1, length, length))
         return self.layer_norm(x), padding, pos
 
@@ -258,6 +265,10 @@ class Decoder(nn.Module):
         self.output_projection.weight = embed_tokens.weight
         self.token_rel_pos_table_list, self.image_rel_pos_table_list = _rel_tables(c, c.decoder_layers)
         self.register_buffer("token_rp_bucket", token_bucket_positions(c.token_bucket_size, c.max_positions))
+        self.register_buffer("image_rp_bucket", image_bucket_positions(c.image_bucket_size))
+        window = c.code_image_size // 8
+        grid = (torch.arange(window)[None, :] + torch.arange(window)[:, None] * c.image_bucket_size + 1).view(-1)
+        self.register_buffer("image_position_idx", torch.cat([torch.tensor([0]), grid, torch.tensor([1024] * 769)]))
 
     def _pos_bias(self, q_linear, k_linear, tgt_pos, src_pos):
         bsz, t, s = tgt_pos.shape[0], tgt_pos.shape[1], src_pos.shape[1]
@@ -265,18 +276,28 @@ class Decoder(nn.Module):
         k = k_linear(src_pos).view(bsz, s, self.c.heads, -1).transpose(1, 2)
         return torch.matmul(q, k.transpose(2, 3))
 
-    def forward(self, prev_output_tokens, encoder_out, encoder_padding, encoder_pos):
+    def forward(self, prev_output_tokens, encoder_out, encoder_padding, encoder_pos, code_masks: bool = False):
+        """Logits [B, T, V]; `code_masks`: every target token is an image code."""
         c, (bsz, t) = self.c, prev_output_tokens.shape
-        tgt_pos = self.pos_ln(self.embed_positions(torch.arange(t)[None, :].expand(bsz, t)))
+        if code_masks:
+            image_idx = self.image_position_idx[:t][None, :].expand(bsz, t)
+            tgt_pos = self.image_pos_ln(self.embed_image_positions(image_idx))
+        else:
+            tgt_pos = self.pos_ln(self.embed_positions(torch.arange(t)[None, :].expand(bsz, t)))
         self_abs = self._pos_bias(self.self_pos_q_linear, self.self_pos_k_linear, tgt_pos, tgt_pos)
         cross = self._pos_bias(self.cross_pos_q_linear, self.cross_pos_k_linear, tgt_pos, encoder_pos)
         cross = cross.reshape(-1, t, encoder_pos.shape[1])
-        x = self.layernorm_embedding(self.embed_tokens(prev_output_tokens)).transpose(0, 1)
+        norm = self.code_layernorm_embedding if code_masks else self.layernorm_embedding
+        x = norm(self.embed_tokens(prev_output_tokens)).transpose(0, 1)
         padding = prev_output_tokens.eq(c.padding_idx)
         future = torch.triu(torch.full((t, t), float("-inf")), 1)
         for idx, layer in enumerate(self.layers):
-            token = F.embedding(self.token_rp_bucket[:t, :t], self.token_rel_pos_table_list[idx].weight)
-            bias = (self_abs + token.permute(2, 0, 1).unsqueeze(0)).reshape(-1, t, t)
+            if code_masks:
+                idx_t = self.image_position_idx[:t]
+                rel = F.embedding(self.image_rp_bucket[idx_t][:, idx_t], self.image_rel_pos_table_list[idx].weight)
+            else:
+                rel = F.embedding(self.token_rp_bucket[:t, :t], self.token_rel_pos_table_list[idx].weight)
+            bias = (self_abs + rel.permute(2, 0, 1).unsqueeze(0)).reshape(-1, t, t)
             x = layer(x, encoder_out, encoder_padding if encoder_padding.any() else None, future,
                       padding if padding.any() else None, bias, cross)
         return self.output_projection(self.layer_norm(x).transpose(0, 1))
@@ -291,7 +312,7 @@ class OFAModel(nn.Module):
         self.encoder = Encoder(c, embed_tokens, resnet or ResNet(c.resnet_layers))
         self.decoder = Decoder(c, embed_tokens)
 
-    def forward(self, src_tokens, patch_images, prev_output_tokens):
-        """Logits [B, T, V] of a teacher-forced target."""
+    def forward(self, src_tokens, patch_images, prev_output_tokens, code_masks: bool = False):
+        """Logits [B, T, V] of a teacher-forced target (image codes with `code_masks`)."""
         enc, padding, pos = self.encoder(src_tokens, patch_images)
-        return self.decoder(prev_output_tokens, enc, padding, pos)
+        return self.decoder(prev_output_tokens, enc, padding, pos, code_masks)

@@ -146,6 +146,11 @@ class ComponentConfig(StrictModel):
         raise CheckError((), f"a {type(self).__name__} does not decode incrementally; `cache` takes causal "
                              f"transformers and recurrent networks")
 
+    def planned_after(self) -> tuple[str, ...]:
+        """Nodes to plan and build before this one without reading them (e.g. the owner of shared parameters,
+        which `build` takes from `ctx.modules`); no data flows, so graphs of `exports:` do not compute them."""
+        return ()
+
     def references(self) -> dict[str, str]:
         """Port name -> referenced node (or `node.field`)."""
         single: Any = getattr(self, "input", None)

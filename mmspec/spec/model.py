@@ -139,7 +139,7 @@ class CacheTensor:
     name: str
     """ONNX name: `past_key_values.{layer}.{part}` in, `present.{layer}.{part}` out, `cross_key_values.{layer}.{part}`
     (precomputed cross-attention context), `state.{part}` in and `next_state.{part}` out (a recurrent state, layer
-    0), prefixed `<node>.` when a graph caches several nodes."""
+    0), prefixed `<node>.` when a graph, or the spec, caches several nodes."""
     node: str
     kind: Literal["past", "present", "cross", "state", "next_state"]
     layer: int
@@ -294,7 +294,7 @@ def plan(spec: Any) -> Plan:
     failed: set[str] = set()
     # Waves in linear time: a node is ready once every pending node it references is planned or failed;
     # each wave is handled in name order (a spec with thousands of chained nodes must not take hours).
-    waiting = {n: {r.split(".")[0] for r in cfg.references().values()} & pending.keys()
+    waiting = {n: ({r.split(".")[0] for r in cfg.references().values()} | set(cfg.planned_after())) & pending.keys()
                for n, (_, cfg) in pending.items()}
     users: dict[str, list[str]] = {}
     for n, deps in waiting.items():
@@ -743,9 +743,11 @@ def _export_graph(spec: Any, g: str, ex: Any, by_name: dict[str, Node], bundles:
                                  f"in from the graph that outputs it)"))
                 continue
             used.add(fed[layout.context[0]][layout.context[1]])
-        node = _cached_node(g, name, layout, len(layouts) > 1, axes_max, spec_axes, problems, (*at, "cache", k))
+        # names and past axes prefixed with the node when several nodes are cached (in this graph or across graphs)
+        prefixed = len(layouts) > 1 or len({n for e in spec.exports.values() for n in e.cache}) > 1
+        node = _cached_node(g, name, layout, prefixed, axes_max, spec_axes, problems, (*at, "cache", k))
         cached.append(node)
-        ins, outs = _cache_tensors(name, layout, node, len(layouts) > 1)
+        ins, outs = _cache_tensors(name, layout, node, prefixed)
         cache_inputs += ins
         cache_outputs += outs
     if cached:  # a step graph takes only what its nodes read (no padding mask; cross keys/values, not the context)

@@ -27,8 +27,8 @@ from mmspec.runtime.decoding import FullDecoder, Pipeline
 OFA = Path(__file__).resolve().parents[2] / "specs" / "ofa.yaml"
 ATOL, RTOL = 1e-5, 1e-4
 TINY = OFAConfig(embed_dim=16, ffn_dim=32, encoder_layers=2, decoder_layers=2, heads=2, resnet_layers=(1, 1, 1),
-                 vocab=64, max_positions=16, token_bucket_size=8, image_bucket_size=3)
-"""The reference configuration of the spec's tiny variant (its ResNet: stem 4, planes 2/3/4)."""
+                 vocab=64, max_positions=16, token_bucket_size=8, image_bucket_size=3, code_image_size=16)
+"""The reference configuration of the spec's tiny variant (its ResNet: stem 4, planes 2/3/4; a 2 x 2 code window)."""
 
 _NAMES = (  # our tensor names -> the official ones (order matters: longer patterns first)
     ("type_embed.", "type_embedding."), ("embed_norm.", "layernorm_embedding."),
@@ -101,7 +101,7 @@ def _tiny_pair() -> tuple[torch.nn.Module, OFAModel]:
                 assert theirs[key].shape == tensor.shape, (name, key)
                 theirs[key].copy_(tensor)
                 copied.add(key)
-    missing = {k for k in theirs if k not in copied and not k.endswith("_bucket")}
+    missing = {k for k in theirs if k not in copied and not k.endswith(("_bucket", "_idx"))}
     assert missing == {"decoder.embed_tokens.weight", "decoder.output_projection.weight"}, missing  # tied
     return model.eval(), ref
 
@@ -114,8 +114,10 @@ def _batch(seed: int = 0) -> dict[str, torch.Tensor]:
     source[1, 5:] = TINY.padding_idx  # the reference finds padding by its id
     target = torch.randint(4, 64, (3, 6), generator=g)  # B,T
     target[:, 0] = 0
+    codes = torch.randint(4, 64, (3, 5), generator=g)  # B,1+2*2: a start token and a 2 x 2 window
+    codes[:, 0] = 0
     return {"image": torch.randn(3, 3, 32, 32, generator=g), "source": source, "source_mask": mask,
-            "target": target, "target_mask": torch.ones_like(target)}
+            "target": target, "target_mask": torch.ones_like(target), "codes": codes}
 
 
 def test_tiny_outputs_equal_the_official_model():
@@ -132,23 +134,39 @@ def test_tiny_outputs_equal_the_official_model():
     assert logits.abs().max() > 0.1  # not a degenerate comparison
 
 
-def test_cached_steps_equal_the_full_decoder():
-    """The decoder's `step` (one token at a time with a KV cache, the cross-attention keys/values computed once)
-    gives the full decoder's logits at every position."""
-    model, _ = _tiny_pair()
-    batch = _batch(1)
-    decoder = model.components["decoder"]
+def test_tiny_text_to_image_equals_the_official_model():
+    """The text-only encoder and the image-code decoder (the same parameters; OFA without patch_images, with
+    code_masks everywhere) equal the rebuild's encoder on text alone and its decoder in code mode."""
+    model, ref = _tiny_pair()
+    batch = _batch(3)
     with torch.no_grad():
         values = model.node_values(batch)
-        encoder = values["encoder"]
-        cross = decoder.cross_kv(encoder["sequence"])
+        enc, _, _ = ref.encoder(batch["source"])
+        logits = ref(batch["source"], None, batch["codes"], code_masks=True)
+    torch.testing.assert_close(values["text_encoder"]["sequence"], enc.transpose(0, 1), atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(values["image_decoder"]["logits"], logits, atol=ATOL, rtol=RTOL)
+    assert not torch.allclose(logits, ref(batch["source"], None, batch["codes"]), atol=1e-2)  # the modes differ
+
+
+@pytest.mark.parametrize(("node", "encoder", "tokens"), [("decoder", "encoder", "target"),
+                                                          ("image_decoder", "text_encoder", "codes")])
+def test_cached_steps_equal_the_full_decoder(node, encoder, tokens):
+    """A decoder's `step` (one token at a time with a KV cache, the cross-attention keys/values computed once)
+    gives the full decoder's logits at every position, for text and for image codes."""
+    model, _ = _tiny_pair()
+    batch = _batch(1)
+    decoder = model.components[node]
+    with torch.no_grad():
+        values = model.node_values(batch)
+        context = values[encoder]
+        cross = decoder.cross_kv(context["sequence"])
         past = [KVCache(*(torch.zeros(3, 2, 0, 8),) * 2) for _ in decoder.layers]
         steps = []
-        for t in range(batch["target"].shape[1]):
-            out, past = decoder.step({"input": {"ids": batch["target"][:, t : t + 1]},
-                                      "cross": {"mask": encoder["mask"]}}, past, cross)
+        for t in range(batch[tokens].shape[1]):
+            out, past = decoder.step({"input": {"ids": batch[tokens][:, t : t + 1]},
+                                      "cross": {"mask": context["mask"]}}, past, cross)
             steps.append(out["logits"])
-    torch.testing.assert_close(torch.cat(steps, dim=1), values["decoder"]["logits"], atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(torch.cat(steps, dim=1), values[node]["logits"], atol=ATOL, rtol=RTOL)
 
 
 @pytest.fixture(scope="module")
@@ -163,19 +181,24 @@ def tiny(tmp_path_factory):
 
 
 @pytest.mark.parametrize("strategy", ["greedy", "beam"])
-def test_tiny_decodes_on_ort_as_eager(tiny, strategy):
-    """The encoder and KV-cache step graphs on ONNX Runtime (the step's context length is the derived axis
+@pytest.mark.parametrize(("graph", "tokens", "logits", "new"), [("decoder_step", "target", "decoder_logits", 10),
+                                                               ("image_step", "codes", "image_decoder_logits", 4)])
+def test_tiny_decodes_on_ort_as_eager(tiny, strategy, graph, tokens, logits, new):
+    """The encoder and KV-cache step graphs on ONNX Runtime (the text step's context length is the derived axis
     `src_len + 4`), the same graphs eager, and the monolithic eager model rerun on the whole target each step
-    give the same tokens, with a padded source row."""
+    give the same tokens, with a padded source row: captions after an image, and image codes after a text."""
     ort, eager, full = tiny
-    batch = {k: v.numpy() for k, v in _batch(2).items() if not k.startswith("target")}
+    batch = {k: v.numpy() for k, v in _batch(2).items() if k in ("image", "source", "source_mask")}
     start = np.zeros((3, 1), np.int64)
-    run_ = {"greedy": lambda d: greedy(d, start, 10),
-            "beam": lambda d: beam_search(d, start, 10, beams=3, eos_id=2, length_penalty=1.2)}[strategy]
-    ours = run_(ort.decoder(batch))
-    np.testing.assert_array_equal(ours, run_(eager.decoder(batch)))
-    np.testing.assert_array_equal(ours, run_(FullDecoder(full, "target", "decoder_logits", batch,
-                                                         mask="target_mask")))
+    run_ = {"greedy": lambda d: greedy(d, start, new),
+            "beam": lambda d: beam_search(d, start, new, beams=3, eos_id=2, length_penalty=1.2)}[strategy]
+    ours = run_(ort.decoder(batch, graph=graph))
+    np.testing.assert_array_equal(ours, run_(eager.decoder(batch, graph=graph)))
+    feeds = {**batch, "target": np.zeros((3, 1), np.int64), "target_mask": np.ones((3, 1), np.int64),
+             "codes": np.zeros((3, 1), np.int64)}
+    feeds.pop(tokens)
+    monolithic = FullDecoder(full, tokens, logits, feeds, mask="target_mask" if tokens == "target" else None)
+    np.testing.assert_array_equal(ours, run_(monolithic))
     assert ours.shape[1] > 1
 
 

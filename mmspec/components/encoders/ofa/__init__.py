@@ -12,7 +12,16 @@ from pydantic import Field
 
 from mmspec.components.common import require, sequence_of
 from mmspec.registry import Example, register
-from mmspec.spec.base import ComponentConfig, KVLayout, PositiveFloat, PositiveInt, Probability, Ref, StrictModel
+from mmspec.spec.base import (
+    ComponentConfig,
+    KVLayout,
+    Name,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    Ref,
+    StrictModel,
+)
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo, dim_sum
 
 
@@ -40,6 +49,14 @@ OFA_EXAMPLES = (
         {"input": "target", **_STACK, "cross": {"input": "enc"}},
         {"encoders": {"cnn": _RESNET, "enc": {"type": "ofa", "input": "source", "image": "cnn.features", **_STACK}}},
         name="decoder",
+    ),
+    Example(  # text-to-image: a text-only encoder and an image-code decoder, both using the others' parameters
+        {"image": _IMAGE, "source": _TEXT, "target": _TARGET, "codes": {**_TARGET, "length": "code", "max_length": 5}},
+        {"input": "codes", **_STACK, "cross": {"input": "txt"}, "codes": True, "code_grid": 2, "share": "dec"},
+        {"encoders": {"cnn": _RESNET, "enc": {"type": "ofa", "input": "source", "image": "cnn.features", **_STACK},
+                      "dec": {"type": "ofa", "input": "target", **_STACK, "cross": {"input": "enc"}},
+                      "txt": {"type": "ofa", "input": "source", **_STACK, "share": "enc"}}},
+        name="image_codes",
     ),
 )
 
@@ -82,6 +99,16 @@ class OFAStack(ComponentConfig):
     this size per side."""
     max_positions: Annotated[int, Field(ge=3)] = 1024
     """Text positions (the table has 2 more rows, as fairseq's)."""
+    codes: bool = False
+    """Decoders only: the targets are image codes (OFA's text-to-image generation, code_masks everywhere): the code
+    LayerNorm, image-grid positions (a start token, then a code_grid x code_grid window read row by row) and the
+    2-D relative tables instead of the text ones; targets up to 1 + code_grid**2 long."""
+    code_grid: PositiveInt = 16
+    """Side of the code window (OFA: code_image_size 128 / 8)."""
+    share: Name | None = None
+    """Use every parameter of this other `ofa` stack (same role and sizes), planned before: OFA's one model run
+    in another mode, e.g. a text-only encoder sharing the image encoder, an image-code decoder sharing the text
+    decoder. Its parameters count once, with the owner."""
     eps: PositiveFloat = 1e-5
     dropout: Probability = 0.1
     """After the embeddings, after each sublayer (stochastic depth, training-only, is not expressed)."""
@@ -96,6 +123,9 @@ class OFAStack(ComponentConfig):
     @property
     def head_dim(self) -> int:
         return self.width // self.heads
+
+    def planned_after(self) -> tuple[str, ...]:
+        return (self.share,) if self.share else ()
 
     def references(self) -> dict[str, str]:
         refs = {"input": self.input}
@@ -116,8 +146,19 @@ class OFAStack(ComponentConfig):
         batch, length = ids.shape
         if self.decoder and self.image is not None:
             raise CheckError(("image",), "image patches enter the encoder; remove image from the decoder stack")
+        if self.codes and not self.decoder:
+            raise CheckError(("codes",), "image-code targets belong to a decoder stack; set cross or remove codes")
+        if self.codes and self.code_grid > self.image_buckets:
+            raise CheckError(("code_grid",), f"the {self.code_grid}x{self.code_grid} code window exceeds the "
+                                             f"{self.image_buckets}x{self.image_buckets} position grid")
+        if self.codes and ctx.spec.modalities[self.input.split(".")[0]].max_length > 1 + self.code_grid**2:
+            raise CheckError(("code_grid",), f"image-code targets are at most 1 + code_grid**2 = "
+                                             f"{1 + self.code_grid**2} long; lower the max_length of "
+                                             f"{self.input!r}")
         if self.image is not None:
             length = dim_sum(self._patches(inputs), length)
+        if self.share is not None:
+            self._owner(inputs, ctx)
         out: Bundle = {"sequence": TensorInfo((batch, length, self.width))}
         if "mask" in inputs["input"]:
             out["mask"] = TensorInfo((batch, length), inputs["input"]["mask"].dtype)
@@ -153,6 +194,38 @@ class OFAStack(ComponentConfig):
                                                  f"image_buckets or use smaller images")
         return h * w
 
+    def _owner(self, inputs: dict[str, Bundle], ctx) -> None:
+        """`share` names another ofa stack of the same role and sizes, owning its parameters, planned before."""
+        other = ctx.spec.encoders.get(self.share)
+        if other is None or other.type != "ofa" or other is self or other.decoder != self.decoder:
+            role = "decoder" if self.decoder else "encoder"
+            owners = [n for n, e in ctx.spec.encoders.items() if e.type == "ofa" and e is not self
+                      and e.decoder == self.decoder]
+            raise CheckError(("share",), f"share {self.share!r} must name another ofa {role} stack; candidates: "
+                                         f"{', '.join(owners) or 'none'}")
+        if other.share is not None:
+            raise CheckError(("share",), f"{self.share!r} shares the parameters of {other.share!r}; name the owner")
+        sizes = ("width", "layers", "heads", "ffn", "activation", "normformer", "attention_scale", "token_buckets",
+                 "image_buckets", "max_positions", "eps")
+        differ = [f for f in sizes if getattr(self, f) != getattr(other, f)]
+        if differ:
+            raise CheckError((differ[0],), f"{differ[0]} {getattr(self, differ[0])!r} differs from the "
+                                           f"{getattr(other, differ[0])!r} of {self.share!r}, whose parameters this "
+                                           f"stack uses")
+        if self._vocab(ctx) != ctx.spec.modalities[other.input.split(".")[0]].vocab_size:
+            raise CheckError(("input",), f"the vocabulary of {self.input!r} differs from the one of {self.share!r}")
+        if self.image is not None:
+            mine = next(t for t in inputs["image"].values() if t.rank == 4).shape[1]
+            theirs = None
+            if other.image is not None:
+                bundle = ctx.bundles.get(other.image.split(".")[0], {})
+                theirs = next((t.shape[1] for t in bundle.values() if t.rank == 4), None)
+            if theirs != mine:
+                raise CheckError(("image",), f"this stack's feature map has {mine} channels; {self.share!r} must "
+                                             f"read one of the same channels (it has {theirs})")
+        if self.share not in ctx.bundles:
+            raise CheckError(("share",), f"{self.share!r} could not be planned, so its parameters are not there")
+
     def _encoder(self, inputs: dict[str, Bundle], ctx, vocab: int) -> OFAStack:
         """The `ofa` encoder this decoder cross-attends to: same width and vocabulary, planned before."""
         name = self.cross.input.split(".")[0]
@@ -179,12 +252,16 @@ class OFAStack(ComponentConfig):
             raise CheckError(("input",), f"the new positions of a step need a named dynamic length axis; "
                                          f"{self.input!r} has length {length!r}")
         fld, context = sequence_of(inputs["cross"], self.cross.input, "cross")
-        return KVLayout(self.layers, self.heads, self.head_dim, batch, length, self.max_positions, ("mask",),
+        positions = 1 + self.code_grid**2 if self.codes else self.max_positions
+        return KVLayout(self.layers, self.heads, self.head_dim, batch, length, positions, ("mask",),
                         cross_layers=tuple(range(self.layers)), context=(self.cross.input.split(".")[0], fld),
                         context_port="cross", context_length=context.shape[1])
 
     def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
-        """Parameters `build` will allocate, by formula (the decoder's token table is the encoder's)."""
+        """Parameters `build` will allocate, by formula (the decoder's token table is the encoder's; a sharing
+        stack has none of its own)."""
+        if self.share is not None:
+            return 0
         d, h, f = self.width, self.heads, self.ffn
         norm = 2 * d
         attention = 4 * (d * d + d) + (norm + h if self.normformer else 0)
@@ -216,10 +293,11 @@ class OFAStack(ComponentConfig):
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.encoders.ofa.module import OFADecoder, OFAEncoder
 
+        shared = ctx.modules[self.share] if self.share else None
         if self.decoder:
             encoder = ctx.modules[self.cross.input.split(".")[0]]
-            return OFADecoder(self, self._vocab(ctx), encoder)
+            return OFADecoder(self, self._vocab(ctx), encoder, shared)
         if self.image is None:
-            return OFAEncoder(self, self._vocab(ctx), None)
+            return OFAEncoder(self, self._vocab(ctx), None, shared)
         fld, info = next((k, t) for k, t in inputs["image"].items() if t.rank == 4)
-        return OFAEncoder(self, self._vocab(ctx), (fld, *info.shape[1:]))
+        return OFAEncoder(self, self._vocab(ctx), (fld, *info.shape[1:]), shared)

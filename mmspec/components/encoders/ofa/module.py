@@ -41,15 +41,15 @@ class OFAPositions(nn.Module):
     def text(self, positions: torch.Tensor) -> torch.Tensor:
         return self.norm(self.embed(positions))  # T,D
 
-    def context(self, length) -> torch.Tensor:
-        """The encoder's position embeddings [L, D] of a sequence of `length` = image patches + text tokens."""
-        text = torch.arange(length - self.patches, device=self.embed.weight.device)  # S
-        if not self.patches:
-            return self.text(text)  # S,D
-        return torch.cat([self.image_norm(self.image_embed(self.image_ids)), self.text(text)])  # N+S,D
+    def image(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.image_norm(self.image_embed(ids))  # N,D
 
-    patches = 0
-    """Image patches in front of the text (an encoder with an image sets it and the `image_ids` buffer)."""
+    def context(self, length, image_ids: torch.Tensor | None) -> torch.Tensor:
+        """The encoder's position embeddings [L, D] of `length` = len(image_ids) patches + text tokens."""
+        if image_ids is None:
+            return self.text(torch.arange(length, device=self.embed.weight.device))  # S,D
+        text = torch.arange(length - image_ids.shape[0], device=self.embed.weight.device)  # S
+        return torch.cat([self.image(image_ids), self.text(text)])  # N+S,D
 
 
 class PositionBias(nn.Module):
@@ -137,6 +137,13 @@ class _Stack(nn.Module):
         self.final_norm = nn.LayerNorm(d, eps=cfg.eps)
         self.dropout = nn.Dropout(cfg.dropout)
 
+    def share(self, owner: nn.Module) -> None:
+        """Use the parameters of `owner` (the same kind of stack, same sizes) instead of own ones: every
+        sub-module this stack has that `owner` has too."""
+        for name in list(self._modules):
+            if name in owner._modules:
+                setattr(self, name, owner._modules[name])
+
     def relative_index(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """Bucket [T, S] of text query positions [T] against key positions [S]."""
         return self.token_buckets[queries[:, None] - keys[None, :] + self.max_positions - 1]  # T,S
@@ -148,7 +155,7 @@ class _Stack(nn.Module):
 class OFAEncoder(_Stack):
     """[image patches ; text tokens] -> pre-LN layers with position biases -> LayerNorm."""
 
-    def __init__(self, cfg, vocab: int, image: tuple[str, int, int, int] | None):
+    def __init__(self, cfg, vocab: int, image: tuple[str, int, int, int] | None, shared: OFAEncoder | None = None):
         super().__init__(cfg, image is not None)
         d, grid = cfg.width, cfg.image_buckets
         self.embed = nn.Embedding(vocab, d)
@@ -156,16 +163,18 @@ class OFAEncoder(_Stack):
         self.embed_norm = nn.LayerNorm(d, eps=cfg.eps)
         self.positions = OFAPositions(d, cfg.max_positions + 2, grid**2 + 1 if image else 0, cfg.eps)
         self.position_bias = PositionBias(d, cfg.heads, self.scale)
-        self.image_field = None
+        self.image_field, self.patches = None, 0
         if image is not None:
             self.image_field, channels, h, w = image
+            self.patches = h * w
             self.image_proj = nn.Linear(channels, d)
             self.patch_norm = nn.LayerNorm(d, eps=cfg.eps)
             ids = (torch.arange(h)[:, None] * grid + torch.arange(w) + 1).flatten()  # N
-            self.positions.patches = h * w
-            self.positions.register_buffer("image_ids", ids, persistent=False)
+            self.register_buffer("image_ids", ids, persistent=False)
             index = grid_relative_index(grid, grid)  # 1+G*G,1+G*G
             self.register_buffer("image_index", index[ids][:, ids], persistent=False)  # N,N
+        if shared is not None:
+            self.share(shared)
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         ids, mask = inputs["input"]["ids"], inputs["input"].get("mask")
@@ -174,13 +183,13 @@ class OFAEncoder(_Stack):
         text = torch.arange(s, device=ids.device)  # S
         pos = self.positions.text(text)  # S,D
         index = self.relative_index(text, text)  # S,S
-        n = self.positions.patches
+        n = self.patches
         if self.image_field is not None:
             maps = inputs["image"][self.image_field]  # B,C,h,w
             patches = self.image_proj(maps.flatten(2).transpose(1, 2))  # B,N,D
             patches = self.dropout(self.patch_norm(patches + self.type_embed.weight[1]))  # B,N,D
             x = torch.cat([patches, x], dim=1)  # B,N+S,D
-            pos = self.positions.context(n + s)  # N+S,D
+            pos = self.positions.context(n + s, self.image_ids)  # N+S,D
             if mask is not None:
                 mask = torch.cat([mask.new_ones(mask.shape[0], n), mask], dim=1)  # B,N+S
         pad = None
@@ -202,43 +211,76 @@ class OFAEncoder(_Stack):
 
 class OFADecoder(_Stack):
     """Target tokens -> causal pre-LN layers with position biases and cross-attention to the encoder -> LayerNorm
-    -> logits over the encoder's table. Holds OFA's image-code parameters too (code LayerNorm, image positions and
-    relative tables), which text decoding does not use."""
+    -> logits over the encoder's table. Text targets (OFA without code_masks) take the embedding LayerNorm, text
+    positions and 1-D relative buckets; image-code targets (`codes`, code_masks everywhere) the code LayerNorm,
+    image-grid positions (a start token, then a code_grid x code_grid window of the image position grid) and the
+    2-D relative tables. Both kinds of parameters exist in every decoder, as in OFA."""
 
-    def __init__(self, cfg, vocab: int, encoder: OFAEncoder):
+    def __init__(self, cfg, vocab: int, encoder: OFAEncoder, shared: OFADecoder | None = None):
         super().__init__(cfg, True)
-        d = cfg.width
+        d, grid = cfg.width, cfg.image_buckets
         self.embed = encoder.embed
         self.context_positions = encoder.positions
+        self.context_field = "sequence"
+        if encoder.patches:
+            self.register_buffer("context_ids", encoder.image_ids.clone(), persistent=False)  # N
+        else:
+            self.context_ids = None
         self.embed_norm = nn.LayerNorm(d, eps=cfg.eps)
         self.code_norm = nn.LayerNorm(d, eps=cfg.eps)
-        self.positions = OFAPositions(d, cfg.max_positions + 2, cfg.image_buckets**2 + 1, cfg.eps)
+        self.positions = OFAPositions(d, cfg.max_positions + 2, grid**2 + 1, cfg.eps)
         self.self_position_bias = PositionBias(d, cfg.heads, self.scale)
         self.cross_position_bias = PositionBias(d, cfg.heads, self.scale)
-        self.context_field = "sequence"
+        self.codes = cfg.codes
+        if self.codes:
+            w = cfg.code_grid
+            cells = (torch.arange(w)[:, None] * grid + torch.arange(w) + 1).flatten()  # W*W
+            ids = torch.cat([torch.zeros(1, dtype=torch.long), cells])  # 1+W*W: the start token takes id 0
+            self.register_buffer("code_ids", ids, persistent=False)
+            self.register_buffer("code_index", grid_relative_index(grid, grid)[ids][:, ids], persistent=False)
+        if shared is not None:
+            self.share(shared)
 
     def _biases(self, x: torch.Tensor, past, context_length, cross_mask):
-        """Self-attention position biases [1, H, T, P+T] (absolute) and index [T, P+T] for T new positions after
-        `past`, and the cross-attention bias [B|1, H, T, L] over `context_length` encoder positions."""
+        """Self-attention position biases [1, H, T, P+T] (absolute) and relative [H, T, P+T] per layer (a function
+        of the layer), for T new positions after `past`, and the cross-attention bias [B|1, H, T, L] over
+        `context_length` encoder positions."""
         t = x.shape[1]
         queries = torch.arange(t, device=x.device) + past  # T
         keys = torch.arange(past + t, device=x.device)  # P+T
-        q_pos = self.positions.text(queries)  # T,D
-        absolute = self.self_position_bias(q_pos, self.positions.text(keys))  # 1,H,T,P+T
-        cross = self.cross_position_bias(q_pos, self.context_positions.context(context_length))  # 1,H,T,L
+        if self.codes:
+            q_pos = self.positions.image(self.code_ids[queries])  # T,D
+            k_pos = self.positions.image(self.code_ids[keys])  # P+T,D
+            index = self.code_index[queries][:, keys]  # T,P+T
+
+            def relative(i: int) -> torch.Tensor:
+                return self.image_relative[i](index).permute(2, 0, 1)  # H,T,P+T
+        else:
+            q_pos, k_pos = self.positions.text(queries), self.positions.text(keys)  # T,D; P+T,D
+            index = self.relative_index(queries, keys)  # T,P+T
+
+            def relative(i: int) -> torch.Tensor:
+                return self.text_bias(i, index)  # H,T,P+T
+        absolute = self.self_position_bias(q_pos, k_pos)  # 1,H,T,P+T
+        context = self.context_positions.context(context_length, self.context_ids)  # L,D
+        cross = self.cross_position_bias(q_pos, context)  # 1,H,T,L
         if cross_mask is not None:
             cross = cross + padding_bias(cross_mask, x)  # B,H,T,L
-        return absolute, self.relative_index(queries, keys), cross
+        return absolute, relative, cross
+
+    def embed_targets(self, ids: torch.Tensor) -> torch.Tensor:
+        norm = self.code_norm if self.codes else self.embed_norm
+        return self.dropout(norm(self.embed(ids)))  # B,T,D
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         ids, mask = inputs["input"]["ids"], inputs["input"].get("mask")
-        x = self.dropout(self.embed_norm(self.embed(ids)))  # B,T,D
+        x = self.embed_targets(ids)  # B,T,D
         context = inputs["cross"][self.context_field]  # B,L,D
-        absolute, index, cross = self._biases(x, 0, context.shape[1], inputs["cross"].get("mask"))
+        absolute, relative, cross = self._biases(x, 0, context.shape[1], inputs["cross"].get("mask"))
         causal = causal_bias(x)  # T,T
         pad = padding_bias(mask, x) if mask is not None else None  # B,1,1,T
         for i, layer in enumerate(self.layers):
-            bias = combine_biases(absolute + self.text_bias(i, index), causal, pad)  # B|1,H,T,T
+            bias = combine_biases(absolute + relative(i), causal, pad)  # B|1,H,T,T
             x = layer(x, bias, context, cross)  # B,T,D
         x = self.final_norm(x)  # B,T,D
         out = {"sequence": x, "logits": F.linear(x, self.embed.weight)}  # B,T,V
@@ -252,12 +294,13 @@ class OFADecoder(_Stack):
         holds each layer's keys/values [B, H, P, d], `cross` each layer's precomputed encoder keys/values
         (`cross_kv`), whose mask may come in `inputs["cross"]`. Returns (the bundle, presents [B, H, P + T, d])."""
         offset = past[0].length
-        x = self.dropout(self.embed_norm(self.embed(inputs["input"]["ids"])))  # B,T,D
-        absolute, index, cross_bias = self._biases(x, offset, cross[0].length, inputs.get("cross", {}).get("mask"))
+        x = self.embed_targets(inputs["input"]["ids"])  # B,T,D
+        absolute, relative, cross_bias = self._biases(x, offset, cross[0].length,
+                                                      inputs.get("cross", {}).get("mask"))
         causal = cached_causal_bias(x, offset)  # T,P+T
         presents = []
         for i, (layer, cache, kv) in enumerate(zip(self.layers, past, cross, strict=True)):
-            bias = combine_biases(absolute + self.text_bias(i, index), causal)  # 1,H,T,P+T
+            bias = combine_biases(absolute + relative(i), causal)  # 1,H,T,P+T
             x, present = layer.step(x, bias, cache, kv, cross_bias)  # B,T,D
             presents.append(present)
         x = self.final_norm(x)  # B,T,D
