@@ -5,6 +5,7 @@ drivers work on `Graph`s, callables from {input name: array} to {output name: ar
 file; `mmspec.api.eager_graph` runs the eager model the same way, so tests drive both with one loop.
 """
 
+from mmspec.runtime.constraints import ConstrainedDecoder, TokenRange, Trie
 from mmspec.runtime.diffusion import (
     Denoiser,
     Stage,
@@ -26,6 +27,7 @@ from mmspec.runtime.search import Decoder, beam_search, greedy, sample
 
 __all__ = [
     "Graph", "OnnxGraph",
+    "ConstrainedDecoder", "TokenRange", "Trie",
     "Denoiser", "Stage", "alphas_cumprod", "betas", "cascade", "classifier_guidance",
     "ddim_sample", "ddim_step", "ddim_timesteps",
     "ddpm_sample", "ddpm_step", "dynamic_threshold", "upsample_nearest",

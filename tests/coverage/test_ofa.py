@@ -21,7 +21,7 @@ from mmspec import api
 from mmspec.blocks.attention import KVCache
 from mmspec.cli import run
 from mmspec.errors import SpecError
-from mmspec.runtime import beam_search, greedy
+from mmspec.runtime import ConstrainedDecoder, TokenRange, Trie, beam_search, greedy
 from mmspec.runtime.decoding import FullDecoder, Pipeline
 
 OFA = Path(__file__).resolve().parents[2] / "specs" / "ofa.yaml"
@@ -200,6 +200,38 @@ def test_tiny_decodes_on_ort_as_eager(tiny, strategy, graph, tokens, logits, new
     monolithic = FullDecoder(full, tokens, logits, feeds, mask="target_mask" if tokens == "target" else None)
     np.testing.assert_array_equal(ours, run_(monolithic))
     assert ours.shape[1] > 1
+
+
+ANSWERS = [[5, 9, 11], [5, 7], [20], [33, 4]]
+"""Candidate answers (token ids) for trie-constrained decoding, as OFA decodes classification tasks."""
+
+
+def test_trie_allows_the_candidates_next_tokens_then_eos():
+    trie = Trie(ANSWERS, eos_id=2)
+    assert trie(()) == [5, 20, 33] and trie((5,)) == [7, 9] and trie((5, 7)) == [2] and trie((20,)) == [2]
+    assert trie((5, 8)) is None and trie((20, 2)) is None  # not a candidate's prefix, finished: no constraint
+    assert TokenRange(40, 44, eos_id=2)((1, 2)) == [40, 41, 42, 43, 2]
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_tiny_constrained_decoding_on_ort_equals_eager(tiny, strategy):
+    """Answers decoded through an answer trie are candidates followed by eos; image codes decoded within a code
+    range stay in it; ONNX Runtime and eager pick the same tokens."""
+    ort, eager, _ = tiny
+    batch = {k: v.numpy() for k, v in _batch(4).items() if k in ("image", "source", "source_mask")}
+    start = np.zeros((3, 1), np.int64)
+    run_ = {"greedy": lambda d, n: greedy(d, start, n, eos_id=2, pad_id=1),
+            "beam": lambda d, n: beam_search(d, start, n, beams=3, eos_id=2, pad_id=1)}[strategy]
+    answers = [run_(ConstrainedDecoder(p.decoder(batch, graph="decoder_step"), Trie(ANSWERS, eos_id=2)), 6)
+               for p in (ort, eager)]
+    np.testing.assert_array_equal(*answers)
+    for row in answers[0][:, 1:].tolist():
+        end = row.index(2)
+        assert row[:end] in ANSWERS and set(row[end + 1 :]) <= {1}, row
+    codes = [run_(ConstrainedDecoder(p.decoder(batch, graph="image_step"), TokenRange(40, 56)), 4)
+             for p in (ort, eager)]
+    np.testing.assert_array_equal(*codes)
+    assert ((codes[0][:, 1:] >= 40) & (codes[0][:, 1:] < 56)).all()
 
 
 def test_fit_lowers_the_loss_of_the_tiny_variant(tmp_path):
