@@ -202,6 +202,27 @@ def test_tiny_decodes_on_ort_as_eager(tiny, strategy, graph, tokens, logits, new
     assert ours.shape[1] > 1
 
 
+_TEXT_ENCODER = "{type: ofa, input: source, share: encoder, width: 768, layers: 6, heads: 12, ffn: 3072}"
+
+
+@pytest.mark.parametrize(("new", "message"), [
+    ("{type: ofa, input: source, share: encodr, width: 768, layers: 6, heads: 12, ffn: 3072}",
+     "share 'encodr' must name another ofa encoder stack; candidates: encoder"),
+    ("{type: ofa, input: source, share: encoder, width: 768, layers: 4, heads: 12, ffn: 3072}",
+     "layers 4 differs from the 6 of 'encoder'"),
+    ("{type: ofa, input: source, share: encoder, width: 768, layers: 6, heads: 12, ffn: 3072, codes: true}",
+     "image-code targets belong to a decoder stack"),
+])  # fmt: skip
+def test_sharing_errors_are_located(tmp_path, new, message):
+    path = tmp_path / "t.yaml"
+    text = OFA.read_text()
+    assert _TEXT_ENCODER in text
+    path.write_text(text.replace(_TEXT_ENCODER, new, 1))
+    with pytest.raises(SpecError) as info:
+        api.load_spec(path)
+    assert message in str(info.value) and f"{path}:" in str(info.value), str(info.value)
+
+
 ANSWERS = [[5, 9, 11], [5, 7], [20], [33, 4]]
 """Candidate answers (token ids) for trie-constrained decoding, as OFA decodes classification tasks."""
 
