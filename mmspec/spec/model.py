@@ -244,12 +244,30 @@ class PlanContext:
         self.bundles = bundles
 
 
+RESERVED_NODE_NAMES = frozenset({
+    "add_module", "apply", "bfloat16", "buffers", "call_super_init", "children", "clear", "compile", "cpu", "cuda",
+    "double", "dump_patches", "eval", "extra_repr", "float", "forward", "get_buffer", "get_extra_state",
+    "get_parameter", "get_submodule", "half", "ipu", "items", "keys", "load_state_dict", "modules", "mtia",
+    "named_buffers", "named_children", "named_modules", "named_parameters", "parameters", "pop",
+    "register_backward_hook", "register_buffer", "register_forward_hook", "register_forward_pre_hook",
+    "register_full_backward_hook", "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook", "register_module", "register_parameter", "register_state_dict_post_hook",
+    "register_state_dict_pre_hook", "requires_grad_", "set_extra_state", "set_submodule", "share_memory",
+    "state_dict", "to", "to_empty", "train", "training", "type", "update", "values", "xpu", "zero_grad",
+})  # fmt: skip
+"""Attributes of torch's nn.ModuleDict that a node name could spell: the built model keys its nodes by name in
+one, so these names cannot be nodes (tests/spec/test_names.py compares the set with the installed torch)."""
+
+
 def plan(spec: Any) -> Plan:
     """Resolve references, order nodes topologically, run shape rules; raise PlanError with all problems."""
     problems: list[tuple[tuple[str | int, ...], str, str]] = []
     owner: dict[str, str] = {m: "modalities" for m in spec.modalities}
     for section in SLOTS:
         for name in getattr(spec, section):
+            if name in RESERVED_NODE_NAMES:
+                problems.append(((section, name), "bad-name", f"{section}.{name}: {name!r} is an attribute of the "
+                                 f"torch module container that holds the nodes; rename the node (e.g. {name}_)"))
             if name in owner:
                 problems.append(
                     (
