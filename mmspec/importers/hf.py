@@ -94,9 +94,10 @@ def import_hf(path: str | Path, name: str | None = None) -> tuple[dict, str]:
     return tree, arch
 
 
-IMPORT_BUDGET = Budget(max_params=None)
-"""A checkpoint's parameter count is a fact, not a mistake: imports check activations only (the CLI tells how
-to raise --max-params for a model past the default budget)."""
+IMPORT_BUDGET = Budget(max_params=10**13)
+"""A checkpoint's parameter count is a fact, not a mistake: imports accept any size a released model has (the
+largest hold about 1.6e12 parameters; the CLI tells how to raise --max-params past the default budget) and refuse
+only what no checkpoint could be, past 1e13, as values that make no valid model."""
 
 
 def _check_values(tree: dict, file: Path) -> None:
