@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from mmspec.spec.base import PositiveFloat, PositiveInt, Probability, StrictModel
-from mmspec.spec.tensors import CheckError, Dim, TensorInfo, dim_axes, dim_value
+from mmspec.spec.tensors import Bundle, CheckError, Dim, TensorInfo, dim_axes, dim_value
 
 Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "relu", "sq_relu", "tanh", "silu", "identity"]
 
@@ -80,6 +80,18 @@ def require(info: TensorInfo | None, port: str, rank: int, what: str) -> TensorI
     if info.rank != rank:
         raise CheckError("input", f"needs a {what} (rank {rank}) as {port!r}, got shape {list(info.shape)}")
     return info
+
+
+def layer_shapes(config, inputs: dict[str, Bundle], ctx) -> list[tuple]:
+    """`internal_shapes` of a transformer stack (a config with `heads`, `ffn` and an optional `cross`): the largest
+    intermediates of one layer, attention scores [B, heads, T, T], the feed-forward hidden layer [B, T, ffn] and,
+    with cross-attention, its scores [B, heads, T, S]."""
+    batch, length, _ = config.infer(inputs, ctx)["sequence"].shape
+    shapes = [(batch, config.heads, length, length), (batch, length, config.ffn)]
+    if config.cross:
+        _, context = sequence_of(inputs["cross"], config.cross.input, "cross")
+        shapes.append((batch, config.heads, length, context.shape[1]))
+    return shapes
 
 
 def require_float(info: TensorInfo, ref: str, field: str | tuple = "input") -> TensorInfo:

@@ -10,7 +10,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from mmspec.components.common import require, sequence_of
+from mmspec.components.common import layer_shapes, require, sequence_of
 from mmspec.registry import Example, register
 from mmspec.spec.base import (
     ComponentConfig,
@@ -282,13 +282,7 @@ class OFAStack(ComponentConfig):
         return total
 
     def internal_shapes(self, inputs: dict[str, Bundle], ctx) -> list[tuple]:
-        """The largest intermediates of one layer: attention scores and the feed-forward hidden layer."""
-        batch, length, _ = self.infer(inputs, ctx)["sequence"].shape
-        shapes = [(batch, self.heads, length, length), (batch, length, self.ffn)]
-        if self.cross is not None:
-            _, context = sequence_of(inputs["cross"], self.cross.input, "cross")
-            shapes.append((batch, self.heads, length, context.shape[1]))
-        return shapes
+        return layer_shapes(self, inputs, ctx)
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.encoders.ofa.module import OFADecoder, OFAEncoder

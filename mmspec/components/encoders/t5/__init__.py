@@ -8,7 +8,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from mmspec.components.common import require, sequence_of
+from mmspec.components.common import layer_shapes, require, sequence_of
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, KVLayout, Name, PositiveFloat, PositiveInt, Probability, Ref, StrictModel
 from mmspec.spec.layout import Rule
@@ -189,13 +189,7 @@ class T5Stack(ComponentConfig):
         return table + self.buckets * self.heads + self.layers * layer + w + head
 
     def internal_shapes(self, inputs: dict[str, Bundle], ctx) -> list[tuple]:
-        """The largest intermediates of one layer: attention scores and the feed-forward hidden layer."""
-        batch, length, _ = self.infer(inputs, ctx)["sequence"].shape
-        shapes = [(batch, self.heads, length, length), (batch, length, self.ffn)]
-        if self.cross is not None:
-            _, context = sequence_of(inputs["cross"], self.cross.input, "cross")
-            shapes.append((batch, self.heads, length, context.shape[1]))
-        return shapes
+        return layer_shapes(self, inputs, ctx)
 
     def weight_rules(self, layout: str) -> tuple[Rule, ...]:
         """Layout `t5` (prefix ''): transformers' `{encoder|decoder}.block.{i}.layer.{n}...` for this stack, its

@@ -7,7 +7,16 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from mmspec.components.common import Activation, PoolConfig, StackConfig, axis_max, pooled_width, require, sequence_of
+from mmspec.components.common import (
+    Activation,
+    PoolConfig,
+    StackConfig,
+    axis_max,
+    layer_shapes,
+    pooled_width,
+    require,
+    sequence_of,
+)
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, KVLayout, Name, PositiveFloat, PositiveInt, Ref, StrictModel
 from mmspec.spec.layout import Rule
@@ -1061,13 +1070,7 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         return len(self._moe_layers()) * (moe - dense)
 
     def internal_shapes(self, inputs: dict[str, Bundle], ctx) -> list[tuple]:
-        """The largest intermediates of one layer: attention scores and the feed-forward hidden layer."""
-        batch, length, _ = self.infer(inputs, ctx)["sequence"].shape
-        shapes = [(batch, self.heads, length, length), (batch, length, self.ffn)] if self.layers else []
-        if self.cross and self.layers:
-            _, context = sequence_of(inputs["cross"], self.cross.input, "cross")
-            shapes.append((batch, self.heads, length, context.shape[1]))
-        return shapes
+        return layer_shapes(self, inputs, ctx) if self.layers else []
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.encoders.transformer.module import TransformerEncoderModule
