@@ -76,6 +76,9 @@ class BigGANGeneratorConfig(ComponentConfig):
         if self.attention is not None and self.attention not in {4 * 2**i for i in range(len(self.channels) - 1)}:
             raise CheckError("attention", f"the generator's blocks run at 4 .. {self.side() // 2} pixels, "
                                           f"not {self.attention}")
+        if self.attention is not None and (width := self.blocks()[self.attention_index()][0]) < 8:
+            raise CheckError("attention", f"the self-attention at {self.attention} pixels would see {width} "
+                                          f"channels; its queries and keys take channels / 8, so at least 8")
         if (self.rgb_conv or self.out_channels) < self.out_channels:
             raise CheckError("rgb_conv", f"rgb_conv {self.rgb_conv} < out_channels {self.out_channels}")
         if any(self.width * c < self.reduction for c in self.channels):

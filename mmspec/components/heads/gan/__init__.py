@@ -129,6 +129,10 @@ class DCGANGeneratorConfig(_Generator):
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         if self.residual is not None and len(self.residual) != len(self.widths):
             raise CheckError("residual", f"residual lists {len(self.residual)} stages but widths {len(self.widths)}")
+        for i, (width, block) in enumerate(zip(self.widths, self.residual or (), strict=False)):
+            if block and width < 4:
+                raise CheckError(("residual", i), f"a residual block works at width / 4, and widths[{i}] is {width}; "
+                                                  f"it needs at least 4")
         if self.condition_dim and self.condition is None:
             raise CheckError("condition_dim", "condition_dim projects a condition; set `condition:` too")
         return super().infer(inputs, ctx)
