@@ -1,7 +1,7 @@
 """`mmspec import hf` trusts nothing in config.json: wrong types, non-finite numbers, values that make no valid
-model (heads that do not divide the width, negative sizes, dropout past 1, sizes past any checkpoint's, 1e13 parameters) exit 2 with a
-diagnostic located in config.json (at the offending key where there is one) -- never an internal error, a
-temporary path, or a written spec."""
+model (heads that do not divide the width, negative sizes, dropout past 1, sizes past any checkpoint's, 1e13
+parameters) exit 2 with a diagnostic located in config.json (at the offending key where there is one) -- never an
+internal error, a temporary path, or a written spec."""
 
 from __future__ import annotations
 
