@@ -110,6 +110,15 @@ def test_status_follows_the_statically_known_points():
     assert _status("CV-01", _facts()) == ("missing", ())
 
 
+def test_generation_is_checked_per_model_not_per_spec():
+    step = _facts(survey=("MP-02",), graphs=(("step", ("decoder",)),))
+    classifier = _facts(name="y", path="specs/y.yaml", survey=("MP-02",))
+    row = next(r for r in rows(survey(), [step, classifier]) if r.id == "MP-02")
+    assert (row.status, row.gaps) == ("covered", ())
+    row = next(r for r in rows(survey(), [classifier, _facts(survey=("MP-02",))]) if r.id == "MP-02")
+    assert (row.status, row.gaps) == ("partial", ("no KV-cache step graph (exports.G.cache)",))
+
+
 def test_rendered_rows_and_summary():
     entries = survey()
     models = sum(e.same_as is None for e in entries.values())
