@@ -121,3 +121,12 @@ def test_multi_graph_specs_refuse_lower_precision(tmp_path, capsys):
 def test_report_json_round_trips(fp16):
     assert json.loads(Path(fp16["onnx"]["path"]).with_suffix(".report.json").read_text())["precision"] == \
         fp16["precision"]
+
+
+def test_int8_quantizes_a_softmax_tied_to_its_embedding(int8):
+    """BERT's MLM decoder reads the word table through a Transpose; int8 gives it its own quantized weight."""
+    graph = onnx.load(str(Path(int8["onnx"]["path"]))).graph
+    tables = {i.name for i in graph.initializer}
+    assert not [n.name for n in graph.node if n.op_type == "Transpose" and n.input[0] in tables]
+    consumers = [n.op_type for n in graph.node if any(i.endswith(".untied_quantized") for i in n.input)]
+    assert consumers and set(consumers) <= {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
