@@ -10,11 +10,13 @@ from mmspec.spec.model import ExportGraph, Node, Plan, select
 
 
 class BuildContext:
-    """What a component's `build` may use: the spec, and the modules built before it (weight tying)."""
+    """What a component's `build` may use: the spec, the modules built before it (weight tying), and every node's
+    bundle (what the plan inferred)."""
 
-    def __init__(self, spec, modules: dict[str, nn.Module]):
+    def __init__(self, spec, modules: dict[str, nn.Module], bundles: dict):
         self.spec = spec
         self.modules = modules
+        self.bundles = bundles
 
 
 class MultimodalModel(nn.Module):
@@ -30,7 +32,7 @@ class MultimodalModel(nn.Module):
         self.output_names = [name for name, _, _ in plan.outputs]
         self.input_names = [gi.name for gi in plan.graph_inputs]
         built: dict[str, nn.Module] = {}
-        ctx = BuildContext(spec, built)
+        ctx = BuildContext(spec, built, plan.bundles)
         for node in plan.nodes:
             built[node.name] = node.config.build(plan.node_inputs(node), ctx)
             if not node.config.trainable:

@@ -95,6 +95,21 @@ GAN_EXAMPLES = (
         },
         name="generator",
     ),
+    Example(  # GAN-INT: the generator also trained on interpolated captions, through reruns of both networks
+        _GAN_MODALITIES,
+        {"role": "generator", "fake": "critic_int.fake", "weight": 0.5, "updates": ["generator"]},
+        {
+            "fusion": {**_GAN_NODES["fusion"], "caption_int": {"type": "interpolate", "input": "caption"},
+                       "conditioned_int": {"type": "concat", "inputs": ["noise", "caption_int.mixed"]}},
+            "heads": {
+                **_GAN_NODES["heads"],
+                "generator_int": {"type": "rerun", "node": "generator", "inputs": {"input": "conditioned_int.fused"}},
+                "critic_int": {"type": "rerun", "node": "critic", "inputs": {
+                    "real": "data", "fake": "generator_int.embedding", "condition": "caption_int.mixed"}},
+            },
+        },
+        name="interpolated",
+    ),
 )
 R1_EXAMPLES = (
     Example(
