@@ -113,12 +113,15 @@ def to_fp16(src: Path, dst: Path) -> None:
 
 def accuracy_delta(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], classifiers: set[str]) -> dict:
     """Per output: max |got - ref| and, for classifier logits (the names in `classifiers`), the share of
-    positions whose arg-max over the last axis agrees ("top1_agreement")."""
+    positions whose arg-max over the last axis agrees ("top1_agreement") and the median gap between the
+    reference's two largest logits ("top1_margin": a change of max_abs can flip positions closer than it)."""
     out = {}
     for name, r in ref.items():
         g = got[name]
         entry = {"max_abs": float(np.max(np.abs(g.astype(np.float64) - r), initial=0.0))}
         if name in classifiers and r.ndim >= 1 and r.shape[-1] > 1:
             entry["top1_agreement"] = float(np.mean(np.argmax(g, -1) == np.argmax(r, -1)))
+            top2 = np.partition(r, -2, axis=-1)[..., -2:]  # ...,2: the two largest logits
+            entry["top1_margin"] = float(np.median(top2[..., 1] - top2[..., 0]))
         out[name] = entry
     return out

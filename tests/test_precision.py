@@ -61,6 +61,15 @@ def test_int8_file_and_delta(int8):
     assert 0 < p["vs_fp32"]["mlm"]["max_abs"] < 0.5
     assert 0.8 <= p["vs_fp32"]["mlm"]["top1_agreement"] <= 1.0  # classifier heads get arg-max agreement
     assert "top1_agreement" in p["vs_fp32"]["nsp"]
+    assert p["vs_fp32"]["mlm"]["top1_margin"] > 0
+
+
+def test_top1_margin_is_the_median_gap_of_the_reference():
+    ref = np.array([[3.0, 1.0, 0.5], [0.0, 2.0, 1.75], [1.0, 1.0, 0.0]], np.float32)
+    got = ref + np.array([[0, 0, 0], [0, -0.5, 0], [0, 0, 0]], np.float32)
+    delta = mmspec.backends.accuracy_delta({"y": got}, {"y": ref}, {"y"})["y"]
+    assert delta["top1_margin"] == pytest.approx(float(np.median([2.0, 0.25, 0.0])))
+    assert delta["top1_agreement"] == pytest.approx(2 / 3) and delta["max_abs"] == pytest.approx(0.5)
 
 
 def test_static_int8_with_calibration(tmp_path):
