@@ -301,6 +301,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "m2_transformer": M2.m2,  # official MemoryAugmentedEncoder(3, m=40) + MeshedDecoder(V, 54, 3)
     "m2_transformer:one_to_one": lambda: M2.m2(meshed=False),
     "m2_transformer:no_memory": lambda: M2.m2(memory=0),
+    "m2_transformer:scst": M2.m2,  # the self-critical stage trains the same model
     "seq2seq": lambda: _seq2seq(nn.LSTM, (160000, 80000), 1000, 1000, 4),
     "seq2seq:gru": lambda: _seq2seq(nn.GRU, (160000, 80000), 1000, 1000, 4),
     "rnnsearch": _rnnsearch,

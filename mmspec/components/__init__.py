@@ -79,6 +79,7 @@ FAMILIES = (
     "objectives.moe_entropy",
     "objectives.patch_classes",
     "objectives.segmentation",
+    "objectives.self_critical",
     "objectives.set_prediction",
     "objectives.similarity",
     "objectives.supervised",

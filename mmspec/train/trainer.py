@@ -64,7 +64,7 @@ class TrainStep(nn.Module):
             if node.name not in wanted.needed:
                 continue
             args = {p: values[s] if f is None else {f: values[s][f]} for p, (s, f) in node.inputs.items()}
-            ctx = StepContext(args, targets.get(node.name, {}), clean, student)
+            ctx = StepContext(args, targets.get(node.name, {}), clean, student, self.model.node_values)
             result = self.model.objectives[node.name].run(ctx)
             if node.name in wanted.losses:
                 losses[node.name] = result

@@ -1,7 +1,8 @@
 """M² Meshed-Memory Transformer (I2T-01): counts equal the official modules' sizes rebuilt from torch.nn
 (tests/m2_references.py), the tiny spec computes the official forward (written out below from the official code's
 equations) with the same weights, the encoder + decoder-step graphs caption on ONNX Runtime as eager (greedy and
-beam search), and the tiny variant trains."""
+beam search), and the tiny variant trains: cross-entropy, then the self-critical stage from its checkpoint
+(the objective itself: tests/objectives/test_self_critical.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ M2 = Path(__file__).resolve().parents[2] / "specs" / "m2_transformer.yaml"
 HEADS = 2
 
 
-@pytest.mark.parametrize("variant", [None, "one_to_one", "no_memory"], ids=str)
+@pytest.mark.parametrize("variant", [None, "one_to_one", "no_memory", "scst"], ids=str)
 def test_sizes_equal_the_official_modules(variant):
     with torch.device("meta"):
         reference = sum(p.numel() for p in REFERENCES[key("m2_transformer", variant)]().parameters())
@@ -159,3 +160,20 @@ def test_fit_lowers_the_loss_of_the_tiny_variant():
     history = Trainer(loaded, lr=1e-2).fit(synthetic_batch(loaded, 4, 0), 20, seed=0)
     first, last = history.losses[0], sum(history.losses[-3:]) / 3
     assert last < 0.9 * first, history.losses[::3]
+
+
+def test_scst_stage_fits_from_the_xe_checkpoint(tmp_path):
+    """The second stage as the spec's notes run it: `mmspec fit --variant tiny_scst --weights XE_CKPT` starts from
+    the cross-entropy checkpoint, runs the self-critical objective (beams decoded through the model, CIDEr-D
+    against the batch's `scst.references`) and changes the weights (checkpoints with the same tensors)."""
+    from safetensors.torch import load_file
+
+    api.fit(M2, 2, variant="tiny", batch=4, out_dir=tmp_path / "xe")
+    history = api.fit(M2, 3, variant="tiny_scst", batch=4, lr=1e-2, weights=tmp_path / "xe",
+                      out_dir=tmp_path / "scst")
+    losses = history["objectives"]["scst"]
+    assert list(history["objectives"]) == ["scst"] and all(math.isfinite(x) for x in losses) and any(losses)
+    xe = load_file(tmp_path / "xe" / "m2_transformer-tiny.safetensors")
+    scst = load_file(tmp_path / "scst" / "m2_transformer-tiny_scst.safetensors")
+    assert {k for k in scst if not k.startswith("optimizer.")} == {k for k in xe if not k.startswith("optimizer.")}
+    assert any(not torch.equal(v, scst[k]) for k, v in xe.items() if not k.startswith("optimizer."))

@@ -4,7 +4,8 @@ Per step, for the global batch (every process draws the same one, then keeps its
 1. `views(batch, g)`: objectives that compare augmented views replace the batch by its views (all processes);
 2. `corrupt(batch, g)`: masking, noising, negative sampling, condition dropout change the *student's* inputs and
    return derived targets (the masked positions, the noise); the unaltered batch stays for teachers;
-3. `run(ctx)`: the loss (a scalar), or a bundle of tensors for other objectives (an EMA teacher);
+3. `run(ctx)`: the loss (a scalar), or a bundle of tensors for other objectives (an EMA teacher); an objective
+   that decodes from the model (self-critical training) runs it again on new inputs through `ctx.forward`;
 4. `after_step(step, total)`: after each optimizer step (EMA updates, temperature clamps).
 
 Modules never modify a tensor of the batch in place: they put new tensors into `batch.inputs`.
@@ -12,6 +13,7 @@ Modules never modify a tensor of the batch in place: they put new tensors into `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -54,6 +56,10 @@ class StepContext:
     """Graph inputs before corruption (teachers see these)."""
     student: dict[str, torch.Tensor] = field(default_factory=dict)
     """Graph inputs as the model saw them (gradient penalties differentiate with respect to these)."""
+    forward: Callable[[dict[str, torch.Tensor]], dict[str, dict[str, torch.Tensor]]] | None = None
+    """The model on other graph inputs (by input name, every one given, the same rows in each): every node's
+    bundle, as `MultimodalModel.node_values`, with gradients unless the caller disables them. `mmspec fit` sets
+    it; None where no model is at hand."""
 
 
 class ObjectiveModule(nn.Module):
