@@ -280,9 +280,9 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
                                                                                               num_labels=1000)),
     "mae:huge": lambda: tf.ViTMAEForPreTraining(tf.ViTMAEConfig(**_VIT["huge"])),
     "multimae": MMAE.MultiMAE,  # official pretrain_multimae_base, rgb/depth/semseg in, + norm_rgb out
-    "vatt": VATT.vatt_va,  # official ViTx3D + WaT Base towers (VATT-BBS video/audio) + video-audio projections
-    "vatt:medium": lambda: VATT.vatt_va("medium"),
-    "vatt:large": lambda: VATT.vatt_va("large"),
+    "vatt": VATT.vatt,  # official ViTx3D + WaT Base towers, T5-small text over word2vec, FAC bridge (VATT-BBS)
+    "vatt:medium": lambda: VATT.vatt("medium"),
+    "vatt:large": lambda: VATT.vatt("large"),
     "simclr": lambda: _modules(tf.ResNetModel(tf.ResNetConfig()), _mlp(2048, 2048, 128, False)),
     "byol": _byol,
     "gpt": lambda: tf.OpenAIGPTLMHeadModel(tf.OpenAIGPTConfig()),

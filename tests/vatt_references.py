@@ -1,11 +1,13 @@
 """Reference towers of specs/vatt.yaml (FM-04), rebuilt with plain torch.nn from the official VATT configurations
-(google-research vatt: ViTx3D video and WaT waveform Transformers; TF 2, not installable), so that
-tests/references.py can compare the spec's parameter count and tests/coverage/test_vatt.py its outputs."""
+(google-research vatt: ViTx3D video and WaT waveform Transformers, the T5-small text model over frozen word2vec
+vectors, the FAC bridge heads; TF 2, not installable), so that tests/references.py can compare the spec's parameter
+count and tests/coverage/test_vatt.py its outputs."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers.models.t5.modeling_t5 import T5Attention
 
 
 class Layer(nn.Module):
@@ -69,7 +71,97 @@ def audio_tower(size: str = "base") -> Tower:
     return Tower(1, [128], [1200], *_SIZES[size])
 
 
-def vatt_va(video: str = "base", space: int = 512) -> nn.Module:
-    """Both towers, a linear projection of each aggregation token into the video-audio space, the NCE scale."""
-    return nn.ModuleList([video_tower(video), audio_tower(), nn.Linear(_SIZES[video][0], space),
-                          nn.Linear(768, space), nn.ParameterList([nn.Parameter(torch.zeros(()))])])
+class RMSNorm(nn.Module):
+    """The official T5LayerNorm: x * rsqrt(mean(x^2) + eps) * weight (no mean, no bias)."""
+
+    def __init__(self, d: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight, self.eps = nn.Parameter(torch.ones(d)), eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+
+
+class T5Layer(nn.Module):
+    """The official text encoder layer (modeling/backbones/text/t5.py): T5LayerNorm -> bias-free MHA without
+    1/sqrt(d) scaling, plus the relative position bias -> residual; a Keras LayerNorm (scale and bias) -> bias-free
+    Dense, GELU, Dense -> residual."""
+
+    def __init__(self, d: int, heads: int, d_kv: int, ff: int, eps: float = 1e-6):
+        super().__init__()
+        self.heads = heads
+        self.attn_norm, self.ffn_norm = RMSNorm(d, eps), nn.LayerNorm(d, eps=eps)
+        self.q, self.k, self.v = (nn.Linear(d, heads * d_kv, bias=False) for _ in range(3))
+        self.o = nn.Linear(heads * d_kv, d, bias=False)
+        self.wi, self.wo = nn.Linear(d, ff, bias=False), nn.Linear(ff, d, bias=False)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        h = self.attn_norm(x)
+        q, k, v = (f(h).unflatten(-1, (self.heads, -1)).transpose(1, 2) for f in (self.q, self.k, self.v))
+        a = torch.softmax(q @ k.transpose(-1, -2) + bias, dim=-1) @ v
+        x = x + self.o(a.transpose(1, 2).flatten(2))
+        return x + self.wo(nn.functional.gelu(self.wi(self.ffn_norm(x))))
+
+
+class TextTower(nn.Module):
+    """The official LanguageModel with T5Small (configs/text.py): a frozen word2vec table [vocab, 300], the
+    aggregation token prepended in that space, pre_proj Dense(300 -> d, no bias, GELU), T5 encoder layers sharing
+    one relative position bias table [buckets, heads] (owned by layer 0), final T5LayerNorm; padding (id 0) masked.
+    Returns (word states [B, S, d], sentence state [B, d])."""
+
+    def __init__(self, vocab: int = 2**16, dim: int = 300, d: int = 512, layers: int = 6, heads: int = 8,
+                 d_kv: int = 64, ff: int = 2048, buckets: int = 32, max_distance: int = 64):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, dim).requires_grad_(False)
+        self.agg = nn.Parameter(torch.zeros(dim))
+        self.pre_proj = nn.Linear(dim, d, bias=False)
+        self.relative_attention_bias = nn.Embedding(buckets, heads)
+        self.buckets, self.max_distance = buckets, max_distance
+        self.layers = nn.ModuleList(T5Layer(d, heads, d_kv, ff) for _ in range(layers))
+        self.final_norm = RMSNorm(d)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.embedding(ids)
+        x = torch.cat([self.agg.expand(x.shape[0], 1, -1), x], dim=1)
+        keep = torch.cat([torch.ones_like(ids[:, :1]), (ids != 0).long()], dim=1)
+        x = nn.functional.gelu(self.pre_proj(x))
+        pos = torch.arange(x.shape[1])
+        bucket = T5Attention._relative_position_bucket(pos[None, :] - pos[:, None], True, self.buckets,
+                                                       self.max_distance)
+        bias = self.relative_attention_bias(bucket).permute(2, 0, 1)[None]
+        bias = bias + (1.0 - keep[:, None, None, :].float()) * -1e9
+        for layer in self.layers:
+            x = layer(x, bias)
+        x = self.final_norm(x)
+        return x[:, 1:], x[:, 0]
+
+
+def text_tower() -> TextTower:
+    """T5Small over 2^16 word2vec vectors of 300 dims, relative buckets 32 up to distance 64."""
+    return TextTower()
+
+
+class FACBridge(nn.Module):
+    """The official fine-to-coarse bridge (modeling/heads/bridge.py, configs/head.py FACBridge): video -> va is
+    Dense(no bias), then ReluDenseBN with pre-BN (BN, ReLU, Dense(no bias), BN); audio -> va is Dense; the video's va
+    embedding -> vat is ReluDenseBN (ReLU, Dense(no bias), BN); text -> vat is Dense. BatchNorm eps 1e-5."""
+
+    def __init__(self, video: int, audio: int = 768, text: int = 512, va: int = 512, vat: int = 256):
+        super().__init__()
+        self.vid_to_hid = nn.Linear(video, va, bias=False)
+        self.hid_to_va = nn.Sequential(nn.BatchNorm1d(va), nn.ReLU(), nn.Linear(va, va, bias=False),
+                                       nn.BatchNorm1d(va))
+        self.aud_to_va = nn.Linear(audio, va)
+        self.va_to_vat = nn.Sequential(nn.ReLU(), nn.Linear(va, vat, bias=False), nn.BatchNorm1d(vat))
+        self.txt_to_vat = nn.Linear(text, vat)
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, text: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Pooled states [B, D] (text [B, K, D]) -> the video-audio and video-text embeddings."""
+        video_va = self.hid_to_va(self.vid_to_hid(video))
+        return {"video_va": video_va, "audio_va": self.aud_to_va(audio), "video_vt": self.va_to_vat(video_va),
+                "text_vt": self.txt_to_vat(text)}
+
+
+def vatt(video: str = "base") -> nn.Module:
+    """VATT-{B,M,L}BS: the video, audio and text towers and the FAC bridge (the NCE temperature is a constant)."""
+    return nn.ModuleList([video_tower(video), audio_tower(), text_tower(), FACBridge(_SIZES[video][0])])

@@ -1,7 +1,8 @@
-"""VATT (FM-04): the spec's count equals a torch.nn rebuild of the official video (ViTx3D) and waveform (WaT)
-towers plus the video-audio projections (tests/vatt_references.py) on the meta device, at every named size; the
-tiny towers, given the rebuild's weights, reproduce its hidden states; DropToken keeps `keep` of the tokens while
-training only; `fit` on the tiny variant lowers the NCE loss."""
+"""VATT (FM-04): the spec's count equals a torch.nn rebuild of the official video (ViTx3D), waveform (WaT) and text
+(T5-small over frozen word2vec) towers and the FAC bridge (tests/vatt_references.py) on the meta device, at every
+named size; the tiny towers and bridge, given the rebuild's weights, reproduce its outputs; the NCE temperature is
+a fixed 0.07; DropToken keeps `keep` of the tokens while training only; `fit` on the tiny variant lowers the NCE +
+MIL-NCE loss."""
 
 from __future__ import annotations
 
@@ -27,11 +28,16 @@ def _count(module: torch.nn.Module) -> int:
 def test_count_matches_the_official_towers(variant):
     size = variant or "base"
     with torch.device("meta"):
-        video, audio, reference = VATT.video_tower(size), VATT.audio_tower(), VATT.vatt_va(size)
+        reference = VATT.vatt(size)
+    video, audio, text, bridge = reference
     counts = param_counts(build(load_spec(SPEC, variant), device="meta"))
-    assert counts["by_component"]["video_tower"] == _count(video)
-    assert counts["by_component"]["audio_tower"] == _count(audio)
+    by = counts["by_component"]
+    assert by["video_tower"] == _count(video)
+    assert by["audio_tower"] == _count(audio)
+    assert by["text_tower"] == _count(text)
+    assert sum(by[h] for h in ("video_va", "audio_va", "va", "video_vt", "text_vt")) == _count(bridge)
     assert counts["total"] == _count(reference)
+    assert counts["total"] - counts["trainable"] == text.embedding.weight.numel()  # the frozen word2vec table
 
 
 def _weights(reference: VATT.Tower) -> dict[str, torch.Tensor]:
@@ -118,3 +124,103 @@ def test_mil_nce_equals_its_definition():
                   for j in range(3) if j != i for k in range(2))
         losses.append(-torch.log(pos / (2 * pos + neg)))  # the positives appear in both directions' rows
     torch.testing.assert_close(ours, torch.stack(losses).mean())
+
+
+def _text_weights(reference: VATT.TextTower) -> dict[str, torch.Tensor]:
+    """The text rebuild's state dict under the `t5` stack's names."""
+    theirs = dict(reference.state_dict())
+    ours = {"agg": theirs.pop("agg"), "embed.weight": theirs.pop("embedding.weight"),
+            "project.0.weight": theirs.pop("pre_proj.weight"),
+            "position.relative_attention_bias.weight": theirs.pop("relative_attention_bias.weight"),
+            "final_norm.weight": theirs.pop("final_norm.weight")}
+    for i in range(len(reference.layers)):
+        for a, b in (("attn_norm.weight", "attn_norm.weight"), ("q.weight", "attn.q.weight"),
+                     ("k.weight", "attn.k.weight"), ("v.weight", "attn.v.weight"), ("o.weight", "attn.out.weight"),
+                     ("ffn_norm.weight", "ffn_norm.weight"), ("ffn_norm.bias", "ffn_norm.bias"),
+                     ("wi.weight", "ffn.fc1.weight"), ("wo.weight", "ffn.fc2.weight")):
+            ours[f"layers.{i}.{b}"] = theirs.pop(f"layers.{i}.{a}")
+    assert not theirs, sorted(theirs)
+    return ours
+
+
+def test_tiny_text_tower_equals_the_official_module():
+    """The t5 stack with `embed`, `agg_token`, a GELU feed-forward and a LayerNorm before it is the official VATT
+    text model (padding, id 0, masked): word states and the aggregation state."""
+    loaded = load_spec(SPEC, "tiny")
+    cfg, m = loaded.spec.encoders["text_tower"], loaded.spec.modalities["text"]
+    ours = build(loaded).eval().components["text_tower"]
+    reference = VATT.TextTower(m.vocab_size, cfg.embed.dim, cfg.width, cfg.layers, cfg.heads, cfg.head_dim, cfg.ffn,
+                               cfg.buckets, cfg.max_distance).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.normal_(0.0, 0.3)
+    ours.load_state_dict(_text_weights(reference))
+    g = torch.Generator().manual_seed(4)
+    ids = torch.randint(1, m.vocab_size, (3, m.max_length), generator=g)  # B,S
+    ids[1, 4:] = 0  # padding
+    with torch.no_grad():
+        out = ours({"input": {"ids": ids, "mask": (ids != 0).long()}})
+        words, sentence = reference(ids)
+    torch.testing.assert_close(out["pooled"], sentence, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(out["sequence"][0], words[0], atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(out["sequence"][1, :4], words[1, :4], atol=ATOL, rtol=RTOL)  # unpadded words
+    assert not ours.embed.weight.requires_grad and ours.project[0].weight.requires_grad
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_tiny_bridge_equals_the_official_fac_head(mode):
+    """The `mlp` heads with `hidden_bias`, `input_activation` and `output_norm` (and the audio projection) are the
+    official FAC bridge, BatchNorm in training (batch statistics) and in inference (running statistics)."""
+    loaded = load_spec(SPEC, "tiny")
+    model = build(loaded)
+    heads, enc = loaded.spec.heads, loaded.spec.encoders
+    reference = VATT.FACBridge(enc["video_tower"].width, enc["audio_tower"].width, enc["text_tower"].width,
+                               heads["video_va"].dim, heads["video_vt"].dim)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.normal_(0.0, 0.5)
+        for bn in (reference.hid_to_va[0], reference.hid_to_va[3], reference.va_to_vat[2]):
+            bn.running_mean.normal_(0.0, 0.3)
+            bn.running_var.uniform_(0.5, 2.0)
+    c = model.components
+    c["video_va"].load_state_dict({"mlp.0.weight": reference.vid_to_hid.weight,
+                                   **{f"mlp.1.{k}": v for k, v in reference.hid_to_va[0].state_dict().items()},
+                                   "mlp.3.weight": reference.hid_to_va[2].weight,
+                                   **{f"out_norm.{k}": v for k, v in reference.hid_to_va[3].state_dict().items()}})
+    c["video_vt"].load_state_dict({"mlp.0.weight": reference.va_to_vat[1].weight,
+                                   **{f"out_norm.{k}": v for k, v in reference.va_to_vat[2].state_dict().items()}})
+    c["audio_va"].load_state_dict({f"inner.{k}": v for k, v in reference.aud_to_va.state_dict().items()})
+    c["text_vt"].load_state_dict({f"mlp.0.{k}": v for k, v in reference.txt_to_vat.state_dict().items()})
+    for module in (model, reference):
+        module.train(mode == "train")
+    g = torch.Generator().manual_seed(6)
+    video = torch.randn(5, enc["video_tower"].width, generator=g)  # B,D
+    audio = torch.randn(5, enc["audio_tower"].width, generator=g)  # B,D
+    text = torch.randn(5, 2, enc["text_tower"].width, generator=g)  # B,K,D
+    with torch.no_grad():
+        expected = reference(video, audio, text)
+        va = c["video_va"]({"input": {"pooled": video}})
+        got = {"video_va": va["embedding"], "audio_va": c["audio_va"]({"input": {"pooled": audio}})["embedding"],
+               "video_vt": c["video_vt"]({"input": {"embedding": va["embedding"]}})["embedding"],
+               "text_vt": c["text_vt"]({"input": {"pooled": text}})["embedding"]}
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, atol=ATOL, rtol=RTOL, msg=name)
+
+
+def test_nce_temperature_is_a_fixed_constant():
+    """`temperature: 0.07, learn_temperature: false`: logits are cos / 0.07, no parameter, nothing in the state
+    dict, and the loss's clamping after a step leaves it alone."""
+    loaded = load_spec(SPEC, "tiny")
+    model = build(loaded)
+    head = model.components["va"]
+    assert not list(head.parameters()) and not head.state_dict()
+    g = torch.Generator().manual_seed(7)
+    a, b = torch.randn(3, 8, generator=g), torch.randn(4, 8, generator=g)  # Ba,D; Bb,D
+    out = head({"video": {"embedding": a}, "audio": {"embedding": b}})
+    cos = torch.nn.functional.normalize(a, dim=-1) @ torch.nn.functional.normalize(b, dim=-1).t()
+    torch.testing.assert_close(out["logits_per_video"], cos / 0.07)
+    trainer = Trainer(loaded, lr=1e-2)
+    trainer.fit(synthetic_batch(loaded, 4, 0), 2, seed=0)
+    assert trainer.model.components["va"].temperature.item() == pytest.approx(0.07)

@@ -1,6 +1,7 @@
 """T5 layer stacks (Raffel et al. 2020): token embedding, pre-norm RMSNorm residual layers of bias-free unscaled
 attention with a bucketed relative position bias and a ReLU (v1.0) or gated-GELU (v1.1) feed-forward, final
-RMSNorm. An encoder stack, or a decoder stack (causal, cross-attention to the encoder, optional LM head)."""
+RMSNorm. An encoder stack, or a decoder stack (causal, cross-attention to the encoder, optional LM head). VATT's
+text tower is an encoder stack over a frozen word2vec table of its own width (`embed`) with an aggregation token."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from mmspec.components.common import layer_shapes, require, sequence_of
+from mmspec.components.common import Activation, layer_shapes, require, sequence_of
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, KVLayout, Name, PositiveFloat, PositiveInt, Probability, Ref, StrictModel
 from mmspec.spec.layout import Rule
@@ -31,6 +32,18 @@ class T5LMHead(StrictModel):
     """Multiply the final sequence by width**-0.5 before the output matrix (T5 v1.0, whose head is tied)."""
 
 
+class T5Embed(StrictModel):
+    """A token table of its own width `dim`, then a bias-free Linear(dim -> width) and an activation (VATT's
+    pre-projection of word2vec vectors)."""
+
+    dim: PositiveInt
+    """Width of the table (word2vec: 300)."""
+    activation: Activation = "identity"
+    """After the projection (VATT: gelu)."""
+    trainable: bool = True
+    """false: the table is frozen (pretrained word vectors); the projection still trains."""
+
+
 _TEXT = {"type": "tokens", "vocab_size": 40, "length": "src", "max_length": 12, "mask": True}
 _TARGET = {"type": "tokens", "vocab_size": 40, "length": "tgt", "max_length": 10}
 _STACK = {"width": 8, "layers": 2, "heads": 2, "head_dim": 3, "ffn": 16, "buckets": 8, "max_distance": 16}
@@ -51,6 +64,12 @@ T5_EXAMPLES = (
     ),
     Example({"text": {**_TEXT, "mask": False}}, {"input": "text", **_STACK, "causal": True, "lm_head": {}},
             name="causal"),
+    Example(  # VATT's text tower: frozen 5-d table, projection + GELU, aggregation token, GELU FFN after a LayerNorm
+        {"text": {**_TEXT, "count": 2}},
+        {"input": "text", **_STACK, "embed": {"dim": 5, "activation": "gelu", "trainable": False},
+         "agg_token": True, "feed_forward": "gelu", "ffn_norm": "layer"},
+        name="vatt_text",
+    ),
 )
 
 
@@ -72,8 +91,16 @@ class T5Stack(ComponentConfig):
     """d_kv, the width of one head (inner = heads * head_dim, which may differ from width); null: width / heads."""
     ffn: PositiveInt = 2048
     """d_ff."""
-    feed_forward: Literal["relu", "gated-gelu"] = "relu"
-    """`relu`: wo(relu(wi x)) (T5 v1.0); `gated-gelu`: wo(gelu_tanh(wi_0 x) * wi_1 x) (T5 v1.1)."""
+    feed_forward: Literal["relu", "gelu", "gated-gelu"] = "relu"
+    """`relu`: wo(relu(wi x)) (T5 v1.0); `gelu`: wo(gelu(wi x)) (VATT); `gated-gelu`: wo(gelu_tanh(wi_0 x) * wi_1 x)
+    (T5 v1.1)."""
+    ffn_norm: Literal["rms", "layer"] = "rms"
+    """Norm before the feed-forward: T5's RMSNorm, or a LayerNorm with a bias (VATT's text tower)."""
+    embed: T5Embed | None = None
+    """A table of another width, projected to `width` (VATT); null: a table of `width`."""
+    agg_token: bool = False
+    """Prepend a learned aggregation token (in the table's space, before `embed`'s projection) and emit `pooled`
+    [batch, width], its final state; `sequence` stays the S token positions (VATT's text tower)."""
     eps: PositiveFloat = 1e-6
     dropout: Probability = 0.1
     """After the embedding, on attention weights, inside the feed-forward, after each sublayer and the final norm."""
@@ -118,6 +145,12 @@ class T5Stack(ComponentConfig):
         if self.lm_head is not None and not self.decoder:
             raise CheckError(("lm_head",), "an LM head belongs to a decoder; set causal: true or cross, or remove "
                                            "lm_head")
+        if self.embed is not None and (self.share or self.lm_head is not None):
+            raise CheckError(("embed",), "an `embed` table of its own width is neither shared nor an LM head's "
+                                         "matrix; remove embed, or share and lm_head")
+        if self.agg_token and self.decoder:
+            raise CheckError(("agg_token",), "an aggregation token summarises an encoder's input; remove it from "
+                                             "a decoder")
         vocab = self._vocab(ctx)
         if self.share is not None:
             self._shared_table(ctx, vocab)
@@ -132,6 +165,8 @@ class T5Stack(ComponentConfig):
                                              f"but the input {self.input!r} has {batch!r}; both must be one batch")
         if self.lm_head is not None:
             out["logits"] = TensorInfo((batch, length, vocab))
+        if self.agg_token:
+            out["pooled"] = TensorInfo((batch, self.width))
         return out
 
     def _vocab(self, ctx) -> int:
@@ -180,13 +215,15 @@ class T5Stack(ComponentConfig):
         w, vocab = self.width, self._vocab(ctx)
         attention = 4 * w * self.inner
         ffn = (3 if self.feed_forward == "gated-gelu" else 2) * w * self.ffn
-        layer = attention + ffn + 2 * w
+        layer = attention + ffn + (3 if self.ffn_norm == "layer" else 2) * w
         if self.cross is not None:
             _, context = sequence_of(inputs["cross"], self.cross.input, "cross")
             layer += 2 * w * self.inner + 2 * context.width * self.inner + w
-        table = 0 if self.share else vocab * w
+        dim = self.embed.dim if self.embed else w
+        table = 0 if self.share else vocab * dim + (dim * w if self.embed else 0)
         head = vocab * w if self.lm_head is not None and not self.lm_head.tied else 0
-        return table + self.buckets * self.heads + self.layers * layer + w + head
+        agg = dim if self.agg_token else 0
+        return table + agg + self.buckets * self.heads + self.layers * layer + w + head
 
     def internal_shapes(self, inputs: dict[str, Bundle], ctx) -> list[tuple]:
         return layer_shapes(self, inputs, ctx)

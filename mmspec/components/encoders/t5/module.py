@@ -7,10 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmspec.blocks.activations import activation
 from mmspec.blocks.attention import Attention, KVCache, cached_causal_bias, causal_bias, padding_bias
 from mmspec.blocks.mlp import FeedForward, GatedFeedForward
 from mmspec.blocks.norms import RMSNorm
 from mmspec.blocks.positions import RelativePositionBias
+from mmspec.blocks.transformer import freeze
 
 
 class T5Layer(nn.Module):
@@ -26,11 +28,11 @@ class T5Layer(nn.Module):
         if self.cross:
             self.cross_norm = RMSNorm(w, cfg.eps)
             self.cross_attn = Attention(w, cross, inner, cfg.heads, w, p, bias=False, scale=1.0)
-        self.ffn_norm = RMSNorm(w, cfg.eps)
+        self.ffn_norm = nn.LayerNorm(w, eps=cfg.eps) if cfg.ffn_norm == "layer" else RMSNorm(w, cfg.eps)
         if cfg.feed_forward == "gated-gelu":
             self.ffn = GatedFeedForward(w, cfg.ffn, "gelu_tanh", dropout=p)
         else:
-            self.ffn = FeedForward(w, cfg.ffn, "relu", bias=False, dropout=p)
+            self.ffn = FeedForward(w, cfg.ffn, cfg.feed_forward, bias=False, dropout=p)
         self.dropout = nn.Dropout(p)
 
     def forward(self, x, bias, context=None, context_bias=None) -> torch.Tensor:
@@ -50,11 +52,19 @@ class T5Layer(nn.Module):
 
 
 class T5Module(nn.Module):
-    """embed -> dropout -> layers (one relative position bias for all) -> RMSNorm -> dropout [-> LM head]."""
+    """embed [-> agg token, projection] -> dropout -> layers (one relative position bias for all) -> RMSNorm ->
+    dropout [-> LM head]."""
 
     def __init__(self, cfg, vocab: int, context: tuple[str, object] | None, shared: nn.Embedding | None = None):
         super().__init__()
-        self.embed = shared if shared is not None else nn.Embedding(vocab, cfg.width)
+        dim = cfg.embed.dim if cfg.embed else cfg.width
+        self.embed = shared if shared is not None else nn.Embedding(vocab, dim)
+        if cfg.embed and not cfg.embed.trainable:
+            freeze(self.embed)
+        self.agg = nn.Parameter(torch.randn(dim) * dim**-0.5) if cfg.agg_token else None
+        self.project = None
+        if cfg.embed:
+            self.project = nn.Sequential(nn.Linear(dim, cfg.width, bias=False), activation(cfg.embed.activation))
         self.position = RelativePositionBias(cfg.heads, cfg.buckets, cfg.max_distance, bidirectional=not cfg.decoder)
         self.context_field = context[0] if context else None
         self.layers = nn.ModuleList(T5Layer(cfg, context[1].width if context else None) for _ in range(cfg.layers))
@@ -70,12 +80,19 @@ class T5Module(nn.Module):
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         b = inputs["input"]
-        mask = b.get("mask")
-        x = self.dropout(self.embed(b["ids"]))  # B,S,D
+        mask = keys = b.get("mask")
+        x = self.embed(b["ids"])  # B,S,E
+        if self.agg is not None:
+            x = torch.cat([self.agg.expand(x.shape[0], 1, -1), x], dim=1)  # B,1+S,E
+            if mask is not None:
+                keys = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)  # B,1+S
+        if self.project is not None:
+            x = self.project(x)  # B,(1+)S,D
+        x = self.dropout(x)  # B,(1+)S,D
         s = x.shape[1]
         bias = self.position(s, s)  # 1,H,S,S
-        if mask is not None:
-            bias = bias + padding_bias(mask, x)  # B,H,S,S
+        if keys is not None:
+            bias = bias + padding_bias(keys, x)  # B,H,S,S
         if self.causal:
             bias = bias + causal_bias(x)  # (B|1),H,S,S
         context = context_bias = None
@@ -85,8 +102,10 @@ class T5Module(nn.Module):
                 context_bias = padding_bias(inputs["cross"]["mask"], context)  # B,1,1,T
         for layer in self.layers:
             x = layer(x, bias, context, context_bias)  # B,S,D
-        x = self.dropout(self.final_norm(x))  # B,S,D
+        x = self.dropout(self.final_norm(x))  # B,(1+)S,D
         out = {"sequence": x}
+        if self.agg is not None:
+            out = {"sequence": x[:, 1:], "pooled": x[:, 0]}  # B,S,D; B,D
         if mask is not None:
             out["mask"] = mask
         return {**out, **self.head(x)}

@@ -43,6 +43,11 @@ CONTRASTIVE_EXAMPLES = (
         {"heads": {"pb": {"type": "projection", "input": "b", "dim": 6, "bias": True}}},
         name="align",
     ),
+    Example(  # VATT: a fixed temperature of 0.07 (a constant, not a parameter)
+        {"a": {"type": "vector", "dim": 6}, "b": {"type": "vector", "dim": 6}},
+        {"inputs": {"video": "a", "audio": "b"}, "temperature": 0.07, "learn_temperature": False},
+        name="fixed",
+    ),
 )
 
 
@@ -90,6 +95,9 @@ class Contrastive(ComponentConfig):
     temperature: PositiveFloat | None = None
     """ALIGN: learn the temperature t itself, starting at this value, and divide the cosines by it (logits =
     cos / t); `logit_scale_init` is then unused. null: CLIP's exp(logit_scale) * cos."""
+    learn_temperature: bool = True
+    """false: the temperature (or logit scale) keeps its initial value, a constant rather than a parameter (VATT's
+    NCE at a fixed 0.07: `temperature: 0.07, learn_temperature: false`)."""
 
     weight_layouts = {  # transformers CLIPModel, AlignModel
         "clip": (Rule("logit_scale", "logit_scale"),),
@@ -112,9 +120,14 @@ class Contrastive(ComponentConfig):
         }
 
     def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
-        return 1  # the learned temperature
+        return 1 if self.learn_temperature else 0  # the learned temperature
+
+    def weight_rules(self, layout: str) -> tuple[Rule, ...]:
+        """A fixed temperature is no tensor of ours: a checkpoint's is ignored."""
+        rules = super().weight_rules(layout)
+        return rules if self.learn_temperature else tuple(Rule(r.src, None) for r in rules)
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.heads.contrastive.module import ContrastiveModule
 
-        return ContrastiveModule(list(inputs), self.logit_scale_init, self.temperature)
+        return ContrastiveModule(list(inputs), self.logit_scale_init, self.temperature, self.learn_temperature)

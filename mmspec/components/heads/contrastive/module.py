@@ -8,15 +8,18 @@ from torch import nn
 
 class ContrastiveModule(nn.Module):
     """Cosine similarity logits: CLIP's learned log inverse temperature (exp'd, as in the reference), or ALIGN's
-    learned temperature that divides the cosines (`temperature` its initial value)."""
+    learned temperature that divides the cosines (`temperature` its initial value); with `learn` false either is a
+    constant buffer (VATT's fixed temperature)."""
 
-    def __init__(self, names: list[str], logit_scale_init: float, temperature: float | None = None):
+    def __init__(self, names: list[str], logit_scale_init: float, temperature: float | None = None,
+                 learn: bool = True):
         super().__init__()
         self.a, self.b = names
-        if temperature is None:
-            self.logit_scale = nn.Parameter(torch.tensor(logit_scale_init))
-        else:
-            self.temperature = nn.Parameter(torch.tensor(temperature))
+        name, value = ("logit_scale", logit_scale_init) if temperature is None else ("temperature", temperature)
+        if learn:
+            setattr(self, name, nn.Parameter(torch.tensor(value)))
+        else:  # a constant (not in the state dict)
+            self.register_buffer(name, torch.tensor(value), persistent=False)
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         a = next(iter(inputs[self.a].values()))

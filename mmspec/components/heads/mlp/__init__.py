@@ -37,6 +37,17 @@ MLP_EXAMPLES = (
     ),
     Example({"s": {"type": "sequence", "dim": 6, "length": "seq", "max_length": 10}}, {"input": "s", "dim": 3},
             name="linear"),  # one Linear per position: ViTMAE's pixel head
+    Example(  # VATT's video projection: bias-free Dense, BatchNorm, ReLU, bias-free Dense, BatchNorm
+        {"x": {"type": "vector", "dim": 6}},
+        {"input": "x", "dim": 4, "hidden": [5], "norm": "batch", "hidden_bias": False, "bias": False,
+         "output_norm": "batch"},
+        name="output_norm",
+    ),
+    Example(  # VATT's video-text projection: ReLU, bias-free Dense, BatchNorm
+        {"x": {"type": "vector", "dim": 6}},
+        {"input": "x", "dim": 4, "input_activation": "relu", "bias": False, "output_norm": "batch"},
+        name="input_activation",
+    ),
     Example(  # a map M into another space and back with M^T (Shahmohammadi et al. 2021's grounded mapping)
         {"s": {"type": "sequence", "dim": 6, "length": "seq", "max_length": 10}},
         {"input": "there", "dim": 6, "bias": False, "transpose_of": "there"},
@@ -56,8 +67,8 @@ DISCRIMINATOR_EXAMPLES = (
 @register("heads", examples=MLP_EXAMPLES)
 class MLPHead(ComponentConfig):
     """MLP on vectors [batch, D] or on each position of [batch, S, D] -> `embedding` [..., dim]:
-    [Linear -> norm -> activation] per `hidden` width, then Linear(dim). BYOL's projector and predictor are
-    `hidden: [4096], norm: batch, dim: 256`."""
+    [input_activation], [Linear -> norm -> activation] per `hidden` width, then Linear(dim) [-> output_norm].
+    BYOL's projector and predictor are `hidden: [4096], norm: batch, dim: 256`."""
 
     type: Literal["mlp"]
     input: Ref
@@ -72,6 +83,12 @@ class MLPHead(ComponentConfig):
     eps: PositiveFloat = 1e-5
     bias: bool = True
     """A bias in the output Linear layer."""
+    hidden_bias: bool = True
+    """A bias in each hidden Linear layer (false before a BatchNorm, as VATT's bridge)."""
+    input_activation: Activation = "identity"
+    """Activation applied to the input before the first Linear layer (VATT's ReLU -> Dense -> BN)."""
+    output_norm: Literal["none", "batch", "layer"] = "none"
+    """Normalization after the output Linear layer (VATT's bridge ends in BatchNorm)."""
     transpose_of: Name | None = None
     """Another one-layer `mlp` head, planned before this one, whose weight this one-layer head uses transposed: one
     matrix M mapping both ways (x M^T there, y M back; the reversible grounded mapping of Shahmohammadi et al.
@@ -88,8 +105,9 @@ class MLPHead(ComponentConfig):
     def check_transpose(self, width: int, ctx) -> None:
         """`transpose_of` names a one-layer mlp planned before this one, of the transposed shape."""
         other = ctx.spec.heads.get(self.transpose_of)
-        if self.hidden:
-            raise CheckError("hidden", "a head with transpose_of is one layer: remove hidden")
+        if self.hidden or self.output_norm != "none":
+            raise CheckError("hidden" if self.hidden else "output_norm",
+                             "a head with transpose_of is one Linear layer: remove hidden and output_norm")
         if other is None or other.type != "mlp" or other.hidden or other.transpose_of:
             raise CheckError("transpose_of", f"transpose_of {self.transpose_of!r} must name a one-layer mlp head "
                                              f"(no hidden, no transpose_of of its own)")
@@ -109,11 +127,12 @@ class MLPHead(ComponentConfig):
 
         dim, total = _single(inputs["input"], self.input, "input").width, 0
         for width in self.hidden:
-            total += linear(dim, width) + (2 * width if self.norm == "batch" else 0)
+            total += linear(dim, width, self.hidden_bias) + (2 * width if self.norm == "batch" else 0)
             total += layer_norm(width) if self.norm == "layer" else 0
             dim = width
         weight = 0 if self.transpose_of else dim * self.dim
-        return total + weight + (self.dim if self.bias else 0)
+        out_norm = 2 * self.dim if self.output_norm != "none" else 0  # BatchNorm and LayerNorm: scale and shift
+        return total + weight + (self.dim if self.bias else 0) + out_norm
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.heads.mlp.module import MLP, TransposedLinear
@@ -122,7 +141,8 @@ class MLPHead(ComponentConfig):
         if self.transpose_of is not None:
             tied = ctx.modules[self.transpose_of].mlp[-1].weight
             return TransposedLinear(tied, self.bias, "embedding")
-        return MLP(width, self.hidden, self.dim, self.norm, self.activation, self.eps, "embedding", self.bias)
+        return MLP(width, self.hidden, self.dim, self.norm, self.activation, self.eps, "embedding", self.bias,
+                   self.hidden_bias, self.input_activation, self.output_norm)
 
 
 class DiscriminatorInputs(StrictModel):

@@ -8,29 +8,41 @@ from torch import nn
 from mmspec.blocks.activations import activation
 
 
+def _norm(kind: str, width: int, eps: float) -> nn.Module | None:
+    if kind == "batch":
+        return nn.BatchNorm1d(width, eps=eps)
+    return nn.LayerNorm(width, eps=eps) if kind == "layer" else None
+
+
 class MLP(nn.Module):
-    """[Linear -> norm -> act] x len(hidden) -> Linear(out), over the last axis of [B, D] or [B, S, D]."""
+    """[input act] -> [Linear -> norm -> act] x len(hidden) -> Linear(out) [-> output norm], over the last axis of
+    [B, D] or [B, S, D]."""
 
     def __init__(self, dim: int, hidden: list[int], out: int, norm: str, act: str, eps: float, name: str,
-                 bias: bool = True):
+                 bias: bool = True, hidden_bias: bool = True, input_act: str = "identity", out_norm: str = "none"):
         super().__init__()
         layers: list[nn.Module] = []
         for width in hidden:
-            layers.append(nn.Linear(dim, width))
-            if norm == "batch":
-                layers.append(nn.BatchNorm1d(width, eps=eps))
-            elif norm == "layer":
-                layers.append(nn.LayerNorm(width, eps=eps))
+            layers.append(nn.Linear(dim, width, bias=hidden_bias))
+            if (n := _norm(norm, width, eps)) is not None:
+                layers.append(n)
             layers.append(activation(act))
             dim = width
         layers.append(nn.Linear(dim, out, bias=bias))
         self.mlp = nn.Sequential(*layers)
+        self.input_act = activation(input_act) if input_act != "identity" else None
+        self.out_norm = _norm(out_norm, out, eps)
         self.name = name
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         x = next(iter(inputs["input"].values()))  # B,(S,)D
-        y = self.mlp(x.flatten(0, -2)).unflatten(0, x.shape[:-1])  # B,(S,)out  (BatchNorm1d needs [N, C])
-        return {self.name: y}
+        y = x.flatten(0, -2)  # N,D  (BatchNorm1d needs [N, C])
+        if self.input_act is not None:
+            y = self.input_act(y)  # N,D
+        y = self.mlp(y)  # N,out
+        if self.out_norm is not None:
+            y = self.out_norm(y)  # N,out
+        return {self.name: y.unflatten(0, x.shape[:-1])}  # B,(S,)out
 
 
 class TransposedLinear(nn.Module):

@@ -296,4 +296,5 @@ class SymmetricInfoNCE(_HeadObjective):
         module = ctx.modules[head]
         divide = ctx.spec.heads[head].temperature is not None
         scale = module.temperature if divide else module.logit_scale
-        return Module(a, b, scale, self.max_scale, divide, self.label_smoothing)
+        fixed = not ctx.spec.heads[head].learn_temperature  # a constant: nothing to clamp
+        return Module(a, b, scale, None if fixed else self.max_scale, divide, self.label_smoothing)
