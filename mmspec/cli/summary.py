@@ -44,7 +44,9 @@ def summary(spec: SpecArg, variant: VariantOpt = None, set_: SetOpt = None, as_j
     console = Console()
     console.print(table)
     shape = ", ".join(f"{k}={v}" for k, v in info["flops"]["shape"].items())
-    console.print(f"trainable: {info['params']['trainable']:,}; forward FLOPs at {shape}: "
+    params = info["params"]
+    console.print(f"trainable: {params['trainable']:,}, frozen: {params['total'] - params['trainable']:,}; "
+                  f"forward FLOPs at {shape}: "
                   f"{info['flops']['forward']:,}", highlight=False)
     if weights:
         console.print(f"weights: {weights_line(info['weights'])}; all tensors fit", highlight=False, markup=False,

@@ -236,6 +236,49 @@ def test_a_vit_checkpoint_loads_into_an_adapter_child_that_then_computes_the_vit
                                    atol=1e-5, rtol=1e-5)
 
 
+def test_munet_clone_child_trains_its_copy_of_the_layer_and_shares_the_rest_bitwise(tmp_path):
+    """Layer cloning: the parent trains, the child that cloned layer 1 starts from the parent's checkpoint and
+    trains; only its copy of layer 1 and its head moved, every other tensor is bitwise the parent's."""
+    from safetensors.torch import load_file
+
+    tree = _tiny_tree()
+    (tmp_path / "parent.yaml").write_text(yaml.safe_dump(tree))
+    api.fit(tmp_path / "parent.yaml", 2, out_dir=tmp_path / "parent")
+    child_tree = munet.clone_layers(tree, "vit", [1])
+    (tmp_path / "child.yaml").write_text(yaml.safe_dump(child_tree))
+    api.fit(tmp_path / "child.yaml", 3, seed=1, weights=tmp_path / "parent" / "munet.safetensors",
+            out_dir=tmp_path / "child")
+    parent, child = (load_file(tmp_path / name / "munet.safetensors") for name in ("parent", "child"))
+    model = {k: v for k, v in parent.items() if k.startswith("components.")}
+    changed = {k for k in model if not torch.equal(parent[k], child[k])}
+    cloned = {k for k in model if k.startswith("components.vit.layers.1.")}
+    head = {k for k in model if k.startswith("components.task.")}
+    assert changed <= cloned | head and changed & cloned and head <= changed
+    shared = {".".join(k.split(".")[2:4]) for k in set(model) - cloned - head}  # kept bitwise (above)
+    assert {s for s in shared if not s.startswith("embed.")} == {"layers.0", "final_norm.weight", "final_norm.bias"}
+    assert any(s.startswith("embed.") for s in shared)
+    counts = api.param_counts(api.build(api.load_spec(tmp_path / "child.yaml"), device="meta"))
+    assert counts["trainable"] == sum(model[k].numel() for k in cloned | head) < counts["total"]
+
+
+def test_munet_clone_variant_keeps_the_root_count_and_trains_one_layer_and_the_head():
+    counts = api.param_counts(api.build(api.load_spec(MUNET, "clone"), device="meta"))
+    width, ffn, classes = 1024, 4096, 1000
+    layer = 4 * (width * width + width) + 2 * width * ffn + ffn + width + 4 * width
+    assert counts["total"] == reference_count("munet")[0]
+    assert counts["trainable"] == layer + width * classes + classes
+
+
+def test_munet_mutations_keep_the_cloned_parts_consistent():
+    tree = munet.clone_layers(_tiny_tree(), "vit", [1, "embed"])
+    assert tree["encoders"]["vit"]["trainable_layers"] == [1, "embed"]
+    with_adapter = munet.insert_adapter(tree, "vit", 1, hidden=4)
+    assert with_adapter["encoders"]["vit"]["trainable_layers"] == [1, "embed", "adapter.1"]
+    assert munet.remove_layer(with_adapter, "vit")["encoders"]["vit"]["trainable_layers"] == ["embed"]
+    assert munet.clone_layers(tree, "vit", [0])["encoders"]["vit"]["trainable_layers"] == [0]  # the parent's: shared
+    assert "trainable_layers" not in _tiny_tree()["encoders"]["vit"]
+
+
 def test_munet_adapter_variant_counts_the_root_plus_two_linear_maps():
     loaded = api.load_spec(MUNET, "adapter")
     total = api.param_counts(api.build(loaded, device="meta"))["total"]

@@ -20,6 +20,7 @@ from mmspec.components.common import (
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, KVLayout, Name, PositiveFloat, PositiveInt, Ref, StrictModel
 from mmspec.spec.layout import Rule
+from mmspec.spec.suggest import suggestion_text
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo, dim_product, dim_sum
 
 
@@ -556,6 +557,13 @@ TRANSFORMER_EXAMPLES = (
          "final_norm": True, "pool": {"type": "cls"}, "adapters": {"hidden": 3, "layers": [1], "activation": "gelu"}},
         name="adapters",
     ),
+    Example(  # muNet's layer cloning: the child trains layer 1 and the adapter after it; the rest is frozen
+        {"image": {"type": "image", "channels": 3, "height": 8, "width": 8}},
+        {"input": "image", "embed": {"type": "patches", "patch_size": 4}, **_STACK, "layers": 2, "norm": "pre",
+         "final_norm": True, "pool": {"type": "cls"}, "adapters": {"hidden": 3, "layers": [0, 1]},
+         "trainable_layers": [1, "adapter.1"]},
+        name="layer_clone",
+    ),
     Example(  # FLAVA's multimodal encoder: [CLS_M] before a tower's projected pre-final-norm states
         {"image": {"type": "image", "channels": 3, "height": 8, "width": 8}},
         {"input": "proj", "embed": {"type": "sequence", "class_token": True}, **_STACK, "norm": "pre",
@@ -669,6 +677,12 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     stack_trainable: bool = True
     """false: the layer stack (every layer's self-attention and feed-forward sublayers) and final_norm are frozen;
     the embedding, the cross-attention sublayers and the pool still train (Flamingo's frozen LM)."""
+    trainable_layers: list[Annotated[int, Field(ge=0)] | str] | None = None
+    """The parts of this encoder that train; every other part is frozen (no gradients, no optimizer state, eval
+    mode while training). Entries: a layer index (the whole layer, cross-attention included), `embed`,
+    `final_norm`, `pool`, `adapter.I` (the adapter after layer I). muNet's layer cloning: the child trains its own
+    copies of the listed parts and shares the rest, frozen, with its parent; a shared relative position table is
+    frozen too. null: everything trains (as `stack_trainable` says)."""
     layer_scale: PositiveFloat | None = None
     """BEiT / data2vec vision (norm: pre): each sublayer's output is multiplied by a learned per-channel vector
     starting at this value (`lambda_1`, `lambda_2`); null: none."""
@@ -745,10 +759,44 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             out["router"] = TensorInfo((batch, dim_product(len(self._moe_layers()), length), self.moe.experts))
         self._check_beit("mask" in bundle)
         self._check_sparse(ctx)
+        self._check_trainable_layers()
         if self.adapters and any(i >= self.layers for i in self.adapters.layers_of(self.layers)):
             raise CheckError(("adapters", "layers"), f"adapters.layers {self.adapters.layers} name a layer the "
                                                      f"stack of {self.layers} layers (0..{self.layers - 1}) lacks")
         return out
+
+    def part_names(self) -> list[str]:
+        """What `trainable_layers` may name beside layer indices: `embed`, `final_norm`, `pool` and `adapter.I`,
+        those this encoder has."""
+        adapters = self.adapters.layers_of(self.layers) if self.adapters else []
+        return ["embed", *(["final_norm"] if self.final_norm else []), *(["pool"] if self.pool else []),
+                *(f"adapter.{i}" for i in adapters)]
+
+    def _check_trainable_layers(self) -> None:
+        """`trainable_layers` names parts of this encoder, each once, in an encoder whose layers are its own and
+        not frozen otherwise."""
+        if self.trainable_layers is None:
+            return
+        conflicts = {"trainable: false freezes the whole encoder": not self.trainable,
+                     "stack_trainable: false freezes every layer": not self.stack_trainable,
+                     f"share_stack runs the layers of {self.share_stack!r} (set trainable_layers there)":
+                         self.share_stack}
+        for conflict in (text for text, hit in conflicts.items() if hit):
+            raise CheckError(("trainable_layers",), f"trainable_layers picks the parts that train, but {conflict}; "
+                                                    f"keep one of them")
+        names, seen = self.part_names(), set()
+        for k, part in enumerate(self.trainable_layers):
+            if isinstance(part, int) and part >= self.layers:
+                raise CheckError(("trainable_layers", k), f"trainable_layers[{k}] is layer {part}, but the stack "
+                                                          f"has {self.layers} layers (0..{self.layers - 1})")
+            if isinstance(part, str) and part not in names:
+                raise CheckError(("trainable_layers", k), f"trainable_layers[{k}] {part!r} is no part of this "
+                                                          f"encoder{suggestion_text(part, names)}; name a layer "
+                                                          f"index or one of {names}")
+            if part in seen:
+                raise CheckError(("trainable_layers", k), f"trainable_layers names {part!r} twice (again at "
+                                                          f"[{k}]); list each part once")
+            seen.add(part)
 
     def _check_sparse(self, ctx) -> None:
         """`sparse` masks a causal stack over token ids that fill exactly the text prefix and the image grid."""

@@ -101,6 +101,8 @@ class TransformerEncoderModule(nn.Module):
                 nn.init.zeros_(adapter.fc2.weight)
                 nn.init.zeros_(adapter.fc2.bias)
                 self.adapters[str(i)] = adapter
+        if cfg.trainable_layers is not None:
+            self._freeze_all_but({str(part) for part in cfg.trainable_layers})
         self.causal = cfg.causal
         self.emit_first = cfg.emit_first
         self.emit_hidden = cfg.emit_hidden
@@ -108,6 +110,21 @@ class TransformerEncoderModule(nn.Module):
         self.sparse = (s.kinds(cfg.layers), s.prefix, s.columns, s.kernel, tuple(s.extent), s.rows) if s else None
         """(mask kind per layer, text prefix, grid columns, convolution kernel, nearby extent, grid rows) of the
         sparse attention (DALL-E, NÜWA)."""
+
+    def _freeze_all_but(self, kept: set[str]) -> None:
+        """`trainable_layers`: freeze every part not in `kept` (layer indices as strings, `embed`, `final_norm`,
+        `pool`, `adapter.I`); parts no entry can name (a shared relative position table) are frozen too."""
+        for name, part in self.named_children():
+            if name == "layers":
+                for i, layer in enumerate(part):
+                    if str(i) not in kept:
+                        freeze(layer)
+            elif name == "adapters":
+                for i, adapter in part.items():
+                    if f"adapter.{i}" not in kept:
+                        freeze(adapter)
+            elif name not in kept:
+                freeze(part)
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         b = inputs["input"]

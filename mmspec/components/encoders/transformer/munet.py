@@ -1,6 +1,7 @@
 """muNet's evolutionary search (Gesmundo & Dean 2022), host code around a transformer spec: mutations are
-functions from a spec tree (the parsed YAML) to a child tree, the child inherits the parent's tensors it shares,
-and parents are drawn with a preference for good, rarely chosen models. Training and scoring are the caller's."""
+functions from a spec tree (the parsed YAML) to a child tree (clone layers, insert an adapter, remove the top
+layer, change a hyperparameter, a new head), the child inherits the parent's tensors it shares, and parents are
+drawn with a preference for good, rarely chosen models. Training and scoring are the caller's."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ def remove_layer(tree: dict, encoder: str) -> dict:
             adapters["layers"] = kept
         else:
             del node["adapters"]
+    if node.get("trainable_layers") is not None:  # the removed layer and its adapter no longer train
+        node["trainable_layers"] = [p for p in node["trainable_layers"]
+                                    if p not in (node["layers"], f"adapter.{node['layers']}")]
     return child
 
 
@@ -36,6 +40,18 @@ def insert_adapter(tree: dict, encoder: str, layer: int, hidden: int) -> dict:
     if adapters.get("layers") is None or layer in adapters["layers"]:
         raise ValueError(f"{encoder!r} already has an adapter after layer {layer}")
     adapters["layers"] = sorted([*adapters["layers"], layer])
+    if node.get("trainable_layers") is not None:  # a cloned child trains the adapter it inserts
+        node["trainable_layers"] = [*node["trainable_layers"], f"adapter.{layer}"]
+    return child
+
+
+def clone_layers(tree: dict, encoder: str, parts: list[int | str]) -> dict:
+    """The child that trains its own copies of `parts` of the encoder (layer indices, `embed`, `final_norm`,
+    `pool`, `adapter.I`: the encoder's `trainable_layers`) and shares every other part, frozen, with its parent;
+    the heads keep training. What the parent trained, the child shares unless cloned again. Clone before
+    inserting adapters in the same child (an insertion adds its adapter to the list)."""
+    child = copy.deepcopy(tree)
+    child["encoders"][encoder]["trainable_layers"] = list(parts)
     return child
 
 
