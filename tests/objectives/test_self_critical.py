@@ -159,6 +159,20 @@ def test_loss_equals_the_hand_computation(sampling, baseline):
     assert model.components["decoder"].out.weight.grad.abs().sum() > 0
 
 
+def test_an_installed_corpus_gives_the_document_frequencies():
+    """set_corpus replaces each batch's reference sets as CIDEr-D's documents: the batch's own sets give the same
+    loss, a corpus where every reference word is everywhere (idf 0) makes every reward 0 and the loss 0."""
+    loaded, model, batch = _setup()
+    scst = model.objectives["scst"]
+    ctx = StepContext({}, batch.targets["scst"], batch.inputs, batch.inputs, model.node_values)
+    loss = scst.run(ctx)
+    refs = scst.references(ctx)
+    scst.set_corpus(refs)
+    assert scst.run(ctx).item() == loss.item() != 0.0
+    scst.set_corpus([[tuple(range(40))]])
+    assert scst.run(ctx).item() == 0.0
+
+
 def test_beams_are_the_best_first_and_one_beam_is_greedy():
     """Beams come out best first by their summed log-probability (recomputed by teacher forcing) and differ; with
     one beam, beam search is the greedy decode, which is the runtime's greedy search on the whole-sequence graph."""
@@ -208,6 +222,7 @@ objectives:
     ("{type: self_critical, input: lm, tokens: other}", "tokens", "'lm' does not read 'other'"),
     ("{type: self_critical, input: lm, tokens: texts}", "tokens", "'texts', which is not a modality"),
     ("{type: self_critical, input: big, tokens: text}", "input", "50 classes, more than the vocab_size 40"),
+    ("{type: self_critical, input: lm, tokens: text, samples: 31}", "samples", "31 beams need at least as many"),
 ])
 def test_bad_configs_are_located(tmp_path, entry, field, needle):
     text = HEAD + f"  scst: {entry}\n"

@@ -127,6 +127,9 @@ class SelfCritical(Objective):
             need = f"equal {most}, its fixed length" if fixed else f"be at most {most}, its max_length"
             raise CheckError("max_length" if self.max_length is not None else "tokens",
                              f"the decoded length {length} must {need} ({self.tokens!r})")
+        if self.sampling == "beam" and self.samples > classes:
+            raise CheckError("samples", f"{self.samples} beams need at least as many classes; {self.input!r} "
+                                        f"scores {classes}")
         if self.baseline == "mean" and self.samples < 2:
             raise CheckError("samples", "baseline: mean needs samples >= 2 (one sample is its own baseline, so "
                                         "the loss would be 0); use baseline: greedy")
