@@ -1,14 +1,16 @@
 """Reference networks of AttnGAN (T2I-04) and DM-GAN (T2I-05), rebuilt with plain torch.nn from the official code's
-layer sizes (taoxugit/AttnGAN code/model.py + GlobalAttention.py; MinfengZhu/DM-GAN code/model.py; neither is
-installable and both import torchvision for the DAMSM Inception-v3): the DAMSM text encoder, the generator G_NET
-and the three stage discriminators, for tests/references.py's counts and tests/coverage/test_text_to_image_gans.py's
-outputs. Modules are declared in the official order, except that each discriminator lists its conditional logits
-before the unconditional ones. The official attention mask and caption packing are left out (full-length
-captions)."""
+layer sizes (taoxugit/AttnGAN code/model.py + GlobalAttention.py + miscc/losses.py; MinfengZhu/DM-GAN
+code/model.py; neither is installable and both import torchvision for the DAMSM Inception-v3, which is rebuilt here
+from torchvision's models/inception.py layer table): the DAMSM text encoder (packing padded captions by their
+lengths) and image encoder (CNN_ENCODER), the generator G_NET (its attention masked at the padding), the three
+stage discriminators and the DAMSM word and sentence losses, for tests/references.py's counts and
+tests/coverage/test_attngan_dmgan.py's outputs. Modules are declared in the official order, except that each
+discriminator lists its conditional logits before the unconditional ones."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -44,8 +46,15 @@ class RNNEncoder(nn.Module):
         self.encoder = nn.Embedding(ntoken, ninput)
         self.rnn = nn.LSTM(ninput, nhidden // 2, 1, batch_first=True, bidirectional=True)
 
-    def forward(self, captions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out, (h, _) = self.rnn(self.encoder(captions))
+    def forward(self, captions: torch.Tensor, cap_lens: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = self.encoder(captions)
+        if cap_lens is None:
+            out, (h, _) = self.rnn(emb)
+        else:  # the official packing: each caption runs to its length, the padding's outputs are 0
+            packed = nn.utils.rnn.pack_padded_sequence(emb, cap_lens, batch_first=True, enforce_sorted=False)
+            out, (h, _) = self.rnn(packed)
+            out = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=captions.shape[1])[0]
         return out.transpose(1, 2), h.transpose(0, 1).reshape(captions.shape[0], -1)
 
 
@@ -80,12 +89,16 @@ class GlobalAttentionGeneral(nn.Module):
     def __init__(self, idf: int, cdf: int):
         super().__init__()
         self.conv_context = nn.Conv2d(cdf, idf, 1, bias=False)
+        self.mask = None  # applyMask: captions == 0, B,S
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, _, ih, iw = x.shape
         target_t = x.view(b, -1, ih * iw).transpose(1, 2)  # B,Q,idf
         source_t = self.conv_context(context.unsqueeze(3)).squeeze(3)  # B,idf,S
-        attn = torch.softmax(torch.bmm(target_t, source_t), dim=2).transpose(1, 2)  # B,S,Q
+        attn = torch.bmm(target_t, source_t)  # B,Q,S
+        if self.mask is not None:
+            attn = attn.masked_fill(self.mask[:, None, :], -float("inf"))
+        attn = torch.softmax(attn, dim=2).transpose(1, 2)  # B,S,Q
         return torch.bmm(source_t, attn).view(b, -1, ih, iw), attn.reshape(b, -1, ih, iw)
 
 
@@ -98,7 +111,8 @@ class NextStageG(nn.Module):
         self.residual = nn.Sequential(*(ResBlock(ngf * 2) for _ in range(r)))
         self.upsample = up_block(ngf * 2, ngf)
 
-    def forward(self, h: torch.Tensor, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, words: torch.Tensor, mask=None) -> tuple[torch.Tensor, torch.Tensor]:
+        self.att.mask = mask
         c, att = self.att(h, words)
         return self.upsample(self.residual(torch.cat([h, c], 1))), att
 
@@ -120,7 +134,7 @@ class MemoryStageG(nn.Module):
         self.residual = nn.Sequential(*(ResBlock(ngf * 2) for _ in range(r)))
         self.upsample = up_block(ngf * 2, ngf)
 
-    def forward(self, h: torch.Tensor, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, words: torch.Tensor, mask=None) -> tuple[torch.Tensor, torch.Tensor]:
         b, _, ih, iw = h.shape
         s = words.shape[2]
         avg = self.avg(h).detach().squeeze(3)  # B,ngf,1
@@ -128,7 +142,10 @@ class MemoryStageG(nn.Module):
         gate = torch.sigmoid(gate)  # B,1,S
         memory = self.M_w(words) * gate + self.M_r(avg.repeat(1, 1, s)) * (1 - gate)  # B,2ngf,S
         key, value = self.key(memory), self.value(memory)  # B,ngf,S
-        weight = torch.softmax(torch.bmm(h.view(b, -1, ih * iw).transpose(1, 2), key), dim=2).transpose(1, 2)
+        weight = torch.bmm(h.view(b, -1, ih * iw).transpose(1, 2), key)  # B,Q,S
+        if mask is not None:
+            weight = weight.masked_fill(mask[:, None, :], -float("inf"))
+        weight = torch.softmax(weight, dim=2).transpose(1, 2)
         out = torch.bmm(value, weight).view(b, -1, ih, iw)
         r = self.response_gate(torch.cat([h, out], 1))
         new = h * (1 - r) + r * out
@@ -159,11 +176,11 @@ class GNet(nn.Module):
         self.h_net3 = stage(2 * base)
         self.img_net3 = GetImageG(ngf)
 
-    def forward(self, z: torch.Tensor, sent: torch.Tensor, words: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, z: torch.Tensor, sent: torch.Tensor, words: torch.Tensor, mask=None) -> list[torch.Tensor]:
         c, _ = self.ca_net(sent)
         h1 = self.h_net1(z, c)
-        h2, _ = self.h_net2(h1, words)
-        h3, _ = self.h_net3(h2, words)
+        h2, _ = self.h_net2(h1, words, mask)
+        h3, _ = self.h_net3(h2, words, mask)
         return [self.img_net1(h1), self.img_net2(h2), self.img_net3(h3)]
 
 
@@ -202,13 +219,174 @@ class DNet(nn.Module):
         return self.cond_logits(j).flatten(1), self.uncond_logits(h).flatten(1)  # B,1 (logits, before the sigmoid)
 
 
+class Conv(nn.Module):
+    """torchvision's BasicConv2d: conv (no bias), BatchNorm eps 1e-3, ReLU."""
+
+    def __init__(self, a: int, b: int, k, s: int = 1, p=0):
+        super().__init__()
+        self.conv = nn.Conv2d(a, b, k, s, p, bias=False)
+        self.bn = nn.BatchNorm2d(b, eps=0.001)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+class MixedA(nn.Module):
+    def __init__(self, cin: int, pool: int):
+        super().__init__()
+        self.branch1x1 = Conv(cin, 64, 1)
+        self.branch5x5_1, self.branch5x5_2 = Conv(cin, 48, 1), Conv(48, 64, 5, p=2)
+        self.branch3x3dbl_1, self.branch3x3dbl_2 = Conv(cin, 64, 1), Conv(64, 96, 3, p=1)
+        self.branch3x3dbl_3 = Conv(96, 96, 3, p=1)
+        self.branch_pool = Conv(cin, pool, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
+                          self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                          self.branch_pool(F.avg_pool2d(x, 3, 1, 1))], 1)
+
+
+class MixedB(nn.Module):
+    def __init__(self, cin: int):
+        super().__init__()
+        self.branch3x3 = Conv(cin, 384, 3, 2)
+        self.branch3x3dbl_1, self.branch3x3dbl_2 = Conv(cin, 64, 1), Conv(64, 96, 3, p=1)
+        self.branch3x3dbl_3 = Conv(96, 96, 3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.branch3x3(x), self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                          F.max_pool2d(x, 3, 2)], 1)
+
+
+class MixedC(nn.Module):
+    def __init__(self, cin: int, c7: int):
+        super().__init__()
+        row, col = {"k": (1, 7), "p": (0, 3)}, {"k": (7, 1), "p": (3, 0)}
+        self.branch1x1 = Conv(cin, 192, 1)
+        self.branch7x7_1, self.branch7x7_2, self.branch7x7_3 = Conv(cin, c7, 1), Conv(c7, c7, **row), \
+            Conv(c7, 192, **col)
+        self.branch7x7dbl_1, self.branch7x7dbl_2 = Conv(cin, c7, 1), Conv(c7, c7, **col)
+        self.branch7x7dbl_3, self.branch7x7dbl_4 = Conv(c7, c7, **row), Conv(c7, c7, **col)
+        self.branch7x7dbl_5 = Conv(c7, 192, **row)
+        self.branch_pool = Conv(cin, 192, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = x
+        for i in range(1, 6):
+            d = getattr(self, f"branch7x7dbl_{i}")(d)
+        return torch.cat([self.branch1x1(x), self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))), d,
+                          self.branch_pool(F.avg_pool2d(x, 3, 1, 1))], 1)
+
+
+class MixedD(nn.Module):
+    def __init__(self, cin: int):
+        super().__init__()
+        self.branch3x3_1, self.branch3x3_2 = Conv(cin, 192, 1), Conv(192, 320, 3, 2)
+        self.branch7x7x3_1, self.branch7x7x3_2 = Conv(cin, 192, 1), Conv(192, 192, (1, 7), p=(0, 3))
+        self.branch7x7x3_3, self.branch7x7x3_4 = Conv(192, 192, (7, 1), p=(3, 0)), Conv(192, 192, 3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x))))
+        return torch.cat([self.branch3x3_2(self.branch3x3_1(x)), b, F.max_pool2d(x, 3, 2)], 1)
+
+
+class MixedE(nn.Module):
+    def __init__(self, cin: int):
+        super().__init__()
+        self.branch1x1 = Conv(cin, 320, 1)
+        self.branch3x3_1 = Conv(cin, 384, 1)
+        self.branch3x3_2a, self.branch3x3_2b = Conv(384, 384, (1, 3), p=(0, 1)), Conv(384, 384, (3, 1), p=(1, 0))
+        self.branch3x3dbl_1, self.branch3x3dbl_2 = Conv(cin, 448, 1), Conv(448, 384, 3, p=1)
+        self.branch3x3dbl_3a = Conv(384, 384, (1, 3), p=(0, 1))
+        self.branch3x3dbl_3b = Conv(384, 384, (3, 1), p=(1, 0))
+        self.branch_pool = Conv(cin, 192, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.branch3x3_1(x)
+        d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        return torch.cat([self.branch1x1(x), self.branch3x3_2a(a), self.branch3x3_2b(a), self.branch3x3dbl_3a(d),
+                          self.branch3x3dbl_3b(d), self.branch_pool(F.avg_pool2d(x, 3, 1, 1))], 1)
+
+
+class CNNEncoder(nn.Module):
+    """CNN_ENCODER: torchvision's inception_v3 blocks Conv2d_1a_3x3 ... Mixed_7c (no AuxLogits, no fc), then
+    emb_features (1x1 conv 768 -> nef, no bias) on Mixed_6e and emb_cnn_code (Linear 2048 -> nef) on the 8x8 average
+    of Mixed_7c; images are resized to 299 (bilinear) first."""
+
+    def __init__(self, nef: int = 256):
+        super().__init__()
+        self.Conv2d_1a_3x3, self.Conv2d_2a_3x3 = Conv(3, 32, 3, 2), Conv(32, 32, 3)
+        self.Conv2d_2b_3x3, self.Conv2d_3b_1x1 = Conv(32, 64, 3, p=1), Conv(64, 80, 1)
+        self.Conv2d_4a_3x3 = Conv(80, 192, 3)
+        self.Mixed_5b, self.Mixed_5c, self.Mixed_5d = MixedA(192, 32), MixedA(256, 64), MixedA(288, 64)
+        self.Mixed_6a = MixedB(288)
+        self.Mixed_6b, self.Mixed_6c = MixedC(768, 128), MixedC(768, 160)
+        self.Mixed_6d, self.Mixed_6e = MixedC(768, 160), MixedC(768, 192)
+        self.Mixed_7a, self.Mixed_7b, self.Mixed_7c = MixedD(768), MixedE(1280), MixedE(2048)
+        self.emb_features = nn.Conv2d(768, nef, 1, bias=False)
+        self.emb_cnn_code = nn.Linear(2048, nef)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        x = F.max_pool2d(self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x))), 3, 2)
+        x = F.max_pool2d(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)), 3, 2)
+        for name in ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e"):
+            x = getattr(self, f"Mixed_{name}")(x)
+        features = x  # B,768,17,17
+        x = self.Mixed_7c(self.Mixed_7b(self.Mixed_7a(x)))
+        x = F.avg_pool2d(x, kernel_size=8).view(x.shape[0], -1)
+        return self.emb_features(features), self.emb_cnn_code(x)
+
+
+def _cosine(x1: torch.Tensor, x2: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    return (torch.sum(x1 * x2, dim) / (torch.norm(x1, 2, dim) * torch.norm(x2, 2, dim)).clamp(min=eps)).squeeze()
+
+
+def _func_attention(query: torch.Tensor, context: torch.Tensor, gamma1: float) -> torch.Tensor:
+    """query [B, D, W], context [B, D, R] -> the attended context [B, D, W] (softmax over the words, then gamma1
+    times it softmaxed over the regions)."""
+    b, w = query.shape[0], query.shape[2]
+    attn = torch.softmax(torch.bmm(context.transpose(1, 2), query).reshape(-1, w), dim=1).view(b, -1, w)  # B,R,W
+    attn = torch.softmax(attn.transpose(1, 2).reshape(b * w, -1) * gamma1, dim=1).view(b, w, -1)  # B,W,R
+    return torch.bmm(context, attn.transpose(1, 2))
+
+
+def words_loss(img_features: torch.Tensor, words_emb: torch.Tensor, cap_lens: list[int], gamma1: float = 4.0,
+               gamma2: float = 5.0, gamma3: float = 10.0) -> torch.Tensor:
+    """miscc/losses.py words_loss without class masking: img_features [B, D, 17, 17], words_emb [B, D, S] ->
+    loss0 + loss1, one caption at a time over its first cap_lens[i] words."""
+    b = words_emb.shape[0]
+    context = img_features.reshape(b, img_features.shape[1], -1)  # B,D,R
+    sims = []
+    for i in range(b):
+        n = cap_lens[i]
+        word = words_emb[i, :, :n].unsqueeze(0).repeat(b, 1, 1)  # B,D,n
+        wei = _func_attention(word, context, gamma1)  # B,D,n
+        row = _cosine(word.transpose(1, 2).reshape(b * n, -1), wei.transpose(1, 2).reshape(b * n, -1)).view(b, n)
+        sims.append(torch.log(torch.exp(row * gamma2).sum(dim=1, keepdim=True)))
+    sims = torch.cat(sims, 1) * gamma3  # B images x B captions
+    labels = torch.arange(b)
+    return nn.CrossEntropyLoss()(sims, labels) + nn.CrossEntropyLoss()(sims.transpose(0, 1), labels)
+
+
+def sent_loss(cnn_code: torch.Tensor, rnn_code: torch.Tensor, gamma3: float = 10.0, eps: float = 1e-8) -> torch.Tensor:
+    """miscc/losses.py sent_loss without class masking: loss0 + loss1."""
+    cnn, rnn = cnn_code.unsqueeze(0), rnn_code.unsqueeze(0)
+    scores = torch.bmm(cnn, rnn.transpose(1, 2))
+    norm = torch.bmm(torch.norm(cnn, 2, dim=2, keepdim=True), torch.norm(rnn, 2, dim=2, keepdim=True).transpose(1, 2))
+    scores = (scores / norm.clamp(min=eps) * gamma3).squeeze()
+    labels = torch.arange(cnn_code.shape[0])
+    return nn.CrossEntropyLoss()(scores, labels) + nn.CrossEntropyLoss()(scores.transpose(0, 1), labels)
+
+
 def attngan(ngf: int = 32, ndf: int = 64, r: int = 2, vocab: int = 5450) -> nn.ModuleList:
-    """bird_attn2.yml: text encoder, G_NET, D_NET64, D_NET128, D_NET256."""
-    return nn.ModuleList([RNNEncoder(vocab), GNet(ngf, r=r), *(DNet(ndf, stage=s) for s in (1, 2, 3))])
+    """bird_attn2.yml: text encoder, G_NET, D_NET64, D_NET128, D_NET256, DAMSM image encoder."""
+    return nn.ModuleList([RNNEncoder(vocab), GNet(ngf, r=r), *(DNet(ndf, stage=s) for s in (1, 2, 3)), CNNEncoder()])
 
 
 def dmgan(ngf: int = 64, ndf: int = 32, r: int = 2, vocab: int = 5450) -> nn.ModuleList:
-    """bird_DMGAN.yml: text encoder, G_NET with memory stages, spectrally normalised D_NET64/128/256."""
+    """bird_DMGAN.yml: text encoder, G_NET with memory stages, spectrally normalised D_NET64/128/256, DAMSM image
+    encoder."""
     return nn.ModuleList([RNNEncoder(vocab), GNet(ngf, r=r, memory=True),
-                          *(DNet(ndf, stage=s, spectral=True) for s in (1, 2, 3))])
+                          *(DNet(ndf, stage=s, spectral=True) for s in (1, 2, 3)), CNNEncoder()])
 

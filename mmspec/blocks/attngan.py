@@ -63,21 +63,27 @@ class InitStage(nn.Module):
 class WordAttention(nn.Module):
     """AttnGAN's attention: words [B, S, E] projected by a 1x1 conv (no bias) to the image width; each sub-region
     of h [B, C, h, w] takes softmax(h_j . e_i) over the words -> word-context map [B, C, h, w] and the weights
-    [B, S, h, w]."""
+    [B, S, h, w]; padded words (mask 0) get no weight."""
 
     def __init__(self, width: int, words: int):
         super().__init__()
         self.proj = nn.Linear(words, width, bias=False)
 
-    def forward(self, h: torch.Tensor, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, words: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         keys = self.proj(words)  # B,S,C
-        return attend(h, keys, keys)
+        return attend(h, keys, keys, mask)
 
 
-def attend(h: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per pixel softmax over the words of h_j . k_i -> (sum_i weight * v_i [B, C, h, w], weights [B, S, h, w])."""
+def attend(h: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+           mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per pixel softmax over the words of h_j . k_i -> (sum_i weight * v_i [B, C, h, w], weights [B, S, h, w]);
+    words where `mask` [B, S] is 0 are left out of the softmax."""
     b, c, hh, ww = h.shape
-    weights = torch.softmax(torch.einsum("bcq,bsc->bsq", h.flatten(2), keys), dim=1)  # B,S,hw
+    scores = torch.einsum("bcq,bsc->bsq", h.flatten(2), keys)  # B,S,hw
+    if mask is not None:
+        scores = scores.masked_fill(mask[:, :, None] == 0, -1e30)  # B,S,hw: exp gives 0, an empty row stays finite
+    weights = torch.softmax(scores, dim=1)  # B,S,hw
     context = torch.einsum("bsq,bsc->bcq", weights, values)  # B,C,hw
     return context.unflatten(2, (hh, ww)), weights.unflatten(2, (hh, ww))
 
@@ -85,7 +91,8 @@ def attend(h: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> tuple[t
 class DynamicMemory(nn.Module):
     """DM-GAN's refinement input: the memory writing gate g_i = sigmoid(A w_i + B mean(h)) mixes each word's
     M_w(w_i) with the (detached) mean image feature's M_r; keys and values (1x1 + ReLU) are read per pixel by
-    softmax(h_j . k_i); the response gate sigmoid(conv1x1[h, o]) blends h and the read-out o."""
+    softmax(h_j . k_i) over the unpadded words; the response gate sigmoid(conv1x1[h, o]) blends h and the read-out
+    o."""
 
     def __init__(self, width: int, words: int):
         super().__init__()
@@ -97,11 +104,12 @@ class DynamicMemory(nn.Module):
         self.value = nn.Linear(2 * width, width)
         self.response = nn.Conv2d(2 * width, 1, 1)
 
-    def forward(self, h: torch.Tensor, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, words: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         mean = h.detach().mean(dim=(2, 3))  # B,C
         gate = torch.sigmoid(self.word_gate(words) + self.image_gate(mean)[:, None])  # B,S,1
         memory = F.relu(self.write_word(words)) * gate + F.relu(self.write_image(mean))[:, None] * (1 - gate)  # B,S,2C
-        out, weights = attend(h, F.relu(self.key(memory)), F.relu(self.value(memory)))  # B,C,h,w; B,S,h,w
+        out, weights = attend(h, F.relu(self.key(memory)), F.relu(self.value(memory)), mask)  # B,C,h,w; B,S,h,w
         r = torch.sigmoid(self.response(torch.cat([h, out], 1)))  # B,1,h,w
         return h * (1 - r) + r * out, weights  # B,C,h,w
 
@@ -117,8 +125,9 @@ class NextStage(nn.Module):
         self.residual = nn.Sequential(*(GLUResBlock(2 * width) for _ in range(blocks)))
         self.up = GLUConv(2 * width, width, up=True)
 
-    def forward(self, h: torch.Tensor, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out, weights = self.refine(h, words)  # B,C,h,w; B,S,h,w
+    def forward(self, h: torch.Tensor, words: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        out, weights = self.refine(h, words, mask)  # B,C,h,w; B,S,h,w
         joint = torch.cat([out, out] if self.memory else [h, out], 1)  # B,2C,h,w
         return self.up(self.residual(joint)), weights  # B,C,2h,2w
 

@@ -8,11 +8,13 @@ from torch import nn
 
 
 class BasicConv2d(nn.Module):
-    """Conv2d without bias, BatchNorm2d, ReLU."""
+    """Conv2d without bias, BatchNorm2d, ReLU; `padding` kernel // 2 unless given (Inception-v3's convs)."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, eps: float = 1e-3):
+    def __init__(self, cin: int, cout: int, kernel: int | tuple[int, int], stride: int = 1, eps: float = 1e-3,
+                 padding: int | tuple[int, int] | None = None):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False)
+        pad = padding if padding is not None else kernel // 2
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, pad, bias=False)
         self.bn = nn.BatchNorm2d(cout, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,9 @@ RNN_EXAMPLES = (
                               "bidirectional": True}, name="bidirectional_gru"),
     Example({"text": _TEXT}, {"input": "text", "embed": {"dim": 6}, "hidden": 3, "bidirectional": True,
                               "final": True}, outputs=["probe.final"], name="sentence_vector"),
+    Example({"text": {**_TEXT, "mask": True}}, {"input": "text", "embed": {"dim": 6}, "hidden": 3, "layers": 2,
+                                                "bidirectional": True, "final": True},
+            outputs=["probe.sequence", "probe.final", "probe.c"], name="packed"),  # padded rows (AttnGAN's DAMSM)
     Example(  # a decoder whose states start from the encoder's final ones (Sutskever et al. 2014)
         {"source": {**_TEXT, "length": "src_len"}, "target": {**_TEXT, "length": "tgt_len"}},
         {"input": "target", "embed": {"dim": 4}, "hidden": 5, "layers": 2, "init": "enc"},
@@ -47,8 +50,10 @@ class RNNEncoder(ComponentConfig):
     `sequence` [batch, S, hidden * directions] and the final states `h` (and `c` for an LSTM) [batch,
     layers * directions, hidden] (batch first; layer-major, directions interleaved as torch orders them).
 
-    Rows are unpadded: an input with a padding mask is rejected (an RNN would run over the padding). Decoding step
-    by step (`exports.G.cache`) keeps `h` (and `c`) as recurrent states (docs/spec-language.md 4.9)."""
+    An input with a padding mask (1s then 0s per row) runs as packed sequences: each row stops at its length (the
+    backward direction starts at its last word), the final states are those at its length, `sequence` is 0 at the
+    padding, and the mask comes along as `mask` (AttnGAN's DAMSM text encoder). Decoding step by step
+    (`exports.G.cache`) keeps `h` (and `c`) as recurrent states (docs/spec-language.md 4.9), for unpadded rows."""
 
     type: Literal["rnn"]
     input: Ref
@@ -94,9 +99,9 @@ class RNNEncoder(ComponentConfig):
     def input_size(self, inputs: dict[str, Bundle], ctx) -> tuple[TensorInfo, int]:
         """(the input tensor, its feature width after the embedding)."""
         bundle = inputs["input"]
-        if "mask" in bundle:
-            raise CheckError("input", f"{self.input!r} carries a padding mask; an rnn runs every position of a row "
-                                      f"(its states would run over the padding): declare the modality without mask")
+        if "mask" in bundle and self.reverse:
+            raise CheckError("reverse", f"{self.input!r} carries a padding mask; a reverse rnn reads whole rows: use "
+                                        f"bidirectional, or declare the modality without mask")
         if self.embed is not None:
             ids = require(bundle.get("ids"), "ids", 2, "token ids")
             modality = ctx.spec.modalities.get(self.input.split(".")[0])
@@ -114,6 +119,8 @@ class RNNEncoder(ComponentConfig):
         state = TensorInfo((batch, self.layers * self.directions, self.hidden))
         out: Bundle = {"sequence": TensorInfo((batch, length, self.hidden * self.directions)),
                        **{name: state for name in self.state_names()}}
+        if "mask" in inputs["input"]:
+            out["mask"] = inputs["input"]["mask"]
         if self.bridge is not None:
             out["bridge"] = TensorInfo((batch, 1, self.bridge))
         if self.final:
@@ -143,6 +150,9 @@ class RNNEncoder(ComponentConfig):
     def kv_layout(self, inputs: dict[str, Bundle], ctx) -> KVLayout:
         """A unidirectional RNN decodes step by step: its states `h` (and `c`) come in and go out; no attention
         keys/values, no position limit. The initial states (`init`) become the states' first values."""
+        if "mask" in inputs["input"]:
+            raise CheckError(("input",), f"{self.input!r} carries a padding mask; a step graph runs unpadded rows: "
+                                         f"declare the modality without mask")
         if self.bidirectional or self.reverse:
             field = "reverse" if self.reverse else "bidirectional"
             raise CheckError((field,), f"a {field} rnn reads the whole sequence right to left; a step graph needs "

@@ -44,6 +44,8 @@ class Recurrent(nn.Module):
             states["bridge"] = torch.tanh(self.bridge(states["h"][:, -1:]))  # B,1,bridge
         if self.final:
             states["final"] = states["h"][:, -self.dirs :].flatten(1)  # B,dirs*H
+        if "mask" in inputs["input"]:
+            states["mask"] = inputs["input"]["mask"]  # B,S
         return {"sequence": out, **states}
 
     def step(self, inputs: dict[str, dict[str, torch.Tensor]], past: list, cross: list | None = None, *,
@@ -55,6 +57,8 @@ class Recurrent(nn.Module):
     def run(self, bundle: dict[str, torch.Tensor], state: dict[str, torch.Tensor] | None
             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x = self.embed(bundle["ids"]) if self.embed is not None else bundle[self.field]  # B,S,D
+        mask = bundle.get("mask")  # B,S: 1s then 0s
+        lengths = mask.sum(1).clamp(min=1) if mask is not None else None  # B
         if self.reverse:
             x = x.flip(1)  # B,S,D right to left
         if state is None:
@@ -68,7 +72,9 @@ class Recurrent(nn.Module):
                 weights += [getattr(self.rnn, f"{kind}_l{layer}{suffix}")
                             for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         out, h, c = recurrence(x, hx[0], hx[-1], weights, self.cell, self.layers, self.dirs,
-                               self.rnn.dropout, self.training)  # B,S,H*dirs; L*dirs,B,H
+                               self.rnn.dropout, self.training, lengths)  # B,S,H*dirs; L*dirs,B,H
+        if mask is not None:
+            out = out * mask[..., None].to(out.dtype)  # B,S,H*dirs: 0 at the padding
         if self.reverse:
             out = out.flip(1)  # B,S,H back in input order
         states = {"h": h.transpose(0, 1)}  # B,L*dirs,H
@@ -79,11 +85,15 @@ class Recurrent(nn.Module):
 
 @fx.wrap
 def recurrence(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, weights: list[torch.Tensor], cell: str,
-               layers: int, dirs: int, dropout: float, train: bool) -> tuple[torch.Tensor, ...]:
+               layers: int, dirs: int, dropout: float, train: bool,
+               lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """x [B, S, D], h and c [L*dirs, B, H] (c unused for a GRU), torch's per-layer, per-direction (w_ih, w_hh,
-    b_ih, b_hh) -> (out [B, S, H*dirs], h_n, c_n [L*dirs, B, H]); c_n is h_n for a GRU."""
+    b_ih, b_hh) -> (out [B, S, H*dirs], h_n, c_n [L*dirs, B, H]); c_n is h_n for a GRU. With `lengths` [B] each
+    row runs as a packed sequence of that length (ONNX: the LSTM/GRU node's sequence_lens)."""
     if torch.onnx.is_in_onnx_export():
-        return _onnx_recurrence(x, h, c, weights, cell, layers, dirs)
+        return _onnx_recurrence(x, h, c, weights, cell, layers, dirs, lengths)
+    if lengths is not None and not x.is_meta:  # on the meta device (FLOP counts) unpacked: the same shapes
+        return _packed(x, h, c, weights, cell, layers, dirs, dropout, train, lengths)
     if cell == "lstm":
         return torch.lstm(x, (h.contiguous(), c.contiguous()), weights, True, layers, dropout, train, dirs == 2,
                           True)
@@ -91,12 +101,31 @@ def recurrence(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, weights: list[
     return out, h_n, h_n
 
 
-def _onnx_recurrence(x, h, c, weights, cell: str, layers: int, dirs: int) -> tuple[torch.Tensor, ...]:
+def _packed(x, h, c, weights, cell: str, layers: int, dirs: int, dropout: float, train: bool,
+            lengths: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """torch.lstm/gru over rows packed by their lengths (longest first), back in batch order."""
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    order, back = packed.sorted_indices, packed.unsorted_indices
+    h, c = h.index_select(1, order).contiguous(), c.index_select(1, order).contiguous()  # L*dirs,B,H
+    if cell == "lstm":
+        data, h_n, c_n = torch.lstm(packed.data, packed.batch_sizes, (h, c), weights, True, layers, dropout, train,
+                                    dirs == 2)
+    else:
+        data, h_n = torch.gru(packed.data, packed.batch_sizes, h, weights, True, layers, dropout, train, dirs == 2)
+        c_n = h_n
+    out = nn.utils.rnn.PackedSequence(data, packed.batch_sizes, order, back)
+    out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # B,S,H*dirs
+    return out, h_n.index_select(1, back), c_n.index_select(1, back)
+
+
+def _onnx_recurrence(x, h, c, weights, cell: str, layers: int, dirs: int,
+                     lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """One ONNX LSTM/GRU node per layer (time-major, gates reordered), the same results as torch.lstm/gru."""
     gates = _ONNX_GATES[cell]
     hidden = weights[1].shape[1]
     y = x.transpose(0, 1)  # S,B,D
     hs, cs = [], []
+    lens = lengths.to(torch.int32) if lengths is not None else None  # B
     for layer in range(layers):
         per_dir = [weights[4 * (layer * dirs + d): 4 * (layer * dirs + d) + 4] for d in range(dirs)]
 
@@ -112,12 +141,12 @@ def _onnx_recurrence(x, h, c, weights, cell: str, layers: int, dirs: int) -> tup
         state_shape = [dirs, batch, hidden]
         if cell == "lstm":
             y4, h_l, c_l = torch.onnx.ops.symbolic_multi_out(
-                "::LSTM", [y, w, r, b, None, h[rows].contiguous(), c[rows].contiguous()], attrs,
+                "::LSTM", [y, w, r, b, lens, h[rows].contiguous(), c[rows].contiguous()], attrs,
                 dtypes=[x.dtype] * 3, shapes=[[seq, dirs, batch, hidden], state_shape, state_shape])
             cs.append(c_l)
         else:
             y4, h_l = torch.onnx.ops.symbolic_multi_out(
-                "::GRU", [y, w, r, b, None, h[rows].contiguous()], {**attrs, "linear_before_reset": 1},
+                "::GRU", [y, w, r, b, lens, h[rows].contiguous()], {**attrs, "linear_before_reset": 1},
                 dtypes=[x.dtype] * 2, shapes=[[seq, dirs, batch, hidden], state_shape])
         hs.append(h_l)
         y = y4.transpose(1, 2).flatten(2, 3)  # S,B,dirs*H

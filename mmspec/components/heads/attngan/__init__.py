@@ -24,6 +24,9 @@ STAGE_EXAMPLES = (
             name="attention"),
     Example(_INPUTS, {"input": "s1.features", "words": "words", "blocks": 2, "refine": "memory"},
             {"heads": {**_CA, **_INIT}}, name="memory"),
+    Example({**_INPUTS, "caption": {"type": "tokens", "vocab_size": 9, "length": 3, "mask": True}},
+            {"input": "s1.features", "words": "words", "mask": "caption.mask", "blocks": 1},
+            {"heads": {**_CA, **_INIT}}, name="masked_words"),
 )
 
 
@@ -90,13 +93,16 @@ class AttnGANStageConfig(ComponentConfig):
     mean(h)), reads it per pixel through key and value 1x1 convs + ReLU, blends the read-out into the features by
     the response gate sigmoid(1x1 conv [h, o]) and duplicates the result. Then `blocks` GLU residual blocks at 2C
     and a GLU up-block back to C -> `features` [batch, C, 2h, 2w]; a 3x3 conv and tanh -> `image`; `attention`
-    [batch, S, h, w] (the word weights of every sub-region)."""
+    [batch, S, h, w] (the word weights of every sub-region). With `mask`, padded words get no weight in either
+    attention (the official applyMask)."""
 
     type: Literal["attngan_stage"]
     input: Ref
     """The previous stage's `features` [batch, C, h, w]."""
     words: Ref
     """Word features [batch, S, E] (the text encoder's `sequence`)."""
+    mask: Ref | None = None
+    """The words' padding mask [batch, S] (1 = word; the text encoder's `mask`); null: every position is a word."""
     blocks: PositiveInt = 2
     """GLU residual blocks (R_NUM)."""
     refine: Literal["attention", "memory"] = "attention"
@@ -105,7 +111,7 @@ class AttnGANStageConfig(ComponentConfig):
     """Image channels."""
 
     def references(self) -> dict[str, str]:
-        return {"input": self.input, "words": self.words}
+        return {"input": self.input, "words": self.words, **({"mask": self.mask} if self.mask else {})}
 
     def _shapes(self, inputs: dict[str, Bundle]) -> tuple[TensorInfo, TensorInfo]:
         bundle = inputs["input"]
@@ -115,6 +121,13 @@ class AttnGANStageConfig(ComponentConfig):
             raise CheckError("input", f"{self.input!r} has shape {list(h.shape)}; features [batch, C, h, w] of "
                                       f"fixed size are needed")
         _, words = sequence_of(inputs["words"], self.words, "words")
+        if self.mask is not None:
+            given = inputs["mask"]
+            mask = given["mask"] if "mask" in given else next(iter(given.values())) if len(given) == 1 else None
+            if mask is None or mask.shape != words.shape[:2] or not mask.dtype.startswith("int"):
+                have = {k: list(t.shape) for k, t in sorted(inputs["mask"].items())}
+                raise CheckError("mask", f"{self.mask!r} has {have}; an integer mask [batch, {words.shape[1]}] over "
+                                         f"the words {self.words!r} is needed")
         return h, words
 
     def _field(self, inputs: dict[str, Bundle]) -> str:

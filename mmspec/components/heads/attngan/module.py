@@ -24,8 +24,8 @@ class InitStageModule(nn.Module):
 
 
 class StageModule(nn.Module):
-    """previous features [B, C, h, w] and words [B, S, E] (field `words` of their bundle) -> {"features": [B, C,
-    2h, 2w], "image", "attention": [B, S, h, w]}."""
+    """previous features [B, C, h, w], words [B, S, E] (field `words` of their bundle) and their padding mask [B, S]
+    (the `mask` port, when given) -> {"features": [B, C, 2h, 2w], "image", "attention": [B, S, h, w]}."""
 
     def __init__(self, net: nn.Module, width: int, channels: int, words: str):
         super().__init__()
@@ -34,5 +34,7 @@ class StageModule(nn.Module):
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         prev = inputs["input"]
         h = prev["features"] if "features" in prev else next(iter(prev.values()))  # B,C,h,w
-        out, weights = self.net(h, inputs["words"][self.words])  # B,C,2h,2w; B,S,h,w
+        given = inputs.get("mask")
+        mask = (given["mask"] if "mask" in given else next(iter(given.values()))) if given is not None else None  # B,S
+        out, weights = self.net(h, inputs["words"][self.words], mask)  # B,C,2h,2w; B,S,h,w
         return {"features": out, "image": self.to_image(out), "attention": weights}
