@@ -283,6 +283,9 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "vatt": VATT.vatt,  # official ViTx3D + WaT Base towers, T5-small text over word2vec, FAC bridge (VATT-BBS)
     "vatt:medium": lambda: VATT.vatt("medium"),
     "vatt:large": lambda: VATT.vatt("large"),
+    "vatt_ma": VATT.vatt_ma,  # official UniversalVATT (UniTMedium: one shared Transformer) + FAC bridge (VATT-MA)
+    "vatt_ma:base": lambda: VATT.vatt_ma("base"),
+    "vatt_ma:large": lambda: VATT.vatt_ma("large"),
     "simclr": lambda: _modules(tf.ResNetModel(tf.ResNetConfig()), _mlp(2048, 2048, 128, False)),
     "byol": _byol,
     "gpt": lambda: tf.OpenAIGPTLMHeadModel(tf.OpenAIGPTConfig()),

@@ -20,10 +20,11 @@ class Layer(nn.Module):
         self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
         self.wi, self.wo = nn.Linear(d, ff), nn.Linear(ff, d)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         h = self.norm1(x)
         q, k, v = (f(h).unflatten(-1, (self.heads, -1)).transpose(1, 2) for f in (self.q, self.k, self.v))
-        a = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1) @ v
+        scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+        a = torch.softmax(scores if bias is None else scores + bias, dim=-1) @ v
         x = x + self.o(a.transpose(1, 2).flatten(2))
         return x + self.wo(nn.functional.gelu(self.wi(self.norm2(x))))
 
@@ -165,3 +166,59 @@ class FACBridge(nn.Module):
 def vatt(video: str = "base") -> nn.Module:
     """VATT-{B,M,L}BS: the video, audio and text towers and the FAC bridge (the NCE temperature is a constant)."""
     return nn.ModuleList([video_tower(video), audio_tower(), text_tower(), FACBridge(_SIZES[video][0])])
+
+
+class UniversalVATT(nn.Module):
+    """The official modality-agnostic backbone (modeling/backbones/unified/uvatt.py, configs/unified.py): per
+    modality a raw-to-embedding map (Conv3D / Conv1D voxel and waveform patches, or a frozen word2vec table), a
+    Dense(-> d, GELU) pre-projection, position buckets summed and layer-normed, an aggregation token; one shared
+    pre-norm Transformer with a final LayerNorm; a Dense(d -> post, GELU) post-projection per modality."""
+
+    def __init__(self, d: int, layers: int, heads: int, ff: int, post: int = 1024, video: tuple = (3, [4, 16, 16]),
+                 video_buckets: tuple = (8, 14, 14), audio: tuple = (1, [128]), audio_buckets: int = 1200,
+                 vocab: int = 2**16, dim: int = 300, text_buckets: int = 16, eps: float = 1e-6):
+        super().__init__()
+        channels, patch = video
+        self.raw = nn.ModuleDict({
+            "video": nn.Conv3d(channels, d, tuple(patch), stride=tuple(patch)),
+            "audio": nn.Conv1d(audio[0], d, tuple(audio[1]), stride=tuple(audio[1])),
+            "text": nn.Embedding(vocab, dim).requires_grad_(False)})
+        self.pre_proj = nn.ModuleDict({"video": nn.Linear(d, d), "audio": nn.Linear(d, d), "text": nn.Linear(dim, d)})
+        self.buckets = nn.ModuleDict({
+            "video": nn.ModuleList(nn.Embedding(n, d) for n in video_buckets),
+            "audio": nn.ModuleList([nn.Embedding(audio_buckets, d)]),
+            "text": nn.ModuleList([nn.Embedding(text_buckets, d)])})
+        self.pos_norm = nn.ModuleDict({m: nn.LayerNorm(d, eps=eps) for m in ("video", "audio", "text")})
+        self.agg = nn.ParameterDict({m: nn.Parameter(torch.zeros(d)) for m in ("video", "audio", "text")})
+        self.layers = nn.ModuleList(Layer(d, heads, ff, eps) for _ in range(layers))
+        self.final_norm = nn.LayerNorm(d, eps=eps)
+        self.post_proj = nn.ModuleDict({m: nn.Linear(d, post) for m in ("video", "audio", "text")})
+
+    def forward(self, modality: str, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple:
+        """Eval mode: video [B, C, T, H, W], audio [B, C, L] or ids [B, S] (with their keep-mask) -> (the shared
+        Transformer's states [B, 1 + N, d], the pooled post-projection [B, post])."""
+        x = self.raw[modality](x)
+        x = x.flatten(2).transpose(1, 2) if modality != "text" else x
+        x = nn.functional.gelu(self.pre_proj[modality](x))
+        tables = [e.weight for e in self.buckets[modality]]
+        pos = tables[0][:, None, None] + tables[1][None, :, None] + tables[2][None, None, :] if len(tables) == 3 \
+            else tables[0]
+        x = x + self.pos_norm[modality](pos.reshape(-1, x.shape[-1]))
+        x = torch.cat([self.agg[modality].expand(x.shape[0], 1, -1), x], dim=1)
+        bias = None
+        if mask is not None:
+            keep = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+            bias = (1.0 - keep[:, None, None, :].float()) * -1e9
+        for layer in self.layers:
+            x = layer(x, bias)
+        x = self.final_norm(x)
+        return x, nn.functional.gelu(self.post_proj[modality](x[:, 0]))
+
+
+_MA_SIZES = {"base": (768, 12, 12, 3072), "medium": (1024, 12, 16, 4096), "large": (1024, 24, 16, 4096)}
+
+
+def vatt_ma(size: str = "medium") -> nn.Module:
+    """VATT-MA-{Base,Medium,Large} (configs/multimodal.py UnifiedTxFACModel: UniTMedium and the FAC bridge over the
+    1024-d post-projections)."""
+    return nn.ModuleList([UniversalVATT(*_MA_SIZES[size]), FACBridge(1024, 1024, 1024)])

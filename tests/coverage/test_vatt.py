@@ -224,3 +224,92 @@ def test_nce_temperature_is_a_fixed_constant():
     trainer = Trainer(loaded, lr=1e-2)
     trainer.fit(synthetic_batch(loaded, 4, 0), 2, seed=0)
     assert trainer.model.components["va"].temperature.item() == pytest.approx(0.07)
+
+
+MA_SPEC = SPEC.with_name("vatt_ma.yaml")
+
+
+@pytest.mark.parametrize("variant", [None, "base", "large"])
+def test_ma_count_matches_the_official_universal_vatt(variant):
+    """VATT-MA: three `vatt` towers, the audio and text ones running the video tower's blocks (`share_stack`), count
+    as the official UniversalVATT with the FAC bridge; the shared stack counts once, for the video tower."""
+    with torch.device("meta"):
+        reference = VATT.vatt_ma(variant or "medium")
+    model = build(load_spec(MA_SPEC, variant), device="meta")
+    counts = param_counts(model)
+    assert counts["total"] == _count(reference)
+    assert counts["total"] - counts["trainable"] == reference[0].raw["text"].weight.numel()
+    c = model.components
+    assert c["audio_tower"].layers is c["video_tower"].layers and c["text_tower"].norm is c["video_tower"].norm
+    ma = reference[0]
+    for modality in ("video", "audio", "text"):
+        own = sum(_count(part[modality]) for part in (ma.raw, ma.pre_proj, ma.buckets, ma.pos_norm, ma.post_proj))
+        own += ma.agg[modality].numel() + (_count(ma.layers) + _count(ma.final_norm) if modality == "video" else 0)
+        assert counts["by_component"][f"{modality}_tower"] + counts["by_component"][f"{modality}_post"] == own
+
+
+def _ma_weights(reference: VATT.UniversalVATT, modality: str, owner: bool) -> dict[str, torch.Tensor]:
+    """One modality of the UniversalVATT rebuild under a `vatt` tower's names (the stack only for its owner)."""
+    raw = reference.raw[modality].state_dict()
+    ours = {f"{'embed' if modality == 'text' else 'project'}.{k}": v for k, v in raw.items()}
+    ours |= {f"pre.0.{k}": v for k, v in reference.pre_proj[modality].state_dict().items()}
+    ours |= {f"positions.{i}": e.weight for i, e in enumerate(reference.buckets[modality])}
+    ours |= {f"position_norm.{k}": v for k, v in reference.pos_norm[modality].state_dict().items()}
+    ours["agg"] = reference.agg[modality][None, None]
+    if owner:
+        for a, b in (("q", "attn.q"), ("k", "attn.k"), ("v", "attn.v"), ("o", "attn.out"), ("norm1", "attn_res.norm"),
+                     ("wi", "ffn.fc1"), ("wo", "ffn.fc2"), ("norm2", "ffn_res.norm")):
+            for i in range(len(reference.layers)):
+                for p in ("weight", "bias"):
+                    ours[f"layers.{i}.{b}.{p}"] = getattr(reference.layers[i], a).state_dict()[p]
+        ours |= {f"norm.{k}": v for k, v in reference.final_norm.state_dict().items()}
+    return ours
+
+
+def test_tiny_ma_towers_equal_the_official_universal_vatt():
+    """The tiny VATT-MA towers, given the rebuild's weights, reproduce its shared Transformer's states for video,
+    audio and text (padding masked) and the pooled post-projections."""
+    loaded = load_spec(MA_SPEC, "tiny")
+    spec, model = loaded.spec, build(loaded).eval()
+    enc, m = spec.encoders, spec.modalities
+    (t, h, w), (seg,) = enc["video_tower"].patch, enc["audio_tower"].patch
+    reference = VATT.UniversalVATT(
+        enc["video_tower"].width, enc["video_tower"].layers, enc["video_tower"].heads, enc["video_tower"].ffn,
+        spec.heads["video_post"].dim, (m["video"].channels, [t, h, w]),
+        (m["video"].count // t, m["video"].height // h, m["video"].width // w), (m["audio"].dim, [seg]),
+        m["audio"].length // seg, m["text"].vocab_size, enc["text_tower"].table.dim, m["text"].length).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.normal_(0.0, 0.2)
+    c = model.components
+    for modality in ("video", "audio", "text"):
+        missing, unexpected = c[f"{modality}_tower"].load_state_dict(
+            _ma_weights(reference, modality, modality == "video"), strict=False)
+        assert not unexpected and all(k.startswith(("layers.", "norm.")) for k in missing)  # the video tower's
+        c[f"{modality}_post"].load_state_dict({f"mlp.0.{k}": v for k, v in reference.post_proj[modality].state_dict()
+                                               .items()})
+    g = torch.Generator().manual_seed(8)
+    video = torch.randn(2, m["video"].count, m["video"].channels, m["video"].height, m["video"].width, generator=g)
+    audio = torch.randn(2, m["audio"].length, m["audio"].dim, generator=g)  # B,L,1
+    ids = torch.randint(1, m["text"].vocab_size, (2, m["text"].length), generator=g)  # B,S
+    ids[0, 3:] = 0  # padding
+    mask = (ids != 0).long()
+    cases = {"video": ({"pixels": video}, (video.transpose(1, 2),)),
+             "audio": ({"values": audio}, (audio.transpose(1, 2),)),
+             "text": ({"ids": ids, "mask": mask}, (ids, mask))}
+    with torch.no_grad():
+        for modality, (ours_in, theirs_in) in cases.items():
+            out = c[f"{modality}_tower"]({"input": ours_in})
+            states, post = reference(modality, *theirs_in)
+            rows = slice(None) if modality != "text" else slice(0, 4)  # the unpadded positions of text 0
+            torch.testing.assert_close(out["sequence"][:, rows], states[:, rows], atol=ATOL, rtol=RTOL, msg=modality)
+            got = c[f"{modality}_post"]({"input": {"pooled": out["pooled"]}})["embedding"]
+            torch.testing.assert_close(got, post, atol=ATOL, rtol=RTOL, msg=modality)
+
+
+def test_ma_fit_lowers_the_loss_of_the_tiny_variant():
+    loaded = load_spec(MA_SPEC, "tiny")
+    history = Trainer(loaded, lr=3e-3).fit(synthetic_batch(loaded, 8, 0), 30, seed=0)
+    first, last = sum(history.losses[:3]) / 3, sum(history.losses[-3:]) / 3
+    assert last < 0.9 * first, history.losses[::3]

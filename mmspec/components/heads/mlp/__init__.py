@@ -48,6 +48,8 @@ MLP_EXAMPLES = (
         {"input": "x", "dim": 4, "input_activation": "relu", "bias": False, "output_norm": "batch"},
         name="input_activation",
     ),
+    Example({"x": {"type": "vector", "dim": 6}}, {"input": "x", "dim": 4, "output_activation": "gelu"},
+            name="output_activation"),  # VATT-MA's post-Transformer projection
     Example(  # a map M into another space and back with M^T (Shahmohammadi et al. 2021's grounded mapping)
         {"s": {"type": "sequence", "dim": 6, "length": "seq", "max_length": 10}},
         {"input": "there", "dim": 6, "bias": False, "transpose_of": "there"},
@@ -67,7 +69,8 @@ DISCRIMINATOR_EXAMPLES = (
 @register("heads", examples=MLP_EXAMPLES)
 class MLPHead(ComponentConfig):
     """MLP on vectors [batch, D] or on each position of [batch, S, D] -> `embedding` [..., dim]:
-    [input_activation], [Linear -> norm -> activation] per `hidden` width, then Linear(dim) [-> output_norm].
+    [input_activation], [Linear -> norm -> activation] per `hidden` width, then Linear(dim) [-> output_norm]
+    [-> output_activation].
     BYOL's projector and predictor are `hidden: [4096], norm: batch, dim: 256`."""
 
     type: Literal["mlp"]
@@ -89,6 +92,8 @@ class MLPHead(ComponentConfig):
     """Activation applied to the input before the first Linear layer (VATT's ReLU -> Dense -> BN)."""
     output_norm: Literal["none", "batch", "layer"] = "none"
     """Normalization after the output Linear layer (VATT's bridge ends in BatchNorm)."""
+    output_activation: Activation = "identity"
+    """Activation of the output, last (VATT-MA's post-Transformer Dense + GELU)."""
     transpose_of: Name | None = None
     """Another one-layer `mlp` head, planned before this one, whose weight this one-layer head uses transposed: one
     matrix M mapping both ways (x M^T there, y M back; the reversible grounded mapping of Shahmohammadi et al.
@@ -105,9 +110,9 @@ class MLPHead(ComponentConfig):
     def check_transpose(self, width: int, ctx) -> None:
         """`transpose_of` names a one-layer mlp planned before this one, of the transposed shape."""
         other = ctx.spec.heads.get(self.transpose_of)
-        if self.hidden or self.output_norm != "none":
-            raise CheckError("hidden" if self.hidden else "output_norm",
-                             "a head with transpose_of is one Linear layer: remove hidden and output_norm")
+        if self.hidden or self.output_norm != "none" or self.output_activation != "identity":
+            raise CheckError("transpose_of", "a head with transpose_of is one Linear layer: remove hidden, "
+                                             "output_norm and output_activation")
         if other is None or other.type != "mlp" or other.hidden or other.transpose_of:
             raise CheckError("transpose_of", f"transpose_of {self.transpose_of!r} must name a one-layer mlp head "
                                              f"(no hidden, no transpose_of of its own)")
@@ -142,7 +147,7 @@ class MLPHead(ComponentConfig):
             tied = ctx.modules[self.transpose_of].mlp[-1].weight
             return TransposedLinear(tied, self.bias, "embedding")
         return MLP(width, self.hidden, self.dim, self.norm, self.activation, self.eps, "embedding", self.bias,
-                   self.hidden_bias, self.input_activation, self.output_norm)
+                   self.hidden_bias, self.input_activation, self.output_norm, self.output_activation)
 
 
 class DiscriminatorInputs(StrictModel):

@@ -15,11 +15,12 @@ def _norm(kind: str, width: int, eps: float) -> nn.Module | None:
 
 
 class MLP(nn.Module):
-    """[input act] -> [Linear -> norm -> act] x len(hidden) -> Linear(out) [-> output norm], over the last axis of
-    [B, D] or [B, S, D]."""
+    """[input act] -> [Linear -> norm -> act] x len(hidden) -> Linear(out) [-> output norm] [-> output act], over
+    the last axis of [B, D] or [B, S, D]."""
 
     def __init__(self, dim: int, hidden: list[int], out: int, norm: str, act: str, eps: float, name: str,
-                 bias: bool = True, hidden_bias: bool = True, input_act: str = "identity", out_norm: str = "none"):
+                 bias: bool = True, hidden_bias: bool = True, input_act: str = "identity", out_norm: str = "none",
+                 out_act: str = "identity"):
         super().__init__()
         layers: list[nn.Module] = []
         for width in hidden:
@@ -32,6 +33,7 @@ class MLP(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.input_act = activation(input_act) if input_act != "identity" else None
         self.out_norm = _norm(out_norm, out, eps)
+        self.out_act = activation(out_act) if out_act != "identity" else None
         self.name = name
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -42,6 +44,8 @@ class MLP(nn.Module):
         y = self.mlp(y)  # N,out
         if self.out_norm is not None:
             y = self.out_norm(y)  # N,out
+        if self.out_act is not None:
+            y = self.out_act(y)  # N,out
         return {self.name: y.unflatten(0, x.shape[:-1])}  # B,(S,)out
 
 
