@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 
+import aoa_references as AOA
 import attngan_references as ATG
 import diffusion_references as DR
 import flamingo_references as FL
@@ -305,6 +306,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "m2_transformer:one_to_one": lambda: M2.m2(meshed=False),
     "m2_transformer:no_memory": lambda: M2.m2(memory=0),
     "m2_transformer:scst": M2.m2,  # the self-critical stage trains the same model
+    "aoanet": AOA.AoANet,  # official AoAModel with train.sh's options (refine_aoa, use_ff 0, decoder AoA), V + 1 = 9488
     "seq2seq": lambda: _seq2seq(nn.LSTM, (160000, 80000), 1000, 1000, 4),
     "seq2seq:gru": lambda: _seq2seq(nn.GRU, (160000, 80000), 1000, 1000, 4),
     "rnnsearch": _rnnsearch,

@@ -10,6 +10,8 @@ Contract:
   (`cached_causal_bias`, `padding_bias` of a [B, P + T] mask).
 - Cross-attention keys/values are static: `kv = attn.project_kv(context)` once, `attn.attend(x, kv, bias)` per step.
 - Biases are additive (MASKED where blocked), broadcastable to [B, H, T, S]; `combine_biases` sums them.
+- `aoa=True` replaces the output projection by Attention on Attention (`AttentionOnAttention`, Huang et al. 2019),
+  which reads the heads' merged result and the query x.
 Everything is torch.fx symbolically traceable: sizes are read from tensors, control flow only tests arguments
 for None and fixed module options. Build a `KVCache` inside the traced code from explicit past tensors.
 """
@@ -72,6 +74,26 @@ class KVCache(NamedTuple):
         return self.key.shape[2]
 
 
+def attention_on_attention(attended: torch.Tensor, query: torch.Tensor, weight: torch.Tensor,
+                           bias: torch.Tensor) -> torch.Tensor:
+    """AoA of an attention result v [..., Dv] and its query q [..., Dq]: the information i = W_i [v; q] + b_i gated
+    by g = sigmoid(W_g [v; q] + b_g), with (W_i; W_g) = `weight` [2 D, Dv + Dq] (a GLU, information first)."""
+    info, gate = F.linear(torch.cat([attended, query], -1), weight, bias).chunk(2, -1)  # ...,D each
+    return info * torch.sigmoid(gate)  # ...,D
+
+
+class AttentionOnAttention(nn.Module):
+    """Attention on Attention (Huang, Wang, Chen, Wei, ICCV 2019): `attention_on_attention` with one
+    Linear(att_dim + q_dim -> 2 out_dim) holding the information and gate maps."""
+
+    def __init__(self, att_dim: int, q_dim: int, out_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(att_dim + q_dim, 2 * out_dim)
+
+    def forward(self, attended: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        return attention_on_attention(attended, query, self.proj.weight, self.proj.bias)  # B,T,out_dim
+
+
 class Attention(nn.Module):
     """softmax(q k^T * scale + bias) v over `heads` heads, with projections
     q: q_dim -> inner, k/v: kv_dim -> inner, out: inner -> out_dim.
@@ -80,7 +102,9 @@ class Attention(nn.Module):
     `v_inner` gives the values their own width (v: kv_dim -> v_inner, out: v_inner -> out_dim; Perceiver's
     qk_channels / v_channels); the scale stays that of the query/key head width. `key_bias=False` drops only the
     key projection's bias (BEiT, data2vec vision: q and v keep theirs). `head_scale=True` multiplies each head's
-    output by a learned scalar (starting at 1) before the output projection (NormFormer; OFA's `c_attn`)."""
+    output by a learned scalar (starting at 1) before the output projection (NormFormer; OFA's `c_attn`).
+    `aoa=True`: no output projection; `aoa` (AttentionOnAttention over the merged heads and the query x) gives the
+    [B, T, out_dim] result (AoANet)."""
 
     def __init__(
         self,
@@ -96,13 +120,15 @@ class Attention(nn.Module):
         v_inner: int | None = None,
         key_bias: bool = True,
         head_scale: bool = False,
+        aoa: bool = False,
     ):
         super().__init__()
         self.heads = heads
         self.q = nn.Linear(q_dim, inner, bias=bias)
         self.k = nn.Linear(kv_dim, inner, bias=bias and key_bias)
         self.v = nn.Linear(kv_dim, v_inner or inner, bias=bias)
-        self.out = nn.Linear(v_inner or inner, out_dim, bias=bias)
+        self.out = nn.Linear(v_inner or inner, out_dim, bias=bias) if not aoa else None
+        self.aoa = AttentionOnAttention(v_inner or inner, q_dim, out_dim) if aoa else None
         self.dropout = dropout
         self.head_scale = nn.Parameter(torch.ones(heads)) if head_scale else None
         # Passed to SDPA only when set, so the default graph (and its golden text) is unchanged.
@@ -132,7 +158,7 @@ class Attention(nn.Module):
         q = self.split_heads(self.q(x), b, t)  # B,H,T,d
         k = self.split_heads(self.k(context), b, s)  # B,H,S,d
         v = self.split_heads(self.v(context), b, s)  # B,H,S,d
-        return self.mix(q, k, v, bias, b, t)  # B,T,out_dim
+        return self.mix(q, k, v, bias, b, t, x)  # B,T,out_dim
 
     def project_kv(self, context: torch.Tensor) -> KVCache:
         """Keys and values of context [B, S, kv_dim], each [B, H, S, d]: a static cross-attention cache."""
@@ -143,7 +169,7 @@ class Attention(nn.Module):
         """x [B, T, q_dim] attends to precomputed keys/values [B, H, S, d]; returns [B, T, out_dim]."""
         b, t = x.shape[0], x.shape[1]
         q = self.split_heads(self.q(x), b, t)  # B,H,T,d
-        return self.mix(q, kv.key, kv.value, bias, b, t)  # B,T,out_dim
+        return self.mix(q, kv.key, kv.value, bias, b, t, x)  # B,T,out_dim
 
     def empty_cache(self, x: torch.Tensor) -> KVCache:
         """A zero-length past [B, H, 0, d] for the first decoding step of x [B, T, q_dim]."""
@@ -154,11 +180,14 @@ class Attention(nn.Module):
         """[B, N, inner] -> [B, H, N, d]."""
         return y.view(b, n, self.heads, -1).transpose(1, 2)  # B,H,N,d
 
-    def mix(self, q, k, v, bias: torch.Tensor | None, b, t) -> torch.Tensor:
-        """Attention of q [B,H,T,d] over k, v [B,H,S,d], heads merged and projected: [B, T, out_dim]."""
+    def mix(self, q, k, v, bias: torch.Tensor | None, b, t, query: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of q [B,H,T,d] over k, v [B,H,S,d], heads merged and projected: [B, T, out_dim]. With `aoa`,
+        `query` [B, T, q_dim] (the x the queries were projected from) is the AoA's query."""
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p, **self.sdpa_options)  # B,H,T,d
         if self.head_scale is not None:
             y = y * self.head_scale[:, None, None]  # B,H,T,d
         y = y.transpose(1, 2).reshape(b, t, -1)  # B,T,inner
+        if self.aoa is not None:
+            return self.aoa(y, query)  # B,T,out_dim
         return self.out(y)  # B,T,out_dim

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from mmspec.blocks.activations import activation as make_activation
 from mmspec.blocks.positions import SinusoidalPositions
 
 
@@ -109,7 +110,7 @@ class RegionEmbedding(nn.Module):
 
     `positions`: a learned table; regions take rows 0..R-1 (`position_ids` "index") or all row 0 ("zero",
     VisualBERT without image-text alignment). `segments`: a table whose row `segment` every region adds
-    (VisualBERT's visual token type 1)."""
+    (VisualBERT's visual token type 1). `activation`: applied to the projected regions (AoANet's ReLU)."""
 
     def __init__(
         self,
@@ -123,9 +124,11 @@ class RegionEmbedding(nn.Module):
         position_ids: str = "index",
         segments: int = 0,
         segment: int = 0,
+        activation: str = "identity",
     ):
         super().__init__()
         self.features = nn.Linear(feature_dim, dim)
+        self.act = make_activation(activation) if activation != "identity" else None
         self.boxes = nn.Linear(box_dim, dim) if box_dim else None
         if positions:
             self.position = nn.Embedding(positions, dim)
@@ -141,6 +144,8 @@ class RegionEmbedding(nn.Module):
         x = self.features(features)  # B,R,D
         if self.boxes is not None:
             x = x + self.boxes(boxes)  # B,R,D
+        if self.act is not None:
+            x = self.act(x)  # B,R,D
         if self.positions and self.position_ids == "zero":
             x = x + self.position.weight[0]  # B,R,D
         elif self.positions:

@@ -64,7 +64,9 @@ class Block(nn.Module):
     self-attention and feed-forward (Transformer decoder), or, `gated`, tanh-gated before self-attention
     (Flamingo's gated cross-attention in front of a frozen LM layer). Keyword options (BEiT, data2vec vision):
     `layer_scale` (see Residual) on both sublayers, `key_bias=False`, and `relative` = (grid height, width) for
-    an own 2-D relative position bias (`GridRelativePositionBias`) added to the attention bias."""
+    an own 2-D relative position bias (`GridRelativePositionBias`) added to the attention bias. AoANet's options:
+    `aoa` / `cross_aoa` put Attention on Attention in place of the self- / cross-attention's output projection, and
+    `feed_forward=False` leaves the feed-forward sublayer out (its refiner)."""
 
     def __init__(
         self,
@@ -83,22 +85,30 @@ class Block(nn.Module):
         layer_scale: float | None = None,
         key_bias: bool = True,
         relative: tuple[int, int] | None = None,
+        aoa: bool = False,
+        cross_aoa: bool = False,
+        feed_forward: bool = True,
     ):
         super().__init__()
-        self.attn = Attention(dim, dim, dim, heads, dim, attention_dropout, key_bias=key_bias)
+        self.attn = Attention(dim, dim, dim, heads, dim, attention_dropout, key_bias=key_bias,
+                              **({"aoa": True} if aoa else {}))
         self.attn_res = Residual(dim, norm_first, eps, dropout, layer_scale=layer_scale)
         if relative is not None:
             self.relative = GridRelativePositionBias(*relative, heads)
         if cross is not None:
-            self.cross_attn = Attention(dim, cross, dim, heads, dim, attention_dropout)
+            self.cross_attn = Attention(dim, cross, dim, heads, dim, attention_dropout,
+                                        **({"aoa": True} if cross_aoa else {}))
             self.cross_res = Residual(dim, norm_first, eps, dropout, gated)
-        if moe is None:
+        if not feed_forward:
+            self.ffn = self.ffn_res = None
+        elif moe is None:
             self.ffn = FeedForward(dim, ffn, act)
         else:
             self.ffn = MixtureOfExperts(dim, moe.hidden or ffn, moe.experts, moe.top_k, act,
                                         capacity_factor=moe.capacity_factor, noise=moe.noise, bias=moe.bias,
                                         renormalize=moe.renormalize, priority=moe.priority)
-        self.ffn_res = Residual(dim, norm_first, eps, dropout, layer_scale=layer_scale)
+        if feed_forward:
+            self.ffn_res = Residual(dim, norm_first, eps, dropout, layer_scale=layer_scale)
         self.cross, self.gated = cross is not None, gated
         self.routed = moe is not None
         """The feed-forward is a mixture of experts: forward returns (x, router logits [B, S, E])."""
@@ -119,6 +129,8 @@ class Block(nn.Module):
             x = self.cross_res(x, self.cross_attn, context, context_bias)  # B,S,D
         if self.routed:
             return self.routed_ffn(x)  # B,S,D; B,S,E
+        if self.ffn is None:
+            return x
         return self.ffn_res(x, self.ffn)  # B,S,D
 
     def routed_ffn(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,11 +169,13 @@ class Block(nn.Module):
             x = self.cross_res(x, self.cross_attn.attend, cross, cross_bias)  # B,T,D
         if self.routed:
             return self.routed_ffn(x)[0], present[0]  # B,T,D
+        if self.ffn is None:
+            return x, present[0]
         return self.ffn_res(x, self.ffn), present[0]  # B,T,D
 
     def self_parts(self) -> list[nn.Module]:
         """The self-attention and feed-forward sublayers with their norms (what a frozen stack freezes)."""
-        return [self.attn, self.attn_res, self.ffn, self.ffn_res]
+        return [p for p in (self.attn, self.attn_res, self.ffn, self.ffn_res) if p is not None]
 
 
 class CoAttentionBlock(nn.Module):
@@ -198,9 +212,15 @@ class CoAttentionBlock(nn.Module):
 
 
 def block_options(cfg, relative: tuple[int, int] | None = None) -> dict:
-    """The BEiT keyword options of `Block` a StackConfig-like cfg asks for (none: the default block); `relative`:
-    the patch grid of a per-layer relative position bias."""
+    """The BEiT and AoANet keyword options of `Block` a StackConfig-like cfg asks for (none: the default block);
+    `relative`: the patch grid of a per-layer relative position bias."""
     options = {}
+    if getattr(cfg, "aoa", False):
+        options["aoa"] = True
+    if getattr(getattr(cfg, "cross", None), "aoa", False):
+        options["cross_aoa"] = True
+    if not getattr(cfg, "feed_forward", True):
+        options["feed_forward"] = False
     if getattr(cfg, "layer_scale", None) is not None:
         options["layer_scale"] = cfg.layer_scale
     if not getattr(cfg, "key_bias", True):

@@ -11,6 +11,7 @@ import importlib
 
 FAMILIES = (
     "encoders.adm_unet",
+    "encoders.aoa",
     "encoders.unclip_prior",
     "encoders.clip_resnet",
     "encoders.convnet",

@@ -76,6 +76,8 @@ class RegionsEmbed(StrictModel):
     """Size of a segment (token-type) table; every region adds its row `segment`."""
     segment: Annotated[int, Field(ge=0)] = 1
     """The segment row every region takes (VisualBERT: visual token type 1); below `segments`."""
+    activation: Activation = "identity"
+    """Applied to the projected regions, before positions, segments and the norm (AoANet's ReLU)."""
 
 
 class SequenceEmbed(StrictModel):
@@ -131,6 +133,9 @@ class CrossConfig(StrictModel):
     gated: bool = False
     """Flamingo: tanh(g)-gated (g learned, starting at 0) and placed before the layer's self-attention, so the
     stack starts as the one without cross-attention; false: between self-attention and feed-forward."""
+    aoa: bool = False
+    """Attention on Attention (Huang et al. 2019) in place of the cross-attention's output projection: the heads'
+    result v and the query q give g * i with i = W_i [v; q] + b_i, g = sigmoid(W_g [v; q] + b_g)."""
 
 
 class AdapterConfig(StrictModel):
@@ -484,6 +489,23 @@ TRANSFORMER_EXAMPLES = (
                                  "width": 6, "layers": 1, "heads": 2, "ffn": 12}}},
         name="cross_decoder",
     ),
+    Example(  # AoANet's refiner: pre-norm AoA self-attention without feed-forward, final LayerNorm, masked mean
+        {"regions": {"type": "regions", "dim": 5, "count": "regions", "max_count": 6, "mask": True}},
+        {"input": "regions", "embed": {"type": "regions", "norm": False, "activation": "relu"}, **_STACK,
+         "norm": "pre", "aoa": True, "feed_forward": False, "final_norm": True, "eps": 1e-6, "pool": {"type": "mean"}},
+        name="aoa_refiner",
+    ),
+    Example(  # a decoder with AoA on its causal self-attention and on its cross-attention to a masked memory
+        {
+            "text": _TEXT,
+            "regions": {"type": "regions", "dim": 5, "count": "regions", "max_count": 6, "mask": True},
+        },
+        {"input": "text", "embed": {"type": "tokens", "positions": 12}, **_STACK, "causal": True, "aoa": True,
+         "cross": {"input": "memory", "aoa": True}},
+        {"encoders": {"memory": {"type": "transformer", "input": "regions", "embed": {"type": "regions"},
+                                 "width": 6, "layers": 1, "heads": 2, "ffn": 12}}},
+        name="aoa_decoder",
+    ),
     Example(  # the Transformer's decoder: sinusoidal positions, scaled words, the source encoder's word table
         {"source": {**_TEXT, "length": "src", "mask": True}, "text": _TEXT},
         {
@@ -688,6 +710,14 @@ class TransformerEncoder(StackConfig, ComponentConfig):
     starting at this value (`lambda_1`, `lambda_2`); null: none."""
     key_bias: bool = True
     """false: the self-attention's key projection has no bias while query and value keep theirs (BEiT)."""
+    aoa: bool = False
+    """Attention on Attention (Huang et al. 2019) in place of the self-attention's output projection: the heads'
+    result v and the query q (the sublayer's input) give g * i with i = W_i [v; q] + b_i and the gate
+    g = sigmoid(W_g [v; q] + b_g), one Linear(2 width -> 2 width) per layer (AoANet's refiner; `cross.aoa` does the
+    same to the cross-attention)."""
+    feed_forward: bool = True
+    """false: layers of attention sublayers only, no feed-forward sublayer (AoANet's refiner, use_ff 0); `ffn`
+    is then unused."""
     sparse: SparseConfig | None = None
     """DALL-E's row / column / convolutional or NÜWA's 3-D nearby attention masks over a text prefix and image or
     video token grids (causal, token ids whose modality's max_length is prefix + frames * rows * columns); null:
@@ -759,6 +789,9 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             out["router"] = TensorInfo((batch, dim_product(len(self._moe_layers()), length), self.moe.experts))
         self._check_beit("mask" in bundle)
         self._check_sparse(ctx)
+        if not self.feed_forward and self.moe:
+            raise CheckError(("moe",), "moe replaces the feed-forward sublayer, which feed_forward: false removes; "
+                                       "keep one of them")
         self._check_trainable_layers()
         if self.adapters and any(i >= self.layers for i in self.adapters.layers_of(self.layers)):
             raise CheckError(("adapters", "layers"), f"adapters.layers {self.adapters.layers} name a layer the "
@@ -834,7 +867,7 @@ class TransformerEncoder(StackConfig, ComponentConfig):
 
     _STACK_FIELDS: ClassVar[tuple[str, ...]] = (
         "width", "layers", "heads", "ffn", "activation", "norm", "eps", "final_norm", "moe", "parallel", "kv_heads",
-        "head_dim", "gated", "bias")
+        "head_dim", "gated", "bias", "aoa", "feed_forward")
 
     def _check_shared_stack(self, ctx) -> None:
         """`share_stack` names another transformer encoder with the same stack fields that owns its layers."""
@@ -862,6 +895,9 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             return
         if self.norm != "pre":
             raise CheckError(("norm",), "parallel layers normalise their input once (pre-norm); set norm: pre")
+        for name in ("aoa", "feed_forward"):
+            if getattr(self, name) != type(self).model_fields[name].default:
+                raise CheckError((name,), f"{name} applies to plain (not parallel) layers; remove it")
         for name in ("cross", "moe", "drop"):
             if getattr(self, name) is not None:
                 raise CheckError((name,), f"{name} is not available with parallel layers; remove it")
@@ -1092,7 +1128,18 @@ class TransformerEncoder(StackConfig, ComponentConfig):
             h = self.adapters.hidden
             adapters = len(self.adapters.layers_of(self.layers)) * (P.linear(w, h) + P.linear(h, w))
         return (embed + stack + cross + final + P.pool(self.pool, w) + self._moe_extra() + self._beit_extra(ctx)
-                + adapters)
+                + adapters + self._aoa_extra())
+
+    def _aoa_extra(self) -> int:
+        """Parameters AoANet's options change: an AoA Linear(2 width, 2 width) in place of an attention's output
+        Linear(width, width); no feed-forward sublayer and its LayerNorm."""
+        from mmspec.components import params as P
+
+        w = self.width
+        aoa = P.linear(2 * w, 2 * w) - P.linear(w, w)
+        crossed = len(range(0, self.layers, self.cross.every)) if self.cross and self.cross.aoa else 0
+        dropped = 0 if self.feed_forward else P.feed_forward(w, self.ffn) + P.layer_norm(w)
+        return self.layers * (aoa * self.aoa - dropped) + crossed * aoa
 
     def _beit_extra(self, ctx) -> int:
         """Parameters BEiT's options add: layer-scale vectors, relative position tables, less the key biases."""

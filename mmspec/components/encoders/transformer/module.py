@@ -60,6 +60,7 @@ class TransformerEncoderModule(nn.Module):
                 e.position_ids,
                 e.segments,
                 e.segment,
+                e.activation,
             )
         else:
             self.field, src = e.source(bundles["input"], cfg.input)
