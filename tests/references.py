@@ -343,8 +343,9 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
                         "structure='fixed'", GART.stylegan_official_count),
     "styleclip": Formula("StyleCLIP LevelsMapper + its StyleGAN2 Generator(1024, 512, 8) counted from the official "
                          "code + transformers CLIPModel(CLIPConfig())", GART.styleclip),
-    "attngan": ATG.attngan,  # bird_attn2.yml: DAMSM text encoder, G_NET, D_NET64/128/256
-    "dmgan": ATG.dmgan,  # bird_DMGAN.yml: DAMSM text encoder, memory G_NET, spectral D_NET64/128/256
+    "attngan": ATG.attngan,  # bird_attn2.yml: DAMSM text encoder, G_NET, D_NET64/128/256, DAMSM image encoder
+    "dmgan": ATG.dmgan,  # bird_DMGAN.yml: DAMSM text encoder, memory G_NET, spectral D_NET64/128/256, image encoder
+    "damsm": lambda: nn.ModuleList([ATG.RNNEncoder(), ATG.CNNEncoder()]),  # DAMSM/bird.yml: RNN_ENCODER, CNN_ENCODER
     "ssddr": SR.ssddr,
     "deeppamm": SR.deeppamm,
     "you_cropyield": SR.you_lstm,

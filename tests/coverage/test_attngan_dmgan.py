@@ -6,7 +6,8 @@ images with the word attention masked at the padding, the discriminators' condit
 logits, DAMSM's region features and image code; the `damsm` objective equals the official words_loss + sent_loss;
 the `generate` graph takes noise, words, sentence and the caption mask only and equals eager on ONNX Runtime; `fit`
 on the tiny variants lowers the discriminators' losses and the DAMSM term (in the generator's update, the image
-encoder frozen) while the generator stages move."""
+encoder frozen) while the generator stages move. specs/damsm.yaml, the encoders' DAMSM pretraining, counts as the
+official encoders and trains its text encoder and projections."""
 
 from __future__ import annotations
 
@@ -226,3 +227,22 @@ def test_generate_graph_equals_eager_and_fit_trains(name, tmp_path):
         assert sum(history[loss][-3:]) / 3 < 0.95 * history[loss][0], (loss, history[loss][::4])
     after = dict(trainer.model.components["stage3"].named_parameters())
     assert any(not torch.equal(before[n], after[n]) for n in before)
+
+
+def test_damsm_pretraining_trains_the_text_encoder_and_projections():
+    """specs/damsm.yaml (pretrain_DAMSM.py): RNN_ENCODER + CNN_ENCODER in count; the Inception-v3 is frozen, the text
+    encoder and the two projections train, and `fit` on the tiny variant lowers the DAMSM loss."""
+    model = api.build(api.load_spec(SPECS / "damsm.yaml", budget=None), device="meta")
+    with torch.device("meta"):
+        text, image = ATG.RNNEncoder(), ATG.CNNEncoder()
+    c = model.components
+    assert _count(c["text"]) == _count(text)
+    assert sum(_count(c[n]) for n in ("image_encoder", "damsm_regions", "damsm_image")) == _count(image)
+    loaded = api.load_spec(SPECS / "damsm.yaml", "tiny")
+    trainer = Trainer(loaded, lr=3e-3)
+    (group,) = trainer.groups
+    parts = trainer.model.components
+    trained = {id(p) for n in ("text", "damsm_regions", "damsm_image") for p in parts[n].parameters()}
+    assert {id(p) for p in group.params} == trained
+    history = trainer.fit(synthetic_batch(loaded, 4, 0), 12, seed=0).objectives["damsm"]
+    assert sum(history[-3:]) / 3 < 0.8 * history[0], history[::3]

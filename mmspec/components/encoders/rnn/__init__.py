@@ -17,8 +17,8 @@ RNN_EXAMPLES = (
                               "bidirectional": True}, name="bidirectional_gru"),
     Example({"text": _TEXT}, {"input": "text", "embed": {"dim": 6}, "hidden": 3, "bidirectional": True,
                               "final": True}, outputs=["probe.final"], name="sentence_vector"),
-    Example({"text": {**_TEXT, "mask": True}}, {"input": "text", "embed": {"dim": 6}, "hidden": 3, "layers": 2,
-                                                "bidirectional": True, "final": True},
+    Example({"text": {**_TEXT, "mask": True}}, {"input": "text", "embed": {"dim": 6, "dropout": 0.5}, "hidden": 3,
+                                                "layers": 2, "bidirectional": True, "final": True},
             outputs=["probe.sequence", "probe.final", "probe.c"], name="packed"),  # padded rows (AttnGAN's DAMSM)
     Example(  # a decoder whose states start from the encoder's final ones (Sutskever et al. 2014)
         {"source": {**_TEXT, "length": "src_len"}, "target": {**_TEXT, "length": "tgt_len"}},
@@ -42,6 +42,8 @@ class RNNEmbed(StrictModel):
     """A word table over the token ids of the input (a tokens modality)."""
 
     dim: PositiveInt
+    dropout: Probability = 0.0
+    """Dropout on the word vectors while training (AttnGAN's DAMSM text encoder: 0.5)."""
 
 
 @register("encoders", examples=RNN_EXAMPLES)
@@ -194,7 +196,8 @@ class RNNEncoder(ComponentConfig):
         start = self.start_tensor(inputs, state) if self.init is not None else None
         vector = start is not None and inputs["init"][start].rank == 2
         return Recurrent(self.cell, width, self.hidden, self.layers, self.bidirectional, self.dropout, vocab, field,
-                         self.bridge, self.final, self.reverse, start, vector)
+                         self.bridge, self.final, self.reverse, start, vector,
+                         self.embed.dropout if self.embed is not None else 0.0)
 
 
 class AdditiveAttention(StrictModel):

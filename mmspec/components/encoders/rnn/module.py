@@ -18,16 +18,18 @@ class Recurrent(nn.Module):
     """ids [B, S] (embedded) or a sequence [B, S, D] -> `sequence` [B, S, H * dirs] and final states `h` (`c`)
     [B, layers * dirs, H]; `forward` starts from zeros or from the `init` port's states (or its one tensor `start`,
     [B, H] when `start_vector`, else [B, layers * dirs, H]), `step` from given ones. `reverse` runs right to
-    left."""
+    left; `embed_dropout` drops word vectors while training."""
 
     def __init__(self, cell: str, width: int, hidden: int, layers: int, bidirectional: bool, dropout: float,
                  vocab: int | None, field: str | None, bridge: int | None = None, final: bool = False,
-                 reverse: bool = False, start: str | None = None, start_vector: bool = False):
+                 reverse: bool = False, start: str | None = None, start_vector: bool = False,
+                 embed_dropout: float = 0.0):
         super().__init__()
         self.reverse, self.start, self.start_vector = reverse, start, start_vector
         self.cell, self.field, self.layers, self.hidden = cell, field, layers, hidden
         self.dirs = 2 if bidirectional else 1
         self.embed = nn.Embedding(vocab, width) if vocab is not None else None
+        self.embed_dropout = nn.Dropout(embed_dropout) if embed_dropout else None
         rnn = nn.LSTM if cell == "lstm" else nn.GRU
         self.rnn = rnn(width, hidden, layers, batch_first=True, dropout=dropout, bidirectional=bidirectional)
         self.names = ("h", "c") if cell == "lstm" else ("h",)
@@ -57,6 +59,8 @@ class Recurrent(nn.Module):
     def run(self, bundle: dict[str, torch.Tensor], state: dict[str, torch.Tensor] | None
             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x = self.embed(bundle["ids"]) if self.embed is not None else bundle[self.field]  # B,S,D
+        if self.embed_dropout is not None:
+            x = self.embed_dropout(x)  # B,S,D
         mask = bundle.get("mask")  # B,S: 1s then 0s
         lengths = mask.sum(1).clamp(min=1) if mask is not None else None  # B
         if self.reverse:
