@@ -11,6 +11,7 @@ official encoders and trains its text encoder and projections."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import attngan_references as ATG
@@ -146,8 +147,17 @@ def test_damsm_image_encoder_equals_the_official_cnn_encoder():
     model = api.build(loaded).eval()
     c = model.components
     ref = ATG.CNNEncoder().eval()
-    _copy_in_order([c["image_encoder"], c["damsm_regions"], c["damsm_image"]], ref)
     torch.manual_seed(0)
+    ours = [kv for m in (c["image_encoder"], c["damsm_regions"], c["damsm_image"]) for kv in m.state_dict().items()]
+    with torch.no_grad():  # torch's default conv init and BatchNorm statistics near 1 keep 100 layers at scale
+        for (key, x), y in zip(ours, ref.state_dict().values(), strict=True):
+            if key.endswith("running_var"):
+                x.copy_(torch.rand_like(x) + 0.5)
+            elif key.endswith(("running_mean", "bn.bias")):
+                x.copy_(0.1 * torch.randn_like(x))
+            elif key.endswith("bn.weight"):
+                x.copy_(1 + 0.1 * torch.randn_like(x))
+            y.copy_(x.reshape(y.shape))
     image = torch.rand(2, 3, 256, 256) * 2 - 1  # B,3,H,W in [-1, 1], as the generator's tanh
     with torch.no_grad():
         out = c["image_encoder"]({"input": {"image": image}})
@@ -155,9 +165,9 @@ def test_damsm_image_encoder_equals_the_official_cnn_encoder():
         code = c["damsm_image"]({"input": {"pooled": out["pooled"]}})["embedding"]  # B,256
         features, cnn_code = ref(image)  # B,256,17,17 / B,256
     assert out["regions"].shape == (2, 289, 768) and out["pooled"].shape == (2, 2048)
-    assert features.abs().max() > 0.1
-    torch.testing.assert_close(regions, features.flatten(2).transpose(1, 2), atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(code, cnn_code, atol=1e-4, rtol=1e-4)
+    assert 0.05 < features.abs().max() < 10 and 0.05 < cnn_code.abs().max() < 10
+    torch.testing.assert_close(regions, features.flatten(2).transpose(1, 2), atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(code, cnn_code, atol=ATOL, rtol=RTOL)
 
 
 def test_damsm_loss_equals_the_official_words_and_sentence_losses():
@@ -203,6 +213,9 @@ def test_generate_graph_equals_eager_and_fit_trains(name, tmp_path):
     session = ort.InferenceSession(str(tmp_path / f"{name}-tiny.generate.onnx"), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     assert names == ["noise", "text_sequence", "text_final", "text_mask"]  # no image, no discriminator, no DAMSM
+    manifest = json.loads((tmp_path / f"{name}-tiny.manifest.json").read_text())
+    assert {(c["from"]["output"], c["to"]["input"]) for c in manifest["connections"]} == {
+        (n, n) for n in names[1:]}  # the text encoder's graph feeds words, sentence and mask
     loaded = api.load_spec(SPECS / f"{name}.yaml", "tiny")
     model = api.build(loaded).eval()
     torch.manual_seed(0)
