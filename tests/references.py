@@ -307,6 +307,7 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "m2_transformer:no_memory": lambda: M2.m2(memory=0),
     "m2_transformer:scst": M2.m2,  # the self-critical stage trains the same model
     "aoanet": AOA.AoANet,  # official AoAModel with train.sh's options (refine_aoa, use_ff 0, decoder AoA), V + 1 = 9488
+    "aoanet:scst": AOA.AoANet,  # the self-critical stage trains the same model
     "seq2seq": lambda: _seq2seq(nn.LSTM, (160000, 80000), 1000, 1000, 4),
     "seq2seq:gru": lambda: _seq2seq(nn.GRU, (160000, 80000), 1000, 1000, 4),
     "rnnsearch": _rnnsearch,

@@ -5,6 +5,7 @@ trains."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import torch
 from aoa_references import AoANet, DotAttention
 from hf_reference import randomize
-from references import REFERENCES
+from references import REFERENCES, key
 
 from mmspec import api
 from mmspec.blocks.attention import Attention, padding_bias
@@ -27,10 +28,11 @@ ATOL, RTOL = 1e-5, 1e-4
 """fp32 parity of two implementations of the same numbers (different op order)."""
 
 
-def test_size_equals_the_official_network():
+@pytest.mark.parametrize("variant", [None, "scst"], ids=str)
+def test_size_equals_the_official_network(variant):
     with torch.device("meta"):
-        theirs = sum(p.numel() for p in REFERENCES["aoanet"]().parameters())
-    assert api.param_counts(api.build(api.load_spec(AOANET), device="meta"))["total"] == theirs
+        theirs = sum(p.numel() for p in REFERENCES[key("aoanet", variant)]().parameters())
+    assert api.param_counts(api.build(api.load_spec(AOANET, variant), device="meta"))["total"] == theirs
 
 
 def _copy_linear(ours: torch.nn.Linear, theirs: torch.nn.Linear, rows: slice = slice(None)) -> None:
@@ -163,3 +165,20 @@ def test_fit_lowers_the_loss_of_the_tiny_variant():
     history = Trainer(loaded, lr=1e-2).fit(synthetic_batch(loaded, 4, 0), 20, seed=0)
     first, last = history.losses[0], sum(history.losses[-3:]) / 3
     assert last < 0.9 * first, history.losses[::3]
+
+
+def test_scst_stage_fits_from_the_xe_checkpoint(tmp_path):
+    """train.sh's second run as the spec's notes give it: `mmspec fit --variant tiny_scst --weights XE_CKPT` starts
+    from the cross-entropy checkpoint, samples captions through the model, rewards them with CIDEr-D against the
+    batch's `scst.references` minus the greedy caption's, and changes the weights."""
+    from safetensors.torch import load_file
+
+    api.fit(AOANET, 2, variant="tiny", batch=4, out_dir=tmp_path / "xe")
+    history = api.fit(AOANET, 3, variant="tiny_scst", batch=4, lr=1e-2, weights=tmp_path / "xe",
+                      out_dir=tmp_path / "scst")
+    losses = history["objectives"]["scst"]
+    assert list(history["objectives"]) == ["scst"] and all(math.isfinite(x) for x in losses)
+    xe = load_file(tmp_path / "xe" / "aoanet-tiny.safetensors")
+    scst = load_file(tmp_path / "scst" / "aoanet-tiny_scst.safetensors")
+    assert {k for k in scst if not k.startswith("optimizer.")} == {k for k in xe if not k.startswith("optimizer.")}
+    assert any(not torch.equal(v, scst[k]) for k, v in xe.items() if not k.startswith("optimizer."))
