@@ -351,10 +351,22 @@ def _func_attention(query: torch.Tensor, context: torch.Tensor, gamma1: float) -
     return torch.bmm(context, attn.transpose(1, 2))
 
 
-def words_loss(img_features: torch.Tensor, words_emb: torch.Tensor, cap_lens: list[int], gamma1: float = 4.0,
-               gamma2: float = 5.0, gamma3: float = 10.0) -> torch.Tensor:
-    """miscc/losses.py words_loss without class masking: img_features [B, D, 17, 17], words_emb [B, D, S] ->
-    loss0 + loss1, one caption at a time over its first cap_lens[i] words."""
+def _class_masks(class_ids: list[int] | None, b: int) -> torch.Tensor | None:
+    """Row i: the other examples of i's class (the official masks, built one row at a time)."""
+    if class_ids is None:
+        return None
+    rows = []
+    for i in range(b):
+        row = torch.tensor([class_ids[j] == class_ids[i] for j in range(b)])
+        row[i] = False
+        rows.append(row.reshape(1, -1))
+    return torch.cat(rows, 0)
+
+
+def words_loss(img_features: torch.Tensor, words_emb: torch.Tensor, cap_lens: list[int], class_ids=None,
+               gamma1: float = 4.0, gamma2: float = 5.0, gamma3: float = 10.0) -> torch.Tensor:
+    """miscc/losses.py words_loss: img_features [B, D, 17, 17], words_emb [B, D, S] -> loss0 + loss1, one caption
+    at a time over its first cap_lens[i] words; pairs of one class (class_ids) masked to -inf."""
     b = words_emb.shape[0]
     context = img_features.reshape(b, img_features.shape[1], -1)  # B,D,R
     sims = []
@@ -365,16 +377,23 @@ def words_loss(img_features: torch.Tensor, words_emb: torch.Tensor, cap_lens: li
         row = _cosine(word.transpose(1, 2).reshape(b * n, -1), wei.transpose(1, 2).reshape(b * n, -1)).view(b, n)
         sims.append(torch.log(torch.exp(row * gamma2).sum(dim=1, keepdim=True)))
     sims = torch.cat(sims, 1) * gamma3  # B images x B captions
+    masks = _class_masks(class_ids, b)
+    if masks is not None:
+        sims = sims.masked_fill(masks, -float("inf"))
     labels = torch.arange(b)
     return nn.CrossEntropyLoss()(sims, labels) + nn.CrossEntropyLoss()(sims.transpose(0, 1), labels)
 
 
-def sent_loss(cnn_code: torch.Tensor, rnn_code: torch.Tensor, gamma3: float = 10.0, eps: float = 1e-8) -> torch.Tensor:
-    """miscc/losses.py sent_loss without class masking: loss0 + loss1."""
+def sent_loss(cnn_code: torch.Tensor, rnn_code: torch.Tensor, class_ids=None, gamma3: float = 10.0,
+              eps: float = 1e-8) -> torch.Tensor:
+    """miscc/losses.py sent_loss: loss0 + loss1, pairs of one class (class_ids) masked to -inf."""
     cnn, rnn = cnn_code.unsqueeze(0), rnn_code.unsqueeze(0)
     scores = torch.bmm(cnn, rnn.transpose(1, 2))
     norm = torch.bmm(torch.norm(cnn, 2, dim=2, keepdim=True), torch.norm(rnn, 2, dim=2, keepdim=True).transpose(1, 2))
     scores = (scores / norm.clamp(min=eps) * gamma3).squeeze()
+    masks = _class_masks(class_ids, cnn_code.shape[0])
+    if masks is not None:
+        scores = scores.masked_fill(masks, -float("inf"))
     labels = torch.arange(cnn_code.shape[0])
     return nn.CrossEntropyLoss()(scores, labels) + nn.CrossEntropyLoss()(scores.transpose(0, 1), labels)
 

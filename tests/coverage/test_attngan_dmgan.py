@@ -172,7 +172,8 @@ def test_damsm_image_encoder_equals_the_official_cnn_encoder():
 
 def test_damsm_loss_equals_the_official_words_and_sentence_losses():
     """The `damsm` objective on random features of padded captions = words_loss + sent_loss of miscc/losses.py
-    (each caption cut to its length there, masked here), gamma1 4, gamma2 5, gamma3 10."""
+    (each caption cut to its length there, masked here), gamma1 4, gamma2 5, gamma3 10; without a mask; with
+    class ids (the other examples of a class are no negatives)."""
     torch.manual_seed(0)
     lengths = [3, 5, 1, 4]
     regions, image = torch.randn(4, 9, 6), torch.randn(4, 6)  # B,R,D / B,D
@@ -190,6 +191,13 @@ def test_damsm_loss_equals_the_official_words_and_sentence_losses():
     official = ATG.words_loss(regions.transpose(1, 2).reshape(4, 6, 3, 3), words.transpose(1, 2), [5] * 4) \
         + ATG.sent_loss(image, sentence)
     torch.testing.assert_close(full, official, atol=1e-5, rtol=1e-5)
+    classes = torch.tensor([7, 2, 7, 7])  # examples 0, 2 and 3 are of one class: no negatives of each other
+    ours = loss({"regions": {"e": regions}, "image": {"e": image}, "words": {"sequence": words},
+                 "sentence": {"final": sentence}, "mask": {"mask": mask}}, {"classes": classes})
+    official = ATG.words_loss(regions.transpose(1, 2).reshape(4, 6, 3, 3), words.transpose(1, 2), lengths,
+                              classes.tolist()) + ATG.sent_loss(image, sentence, classes.tolist())
+    assert abs(official - full) > 0.1
+    torch.testing.assert_close(ours, official, atol=1e-5, rtol=1e-5)
 
 
 def test_dynamic_memory_gates_depend_on_the_words():

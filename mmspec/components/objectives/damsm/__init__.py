@@ -4,19 +4,19 @@ a symmetric cross-entropy over the batch (the matching caption of each image, th
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from mmspec.components.objectives.base import LOSS, Objective, require_rank, tensor
+from mmspec.components.objectives.base import LOSS, Objective, Target, require_rank, tensor
 from mmspec.registry import Example, register
-from mmspec.spec.base import PositiveFloat, Ref
-from mmspec.spec.tensors import Bundle, CheckError
+from mmspec.spec.base import PositiveFloat, PositiveInt, Ref
+from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 DAMSM_EXAMPLES = (
     Example(  # region and image features of a picture, word and sentence features of a padded caption, all in 4-d
         {"regions": {"type": "sequence", "dim": 6, "length": 5}, "picture": {"type": "vector", "dim": 7},
          "words": {"type": "sequence", "dim": 6, "length": 4}, "sentence": {"type": "vector", "dim": 5},
          "caption": {"type": "tokens", "vocab_size": 10, "length": 4, "mask": True}},
-        {"regions": "r", "image": "i", "words": "w", "sentence": "s", "mask": "caption.mask"},
+        {"regions": "r", "image": "i", "words": "w", "sentence": "s", "mask": "caption.mask", "classes": 3},
         {"heads": {"r": {"type": "mlp", "input": "regions", "dim": 4, "bias": False},
                    "i": {"type": "mlp", "input": "picture", "dim": 4},
                    "w": {"type": "mlp", "input": "words", "dim": 4}, "s": {"type": "mlp", "input": "sentence",
@@ -28,12 +28,14 @@ DAMSM_EXAMPLES = (
 @register("objectives", training_only=True, examples=DAMSM_EXAMPLES)
 class DAMSM(Objective):
     """L = L_w + L_s over a batch of B images and their captions (AttnGAN's words_loss + sent_loss, labels the
-    diagonal, no class masking). Words: each word e_i of caption c attends to the regions v_q of image j through
+    diagonal). Words: each word e_i of caption c attends to the regions v_q of image j through
     two softmaxes (s_iq = e_i . v_q normalised over the caption's words, then gamma1 * s_iq over the regions),
     giving a region context c_i; R(c, j) = log sum_i exp(gamma2 * cos(c_i, e_i)) over the caption's words;
     L_w = CE_images(gamma3 * R) + CE_captions(gamma3 * R^T). Sentences: L_s the same two cross-entropies of
     gamma3 * cos(image vector, sentence vector). `mask` (1 = word, 0 = padding) removes padded words from both
-    the word softmax and the sum; without it every position is a word. No data targets."""
+    the word softmax and the sum; without it every position is a word. With `classes`, the batch carries each
+    example's class (target `classes`) and the other examples of its class are no negatives (the official
+    class_ids mask); without it, no data targets."""
 
     type: Literal["damsm"]
     regions: Ref
@@ -54,6 +56,9 @@ class DAMSM(Objective):
     """Smoothing factor of the posterior over the batch (10)."""
     eps: PositiveFloat = 1e-8
     """Lower bound of the norm products in the cosines."""
+    classes: PositiveInt | None = None
+    """Number of classes of the examples (CUB birds: 200): pairs of one class are left out of the cross-entropies'
+    negatives; null: every other example is a negative."""
     ref_fields = ("regions", "image", "words", "sentence", "mask")
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
@@ -75,6 +80,12 @@ class DAMSM(Objective):
                 raise CheckError("mask", f"{self.mask!r} is {m.dtype} {list(m.shape)}; the words {self.words!r} need "
                                          f"an integer mask [batch, {w.shape[1]}]")
         return LOSS
+
+    def targets(self, inputs: dict[str, Bundle], spec: Any) -> dict[str, Target]:
+        if self.classes is None:
+            return {}
+        batch = tensor(inputs, "sentence", self.sentence, "final").shape[0]
+        return {"classes": Target(TensorInfo((batch,), "int64"), "classes", self.classes)}
 
     def build(self, inputs: dict[str, Bundle], ctx):
         from mmspec.components.objectives.damsm.loss import DAMSMLoss

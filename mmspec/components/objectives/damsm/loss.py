@@ -8,8 +8,11 @@ import torch.nn.functional as F
 from mmspec.components.objectives.runtime import ObjectiveModule, one
 
 
-def _both_ways(scores: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each row and of each column against the diagonal (image j matches caption j)."""
+def _both_ways(scores: torch.Tensor, same: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy of each row and of each column against the diagonal (image j matches caption j); the pairs
+    of `same` [B, B] (other examples of one class) are no negatives."""
+    if same is not None:
+        scores = scores.masked_fill(same, float("-inf"))  # B,B
     labels = torch.arange(scores.shape[0], device=scores.device)  # B
     return F.cross_entropy(scores, labels) + F.cross_entropy(scores.t(), labels)
 
@@ -38,6 +41,10 @@ class DAMSMLoss(ObjectiveModule):
         context = torch.einsum("jiqs,jqd->jisd", attention, regions)  # B,B,S,D
         cosine = self._cosine(words[None], context)  # B,B,S
         relevance = torch.logsumexp((self.gamma2 * cosine).masked_fill(~valid[None], low), dim=2)  # B,B
-        word_loss = _both_ways(self.gamma3 * relevance)
+        same = None
+        if "classes" in targets:
+            c = targets["classes"]  # B
+            same = (c[:, None] == c[None]) & ~torch.eye(c.shape[0], dtype=torch.bool, device=c.device)  # B,B
+        word_loss = _both_ways(self.gamma3 * relevance, same)
         sentences = self._cosine(image[:, None], sentence[None])  # B,B: image j vs sentence i
-        return word_loss + _both_ways(self.gamma3 * sentences)
+        return word_loss + _both_ways(self.gamma3 * sentences, same)
