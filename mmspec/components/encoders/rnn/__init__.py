@@ -20,6 +20,9 @@ RNN_EXAMPLES = (
     Example({"text": {**_TEXT, "mask": True}}, {"input": "text", "embed": {"dim": 6, "dropout": 0.5}, "hidden": 3,
                                                 "layers": 2, "bidirectional": True, "final": True},
             outputs=["probe.sequence", "probe.final", "probe.c"], name="packed"),  # padded rows (AttnGAN's DAMSM)
+    Example({"text": {**_TEXT, "mask": True}}, {"input": "text", "embed": {"dim": 6}, "hidden": 4, "cell": "gru",
+                                                "bridge": 3}, outputs=["probe.sequence", "probe.h", "probe.bridge"],
+            name="packed_gru"),
     Example(  # a decoder whose states start from the encoder's final ones (Sutskever et al. 2014)
         {"source": {**_TEXT, "length": "src_len"}, "target": {**_TEXT, "length": "tgt_len"}},
         {"input": "target", "embed": {"dim": 4}, "hidden": 5, "layers": 2, "init": "enc"},
