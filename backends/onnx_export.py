@@ -11,6 +11,7 @@ stdout progress lines, warnings and log records never reach the terminal.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import itertools
 import logging
@@ -162,6 +163,25 @@ def export_onnx(
     data = sidecar(path)
     size = path.stat().st_size + (data.stat().st_size if data.exists() else 0)
     return ExportResult(path, opset, size, inputs, outputs, data.exists())
+
+
+def inline_weights(result: ExportResult) -> ExportResult:
+    """`result`'s file as one file when its external data is at most EXTERNAL_DATA_THRESHOLD (else unchanged).
+
+    For exporting with `external_data=True` (the weights streamed to the sidecar while the module is alive), then
+    inlining once the module is freed: the peak memory of a compile is then one copy of the weights less."""
+    data = sidecar(result.path)
+    if not result.external_data or not data.exists() or data.stat().st_size > EXTERNAL_DATA_THRESHOLD:
+        return result
+    try:
+        model = onnx.load(str(result.path))  # the weights, from the sidecar
+        onnx.save_model(model, str(result.path))
+        del model
+        data.unlink()
+    except Exception as e:
+        discard(result.path)
+        raise CompileError(f"cannot write {result.path}: {_one_line(e)}") from e
+    return dataclasses.replace(result, bytes=result.path.stat().st_size, external_data=False)
 
 
 def restore_input_names(graph: onnx_ir.Graph, input_names: list[str]) -> None:

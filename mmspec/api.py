@@ -6,12 +6,14 @@ report = compile("specs/bert.yaml", out_dir="build", variant="tiny")
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import mmspec
@@ -191,9 +193,10 @@ def output_axes(loaded: LoadedSpec, graph=None) -> dict[str, dict[int, str]]:
     return axes
 
 
-def export(gm, loaded: LoadedSpec, path: Path, opset: int = 20, graph=None):
+def export(gm, loaded: LoadedSpec, path: Path, opset: int = 20, graph=None, external_data: bool | None = None):
     """Export an (optimized) GraphModule to ONNX at `path` with the spec's named dynamic axes on its inputs and
-    the plan's symbolic shapes on its outputs; `graph`: the ExportGraph of `exports:` that `gm` captures."""
+    the plan's symbolic shapes on its outputs; `graph`: the ExportGraph of `exports:` that `gm` captures.
+    `external_data`: as `export_onnx` (None: a sidecar only for weights over 1.5 GiB)."""
     from mmspec.backends import export_onnx
     from mmspec.graph.inputs import fit_positions, make_inputs, trace_sizes
 
@@ -210,6 +213,7 @@ def export(gm, loaded: LoadedSpec, path: Path, opset: int = 20, graph=None):
         output_axes=output_axes(loaded, graph),
         path=path,
         opset=opset,
+        external_data=external_data,
         dim_max=loaded.plan.axes_max,
         dim_min=loaded.plan.axes_min,
         metadata={
@@ -227,36 +231,64 @@ def verify(onnx_path: Path, model, loaded: LoadedSpec, device: str = "cpu", grap
     `exports:`) on the verification shapes (docs/contracts.md); cases differing only in axes the inputs lack are
     run once. `precision` picks the rule: "fp32" and "fp16" their tolerances, "int8" everything but the values
     (see `precision_delta` for how far they moved)."""
+    return verify_expected(onnx_path, expected_outputs(model, loaded, graph), device, precision)
+
+
+def verify_expected(onnx_path: Path, expected: Expected, device: str = "cpu", precision: str = "fp32") -> dict:
+    """`verify` against outputs the eager model gave beforehand (`expected_outputs`), so that the model need not
+    be held while ONNX Runtime holds the weights."""
     from mmspec.backends import TOLERANCE_FP16, TOLERANCE_FP32, available_providers, verify_onnx
 
-    cases, reference = _verification(model, loaded, graph)
     rule = {"fp32": TOLERANCE_FP32, "fp16": TOLERANCE_FP16, "int8": {"values": False}}[precision]
-    return verify_onnx(onnx_path, reference, cases, output_names=model.output_names,
+    return verify_onnx(onnx_path, expected.lookup, expected.cases, output_names=expected.output_names,
                        providers=available_providers(device), **rule)
 
 
-def precision_delta(onnx_path: Path, model, loaded: LoadedSpec, graph=None) -> dict:
-    """How far a reduced-precision file's outputs are from the eager fp32 model's on the verification inputs (ORT
-    CPU, all optimizations): per output the max abs difference over the cases and, for classifier logits, the
-    share of positions whose arg-max agrees."""
+def precision_delta(onnx_path: Path, expected: Expected, loaded: LoadedSpec) -> dict:
+    """How far a reduced-precision file's outputs are from the eager fp32 model's (`expected_outputs`) on the
+    verification inputs (ORT CPU, all optimizations): per output the max abs difference over the cases and, for
+    classifier logits, the share of positions whose arg-max agrees."""
     import numpy as np
 
     from mmspec.backends import accuracy_delta, make_session
 
-    cases, reference = _verification(model, loaded, graph)
     session = make_session(onnx_path, "CPUExecutionProvider", "all")
     classifiers = {name for name, node, _ in loaded.plan.outputs
                    if node in loaded.spec.heads and "classifier" in loaded.spec.heads[node].type}
     got: dict[str, list] = {}
     ref: dict[str, list] = {}
-    for case in cases:
-        expected = reference(case)
-        for name, value in zip(model.output_names, session.run(model.output_names, case), strict=True):
+    for case, want in zip(expected.cases, expected.outputs, strict=True):
+        for name, value in zip(expected.output_names, session.run(expected.output_names, case), strict=True):
             rows = (-1, value.shape[-1]) if name in classifiers and value.ndim else (-1,)  # positions x classes
             got.setdefault(name, []).append(value.reshape(rows))
-            ref.setdefault(name, []).append(expected[name].reshape(rows))
+            ref.setdefault(name, []).append(want[name].reshape(rows))
     return accuracy_delta({k: np.concatenate(v) for k, v in got.items()},
                           {k: np.concatenate(v) for k, v in ref.items()}, classifiers)
+
+
+@dataclass
+class Expected:
+    """The verification cases of one graph (numpy feeds) and the eager model's outputs on each."""
+
+    cases: list[dict]
+    outputs: list[dict]
+    output_names: list[str]
+
+    def lookup(self, case: dict) -> dict:
+        """The outputs for one of `cases` (verify_onnx passes copies: matched by value)."""
+        import numpy as np
+
+        for known, out in zip(self.cases, self.outputs, strict=True):
+            if known.keys() == case.keys() and all(np.array_equal(known[k], case[k]) for k in case):
+                return out
+        raise KeyError("not a verification case")
+
+
+def expected_outputs(model, loaded: LoadedSpec, graph=None) -> Expected:
+    """Run the eager model (or a graph's view of it) on its verification cases."""
+    cases, reference = _verification(model, loaded, graph)
+    outputs = [reference({k: v.copy() for k, v in case.items()}) for case in cases]  # the model may write inputs
+    return Expected(cases, outputs, list(model.output_names))
 
 
 def _verification(model, loaded: LoadedSpec, graph=None):
@@ -332,7 +364,7 @@ def compile(  # noqa: A001  (the verb users expect)
         feeds = None if calibration is None else _calibration_feeds(calibration, loaded)
     import torch
 
-    from mmspec.backends import discard, publish_pairs
+    from mmspec.backends import discard, inline_weights, publish_pairs
 
     with _step("build", timings, progress):
         model = build(loaded)
@@ -342,36 +374,43 @@ def compile(  # noqa: A001  (the verb users expect)
     if loaded.plan.graphs:
         if mode != "fp32":
             raise UsageError(f"--precision/--quantize: {mode} is for single-graph specs; this one has exports:")
-        return _compile_graphs(loaded, model, Path(out_dir), opset, device, verify_export, progress, timings,
+        owned = [model]
+        del model  # _compile_graphs drops the model before ONNX Runtime loads the exports
+        return _compile_graphs(loaded, owned, Path(out_dir), opset, device, verify_export, progress, timings,
                                weights_report if weights is not None else None)
     with _step("capture", timings, progress):
         gm = capture(model)
     with _step("passes", timings, progress):
         gm, records = optimize(gm)
+    head = _report_head(loaded, model)
     out = Path(out_dir)
     tmp_dir = _staging(out)
     final = out / f"{loaded.stem}.onnx"
     try:
         tmp = tmp_dir / final.name
+        expected = expected_outputs(model, loaded) if verify_export or mode != "fp32" else None
         with _step("export", timings, progress), torch.no_grad():
-            result = export(gm, loaded, tmp if mode == "fp32" else tmp_dir / "fp32.onnx", opset)
+            result = export(gm, loaded, tmp if mode == "fp32" else tmp_dir / "fp32.onnx", opset, external_data=True)
+            release_memory(model)  # from here on the file holds the weights, not torch as well
+            del gm, model
+            result = inline_weights(result)
         if mode != "fp32":
             with _step("precision", timings, progress):
                 result, method = _lower(result, tmp, mode, feeds)
         verification = None
         if verify_export:
             with _step("verify", timings, progress):
-                verification = verify(tmp, model, loaded, device, precision=mode)
+                verification = verify_expected(tmp, expected, device, precision=mode)
             if not verification["passed"]:
                 from mmspec.backends import first_failure_message
 
                 rule = "" if mode == "fp32" else f" ({mode})"
                 raise VerificationError(f"verification failed{rule}: {first_failure_message(verification)}")
-        report = _report(loaded, model, records, result, final, verification, timings)
+        report = {**head, **_graph_section(records, result, final, verification), "timings_s": timings,
+                  "peak_rss_bytes": peak_rss()}
         report["precision"] = {"mode": mode}
         if mode != "fp32":
-            report["precision"] |= {"method": method,
-                                    "vs_fp32": precision_delta(tmp, model, loaded)}
+            report["precision"] |= {"method": method, "vs_fp32": precision_delta(tmp, expected, loaded)}
         if weights is not None:
             report["weights"] = weights_report
         report_tmp = tmp_dir / "report.json"
@@ -429,35 +468,46 @@ def _lower(result, dst: Path, mode: str, feeds: list[dict] | None):
     return lowered, method
 
 
-def _compile_graphs(loaded, model, out: Path, opset: int, device: str, verify_export: bool,
+def _compile_graphs(loaded, owned: list, out: Path, opset: int, device: str, verify_export: bool,
                     progress: Progress | None, timings: dict, weights_report: dict | None) -> dict:
-    """`compile` of a spec with `exports:`: per graph, capture, passes, export to `<stem>.<graph>.onnx` and
-    verify; then the report and `<stem>.manifest.json`, all published only after every graph verified."""
+    """`compile` of a spec with `exports:`: per graph, capture, passes, the eager outputs on its verification
+    cases and export to `<stem>.<graph>.onnx`; then, with the model (`owned`, taken from the caller) released,
+    each graph verified on ONNX Runtime; then the report and `<stem>.manifest.json`, all published only after
+    every graph verified."""
     import torch
 
-    from mmspec.backends import discard, first_failure_message, publish_pairs
+    from mmspec.backends import discard, first_failure_message, inline_weights, publish_pairs
 
+    model = owned.pop()
     tmp_dir = _staging(out)
     graphs = {g.name: g for g in loaded.plan.graphs}
     finals = {name: out / f"{loaded.stem}.{name}.onnx" for name in graphs}
     try:
-        sections = {}
+        exported = {}
         for name, view in graph_views(model).items():
             with _step(f"capture.{name}", timings, progress):
                 gm = capture(view)
             with _step(f"passes.{name}", timings, progress):
                 gm, records = optimize(gm)
+            expected = expected_outputs(view, loaded, graphs[name]) if verify_export else None
             with _step(f"export.{name}", timings, progress), torch.no_grad():
-                result = export(gm, loaded, tmp_dir / finals[name].name, opset, graphs[name])
+                result = export(gm, loaded, tmp_dir / finals[name].name, opset, graphs[name], external_data=True)
+            exported[name] = (records, result, expected)
+        head = _report_head(loaded, model)
+        release_memory(model)  # from here on the files hold the weights, not torch as well
+        del model, view, gm
+        sections = {}
+        for name, (records, result, expected) in exported.items():
+            result = inline_weights(result)
             verification = None
             if verify_export:
                 with _step(f"verify.{name}", timings, progress):
-                    verification = verify(tmp_dir / finals[name].name, view, loaded, device, graphs[name])
+                    verification = verify_expected(tmp_dir / finals[name].name, expected, device)
                 if not verification["passed"]:
                     raise VerificationError(f"graph {name!r}: verification failed: "
                                             f"{first_failure_message(verification)}")
             sections[name] = _graph_section(records, result, finals[name], verification)
-        report = {**_report_head(loaded, model), "graphs": sections, "timings_s": timings, "peak_rss_bytes": peak_rss()}
+        report = {**head, "graphs": sections, "timings_s": timings, "peak_rss_bytes": peak_rss()}
         if weights_report is not None:
             report["weights"] = weights_report
         (tmp_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -473,6 +523,28 @@ def _compile_graphs(loaded, model, out: Path, opset: int, device: str, verify_ex
         raise
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def release_memory(model) -> None:
+    """Free the weights of `model`, which must not run again, and give the freed heap back to the system (glibc's
+    malloc_trim; a no-op elsewhere), so that the peak of a compile is the larger of export and verification, not
+    their sum. Tensors are emptied in place: the exporter's libraries may keep references to them (onnxscript
+    0.7's module-level rewrite rules hold the last graph they matched, whose initializers wrap the weights)."""
+    import ctypes
+    import ctypes.util
+
+    import torch
+
+    tensors = [*model.parameters(), *model.buffers()]
+    for tensor in tensors:
+        tensor.data = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
+    gc.collect()
+    if any(t.is_cuda for t in tensors):
+        torch.cuda.empty_cache()  # for ONNX Runtime's CUDA session
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 def _staging(out: Path) -> Path:
@@ -668,11 +740,6 @@ def _report_head(loaded, model) -> dict:
         "spec_sha256": loaded.sha256,
         "params": param_counts(model),
     }
-
-
-def _report(loaded, model, records, result, final: Path, verification, timings) -> dict:
-    return {**_report_head(loaded, model), **_graph_section(records, result, final, verification), "timings_s": timings,
-            "peak_rss_bytes": peak_rss()}
 
 
 def peak_rss() -> int:
