@@ -89,6 +89,18 @@ def test_a_target_not_met_says_why_from_the_measurements(script):
     assert "slowest: gpt2 7.0 s" in rows["tiny compile ≤ 5 s wall"][1]
 
 
+def test_the_large_compile_is_a_target(script):
+    big = {"spec": "parti --variant parti_3b", "wall_s": 634.0, "params": 3_074_318_336,
+           "weight_bytes": 4 * 3_074_318_336, "peak_rss_bytes": 21 * 2**30, "large": True}
+    rows = {t: (m, ok) for t, m, ok, _ in script.targets({}, [big], None, [], [1])}
+    assert rows["parti --variant parti_3b (3.1B parameters) compiles and verifies"] == ("634 s", "yes")
+    rss = "parti --variant parti_3b: compile peak RSS ≤ 2 × weights + 1.5 GiB (24.41 GiB)"
+    assert rows[rss] == ("21.00 GiB", "yes")
+    failed = {"spec": "parti --variant parti_3b", "failed": "killed", "large": True}
+    (row,) = [r for r in script.targets({}, [failed], None, [], [1]) if "compiles and verifies" in r[0]]
+    assert row[2] == "**no**" and row[3].startswith("killed.")
+
+
 def test_page(script):
     runs = {"bert": [_run({"reference_eager": 10.0, "reference_onnx": 8.0, "ort_cpu": 7.0})]}
     text = script.page(runs, [{"spec": "bert", "failed": "boom"}], None, [], [1], _args())
