@@ -8,6 +8,7 @@ import torch
 
 from mmspec.api import build, load_spec
 from mmspec.errors import SpecError
+from mmspec.spec.tensors import TensorInfo
 
 BASE = """\
 mmspec: 1
@@ -17,6 +18,9 @@ modalities:
   text: {type: vector, dim: 6}
   wide: {type: vector, dim: 7}
   ids: {type: tokens, vocab_size: 9, max_length: 5}
+  views: {type: image, channels: 1, height: 4, width: 4, count: 2}
+encoders:
+  noisy: {type: masking_noise, input: views}
 fusion:
   mix: {type: interpolate, input: text}
 heads:
@@ -38,6 +42,7 @@ def _diagnostic(tmp_path, node: str):
 @pytest.mark.parametrize(("body", "key", "words"), [
     ("  again: {type: rerun, node: gne, inputs: {input: noise}}\n", "node:", ["(did you mean 'gen'?)"]),
     ("  again: {type: rerun, node: text, inputs: {input: noise}}\n", "node:", ["is a modality"]),
+    ("  again: {type: rerun, node: noisy, inputs: {input: views}}\n", "node:", ["items folded"]),
     ("  again: {type: rerun, node: gen, inputs: {inptu: noise}}\n", "inptu:", ["no port", "(did you mean 'input'?)"]),
     ("  again: {type: rerun, node: gen, inputs: {}}\n", "inputs:", ["missing input (it reads 'noise')"]),
     ("  again: {type: rerun, node: gen, inputs: {input: wide}}\n", "input:", ["['batch', 7]", "['batch', 4]"]),
@@ -71,3 +76,15 @@ def test_rerun_needs_every_port_and_renames_a_single_field(tmp_path):
         again = model.components["again"]({"input": {"mixed": mixed}})["embedding"]  # B,3
         torch.testing.assert_close(again, model.components["gen"]({"input": {"values": mixed}})["embedding"])
     assert not list(model.components["again"].parameters())
+
+
+def test_rerun_of_a_list_of_inputs_names_ports_by_position(tmp_path):
+    path = tmp_path / "probe.yaml"
+    path.write_text(BASE.replace("heads:\n", "  both: {type: concat, inputs: [noise, text]}\nheads:\n") +
+                    '  swapped: {type: rerun, node: both, inputs: {"0": noise, "1": mix.mixed}}\n')
+    loaded = load_spec(path)
+    assert loaded.plan.bundles["swapped"] == loaded.plan.bundles["both"] == {"fused": TensorInfo(("batch", 10))}
+    model = build(loaded)
+    z, t = torch.randn(2, 4), torch.randn(2, 6)  # B,nz / B,T
+    out = model.components["swapped"]({"0": {"values": z}, "1": {"mixed": t}})["fused"]  # B,10
+    assert torch.equal(out, torch.cat([z, t], 1))

@@ -61,21 +61,21 @@ class RerunConfig(ComponentConfig):
         if not self.trainable:
             raise CheckError("trainable", f"a rerun has no parameters of its own; freeze {self.node!r} instead")
         nodes = {n: getattr(ctx.spec, s)[n] for s in MODEL_SLOTS for n in getattr(ctx.spec, s)}
-        if self.node not in nodes:
-            kind = "a modality" if self.node in ctx.spec.modalities else "an objective" \
-                if self.node in ctx.spec.objectives else None
-            if kind:
+        for kind, names in (("a modality", ctx.spec.modalities), ("an objective", ctx.spec.objectives)):
+            if self.node in names:
                 raise CheckError("node", f"{self.node!r} is {kind}; a rerun runs an encoder, fusion or head again")
+        if self.node not in nodes:
             raise CheckError("node", f"{self.node!r} is not an encoder, fusion or head"
                                      f"{suggestion_text(self.node, nodes)}")
         if self.node not in ctx.bundles:
             raise CheckError("node", f"{self.node!r} did not plan; fix it first")
         target = nodes[self.node]
-        if self.node in getattr(ctx.spec, "encoders", {}) and not getattr(target, "reads_items", False) and any(
-                ctx.spec.modalities[root].items is not None for root in self._roots(target, ctx)):
+        ports = target.references()
+        roots = {r.split(".")[0] for r in ports.values()} & set(ctx.spec.modalities)
+        if self.node in ctx.spec.encoders and not getattr(target, "reads_items", False) and any(
+                ctx.spec.modalities[root].items is not None for root in roots):
             raise CheckError("node", f"{self.node!r} encodes items folded into the batch (a modality with `count`), "
                                      f"which a rerun does not fold")
-        ports = target.references()
         for port in self.inputs:
             if port not in ports:
                 raise CheckError(("inputs", port), f"{self.node!r} has no port {port!r}; its ports are "
@@ -85,10 +85,6 @@ class RerunConfig(ComponentConfig):
             listed = ", ".join(f"{p} (it reads {ports[p]!r})" for p in missing)
             raise CheckError("inputs", f"say what this pass reads at every port of {self.node!r}; missing {listed}")
         return target
-
-    @staticmethod
-    def _roots(target: ComponentConfig, ctx) -> list[str]:
-        return [r.split(".")[0] for r in target.references().values() if r.split(".")[0] in ctx.spec.modalities]
 
     def _renamed(self, inputs: dict[str, Bundle], target: ComponentConfig, ctx) -> tuple[dict, dict]:
         """(the inputs under the field names `node` reads, port -> {this pass's field: node's field})."""
