@@ -65,7 +65,7 @@ T5_EXAMPLES = (
     Example({"text": {**_TEXT, "mask": False}}, {"input": "text", **_STACK, "causal": True, "lm_head": {}},
             name="causal"),
     Example(  # VATT's text tower: frozen 5-d table, projection + GELU, aggregation token, GELU FFN after a LayerNorm
-        {"text": {**_TEXT, "count": 2}},
+        {"text": _TEXT},
         {"input": "text", **_STACK, "embed": {"dim": 5, "activation": "gelu", "trainable": False},
          "agg_token": True, "feed_forward": "gelu", "ffn_norm": "layer"},
         name="vatt_text",

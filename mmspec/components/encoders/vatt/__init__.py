@@ -26,9 +26,9 @@ VATT_EXAMPLES = (
         {"input": "audio", "patch": [8], "keep": 1.0, **_STACK},
         name="waveform",
     ),
-    Example(  # VATT-MA: word ids (2 texts per example) through a frozen 5-d table, a Dense + GELU, the video's stack
+    Example(  # VATT-MA: word ids through a frozen 5-d table, a Dense + GELU, the video tower's stack
         {"video": {"type": "image", "channels": 3, "height": 8, "width": 8, "count": 4},
-         "text": {"type": "tokens", "vocab_size": 30, "length": 6, "mask": True, "count": 2}},
+         "text": {"type": "tokens", "vocab_size": 30, "length": 6, "mask": True}},
         {"input": "text", "table": {"dim": 5}, "project": "gelu", "share_stack": "video_tower", **_STACK},
         {"encoders": {"video_tower": {"type": "vatt", "input": "video", "patch": [2, 4, 4], "project": "gelu",
                                       **_STACK}}},
