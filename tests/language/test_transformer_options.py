@@ -229,3 +229,19 @@ def test_co_attention_ids_must_not_decrease(tmp_path):
     with pytest.raises(SpecError) as e:
         api.load_spec(path)
     assert "non-decreasing" in str(e.value)
+
+
+def test_a_tokens_embedding_reads_a_modality_not_a_node():
+    """The token table is sized by the modality's vocab_size: ids from a node are a located error (the fuzzer
+    drew one and the planner failed with a KeyError)."""
+    from mmspec.registry import get_component
+    from mmspec.spec.model import PlanContext
+    from mmspec.spec.tensors import CheckError, TensorInfo
+
+    cfg = get_component("transformer", "encoders").config.model_validate(
+        {"type": "transformer", "input": "codes_1.ids", "embed": {"type": "tokens", "positions": 8}, "width": 8,
+         "layers": 1, "heads": 2, "ffn": 16})
+    spec = type("Spec", (), {"modalities": {}, "encoders": {}})()
+    with pytest.raises(CheckError, match="'codes_1.ids' is the output of a node") as e:
+        cfg.infer({"input": {"ids": TensorInfo(("batch", 4), "int64")}}, PlanContext(spec, {}))
+    assert e.value.field == ("input",)

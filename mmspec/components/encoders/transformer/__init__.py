@@ -978,8 +978,12 @@ class TransformerEncoder(StackConfig, ComponentConfig):
         if self.drop and not isinstance(self.embed, PatchesEmbed):
             raise CheckError(("drop",), f"drop applies to embed type 'patches' (MAE), not {self.embed.type!r}; "
                                         f"remove drop")
-        modality = ctx.spec.modalities[self.input.split(".")[0]]
         if isinstance(self.embed, TokensEmbed):
+            modality = ctx.spec.modalities.get(self.input.split(".")[0])
+            if modality is None:
+                raise CheckError(("input",), f"a tokens embedding reads a tokens modality (its vocab_size sizes the "
+                                             f"table); {self.input!r} is the output of a node: declare the tokens "
+                                             f"as a modality, or use embed type sequence for vectors")
             longest = modality.max_length if isinstance(src.shape[1], str) else src.shape[1]
             offset = 0 if self.embed.padding_idx is None else self.embed.padding_idx + 1
             if longest + offset > self.embed.positions:
