@@ -138,6 +138,8 @@ def export_onnx(
         except Exception as e:
             discard(path)
             raise CompileError(f"cannot write {path}: {_one_line(e)}") from e
+        finally:
+            release_initializers(program.model)
     try:
         model = onnx.load(str(path), load_external_data=False)
         _check_opset(model, opset, records)
@@ -182,6 +184,14 @@ def inline_weights(result: ExportResult) -> ExportResult:
         discard(result.path)
         raise CompileError(f"cannot write {result.path}: {_one_line(e)}") from e
     return dataclasses.replace(result, bytes=result.path.stat().st_size, external_data=False)
+
+
+def release_initializers(model: onnx_ir.Model) -> None:
+    """Drop the exported graph's initializer data once it is written: the module's tensors it wraps and the
+    optimizer's folded copies (transposed weights, about one more copy of the linear layers). onnxscript 0.7's
+    module-level rewrite rules keep the last graph they matched, so the graph itself outlives the export."""
+    for value in model.graph.initializers.values():
+        value.const_value = None
 
 
 def restore_input_names(graph: onnx_ir.Graph, input_names: list[str]) -> None:
