@@ -3,7 +3,7 @@ grid, the paper's layer schedule, the 12B layout counted on the meta device agai
 decoding on ONNX Runtime equal to eager (cached and uncached), sampled codes through the dVAE decode graph,
 `fit`, and the option checks. T2I-15 Parti (specs/parti.yaml): Table 1's four sizes (the default and its
 variants) on the meta device, caption-conditioned decoding on ONNX Runtime equal to eager, `fit`. FM-01 NÜWA
-(specs/nuwa.yaml, placeholder sizes): the 3-D nearby mask against its definition, decoding on ONNX Runtime equal
+(specs/nuwa.yaml, the paper's sizes): the 3-D nearby mask against its definition, decoding on ONNX Runtime equal
 to eager, `fit`."""
 
 from __future__ import annotations
