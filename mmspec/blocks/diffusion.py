@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmspec.blocks.attention import Attention
+from mmspec.blocks.attention import Attention, padding_bias
 from mmspec.blocks.conv import ResnetBlock
 from mmspec.blocks.mlp import GatedFeedForward
 from mmspec.blocks.positions import TimestepEmbedding
@@ -32,7 +32,8 @@ class SpatialSelfAttention(nn.Module):
         self.group_norm = nn.GroupNorm(groups, channels, eps=eps)
         self.attn = Attention(channels, channels, channels, heads, channels)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, bias: torch.Tensor | None = None
+                ) -> torch.Tensor:
         b, c, h, w = x.shape
         y = self.group_norm(x).flatten(2).transpose(1, 2)  # B,HW,C
         y = self.attn(y).transpose(1, 2).reshape(b, c, h, w)  # B,C,H,W
@@ -48,7 +49,8 @@ def _attention(q_dim: int, kv_dim: int, heads: int) -> Attention:
 
 class CrossAttentionBlock(nn.Module):
     """Pre-LN transformer block over the pixels (diffusers BasicTransformerBlock): self-attention, cross-attention
-    to the context [B, S, context_dim], GEGLU feed-forward (4x), each with a residual."""
+    to the context [B, S, context_dim] (`bias` [B, 1, 1, S]: its padding), GEGLU feed-forward (4x), each with a
+    residual."""
 
     def __init__(self, channels: int, heads: int, context_dim: int):
         super().__init__()
@@ -56,9 +58,9 @@ class CrossAttentionBlock(nn.Module):
         self.norm2, self.attn2 = nn.LayerNorm(channels), _attention(channels, context_dim, heads)
         self.norm3, self.ff = nn.LayerNorm(channels), GatedFeedForward(channels, 4 * channels, "gelu", bias=True)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.attn1(self.norm1(x))  # B,HW,C
-        x = x + self.attn2(self.norm2(x), context)  # B,HW,C
+        x = x + self.attn2(self.norm2(x), context, bias)  # B,HW,C
         return x + self.ff(self.norm3(x))  # B,HW,C
 
 
@@ -73,11 +75,11 @@ class SpatialTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList([CrossAttentionBlock(channels, heads, context_dim)])
         self.proj_out = nn.Conv2d(channels, channels, 1)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         b, c, h, w = x.shape
         y = self.proj_in(self.norm(x)).flatten(2).transpose(1, 2)  # B,HW,C
         for block in self.transformer_blocks:
-            y = block(y, context)  # B,HW,C
+            y = block(y, context, bias)  # B,HW,C
         return x + self.proj_out(y.transpose(1, 2).reshape(b, c, h, w))  # B,C,H,W
 
 
@@ -101,13 +103,13 @@ class DownLevel(nn.Module):
         self.downsamplers = nn.ModuleList(
             [] if last else [Downsample(cout, mode="conv", padding=opts["downsample_padding"])])
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor | None, context: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None, context: torch.Tensor | None = None,
+                bias: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         states = []
         for i, resnet in enumerate(self.resnets):
             x = resnet(x, emb)  # B,C',H,W
             if len(self.attentions):
-                x = self.attentions[i](x, context)  # B,C',H,W
+                x = self.attentions[i](x, context, bias)  # B,C',H,W
             states.append(x)
         for down in self.downsamplers:
             x = down(x)  # B,C',H/2,W/2
@@ -130,11 +132,11 @@ class UpLevel(nn.Module):
         self.upsamplers = nn.ModuleList([] if last else [Upsample(cout, mode="conv")])
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor], emb: torch.Tensor,
-                context: torch.Tensor | None = None) -> torch.Tensor:
+                context: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
         for i, resnet in enumerate(self.resnets):
             x = resnet(torch.cat([x, skips.pop()], dim=1), emb)  # B,C',H,W
             if len(self.attentions):
-                x = self.attentions[i](x, context)  # B,C',H,W
+                x = self.attentions[i](x, context, bias)  # B,C',H,W
         for up in self.upsamplers:
             x = up(x)  # B,C',2H,2W
         return x
@@ -149,23 +151,64 @@ class MidBlock(nn.Module):
         self.resnets = nn.ModuleList(ResnetBlock(channels, channels, temb, g, eps, opts["dropout"]) for _ in range(2))
         self.attentions = nn.ModuleList([_make_attention(opts, channels)])
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor | None, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None, context: torch.Tensor | None = None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
         x = self.resnets[0](x, emb)  # B,C,H,W
-        return self.resnets[1](self.attentions[0](x, context), emb)  # B,C,H,W
+        return self.resnets[1](self.attentions[0](x, context, bias), emb)  # B,C,H,W
+
+
+class AttentionPooling(nn.Module):
+    """One query, the mean of x [B, S, D] plus a learned position, attends over [query; x] with `heads` heads
+    (q/k/v projections with biases, no output projection) -> [B, D] (DeepFloyd IF's pooling; diffusers
+    AttentionPooling)."""
+
+    def __init__(self, heads: int, dim: int):
+        super().__init__()
+        self.heads = heads
+        self.positional_embedding = nn.Parameter(torch.randn(1, dim) / dim**0.5)
+        self.k_proj, self.q_proj, self.v_proj = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, s, d = x.shape
+        query = x.mean(dim=1, keepdim=True) + self.positional_embedding  # B,1,D
+        x = torch.cat([query, x], dim=1)  # B,1+S,D
+        q = self.q_proj(query).view(b, 1, self.heads, -1).transpose(1, 2)  # B,H,1,d
+        k = self.k_proj(x).view(b, s + 1, self.heads, -1).transpose(1, 2)  # B,H,1+S,d
+        v = self.v_proj(x).view(b, s + 1, self.heads, -1).transpose(1, 2)  # B,H,1+S,d
+        return F.scaled_dot_product_attention(q, k, v).reshape(b, d)  # B,D
+
+
+class TextTimeEmbedding(nn.Module):
+    """Text states [B, S, D] -> LayerNorm -> attention pooling -> Linear -> LayerNorm -> [B, dim]: the pooled
+    text embedding Imagen adds to the timestep embedding (diffusers TextTimeEmbedding, addition_embed_type
+    "text")."""
+
+    def __init__(self, context_dim: int, dim: int, heads: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(context_dim)
+        self.pool = AttentionPooling(heads, context_dim)
+        self.proj = nn.Linear(context_dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, context: torch.Tensor) -> torch.Tensor:
+        return self.norm2(self.proj(self.pool(self.norm1(context))))  # B,dim
 
 
 class DiffusionUNet(nn.Module):
-    """widths[i] channels at level i (resolution / 2^i), `depth` resnets per down level (depth + 1 per up level),
-    self-attention at the levels where attention[i] - or, with `context_dim`, a cross-attention transformer of
-    `heads` heads over the context [B, S, context_dim] (diffusers UNet2DConditionModel); the time embedding is
-    4 * widths[0] wide."""
+    """widths[i] channels at level i (resolution / 2^i), `depth` resnets per down level (depth + 1 per up level;
+    one depth per level when a list), self-attention at the levels where attention[i] - or, with `context_dim`, a
+    cross-attention transformer of `heads` heads over the context [B, S, context_dim] (diffusers
+    UNet2DConditionModel), whose padding `context_mask` [B, S] (1 = token) masks the cross-attention keys; the
+    time embedding is 4 * widths[0] wide. `pooled_heads`: the attention-pooled context (`TextTimeEmbedding`) is
+    added to the time embedding; `class_timestep`: a second timestep per example (an augmentation level) is
+    embedded like the timestep and added (diffusers class_embed_type "timestep")."""
 
     def __init__(
         self,
         channels: int,
         out_channels: int,
         widths: list[int],
-        depth: int,
+        depth: int | list[int],
         attention: list[bool],
         *,
         head_dim: int | None = None,
@@ -177,39 +220,52 @@ class DiffusionUNet(nn.Module):
         downsample_padding: int = 1,
         context_dim: int | None = None,
         heads: int = 8,
+        pooled_heads: int | None = None,
+        class_timestep: bool = False,
     ):
         super().__init__()
         opts = {"groups": groups, "eps": eps, "dropout": dropout, "head_dim": head_dim,
                 "downsample_padding": downsample_padding, "context_dim": context_dim, "heads": heads}
         temb = 4 * widths[0]
         n = len(widths)
+        depths = [depth] * n if isinstance(depth, int) else list(depth)
         self.conv_in = nn.Conv2d(channels, widths[0], 3, padding=1)
         self.time_embedding = TimestepEmbedding(widths[0], temb, flip_sin_to_cos, freq_shift)
+        self.class_embedding = (TimestepEmbedding(widths[0], temb, flip_sin_to_cos, freq_shift) if class_timestep
+                                else None)
+        self.add_embedding = TextTimeEmbedding(context_dim, temb, pooled_heads) if pooled_heads else None
         self.down_blocks = nn.ModuleList(
-            DownLevel(widths[max(i - 1, 0)], widths[i], depth, temb, attention[i], i == n - 1, opts) for i in range(n))
+            DownLevel(widths[max(i - 1, 0)], widths[i], depths[i], temb, attention[i], i == n - 1, opts)
+            for i in range(n))
         self.mid_block = MidBlock(widths[-1], temb, opts)
         skip = [widths[0]]  # the widths of the down path's states, in the order they are stored
         for i in range(n):
-            skip += [widths[i]] * (depth + (i < n - 1))
+            skip += [widths[i]] * (depths[i] + (i < n - 1))
         ups = []
         for i in reversed(range(n)):
-            taken = [skip.pop() for _ in range(depth + 1)]
+            taken = [skip.pop() for _ in range(depths[i] + 1)]
             ups.append(UpLevel(widths[min(i + 1, n - 1)], widths[i], taken, temb, attention[i], i == 0, opts))
         self.up_blocks = nn.ModuleList(ups)
         self.conv_norm_out = nn.GroupNorm(groups, widths[0], eps=eps)
         self.conv_out = nn.Conv2d(widths[0], out_channels, 3, padding=1)
 
-    def forward(self, sample: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None
+    def forward(self, sample: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None,
+                context_mask: torch.Tensor | None = None, class_timesteps: torch.Tensor | None = None
                 ) -> torch.Tensor:
         emb = self.time_embedding(timesteps)  # B,4*C0
+        if self.class_embedding is not None:
+            emb = emb + self.class_embedding(class_timesteps)  # B,4*C0
+        if self.add_embedding is not None:
+            emb = emb + self.add_embedding(context)  # B,4*C0
+        bias = None if context_mask is None else padding_bias(context_mask, sample)  # B,1,1,S
         x = self.conv_in(sample)  # B,C0,H,W
         skips = [x]
         for level in self.down_blocks:
-            x, states = level(x, emb, context)  # B,C_i,H/2^i,W/2^i
+            x, states = level(x, emb, context, bias)  # B,C_i,H/2^i,W/2^i
             skips += states
-        x = self.mid_block(x, emb, context)  # B,C_L,h,w
+        x = self.mid_block(x, emb, context, bias)  # B,C_L,h,w
         for level in self.up_blocks:
-            x = level(x, skips, emb, context)  # B,C_i,H/2^i,W/2^i
+            x = level(x, skips, emb, context, bias)  # B,C_i,H/2^i,W/2^i
         return self.conv_out(F.silu(self.conv_norm_out(x)))  # B,C_out,H,W
 
 

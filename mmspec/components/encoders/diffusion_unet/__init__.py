@@ -1,6 +1,8 @@
 """Diffusion U-Net denoiser (DDPM, Ho et al. 2020; diffusers UNet2DModel; with a context, latent diffusion's
-text-conditioned UNet2DConditionModel): noisy image (or latent) and timestep in, the predicted noise out,
-composed from `mmspec.blocks.diffusion`. `--weights` reads a diffusers checkpoint with `layout: diffusers`."""
+text-conditioned UNet2DConditionModel; with a pooled context, a padding mask, a low-resolution image and an
+augmentation level, Imagen's base and super-resolution U-Nets as DeepFloyd IF writes them): noisy image (or
+latent) and timestep in, the predicted noise out, composed from `mmspec.blocks.diffusion`. `--weights` reads a
+diffusers checkpoint with `layout: diffusers`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from mmspec.components.common import require, sequence_of
+from mmspec.components.examples import TEXT, text_encoder
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Probability, Ref
 from mmspec.spec.layout import Rule
@@ -26,6 +29,12 @@ DIFFUSION_UNET_EXAMPLES = (
             {"input": "x_t", "timestep": "t", "context": "text", "widths": [4, 8], "depth": 1,
              "attention": [True, False], "heads": 2, "groups": 2, "flip_sin_to_cos": True, "freq_shift": 0},
             name="cross_attention"),
+    Example({**_X_T, "low": {"type": "image", "channels": 3, "height": 4, "width": 4},
+             "aug": {"type": "scalar", "dtype": "int64", "high": 1000}, "text": TEXT},
+            {"input": "x_t", "timestep": "t", "context": "words.sequence", "context_mask": "text", "pooled_heads": 2,
+             "low_res": "low", "aug_level": "aug", "widths": [4, 8], "depth": [1, 2], "attention": [False, True],
+             "heads": 2, "groups": 2, "flip_sin_to_cos": True, "freq_shift": 0},
+            nodes={"encoders": {"words": text_encoder(pool=None)}}, name="super_resolution"),
 )
 
 _ATTENTION_RENAMES = (("to_q", "attn.q"), ("to_k", "attn.k"), ("to_v", "attn.v"), ("to_out.0", "attn.out"))
@@ -61,6 +70,11 @@ def _attention(c: int, context: int | None) -> int:
     return 2 * c + 2 * (c * c + c) + 3 * 2 * c + attn1 + attn2 + (c * 8 * c + 8 * c) + (4 * c * c + c)
 
 
+def _text_time(context: int, temb: int) -> int:
+    """blocks.diffusion.TextTimeEmbedding: two LayerNorms, the pooling's position and q/k/v, the projection."""
+    return 2 * context + context + 3 * (context * context + context) + context * temb + temb + 2 * temb
+
+
 @register("encoders", examples=DIFFUSION_UNET_EXAMPLES)
 class DiffusionUNetEncoder(ComponentConfig):
     """Noisy image x_t [batch, C, H, W] and timestep [batch] -> `eps` [batch, out_channels, H, W] (the predicted
@@ -79,12 +93,29 @@ class DiffusionUNetEncoder(ComponentConfig):
     context: Ref | None = None
     """A sequence [batch, S, D] (a text encoder's states): the attention levels become cross-attention transformer
     blocks (self-attention, cross-attention to the context, GEGLU feed-forward; latent diffusion)."""
+    context_mask: Ref | None = None
+    """The context's padding, [batch, S] with 1 = token (a bundle's `mask`, e.g. a tokens modality with
+    `mask: true`): the cross-attention leaves padded keys out (diffusers `encoder_attention_mask`)."""
+    pooled_heads: PositiveInt | None = None
+    """Add the context, attention-pooled with this many heads (LayerNorm, pooling, Linear, LayerNorm), to the time
+    embedding: Imagen's pooled text embedding (diffusers addition_embed_type "text", DeepFloyd IF)."""
+    low_res: Ref | None = None
+    """A low-resolution image (super-resolution): bilinearly resized to the input's size and concatenated to it on
+    the channels."""
+    aug_level: Ref | None = None
+    """The augmentation level of `low_res`, one integer per example (a scalar modality), embedded like the
+    timestep and added to the time embedding (noise-conditioning augmentation; diffusers class_embed_type
+    "timestep"). While training the module noises `low_res` itself: sqrt(abar_a) * low_res + sqrt(1 - abar_a) * noise
+    with the cosine schedule over `aug_steps` levels; exported (eval) graphs take the already noised image."""
+    aug_steps: PositiveInt = 1000
+    """Levels of the augmentation's cosine (squaredcos_cap_v2) schedule."""
     heads: PositiveInt = 8
     """Heads of the cross-attention transformer blocks (with `context`; Stable Diffusion v1: 8)."""
     widths: list[PositiveInt] = Field(default=[128, 256, 256, 256], min_length=1)
     """Channels per level, full resolution first (diffusers `block_out_channels`)."""
-    depth: PositiveInt = 2
-    """Residual blocks per down level (diffusers `layers_per_block`); up levels have one more."""
+    depth: PositiveInt | list[PositiveInt] = 2
+    """Residual blocks per down level, or one count per level (diffusers `layers_per_block`); up levels have one
+    more."""
     attention: list[bool] = [False, True, False, False]
     """Per level: self-attention after each residual block (the up path mirrors it); DDPM CIFAR-10 at 16x16."""
     head_dim: PositiveInt | None = None
@@ -106,7 +137,17 @@ class DiffusionUNetEncoder(ComponentConfig):
 
     def references(self) -> dict[str, str]:
         refs = {"input": self.input, "timestep": self.timestep}
-        return refs if self.context is None else {**refs, "context": self.context}
+        for port in ("context", "context_mask", "low_res", "aug_level"):
+            if getattr(self, port) is not None:
+                refs[port] = getattr(self, port)
+        return refs
+
+    def _depths(self) -> list[int]:
+        return [self.depth] * len(self.widths) if isinstance(self.depth, int) else list(self.depth)
+
+    def _in_channels(self, inputs: dict[str, Bundle]) -> int:
+        low = inputs["low_res"]["pixels"].shape[1] if self.low_res is not None else 0
+        return inputs["input"]["pixels"].shape[1] + low
 
     def _context_width(self, inputs: dict[str, Bundle]) -> int | None:
         if self.context is None:
@@ -128,7 +169,10 @@ class DiffusionUNetEncoder(ComponentConfig):
         bad = [c for c in self.widths if c % self.groups]
         if bad:
             raise CheckError("groups", f"{self.groups} GroupNorm groups do not divide the widths {bad}")
+        if isinstance(self.depth, list) and len(self.depth) != len(self.widths):
+            raise CheckError("depth", f"has {len(self.depth)} entries for {len(self.widths)} levels (widths)")
         context = self._context_width(inputs)
+        self._check_conditioning(inputs, batch, context)
         if context is not None and any(c % self.heads for c, a in zip(self.widths, self.attention, strict=True) if a):
             raise CheckError("heads", f"{self.heads} heads must divide the widths of the attention levels")
         if self.head_dim and any(c % self.head_dim for c, a in zip(self.widths, self.attention, strict=True) if a):
@@ -142,23 +186,50 @@ class DiffusionUNetEncoder(ComponentConfig):
                                        f"height and width must divide by {factor}; {self.input!r} is {h}x{w}")
         return {"eps": TensorInfo((batch, self.out_channels or channels, h, w))}
 
+    def _check_conditioning(self, inputs: dict[str, Bundle], batch, context: int | None) -> None:
+        """The mask, the pooling, the low-resolution image and the augmentation level against their inputs."""
+        if self.context_mask is not None:
+            if context is None:
+                raise CheckError("context_mask", "masks the context's keys; give `context` too")
+            bundle = inputs["context_mask"]
+            mask = bundle.get("mask") or (next(iter(bundle.values())) if len(bundle) == 1 else None)
+            length = sequence_of(inputs["context"], self.context, "context")[1].shape[1]
+            if mask is None or mask.rank != 2 or mask.shape[1] != length:
+                raise CheckError("context_mask", f"{self.context_mask!r} must give a mask [batch, {length}] (the "
+                                                 f"context's length)")
+        if self.pooled_heads is not None:
+            if context is None:
+                raise CheckError("pooled_heads", "pools the context; give `context` too")
+            if context % self.pooled_heads:
+                raise CheckError("pooled_heads", f"{self.pooled_heads} heads do not divide the context width "
+                                                 f"{context}")
+        if self.low_res is not None:
+            require(inputs["low_res"].get("pixels"), "low_res", 4, "image")
+        if self.aug_level is not None:
+            level = inputs["aug_level"]
+            if len(level) != 1 or next(iter(level.values())).rank != 1:
+                raise CheckError("aug_level", f"{self.aug_level!r} must be one level per example [batch] (a scalar "
+                                              f"modality)")
+
     def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
         channels = inputs["input"]["pixels"].shape[1]
-        widths, n, depth = self.widths, len(self.widths), self.depth
+        widths, n, depths = self.widths, len(self.widths), self._depths()
         temb, context = 4 * widths[0], self._context_width(inputs)
-        total = _conv(channels, widths[0], 3) + (widths[0] * temb + temb) + (temb * temb + temb)
+        total = _conv(self._in_channels(inputs), widths[0], 3) + (widths[0] * temb + temb) + (temb * temb + temb)
+        total += (widths[0] * temb + temb) + (temb * temb + temb) if self.aug_level is not None else 0
+        total += _text_time(context, temb) if self.pooled_heads else 0
         skip = [widths[0]]
         for i, c in enumerate(widths):
             cin = widths[max(i - 1, 0)]
-            total += sum(_resnet(cin if j == 0 else c, c, temb) for j in range(depth))
-            total += depth * _attention(c, context) if self.attention[i] else 0
+            total += sum(_resnet(cin if j == 0 else c, c, temb) for j in range(depths[i]))
+            total += depths[i] * _attention(c, context) if self.attention[i] else 0
             total += _conv(c, c, 3) if i < n - 1 else 0
-            skip += [c] * (depth + (i < n - 1))
+            skip += [c] * (depths[i] + (i < n - 1))
         total += 2 * _resnet(widths[-1], widths[-1], temb) + _attention(widths[-1], context)
         for i in reversed(range(n)):
             c, below = widths[i], widths[min(i + 1, n - 1)]
-            total += sum(_resnet((below if j == 0 else c) + skip.pop(), c, temb) for j in range(depth + 1))
-            total += (depth + 1) * _attention(c, context) if self.attention[i] else 0
+            total += sum(_resnet((below if j == 0 else c) + skip.pop(), c, temb) for j in range(depths[i] + 1))
+            total += (depths[i] + 1) * _attention(c, context) if self.attention[i] else 0
             total += _conv(c, c, 3) if i > 0 else 0
         return total + 2 * widths[0] + _conv(widths[0], self.out_channels or channels, 3)
 
@@ -167,9 +238,13 @@ class DiffusionUNetEncoder(ComponentConfig):
 
         channels = inputs["input"]["pixels"].shape[1]
         field = sequence_of(inputs["context"], self.context, "context")[0] if self.context else None
+        mask_field = None
+        if self.context_mask is not None:
+            mask_field = "mask" if "mask" in inputs["context_mask"] else next(iter(inputs["context_mask"]))
+        aug_steps = self.aug_steps if self.aug_level is not None else None
         return DiffusionUNetModule(
-            field, channels, self.out_channels or channels, self.widths, self.depth, self.attention,
-            head_dim=self.head_dim, groups=self.groups, eps=self.eps, dropout=self.dropout,
-            flip_sin_to_cos=self.flip_sin_to_cos, freq_shift=self.freq_shift,
-            downsample_padding=self.downsample_padding,
-            context_dim=self._context_width(inputs), heads=self.heads)
+            field, mask_field, aug_steps, self._in_channels(inputs), self.out_channels or channels, self.widths,
+            self.depth, self.attention, head_dim=self.head_dim, groups=self.groups, eps=self.eps,
+            dropout=self.dropout, flip_sin_to_cos=self.flip_sin_to_cos, freq_shift=self.freq_shift,
+            downsample_padding=self.downsample_padding, context_dim=self._context_width(inputs), heads=self.heads,
+            pooled_heads=self.pooled_heads, class_timestep=self.aug_level is not None)

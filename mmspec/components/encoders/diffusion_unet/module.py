@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from mmspec.blocks.diffusion import DiffusionUNet
+from mmspec.blocks.schedules import betas
 
 
 class DiffusionUNetModule(DiffusionUNet):
     """The shared diffusion U-Net on a modality's pixels, a timestep modality and optionally the `context_field`
-    sequence of the context bundle; parameters named as the block's (diffusers', attentions aside), so the
-    `diffusers` layout is nearly the identity."""
+    sequence of the context bundle (its padding the `mask_field` of the context_mask bundle), a low-resolution
+    image (resized bilinearly and concatenated) and its augmentation level; parameters named as the block's
+    (diffusers', attentions aside), so the `diffusers` layout is nearly the identity."""
 
-    def __init__(self, context_field: str | None, *args, **kwargs):
+    def __init__(self, context_field: str | None, mask_field: str | None, aug_steps: int | None, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.context_field = context_field
+        self.context_field, self.mask_field = context_field, mask_field
+        if aug_steps:  # the augmentation's cumulative alphas, abar_0..abar_{A-1}
+            abar = torch.cumprod(1 - betas("squaredcos_cap_v2", aug_steps), 0).float()  # A
+            self.register_buffer("aug_abar", abar, persistent=False)
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        x = inputs["input"]["pixels"]  # B,C,H,W
         t = next(iter(inputs["timestep"].values()))  # B
         context = inputs["context"][self.context_field] if self.context_field else None  # B,S,D
-        return {"eps": super().forward(inputs["input"]["pixels"], t, context)}  # B,C_out,H,W
+        mask = inputs["context_mask"][self.mask_field] if self.mask_field else None  # B,S
+        level = next(iter(inputs["aug_level"].values())) if "aug_level" in inputs else None  # B
+        if "low_res" in inputs:
+            low = inputs["low_res"]["pixels"]  # B,C,h,w
+            if self.training and level is not None:  # noise-conditioning augmentation at the drawn level
+                abar = self.aug_abar[level][:, None, None, None]  # B,1,1,1
+                low = abar.sqrt() * low + (1 - abar).sqrt() * torch.randn_like(low)  # B,C,h,w
+            low = F.interpolate(low, size=(x.shape[2], x.shape[3]), mode="bilinear", align_corners=False)
+            x = torch.cat([x, low], dim=1)  # B,2C,H,W
+        return {"eps": super().forward(x, t, context, mask, level)}  # B,C_out,H,W
