@@ -27,6 +27,22 @@ def word2vec_tables(vocab: int, dim: int, *, output: bool = True) -> int:
     return model.wv.vectors.size + (model.syn1neg.size if output else 0)
 
 
+def word2vec_sgd(syn0: np.ndarray, syn1neg: np.ndarray, sentence: list[int], lr: float, negative: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The tables after gensim's skip-gram trains once over `sentence` (ids into syn0's rows, window 1, no
+    subsampling, constant rate `lr`) with one negative per pair, every draw forced to the id `negative` by
+    overwriting the noise table (cum_table). gensim reads sigmoids from a 1,000-entry table over [-6, 6]."""
+    from gensim.models import Word2Vec
+
+    vocab, dim = syn0.shape
+    model = Word2Vec(vector_size=dim, sg=1, negative=1, hs=0, window=1, sample=0, min_count=1, workers=1, seed=0)
+    model.build_vocab_from_freq({f"w{i}": vocab - i for i in range(vocab)})  # key w{i} has index i
+    model.wv.vectors[:], model.syn1neg[:] = syn0, syn1neg
+    model.cum_table[:] = np.where(np.arange(vocab) < negative, 0, model.cum_table[-1])
+    model.train([[f"w{i}" for i in sentence]], total_examples=1, epochs=1, start_alpha=lr, end_alpha=lr)
+    return model.wv.vectors.copy(), model.syn1neg.copy()
+
+
 def _count(*modules: nn.Module) -> int:
     return sum(p.numel() for m in modules for p in m.parameters())
 
