@@ -64,6 +64,17 @@ class SpecBudget(StrictModel):
     """Activation bytes per example at the declared maximum sizes (e.g. 128GiB)."""
 
 
+class DatasetSpec(StrictModel):
+    """One dataset of a training mixture (Flamingo's M3W, ALIGN, LTIP, VTP): its loss weight and its batches'
+    sizes. Each `mmspec fit` step draws one batch per dataset and accumulates the gradient of
+    sum_m weight_m * loss_m before one optimizer step."""
+
+    weight: Annotated[float, Field(gt=0.0)] = 1.0
+    """lambda_m: this dataset's weighted objectives are multiplied by it."""
+    sizes: dict[Name, Annotated[int, Field(ge=1)]] = {}
+    """Dynamic axis -> its size in this dataset's batches (a batch axis sets its rows); others: as a plain fit."""
+
+
 class _SpecBase(StrictModel):
     mmspec: Literal[1]
     """Spec format version."""
@@ -85,6 +96,8 @@ class _SpecBase(StrictModel):
     """How `--weights` checkpoints name this model's tensors. Default: mmspec's own names."""
     budget: SpecBudget | None = None
     """This spec's own limits instead of the default budget (2e9 parameters, 64 GiB of activations)."""
+    datasets: dict[Name, DatasetSpec] = {}
+    """Training mixture: `mmspec fit` accumulates one weighted batch of each into every step (docs/training.md)."""
 
 
 def make_spec_model(registry: dict[str, dict[str, type[ComponentConfig]]]) -> type[StrictModel]:

@@ -42,11 +42,17 @@ def _draw(target: Target, shape: list[int], g: torch.Generator) -> torch.Tensor:
     return x.softmax(-1) if target.kind == "simplex" else x
 
 
-def synthetic_batch(loaded: LoadedSpec, batch: int, seed: int) -> Batch:
+def synthetic_batch(loaded: LoadedSpec, batch: int, seed: int, axes: dict[str, int] | None = None) -> Batch:
     """Random graph inputs (ids in range, masks padding the tail of row 0) and random data targets; every
-    batch axis has `batch` rows, other dynamic axes their trace size."""
+    batch axis has `batch` rows, other dynamic axes their trace size, except the sizes `axes` gives."""
     sizes = trace_sizes(loaded.plan)
     sizes.update({axis: batch for axis in batch_axes(loaded)})
+    for axis, size in (axes or {}).items():
+        if axis not in sizes:
+            raise UsageError(f"datasets: {axis!r} is not a dynamic axis of the spec (axes: {', '.join(sorted(sizes))})")
+        if size > loaded.plan.axes_max.get(axis, size):
+            raise UsageError(f"datasets: {axis}={size} exceeds its maximum {loaded.plan.axes_max[axis]}")
+        sizes[axis] = size
     inputs = make_inputs(loaded.plan, sizes, seed=seed)
     g = torch.Generator().manual_seed(seed + 7919)
     targets = {
@@ -56,6 +62,12 @@ def synthetic_batch(loaded: LoadedSpec, batch: int, seed: int) -> Batch:
         for obj, ts in sorted(data_targets(loaded).items())
     }
     return Batch(inputs, targets)
+
+
+def mixture_batches(loaded: LoadedSpec, batch: int, seed: int) -> dict[str, Batch]:
+    """One synthetic batch per dataset of the spec's `datasets:` (their `sizes`), each drawn from its own seed."""
+    return {name: synthetic_batch(loaded, batch, seed + 104_729 * i, ds.sizes)
+            for i, (name, ds) in enumerate(loaded.spec.datasets.items())}
 
 
 def read_batch_file(path: str | Path, loaded: LoadedSpec, option: str = "--batch-file",

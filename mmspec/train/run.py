@@ -13,7 +13,7 @@ from mmspec.errors import UsageError
 from mmspec.spec.loader import LoadedSpec
 from mmspec.train import distributed
 from mmspec.train.checkpoint import optimizer_state, save
-from mmspec.train.data import read_batch_file, synthetic_batch
+from mmspec.train.data import mixture_batches, read_batch_file, synthetic_batch
 from mmspec.train.trainer import Trainer
 
 
@@ -55,9 +55,16 @@ def fit(
         device = distributed.init(device)
     try:
         rank, world = mdist.world()
-        data = read_batch_file(batch_file, loaded) if batch_file else synthetic_batch(loaded, batch, seed)
-        if data.size % world:
-            raise UsageError(f"the batch of {data.size} rows does not split evenly over {world} processes")
+        if batch_file and loaded.spec.datasets:
+            raise UsageError("--batch-file: the spec declares datasets: (one batch each); a batch file per dataset "
+                             "is not supported yet")
+        if loaded.spec.datasets:
+            data = mixture_batches(loaded, batch, seed)
+        else:
+            data = read_batch_file(batch_file, loaded) if batch_file else synthetic_batch(loaded, batch, seed)
+        for b in data.values() if isinstance(data, dict) else [data]:
+            if b.size % world:
+                raise UsageError(f"the batch of {b.size} rows does not split evenly over {world} processes")
         strategy = ("fsdp" if fsdp else "ddp") if world > 1 else "none"
         trainer = Trainer(loaded, lr=lr, device=device, strategy=strategy, resample=resample, weights=weights)
         if resume is not None:

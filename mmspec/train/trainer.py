@@ -3,7 +3,9 @@
 One step on the global batch (the same on every process, drawn from one seed):
   views -> corrupt (student inputs, derived targets) -> this process's rows -> for each update group, in file
   order: forward of every node, the group's objectives, weighted sum, backward, optimizer step -> after-step
-  hooks (EMA teachers, temperature clamps).
+  hooks (EMA teachers, temperature clamps). With `datasets:` the step holds one batch per dataset: each group's
+  forward and backward run once per dataset, the losses weighted by the dataset's weight, and the gradients
+  accumulate into the group's one optimizer step (Flamingo's mixture).
 An update group is the objectives with one `updates:` list (GAN: discriminator, then generator); the default
 group updates every trainable parameter. Frozen components (`trainable: false`) and frozen parts inside a
 component (a stack with `trainable: false`, marked by blocks.transformer.freeze) have no gradients, no optimizer
@@ -147,6 +149,8 @@ class Trainer:
         self.model.to(self.device)
         self.groups = make_groups(loaded, self.model)
         self.weights = {n: cfg.weight for n, cfg in loaded.spec.objectives.items()}
+        self.datasets: dict[str | None, float] = {m: d.weight for m, d in loaded.spec.datasets.items()} or {None: 1.0}
+        """Dataset -> its weight lambda_m (None: the one batch of a fit without `datasets:`)."""
         self.replicated: list[nn.Parameter] = []
         """Parameters FSDP cannot shard (scalars); their gradients are averaged here."""
         self.frozen = [n.name for n in loaded.plan.nodes if not n.config.trainable and n.section != "objectives"]
@@ -194,32 +198,49 @@ class Trainer:
             student.inputs[name] = student.inputs[name].detach().clone().requires_grad_(True)
         return batch, student
 
-    def step(self, batch: Batch, seed: int, total_steps: int) -> dict[str, float]:
-        """One training step; returns each objective's loss averaged over processes, and `total`."""
+    def loss_names(self) -> dict[str, tuple[str | None, str]]:
+        """Reported loss name -> (dataset, objective): the objective's name, `dataset.objective` with `datasets:`."""
+        return {n if m is None else f"{m}.{n}": (m, n) for g in self.groups for n in g.losses for m in self.datasets}
+
+    def accumulate(self, prepared: dict[str | None, tuple[Batch, Batch]], group: int) -> dict[str, torch.Tensor]:
+        """Backward of group `group`'s weighted losses on each dataset's (clean, student) rows, the gradients
+        summed into .grad: sum_m lambda_m * sum_n weight_n * loss_{m,n}. Returns the losses by reported name."""
+        out = {}
+        for m, (clean, student) in prepared.items():
+            losses = self.step_module(student.inputs, clean.inputs, student.targets, group)
+            total = self.datasets[m] * sum(self.weights[n] * losses[n] for n in self.groups[group].losses)
+            total.backward()
+            out.update({n if m is None else f"{m}.{n}": v.detach() for n, v in losses.items()})
+        return out
+
+    def step(self, batch: Batch | dict[str, Batch], seed: int, total_steps: int) -> dict[str, float]:
+        """One training step on `batch` (with `datasets:`, {dataset: its batch}); returns each reported loss
+        (`loss_names`) averaged over processes, and `total`."""
         self.step_module.train()
         for name in self.frozen:
             self.model.components[name].eval()
         for module in self.frozen_parts:
             module.eval()
-        clean, student = self.prepare(batch, seed)
+        mixture = batch if isinstance(batch, dict) else {None: batch}
+        if set(mixture) != set(self.datasets):
+            raise UsageError(f"the step needs one batch per dataset ({', '.join(map(str, self.datasets))}); "
+                             f"got {', '.join(map(str, mixture))}")
+        prepared = {m: self.prepare(mixture[m], seed + 104_729 * i) for i, m in enumerate(self.datasets)}
         values: dict[str, torch.Tensor] = {}
-        for i, (group, opt) in enumerate(zip(self.groups, self.optimizers, strict=True)):
+        for i, opt in enumerate(self.optimizers):
             opt.zero_grad(set_to_none=True)
-            losses = self.step_module(student.inputs, clean.inputs, student.targets, i)
-            total = sum(self.weights[n] * losses[n] for n in group.losses)
-            total.backward()
+            values.update(self.accumulate(prepared, i))
             for p in self.replicated:
                 if p.grad is not None:
                     p.grad.copy_(mdist.global_sum(p.grad) / mdist.world()[1])
             opt.step()
-            values.update({n: v.detach() for n, v in losses.items()})
         for module in self.model.objectives.values():
             module.after_step(self.step_index, total_steps)
         self.step_index += 1
-        names = [n for g in self.groups for n in g.losses]
+        names = self.loss_names()
         stacked = (mdist.global_sum(torch.stack([values[n].float() for n in names])) / mdist.world()[1]).cpu()
         out = {n: float(v) for n, v in zip(names, stacked, strict=True)}
-        out["total"] = float(sum(self.weights[n] * out[n] for n in names))
+        out["total"] = float(sum(self.datasets[m] * self.weights[n] * out[k] for k, (m, n) in names.items()))
         return out
 
     def resume(self, path: str | Path) -> None:
@@ -231,9 +252,10 @@ class Trainer:
         self.weights_report = load_weights(self.model, self.loaded, path)
         self.step_index = restore_optimizers(path, self.model, self.optimizers)
 
-    def fit(self, batch: Batch, steps: int, seed: int, on_step: Callable[[int, dict], None] | None = None) -> History:
+    def fit(self, batch: Batch | dict[str, Batch], steps: int, seed: int,
+            on_step: Callable[[int, dict], None] | None = None) -> History:
         """`steps` more steps; schedules (EMA momentum) run over this run's end, steps done before included."""
-        history = History(objectives={n: [] for g in self.groups for n in g.losses})
+        history = History(objectives={n: [] for n in self.loss_names()})
         total = self.step_index + steps
         for k in range(steps):
             values = self.step(batch, seed, total)

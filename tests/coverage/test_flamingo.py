@@ -20,7 +20,7 @@ from mmspec.blocks.flamingo import image_causal
 from mmspec.importers.hf import import_hf, write_spec
 from mmspec.runtime import greedy
 from mmspec.runtime.decoding import FullDecoder, Pipeline
-from mmspec.train.data import synthetic_batch
+from mmspec.train.data import mixture_batches
 from mmspec.train.trainer import Trainer
 
 FLAMINGO = Path(__file__).resolve().parents[2] / "specs" / "flamingo.yaml"
@@ -196,9 +196,46 @@ def test_mmspec_generate_decodes_an_interleaved_prompt(tiny_graphs, tiny_pair, c
 
 def test_fit_lowers_the_loss_of_the_tiny_variant():
     loaded = api.load_spec(FLAMINGO, "tiny")
-    history = Trainer(loaded, lr=1e-2).fit(synthetic_batch(loaded, 4, 0), 20, seed=0)
+    history = Trainer(loaded, lr=1e-2).fit(mixture_batches(loaded, 4, 0), 20, seed=0)
     first, last = history.losses[0], sum(history.losses[-3:]) / 3
     assert last < 0.9 * first, history.losses[::3]
+    assert set(history.objectives) == {f"{m}.lm_loss" for m in ("m3w", "align", "ltip", "vtp")}
+
+
+def test_dataset_mixture_accumulates_the_weighted_gradient():
+    """One step's gradient over the four datasets (one batch each, their own sizes) equals
+    sum_m lambda_m * grad L_m, each L_m computed alone by hand; the reported total is sum_m lambda_m * L_m."""
+    loaded = api.load_spec(FLAMINGO, "tiny")
+    lambdas = {"m3w": 1.0, "align": 0.2, "ltip": 0.2, "vtp": 0.03}  # Appendix B.1.2
+    assert {m: d.weight for m, d in loaded.spec.datasets.items()} == lambdas
+    batches = mixture_batches(loaded, 3, 0)
+    assert batches["m3w"].inputs["image"].shape[1] == 3 and batches["align"].inputs["text"].shape[1] == 8
+    trainer = Trainer(loaded)
+    for module in (trainer.model.components["lm"], trainer.model.components["resampler"]):
+        with torch.no_grad():  # open the gates so the media reach the loss
+            for name, p in module.named_parameters():
+                if name.endswith("_gate"):
+                    p.fill_(0.5)
+    trainer.model.eval()
+    prepared = {m: trainer.prepare(b, 0) for m, b in batches.items()}
+    params = trainer.groups[0].params
+    expected = [torch.zeros_like(p) for p in params]
+    hand = {}
+    for m, (clean, student) in prepared.items():
+        loss = trainer.step_module(student.inputs, clean.inputs, student.targets, 0)["lm_loss"]
+        hand[m] = loss.item()
+        for e, g in zip(expected, torch.autograd.grad(loss, params, allow_unused=True), strict=True):
+            if g is not None:
+                e += lambdas[m] * g
+    for p in params:
+        p.grad = None
+    losses = trainer.accumulate(prepared, 0)
+    assert {m: losses[f"{m}.lm_loss"].item() for m in lambdas} == pytest.approx(hand, abs=1e-6)
+    assert len({round(v, 4) for v in hand.values()}) == 4  # four different batches
+    for p, e in zip(params, expected, strict=True):
+        got = torch.zeros_like(p) if p.grad is None else p.grad
+        torch.testing.assert_close(got, e, atol=1e-6, rtol=0)
+    assert max(e.abs().max().item() for e in expected) > 1e-3
 
 
 def test_vision_tower_and_lm_layers_are_frozen():
