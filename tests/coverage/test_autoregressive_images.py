@@ -288,3 +288,16 @@ def test_nuwa_fit_lowers_the_loss(tmp_path):
     assert run(["fit", str(NUWA), "--variant", "tiny", "--steps", "40", "--json", str(out), "-q"]) == 0
     losses = json.loads(out.read_text())["losses"]
     assert all(math.isfinite(x) for x in losses) and losses[-1] < 0.7 * losses[0], losses[::5]
+
+
+def test_nuwa_paper_sizes_and_why_870m_is_not_registered():
+    """Section 4.1's widths and grids with the appendix's 12 + 24 layers: the two stacks alone are 865.9M, so no
+    embedding tables fit in the printed 870M (the 12,288-code table alone is 15.7M); 24 + 24 layers would be 1.10B."""
+    model = api.build(api.load_spec(NUWA), device="meta")
+    total = api.param_counts(model)["total"]
+    tables = sum(_count(model.components[n].embed) for n in ("encoder", "decoder"))
+    assert (total, total - tables) == (950_577_920, 865_863_680)  # the figures in the spec's notes
+    assert 1280 * 12_288 > 870_500_000 - (total - tables)
+    assert not PaperSize("870M", "Section 4.1").matches(total) and "nuwa" not in PAPER_SIZES
+    deep = api.load_spec(NUWA, None, ["encoders.encoder.layers=24"])
+    assert deep.estimate.params - tables > 1_100_000_000
