@@ -46,15 +46,16 @@ def test_bruni_mixing_equals_scikit_learn_truncated_svd():
             np.testing.assert_allclose(a, b, atol=1e-10, rtol=0)
 
 
-def test_negative_sampling_steps_equal_gensim_training():
+@pytest.mark.parametrize(("stem", "objective"), [("kiela_bottou", "loss"), ("mmskipgram", "linguistic"),
+                                               ("hill_korhonen", "loss")])
+def test_negative_sampling_steps_equal_gensim_training(stem, objective):
     """SGD on the spec's skip-gram objective, pair by pair in gensim's order (word i predicted from the vector of
     each word j beside it), moves both tables as gensim's training does; a pair whose negative is its own target
     skips it in both. gensim's tabulated sigmoid leaves differences of a few 1e-3 (a step of 0.012 in the dot)."""
     lr, sentence, negative = 0.5, [0, 1, 2], 2
-    loaded = load_spec(SPECS / "hill_korhonen.yaml", "tiny", ["modalities.words.vocab_size=3",
-                                                                "encoders.skipgram.dim=6"])
+    loaded = load_spec(SPECS / f"{stem}.yaml", "tiny", ["modalities.words.vocab_size=3", "encoders.skipgram.dim=6"])
     model = build(loaded)
-    table, objective = model.components["skipgram"].table.weight, model.objectives["loss"]
+    table, objective = model.components["skipgram"].table.weight, model.objectives[objective]
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         table.normal_(0, 0.3, generator=g)
