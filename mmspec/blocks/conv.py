@@ -171,16 +171,18 @@ def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 
 class SqueezeExcite(nn.Module):
-    """x * sigmoid(expand(SiLU(reduce(mean over H, W)))): per-channel gates from a `reduced`-wide bottleneck."""
+    """x * sigmoid(expand(act(reduce(mean over H, W)))): per-channel gates from a `reduced`-wide bottleneck
+    (`act`: SiLU as EfficientNet, ReLU as NFNet)."""
 
-    def __init__(self, channels: int, reduced: int):
+    def __init__(self, channels: int, reduced: int, act: str = "silu"):
         super().__init__()
         self.reduce = nn.Conv2d(channels, reduced, 1)
         self.expand = nn.Conv2d(reduced, channels, 1)
+        self.act = F.relu if act == "relu" else F.silu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.mean((2, 3), keepdim=True)  # B,C,1,1
-        return x * torch.sigmoid(self.expand(F.silu(self.reduce(s))))  # B,C,H,W
+        return x * torch.sigmoid(self.expand(self.act(self.reduce(s))))  # B,C,H,W
 
 
 class MBConv(nn.Module):

@@ -28,6 +28,7 @@ FAMILIES = (
     "encoders.masking_noise",
     "encoders.meshed_memory",
     "encoders.multimodel",
+    "encoders.nfnet",
     "encoders.multimae",
     "encoders.pathnet",
     "encoders.perceiver",

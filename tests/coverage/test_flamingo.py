@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nfnet_references as NF
 import numpy as np
 import pytest
 import torch
+import yaml
 from flamingo_references import DEFAULT, IDEFICS_9B, IDEFICS_9B_SETS, idefics
 from hf_reference import PARITY_ATOL, randomize
 
@@ -246,3 +248,62 @@ def test_vision_tower_and_lm_layers_are_frozen():
     assert "components.lm.embed.weight" not in trainable  # the LM's own token rows
     assert {"components.lm.xattn.0.attn_gate", "components.resampler.resampler.latents",
             "components.lm.added.weight", "components.lm.head.weight"} <= trainable
+
+
+NFNET_TINY = {"widths": [16, 32, 32, 48], "depths": [1, 2, 1, 1], "group_width": 8}
+
+
+def _nfnet_spec(tmp_path: Path, side: int, **cfg) -> Path:
+    path = tmp_path / "nfnet.yaml"
+    path.write_text(yaml.safe_dump({
+        "mmspec": 1, "name": "nfnet", "outputs": ["vision"],
+        "modalities": {"image": {"type": "image", "channels": 3, "height": side, "width": side}},
+        "encoders": {"vision": {"type": "nfnet", "input": "image", **cfg}}}))
+    return path
+
+
+@pytest.mark.parametrize("variant", ["F0", "F6"])
+def test_nfnet_counts_equal_the_official_code(tmp_path, variant):
+    """The `nfnet` encoder at an F-series depth has the parameters of DeepMind's NFNet without its classifier
+    (F6: 435,286,116, Flamingo's Table 5 '435M'; with the 1000-way classifier 438,359,116, the NFNet paper's
+    438.4M)."""
+    with torch.device("meta"):
+        reference = sum(p.numel() for p in NF.nfnet(variant).parameters())
+        classifier = sum(p.numel() for p in NF.nfnet(variant, 1000).parameters())
+    loaded = api.load_spec(_nfnet_spec(tmp_path, 320, depths=NF.F_SERIES[variant]))
+    assert api.param_counts(api.build(loaded, device="meta"))["total"] == reference
+    assert reference + 3072 * 1000 + 1000 == classifier
+    if variant == "F6":
+        assert (reference, classifier) == (435_286_116, 438_359_116)
+
+
+def test_nfnet_computes_the_official_features(tmp_path):
+    """A small NFNet (random weights, open skip gains) copied into the `nfnet` encoder by name computes the
+    official rebuild's final activations on 64 x 64 images: the grid, its row-major sequence and its mean."""
+    torch.manual_seed(0)
+    reference = NF.NFNet(NFNET_TINY["depths"], NFNET_TINY["widths"], None, group_size=8).eval()
+    with torch.no_grad():
+        for name, p in reference.named_parameters():
+            if name.endswith(("skip_gain", "gain", "bias")):
+                p.copy_(1 + 0.2 * torch.randn_like(p) if name.endswith("gain") else 0.1 * torch.randn_like(p))
+    model = api.build(api.load_spec(_nfnet_spec(tmp_path, 64, **NFNET_TINY))).eval()
+    ours = dict(model.components["vision"].net.named_parameters())
+    theirs = dict(reference.named_parameters())
+    renames = {"stem_conv0": "stem.0", "stem_conv1": "stem.2", "stem_conv2": "stem.4", "stem_conv3": "stem.6",
+               "conv_shortcut": "shortcut", "se.fc0": "se.reduce", "se.fc1": "se.expand"}
+    with torch.no_grad():
+        for name, p in theirs.items():
+            target = name.replace(".w", ".weight") if name.endswith(".w") else name
+            for a, b in renames.items():
+                target = target.replace(a, b)
+            mine = ours.pop(target)
+            mine.copy_(p.reshape(mine.shape))  # the SE's Linear weights are 1x1 convs here
+    assert not ours  # every parameter came from the reference
+    pixels = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = reference(pixels)  # B,96,2,2
+        out = dict(zip(model.output_names, model({"image": pixels}), strict=True))
+    assert expected.shape == (2, 96, 2, 2) and expected.std() > 1e-2
+    assert (out["vision_features"] - expected).abs().max().item() <= 1e-5
+    torch.testing.assert_close(out["vision_sequence"], expected.flatten(2).transpose(1, 2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out["vision_pooled"], expected.mean((2, 3)), atol=1e-5, rtol=0)
