@@ -204,11 +204,8 @@ def test_limoe_entropy_losses_equal_their_definitions():
 
 
 def test_limoe_h14_count_on_the_meta_device():
-    sets = ["encoders.tower.embed.patch_size=14"]
-    for tower in ("tower", "text_tower"):
-        sets += [f"encoders.{tower}.{k}={v}" for k, v in
-                 (("width", 1280), ("layers", 32), ("heads", 16), ("ffn", 5120), ("moe.experts", 32), ("moe.last", 12))]
-    loaded = api.load_spec(LIMOE, None, sets, budget=None)
+    """The canonical LIMoE-H/14 (built on the meta device) and the `b16` variant's count."""
+    loaded = api.load_spec(LIMOE)
     enc = loaded.spec.encoders["tower"]
     assert enc.moe.layers_of(enc.layers) == list(range(9, 32, 2))  # the last 12 even (1-based) layers
     model = api.build(loaded, device="meta")
@@ -217,6 +214,7 @@ def test_limoe_h14_count_on_the_meta_device():
                   if isinstance(m, MixtureOfExperts))
     assert total == loaded.estimate.params == 5_549_346_561  # the figure in the spec's notes
     assert total - enc.idle_params() == total - experts * 31 // 32 == 673_468_161
+    assert api.load_spec(LIMOE, "b16").estimate.params == 309_366_529
 
 
 def test_limoe_share_stack_must_match_its_owner():
