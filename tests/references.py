@@ -334,6 +334,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "guided_diffusion:unconditional": lambda: GDR.guided_diffusion(class_cond=False),
     "unclip": GDR.unclip,  # diffusers PriorTransformer (Karlo) + CLIPTextModelWithProjection ViT-L/14
     "imagen": IMG.imagen,  # T5 v1.1-Large encoder (T5EncoderModel) + base UNet2DConditionModel (widths 256..1024)
+    "imagen:sr256": lambda: IMG.imagen_sr(256),  # the same encoder + the 64 -> 256 stage's UNet2DConditionModel
+    "imagen:sr1024": lambda: IMG.imagen_sr(1024),  # the same encoder + the 256 -> 1024 stage's
     "dvae": Formula("transformers.FlavaImageCodebook + the official dall_e.Decoder count", DR.dvae_count),
     "dcgan": lambda: GAN.pair(GAN.dcgan_example),  # pytorch/examples DCGAN Generator + Discriminator
     "gan_int_cls": lambda: GAN.pair(GAN.gan_int_cls),  # icml2016 netG + netD (conv biases zeroed, not counted)

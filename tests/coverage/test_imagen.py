@@ -1,8 +1,11 @@
-"""Imagen (T2I-14): the frozen T5 v1.1 encoder equals transformers' T5EncoderModel and the base U-Net diffusers'
-UNet2DConditionModel in parameter count (the default, and the paper's T5-XXL text encoder as a --set size);
-`--weights` on a random UNet2DConditionModel checkpoint reproduces its noise prediction; guided DDIM sampling of
-the exported denoiser with dynamic thresholding on ONNX Runtime equals the eager graph; dynamic thresholding is the
-paper's rule; `fit` lowers the noise-prediction loss while the T5 encoder stays frozen."""
+"""Imagen (T2I-14): the frozen T5 v1.1 encoder equals transformers' T5EncoderModel and the base and
+super-resolution U-Nets diffusers' UNet2DConditionModel (pooled text added to the time embedding, the augmentation
+level embedded like the timestep) in parameter count (the default, the sr256 / sr1024 stages, and the paper's
+T5-XXL text encoder as a --set size); `--weights` on a random UNet2DConditionModel checkpoint reproduces its noise
+prediction with a padded caption's mask (and, for the super-resolution stage, the low-resolution image and its
+augmentation level); guided DDIM sampling of the exported denoisers with dynamic thresholding on ONNX Runtime
+equals the eager graph; dynamic thresholding is the paper's rule; training noises the low-resolution image at the
+drawn level; `fit` lowers the noise-prediction loss while the T5 encoder stays frozen."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ from pathlib import Path
 
 import imagen_references as IMG
 import numpy as np
+import pytest
 import torch
+import torch.nn.functional as F
 
 from mmspec import api
 from mmspec.runtime import Denoiser, OnnxGraph, alphas_cumprod, betas, ddim_sample, dynamic_threshold
@@ -27,10 +32,11 @@ def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def test_parts_match_their_references():
-    counts = api.param_counts(api.build(api.load_spec(SPEC), device="meta"))["by_component"]
+@pytest.mark.parametrize("variant", [None, "sr256", "sr1024"])
+def test_parts_match_their_references(variant):
+    counts = api.param_counts(api.build(api.load_spec(SPEC, variant), device="meta"))["by_component"]
     with torch.device("meta"):
-        t5, unet = IMG.imagen()
+        t5, unet = IMG.imagen() if variant is None else IMG.imagen_sr(int(variant[2:]))
     assert (counts["t5"], counts["unet"]) == (_count(t5), _count(unet))
 
 
@@ -43,12 +49,16 @@ def test_the_papers_t5_xxl_encoder_matches_t5encodermodel():
 
 def _tiny_unet(loaded) -> torch.nn.Module:
     unet = loaded.spec.encoders["unet"]
+    depth = tuple(unet.depth) if isinstance(unet.depth, list) else unet.depth
     return IMG.base_unet(tuple(unet.widths), loaded.spec.encoders["t5"].width, loaded.spec.modalities["x_t"].height,
-                         unet.depth, tuple(unet.attention), unet.heads, unet.groups, unet.eps)
+                         depth, tuple(unet.attention), unet.heads, unet.groups, unet.eps, unet.pooled_heads,
+                         super_resolution=unet.low_res is not None)
 
 
-def test_weights_reproduce_unet2dconditionmodel_and_ort_sampling_equals_eager(tmp_path):
-    loaded = api.load_spec(SPEC, "tiny")
+@pytest.mark.parametrize("variant", ["tiny", "tiny_sr"])
+def test_weights_reproduce_unet2dconditionmodel_and_ort_sampling_equals_eager(variant, tmp_path):
+    loaded = api.load_spec(SPEC, variant)
+    sr = variant == "tiny_sr"
     torch.manual_seed(0)
     reference = _tiny_unet(loaded)
     with torch.no_grad():
@@ -58,12 +68,24 @@ def test_weights_reproduce_unet2dconditionmodel_and_ort_sampling_equals_eager(tm
     model = api.build(loaded, weights=tmp_path / "unet" / "diffusion_pytorch_model.safetensors").eval()
     assert {name.split(".")[0] for name in model.weights_report["new"]} == {"t5"}
     x, t, text = torch.randn(2, 3, 8, 8), torch.tensor([10, 950]), torch.randn(2, 5, 8)  # B,3,8,8; B; B,S,D
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])  # B,S: the first caption is padded
+    low, level = torch.randn(2, 3, 4, 4), torch.tensor([0, 600])  # B,3,4,4; B
+    inputs = {"input": {"pixels": x}, "timestep": {"values": t}, "context": {"sequence": text},
+              "context_mask": {"mask": mask}}
+    sample, labels = x, None
+    if sr:
+        inputs |= {"low_res": {"pixels": low}, "aug_level": {"values": level}}
+        sample = torch.cat([x, F.interpolate(low, size=(8, 8), mode="bilinear", align_corners=False)], 1)  # B,6,8,8
+        labels = level
     with torch.no_grad():
-        ours = model.components["unet"]({"input": {"pixels": x}, "timestep": {"values": t},
-                                         "context": {"sequence": text}})["eps"]  # B,3,8,8
-        theirs = reference(x, t, encoder_hidden_states=text).sample
-        other = reference(x, t, encoder_hidden_states=torch.randn(2, 5, 8)).sample
+        ours = model.components["unet"](inputs)["eps"]  # B,3,8,8
+        theirs = reference(sample, t, encoder_hidden_states=text, encoder_attention_mask=mask,
+                           class_labels=labels).sample
+        unmasked = reference(sample, t, encoder_hidden_states=text, class_labels=labels).sample
+        other = reference(sample, t, encoder_hidden_states=torch.randn(2, 5, 8), encoder_attention_mask=mask,
+                          class_labels=labels).sample
     assert (theirs - other).abs().max() > 0.05  # the text shows
+    assert (theirs[0] - unmasked[0]).abs().max() > 1e-3  # the mask shows
     assert (ours - theirs).abs().max().item() <= PARITY_ATOL
 
     graph = {g.name: g for g in loaded.plan.graphs}["denoiser"]
@@ -71,20 +93,47 @@ def test_weights_reproduce_unet2dconditionmodel_and_ort_sampling_equals_eager(tm
     with torch.no_grad():
         api.export(gm, loaded, tmp_path / "denoiser.onnx", graph=graph)
     ort = OnnxGraph(tmp_path / "denoiser.onnx")
-    (context,) = set(ort.input_names) - {"x_t", "timestep"}
     rng = np.random.default_rng(0)
-    cond = {context: rng.standard_normal((2, 5, 8), dtype=np.float32)}  # B,S,D: a caption's T5 states
-    uncond = {context: np.zeros((2, 5, 8), dtype=np.float32)}  # B,S,D: the dropped caption's
+    names = {n: next(i for i in ort.input_names if i.endswith(n)) for n in ("sequence", "mask")}
+    cond = {names["sequence"]: rng.standard_normal((2, 5, 8), dtype=np.float32),  # B,S,D: a caption's T5 states
+            names["mask"]: mask.numpy()}  # B,S
+    uncond = {**cond, names["sequence"]: np.zeros((2, 5, 8), dtype=np.float32)}  # B,S,D: the dropped caption's
+    if sr:  # the 4x4 image, noised at its augmentation level as in training
+        abar = alphas_cumprod(betas("squaredcos_cap_v2"))[level.numpy()][:, None, None, None]  # B,1,1,1
+        noised = (np.sqrt(abar) * low.numpy() + np.sqrt(1 - abar) * rng.standard_normal(low.shape)).astype(np.float32)
+        feeds = {"low_res": noised, "aug_level": level.numpy()}  # B,3,4,4; B
+        cond, uncond = {**cond, **feeds}, {**uncond, **feeds}
     noise = rng.standard_normal((2, 3, 8, 8), dtype=np.float32)  # B,3,8,8
     schedule = alphas_cumprod(betas("squaredcos_cap_v2"))
 
-    def sample(g, scale):
+    def sample_with(g, scale):
         den = Denoiser(g, sample="x_t", timestep="timestep", eps="unet", cond=cond, uncond=uncond)
         return ddim_sample(den, noise, schedule=schedule, steps=10, seed=2, guidance_scale=scale, clip_sample=0.995)
 
-    on_ort = sample(ort, 5.0)
-    np.testing.assert_allclose(on_ort, sample(api.eager_graph(model, "denoiser"), 5.0), atol=SAMPLE_ATOL, rtol=0)
-    assert np.abs(on_ort - sample(ort, 1.0)).max() > 10 * SAMPLE_ATOL, "guidance does not change the sample"
+    on_ort = sample_with(ort, 5.0)
+    np.testing.assert_allclose(on_ort, sample_with(api.eager_graph(model, "denoiser"), 5.0), atol=SAMPLE_ATOL, rtol=0)
+    assert np.abs(on_ort - sample_with(ort, 1.0)).max() > 10 * SAMPLE_ATOL, "guidance does not change the sample"
+
+
+def test_training_noises_the_low_res_image_at_its_level():
+    model = api.build(api.load_spec(SPEC, "tiny_sr"))
+    unet = model.components["unet"]
+    x, t, text = torch.randn(2, 3, 8, 8), torch.tensor([10, 950]), torch.randn(2, 5, 8)  # B,3,8,8; B; B,S,D
+    low, mask, level = torch.randn(2, 3, 4, 4), torch.ones(2, 5, dtype=torch.int64), torch.tensor([3, 600])
+
+    def eps(image, training):
+        unet.train(training)
+        torch.manual_seed(0)
+        with torch.no_grad():
+            return unet({"input": {"pixels": x}, "timestep": {"values": t}, "context": {"sequence": text},
+                         "context_mask": {"mask": mask}, "low_res": {"pixels": image},
+                         "aug_level": {"values": level}})["eps"]  # B,3,8,8
+
+    abar = torch.from_numpy(alphas_cumprod(betas("squaredcos_cap_v2"))).float()[level][:, None, None, None]
+    torch.manual_seed(0)
+    noised = abar.sqrt() * low + (1 - abar).sqrt() * torch.randn_like(low)  # B,3,4,4: the drawn augmentation
+    torch.testing.assert_close(eps(low, True), eps(noised, False), atol=1e-6, rtol=1e-5)
+    assert (eps(low, True) - eps(low, False)).abs().max() > 1e-3  # eval takes the image as given
 
 
 def test_dynamic_thresholding_clips_to_the_percentile_and_rescales():
@@ -97,8 +146,9 @@ def test_dynamic_thresholding_clips_to_the_percentile_and_rescales():
     assert np.abs(out).max() <= 1.0 and np.isclose(np.abs(out[0]).max(), 1.0)
 
 
-def test_fit_lowers_the_eps_loss_and_keeps_t5_frozen():
-    loaded = api.load_spec(SPEC, "tiny")
+@pytest.mark.parametrize("variant", ["tiny", "tiny_sr"])
+def test_fit_lowers_the_eps_loss_and_keeps_t5_frozen(variant):
+    loaded = api.load_spec(SPEC, variant)
     trainer = Trainer(loaded, lr=3e-3)
     frozen = {k: v.clone() for k, v in trainer.model.components["t5"].state_dict().items()}
     history = trainer.fit(synthetic_batch(loaded, 4, 0), 15, seed=0)
