@@ -1,4 +1,5 @@
-"""Installed references for the grounded word models of the survey's section 3.3 (ISL-01, 02, 04, 05, 07).
+"""Installed references for the grounded word models of the survey's section 3.3 (ISL-01, 02, 04, 05, 07), and the
+official SkipThought encoder under ISL-09's sentence vector.
 
 The text side of Kiela & Bottou 2014, Lazaridou et al. 2015, Kottur et al. 2016 and Hill & Korhonen 2014 is
 word2vec; `gensim.models.Word2Vec` allocates its tables from a vocabulary (`build_vocab_from_freq`, no corpus
@@ -66,6 +67,14 @@ def vis_w2v(vocab: int, dim: int = 200, clusters: int = 25) -> int:
     """The pre-trained word2vec vectors (syn0; the refinement reads no output table) and refineFunctions.c's syn1,
     the bias-free K x d layer over the scene clusters."""
     return word2vec_tables(vocab, dim, output=False) + _count(nn.Linear(dim, clusters, bias=False))
+
+
+def skipthought_encoder(n_words: int = 20_000, dim_word: int = 620, dim: int = 2_400) -> int:
+    """The uni-skip encoder of ryankiros/skip-thoughts (training/train.py defaults, model.py init_params): Wemb
+    [n_words, dim_word] and param_init_gru's W [dim_word, 2 dim], b [2 dim], U [dim, 2 dim], Wx [dim_word, dim],
+    Ux [dim, dim], bx [dim]: one bias per gate (the candidate's reset applies to Ux h, which has none)."""
+    gru = dim_word * 2 * dim + 2 * dim + dim * 2 * dim + dim_word * dim + dim * dim + dim
+    return n_words * dim_word + gru
 
 
 def truncated_svd_mixing(text: np.ndarray, visual: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

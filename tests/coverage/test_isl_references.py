@@ -73,3 +73,10 @@ def test_negative_sampling_steps_equal_gensim_training(stem, objective):
     assert np.abs(want1 - syn1neg).max() > 0.1  # the reference moved well beyond the tolerance
     np.testing.assert_allclose(table.detach().numpy(), want0, atol=6e-3, rtol=0)
     np.testing.assert_allclose(objective.output.weight.detach().numpy(), want1, atol=6e-3, rtol=0)
+
+
+def test_bordes_encoder_is_skipthoughts_uni_skip_plus_torchs_second_gru_biases():
+    """torch's GRU has input and hidden biases (b_ih, b_hh); the official Theano GRU one bias per gate, so the
+    spec's encoder holds 3 x 2,400 parameters more than skip-thoughts' (a gap recorded in specs/bordes.yaml)."""
+    counts = param_counts(build(load_spec(SPECS / "bordes.yaml"), device="meta"))["by_component"]
+    assert counts["skipthought"] == ISL.skipthought_encoder() + 3 * 2_400
