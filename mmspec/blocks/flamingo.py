@@ -61,11 +61,13 @@ class ResamplerLayer(nn.Module):
 
 class PerceiverResampler(nn.Module):
     """`latents` learned queries through `depth` ResamplerLayers and a final LayerNorm. `frames` > 1: the input
-    is `frames` consecutive items per media (a video), each with its learned time embedding, flattened together."""
+    is `frames` consecutive items per media (a video), each with its learned time embedding, flattened together.
+    `source` (the input width, when it differs from `dim`): a bias-free Linear maps the input to `dim` first."""
 
     def __init__(self, dim: int, depth: int, heads: int, head_dim: int, latents: int, ffn: int, act: str,
-                 eps: float, frames: int, time_embedding: bool):
+                 eps: float, frames: int, time_embedding: bool, source: int | None = None):
         super().__init__()
+        self.proj = nn.Linear(source, dim, bias=False) if source and source != dim else None
         self.latents = nn.Parameter(torch.randn(latents, dim))
         self.time = nn.Parameter(torch.zeros(frames, dim)) if time_embedding else None
         self.layers = nn.ModuleList(ResamplerLayer(dim, heads, head_dim, ffn, act, eps) for _ in range(depth))
@@ -73,7 +75,9 @@ class PerceiverResampler(nn.Module):
         self.frames = frames
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B*M*F, S, D] (F = frames) -> [B*M, latents, D]."""
+        """x [B*M*F, S, D_in] (F = frames) -> [B*M, latents, D]."""
+        if self.proj is not None:
+            x = self.proj(x)  # B*M*F,S,D
         if self.time is not None:
             x = x.view(-1, self.frames, x.shape[1], x.shape[2]) + self.time[None, :, None]  # B*M,F,S,D
         x = x.reshape(-1, self.frames * x.shape[-2], x.shape[-1])  # B*M,F*S,D
@@ -83,16 +87,21 @@ class PerceiverResampler(nn.Module):
         return self.norm(latents)  # B*M,N,D
 
 
+def _ffn(dim: int, ffn: int, act: str, gated: bool) -> nn.Module:
+    """SwiGLU-style gated MLP (Llama, IDEFICS) or a plain bias-free one (Chinchilla; Flamingo's new layers)."""
+    return GatedFeedForward(dim, ffn, act) if gated else FeedForward(dim, ffn, act, bias=False)
+
+
 class RMSDecoderLayer(nn.Module):
     """Llama's layer: x + Attn(RMS(x)) with rotary positions and bias-free projections, then
-    x + SwiGLU(RMS(x))."""
+    x + SwiGLU(RMS(x)) (`gated`; else a plain MLP)."""
 
-    def __init__(self, dim: int, heads: int, ffn: int, act: str, eps: float, dropout: float):
+    def __init__(self, dim: int, heads: int, ffn: int, act: str, eps: float, dropout: float, gated: bool = True):
         super().__init__()
         self.attn_norm = RMSNorm(dim, eps)
         self.attn = GroupedAttention(dim, heads, heads, dim // heads, 0.0, False)
         self.ffn_norm = RMSNorm(dim, eps)
-        self.ffn = GatedFeedForward(dim, ffn, act)
+        self.ffn = _ffn(dim, ffn, act, gated)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -108,16 +117,17 @@ class RMSDecoderLayer(nn.Module):
 
 class GatedCrossDense(nn.Module):
     """Flamingo's GATED XATTN-DENSE: x + tanh(alpha) * gate * XAttn(RMS(x), media), then
-    x + tanh(beta) * SwiGLU(RMS(x)); alpha and beta start at 0. `gate` [B, T, 1] zeroes the tokens that have no
-    media before them."""
+    x + tanh(beta) * SwiGLU(RMS(x)) (`gated`; else a plain MLP); alpha and beta start at 0. `gate` [B, T, 1]
+    zeroes the tokens that have no media before them."""
 
-    def __init__(self, dim: int, media_dim: int, heads: int, ffn: int, act: str, eps: float, dropout: float):
+    def __init__(self, dim: int, media_dim: int, heads: int, ffn: int, act: str, eps: float, dropout: float,
+                 gated: bool = True):
         super().__init__()
         self.attn_norm = RMSNorm(dim, eps)
         self.attn = Attention(dim, media_dim, dim, heads, dim, bias=False)
         self.attn_gate = nn.Parameter(torch.zeros(1))
         self.ffn_norm = RMSNorm(dim, eps)
-        self.ffn = GatedFeedForward(dim, ffn, act)
+        self.ffn = _ffn(dim, ffn, act, gated)
         self.ffn_gate = nn.Parameter(torch.zeros(1))
         self.dropout = nn.Dropout(dropout)
 

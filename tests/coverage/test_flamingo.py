@@ -7,6 +7,7 @@ variant trains."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import nfnet_references as NF
@@ -16,6 +17,7 @@ import torch
 import yaml
 from flamingo_references import DEFAULT, IDEFICS_9B, IDEFICS_9B_SETS, idefics
 from hf_reference import PARITY_ATOL, randomize
+from references import PaperSize
 
 from mmspec import api, cli
 from mmspec.blocks.flamingo import image_causal
@@ -307,3 +309,32 @@ def test_nfnet_computes_the_official_features(tmp_path):
     assert (out["vision_features"] - expected).abs().max().item() <= 1e-5
     torch.testing.assert_close(out["vision_sequence"], expected.flatten(2).transpose(1, 2), atol=1e-5, rtol=0)
     torch.testing.assert_close(out["vision_pooled"], expected.mean((2, 3)), atol=1e-5, rtol=0)
+
+
+PAPER = {  # Table 4: LM layers, width, heads, gated block every k-th layer; Table 5's printed total
+    "flamingo_3b": (24, 2048, 16, 1, "3.2B"), "flamingo_9b": (40, 4096, 32, 4, "9.3B"),
+    "flamingo_80b": (80, 8192, 64, 7, "80B"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(PAPER))
+def test_paper_variants_count_tables_4_and_5(variant):
+    """Flamingo-3B/9B/80B on the meta device: the vision tower is DeepMind's NFNet-F6 without its classifier
+    (Table 5: 435M); the resampler is 6 layers of 1536 (Table 4; a 3072 -> 1536 input map); the LM and the gated
+    blocks have Table 4's shapes, counted here layer by layer. The totals stay below Table 5's (see the spec's
+    notes: the tables disagree, and Chinchilla's relative-position projections are not expressed)."""
+    layers, d, heads, every, printed = PAPER[variant]
+    loaded = api.load_spec(FLAMINGO, variant)
+    counts = api.param_counts(api.build(loaded, device="meta"))
+    with torch.device("meta"):
+        nfnet_f6 = sum(p.numel() for p in NF.nfnet("F6").parameters())
+    e, vocab = 1536, 32002
+    resampler = 3072 * e + 64 * e + 6 * (3 * 2 * e + 4 * e * e + 2 * e * 4 * e) + 2 * e
+    lm_layer = 2 * d + 4 * d * d + 2 * d * 4 * d  # two RMSNorms, q/k/v/out, GeLU MLP
+    block = 2 * d + 2 * d * d + 2 * e * d + 2 * d * 4 * d + 2  # + k/v from the latents, two tanh gates
+    lm = 2 * vocab * d + layers * lm_layer + math.ceil(layers / every) * block + d
+    assert counts["by_component"] == {"vision": nfnet_f6, "resampler": resampler, "lm": lm, "lm_loss": 0}
+    total = counts["total"]
+    assert not PaperSize(printed, "Table 5").matches(total)  # the gap the spec's notes explain
+    frozen = nfnet_f6 + layers * lm_layer + (vocab - 2) * d + d
+    assert counts["trainable"] == total - frozen

@@ -29,6 +29,8 @@ RESAMPLER_EXAMPLES = (
             {"input": "vision", "depth": 1, "heads": 2, "head_dim": 4, "latents": 2, "frames": 3,
              "time_embedding": True, "activation": "gelu", "tokens": 5},
             {"encoders": {"vision": _VISION}}, name="video"),
+    Example(_FEATURES, {"input": "features", "depth": 1, "heads": 2, "head_dim": 4, "latents": 3, "width": 12,
+                        "activation": "sq_relu"}, name="projected"),
 )
 LM_EXAMPLES = (
     Example({**_IMAGES, **_TEXT}, {"input": "text", "media": "resampler", "width": 8, "layers": 2, "heads": 2,
@@ -37,6 +39,10 @@ LM_EXAMPLES = (
     Example({**_FEATURES, **_TEXT}, {"input": "text", "media": "resampler", "width": 8, "layers": 4, "heads": 2,
                                      "ffn": 16, "every": 2, "image_token": 23},
             {"encoders": {"resampler": {**_RESAMPLER, "input": "features"}}}, name="every_2"),
+    Example({**_FEATURES, **_TEXT}, {"input": "text", "media": "resampler", "width": 8, "layers": 3, "heads": 2,
+                                     "ffn": 32, "every": 2, "image_token": 23, "gated": False, "activation": "gelu",
+                                     "xattn_activation": "sq_relu"},
+            {"encoders": {"resampler": {**_RESAMPLER, "input": "features"}}}, name="chinchilla"),
 )
 
 
@@ -113,6 +119,9 @@ class PerceiverResampler(ComponentConfig):
     """Add a learned embedding per frame (Flamingo's temporal embeddings) before flattening the frames."""
     tokens: PositiveInt | None = None
     """Tokens per item; null: derived from an input length N x item axis, else the input is one item."""
+    width: PositiveInt | None = None
+    """Width of the latents; null: the input's. Otherwise a bias-free Linear maps the input to it first (Flamingo:
+    NFNet-F6's 3072 features resampled at 1536)."""
     eps: PositiveFloat = 1e-5
 
     def _source(self, inputs: dict[str, Bundle]) -> TensorInfo:
@@ -126,14 +135,16 @@ class PerceiverResampler(ComponentConfig):
                 raise CheckError("frames", f"{self.frames} frames per media need a fixed item count that they "
                                            f"divide; the input has {items!r} items")
             items //= self.frames
-        return {"latents": TensorInfo((src.shape[0], items, self.latents, src.shape[2]))}
+        return {"latents": TensorInfo((src.shape[0], items, self.latents, self.width or src.shape[2]))}
 
     def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
-        """Latents and time embeddings; per layer three LayerNorms, q/k/v/out and the feed-forward (no biases);
-        the final LayerNorm."""
-        d, inner = self._source(inputs).shape[2], self.heads * self.head_dim
+        """The input projection (with `width`); latents and time embeddings; per layer three LayerNorms,
+        q/k/v/out and the feed-forward (no biases); the final LayerNorm."""
+        src = self._source(inputs).shape[2]
+        d, inner = self.width or src, self.heads * self.head_dim
         layer = 6 * d + 4 * d * inner + 2 * d * (self.ffn or 4 * d)
-        return (self.latents + (self.frames if self.time_embedding else 0)) * d + self.depth * layer + 2 * d
+        proj = src * d if d != src else 0
+        return proj + (self.latents + (self.frames if self.time_embedding else 0)) * d + self.depth * layer + 2 * d
 
     def internal_shapes(self, inputs: dict[str, Bundle], ctx) -> list[tuple]:
         src = self._source(inputs)
@@ -170,14 +181,19 @@ class GatedXattnLM(ComponentConfig):
     ffn: PositiveInt = 11008
     """SwiGLU hidden width (the LM's and the gated blocks')."""
     every: PositiveInt = 4
-    """A gated cross-attention block before every `every`-th LM layer; it divides `layers`."""
+    """A gated cross-attention block before layers 0, every, 2 every, ... (ceil(layers / every) blocks; Flamingo:
+    1, 4, 7 for 3B, 9B, 80B)."""
     image_token: int = 32001
     """Id of the `<image>` token that marks where a media item stands in the text."""
     added_tokens: Annotated[int, Field(ge=0)] = 0
     """The last rows of the vocabulary (new tokens such as `<image>`) in their own embedding and head tables, which
     train while the LM's own rows are frozen (IDEFICS's decoupled tables: 2)."""
     activation: Activation = "silu"
-    """The gate activation of the LM's and the gated blocks' SwiGLU (Llama, IDEFICS: silu)."""
+    """The gate activation of the LM's and the gated blocks' SwiGLU (Llama, IDEFICS: silu; Chinchilla: gelu)."""
+    gated: bool = True
+    """SwiGLU feed-forwards (Llama, IDEFICS); false: plain bias-free ones of `ffn` (Chinchilla, Flamingo)."""
+    xattn_activation: Activation | None = None
+    """The gated blocks' feed-forward activation; null: `activation` (Flamingo: sq_relu)."""
     lm_trainable: bool = False
     """false: the LM's layers, final norm and own token rows are frozen (Flamingo); the gated blocks, the added
     tokens and the head train."""
@@ -203,8 +219,6 @@ class GatedXattnLM(ComponentConfig):
         if self.width % self.heads or (self.width // self.heads) % 2:
             raise CheckError("heads", f"width {self.width} / heads {self.heads} must be an even head width "
                                       f"(rotary positions rotate pairs)")
-        if self.layers % self.every:
-            raise CheckError("every", f"every {self.every} does not divide layers {self.layers}")
         if not 0 <= self.image_token < self._vocab(ctx):
             raise CheckError("image_token", f"image_token {self.image_token} is outside the vocabulary")
         if self.added_tokens >= self._vocab(ctx):
@@ -223,13 +237,14 @@ class GatedXattnLM(ComponentConfig):
                         states=(("images", (batch, 1)),))
 
     def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
-        """Embedding and head (untied); per LM layer two RMSNorms, q/k/v/out and the SwiGLU; per gated block two
-        RMSNorms, q/out from the width and k/v from the media width, the SwiGLU and two gates; the final norm."""
+        """Embedding and head (untied); per LM layer two RMSNorms, q/k/v/out and the SwiGLU (or MLP); per gated
+        block two RMSNorms, q/out from the width and k/v from the media width, the SwiGLU (or MLP) and two gates;
+        the final norm."""
         w, vocab, media = self.width, self._vocab(ctx), self._media(inputs).shape[3]
-        swiglu = 3 * w * self.ffn
+        swiglu = (3 if self.gated else 2) * w * self.ffn
         layer = 2 * w + 4 * w * w + swiglu
         block = 2 * w + 2 * w * w + 2 * media * w + swiglu + 2
-        return 2 * vocab * w + self.layers * layer + self.layers // self.every * block + w
+        return 2 * vocab * w + self.layers * layer + -(-self.layers // self.every) * block + w
 
     def internal_shapes(self, inputs: dict[str, Bundle], ctx) -> list[tuple]:
         batch, length = inputs["input"]["ids"].shape

@@ -16,17 +16,17 @@ class ResamplerModule(nn.Module):
 
     def __init__(self, cfg, field: str, dim: int, tokens: int | None):
         super().__init__()
-        self.resampler = PerceiverResampler(dim, cfg.depth, cfg.heads, cfg.head_dim, cfg.latents,
-                                            cfg.ffn or 4 * dim, cfg.activation, cfg.eps, cfg.frames,
-                                            cfg.time_embedding)
+        self.resampler = PerceiverResampler(cfg.width or dim, cfg.depth, cfg.heads, cfg.head_dim, cfg.latents,
+                                            cfg.ffn or 4 * (cfg.width or dim), cfg.activation, cfg.eps, cfg.frames,
+                                            cfg.time_embedding, dim)
         self.field, self.tokens = field, tokens
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         x = inputs["input"][self.field]  # B,M*S,D
         b, d = x.shape[0], x.shape[2]
-        items = x if self.tokens is None else x.reshape(-1, self.tokens, d)  # B*M,S,D
+        items = x if self.tokens is None else x.reshape(-1, self.tokens, d)  # B*M,S,D_in
         latents = self.resampler(items)  # B*M,N,D
-        return {"latents": latents.reshape(b, -1, latents.shape[1], d)}  # B,M,N,D
+        return {"latents": latents.reshape(b, -1, latents.shape[1], latents.shape[2])}  # B,M,N,D
 
 
 class GatedXattnLMModule(nn.Module):
@@ -37,10 +37,11 @@ class GatedXattnLMModule(nn.Module):
         w = cfg.width
         own, self.added_tokens = vocab - cfg.added_tokens, cfg.added_tokens
         self.embed = nn.Embedding(own, w)
-        self.layers = nn.ModuleList(RMSDecoderLayer(w, cfg.heads, cfg.ffn, cfg.activation, cfg.eps, cfg.dropout)
-                                    for _ in range(cfg.layers))
-        self.xattn = nn.ModuleList(GatedCrossDense(w, media_dim, cfg.heads, cfg.ffn, cfg.activation, cfg.eps,
-                                                   cfg.dropout) for _ in range(cfg.layers // cfg.every))
+        self.layers = nn.ModuleList(RMSDecoderLayer(w, cfg.heads, cfg.ffn, cfg.activation, cfg.eps, cfg.dropout,
+                                                    cfg.gated) for _ in range(cfg.layers))
+        self.xattn = nn.ModuleList(GatedCrossDense(w, media_dim, cfg.heads, cfg.ffn,
+                                                   cfg.xattn_activation or cfg.activation, cfg.eps, cfg.dropout,
+                                                   cfg.gated) for _ in range(-(-cfg.layers // cfg.every)))
         self.norm = RMSNorm(w, cfg.eps)
         self.head = nn.Linear(w, own, bias=False)
         if self.added_tokens:
