@@ -46,6 +46,7 @@ import structured_references as SR
 import survival_references as SV
 import torch
 import transformers as tf
+import unclip_references as UC
 import unit_references as UNIT
 import vatt_references as VATT
 from test_param_counts import OFFICIAL_VILBERT, _vilbert_official
@@ -333,6 +334,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "guided_diffusion": GDR.guided_diffusion,  # guided_diffusion 256x256 conditional U-Net + noisy classifier
     "guided_diffusion:unconditional": lambda: GDR.guided_diffusion(class_cond=False),
     "unclip": GDR.unclip,  # diffusers PriorTransformer (Karlo) + CLIPTextModelWithProjection ViT-L/14
+    "unclip_decoder": UC.unclip_decoder,  # Karlo's UNet2DConditionModel + UnCLIPTextProjModel
+    "unclip_upsampler": UC.unclip_upsampler,  # Karlo's super_res_first + super_res_last UNet2DModels
     "imagen": IMG.imagen,  # T5 v1.1-Large encoder (T5EncoderModel) + base UNet2DConditionModel (widths 256..1024)
     "imagen:sr256": lambda: IMG.imagen_sr(256),  # the same encoder + the 64 -> 256 stage's UNet2DConditionModel
     "imagen:sr1024": lambda: IMG.imagen_sr(1024),  # the same encoder + the 256 -> 1024 stage's

@@ -3,9 +3,16 @@ residual blocks that also down- and upsample, multi-head attention over the pixe
 prefixed by the projected text tokens, and GLIDE's text transformer (learned per-position padding embeddings,
 pre-LN blocks, final LayerNorm) whose last token is projected and added to the timestep embedding.
 
+unCLIP's decoder (Ramesh et al. 2022; Karlo, diffusers UNet2DConditionModel + UnCLIPTextProjModel) is the same
+U-Net with `UnclipConditioning` in place of the text transformer: the CLIP image embedding (and the caption's CLIP
+embedding) added to the timestep embedding, and 4 context tokens from the image embedding before the caption's
+projected CLIP token states, whose padding the attention masks. Its upsamplers (diffusers UNet2DModel) are the
+U-Net without attention and with additive time embeddings.
+
 Contract: `ADMUNet` maps (sample [B, C_in, H, W], timesteps [B], optionally tokens and mask [B, S], class labels
-[B]) to [B, C_out, H, W], H and W divisible by 2^(levels - 1); `ADMClassifier` (the noisy-image classifier of
-classifier guidance) maps (sample, timesteps) to logits [B, classes]. torch.fx traceable.
+[B], unCLIP's conditioning) to [B, C_out, H, W], H and W divisible by 2^(levels - 1); `ADMClassifier` (the
+noisy-image classifier of classifier guidance) maps (sample, timesteps) to logits [B, classes]. torch.fx
+traceable.
 """
 
 from __future__ import annotations
@@ -32,7 +39,9 @@ class TextAttention(nn.Module):
         self.attn = Attention(channels, channels, channels, channels // head_dim, channels)
         self.encoder_kv = nn.Linear(context_dim, 2 * channels) if context_dim else None
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                context_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """`context_bias` [B, S]: added to the scores of the context keys (-10000 hides padding, as diffusers)."""
         b, c, h, w = x.shape
         y = self.norm(x).flatten(2).transpose(1, 2)  # B,HW,C
         q = self.attn.split_heads(self.attn.q(y), b, h * w)  # B,H,HW,d
@@ -43,20 +52,24 @@ class TextAttention(nn.Module):
             ek, ev = self.encoder_kv(context).chunk(2, dim=-1)  # B,S,C each
             k = torch.cat([self.attn.split_heads(ek, b, s), k], dim=2)  # B,H,S+HW,d
             v = torch.cat([self.attn.split_heads(ev, b, s), v], dim=2)  # B,H,S+HW,d
-        y = self.attn.mix(q, k, v, None, b, h * w)  # B,HW,C
+        bias = None
+        if context_bias is not None and context is not None:
+            bias = torch.cat([context_bias, context_bias.new_zeros(b, h * w)], dim=1)[:, None, None]  # B,1,1,S+HW
+        y = self.attn.mix(q, k, v, bias, b, h * w)  # B,HW,C
         return x + y.transpose(1, 2).reshape(b, c, h, w)  # B,C,H,W
 
 
 class Step(nn.ModuleList):
     """One entry of ADM's input/output block lists: convs, residual blocks (given the time embedding) and
-    attentions (given the text context), applied in order."""
+    attentions (given the text context and its key bias), applied in order."""
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None,
+                context_bias: torch.Tensor | None = None) -> torch.Tensor:
         for layer in self:
             if isinstance(layer, ResnetBlock):
                 x = layer(x, emb)  # B,C',H',W'
             elif isinstance(layer, TextAttention):
-                x = layer(x, context)  # B,C,H,W
+                x = layer(x, context, context_bias)  # B,C,H,W
             else:
                 x = layer(x)  # B,C',H,W
         return x
@@ -87,23 +100,62 @@ class GlideText(nn.Module):
         return x, self.transformer_proj(x[:, -1])  # B,S,D; B,temb
 
 
+class UnclipConditioning(nn.Module):
+    """unCLIP's decoder conditioning (diffusers UnCLIPTextProjModel; parameter names follow it): CLIP image
+    embedding [B, E], the caption's CLIP embedding [B, E], its token states [B, S, E] and mask [B, S] ->
+    (context [B, tokens + S, D], its key bias [B, tokens + S], the addition to the timestep embedding [B, temb]).
+    The context is `tokens` tokens projected from the image embedding (one Linear to tokens * D, read as D rows of
+    `tokens`), then the token states projected to D and layer-normed; the addition is both embeddings projected to
+    temb. An all-zero image embedding row (the null condition of classifier-free guidance) is replaced by the
+    learned `learned_classifier_free_guidance_embeddings`."""
+
+    def __init__(self, clip_dim: int, width: int, tokens: int, temb: int):
+        super().__init__()
+        self.tokens = tokens
+        self.learned_classifier_free_guidance_embeddings = nn.Parameter(torch.zeros(clip_dim))
+        self.embedding_proj = nn.Linear(clip_dim, temb)
+        self.clip_image_embeddings_project_to_time_embeddings = nn.Linear(clip_dim, temb)
+        self.clip_extra_context_tokens_proj = nn.Linear(clip_dim, tokens * width)
+        self.encoder_hidden_states_proj = nn.Linear(clip_dim, width)
+        self.text_encoder_hidden_states_norm = nn.LayerNorm(width)
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor, states: torch.Tensor, mask: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        b = image.shape[0]
+        null = (image == 0).all(dim=-1, keepdim=True)  # B,1
+        image = torch.where(null, self.learned_classifier_free_guidance_embeddings, image)  # B,E
+        add = self.clip_image_embeddings_project_to_time_embeddings(image) + self.embedding_proj(text)  # B,temb
+        extra = self.clip_extra_context_tokens_proj(image).reshape(b, -1, self.tokens).transpose(1, 2)  # B,K,D
+        states = self.text_encoder_hidden_states_norm(self.encoder_hidden_states_proj(states))  # B,S,D
+        bias = None
+        if mask is not None:
+            bias = (1.0 - mask.to(states.dtype)) * -10000.0  # B,S
+            bias = torch.cat([bias.new_zeros(b, self.tokens), bias], dim=1)  # B,K+S
+        return torch.cat([extra, states], dim=1), bias, add  # B,K+S,D; B,K+S; B,temb
+
+
 class ADMDownPath(nn.Module):
     """The timestep embedding (4 * width wide; plus, with `classes`, a learned class embedding, and with `text`,
     GLIDE's pooled text), the input blocks (`depth` scale-shift residual blocks per level, each followed by a
     `TextAttention` of `head_dim`-wide heads where attention[i]; a residual block that average-pools between
     levels) and the middle (resnet, attention, resnet): what ADM's U-Net and its noisy-image classifier share.
-    `self.skips` lists the channels of the states the input blocks leave for an up path."""
+    `self.skips` lists the channels of the states the input blocks leave for an up path. `unclip` =
+    dict(clip_dim, width, tokens) adds `UnclipConditioning` (context width `width`); `scale_shift=False` gives the
+    residual blocks additive time embeddings, `middle_attention=False` a middle of two residual blocks."""
 
     def __init__(self, channels: int, width: int, mult: list[int], depth: int, attention: list[bool], *,
                  head_dim: int = 64, groups: int = 32, eps: float = 1e-5, dropout: float = 0.0,
-                 text: dict | None = None, classes: int | None = None):
+                 text: dict | None = None, classes: int | None = None, unclip: dict | None = None,
+                 scale_shift: bool = True, middle_attention: bool = True):
         super().__init__()
         temb = 4 * width
         self.time_embedding = TimestepEmbedding(width, temb, True, 0.0)
         self.text = GlideText(**text, temb=temb) if text else None
+        self.unclip = UnclipConditioning(**unclip, temb=temb) if unclip else None
         self.label_emb = nn.Embedding(classes, temb) if classes else None
+        context = text["width"] if text else unclip["width"] if unclip else None
         self.opts = {"temb": temb, "groups": groups, "eps": eps, "dropout": dropout, "head_dim": head_dim,
-                     "context": text["width"] if text else None}
+                     "context": context, "time_norm": "scale_shift" if scale_shift else "default"}
         ch = width * mult[0]
         self.input_blocks = nn.ModuleList([Step([nn.Conv2d(channels, ch, 3, padding=1)])])
         self.skips = [ch]
@@ -118,40 +170,47 @@ class ADMDownPath(nn.Module):
             if level < len(mult) - 1:
                 self.input_blocks.append(Step([self.res(ch, ch, "down")]))
                 self.skips.append(ch)
-        self.middle_block = Step([self.res(ch, ch), self.attn(ch), self.res(ch, ch)])
+        self.middle_block = Step([self.res(ch, ch), *([self.attn(ch)] if middle_attention else []),
+                                  self.res(ch, ch)])
         self.channels = ch
 
     def res(self, cin: int, cout: int, resample: str | None = None) -> ResnetBlock:
         o = self.opts
-        return ResnetBlock(cin, cout, o["temb"], o["groups"], o["eps"], o["dropout"], "scale_shift", resample=resample)
+        return ResnetBlock(cin, cout, o["temb"], o["groups"], o["eps"], o["dropout"], o["time_norm"], resample=resample)
 
     def attn(self, channels: int) -> TextAttention:
         o = self.opts
         return TextAttention(channels, o["head_dim"], o["groups"], o["eps"], o["context"])
 
     def down(self, sample: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor | None = None,
-             mask: torch.Tensor | None = None, labels: torch.Tensor | None = None
-             ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
-        """(middle output, the input blocks' states, the embedding, the text context)."""
+             mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+             clip: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+             ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, tuple]:
+        """(middle output, the input blocks' states, the embedding, (the text context, its key bias)). `clip`:
+        unCLIP's (image embedding, caption embedding, caption token states), `mask` the caption's."""
         emb = self.time_embedding(timesteps)  # B,4W
         if self.label_emb is not None and labels is not None:
             emb = emb + self.label_emb(labels)  # B,4W
-        context = None
+        context, bias = None, None
         if self.text is not None and tokens is not None:
             context, pooled = self.text(tokens, mask)  # B,S,D; B,4W
             emb = emb + pooled  # B,4W
+        if self.unclip is not None and clip is not None:
+            context, bias, added = self.unclip(*clip, mask)  # B,K+S,D; B,K+S; B,4W
+            emb = emb + added  # B,4W
         x, skips = sample, []
         for step in self.input_blocks:
-            x = step(x, emb, context)  # B,C_i,H_i,W_i
+            x = step(x, emb, context, bias)  # B,C_i,H_i,W_i
             skips.append(x)
-        return self.middle_block(x, emb, context), skips, emb, context  # B,C_L,h,w
+        return self.middle_block(x, emb, context, bias), skips, emb, (context, bias)  # B,C_L,h,w
 
 
 class ADMUNet(ADMDownPath):
     """`ADMDownPath`, then the mirrored up path (depth + 1 residual blocks per level on the concatenated skip
     states, each followed by an attention where attention[i]; a residual block that nearest-upsamples between
     levels) and GroupNorm, SiLU and a 3x3 conv out to `out_channels`. `text` = dict(vocab, length, width, layers,
-    heads, padding) adds GLIDE's text transformer, `classes` ADM's class embedding."""
+    heads, padding) adds GLIDE's text transformer, `classes` ADM's class embedding, `unclip` unCLIP's
+    conditioning."""
 
     def __init__(self, channels: int, out_channels: int, width: int, mult: list[int], depth: int,
                  attention: list[bool], **kwargs):
@@ -171,10 +230,11 @@ class ADMUNet(ADMDownPath):
         self.out_conv = nn.Conv2d(ch, out_channels, 3, padding=1)
 
     def forward(self, sample: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
-        x, skips, emb, context = self.down(sample, timesteps, tokens, mask, labels)  # B,C_L,h,w
+                mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                clip: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        x, skips, emb, (context, bias) = self.down(sample, timesteps, tokens, mask, labels, clip)  # B,C_L,h,w
         for step in self.output_blocks:
-            x = step(torch.cat([x, skips.pop()], dim=1), emb, context)  # B,C_i,H_i,W_i
+            x = step(torch.cat([x, skips.pop()], dim=1), emb, context, bias)  # B,C_i,H_i,W_i
         return self.out_conv(F.silu(self.out_norm(x)))  # B,C_out,H,W
 
 

@@ -19,6 +19,7 @@ from mmspec.runtime.diffusion import (
     ddpm_sample,
     ddpm_step,
     dynamic_threshold,
+    from_x0,
     upsample_nearest,
 )
 from mmspec.runtime.graphs import Graph, OnnxGraph
@@ -30,7 +31,7 @@ __all__ = [
     "ConstrainedDecoder", "TokenRange", "Trie",
     "Denoiser", "Stage", "alphas_cumprod", "betas", "cascade", "classifier_guidance",
     "ddim_sample", "ddim_step", "ddim_timesteps",
-    "ddpm_sample", "ddpm_step", "dynamic_threshold", "upsample_nearest",
+    "ddpm_sample", "ddpm_step", "dynamic_threshold", "from_x0", "upsample_nearest",
     "Decoder", "beam_search", "greedy", "sample",
     "GeneratedImage", "decode_tokens", "generate_image",
 ]

@@ -125,6 +125,20 @@ def classifier_guidance(denoise: DenoiseFn, gradient: Callable[[np.ndarray, np.n
     return guided
 
 
+def from_x0(denoise: DenoiseFn, schedule: np.ndarray) -> DenoiseFn:
+    """A denoiser whose output is the clean sample x0 (unCLIP's prior) as the samplers' noise prediction:
+    eps = (x_t - sqrt(ab_t) * x0) / sqrt(1 - ab_t). Guidance combines x0 linearly, so it commutes."""
+    schedule = np.asarray(schedule, dtype=np.float64)
+
+    def as_eps(x: np.ndarray, t: np.ndarray, guidance_scale: float | None = None) -> np.ndarray:
+        x0 = denoise(x, t, guidance_scale)  # B,...
+        shape = (-1, *([1] * (x.ndim - 1)))
+        ab, rest = np.sqrt(schedule[t]).reshape(shape), np.sqrt(1.0 - schedule[t]).reshape(shape)  # B,1,...
+        return ((x - ab * x0) / rest).astype(np.float32)  # B,...
+
+    return as_eps
+
+
 def dynamic_threshold(x0: np.ndarray, percentile: float) -> np.ndarray:
     """Imagen's dynamic thresholding (Saharia et al. 2022, Section 2.3): per example s = max(1, the `percentile`
     quantile of |x0|), then x0 clipped to [-s, s] and divided by s."""

@@ -1,7 +1,8 @@
 """ADM U-Net denoiser (Dhariwal & Nichol 2021; unconditional or class-conditional) with GLIDE's text conditioning
 (Nichol et al. 2022): noisy image and timestep in, the predicted noise (and the learned-variance interpolation)
-out; optional class label, GLIDE text transformer, low-resolution image (the 64 -> 256 upsampler) and inpainting
-image + mask (GLIDE inpainting), composed from `mmspec.blocks.adm`."""
+out; optional class label, GLIDE text transformer, unCLIP's CLIP-embedding conditioning (the DALL-E 2 / Karlo
+decoder), low-resolution image (GLIDE's and unCLIP's upsamplers) and inpainting image + mask (GLIDE inpainting),
+composed from `mmspec.blocks.adm`."""
 
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ ADM_UNET_EXAMPLES = (
              **_TINY, "text_width": 4, "text_layers": 1, "text_heads": 2, "text_padding": False}, name="inpaint"),
     Example({**_X_T, "low": {"type": "image", "channels": 3, "height": 4, "width": 4}},
             {"input": "x_t", "timestep": "t", "low_res": "low", **_TINY}, name="upsampler"),
+    Example({**_X_T, "image_embed": {"type": "vector", "dim": 6}, "text_embed": {"type": "vector", "dim": 6},
+             "states": {"type": "sequence", "dim": 6, "length": 3}, "text": _TEXT},
+            {"input": "x_t", "timestep": "t", "image_embed": "image_embed", "text_embed": "text_embed",
+             "text_states": "states", "text_mask": "text", "context_width": 8, "context_tokens": 2, **_TINY},
+            name="unclip_decoder"),
+    Example({**_X_T, "low": {"type": "image", "channels": 3, "height": 4, "width": 4}},
+            {"input": "x_t", "timestep": "t", "low_res": "low", "low_res_resize": "bicubic", **_TINY,
+             "attention": [False, False], "middle_attention": False, "scale_shift": False, "learn_sigma": False},
+            name="unclip_upsampler"),
     Example({**_X_T, "y": {"type": "scalar", "dtype": "int64", "high": 5}},
             {"input": "x_t", "timestep": "t", "label": "y", "classes": 5, **_TINY}, name="class_conditional"),
 )
@@ -57,12 +67,12 @@ def conv_params(cin: int, cout: int, kernel: int) -> int:
     return cin * cout * kernel * kernel + cout
 
 
-def resnet_params(cin: int, cout: int, temb: int) -> int:
-    """Scale-shift residual block: two GroupNorms, two 3x3 convs, the time projection to 2 * cout and a 1x1
-    shortcut when the width changes."""
+def resnet_params(cin: int, cout: int, temb: int, scale_shift: bool = True) -> int:
+    """Residual block: two GroupNorms, two 3x3 convs, the time projection (to 2 * cout with scale-shift, else
+    cout) and a 1x1 shortcut when the width changes."""
     shortcut = conv_params(cin, cout, 1) if cin != cout else 0
-    return (2 * cin + conv_params(cin, cout, 3) + temb * 2 * cout + 2 * cout + 2 * cout + conv_params(cout, cout, 3)
-            + shortcut)
+    t = 2 * cout if scale_shift else cout
+    return 2 * cin + conv_params(cin, cout, 3) + temb * t + t + 2 * cout + conv_params(cout, cout, 3) + shortcut
 
 
 def attention_params(c: int, context: int | None) -> int:
@@ -125,10 +135,35 @@ class ADMUNetEncoder(ComponentConfig):
     """Attention heads of the caption transformer (`xf_heads`)."""
     text_padding: bool = True
     """Replace padding positions by learned per-position embeddings (GLIDE's xf_padding)."""
+    image_embed: Ref | None = None
+    """unCLIP: the CLIP image embedding [batch, E] (a vector); with it, `text_embed`, `text_states` and `text_mask`
+    condition the U-Net as Karlo's decoder (diffusers UnCLIPTextProjModel): both embeddings projected and added to
+    the time embedding, `context_tokens` tokens projected from the image embedding before the caption's projected,
+    layer-normed token states as every attention's extra keys and values (the caption's padding masked). An
+    all-zero image embedding row is the null condition: the learned classifier-free guidance embedding replaces
+    it."""
+    text_embed: Ref | None = None
+    """unCLIP: the caption's CLIP text embedding [batch, E]."""
+    text_states: Ref | None = None
+    """unCLIP: the caption's CLIP token states [batch, S, E]."""
+    text_mask: Ref | None = None
+    """unCLIP: the caption's tokens modality; its `mask` [batch, S] (1 = token) hides the padding."""
+    context_width: PositiveInt = 1536
+    """unCLIP: width of the attention context (diffusers `cross_attention_dim`)."""
+    context_tokens: PositiveInt = 4
+    """unCLIP: context tokens projected from the image embedding (`clip_extra_context_tokens`)."""
+    scale_shift: bool = True
+    """Residual blocks scale and shift the normalised activations by the time embedding (ADM's
+    use_scale_shift_norm); false adds the projected embedding before the second norm (unCLIP's upsamplers)."""
+    middle_attention: bool = True
+    """An attention between the middle's two residual blocks (false: unCLIP's upsamplers, add_attention false)."""
+    low_res_resize: Literal["bilinear", "bicubic"] = "bilinear"
+    """How `low_res` is resized to x_t's size: bilinear (GLIDE) or bicubic with antialiasing (unCLIP's pipeline)."""
 
     def references(self) -> dict[str, str]:
         refs = {"input": self.input, "timestep": self.timestep}
-        for port in ("text", "label", "low_res", "inpaint_image", "inpaint_mask"):
+        for port in ("text", "label", "low_res", "inpaint_image", "inpaint_mask", "image_embed", "text_embed",
+                     "text_states", "text_mask"):
             if getattr(self, port) is not None:
                 refs[port] = getattr(self, port)
         return refs
@@ -153,6 +188,29 @@ class ADMUNetEncoder(ComponentConfig):
             raise CheckError("text", f"{self.text!r} must be a tokens modality")
         return modality.vocab_size, length
 
+    def _clip(self, inputs: dict[str, Bundle]) -> int | None:
+        """unCLIP's CLIP embedding width E (None without `image_embed`)."""
+        ports = ("image_embed", "text_embed", "text_states", "text_mask")
+        given = [p for p in ports if getattr(self, p) is not None]
+        if not given:
+            return None
+        if len(given) < len(ports):
+            missing = [p for p in ports if p not in given]
+            raise CheckError(missing[0], f"unCLIP conditioning takes all of {', '.join(ports)}; {missing} missing")
+        if self.text is not None:
+            raise CheckError("text", "GLIDE's text transformer (text) and unCLIP's conditioning exclude each other")
+        image = require(next(iter(inputs["image_embed"].values())), "image_embed", 2, "vector [batch, E]")
+        embed = require(next(iter(inputs["text_embed"].values())), "text_embed", 2, "vector [batch, E]")
+        states = require(next(iter(inputs["text_states"].values())), "text_states", 3, "sequence [batch, S, E]")
+        if not (image.shape[1] == embed.shape[1] == states.shape[2]):
+            raise CheckError("image_embed", f"image_embed, text_embed and text_states must share the width E; got "
+                                            f"{image.shape[1]}, {embed.shape[1]}, {states.shape[2]}")
+        mask = inputs["text_mask"].get("mask")
+        if mask is None or mask.shape[1] != states.shape[1]:
+            raise CheckError("text_mask", f"{self.text_mask!r} must be a tokens modality with `mask: true` as long "
+                                          f"as text_states")
+        return image.shape[1]
+
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         pixels = require(inputs["input"].get("pixels"), "pixels", 4, "image")
         batch, channels, h, w = pixels.shape
@@ -173,6 +231,7 @@ class ADMUNetEncoder(ComponentConfig):
             if y.rank != 1 or y.dtype != "int64":
                 raise CheckError("label", f"{self.label!r} must be one int64 class label per example [batch]")
         self._text(inputs, ctx)
+        self._clip(inputs)
         factor = 2 ** (len(self.mult) - 1)
         if not (isinstance(h, int) and isinstance(w, int)) or h % factor or w % factor:
             raise CheckError("mult", f"{len(self.mult)} levels halve the image {len(self.mult) - 1} times, so height "
@@ -183,32 +242,39 @@ class ADMUNetEncoder(ComponentConfig):
     def estimate_params(self, inputs: dict[str, Bundle], ctx) -> int:
         c_out = inputs["input"]["pixels"].shape[1] * (2 if self.learn_sigma else 1)
         widths, depth, temb = [self.width * m for m in self.mult], self.depth, 4 * self.width
-        text, d = self._text(inputs, ctx), self.text_width
-        context = d if text else None
+        text, d, clip, k = self._text(inputs, ctx), self.text_width, self._clip(inputs), self.context_width
+        context = d if text else k if clip else None
         total = (self.width * temb + temb) + (temb * temb + temb) + conv_params(self._in_channels(inputs), widths[0], 3)
         total += self.classes * temb if self.label is not None else 0
+        if clip:  # the null embedding, two projections to temb, the context tokens, the states' projection + norm
+            total += clip + 2 * (clip * temb + temb) + (clip * self.context_tokens * k + self.context_tokens * k)
+            total += clip * k + k + 2 * k
         if text:
             vocab, length = text
             block = 4 * (d * d + d) + 2 * 2 * d + (d * 4 * d + 4 * d) + (4 * d * d + d)
             total += vocab * d + (2 if self.text_padding else 1) * length * d + self.text_layers * block
             total += 2 * d + d * temb + temb
         skips, ch = [widths[0]], widths[0]
+
+        def res(cin: int, cout: int) -> int:
+            return resnet_params(cin, cout, temb, self.scale_shift)
+
         for level, c in enumerate(widths):
             for _ in range(depth):
-                total += resnet_params(ch, c, temb) + (attention_params(c, context) if self.attention[level] else 0)
+                total += res(ch, c) + (attention_params(c, context) if self.attention[level] else 0)
                 ch = c
                 skips.append(c)
             if level < len(widths) - 1:
-                total += resnet_params(c, c, temb)
+                total += res(c, c)
                 skips.append(c)
-        total += 2 * resnet_params(ch, ch, temb) + attention_params(ch, context)
+        total += 2 * res(ch, ch) + (attention_params(ch, context) if self.middle_attention else 0)
         for level in reversed(range(len(widths))):
             c = widths[level]
             for i in range(depth + 1):
-                total += resnet_params(ch + skips.pop(), c, temb)
+                total += res(ch + skips.pop(), c)
                 total += attention_params(c, context) if self.attention[level] else 0
                 ch = c
-                total += resnet_params(c, c, temb) if level and i == depth else 0
+                total += res(c, c) if level and i == depth else 0
         return total + 2 * ch + conv_params(ch, c_out, 3)
 
     def build(self, inputs: dict[str, Bundle], ctx):
@@ -219,7 +285,12 @@ class ADMUNetEncoder(ComponentConfig):
         text_opts = None if text is None else {
             "vocab": text[0], "length": text[1], "width": self.text_width, "layers": self.text_layers,
             "heads": self.text_heads, "padding": self.text_padding}
+        clip = self._clip(inputs)
+        unclip = None if clip is None else {"clip_dim": clip, "width": self.context_width,
+                                            "tokens": self.context_tokens}
         return ADMUNetModule(
-            channels, self.learn_sigma, self._in_channels(inputs), channels * (2 if self.learn_sigma else 1),
-            self.width, self.mult, self.depth, self.attention, head_dim=self.head_dim, groups=self.groups,
-            eps=self.eps, dropout=self.dropout, text=text_opts, classes=self.classes if self.label else None)
+            channels, self.learn_sigma, self.low_res_resize, self._in_channels(inputs),
+            channels * (2 if self.learn_sigma else 1), self.width, self.mult, self.depth, self.attention,
+            head_dim=self.head_dim, groups=self.groups, eps=self.eps, dropout=self.dropout, text=text_opts,
+            classes=self.classes if self.label else None, unclip=unclip, scale_shift=self.scale_shift,
+            middle_attention=self.middle_attention)

@@ -10,12 +10,13 @@ from mmspec.blocks.adm import ADMUNet
 
 class ADMUNetModule(ADMUNet):
     """The ADM U-Net on a modality's pixels and a timestep, with the optional class label, text tokens (and their
-    mask), the bilinearly resized low-resolution image and the inpainting image and mask concatenated on the
-    channels as GLIDE's super-resolution and inpainting models do; splits the learned-variance channels off."""
+    mask), unCLIP's CLIP embeddings, the resized low-resolution image and the inpainting image and mask
+    concatenated on the channels as GLIDE's and unCLIP's super-resolution and GLIDE's inpainting models do; splits
+    the learned-variance channels off."""
 
-    def __init__(self, channels: int, learn_sigma: bool, *args, **kwargs):
+    def __init__(self, channels: int, learn_sigma: bool, resize: str, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.channels, self.learn_sigma = channels, learn_sigma
+        self.channels, self.learn_sigma, self.resize = channels, learn_sigma, resize
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         x = inputs["input"]["pixels"]  # B,C,H,W
@@ -25,11 +26,16 @@ class ADMUNetModule(ADMUNet):
             parts += [inputs["inpaint_image"]["pixels"] * mask, mask]  # B,C,H,W; B,1,H,W
         if "low_res" in inputs:
             low = inputs["low_res"]["pixels"]  # B,C,h,w
-            parts.append(F.interpolate(low, size=(x.shape[2], x.shape[3]), mode="bilinear", align_corners=False))
+            parts.append(F.interpolate(low, size=(x.shape[2], x.shape[3]), mode=self.resize, align_corners=False,
+                                       antialias=self.resize == "bicubic"))  # B,C,H,W
         t = next(iter(inputs["timestep"].values()))  # B
         text = inputs.get("text", {})
         label = next(iter(inputs["label"].values())) if "label" in inputs else None  # B
-        out = super().forward(torch.cat(parts, dim=1), t, text.get("ids"), text.get("mask"), label)  # B,C_out,H,W
+        clip, mask = None, text.get("mask")  # B,S
+        if "image_embed" in inputs:
+            clip = tuple(next(iter(inputs[p].values())) for p in ("image_embed", "text_embed", "text_states"))
+            mask = inputs["text_mask"]["mask"]  # B,S
+        out = super().forward(torch.cat(parts, dim=1), t, text.get("ids"), mask, label, clip)  # B,C_out,H,W
         if not self.learn_sigma:
             return {"eps": out}
         return {"eps": out[:, : self.channels], "variance": out[:, self.channels :]}  # B,C,H,W each

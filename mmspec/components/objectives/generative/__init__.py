@@ -139,6 +139,12 @@ DIFFUSION_EXAMPLES = (
         _DENOISER,
         name="linear",
     ),
+    Example(  # the clean data as the target (unCLIP's prior)
+        {"x0": {"type": "vector", "dim": 4}, "t": {"type": "vector", "dim": 1}},
+        {"input": "eps", "image": "x0", "timestep": "t", "schedule": {"steps": 20}, "target": "x0"},
+        _DENOISER,
+        name="x0_target",
+    ),
     Example(  # an int64 scalar timestep through the sinusoidal scalar encoder (DDPM)
         {"x0": {"type": "vector", "dim": 4}, "t": {"type": "scalar", "dtype": "int64", "high": 30}},
         {"input": "eps", "image": "x0", "timestep": "t", "schedule": {"steps": 30}},
@@ -417,7 +423,8 @@ class DiffusionEpsMSE(Objective):
     """DDPM epsilon-prediction: the batch holds x_0 in `image`; the objective samples t uniformly and the
     noise, feeds x_t and t to the model (the `timestep` modality: a `scalar`, a `vector` of dim 1, or `tokens` of
     length 1), and
-    regresses the denoiser's `input` output on the noise (mean squared error)."""
+    regresses the denoiser's `input` output on the noise (mean squared error), or with `target: x0` on the clean
+    x_0 (unCLIP's prior predicts the clean CLIP image embedding)."""
 
     type: Literal["diffusion_eps_mse"]
     input: Ref
@@ -429,6 +436,8 @@ class DiffusionEpsMSE(Objective):
     """The beta schedule the noise is added with (the sampler must use the same)."""
     condition_dropout: ConditionDropout | None = None
     """Classifier-free guidance training: which condition is dropped, how often; null: never."""
+    target: Literal["eps", "x0"] = "eps"
+    """What `input` predicts and is regressed on: the noise eps, or the clean data x_0."""
 
     def check(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         pred = tensor(inputs, "input", self.input, "eps")
@@ -485,4 +494,5 @@ class DiffusionEpsMSE(Objective):
             s.beta_end,
             cond,
             self.condition_dropout.prob if self.condition_dropout else 0.0,
+            self.target,
         )

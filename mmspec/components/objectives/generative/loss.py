@@ -154,7 +154,7 @@ class DiffusionEps(ObjectiveModule):
     """DDPM epsilon-prediction. `corrupt` draws t ~ U{0..T-1} and eps ~ N(0, I), replaces x_0 by
     x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, writes t into the timestep input, and drops the condition of
     a `drop_prob` fraction of examples (classifier-free guidance: ids -> null token, floats -> 0).
-    Loss: mean (eps_pred - eps)^2."""
+    Loss: mean (eps_pred - eps)^2, or with `target` "x0" mean (x0_pred - x_0)^2."""
 
     def __init__(
         self,
@@ -166,9 +166,10 @@ class DiffusionEps(ObjectiveModule):
         beta_end: float,
         condition: dict[str, float],
         drop_prob: float,
+        target: str = "eps",
     ):
         super().__init__()
-        self.image, self.timestep, self.steps = image, timestep, steps
+        self.image, self.timestep, self.steps, self.target = image, timestep, steps, target
         self.alpha_bar = torch.cumprod(1 - betas(schedule, steps, beta_start, beta_end), 0).float()  # T (CPU: the
         # batch is corrupted on the CPU, before it moves to the device)
         self.condition, self.drop_prob = condition, drop_prob
@@ -189,7 +190,7 @@ class DiffusionEps(ObjectiveModule):
                 x = batch.inputs[name]
                 rows = drop.view(b, *[1] * (x.dim() - 1))
                 batch.inputs[name] = torch.where(rows, torch.full_like(x, fill), x)
-        return {"noise": eps, "timestep": t}
+        return {"noise": eps, "x0": x0, "timestep": t}
 
     def forward(self, args, targets):
-        return F.mse_loss(one(args["input"]), targets["noise"])
+        return F.mse_loss(one(args["input"]), targets["noise" if self.target == "eps" else "x0"])
