@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 
 from mmspec import api, cli
 from mmspec.blocks.flamingo import image_causal
+from mmspec.errors import UsageError
 from mmspec.importers.hf import import_hf, write_spec
 from mmspec.runtime import greedy
 from mmspec.runtime.decoding import FullDecoder, Pipeline
@@ -367,3 +368,13 @@ def test_tiny_paper_variant_exports_generates_and_trains(tmp_path):
     loaded = api.load_spec(FLAMINGO, "tiny_paper")
     history = Trainer(loaded, lr=1e-2).fit(mixture_batches(loaded, 4, 0), 15, seed=0)
     assert sum(history.losses[-3:]) / 3 < 0.9 * history.losses[0], history.losses[::3]
+
+
+def test_dataset_sizes_are_checked_against_the_axes():
+    for sizes, message in (("{media: 9}", "exceeds its maximum 3"), ("{frames: 2}", "not a dynamic axis")):
+        loaded = api.load_spec(FLAMINGO, "tiny", sets=[f"datasets.vtp.sizes={sizes}"])
+        with pytest.raises(UsageError, match=message):
+            mixture_batches(loaded, 2, 0)
+    loaded = api.load_spec(FLAMINGO, "tiny")
+    with pytest.raises(UsageError, match="one batch per dataset"):
+        Trainer(loaded).step(mixture_batches(loaded, 2, 0)["m3w"], 0, 1)
