@@ -30,14 +30,18 @@ from mmspec.blocks.transformer import Block
 
 class TextAttention(nn.Module):
     """x + out(attention(GroupNorm(x))) over the H*W positions, `channels // head_dim` heads; with a text context
-    [B, S, D], its projections (`encoder_kv`: D -> 2C, keys then values) come before the pixels' own keys and
-    values (GLIDE)."""
+    [B, S, D], its projections (`encoder_kv`: D -> 2C, keys then values; with `split_kv` two, `add_k_proj` and
+    `add_v_proj`, as diffusers' SimpleCrossAttn names them) come before the pixels' own keys and values (GLIDE)."""
 
-    def __init__(self, channels: int, head_dim: int, groups: int, eps: float, context_dim: int | None):
+    def __init__(self, channels: int, head_dim: int, groups: int, eps: float, context_dim: int | None,
+                 split_kv: bool = False):
         super().__init__()
         self.norm = nn.GroupNorm(groups, channels, eps=eps)
         self.attn = Attention(channels, channels, channels, channels // head_dim, channels)
-        self.encoder_kv = nn.Linear(context_dim, 2 * channels) if context_dim else None
+        fused = context_dim and not split_kv
+        self.encoder_kv = nn.Linear(context_dim, 2 * channels) if fused else None
+        self.add_k_proj = nn.Linear(context_dim, channels) if context_dim and split_kv else None
+        self.add_v_proj = nn.Linear(context_dim, channels) if context_dim and split_kv else None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
                 context_bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -47,9 +51,12 @@ class TextAttention(nn.Module):
         q = self.attn.split_heads(self.attn.q(y), b, h * w)  # B,H,HW,d
         k = self.attn.split_heads(self.attn.k(y), b, h * w)  # B,H,HW,d
         v = self.attn.split_heads(self.attn.v(y), b, h * w)  # B,H,HW,d
-        if self.encoder_kv is not None and context is not None:
+        if (self.encoder_kv is not None or self.add_k_proj is not None) and context is not None:
             s = context.shape[1]
-            ek, ev = self.encoder_kv(context).chunk(2, dim=-1)  # B,S,C each
+            if self.encoder_kv is not None:
+                ek, ev = self.encoder_kv(context).chunk(2, dim=-1)  # B,S,C each
+            else:
+                ek, ev = self.add_k_proj(context), self.add_v_proj(context)  # B,S,C each
             k = torch.cat([self.attn.split_heads(ek, b, s), k], dim=2)  # B,H,S+HW,d
             v = torch.cat([self.attn.split_heads(ev, b, s), v], dim=2)  # B,H,S+HW,d
         bias = None
@@ -180,7 +187,7 @@ class ADMDownPath(nn.Module):
 
     def attn(self, channels: int) -> TextAttention:
         o = self.opts
-        return TextAttention(channels, o["head_dim"], o["groups"], o["eps"], o["context"])
+        return TextAttention(channels, o["head_dim"], o["groups"], o["eps"], o["context"], self.unclip is not None)
 
     def down(self, sample: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor | None = None,
              mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,

@@ -1,9 +1,10 @@
 """unCLIP / DALL-E 2 (T2I-13): the decoder (adm_unet with unCLIP's conditioning) and the upsamplers (adm_unet
 without attention, additive time embeddings) equal diffusers' UNet2DConditionModel + UnCLIPTextProjModel and
-UNet2DModel at Karlo's configurations in parameter count, and with random diffusers weights mapped onto the tiny
-specs, in outputs; the whole cascade (text encoder, guided prior, guided decoder, super_res_first for all steps
-but the last and super_res_last for it) samples on ONNX Runtime as on the eager models; the prior's x0 objective
-(checked against a hand computation) and the decoder's and upsampler's noise objectives train."""
+UNet2DModel at Karlo's configurations in parameter count, and, with random diffusers weights loaded through
+`--weights` (layout diffusers) into the tiny specs, in outputs; the whole cascade (text encoder, guided prior,
+guided decoder, super_res_first for all steps but the last and super_res_last for it) samples on ONNX Runtime as
+on the eager models; the prior's x0 objective (checked against a hand computation) and the decoder's and
+upsampler's noise objectives train."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 import unclip_references as U
 from references import reference_count
+from safetensors.torch import save_file
 
 from mmspec import api
 from mmspec.runtime import Denoiser, OnnxGraph, alphas_cumprod, betas, ddim_sample, from_x0
@@ -57,7 +59,15 @@ def test_upsampler_counts_equal_karlo_super_res_unets():
     assert counts["total"] == reference_count("unclip_upsampler")[0]
 
 
-def test_decoder_weights_reproduce_diffusers():
+def _checkpoint(path: Path, **modules) -> Path:
+    """One safetensors file holding each module's state dict under its prefix ('' for none)."""
+    tensors = {f"{prefix}.{k}".lstrip("."): v.contiguous() for prefix, m in modules.items()
+               for k, v in m.state_dict().items()}
+    save_file(tensors, str(path))
+    return path
+
+
+def test_decoder_weights_reproduce_diffusers(tmp_path):
     loaded = api.load_spec(DECODER, "tiny")
     spec = loaded.spec
     cfg, m = spec.encoders["decoder"], spec.modalities
@@ -71,8 +81,9 @@ def test_decoder_weights_reproduce_diffusers():
     proj = U.text_proj(4 * cfg.width, cfg.context_width, clip_extra_context_tokens=cfg.context_tokens,
                        clip_embeddings_dim=dim).eval()
     _lively(unet, proj)
-    model = api.build(loaded).eval()
-    model.components["decoder"].load_state_dict(U.unet_to_adm(unet, proj), strict=True)
+    model = api.build(loaded, weights=_checkpoint(tmp_path / "decoder.safetensors", **{"": unet, "text_proj": proj}))
+    model.eval()
+    assert not model.weights_report["new"] and not model.weights_report["ignored"]
     g = torch.Generator().manual_seed(1)
     x, t = torch.randn(3, 3, size, size, generator=g), torch.tensor([3, 500, 999])  # B,3,H,W; B
     image, text = torch.randn(3, dim, generator=g), torch.randn(3, dim, generator=g)  # B,E each
@@ -97,27 +108,31 @@ def test_decoder_weights_reproduce_diffusers():
     assert np.abs(unmasked["decoder_eps"][0] - ours["decoder_eps"][0]).max() > 1e-4, "the mask does not reach"
 
 
-@pytest.mark.parametrize("node", ["super_res_first", "super_res_last"])
-def test_upsampler_weights_reproduce_diffusers(node):
+def test_upsampler_weights_reproduce_diffusers(tmp_path):
     loaded = api.load_spec(UPSAMPLER, "tiny")
     spec = loaded.spec
-    cfg, size, low = spec.encoders[node], spec.modalities["x_t"].height, spec.modalities["low_res"].height
-    unet = U.super_res(sample_size=size, layers_per_block=cfg.depth,
-                       block_out_channels=tuple(cfg.width * k for k in cfg.mult),
-                       down_block_types=("ResnetDownsampleBlock2D",) * len(cfg.mult),
-                       up_block_types=("ResnetUpsampleBlock2D",) * len(cfg.mult), norm_num_groups=cfg.groups).eval()
-    _lively(unet)
-    model = api.build(loaded).eval()
-    model.components[node].load_state_dict(U.unet_to_adm(unet), strict=True)
+    size, low = spec.modalities["x_t"].height, spec.modalities["low_res"].height
+    unets = {}
+    for node in ("super_res_first", "super_res_last"):
+        cfg = spec.encoders[node]
+        unets[node] = U.super_res(sample_size=size, layers_per_block=cfg.depth,
+                                  block_out_channels=tuple(cfg.width * k for k in cfg.mult),
+                                  down_block_types=("ResnetDownsampleBlock2D",) * len(cfg.mult),
+                                  up_block_types=("ResnetUpsampleBlock2D",) * len(cfg.mult),
+                                  norm_num_groups=cfg.groups).eval()
+    _lively(*unets.values())
+    model = api.build(loaded, weights=_checkpoint(tmp_path / "super_res.safetensors", **unets)).eval()
+    assert not model.weights_report["new"] and not model.weights_report["ignored"]
     g = torch.Generator().manual_seed(2)
     x, t = torch.randn(2, 3, size, size, generator=g), torch.tensor([7, 940])  # B,3,H,W; B
     small = torch.randn(2, 3, low, low, generator=g)  # B,3,h,w
-    ours = api.eager_graph(model, node)({"x_t": x.numpy(), "timestep": t.numpy(), "low_res": small.numpy()})
-    with torch.no_grad():  # UnCLIPPipeline's super-resolution input: bicubic, antialiased, then concatenated
-        up = F.interpolate(small, size=[size, size], mode="bicubic", align_corners=False, antialias=True)
-        theirs = unet(torch.cat([x, up], 1), t).sample
-    assert theirs.abs().max() > 0.1
-    np.testing.assert_allclose(ours[node], theirs.numpy(), atol=PARITY_ATOL, rtol=0)
+    for node, unet in unets.items():
+        ours = api.eager_graph(model, node)({"x_t": x.numpy(), "timestep": t.numpy(), "low_res": small.numpy()})
+        with torch.no_grad():  # UnCLIPPipeline's super-resolution input: bicubic, antialiased, then concatenated
+            up = F.interpolate(small, size=[size, size], mode="bicubic", align_corners=False, antialias=True)
+            theirs = unet(torch.cat([x, up], 1), t).sample
+        assert theirs.abs().max() > 0.1
+        np.testing.assert_allclose(ours[node], theirs.numpy(), atol=PARITY_ATOL, rtol=0, err_msg=node)
 
 
 @pytest.mark.parametrize(("spec", "variant"), [(DECODER, "tiny"), (UPSAMPLER, "tiny"), (PRIOR, "tiny")])
@@ -235,3 +250,42 @@ def test_cascade_on_ort_equals_eager(cascade_graphs):
     unguided = _cascade(ort, 1.0)
     assert np.abs(on_ort[0] - unguided[0]).max() > 10 * SAMPLE_ATOL, "guidance does not change the prior's sample"
     assert np.abs(on_ort[2] - unguided[2]).max() > 10 * SAMPLE_ATOL, "the embedding does not reach the image"
+
+
+def test_prior_stage_weights_reproduce_clip_text_and_prior_transformer(tmp_path):
+    """One checkpoint with CLIPTextModelWithProjection's tensors and PriorTransformer's (under prior.) loads
+    through --weights; the caption's embedding, its token states and the prior's x0 equal the references'."""
+    import transformers as tf
+    from diffusers import PriorTransformer
+
+    loaded = api.load_spec(PRIOR, "tiny")
+    spec = loaded.spec
+    tower, prior_cfg, m = spec.encoders["text_tower"], spec.encoders["prior"], spec.modalities
+    length, dim = m["text"].length, m["x_t"].dim
+    text = tf.CLIPTextModelWithProjection(tf.CLIPTextConfig(
+        vocab_size=m["text"].vocab_size, hidden_size=tower.width, num_hidden_layers=tower.layers,
+        num_attention_heads=tower.heads, intermediate_size=tower.ffn, max_position_embeddings=length,
+        projection_dim=dim, bos_token_id=0, eos_token_id=2)).eval()  # eos id 2: pooled at the highest id
+    prior = PriorTransformer(num_attention_heads=prior_cfg.heads, attention_head_dim=prior_cfg.head_dim,
+                             num_layers=prior_cfg.layers, embedding_dim=dim, num_embeddings=length).eval()
+    _lively(text, prior)
+    model = api.build(loaded, weights=_checkpoint(tmp_path / "prior.safetensors", **{"": text, "prior": prior}))
+    model.eval()
+    assert not model.weights_report["new"] and not model.weights_report["ignored"]
+    ids = np.array([[4, 17, 9, 49, 0], [8, 3, 49, 0, 0]])  # B,S: the end token has the highest id (CLIP's pooling)
+    mask = (np.arange(length) <= np.argmax(ids, 1)[:, None]).astype(np.int64)  # B,S
+    ours = api.eager_graph(model, "text_encoder")({"text": ids, "text_mask": mask})
+    x, t = np.random.default_rng(0).standard_normal((2, dim), dtype=np.float32), np.array([3, 870])
+    step = api.eager_graph(model, "prior")({"x_t": x, "timestep": t, "text": ids, "text_mask": mask,
+                                            "text_proj": ours["text_proj"],
+                                            "text_tower_sequence": ours["text_tower_sequence"]})
+    with torch.no_grad():
+        theirs = text(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+        states = theirs.last_hidden_state  # B,S,D
+        x0 = prior(torch.from_numpy(x), torch.from_numpy(t), theirs.text_embeds, encoder_hidden_states=states,
+                   attention_mask=torch.from_numpy(mask).bool()).predicted_image_embedding  # B,D
+    np.testing.assert_allclose(ours["text_proj"], theirs.text_embeds.numpy(), atol=PARITY_ATOL, rtol=0)
+    real = mask.astype(bool)  # padded positions' states are masked out of every use
+    np.testing.assert_allclose(ours["text_tower_sequence"][real], states.numpy()[real], atol=PARITY_ATOL, rtol=0)
+    assert x0.abs().max() > 0.1
+    np.testing.assert_allclose(step["prior_x0"], x0.numpy(), atol=PARITY_ATOL, rtol=0)

@@ -13,6 +13,7 @@ from pydantic import Field
 from mmspec.components.common import require
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Probability, Ref
+from mmspec.spec.layout import Rule
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 _X_T = {"x_t": {"type": "image", "channels": 3, "height": 8, "width": 8},
@@ -42,6 +43,51 @@ ADM_UNET_EXAMPLES = (
     Example({**_X_T, "y": {"type": "scalar", "dtype": "int64", "high": 5}},
             {"input": "x_t", "timestep": "t", "label": "y", "classes": 5, **_TINY}, name="class_conditional"),
 )
+
+
+_ATTENTION = (("group_norm", "norm"), ("to_q", "attn.q"), ("to_k", "attn.k"), ("to_v", "attn.v"),
+              ("to_out.0", "attn.out"), ("add_k_proj", "add_k_proj"), ("add_v_proj", "add_v_proj"))
+"""diffusers SimpleCrossAttn (AttnAddedKVProcessor) names -> TextAttention's."""
+
+
+def diffusers_rules(mult: list[int], depth: int, attention: list[bool], middle_attention: bool) -> tuple[Rule, ...]:
+    """diffusers UNet2DConditionModel (SimpleCrossAttn / ResnetDownsample / ResnetUpsample blocks) or UNet2DModel
+    names -> the ADM U-Net's, whose input and output blocks are numbered through the levels; UnCLIPTextProjModel's
+    tensors under `text_proj.`."""
+    rules: list[Rule] = []
+
+    def attend(src: str, dst: str) -> None:
+        rules.extend(Rule(f"{src}.{a}.{{p}}", f"{dst}.1.{b}.{{p}}") for a, b in _ATTENTION)
+
+    levels = len(mult)
+    for level in range(levels):
+        for j in range(depth):
+            i = 1 + level * (depth + 1) + j
+            rules.append(Rule(f"down_blocks.{level}.resnets.{j}.{{rest*}}", f"input_blocks.{i}.0.{{rest*}}"))
+            if attention[level]:
+                attend(f"down_blocks.{level}.attentions.{j}", f"input_blocks.{i}")
+        if level < levels - 1:
+            i = 1 + level * (depth + 1) + depth
+            rules.append(Rule(f"down_blocks.{level}.downsamplers.0.{{rest*}}", f"input_blocks.{i}.0.{{rest*}}"))
+    rules.append(Rule("mid_block.resnets.0.{rest*}", "middle_block.0.{rest*}"))
+    if middle_attention:
+        rules.extend(Rule(f"mid_block.attentions.0.{a}.{{p}}", f"middle_block.1.{b}.{{p}}") for a, b in _ATTENTION)
+    rules.append(Rule("mid_block.resnets.1.{rest*}", f"middle_block.{1 + middle_attention}.{{rest*}}"))
+    for u in range(levels):
+        level = levels - 1 - u
+        for j in range(depth + 1):
+            i = u * (depth + 1) + j
+            rules.append(Rule(f"up_blocks.{u}.resnets.{j}.{{rest*}}", f"output_blocks.{i}.0.{{rest*}}"))
+            if attention[level]:
+                attend(f"up_blocks.{u}.attentions.{j}", f"output_blocks.{i}")
+        if level:
+            i = u * (depth + 1) + depth
+            rules.append(Rule(f"up_blocks.{u}.upsamplers.0.{{rest*}}",
+                              f"output_blocks.{i}.{1 + attention[level]}.{{rest*}}"))
+    rules += [Rule("conv_in.{p}", "input_blocks.0.0.{p}"), Rule("conv_norm_out.{p}", "out_norm.{p}"),
+              Rule("conv_out.{p}", "out_conv.{p}"), Rule("time_embedding.{rest*}", "time_embedding.{rest*}"),
+              Rule("text_proj.{rest*}", "unclip.{rest*}")]
+    return tuple(rules)
 
 
 def check_levels(config, inputs: dict[str, Bundle]) -> list[int]:
@@ -159,6 +205,15 @@ class ADMUNetEncoder(ComponentConfig):
     """An attention between the middle's two residual blocks (false: unCLIP's upsamplers, add_attention false)."""
     low_res_resize: Literal["bilinear", "bicubic"] = "bilinear"
     """How `low_res` is resized to x_t's size: bilinear (GLIDE) or bicubic with antialiasing (unCLIP's pipeline)."""
+
+    weight_layouts = {"diffusers": ()}
+    """diffusers UNet2DConditionModel (with UnCLIPTextProjModel's tensors under `text_proj.`) or UNet2DModel, as
+    Karlo's decoder and upsamplers (UnCLIPPipeline) are saved; the rules depend on the levels (`weight_rules`)."""
+
+    def weight_rules(self, layout: str) -> tuple[Rule, ...]:
+        if layout == "diffusers":
+            return diffusers_rules(self.mult, self.depth, self.attention, self.middle_attention)
+        return super().weight_rules(layout)
 
     def references(self) -> dict[str, str]:
         refs = {"input": self.input, "timestep": self.timestep}

@@ -10,6 +10,7 @@ from typing import Literal
 from mmspec.components.common import require
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveInt, Ref
+from mmspec.spec.layout import Rule
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
 
 ADDITIONAL = 4
@@ -23,6 +24,14 @@ UNCLIP_PRIOR_EXAMPLES = (
             {"input": "x_t", "timestep": "t", "text_embed": "embed", "text_states": "states", "text_mask": "text",
              "heads": 2, "head_dim": 4, "layers": 1}, name="tiny"),
 )
+
+
+_BLOCK = (("norm1", "attn_res.norm"), ("attn1.to_q", "attn.q"), ("attn1.to_k", "attn.k"), ("attn1.to_v", "attn.v"),
+          ("attn1.to_out.0", "attn.out"), ("norm3", "ffn_res.norm"), ("ff.net.0.proj", "ffn.fc1"),
+          ("ff.net.2", "ffn.fc2"))
+DIFFUSERS_PRIOR = (*(Rule(f"transformer_blocks.{{i}}.{src}.{{p}}", f"blocks.{{i}}.{dst}.{{p}}") for src, dst in _BLOCK),
+                   Rule("{name*}", "{name*}"))
+"""diffusers PriorTransformer names -> the module's (the rest are diffusers' own)."""
 
 
 @register("encoders", examples=UNCLIP_PRIOR_EXAMPLES)
@@ -51,6 +60,8 @@ class UnclipPriorEncoder(ComponentConfig):
     """Width of one attention head (diffusers `attention_head_dim`)."""
     layers: PositiveInt = 20
     """Transformer blocks (diffusers `num_layers`)."""
+
+    weight_layouts = {"diffusers": DIFFUSERS_PRIOR}  # diffusers PriorTransformer (Karlo's prior)
 
     def references(self) -> dict[str, str]:
         return {"input": self.input, "timestep": self.timestep, "text_embed": self.text_embed,
