@@ -1,11 +1,14 @@
-"""Shared fixtures: the reference specs and their loaded tiny variants."""
+"""Shared fixtures: the reference specs, and their tiny variants compiled once per run."""
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,3 +38,23 @@ def spec_ids(paths: list[Path]) -> list[str]:
 @pytest.fixture(params=SPECS, ids=spec_ids(SPECS))
 def spec_path(request) -> Path:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory, worker_id) -> Callable[[Path], tuple[Path, dict]]:
+    """`tiny_export(spec)` -> (folder, report) of `mmspec compile SPEC --variant tiny` (verified), compiled once per
+    test run and shared by every xdist worker; the folder is read-only for its users (copy before changing it)."""
+    from mmspec import api
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if worker_id != "master" else base) / "tiny-exports"
+    root.mkdir(exist_ok=True)
+
+    def get(spec: Path) -> tuple[Path, dict]:
+        out, done = root / spec.stem, root / f"{spec.stem}.report.json"
+        with FileLock(root / f"{spec.stem}.lock"):
+            if not done.exists():
+                done.write_text(json.dumps(api.compile(spec, out_dir=out, variant="tiny")))
+        return out, json.loads(done.read_text())
+
+    return get

@@ -1,8 +1,8 @@
 """Same spec, same mmspec version, same seed -> byte-identical ONNX (docs/contracts.md, verification).
 
-Every spec in specs/ (tiny variant) is compiled here and, at the same time, in a separate Python process
-with a different hash seed, so neither caches nor set/dict ordering can make the bytes agree by accident.
-A different seed must change them (the comparison can fail).
+Every spec in specs/ (tiny variant, the run's shared export: conftest `tiny_export`) is compiled again in a
+separate Python process with another hash seed, so neither caches nor set/dict ordering can make the bytes
+agree by accident. A different seed must change them (the comparison can fail).
 """
 
 from __future__ import annotations
@@ -38,19 +38,17 @@ GROUPS = 4
 
 
 @pytest.mark.parametrize("group", range(GROUPS))
-def test_every_spec_compiles_to_identical_bytes_in_another_process(tmp_path, group):
+def test_every_spec_compiles_to_identical_bytes_in_another_process(tmp_path, group, tiny_export):
     specs = SPECS[group::GROUPS]
-    here, there = tmp_path / "here", tmp_path / "there"
     env = {k: v for k, v in os.environ.items() if k != "MMSPEC_DEBUG"} | {"PYTHONHASHSEED": "12345"}
-    other = subprocess.Popen([sys.executable, "-c", _COMPILE_ALL, str(there), *map(str, specs)], env=env,
+    other = subprocess.Popen([sys.executable, "-c", _COMPILE_ALL, str(tmp_path), *map(str, specs)], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for spec in specs:
-            api.compile(spec, here, variant="tiny", verify_export=False)
+        mine = {name: digest for spec in specs for name, digest in _digests(tiny_export(spec)[0]).items()}
     finally:
         _, err = other.communicate(timeout=900)
     assert other.returncode == 0, err
-    mine, theirs = _digests(here), _digests(there)
+    theirs = _digests(tmp_path)
     assert len(mine) == sum(len(api.load_spec(s, "tiny").plan.graphs) or 1 for s in specs)  # a file per graph
     assert mine == theirs, {name: (mine[name], theirs.get(name)) for name in mine if mine[name] != theirs.get(name)}
 

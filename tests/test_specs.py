@@ -10,7 +10,7 @@ import pytest
 import torch
 from regen_golden import COMMAND, GOLDEN, golden_texts
 
-from mmspec.api import build, capture, compile, load_spec, optimize
+from mmspec.api import build, capture, load_spec, optimize
 from mmspec.graph.capture import example_call
 from mmspec.graph.inputs import make_inputs, trace_sizes, verification_shapes
 from mmspec.passes import DEFAULT_PIPELINE
@@ -51,15 +51,15 @@ def test_golden(spec_path):
         assert path.read_text() == text, f"{name} differs from its golden file; if intended, run `{COMMAND}`"
 
 
-def test_compile_tiny_verifies(spec_path, tmp_path):
-    report = compile(spec_path, out_dir=tmp_path, variant="tiny")
+def test_compile_tiny_verifies(spec_path, tiny_export):
+    out, report = tiny_export(spec_path)
     loaded = load_spec(spec_path, "tiny")
     stem = f"{loaded.spec.name}-tiny"
     if loaded.plan.graphs:
-        _exports_verify(loaded, report, tmp_path, stem)
+        _exports_verify(loaded, report, out, stem)
         return
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{stem}.onnx", f"{stem}.report.json"]
-    assert json.loads((tmp_path / f"{stem}.report.json").read_text()) == report
+    assert sorted(p.name for p in out.iterdir()) == [f"{stem}.onnx", f"{stem}.report.json"]
+    assert json.loads((out / f"{stem}.report.json").read_text()) == report
     v = report["verification"]
     assert v["passed"] and v["tolerance"] == {"atol": 1e-4, "rtol": 1e-3}
     batches = {case["shapes"][loaded.plan.graph_inputs[0].name][0] for case in v["cases"]}
@@ -68,7 +68,7 @@ def test_compile_tiny_verifies(spec_path, tmp_path):
     for case in v["cases"]:
         assert set(case["outputs"]) == set(report["onnx"] and [o["name"] for o in report["onnx"]["outputs"]])
         assert all(stats["max_abs"] <= 1e-4 for stats in case["outputs"].values())
-    model = onnx.load(tmp_path / f"{stem}.onnx")
+    model = onnx.load(out / f"{stem}.onnx")
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["spec_sha256"] == loaded.sha256 == report["spec_sha256"]
     declared = [name for name, _, _ in loaded.plan.outputs]

@@ -111,10 +111,9 @@ def test_tiny_computes_the_official_network():
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_export):
     """(ORT pipeline, the same graphs eager, the eager monolithic model) of the tiny variant."""
-    out = tmp_path_factory.mktemp("aoanet_tiny")
-    api.compile(AOANET, out_dir=out, variant="tiny", verify_export=False)  # tests/test_specs.py verifies them
+    out, _ = tiny_export(AOANET)
     ort = Pipeline.open(out)
     model = api.build(api.load_spec(AOANET, "tiny"))
     eager = Pipeline(ort.manifest, {name: api.eager_graph(model, name) for name in ort.graphs})

@@ -119,9 +119,8 @@ def test_dvae_stage_is_frozen_and_outside_the_step_graph():
 
 
 @pytest.fixture(scope="module")
-def pipelines(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dalle")
-    api.compile(DALLE, out_dir=out, variant="tiny")
+def pipelines(tiny_export):
+    out, _ = tiny_export(DALLE)
     ort = Pipeline.open(out)
     model = api.build(api.load_spec(DALLE, "tiny")).eval()
     return ort, Pipeline(ort.manifest, {n: api.eager_graph(model, n) for n in ort.graphs}), model
@@ -213,9 +212,8 @@ def test_parti_table_1_sizes_on_the_meta_device(size):
 
 
 @pytest.fixture(scope="module")
-def parti(tmp_path_factory):
-    out = tmp_path_factory.mktemp("parti")
-    api.compile(PARTI, out_dir=out, variant="tiny")
+def parti(tiny_export):
+    out, _ = tiny_export(PARTI)
     ort = Pipeline.open(out)
     model = api.build(api.load_spec(PARTI, "tiny")).eval()
     return ort, Pipeline(ort.manifest, {n: api.eager_graph(model, n) for n in ort.graphs}), api.eager_graph(model)
@@ -246,9 +244,8 @@ def test_parti_fit_lowers_the_loss(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def nuwa(tmp_path_factory):
-    out = tmp_path_factory.mktemp("nuwa")
-    api.compile(NUWA, out_dir=out, variant="tiny")
+def nuwa(tiny_export):
+    out, _ = tiny_export(NUWA)
     ort = Pipeline.open(out)
     model = api.build(api.load_spec(NUWA, "tiny")).eval()
     return ort, Pipeline(ort.manifest, {n: api.eager_graph(model, n) for n in ort.graphs}), api.eager_graph(model)

@@ -66,10 +66,9 @@ def test_tiny_computes_torch_transformer_layers_over_regions():
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_export):
     """(ORT pipeline, the same graphs eager, the eager monolithic model) of the tiny variant."""
-    out = tmp_path_factory.mktemp("captioning_tiny")
-    api.compile(CAPTIONING, out_dir=out, variant="tiny")
+    out, _ = tiny_export(CAPTIONING)
     ort = Pipeline.open(out)
     model = api.build(api.load_spec(CAPTIONING, "tiny"))
     eager = Pipeline(ort.manifest, {name: api.eager_graph(model, name) for name in ort.graphs})

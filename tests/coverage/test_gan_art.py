@@ -66,11 +66,11 @@ def test_biggan_generator_equals_the_reference_with_its_weights():
     torch.testing.assert_close(ours, theirs, atol=ATOL, rtol=RTOL)
 
 
-def test_the_generator_exports_alone_and_equals_eager(tmp_path):
-    api.compile(BIG_SLEEP, out_dir=tmp_path, variant="tiny")
+def test_the_generator_exports_alone_and_equals_eager(tiny_export):
+    out, _ = tiny_export(BIG_SLEEP)
     loaded = api.load_spec(BIG_SLEEP, "tiny")
     model = api.build(loaded).eval()
-    session = ort.InferenceSession(str(tmp_path / "big_sleep-tiny.generate.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(out / "big_sleep-tiny.generate.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["noise", "classes"]
     g = torch.Generator().manual_seed(2)
     z, y = torch.randn(3, 4, generator=g), torch.rand(3, 5, generator=g)
@@ -78,7 +78,7 @@ def test_the_generator_exports_alone_and_equals_eager(tmp_path):
     with torch.no_grad():
         eager = model.components["generator"]({"input": {"values": z}, "condition": {"values": y}})["image"]
     np.testing.assert_allclose(image, eager.numpy(), atol=1e-4, rtol=1e-3)
-    critic = ort.InferenceSession(str(tmp_path / "big_sleep-tiny.critic.onnx"), providers=["CPUExecutionProvider"])
+    critic = ort.InferenceSession(str(out / "big_sleep-tiny.critic.onnx"), providers=["CPUExecutionProvider"])
     assert {i.name for i in critic.get_inputs()} == {"image", "text"}
 
 
@@ -104,11 +104,11 @@ def test_stylegan_networks_equal_the_official_counts():
     assert round(generator / 1e6, 1) == 26.2  # the paper's Section 2: "a total of 26.2M trainable parameters"
 
 
-def test_stylegan_exports_mapping_and_synthesis_that_compose_to_eager(tmp_path):
-    api.compile(STYLEGAN, out_dir=tmp_path, variant="tiny")
+def test_stylegan_exports_mapping_and_synthesis_that_compose_to_eager(tiny_export):
+    out, _ = tiny_export(STYLEGAN)
     model = api.build(api.load_spec(STYLEGAN, "tiny")).eval()
-    mapping = ort.InferenceSession(str(tmp_path / "stylegan-tiny.mapping.onnx"), providers=["CPUExecutionProvider"])
-    synthesis = ort.InferenceSession(str(tmp_path / "stylegan-tiny.synthesis.onnx"),
+    mapping = ort.InferenceSession(str(out / "stylegan-tiny.mapping.onnx"), providers=["CPUExecutionProvider"])
+    synthesis = ort.InferenceSession(str(out / "stylegan-tiny.synthesis.onnx"),
                                      providers=["CPUExecutionProvider"])
     assert [i.name for i in mapping.get_inputs()] == ["noise"]
     z = torch.randn(3, 8, generator=torch.Generator().manual_seed(3))  # B,nz
@@ -200,10 +200,10 @@ def test_modulated_conv_equals_per_example_modulated_and_demodulated_weights():
         torch.testing.assert_close(ours, torch.cat(expected), atol=1e-5, rtol=1e-4)
 
 
-def test_styleclip_edit_graph_equals_eager(tmp_path):
-    api.compile(STYLECLIP, out_dir=tmp_path, variant="tiny")
+def test_styleclip_edit_graph_equals_eager(tiny_export):
+    out, _ = tiny_export(STYLECLIP)
     model = api.build(api.load_spec(STYLECLIP, "tiny")).eval()
-    session = ort.InferenceSession(str(tmp_path / "styleclip-tiny.edit.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(out / "styleclip-tiny.edit.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["wplus"]
     w = torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(5))  # B,L,D
     (image,) = session.run(None, {"wplus": w.numpy()})

@@ -308,10 +308,9 @@ def test_gpt1_spec_with_a_full_size_checkpoint_decodes_as_transformers(tmp_path)
     np.testing.assert_array_equal(tokens, expected)
 
 
-def _compiled(tmp_path_factory, path: Path):
+def _compiled(tiny_export, path: Path):
     """(ORT pipeline, the same graphs eager, the eager monolithic model) of a spec's tiny variant."""
-    out = tmp_path_factory.mktemp(path.stem)
-    api.compile(path, out_dir=out, variant="tiny")
+    out, _ = tiny_export(path)
     ort = Pipeline.open(out)
     model = api.build(api.load_spec(path, "tiny"))
     eager = Pipeline(ort.manifest, {name: api.eager_graph(model, name) for name in ort.graphs})
@@ -319,13 +318,13 @@ def _compiled(tmp_path_factory, path: Path):
 
 
 @pytest.fixture(scope="module", params=[GPT2, GPT], ids=["gpt2", "gpt"])
-def decoder_only(request, tmp_path_factory):
-    return _compiled(tmp_path_factory, request.param)
+def decoder_only(request, tiny_export):
+    return _compiled(tiny_export, request.param)
 
 
 @pytest.fixture(scope="module")
-def transformer(tmp_path_factory):
-    return _compiled(tmp_path_factory, TRANSFORMER)
+def transformer(tiny_export):
+    return _compiled(tiny_export, TRANSFORMER)
 
 
 def _prompt(rows: int, length: int, vocab: int, seed: int = 0) -> np.ndarray:

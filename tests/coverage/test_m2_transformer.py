@@ -127,10 +127,9 @@ def test_tiny_computes_the_official_forward():
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_export):
     """(ORT pipeline, the same graphs eager, the eager monolithic model) of the tiny variant."""
-    out = tmp_path_factory.mktemp("m2_tiny")
-    api.compile(M2, out_dir=out, variant="tiny")
+    out, _ = tiny_export(M2)
     ort = Pipeline.open(out)
     model = api.build(api.load_spec(M2, "tiny"))
     eager = Pipeline(ort.manifest, {name: api.eager_graph(model, name) for name in ort.graphs})

@@ -157,10 +157,9 @@ def test_noise_acts_only_while_training():
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_export):
     """(ORT pipeline, the same graphs eager, the eager monolithic model) of the tiny variant."""
-    out = tmp_path_factory.mktemp("multimodel_tiny")
-    api.compile(SPEC, out_dir=out, variant="tiny")
+    out, _ = tiny_export(SPEC)
     ort = Pipeline.open(out)
     model = api.build(api.load_spec(SPEC, "tiny"))
     eager = Pipeline(ort.manifest, {name: api.eager_graph(model, name) for name in ort.graphs})

@@ -170,10 +170,9 @@ def test_cached_steps_equal_the_full_decoder(node, encoder, tokens):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_export):
     """(ORT pipeline, the same graphs eager, the eager monolithic model) of specs/ofa.yaml's tiny variant."""
-    out = tmp_path_factory.mktemp("ofa_tiny")
-    api.compile(OFA, out_dir=out, variant="tiny")
+    out, _ = tiny_export(OFA)
     ort = Pipeline.open(out)
     model = api.build(api.load_spec(OFA, "tiny"))
     eager = Pipeline(ort.manifest, {name: api.eager_graph(model, name) for name in ort.graphs})

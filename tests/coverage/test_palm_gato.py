@@ -86,18 +86,17 @@ def test_parallel_multi_query_layer_equals_a_direct_computation():
         torch.testing.assert_close(block(x, causal), x + attn + ffn, atol=1e-5, rtol=1e-5)
 
 
-def _pipelines(tmp_path_factory, path: Path):
+def _pipelines(tiny_export, path: Path):
     """(ORT pipeline, the same graphs eager, the uncached eager model) of a spec's tiny variant."""
-    out = tmp_path_factory.mktemp(path.stem)
-    api.compile(path, out_dir=out, variant="tiny")
+    out, _ = tiny_export(path)
     ort = Pipeline.open(out)
     model = api.build(api.load_spec(path, "tiny"))
     return ort, Pipeline(ort.manifest, {n: api.eager_graph(model, n) for n in ort.graphs}), api.eager_graph(model)
 
 
 @pytest.fixture(scope="module")
-def palm_pipelines(tmp_path_factory):
-    return _pipelines(tmp_path_factory, PALM)
+def palm_pipelines(tiny_export):
+    return _pipelines(tiny_export, PALM)
 
 
 def _decodes_as_eager(pipelines, modality: str) -> np.ndarray:
@@ -172,8 +171,8 @@ def test_gato_sizes_on_the_meta_device(variant, layers, width):
 
 
 @pytest.fixture(scope="module")
-def gato_pipelines(tmp_path_factory):
-    return _pipelines(tmp_path_factory, GATO)
+def gato_pipelines(tiny_export):
+    return _pipelines(tiny_export, GATO)
 
 
 def test_gato_tiny_decodes_on_ort_as_eager(gato_pipelines):

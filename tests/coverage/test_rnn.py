@@ -71,10 +71,9 @@ def test_rnnsearch_parameter_count_equals_torch_modules():
     assert api.param_counts(api.build(api.load_spec(RNNSEARCH), device="meta"))["total"] == theirs
 
 
-def _compiled(tmp_path_factory, path: Path):
+def _compiled(tiny_export, path: Path):
     """(ORT pipeline, the same graphs eager, the monolithic eager model) of the tiny variant."""
-    out = tmp_path_factory.mktemp(path.stem)
-    api.compile(path, out_dir=out, variant="tiny", verify_export=False)  # tests/test_specs.py verifies them
+    out, _ = tiny_export(path)
     ort = Pipeline.open(out)
     model = api.build(api.load_spec(path, "tiny"))
     eager = Pipeline(ort.manifest, {name: api.eager_graph(model, name) for name in ort.graphs})
@@ -82,13 +81,13 @@ def _compiled(tmp_path_factory, path: Path):
 
 
 @pytest.fixture(scope="module")
-def seq2seq(tmp_path_factory):
-    return _compiled(tmp_path_factory, SEQ2SEQ)
+def seq2seq(tiny_export):
+    return _compiled(tiny_export, SEQ2SEQ)
 
 
 @pytest.fixture(scope="module")
-def rnnsearch(tmp_path_factory):
-    return _compiled(tmp_path_factory, RNNSEARCH)
+def rnnsearch(tiny_export):
+    return _compiled(tiny_export, RNNSEARCH)
 
 
 def test_the_step_graph_takes_and_returns_the_states(seq2seq):

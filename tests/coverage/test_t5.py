@@ -205,10 +205,9 @@ def _cli_greedy(capsys, build: Path, source: np.ndarray, mask: np.ndarray, new: 
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tiny_export):
     """(ORT pipeline, the same graphs eager, the eager monolithic model, build dir) of specs/t5.yaml's tiny."""
-    out = tmp_path_factory.mktemp("t5_tiny")
-    api.compile(T5, out_dir=out, variant="tiny")
+    out, _ = tiny_export(T5)
     ort = Pipeline.open(out)
     model = api.build(api.load_spec(T5, "tiny"))
     eager = Pipeline(ort.manifest, {name: api.eager_graph(model, name) for name in ort.graphs})

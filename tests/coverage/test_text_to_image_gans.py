@@ -101,11 +101,11 @@ def test_outputs_equal_the_official_networks(name):
 
 
 @pytest.mark.parametrize("name", REFERENCES)
-def test_the_export_is_the_generator_alone_and_equals_eager(name, tmp_path):
-    api.compile(SPECS / f"{name}.yaml", out_dir=tmp_path, variant="tiny")
+def test_the_export_is_the_generator_alone_and_equals_eager(name, tiny_export):
+    out, _ = tiny_export(SPECS / f"{name}.yaml")
     loaded = api.load_spec(SPECS / f"{name}.yaml", "tiny")
     model = api.build(loaded).eval()
-    session = ort.InferenceSession(str(tmp_path / f"{name}-tiny.generate.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(out / f"{name}-tiny.generate.onnx"), providers=["CPUExecutionProvider"])
     cond = CONDITION[name]
     assert [i.name for i in session.get_inputs()] == ["noise", *([cond] if cond else [])]
     g = torch.Generator().manual_seed(1)
@@ -115,7 +115,7 @@ def test_the_export_is_the_generator_alone_and_equals_eager(name, tmp_path):
         eager = model.components["generator"]({"input": {"values": feeds["noise"]},
                                                **({"condition": {"values": feeds[cond]}} if cond else {})})["image"]
     np.testing.assert_allclose(image, eager.numpy(), atol=1e-4, rtol=1e-3)
-    graph = onnx.load(str(tmp_path / f"{name}-tiny.generate.onnx")).graph
+    graph = onnx.load(str(out / f"{name}-tiny.generate.onnx")).graph
     onnx_params = sum(int(np.prod(t.dims)) for t in graph.initializer)
     assert onnx_params <= _count(model.components["generator"]) < api.param_counts(model)["total"]
 
@@ -220,9 +220,9 @@ def test_conditioning_augmentation_samples_while_training_only():
         assert torch.equal(out["code"], out["mean"])
 
 
-def test_stackgan_exports_both_stages_and_fit_trains_them(tmp_path):
-    api.compile(SPECS / "stackgan.yaml", out_dir=tmp_path, variant="tiny")
-    inputs = {g: [i.name for i in ort.InferenceSession(str(tmp_path / f"stackgan-tiny.{g}.onnx"),
+def test_stackgan_exports_both_stages_and_fit_trains_them(tiny_export):
+    out, _ = tiny_export(SPECS / "stackgan.yaml")
+    inputs = {g: [i.name for i in ort.InferenceSession(str(out / f"stackgan-tiny.{g}.onnx"),
                                                        providers=["CPUExecutionProvider"]).get_inputs()]
               for g in ("stage1", "stage2")}
     assert inputs == {"stage1": ["noise", "text"], "stage2": ["stage1", "text"]}  # stage 2 takes stage 1's image
