@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from mmspec.components.common import require
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Ref
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
@@ -52,9 +53,7 @@ class ClipResNetEncoder(ComponentConfig):
         return out
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
-        pixels = inputs["input"].get("pixels")
-        if pixels is None or pixels.rank != 4:
-            raise CheckError("input", f"needs an image [batch, channels, height, width]; {self.input!r} has none")
+        pixels = require(inputs["input"].get("pixels"), "pixels", 4, "image")
         batch, _, h, w = pixels.shape
         if self.width < 2:
             raise CheckError("width", f"width {self.width} leaves the stem's first two convs width/2 = 0 channels; "

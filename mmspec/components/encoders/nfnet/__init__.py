@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from mmspec.components.common import require
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveInt, Ref
 from mmspec.spec.tensors import Bundle, CheckError, TensorInfo
@@ -66,9 +67,7 @@ class NFNetEncoder(ComponentConfig):
         return out
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
-        pixels = inputs["input"].get("pixels")
-        if pixels is None or pixels.rank != 4:
-            raise CheckError("input", f"needs an image [batch, channels, height, width]; {self.input!r} has none")
+        pixels = require(inputs["input"].get("pixels"), "pixels", 4, "image")
         batch, _, h, w = pixels.shape
         if not isinstance(h, int) or not isinstance(w, int) or h % 32 or w % 32:
             raise CheckError("input", f"the image {h}x{w} must have fixed sides divisible by 32 (the tower strides 32)")

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from mmspec.components.common import require
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Ref
 from mmspec.spec.layout import Rule
@@ -105,9 +106,7 @@ class SwinEncoder(ComponentConfig):
         return out
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
-        pixels = inputs["input"].get("pixels")
-        if pixels is None or pixels.rank != 4:
-            raise CheckError("input", f"needs an image [batch, channels, height, width]; {self.input!r} has none")
+        pixels = require(inputs["input"].get("pixels"), "pixels", 4, "image")
         if len(self.heads) != len(self.depths):
             raise CheckError("heads", f"{len(self.heads)} head counts for {len(self.depths)} stages")
         c, _, h, w = self.stages(*pixels.shape[2:])[-1]
