@@ -136,7 +136,10 @@ class ADMUNetEncoder(ComponentConfig):
     before the pixels' own in every attention layer. Per level `depth` scale-shift residual blocks (each followed by
     an attention where `attention` says so), a residual block with 2x2 average pooling between levels; a middle
     block (resnet, attention, resnet); the mirrored up path (depth + 1 blocks on the concatenated skip states, a
-    residual block with nearest x2 upsampling between levels); GroupNorm, SiLU and a 3x3 conv out."""
+    residual block with nearest x2 upsampling between levels); GroupNorm, SiLU and a 3x3 conv out. With
+    `image_embed` (unCLIP's decoder) the CLIP embeddings condition it in place of GLIDE's transformer; unCLIP's
+    upsamplers drop the attention (`attention` all false, `middle_attention: false`) and add the time embedding
+    (`scale_shift: false`)."""
 
     type: Literal["adm_unet"]
     input: Ref
