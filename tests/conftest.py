@@ -41,13 +41,13 @@ def spec_path(request) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_export(tmp_path_factory, worker_id) -> Callable[[Path], tuple[Path, dict]]:
+def tiny_export(tmp_path_factory) -> Callable[[Path], tuple[Path, dict]]:
     """`tiny_export(spec)` -> (folder, report) of `mmspec compile SPEC --variant tiny` (verified), compiled once per
     test run and shared by every xdist worker; the folder is read-only for its users (copy before changing it)."""
     from mmspec import api
 
     base = tmp_path_factory.getbasetemp()
-    root = (base.parent if worker_id != "master" else base) / "tiny-exports"
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "tiny-exports"  # xdist: one per run
     root.mkdir(exist_ok=True)
 
     def get(spec: Path) -> tuple[Path, dict]:
