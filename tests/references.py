@@ -26,6 +26,7 @@ from functools import cache
 
 import aoa_references as AOA
 import attngan_references as ATG
+import deepcorrsurv_references as DCS
 import diffusion_references as DR
 import flamingo_references as FL
 import ga_references as GA
@@ -42,6 +43,7 @@ import multimodal_survival_references as MSR
 import multimodel_references as MM
 import multipurpose_references as MPR
 import ofa_references as OFA
+import polsterl_references as PL
 import structured_references as SR
 import survival_references as SV
 import torch
@@ -362,11 +364,13 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
                    lambda: len(SV.rossi_cox().params_)),
     "deepsurv": lambda: SV.deepsurv_official(5, [48, 48]),  # WHAS configuration, official Lasagne layers
     "deepconvsurv": lambda: SV.deepconvsurv_official(3, 512, 512),  # WSISA's layers on 512x512 patches
+    "deepcorrsurv": lambda: DCS.DeepCorrSurv(3, 512, 512, 5),  # authors' Lasagne views + common net, 512x512
     "concatae": lambda: SV.tong_autoencoders([1000, 1000]),  # authors' Q/P/C nets, default sizes
     "concatae:crossae": lambda: SV.tong_autoencoders([1000, 1000], fusion="mean"),
     "multisurv": MSR.multisurv,  # official sub-models, five non-imaging modalities, 30 intervals
     "cheerla": MSR.cheerla,  # official experiments/predict.py Network without the SqueezeNet branch
     "wide_deep": MSR.wdl,  # deepctr-torch WDL: one 10-level sparse feature (4-d), one dense, DNN (256, 128)
+    "polsterl": PL.WidePointNet,  # the first author's WidePointNetClassifier (ai-med/SVEHNN), run.py config
     "vokenization": GR.vokenization,  # official CoLwithBert: BertForMaskedLM + voken head over 50,000 images
     "vokenization:small": lambda: GR.vokenization(512, 6, 8, 2048),
     "xdbert": GR.xdbert,  # official XATTNBERTModel's used parts: BERT-base, CLIP-T, 2 cross layers, heads

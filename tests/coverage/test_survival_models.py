@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from deepcorrsurv_references import DeepCorrSurv
 from lifelines import CoxPHFitter
 from lifelines.datasets import load_rossi
 from safetensors.torch import load_file
@@ -141,6 +142,9 @@ def test_parameter_counts_equal_the_references():
         deepconvsurv = deepconvsurv_official(3, 512, 512)
     assert _total(DEEPSURV) == _count(deepsurv)
     assert _total(DEEPCONVSURV) == _count(deepconvsurv)
+    with torch.device("meta"):
+        deepcorrsurv = DeepCorrSurv(3, 512, 512, 5)
+    assert _total(DEEPCORRSURV) == _total(DEEPCORRSURV, "pretrain") == _count(deepcorrsurv) == 129_841
 
 
 def test_tiny_deepconvsurv_equals_the_authors_layers():
@@ -156,6 +160,25 @@ def test_tiny_deepconvsurv_equals_the_authors_layers():
             a.copy_(b)
         x = torch.randn(3, 3, 96, 96, generator=torch.Generator().manual_seed(0))
         torch.testing.assert_close(model({"patch": x})[0], reference(x), atol=1e-6, rtol=1e-5)
+
+
+def test_tiny_deepcorrsurv_equals_the_authors_layers():
+    """Same weights, same log-risk as the authors' two views and common sub-network: the linear 32-d (here 6-d)
+    view outputs, the concatenation order [image, molecular] and the linear 8-d (here 4-d) layer before the risk."""
+    loaded = load_spec(DEEPCORRSURV, "tiny")
+    model = build(loaded).eval()
+    reference = DeepCorrSurv(3, 96, 96, 12, filters=4, view=6, hidden=8, common=(6, 4)).eval()
+    c = model.components
+    ours = [*c["image_net"].parameters(), *c["molecular_net"].parameters(), *c["common_net"].parameters(),
+            *c["risk"].parameters()]
+    theirs = list(reference.parameters())
+    assert [p.shape for p in ours] == [p.shape for p in theirs]
+    with torch.no_grad():
+        for a, b in zip(theirs, ours, strict=True):
+            a.copy_(b)
+        g = torch.Generator().manual_seed(0)
+        x, v = torch.randn(3, 3, 96, 96, generator=g), torch.randn(3, 12, generator=g)
+        torch.testing.assert_close(model({"patch": x, "molecular": v})[0], reference(x, v), atol=1e-6, rtol=1e-5)
 
 
 def test_correlation_loss_is_minus_the_summed_pearson_correlations():
@@ -207,7 +230,8 @@ def test_deepcorrsurv_pretrains_on_correlation_then_fine_tunes_on_cox(tmp_path):
     assert history1["losses"][-1] < history1["losses"][0] - 1.0  # 6 correlations rise by more than 1 in total
     assert history2["losses"][-1] < history2["losses"][0]
     assert sorted(before) == sorted(after)
-    assert not torch.equal(before["image_net.body.0.weight"], after["image_net.body.0.weight"])  # fine-tuned too
+    for name, value in before.items():  # stage 2 moves only the common sub-network, as DeepMultiSurv.py does
+        assert torch.equal(value, after[name]) == name.startswith(("image_net.", "molecular_net.")), name
 
 
 @pytest.mark.parametrize(("first", "second"), [("tiny", "tiny_survival"), ("tiny_crossae", "tiny_crossae_survival")])

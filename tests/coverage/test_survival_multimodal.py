@@ -14,6 +14,7 @@ import multimodal_survival_references as R
 import numpy as np
 import onnx
 import onnxruntime as ort
+import polsterl_references as PL
 import pytest
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,7 @@ def _reference(make) -> int:
 
 
 @pytest.mark.parametrize(("stem", "make"), [("multisurv", R.multisurv), ("cheerla", R.cheerla),
-                                            ("wide_deep", R.wdl)])
+                                            ("wide_deep", R.wdl), ("polsterl", PL.WidePointNet)])
 def test_canonical_counts_equal_the_official_configurations(stem, make):
     assert _count(stem) == _reference(make)
 
@@ -200,6 +201,37 @@ def test_pointnet_risk_ignores_the_order_of_the_points():
     shuffled = {**inputs, "shape": inputs["shape"][:, torch.randperm(9)]}
     with torch.no_grad():
         torch.testing.assert_close(model(inputs)[0], model(shuffled)[0], atol=1e-6, rtol=1e-5)
+
+
+def test_tiny_polsterl_equals_the_wide_pointnet_of_the_first_author():
+    """Same weights and BatchNorm statistics, same log-risk as WidePointNetClassifier's layers (eval mode): the
+    per-point Linear layers as kernel-1 Conv1d, the max over points, and wide + deep = one Linear on the
+    concatenation [deep features, tabular features]."""
+    loaded = load_spec(SPECS / "polsterl.yaml", "tiny")
+    model = build(loaded).eval()
+    reference = PL.WidePointNet(features=4, glob=16, deep=6, point=(8, 8)).eval()
+    c = model.components
+    ours = [*c["point_features"].mlp, c["point_features"].out_norm, *c["deep_features"].mlp,
+            c["deep_features"].out_norm]
+    ours = [m for m in ours if isinstance(m, torch.nn.Linear | torch.nn.BatchNorm1d)]
+    theirs = [m for m in [*reference.point, *reference.fc] if not isinstance(m, torch.nn.ReLU)]
+    assert len(ours) == len(theirs) == 12
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for a, b in zip(ours, theirs, strict=True):
+            for name, x in [*a.named_parameters(), *a.named_buffers()]:
+                if x.is_floating_point():
+                    x.copy_(torch.rand(x.shape, generator=g) + 0.5 if "var" in name else torch.randn(x.shape,
+                                                                                                      generator=g))
+                getattr(b, name).copy_(x.view_as(getattr(b, name)))
+        for risk in ("wide_risk", "deep_risk"):
+            c[risk].mlp[0].weight.normal_(generator=g)
+        c["deep_risk"].mlp[0].bias.normal_(generator=g)
+        reference.out.weight.copy_(torch.cat([c["deep_risk"].mlp[0].weight, c["wide_risk"].mlp[0].weight], 1))
+        reference.out.bias.copy_(c["deep_risk"].mlp[0].bias)
+        inputs = make_inputs(loaded.plan, {"batch": 5, "points": 11}, seed=2)
+        torch.testing.assert_close(model(inputs)[0], reference(inputs["shape"], inputs["clinical"]), atol=1e-5,
+                                   rtol=1e-5)
 
 
 @pytest.mark.parametrize("stem", ["multisurv", "cheerla", "wide_deep", "polsterl"])

@@ -49,8 +49,9 @@ class ConvLayer(StrictModel):
 @register("encoders", examples=CONVNET_EXAMPLES)
 class ConvNetEncoder(ComponentConfig):
     """Image [batch, C, H, W] -> `features` [batch, C', h, w] after the conv `layers`, and `pooled`: with `dense`,
-    the flattened features through Linear -> activation per width ([batch, last width]); without, their global
-    mean [batch, C']. Sizes: h = floor((H + 2 padding - kernel) / stride) + 1 per conv, then floor(h / pool).
+    the flattened features through Linear -> activation per width (the last one `dense_activation`) ([batch, last
+    width]); without, their global mean [batch, C']. Sizes: h = floor((H + 2 padding - kernel) / stride) + 1 per
+    conv, then floor(h / pool).
     Each layer i in `taps` also emits `layer_<i>` [batch, C_i, h_i, w_i], its activations before pooling."""
 
     type: Literal["convnet"]
@@ -61,6 +62,9 @@ class ConvNetEncoder(ComponentConfig):
     """Activation after each conv layer and each `dense` layer."""
     dense: list[PositiveInt] = []
     """Widths of the fully connected layers on the flattened feature map (each followed by the activation)."""
+    dense_activation: Activation | None = None
+    """Activation after the last `dense` layer (null: `activation`); `identity` leaves it linear (DeepCorrSurv's
+    32-d image representation)."""
     pooling: Literal["max", "average"] = "max"
     """Kind of the `pool` x `pool` pooling (Gatys et al.'s style transfer swaps VGG's max for average)."""
     taps: list[Annotated[int, Field(ge=0)]] = []
@@ -116,4 +120,5 @@ class ConvNetEncoder(ComponentConfig):
         pixels, sizes = self._sizes(inputs)
         c, _, _, h, w = sizes[-1]
         convs = [(layer.channels, layer.kernel, layer.stride, layer.padding, layer.pool) for layer in self.layers]
-        return ConvNet(pixels.shape[1], convs, self.activation, c * h * w, self.dense, self.pooling, self.taps)
+        return ConvNet(pixels.shape[1], convs, self.activation, c * h * w, self.dense, self.pooling, self.taps,
+                       self.dense_activation or self.activation)

@@ -9,11 +9,12 @@ from mmspec.blocks.activations import activation
 
 
 class ConvNet(nn.Module):
-    """[Conv2d -> act (-> max or average pool)] per layer; `pooled` = dense layers on the flattened map, or its
-    global mean; the activations of the `taps` layers are emitted as `layer_<i>`."""
+    """[Conv2d -> act (-> max or average pool)] per layer; `pooled` = dense layers on the flattened map (the last
+    one followed by `last_act`, default `act`), or its global mean; the activations of the `taps` layers are
+    emitted as `layer_<i>`."""
 
     def __init__(self, channels: int, convs: list[tuple[int, int, int, int, int]], act: str, flat: int,
-                 dense: list[int], pooling: str = "max", taps: list[int] = ()):
+                 dense: list[int], pooling: str = "max", taps: list[int] = (), last_act: str | None = None):
         super().__init__()
         pool_layer = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
         layers: list[nn.Module] = []
@@ -26,8 +27,8 @@ class ConvNet(nn.Module):
             channels = out
         self.body = nn.Sequential(*layers)
         fc: list[nn.Module] = []
-        for width in dense:
-            fc += [nn.Linear(flat, width), activation(act)]
+        for i, width in enumerate(dense):
+            fc += [nn.Linear(flat, width), activation(act if i < len(dense) - 1 else last_act or act)]
             flat = width
         self.dense = nn.Sequential(*fc) if fc else None
 
