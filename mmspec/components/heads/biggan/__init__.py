@@ -81,6 +81,9 @@ class BigGANGeneratorConfig(ComponentConfig):
                                           f"channels; its queries and keys take channels / 8, so at least 8")
         if (self.rgb_conv or self.out_channels) < self.out_channels:
             raise CheckError("rgb_conv", f"rgb_conv {self.rgb_conv} < out_channels {self.out_channels}")
+        if any(b > a for a, b in zip(self.channels, self.channels[1:], strict=False)):
+            raise CheckError("channels", f"channels {self.channels} grow: a block's skip keeps its first output "
+                                         f"channels, so each stage is at most as wide as the one before")
         if any(self.width * c < self.reduction for c in self.channels):
             raise CheckError("reduction", "every stage width must be at least `reduction`")
         return z.width, k.width
