@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmspec.blocks.attention import Attention
+from mmspec.blocks.attention import Attention, padding_bias
 from mmspec.blocks.conv import ResnetBlock
 from mmspec.blocks.pooling import AttentionPool
 from mmspec.blocks.positions import TimestepEmbedding
@@ -44,8 +44,8 @@ class TextAttention(nn.Module):
         self.add_v_proj = nn.Linear(context_dim, channels) if context_dim and split_kv else None
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                context_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """`context_bias` [B, S]: added to the scores of the context keys (-10000 hides padding, as diffusers)."""
+                context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`context_mask` [B, S] (1 = attend): the context keys it zeroes are hidden (padding)."""
         b, c, h, w = x.shape
         y = self.norm(x).flatten(2).transpose(1, 2)  # B,HW,C
         q = self.attn.split_heads(self.attn.q(y), b, h * w)  # B,H,HW,d
@@ -60,23 +60,24 @@ class TextAttention(nn.Module):
             k = torch.cat([self.attn.split_heads(ek, b, s), k], dim=2)  # B,H,S+HW,d
             v = torch.cat([self.attn.split_heads(ev, b, s), v], dim=2)  # B,H,S+HW,d
         bias = None
-        if context_bias is not None and context is not None:
-            bias = torch.cat([context_bias, context_bias.new_zeros(b, h * w)], dim=1)[:, None, None]  # B,1,1,S+HW
+        if context_mask is not None and context is not None:
+            keep = torch.cat([context_mask, context_mask.new_ones(b, h * w)], dim=1)  # B,S+HW
+            bias = padding_bias(keep, y)  # B,1,1,S+HW
         y = self.attn.mix(q, k, v, bias, b, h * w)  # B,HW,C
         return x + y.transpose(1, 2).reshape(b, c, h, w)  # B,C,H,W
 
 
 class Step(nn.ModuleList):
     """One entry of ADM's input/output block lists: convs, residual blocks (given the time embedding) and
-    attentions (given the text context and its key bias), applied in order."""
+    attentions (given the text context and its key mask), applied in order."""
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None,
-                context_bias: torch.Tensor | None = None) -> torch.Tensor:
+                context_mask: torch.Tensor | None = None) -> torch.Tensor:
         for layer in self:
             if isinstance(layer, ResnetBlock):
                 x = layer(x, emb)  # B,C',H',W'
             elif isinstance(layer, TextAttention):
-                x = layer(x, context, context_bias)  # B,C,H,W
+                x = layer(x, context, context_mask)  # B,C,H,W
             else:
                 x = layer(x)  # B,C',H,W
         return x
@@ -110,7 +111,7 @@ class GlideText(nn.Module):
 class UnclipConditioning(nn.Module):
     """unCLIP's decoder conditioning (diffusers UnCLIPTextProjModel; parameter names follow it): CLIP image
     embedding [B, E], the caption's CLIP embedding [B, E], its token states [B, S, E] and mask [B, S] ->
-    (context [B, tokens + S, D], its key bias [B, tokens + S], the addition to the timestep embedding [B, temb]).
+    (context [B, tokens + S, D], its key mask [B, tokens + S], the addition to the timestep embedding [B, temb]).
     The context is `tokens` tokens projected from the image embedding (one Linear to tokens * D, read as D rows of
     `tokens`), then the token states projected to D and layer-normed; the addition is both embeddings projected to
     temb. An all-zero image embedding row (the null condition of classifier-free guidance) is replaced by the
@@ -134,11 +135,8 @@ class UnclipConditioning(nn.Module):
         add = self.clip_image_embeddings_project_to_time_embeddings(image) + self.embedding_proj(text)  # B,temb
         extra = self.clip_extra_context_tokens_proj(image).reshape(b, -1, self.tokens).transpose(1, 2)  # B,K,D
         states = self.text_encoder_hidden_states_norm(self.encoder_hidden_states_proj(states))  # B,S,D
-        bias = None
-        if mask is not None:
-            bias = (1.0 - mask.to(states.dtype)) * -10000.0  # B,S
-            bias = torch.cat([bias.new_zeros(b, self.tokens), bias], dim=1)  # B,K+S
-        return torch.cat([extra, states], dim=1), bias, add  # B,K+S,D; B,K+S; B,temb
+        keep = None if mask is None else torch.cat([mask.new_ones(b, self.tokens), mask], dim=1)  # B,K+S
+        return torch.cat([extra, states], dim=1), keep, add  # B,K+S,D; B,K+S; B,temb
 
 
 class ADMDownPath(nn.Module):
@@ -193,23 +191,23 @@ class ADMDownPath(nn.Module):
              mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
              clip: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
              ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, tuple]:
-        """(middle output, the input blocks' states, the embedding, (the text context, its key bias)). `clip`:
+        """(middle output, the input blocks' states, the embedding, (the text context, its key mask)). `clip`:
         unCLIP's (image embedding, caption embedding, caption token states), `mask` the caption's."""
         emb = self.time_embedding(timesteps)  # B,4W
         if self.label_emb is not None and labels is not None:
             emb = emb + self.label_emb(labels)  # B,4W
-        context, bias = None, None
+        context, keep = None, None
         if self.text is not None and tokens is not None:
             context, pooled = self.text(tokens, mask)  # B,S,D; B,4W
             emb = emb + pooled  # B,4W
         if self.unclip is not None and clip is not None:
-            context, bias, added = self.unclip(*clip, mask)  # B,K+S,D; B,K+S; B,4W
+            context, keep, added = self.unclip(*clip, mask)  # B,K+S,D; B,K+S; B,4W
             emb = emb + added  # B,4W
         x, skips = sample, []
         for step in self.input_blocks:
-            x = step(x, emb, context, bias)  # B,C_i,H_i,W_i
+            x = step(x, emb, context, keep)  # B,C_i,H_i,W_i
             skips.append(x)
-        return self.middle_block(x, emb, context, bias), skips, emb, (context, bias)  # B,C_L,h,w
+        return self.middle_block(x, emb, context, keep), skips, emb, (context, keep)  # B,C_L,h,w
 
 
 class ADMUNet(ADMDownPath):
@@ -239,9 +237,9 @@ class ADMUNet(ADMDownPath):
     def forward(self, sample: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 clip: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        x, skips, emb, (context, bias) = self.down(sample, timesteps, tokens, mask, labels, clip)  # B,C_L,h,w
+        x, skips, emb, (context, keep) = self.down(sample, timesteps, tokens, mask, labels, clip)  # B,C_L,h,w
         for step in self.output_blocks:
-            x = step(torch.cat([x, skips.pop()], dim=1), emb, context, bias)  # B,C_i,H_i,W_i
+            x = step(torch.cat([x, skips.pop()], dim=1), emb, context, keep)  # B,C_i,H_i,W_i
         return self.out_conv(F.silu(self.out_norm(x)))  # B,C_out,H,W
 
 
