@@ -32,3 +32,8 @@ def betas(kind: str, steps: int, beta_start: float = 1e-4, beta_end: float = 0.0
     return torch.tensor(
         [min(1 - alpha_bar((i + 1) / steps) / alpha_bar(i / steps), 0.999) for i in range(steps)], dtype=torch.float64
     )
+
+
+def alphas_cumprod(kind: str, steps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """abar_t = prod_{s <= t} (1 - beta_s) of `betas`, [steps] float32: the signal kept at each noise level."""
+    return torch.cumprod(1 - betas(kind, steps, beta_start, beta_end), 0).float()  # T

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from mmspec.blocks.diffusion import DiffusionUNet
-from mmspec.blocks.schedules import betas
+from mmspec.blocks.schedules import alphas_cumprod
 
 
 class DiffusionUNetModule(DiffusionUNet):
@@ -19,8 +19,7 @@ class DiffusionUNetModule(DiffusionUNet):
         super().__init__(*args, **kwargs)
         self.context_field, self.mask_field = context_field, mask_field
         if aug_steps:  # the augmentation's cumulative alphas, abar_0..abar_{A-1}
-            abar = torch.cumprod(1 - betas("squaredcos_cap_v2", aug_steps), 0).float()  # A
-            self.register_buffer("aug_abar", abar, persistent=False)
+            self.register_buffer("aug_abar", alphas_cumprod("squaredcos_cap_v2", aug_steps), persistent=False)  # A
 
     def forward(self, inputs: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         x = inputs["input"]["pixels"]  # B,C,H,W

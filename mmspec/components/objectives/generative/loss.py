@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from mmspec.blocks.masking import bernoulli
-from mmspec.blocks.schedules import betas, momentum
+from mmspec.blocks.schedules import alphas_cumprod, momentum
 from mmspec.components.objectives.runtime import Batch, ObjectiveModule, StepContext, one
 
 
@@ -170,7 +170,7 @@ class DiffusionEps(ObjectiveModule):
     ):
         super().__init__()
         self.image, self.timestep, self.steps, self.target = image, timestep, steps, target
-        self.alpha_bar = torch.cumprod(1 - betas(schedule, steps, beta_start, beta_end), 0).float()  # T (CPU: the
+        self.alpha_bar = alphas_cumprod(schedule, steps, beta_start, beta_end)  # T (CPU: the
         # batch is corrupted on the CPU, before it moves to the device)
         self.condition, self.drop_prob = condition, drop_prob
         """Graph inputs of the condition -> the value a dropped example gets (null token id, 0 mask, 0.0)."""
