@@ -64,9 +64,14 @@ def synthetic_batch(loaded: LoadedSpec, batch: int, seed: int, axes: dict[str, i
     return Batch(inputs, targets)
 
 
+def dataset_seed(seed: int, index: int) -> int:
+    """The seed of the `index`-th dataset of a mixture: apart from the others' by a prime stride."""
+    return seed + 104_729 * index
+
+
 def mixture_batches(loaded: LoadedSpec, batch: int, seed: int) -> dict[str, Batch]:
     """One synthetic batch per dataset of the spec's `datasets:` (their `sizes`), each drawn from its own seed."""
-    return {name: synthetic_batch(loaded, batch, seed + 104_729 * i, ds.sizes)
+    return {name: synthetic_batch(loaded, batch, dataset_seed(seed, i), ds.sizes)
             for i, (name, ds) in enumerate(loaded.spec.datasets.items())}
 
 

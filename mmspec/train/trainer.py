@@ -27,6 +27,7 @@ from mmspec.blocks.transformer import is_frozen
 from mmspec.components.objectives.runtime import Batch, StepContext
 from mmspec.errors import TrainingError, UsageError
 from mmspec.spec.loader import LoadedSpec
+from mmspec.train.data import dataset_seed
 
 
 @dataclass
@@ -125,6 +126,11 @@ class History:
         return {"steps": self.steps, "losses": self.losses, "objectives": self.objectives}
 
 
+def reported(dataset: str | None, objective: str) -> str:
+    """The name a loss is reported under: the objective's, `dataset.objective` in a `datasets:` mixture."""
+    return objective if dataset is None else f"{dataset}.{objective}"
+
+
 class Trainer:
     """Builds the training state of a loaded spec and runs steps. `strategy`: none, ddp or fsdp (the last two
     need torch.distributed to be initialised, as torchrun does). Optimizer: AdamW, one per update group."""
@@ -200,7 +206,7 @@ class Trainer:
 
     def loss_names(self) -> dict[str, tuple[str | None, str]]:
         """Reported loss name -> (dataset, objective): the objective's name, `dataset.objective` with `datasets:`."""
-        return {n if m is None else f"{m}.{n}": (m, n) for g in self.groups for n in g.losses for m in self.datasets}
+        return {reported(m, n): (m, n) for g in self.groups for n in g.losses for m in self.datasets}
 
     def accumulate(self, prepared: dict[str | None, tuple[Batch, Batch]], group: int) -> dict[str, torch.Tensor]:
         """Backward of group `group`'s weighted losses on each dataset's (clean, student) rows, the gradients
@@ -210,7 +216,7 @@ class Trainer:
             losses = self.step_module(student.inputs, clean.inputs, student.targets, group)
             total = self.datasets[m] * sum(self.weights[n] * losses[n] for n in self.groups[group].losses)
             total.backward()
-            out.update({n if m is None else f"{m}.{n}": v.detach() for n, v in losses.items()})
+            out.update({reported(m, n): v.detach() for n, v in losses.items()})
         return out
 
     def step(self, batch: Batch | dict[str, Batch], seed: int, total_steps: int) -> dict[str, float]:
@@ -225,7 +231,7 @@ class Trainer:
         if set(mixture) != set(self.datasets):
             raise UsageError(f"the step needs one batch per dataset ({', '.join(map(str, self.datasets))}); "
                              f"got {', '.join(map(str, mixture))}")
-        prepared = {m: self.prepare(mixture[m], seed + 104_729 * i) for i, m in enumerate(self.datasets)}
+        prepared = {m: self.prepare(mixture[m], dataset_seed(seed, i)) for i, m in enumerate(self.datasets)}
         values: dict[str, torch.Tensor] = {}
         for i, opt in enumerate(self.optimizers):
             opt.zero_grad(set_to_none=True)
