@@ -37,6 +37,7 @@ import grounded_references as GR
 import guided_references as GDR
 import hip_references as HIP
 import imagen_references as IMG
+import imagen_sr_references as ISR
 import m2_references as M2
 import multimae_references as MMAE
 import multimodal_survival_references as MSR
@@ -341,6 +342,8 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "imagen": IMG.imagen,  # T5 v1.1-Large encoder (T5EncoderModel) + base UNet2DConditionModel (widths 256..1024)
     "imagen:sr256": lambda: IMG.imagen_sr(256),  # the same encoder + the 64 -> 256 stage's UNet2DConditionModel
     "imagen:sr1024": lambda: IMG.imagen_sr(1024),  # the same encoder + the 256 -> 1024 stage's
+    "imagen_sr": ISR.sr256,  # NeMo EfficientUNetModel, sr256-600m + noise-conditioning aug, T5-XXL states (rebuild)
+    "imagen_sr:sr1024": ISR.sr1024,  # the same at sr1024-600m (cross-attention)
     "dvae": Formula("transformers.FlavaImageCodebook + the official dall_e.Decoder count", DR.dvae_count),
     "dcgan": lambda: GAN.pair(GAN.dcgan_example),  # pytorch/examples DCGAN Generator + Discriminator
     "gan_int_cls": lambda: GAN.pair(GAN.gan_int_cls),  # icml2016 netG + netD (conv biases zeroed, not counted)

@@ -70,7 +70,9 @@ class ResnetBlock(nn.Module):
     ("scale_shift", GLIDE/ADM); out = (shortcut(x) + conv2(dropout(SiLU(h)))) / output_scale, with a 1x1 conv
     shortcut when the channel count changes. `temb_dim=None`: no time embedding (VAEs, GAN generators).
     `resample` "down" (2x2 average pool) or "up" (nearest x2) resizes both SiLU(GN(x)) before conv1 and the
-    shortcut's x (ADM's resblock_updown, GLIDE)."""
+    shortcut's x (ADM's resblock_updown, GLIDE). `conv_shortcut` keeps the 1x1 conv shortcut at an unchanged channel
+    count and `shortcut_scale` multiplies the shortcut alone, out = conv2(...) + shortcut(x) * shortcut_scale
+    (Imagen's Efficient U-Net: 1/sqrt(2))."""
 
     def __init__(
         self,
@@ -83,6 +85,8 @@ class ResnetBlock(nn.Module):
         time_norm: str = "default",
         output_scale: float = 1.0,
         resample: str | None = None,
+        conv_shortcut: bool = False,
+        shortcut_scale: float = 1.0,
     ):
         super().__init__()
         if resample not in (None, "down", "up"):
@@ -101,7 +105,8 @@ class ResnetBlock(nn.Module):
         self.norm2 = nn.GroupNorm(groups, cout, eps=eps)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
-        self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
+        self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout or conv_shortcut else None
+        self.shortcut_scale = shortcut_scale
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
         h = F.silu(self.norm1(x))  # B,C,H,W
@@ -118,6 +123,8 @@ class ResnetBlock(nn.Module):
             h = h * (1 + t[:, : self.cout]) + t[:, self.cout :]  # B,C',H,W
         h = self.conv2(self.dropout(F.silu(h)))  # B,C',H,W
         shortcut = x if self.conv_shortcut is None else self.conv_shortcut(x)  # B,C',H,W
+        if self.shortcut_scale != 1.0:
+            shortcut = shortcut * self.shortcut_scale  # B,C',H,W
         return (shortcut + h) / self.output_scale  # B,C',H,W
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:

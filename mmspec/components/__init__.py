@@ -18,6 +18,7 @@ FAMILIES = (
     "encoders.detr",
     "encoders.diffusion_unet",
     "encoders.dvae",
+    "encoders.efficient_unet",
     "encoders.vae",
     "encoders.efficientnet",
     "encoders.embedding_bag",
