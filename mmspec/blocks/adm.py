@@ -9,10 +9,16 @@ embedding) added to the timestep embedding, and 4 context tokens from the image 
 projected CLIP token states, whose padding the attention masks. Its upsamplers (diffusers UNet2DModel) are the
 U-Net without attention and with additive time embeddings.
 
+Imagen's base U-Net as NVIDIA NeMo's UNetModel builds it (Saharia et al. 2022; no official code exists) is the same
+U-Net with `ImagenConditioning` (a frozen text encoder's states projected into the attention context, their
+attention-pooled summary added to the timestep embedding), attentions whose queries, pixel keys/values and context
+read GroupNorms of their own (NeMo's FusedCrossAttentionBlock), and convolutions between the levels (a stride-2 3x3
+conv down, a 4x4 stride-2 transposed conv up) in place of resampling residual blocks.
+
 Contract: `ADMUNet` maps (sample [B, C_in, H, W], timesteps [B], optionally tokens and mask [B, S], class labels
-[B], unCLIP's conditioning) to [B, C_out, H, W], H and W divisible by 2^(levels - 1); `ADMClassifier` (the
-noisy-image classifier of classifier guidance) maps (sample, timesteps) to logits [B, classes]. torch.fx
-traceable.
+[B], unCLIP's conditioning, Imagen's text states [B, S, D]) to [B, C_out, H, W], H and W divisible by
+2^(levels - 1); `ADMClassifier` (the noisy-image classifier of classifier guidance) maps (sample, timesteps) to
+logits [B, classes]. torch.fx traceable.
 """
 
 from __future__ import annotations
@@ -31,12 +37,17 @@ from mmspec.blocks.transformer import Block
 class TextAttention(nn.Module):
     """x + out(attention(GroupNorm(x))) over the H*W positions, `channels // head_dim` heads; with a text context
     [B, S, D], its projections (`encoder_kv`: D -> 2C, keys then values; with `split_kv` two, `add_k_proj` and
-    `add_v_proj`, as diffusers' SimpleCrossAttn names them) come before the pixels' own keys and values (GLIDE)."""
+    `add_v_proj`, as diffusers' SimpleCrossAttn names them) come before the pixels' own keys and values (GLIDE).
+    `separate_norms` (NeMo's FusedCrossAttentionBlock, Imagen): the pixels' keys and values read a GroupNorm of
+    their own (`norm_self`), and the context is group-normed over its D channels and S positions (`norm_context`)
+    before its projection."""
 
     def __init__(self, channels: int, head_dim: int, groups: int, eps: float, context_dim: int | None,
-                 split_kv: bool = False):
+                 split_kv: bool = False, separate_norms: bool = False):
         super().__init__()
         self.norm = nn.GroupNorm(groups, channels, eps=eps)
+        self.norm_self = nn.GroupNorm(groups, channels, eps=eps) if separate_norms else None
+        self.norm_context = nn.GroupNorm(groups, context_dim, eps=eps) if separate_norms and context_dim else None
         self.attn = Attention(channels, channels, channels, channels // head_dim, channels)
         fused = context_dim and not split_kv
         self.encoder_kv = nn.Linear(context_dim, 2 * channels) if fused else None
@@ -48,11 +59,14 @@ class TextAttention(nn.Module):
         """`context_mask` [B, S] (1 = attend): the context keys it zeroes are hidden (padding)."""
         b, c, h, w = x.shape
         y = self.norm(x).flatten(2).transpose(1, 2)  # B,HW,C
+        kv = y if self.norm_self is None else self.norm_self(x).flatten(2).transpose(1, 2)  # B,HW,C
         q = self.attn.split_heads(self.attn.q(y), b, h * w)  # B,H,HW,d
-        k = self.attn.split_heads(self.attn.k(y), b, h * w)  # B,H,HW,d
-        v = self.attn.split_heads(self.attn.v(y), b, h * w)  # B,H,HW,d
+        k = self.attn.split_heads(self.attn.k(kv), b, h * w)  # B,H,HW,d
+        v = self.attn.split_heads(self.attn.v(kv), b, h * w)  # B,H,HW,d
         if (self.encoder_kv is not None or self.add_k_proj is not None) and context is not None:
             s = context.shape[1]
+            if self.norm_context is not None:
+                context = self.norm_context(context.transpose(1, 2)).transpose(1, 2)  # B,S,D
             if self.encoder_kv is not None:
                 ek, ev = self.encoder_kv(context).chunk(2, dim=-1)  # B,S,C each
             else:
@@ -139,28 +153,59 @@ class UnclipConditioning(nn.Module):
         return torch.cat([extra, states], dim=1), keep, add  # B,K+S,D; B,K+S; B,temb
 
 
+class ImagenConditioning(nn.Module):
+    """Imagen's text conditioning as NeMo's UNetModel builds it: a frozen encoder's token states [B, S, D] and
+    their mask [B, S] -> (the attention context [B, S, width], its key mask, the addition to the timestep embedding
+    [B, temb]). The padding states are zeroed (NeMo's T5 wrapper does it before the U-Net sees them); the context is
+    their projection (`text_to_cond`); the pooled summary is the states weighted by a softmax over all S positions
+    of a learned score (`pool_score`), layer-normed and projected to width, then LayerNorm, Linear, SiLU, Linear
+    (`to_time`) to temb."""
+
+    def __init__(self, dim: int, width: int, temb: int):
+        super().__init__()
+        self.text_to_cond = nn.Linear(dim, width)
+        self.pool_score = nn.Linear(dim, 1)
+        self.pool_norm = nn.LayerNorm(dim)
+        self.pool_proj = nn.Linear(dim, width)
+        self.to_time = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, temb), nn.SiLU(), nn.Linear(temb, temb))
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        if mask is not None:
+            states = states * mask[..., None].type_as(states)  # B,S,D
+        weights = torch.softmax(self.pool_score(states), dim=1)  # B,S,1
+        pooled = self.pool_proj(self.pool_norm((weights * states).sum(dim=1)))  # B,width
+        return self.text_to_cond(states), mask, self.to_time(pooled)  # B,S,width; B,S; B,temb
+
+
 class ADMDownPath(nn.Module):
     """The timestep embedding (4 * width wide; plus, with `classes`, a learned class embedding, and with `text`,
     GLIDE's pooled text), the input blocks (`depth` scale-shift residual blocks per level, each followed by a
     `TextAttention` of `head_dim`-wide heads where attention[i]; a residual block that average-pools between
     levels) and the middle (resnet, attention, resnet): what ADM's U-Net and its noisy-image classifier share.
     `self.skips` lists the channels of the states the input blocks leave for an up path. `unclip` =
-    dict(clip_dim, width, tokens) adds `UnclipConditioning` (context width `width`); `scale_shift=False` gives the
-    residual blocks additive time embeddings, `middle_attention=False` a middle of two residual blocks."""
+    dict(clip_dim, width, tokens) adds `UnclipConditioning` (context width `width`), `imagen` = dict(dim, width)
+    `ImagenConditioning`; `scale_shift=False` gives the residual blocks additive time embeddings,
+    `middle_attention=False` a middle of two residual blocks, `resample="conv"` a stride-2 3x3 conv between the
+    levels (and a 4x4 stride-2 transposed conv in the up path) in place of the resampling residual blocks, and
+    `separate_norms` the attentions' own GroupNorms for the pixels' keys/values and the context (NeMo)."""
 
     def __init__(self, channels: int, width: int, mult: list[int], depth: int, attention: list[bool], *,
                  head_dim: int = 64, groups: int = 32, eps: float = 1e-5, dropout: float = 0.0,
                  text: dict | None = None, classes: int | None = None, unclip: dict | None = None,
-                 scale_shift: bool = True, middle_attention: bool = True):
+                 imagen: dict | None = None, scale_shift: bool = True, middle_attention: bool = True,
+                 resample: str = "resblock", separate_norms: bool = False):
         super().__init__()
         temb = 4 * width
         self.time_embedding = TimestepEmbedding(width, temb, True, 0.0)
         self.text = GlideText(**text, temb=temb) if text else None
         self.unclip = UnclipConditioning(**unclip, temb=temb) if unclip else None
+        self.imagen = ImagenConditioning(**imagen, temb=temb) if imagen else None
         self.label_emb = nn.Embedding(classes, temb) if classes else None
-        context = text["width"] if text else unclip["width"] if unclip else None
+        context = text["width"] if text else unclip["width"] if unclip else imagen["width"] if imagen else None
         self.opts = {"temb": temb, "groups": groups, "eps": eps, "dropout": dropout, "head_dim": head_dim,
-                     "context": context, "time_norm": "scale_shift" if scale_shift else "default"}
+                     "context": context, "time_norm": "scale_shift" if scale_shift else "default",
+                     "resample": resample, "separate_norms": separate_norms}
         ch = width * mult[0]
         self.input_blocks = nn.ModuleList([Step([nn.Conv2d(channels, ch, 3, padding=1)])])
         self.skips = [ch]
@@ -173,7 +218,7 @@ class ADMDownPath(nn.Module):
                 self.input_blocks.append(Step(layers))
                 self.skips.append(ch)
             if level < len(mult) - 1:
-                self.input_blocks.append(Step([self.res(ch, ch, "down")]))
+                self.input_blocks.append(Step([self.downsample(ch)]))
                 self.skips.append(ch)
         self.middle_block = Step([self.res(ch, ch), *([self.attn(ch)] if middle_attention else []),
                                   self.res(ch, ch)])
@@ -183,16 +228,28 @@ class ADMDownPath(nn.Module):
         o = self.opts
         return ResnetBlock(cin, cout, o["temb"], o["groups"], o["eps"], o["dropout"], o["time_norm"], resample=resample)
 
+    def downsample(self, channels: int) -> nn.Module:
+        if self.opts["resample"] == "conv":
+            return nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        return self.res(channels, channels, "down")
+
+    def upsample(self, channels: int) -> nn.Module:
+        if self.opts["resample"] == "conv":
+            return nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1)
+        return self.res(channels, channels, "up")
+
     def attn(self, channels: int) -> TextAttention:
         o = self.opts
-        return TextAttention(channels, o["head_dim"], o["groups"], o["eps"], o["context"], self.unclip is not None)
+        return TextAttention(channels, o["head_dim"], o["groups"], o["eps"], o["context"], self.unclip is not None,
+                             o["separate_norms"])
 
     def down(self, sample: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor | None = None,
              mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-             clip: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-             ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, tuple]:
+             clip: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+             states: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, tuple]:
         """(middle output, the input blocks' states, the embedding, (the text context, its key mask)). `clip`:
-        unCLIP's (image embedding, caption embedding, caption token states), `mask` the caption's."""
+        unCLIP's (image embedding, caption embedding, caption token states), `states` Imagen's text encoder states,
+        `mask` the caption's."""
         emb = self.time_embedding(timesteps)  # B,4W
         if self.label_emb is not None and labels is not None:
             emb = emb + self.label_emb(labels)  # B,4W
@@ -202,6 +259,9 @@ class ADMDownPath(nn.Module):
             emb = emb + pooled  # B,4W
         if self.unclip is not None and clip is not None:
             context, keep, added = self.unclip(*clip, mask)  # B,K+S,D; B,K+S; B,4W
+            emb = emb + added  # B,4W
+        if self.imagen is not None and states is not None:
+            context, keep, added = self.imagen(states, mask)  # B,S,K; B,S; B,4W
             emb = emb + added  # B,4W
         x, skips = sample, []
         for step in self.input_blocks:
@@ -215,7 +275,7 @@ class ADMUNet(ADMDownPath):
     states, each followed by an attention where attention[i]; a residual block that nearest-upsamples between
     levels) and GroupNorm, SiLU and a 3x3 conv out to `out_channels`. `text` = dict(vocab, length, width, layers,
     heads, padding) adds GLIDE's text transformer, `classes` ADM's class embedding, `unclip` unCLIP's
-    conditioning."""
+    conditioning, `imagen` Imagen's."""
 
     def __init__(self, channels: int, out_channels: int, width: int, mult: list[int], depth: int,
                  attention: list[bool], **kwargs):
@@ -229,15 +289,16 @@ class ADMUNet(ADMDownPath):
                 if attention[level]:
                     layers.append(self.attn(ch))
                 if level and i == depth:
-                    layers.append(self.res(ch, ch, "up"))
+                    layers.append(self.upsample(ch))
                 self.output_blocks.append(Step(layers))
         self.out_norm = nn.GroupNorm(self.opts["groups"], ch, eps=self.opts["eps"])
         self.out_conv = nn.Conv2d(ch, out_channels, 3, padding=1)
 
     def forward(self, sample: torch.Tensor, timesteps: torch.Tensor, tokens: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                clip: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        x, skips, emb, (context, keep) = self.down(sample, timesteps, tokens, mask, labels, clip)  # B,C_L,h,w
+                clip: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                states: torch.Tensor | None = None) -> torch.Tensor:
+        x, skips, emb, (context, keep) = self.down(sample, timesteps, tokens, mask, labels, clip, states)  # B,C_L,h,w
         for step in self.output_blocks:
             x = step(torch.cat([x, skips.pop()], dim=1), emb, context, keep)  # B,C_i,H_i,W_i
         return self.out_conv(F.silu(self.out_norm(x)))  # B,C_out,H,W

@@ -1,11 +1,12 @@
-"""Imagen (T2I-14): the frozen T5 v1.1 encoder equals transformers' T5EncoderModel and the base and
-super-resolution U-Nets diffusers' UNet2DConditionModel (pooled text added to the time embedding, the augmentation
-level embedded like the timestep) in parameter count (the default, the sr256 / sr1024 stages, and the paper's
-T5-XXL text encoder as a --set size); `--weights` on a random UNet2DConditionModel checkpoint reproduces its noise
-prediction with a padded caption's mask (and, for the super-resolution stage, the low-resolution image and its
-augmentation level); guided DDIM sampling of the exported denoisers with dynamic thresholding on ONNX Runtime
-equals the eager graph; dynamic thresholding is the paper's rule; training noises the low-resolution image at the
-drawn level; `fit` lowers the noise-prediction loss while the T5 encoder stays frozen."""
+"""Imagen (T2I-14): the canonical size's frozen T5 v1.1-XXL encoder equals transformers' T5EncoderModel and its
+base U-Net NeMo's UNetModel at base64-2b (tests/imagen_references.py rebuilds it) in parameter count, and the tiny
+U-Net computes the rebuild's noise prediction from its weights (a padded caption, garbage in the padding); the
+deepfloyd stand-in and the super-resolution stages equal diffusers' UNet2DConditionModel (pooled text added to the
+time embedding, the augmentation level embedded like the timestep) in count, and `--weights` on a random
+UNet2DConditionModel checkpoint reproduces its noise prediction; guided DDIM sampling of the exported denoisers
+with dynamic thresholding on ONNX Runtime equals the eager graph; dynamic thresholding is the paper's rule;
+training noises the low-resolution image at the drawn level; `fit` lowers the noise-prediction loss while the T5
+encoder stays frozen."""
 
 from __future__ import annotations
 
@@ -25,26 +26,78 @@ from mmspec.train.trainer import Trainer
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "imagen.yaml"
 PARITY_ATOL = 1e-5  # imported weights against the reference, fp32
 SAMPLE_ATOL = 1e-3  # a whole sampling loop, ONNX Runtime against eager
-XXL = ["encoders.t5.width=4096", "encoders.t5.heads=64", "encoders.t5.ffn=10240"]
 
 
 def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.mark.parametrize("variant", [None, "sr256", "sr1024"])
+@pytest.mark.parametrize("variant", [None, "deepfloyd", "sr256", "sr1024"])
 def test_parts_match_their_references(variant):
     counts = api.param_counts(api.build(api.load_spec(SPEC, variant), device="meta"))["by_component"]
+    references = {None: IMG.imagen, "deepfloyd": IMG.deepfloyd}
     with torch.device("meta"):
-        t5, unet = IMG.imagen() if variant is None else IMG.imagen_sr(int(variant[2:]))
+        t5, unet = references[variant]() if variant in references else IMG.imagen_sr(int(variant[2:]))
     assert (counts["t5"], counts["unet"]) == (_count(t5), _count(unet))
 
 
-def test_the_papers_t5_xxl_encoder_matches_t5encodermodel():
-    counts = api.param_counts(api.build(api.load_spec(SPEC, sets=XXL, budget=None), device="meta"))["by_component"]
-    with torch.device("meta"):
-        t5, unet = IMG.t5_encoder(IMG.T5_XXL), IMG.base_unet(context=4096)
-    assert (counts["t5"], counts["unet"]) == (_count(t5), _count(unet))
+def _ort_sampling_equals_eager(loaded, model, tmp_path: Path, low: torch.Tensor | None = None,
+                               level: torch.Tensor | None = None) -> None:
+    """Guided DDIM (10 steps, dynamic thresholding) of the exported denoiser on ONNX Runtime equals the eager
+    graph's, and guidance changes the sample; `low`, `level`: a super-resolution stage's inputs."""
+    graph = {g.name: g for g in loaded.plan.graphs}["denoiser"]
+    gm, _ = api.optimize(api.capture(api.graph_views(model)["denoiser"]))
+    with torch.no_grad():
+        api.export(gm, loaded, tmp_path / "denoiser.onnx", graph=graph)
+    ort = OnnxGraph(tmp_path / "denoiser.onnx")
+    rng = np.random.default_rng(0)
+    names = {n: next(i for i in ort.input_names if i.endswith(n)) for n in ("sequence", "mask")}
+    cond = {names["sequence"]: rng.standard_normal((2, 5, 8), dtype=np.float32),  # B,S,D: a caption's T5 states
+            names["mask"]: np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])}  # B,S
+    uncond = {**cond, names["sequence"]: np.zeros((2, 5, 8), dtype=np.float32)}  # B,S,D: the dropped caption's
+    if low is not None:  # the 4x4 image, noised at its augmentation level as in training
+        abar = alphas_cumprod(betas("squaredcos_cap_v2"))[level.numpy()][:, None, None, None]  # B,1,1,1
+        noised = (np.sqrt(abar) * low.numpy() + np.sqrt(1 - abar) * rng.standard_normal(low.shape)).astype(np.float32)
+        feeds = {"low_res": noised, "aug_level": level.numpy()}  # B,3,4,4; B
+        cond, uncond = {**cond, **feeds}, {**uncond, **feeds}
+    noise = rng.standard_normal((2, 3, 8, 8), dtype=np.float32)  # B,3,8,8
+    schedule = alphas_cumprod(betas("squaredcos_cap_v2"))
+
+    def sample_with(g, scale):
+        den = Denoiser(g, sample="x_t", timestep="timestep", eps="unet", cond=cond, uncond=uncond)
+        return ddim_sample(den, noise, schedule=schedule, steps=10, seed=2, guidance_scale=scale, clip_sample=0.995)
+
+    on_ort = sample_with(ort, 5.0)
+    np.testing.assert_allclose(on_ort, sample_with(api.eager_graph(model, "denoiser"), 5.0), atol=SAMPLE_ATOL, rtol=0)
+    assert np.abs(on_ort - sample_with(ort, 1.0)).max() > 10 * SAMPLE_ATOL, "guidance does not change the sample"
+
+
+def test_tiny_unet_computes_the_nemo_rebuild_and_ort_sampling_equals_eager(tmp_path):
+    loaded = api.load_spec(SPEC, "tiny")
+    unet = loaded.spec.encoders["unet"]
+    torch.manual_seed(0)
+    reference = IMG.NemoUNet(embed_dim=unet.width, channel_mult=tuple(unet.mult), num_res_blocks=unet.depth,
+                             attention_ds=(2,), per_head_channels=unet.head_dim, cond_dim=unet.context_width,
+                             text_embed_dim=loaded.spec.encoders["t5"].width, groups=unet.groups).eval()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    model = api.build(loaded).eval()
+    model.components["unet"].load_state_dict(IMG.to_mmspec(reference))
+    x, t, text = torch.randn(2, 3, 8, 8), torch.tensor([10, 950]), torch.randn(2, 5, 8)  # B,3,8,8; B; B,S,D
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])  # B,S: the first caption is padded
+    zeroed = text * mask[..., None]  # B,S,D: NeMo's T5 wrapper zeroes the padding states
+
+    with torch.no_grad():
+        ours = model.components["unet"]({"input": {"pixels": x}, "timestep": {"values": t},
+                                         "context": {"sequence": text}, "context_mask": {"mask": mask}})["eps"]
+        theirs = reference(x, t.float(), zeroed, mask)  # B,3,8,8
+        other = reference(x, t.float(), torch.randn(2, 5, 8) * mask[..., None], mask)  # B,3,8,8
+        unmasked = reference(x, t.float(), zeroed, torch.ones_like(mask))  # B,3,8,8
+    assert (theirs - other).abs().max() > 0.05  # the text shows
+    assert (theirs[0] - unmasked[0]).abs().max() > 1e-3  # the mask shows
+    assert (ours - theirs).abs().max().item() <= PARITY_ATOL
+    _ort_sampling_equals_eager(loaded, model, tmp_path)
 
 
 def _tiny_unet(loaded) -> torch.nn.Module:
@@ -55,8 +108,8 @@ def _tiny_unet(loaded) -> torch.nn.Module:
                          super_resolution=unet.low_res is not None)
 
 
-@pytest.mark.parametrize("variant", ["tiny", "tiny_sr"])
-def test_weights_reproduce_unet2dconditionmodel_and_ort_sampling_equals_eager(variant, tmp_path):
+@pytest.mark.parametrize("variant", ["tiny_deepfloyd", "tiny_sr"])
+def test_weights_reproduce_unet2dconditionmodel(variant, tmp_path):
     loaded = api.load_spec(SPEC, variant)
     sr = variant == "tiny_sr"
     torch.manual_seed(0)
@@ -88,31 +141,8 @@ def test_weights_reproduce_unet2dconditionmodel_and_ort_sampling_equals_eager(va
     assert (theirs[0] - unmasked[0]).abs().max() > 1e-3  # the mask shows
     assert (ours - theirs).abs().max().item() <= PARITY_ATOL
 
-    graph = {g.name: g for g in loaded.plan.graphs}["denoiser"]
-    gm, _ = api.optimize(api.capture(api.graph_views(model)["denoiser"]))
-    with torch.no_grad():
-        api.export(gm, loaded, tmp_path / "denoiser.onnx", graph=graph)
-    ort = OnnxGraph(tmp_path / "denoiser.onnx")
-    rng = np.random.default_rng(0)
-    names = {n: next(i for i in ort.input_names if i.endswith(n)) for n in ("sequence", "mask")}
-    cond = {names["sequence"]: rng.standard_normal((2, 5, 8), dtype=np.float32),  # B,S,D: a caption's T5 states
-            names["mask"]: mask.numpy()}  # B,S
-    uncond = {**cond, names["sequence"]: np.zeros((2, 5, 8), dtype=np.float32)}  # B,S,D: the dropped caption's
-    if sr:  # the 4x4 image, noised at its augmentation level as in training
-        abar = alphas_cumprod(betas("squaredcos_cap_v2"))[level.numpy()][:, None, None, None]  # B,1,1,1
-        noised = (np.sqrt(abar) * low.numpy() + np.sqrt(1 - abar) * rng.standard_normal(low.shape)).astype(np.float32)
-        feeds = {"low_res": noised, "aug_level": level.numpy()}  # B,3,4,4; B
-        cond, uncond = {**cond, **feeds}, {**uncond, **feeds}
-    noise = rng.standard_normal((2, 3, 8, 8), dtype=np.float32)  # B,3,8,8
-    schedule = alphas_cumprod(betas("squaredcos_cap_v2"))
-
-    def sample_with(g, scale):
-        den = Denoiser(g, sample="x_t", timestep="timestep", eps="unet", cond=cond, uncond=uncond)
-        return ddim_sample(den, noise, schedule=schedule, steps=10, seed=2, guidance_scale=scale, clip_sample=0.995)
-
-    on_ort = sample_with(ort, 5.0)
-    np.testing.assert_allclose(on_ort, sample_with(api.eager_graph(model, "denoiser"), 5.0), atol=SAMPLE_ATOL, rtol=0)
-    assert np.abs(on_ort - sample_with(ort, 1.0)).max() > 10 * SAMPLE_ATOL, "guidance does not change the sample"
+    if sr:
+        _ort_sampling_equals_eager(loaded, model, tmp_path, low, level)
 
 
 def test_training_noises_the_low_res_image_at_its_level():

@@ -1,8 +1,8 @@
 """ADM U-Net denoiser (Dhariwal & Nichol 2021; unconditional or class-conditional) with GLIDE's text conditioning
 (Nichol et al. 2022): noisy image and timestep in, the predicted noise (and the learned-variance interpolation)
 out; optional class label, GLIDE text transformer, unCLIP's CLIP-embedding conditioning (the DALL-E 2 / Karlo
-decoder), low-resolution image (GLIDE's and unCLIP's upsamplers) and inpainting image + mask (GLIDE inpainting),
-composed from `mmspec.blocks.adm`."""
+decoder), a frozen text encoder's states (Imagen's base U-Net as NeMo builds it), low-resolution image (GLIDE's and
+unCLIP's upsamplers) and inpainting image + mask (GLIDE inpainting), composed from `mmspec.blocks.adm`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mmspec.components.common import require
+from mmspec.components.common import require, sequence_of
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Probability, Ref
 from mmspec.spec.layout import Rule
@@ -40,6 +40,10 @@ ADM_UNET_EXAMPLES = (
             {"input": "x_t", "timestep": "t", "low_res": "low", "low_res_resize": "bicubic", **_TINY,
              "attention": [False, False], "middle_attention": False, "scale_shift": False, "learn_sigma": False},
             name="unclip_upsampler"),
+    Example({**_X_T, "states": {"type": "sequence", "dim": 6, "length": 3}, "text": _TEXT},
+            {"input": "x_t", "timestep": "t", "context": "states", "context_mask": "text", "context_width": 4,
+             **_TINY, "resample": "conv", "attention_norms": "separate", "learn_sigma": False, "dropout": 0.0},
+            name="imagen"),
     Example({**_X_T, "y": {"type": "scalar", "dtype": "int64", "high": 5}},
             {"input": "x_t", "timestep": "t", "label": "y", "classes": 5, **_TINY}, name="class_conditional"),
 )
@@ -121,9 +125,16 @@ def resnet_params(cin: int, cout: int, temb: int, scale_shift: bool = True) -> i
     return 2 * cin + conv_params(cin, cout, 3) + temb * t + t + 2 * cout + conv_params(cout, cout, 3) + shortcut
 
 
-def attention_params(c: int, context: int | None) -> int:
-    """GroupNorm, q/k/v/out projections and, with a text width, its key/value projection to 2c."""
-    return 2 * c + 4 * (c * c + c) + (2 * c * context + 2 * c if context else 0)
+def attention_params(c: int, context: int | None, separate_norms: bool = False) -> int:
+    """GroupNorm, q/k/v/out projections and, with a text width, its key/value projection to 2c; `separate_norms`
+    adds the pixels' key/value GroupNorm and the context's."""
+    norms = 2 * c + (2 * context if context else 0) if separate_norms else 0
+    return 2 * c + 4 * (c * c + c) + (2 * c * context + 2 * c if context else 0) + norms
+
+
+def imagen_params(dim: int, width: int, temb: int) -> int:
+    """ImagenConditioning: the context projection, the pooling score, LayerNorm and projection, and the MLP to temb."""
+    return 2 * (dim * width + width) + dim + 1 + 2 * dim + 2 * width + (width * temb + temb) + (temb * temb + temb)
 
 
 @register("encoders", examples=ADM_UNET_EXAMPLES)
@@ -139,7 +150,10 @@ class ADMUNetEncoder(ComponentConfig):
     residual block with nearest x2 upsampling between levels); GroupNorm, SiLU and a 3x3 conv out. With
     `image_embed` (unCLIP's decoder) the CLIP embeddings condition it in place of GLIDE's transformer; unCLIP's
     upsamplers drop the attention (`attention` all false, `middle_attention: false`) and add the time embedding
-    (`scale_shift: false`)."""
+    (`scale_shift: false`). With `context` (Imagen's base U-Net as NVIDIA NeMo's UNetModel builds it) a frozen text
+    encoder's states condition it: projected to `context_width` as every attention's extra keys and values, and
+    attention-pooled into the time embedding; Imagen's U-Net also takes `resample: conv` and
+    `attention_norms: separate`."""
 
     type: Literal["adm_unet"]
     input: Ref
@@ -197,8 +211,17 @@ class ADMUNetEncoder(ComponentConfig):
     """unCLIP: the caption's CLIP token states [batch, S, E]."""
     text_mask: Ref | None = None
     """unCLIP: the caption's tokens modality; its `mask` [batch, S] (1 = token) hides the padding."""
+    context: Ref | None = None
+    """Imagen: a text encoder's token states [batch, S, D] (e.g. `t5.sequence`; NeMo's `text_embed`). Their padding
+    is zeroed (as NeMo's T5 wrapper does), they are projected to `context_width` (`text_to_cond`) as every
+    attention's extra keys and values, and their softmax-weighted sum over all S positions (a learned score per
+    position; NeMo's SelfAttentionPooling), layer-normed and projected to `context_width`, then LayerNorm, Linear,
+    SiLU, Linear to the time embedding's width, is added to the time embedding."""
+    context_mask: Ref | None = None
+    """Imagen: the context's padding, [batch, S] with 1 = token (a bundle's `mask`, e.g. `t5.mask`); masked keys are
+    hidden from the attention and the masked states zeroed."""
     context_width: PositiveInt = 1536
-    """unCLIP: width of the attention context (diffusers `cross_attention_dim`)."""
+    """unCLIP, Imagen: width of the attention context (diffusers `cross_attention_dim`, NeMo `cond_dim`)."""
     context_tokens: PositiveInt = 4
     """unCLIP: context tokens projected from the image embedding (`clip_extra_context_tokens`)."""
     scale_shift: bool = True
@@ -206,6 +229,14 @@ class ADMUNetEncoder(ComponentConfig):
     use_scale_shift_norm); false adds the projected embedding before the second norm (unCLIP's upsamplers)."""
     middle_attention: bool = True
     """An attention between the middle's two residual blocks (false: unCLIP's upsamplers, add_attention false)."""
+    resample: Literal["resblock", "conv"] = "resblock"
+    """Between levels: a residual block that average-pools (down) or nearest-upsamples (up) (ADM's
+    resblock_updown), or a stride-2 3x3 conv down and a 4x4 stride-2 transposed conv up (NeMo's Imagen U-Net:
+    resample_with_conv with learnable upsampling)."""
+    attention_norms: Literal["shared", "separate"] = "shared"
+    """`separate` (NeMo's FusedCrossAttentionBlock): the pixels' keys and values read a GroupNorm of their own and
+    the context is group-normed (over its channels and positions) before its key/value projection; `shared`: one
+    GroupNorm before the queries, keys and values (ADM, GLIDE)."""
     low_res_resize: Literal["bilinear", "bicubic"] = "bilinear"
     """How `low_res` is resized to x_t's size: bilinear (GLIDE) or bicubic with antialiasing (unCLIP's pipeline)."""
 
@@ -221,7 +252,7 @@ class ADMUNetEncoder(ComponentConfig):
     def references(self) -> dict[str, str]:
         refs = {"input": self.input, "timestep": self.timestep}
         for port in ("text", "label", "low_res", "inpaint_image", "inpaint_mask", "image_embed", "text_embed",
-                     "text_states", "text_mask"):
+                     "text_states", "text_mask", "context", "context_mask"):
             if getattr(self, port) is not None:
                 refs[port] = getattr(self, port)
         return refs
@@ -269,6 +300,33 @@ class ADMUNetEncoder(ComponentConfig):
                                           f"as text_states")
         return image.shape[1]
 
+    def _context(self, inputs: dict[str, Bundle]) -> int | None:
+        """Imagen's text state width D (None without `context`)."""
+        if self.context is None:
+            if self.context_mask is not None:
+                raise CheckError("context_mask", "masks the context's keys; give `context` too")
+            return None
+        if self.text is not None or self.image_embed is not None:
+            raise CheckError("context", "the text states (context) exclude GLIDE's text transformer (text) and "
+                                        "unCLIP's conditioning (image_embed)")
+        _, info = sequence_of(inputs["context"], self.context, "context")
+        if self.context_mask is not None:
+            bundle = inputs["context_mask"]
+            mask = bundle.get("mask") or (next(iter(bundle.values())) if len(bundle) == 1 else None)
+            if mask is None or mask.rank != 2 or mask.shape[1] != info.shape[1]:
+                raise CheckError("context_mask", f"{self.context_mask!r} must give a mask [batch, {info.shape[1]}] "
+                                                 f"(the context's length)")
+        if self.attention_norms == "separate" and self.context_width % self.groups:
+            raise CheckError("groups", f"{self.groups} GroupNorm groups do not divide context_width "
+                                       f"{self.context_width} (the context's GroupNorm)")
+        return info.width
+
+    def _mask_field(self, inputs: dict[str, Bundle]) -> str | None:
+        if self.context_mask is None:
+            return None
+        bundle = inputs["context_mask"]
+        return "mask" if "mask" in bundle else next(iter(bundle))
+
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         pixels = require(inputs["input"].get("pixels"), "pixels", 4, "image")
         batch, channels, h, w = pixels.shape
@@ -290,6 +348,7 @@ class ADMUNetEncoder(ComponentConfig):
                 raise CheckError("label", f"{self.label!r} must be one int64 class label per example [batch]")
         self._text(inputs, ctx)
         self._clip(inputs)
+        self._context(inputs)
         factor = 2 ** (len(self.mult) - 1)
         if not (isinstance(h, int) and isinstance(w, int)) or h % factor or w % factor:
             raise CheckError("mult", f"{len(self.mult)} levels halve the image {len(self.mult) - 1} times, so height "
@@ -301,12 +360,15 @@ class ADMUNetEncoder(ComponentConfig):
         c_out = inputs["input"]["pixels"].shape[1] * (2 if self.learn_sigma else 1)
         widths, depth, temb = [self.width * m for m in self.mult], self.depth, 4 * self.width
         text, d, clip, k = self._text(inputs, ctx), self.text_width, self._clip(inputs), self.context_width
-        context = d if text else k if clip else None
+        states = self._context(inputs)
+        context = d if text else k if clip or states else None
+        separate = self.attention_norms == "separate"
         total = (self.width * temb + temb) + (temb * temb + temb) + conv_params(self._in_channels(inputs), widths[0], 3)
         total += self.classes * temb if self.label is not None else 0
         if clip:  # the null embedding, two projections to temb, the context tokens, the states' projection + norm
             total += clip + 2 * (clip * temb + temb) + (clip * self.context_tokens * k + self.context_tokens * k)
             total += clip * k + k + 2 * k
+        total += imagen_params(states, k, temb) if states else 0
         if text:
             vocab, length = text
             block = 4 * (d * d + d) + 2 * 2 * d + (d * 4 * d + 4 * d) + (4 * d * d + d)
@@ -317,22 +379,27 @@ class ADMUNetEncoder(ComponentConfig):
         def res(cin: int, cout: int) -> int:
             return resnet_params(cin, cout, temb, self.scale_shift)
 
+        def attn(c: int) -> int:
+            return attention_params(c, context, separate)
+
+        conv = self.resample == "conv"
         for level, c in enumerate(widths):
             for _ in range(depth):
-                total += res(ch, c) + (attention_params(c, context) if self.attention[level] else 0)
+                total += res(ch, c) + (attn(c) if self.attention[level] else 0)
                 ch = c
                 skips.append(c)
             if level < len(widths) - 1:
-                total += res(c, c)
+                total += conv_params(c, c, 3) if conv else res(c, c)
                 skips.append(c)
-        total += 2 * res(ch, ch) + (attention_params(ch, context) if self.middle_attention else 0)
+        total += 2 * res(ch, ch) + (attn(ch) if self.middle_attention else 0)
         for level in reversed(range(len(widths))):
             c = widths[level]
             for i in range(depth + 1):
                 total += res(ch + skips.pop(), c)
-                total += attention_params(c, context) if self.attention[level] else 0
+                total += attn(c) if self.attention[level] else 0
                 ch = c
-                total += res(c, c) if level and i == depth else 0
+                if level and i == depth:
+                    total += conv_params(c, c, 4) if conv else res(c, c)
         return total + 2 * ch + conv_params(ch, c_out, 3)
 
     def build(self, inputs: dict[str, Bundle], ctx):
@@ -346,9 +413,13 @@ class ADMUNetEncoder(ComponentConfig):
         clip = self._clip(inputs)
         unclip = None if clip is None else {"clip_dim": clip, "width": self.context_width,
                                             "tokens": self.context_tokens}
+        states = self._context(inputs)
+        imagen = None if states is None else {"dim": states, "width": self.context_width}
+        field = sequence_of(inputs["context"], self.context, "context")[0] if states else None
         return ADMUNetModule(
             channels, self.learn_sigma, self.low_res_resize, self._in_channels(inputs),
             channels * (2 if self.learn_sigma else 1), self.width, self.mult, self.depth, self.attention,
             head_dim=self.head_dim, groups=self.groups, eps=self.eps, dropout=self.dropout, text=text_opts,
-            classes=self.classes if self.label else None, unclip=unclip, scale_shift=self.scale_shift,
-            middle_attention=self.middle_attention)
+            classes=self.classes if self.label else None, unclip=unclip, imagen=imagen, scale_shift=self.scale_shift,
+            middle_attention=self.middle_attention, resample=self.resample,
+            separate_norms=self.attention_norms == "separate", fields=(field, self._mask_field(inputs)))
