@@ -39,31 +39,17 @@ def t5_encoder(size: dict | None = None, vocab: int = 32128) -> tf.T5EncoderMode
 
 def base_unet(widths: tuple[int, ...] = (256, 512, 768, 1024), context: int = 1024, size: int = 64, depth: int = 3,
               attention: tuple[bool, ...] = (False, True, True, True), heads: int = 8, groups: int = 32,
-              eps: float = 1e-5, pooled_heads: int = 64, super_resolution: bool = False) -> UNet2DConditionModel:
+              eps: float = 1e-5, pooled_heads: int = 64) -> UNet2DConditionModel:
     """The deepfloyd variant's text-conditioned U-Net: `attention` levels as CrossAttn blocks attending to
-    `context`-wide states, the text pooled by `pooled_heads` heads into the time embedding; `depth` an int or one
-    per level; `super_resolution`: the low-resolution image's 3 channels in and the augmentation level's embedding.
-    `attention_head_dim` is diffusers' historical name for the number of heads."""
+    `context`-wide states, the text pooled by `pooled_heads` heads into the time embedding. `attention_head_dim` is
+    diffusers' historical name for the number of heads."""
     return UNet2DConditionModel(
-        sample_size=size, in_channels=6 if super_resolution else 3, out_channels=3, block_out_channels=widths,
+        sample_size=size, in_channels=3, out_channels=3, block_out_channels=widths,
         layers_per_block=depth,
         down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention),
         up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)),
         cross_attention_dim=context, attention_head_dim=heads, norm_num_groups=groups, norm_eps=eps,
-        addition_embed_type="text", addition_embed_type_num_heads=pooled_heads,
-        class_embed_type="timestep" if super_resolution else None)
-
-
-def sr_unet(size: int = 256, context: int = 1024) -> UNet2DConditionModel:
-    """A super-resolution stage at the spec's sr256 / sr1024 variants: widths 128..1024, 2, 4, 8, 8 blocks,
-    cross-attention at the lowest level and in the middle."""
-    return base_unet((128, 256, 512, 1024), context, size, (2, 4, 8, 8), (False, False, False, True),
-                     super_resolution=True)
-
-
-def imagen_sr(size: int) -> nn.ModuleList:
-    """The sr256 / sr1024 variants: T5 v1.1-Large encoder + a super-resolution U-Net."""
-    return nn.ModuleList([t5_encoder(), sr_unet(size)])
+        addition_embed_type="text", addition_embed_type_num_heads=pooled_heads)
 
 
 def deepfloyd() -> nn.ModuleList:

@@ -341,8 +341,6 @@ REFERENCES: dict[str, Callable[[], torch.nn.Module] | Formula] = {
     "unclip_upsampler": UC.unclip_upsampler,  # Karlo's super_res_first + super_res_last UNet2DModels
     "imagen": IMG.imagen,  # T5 v1.1-XXL encoder (T5EncoderModel) + the rebuild of NeMo's UNetModel (base64-2b)
     "imagen:deepfloyd": IMG.deepfloyd,  # T5 v1.1-Large + base UNet2DConditionModel (widths 256..1024)
-    "imagen:sr256": lambda: IMG.imagen_sr(256),  # T5 v1.1-Large + the 64 -> 256 stage's UNet2DConditionModel
-    "imagen:sr1024": lambda: IMG.imagen_sr(1024),  # T5 v1.1-Large + the 256 -> 1024 stage's
     "imagen_sr": ISR.sr256,  # NeMo EfficientUNetModel, sr256-600m + noise-conditioning aug, T5-XXL states (rebuild)
     "imagen_sr:sr1024": ISR.sr1024,  # the same at sr1024-600m (cross-attention)
     "dvae": Formula("transformers.FlavaImageCodebook + the official dall_e.Decoder count", DR.dvae_count),

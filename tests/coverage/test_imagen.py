@@ -1,12 +1,11 @@
 """Imagen (T2I-14): the canonical size's frozen T5 v1.1-XXL encoder equals transformers' T5EncoderModel and its
 base U-Net NeMo's UNetModel at base64-2b (tests/imagen_references.py rebuilds it) in parameter count, and the tiny
-U-Net computes the rebuild's noise prediction from its weights (a padded caption, garbage in the padding); the
-deepfloyd stand-in and the super-resolution stages equal diffusers' UNet2DConditionModel (pooled text added to the
-time embedding, the augmentation level embedded like the timestep) in count, and `--weights` on a random
-UNet2DConditionModel checkpoint reproduces its noise prediction; guided DDIM sampling of the exported denoisers
-with dynamic thresholding on ONNX Runtime equals the eager graph; dynamic thresholding is the paper's rule;
-training noises the low-resolution image at the drawn level; `fit` lowers the noise-prediction loss while the T5
-encoder stays frozen."""
+U-Net computes the rebuild's noise prediction from its weights (a padded caption, garbage in the padding); guided
+DDIM sampling of its exported denoiser with dynamic thresholding on ONNX Runtime equals the eager graph; the
+deepfloyd stand-in equals T5 v1.1-Large + diffusers' UNet2DConditionModel (pooled text added to the time embedding)
+in count, and `--weights` on a random UNet2DConditionModel checkpoint reproduces its noise prediction with a padded
+caption's mask; dynamic thresholding is the paper's rule; `fit` lowers the noise-prediction loss while the T5
+encoder stays frozen. The super-resolution stages: tests/coverage/test_imagen_sr.py."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ import imagen_references as IMG
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from mmspec import api
 from mmspec.runtime import Denoiser, OnnxGraph, alphas_cumprod, betas, ddim_sample, dynamic_threshold
@@ -32,19 +30,17 @@ def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.mark.parametrize("variant", [None, "deepfloyd", "sr256", "sr1024"])
+@pytest.mark.parametrize("variant", [None, "deepfloyd"])
 def test_parts_match_their_references(variant):
     counts = api.param_counts(api.build(api.load_spec(SPEC, variant), device="meta"))["by_component"]
-    references = {None: IMG.imagen, "deepfloyd": IMG.deepfloyd}
     with torch.device("meta"):
-        t5, unet = references[variant]() if variant in references else IMG.imagen_sr(int(variant[2:]))
+        t5, unet = (IMG.imagen if variant is None else IMG.deepfloyd)()
     assert (counts["t5"], counts["unet"]) == (_count(t5), _count(unet))
 
 
-def _ort_sampling_equals_eager(loaded, model, tmp_path: Path, low: torch.Tensor | None = None,
-                               level: torch.Tensor | None = None) -> None:
+def _ort_sampling_equals_eager(loaded, model, tmp_path: Path) -> None:
     """Guided DDIM (10 steps, dynamic thresholding) of the exported denoiser on ONNX Runtime equals the eager
-    graph's, and guidance changes the sample; `low`, `level`: a super-resolution stage's inputs."""
+    graph's, and guidance changes the sample."""
     graph = {g.name: g for g in loaded.plan.graphs}["denoiser"]
     gm, _ = api.optimize(api.capture(api.graph_views(model)["denoiser"]))
     with torch.no_grad():
@@ -55,11 +51,6 @@ def _ort_sampling_equals_eager(loaded, model, tmp_path: Path, low: torch.Tensor 
     cond = {names["sequence"]: rng.standard_normal((2, 5, 8), dtype=np.float32),  # B,S,D: a caption's T5 states
             names["mask"]: np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])}  # B,S
     uncond = {**cond, names["sequence"]: np.zeros((2, 5, 8), dtype=np.float32)}  # B,S,D: the dropped caption's
-    if low is not None:  # the 4x4 image, noised at its augmentation level as in training
-        abar = alphas_cumprod(betas("squaredcos_cap_v2"))[level.numpy()][:, None, None, None]  # B,1,1,1
-        noised = (np.sqrt(abar) * low.numpy() + np.sqrt(1 - abar) * rng.standard_normal(low.shape)).astype(np.float32)
-        feeds = {"low_res": noised, "aug_level": level.numpy()}  # B,3,4,4; B
-        cond, uncond = {**cond, **feeds}, {**uncond, **feeds}
     noise = rng.standard_normal((2, 3, 8, 8), dtype=np.float32)  # B,3,8,8
     schedule = alphas_cumprod(betas("squaredcos_cap_v2"))
 
@@ -100,20 +91,13 @@ def test_tiny_unet_computes_the_nemo_rebuild_and_ort_sampling_equals_eager(tmp_p
     _ort_sampling_equals_eager(loaded, model, tmp_path)
 
 
-def _tiny_unet(loaded) -> torch.nn.Module:
+def test_deepfloyd_weights_reproduce_unet2dconditionmodel(tmp_path):
+    loaded = api.load_spec(SPEC, "tiny_deepfloyd")
     unet = loaded.spec.encoders["unet"]
-    depth = tuple(unet.depth) if isinstance(unet.depth, list) else unet.depth
-    return IMG.base_unet(tuple(unet.widths), loaded.spec.encoders["t5"].width, loaded.spec.modalities["x_t"].height,
-                         depth, tuple(unet.attention), unet.heads, unet.groups, unet.eps, unet.pooled_heads,
-                         super_resolution=unet.low_res is not None)
-
-
-@pytest.mark.parametrize("variant", ["tiny_deepfloyd", "tiny_sr"])
-def test_weights_reproduce_unet2dconditionmodel(variant, tmp_path):
-    loaded = api.load_spec(SPEC, variant)
-    sr = variant == "tiny_sr"
     torch.manual_seed(0)
-    reference = _tiny_unet(loaded)
+    reference = IMG.base_unet(tuple(unet.widths), loaded.spec.encoders["t5"].width,
+                              loaded.spec.modalities["x_t"].height, unet.depth, tuple(unet.attention), unet.heads,
+                              unet.groups, unet.eps, unet.pooled_heads)
     with torch.no_grad():
         for p in reference.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -122,48 +106,16 @@ def test_weights_reproduce_unet2dconditionmodel(variant, tmp_path):
     assert {name.split(".")[0] for name in model.weights_report["new"]} == {"t5"}
     x, t, text = torch.randn(2, 3, 8, 8), torch.tensor([10, 950]), torch.randn(2, 5, 8)  # B,3,8,8; B; B,S,D
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])  # B,S: the first caption is padded
-    low, level = torch.randn(2, 3, 4, 4), torch.tensor([0, 600])  # B,3,4,4; B
     inputs = {"input": {"pixels": x}, "timestep": {"values": t}, "context": {"sequence": text},
               "context_mask": {"mask": mask}}
-    sample, labels = x, None
-    if sr:
-        inputs |= {"low_res": {"pixels": low}, "aug_level": {"values": level}}
-        sample = torch.cat([x, F.interpolate(low, size=(8, 8), mode="bilinear", align_corners=False)], 1)  # B,6,8,8
-        labels = level
     with torch.no_grad():
         ours = model.components["unet"](inputs)["eps"]  # B,3,8,8
-        theirs = reference(sample, t, encoder_hidden_states=text, encoder_attention_mask=mask,
-                           class_labels=labels).sample
-        unmasked = reference(sample, t, encoder_hidden_states=text, class_labels=labels).sample
-        other = reference(sample, t, encoder_hidden_states=torch.randn(2, 5, 8), encoder_attention_mask=mask,
-                          class_labels=labels).sample
+        theirs = reference(x, t, encoder_hidden_states=text, encoder_attention_mask=mask).sample
+        unmasked = reference(x, t, encoder_hidden_states=text).sample
+        other = reference(x, t, encoder_hidden_states=torch.randn(2, 5, 8), encoder_attention_mask=mask).sample
     assert (theirs - other).abs().max() > 0.05  # the text shows
     assert (theirs[0] - unmasked[0]).abs().max() > 1e-3  # the mask shows
     assert (ours - theirs).abs().max().item() <= PARITY_ATOL
-
-    if sr:
-        _ort_sampling_equals_eager(loaded, model, tmp_path, low, level)
-
-
-def test_training_noises_the_low_res_image_at_its_level():
-    model = api.build(api.load_spec(SPEC, "tiny_sr"))
-    unet = model.components["unet"]
-    x, t, text = torch.randn(2, 3, 8, 8), torch.tensor([10, 950]), torch.randn(2, 5, 8)  # B,3,8,8; B; B,S,D
-    low, mask, level = torch.randn(2, 3, 4, 4), torch.ones(2, 5, dtype=torch.int64), torch.tensor([3, 600])
-
-    def eps(image, training):
-        unet.train(training)
-        torch.manual_seed(0)
-        with torch.no_grad():
-            return unet({"input": {"pixels": x}, "timestep": {"values": t}, "context": {"sequence": text},
-                         "context_mask": {"mask": mask}, "low_res": {"pixels": image},
-                         "aug_level": {"values": level}})["eps"]  # B,3,8,8
-
-    abar = torch.from_numpy(alphas_cumprod(betas("squaredcos_cap_v2"))).float()[level][:, None, None, None]
-    torch.manual_seed(0)
-    noised = abar.sqrt() * low + (1 - abar).sqrt() * torch.randn_like(low)  # B,3,4,4: the drawn augmentation
-    torch.testing.assert_close(eps(low, True), eps(noised, False), atol=1e-6, rtol=1e-5)
-    assert (eps(low, True) - eps(low, False)).abs().max() > 1e-3  # eval takes the image as given
 
 
 def test_dynamic_thresholding_clips_to_the_percentile_and_rescales():
@@ -176,9 +128,8 @@ def test_dynamic_thresholding_clips_to_the_percentile_and_rescales():
     assert np.abs(out).max() <= 1.0 and np.isclose(np.abs(out[0]).max(), 1.0)
 
 
-@pytest.mark.parametrize("variant", ["tiny", "tiny_sr"])
-def test_fit_lowers_the_eps_loss_and_keeps_t5_frozen(variant):
-    loaded = api.load_spec(SPEC, variant)
+def test_fit_lowers_the_eps_loss_and_keeps_t5_frozen():
+    loaded = api.load_spec(SPEC, "tiny")
     trainer = Trainer(loaded, lr=3e-3)
     frozen = {k: v.clone() for k, v in trainer.model.components["t5"].state_dict().items()}
     history = trainer.fit(synthetic_batch(loaded, 4, 0), 15, seed=0)
