@@ -223,7 +223,7 @@ class Level(nn.Module):
 
 class EfficientUNetModel(nn.Module):
     """NeMo's EfficientUNetModel(embed_dim, image_size, ..., noise_cond_aug); forward(x, time, text_embed,
-    text_mask, x_low_res, time_low_res)."""
+    text_mask, x_low_res, time_low_res), text_embed's padding zeroed by NeMo's T5 wrapper."""
 
     def __init__(self, embed_dim, image_size, channels=3, text_embed_dim=512, channel_mult=(1, 1, 2, 4, 8),
                  num_attn_heads=8, per_head_channels=64, attention_type="fused", atnn_enabled_at=(0, 0, 0, 0, 1),
@@ -307,9 +307,9 @@ _RESNET = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "time
 _TOP = {"time_embed.0": "time_embedding", "time_embed.1": "time_embedding.linear_1",
         "time_embed.3": "time_embedding.linear_2", "lowres_time_embed.0": "aug_embedding",
         "lowres_time_embed.1": "aug_embedding.linear_1", "lowres_time_embed.3": "aug_embedding.linear_2",
-        "attention_pooling.0.W": "pool.score", "attention_pooling.1": "pool_norm", "attention_pooling.2": "pool_proj",
-        "text_to_cond": "context_proj", "to_text_non_attn_cond": "text_embedding",
-        "null_text_embedding": "null_context",
+        "attention_pooling.0.W": "text.pool.score", "attention_pooling.1": "text.pool_norm",
+        "attention_pooling.2": "text.pool_proj", "text_to_cond": "text.text_to_cond",
+        "to_text_non_attn_cond": "text.to_time", "null_text_embedding": "text.null_token",
         "init_conv": "conv_in", "out": "conv_out"}
 
 
@@ -327,8 +327,9 @@ def _attention_names(rest: str, kind: str) -> list[str]:
                 return [f"{d}{rest[len(src):]}" for d in dst]
         return [rest]
     name, _, p = rest.rpartition(".")
-    table = {"q": ["attn.q"], "kv": ["attn.k", "attn.v"], "kv_context": ["attn.k", "attn.v"], "proj_out": ["attn.out"],
-             "qkv": ["attn.q", "attn.k", "attn.v"], "norm": ["group_norm" if kind == "self" else "norm"]}
+    table = {"q": ["attn.q"], "kv": ["attn.k", "attn.v"], "kv_self": ["attn.k", "attn.v"], "kv_context": ["encoder_kv"],
+             "proj_out": ["attn.out"], "qkv": ["attn.q", "attn.k", "attn.v"],
+             "norm": ["group_norm" if kind == "self" else "norm"]}
     return [f"{d}.{p}" for d in table.get(name, [name])]
 
 

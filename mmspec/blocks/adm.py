@@ -13,7 +13,9 @@ Imagen's base U-Net as NVIDIA NeMo's UNetModel builds it (Saharia et al. 2022; n
 U-Net with `ImagenConditioning` (a frozen text encoder's states projected into the attention context, their
 attention-pooled summary added to the timestep embedding), attentions whose queries, pixel keys/values and context
 read GroupNorms of their own (NeMo's FusedCrossAttentionBlock), and convolutions between the levels (a stride-2 3x3
-conv down, a 4x4 stride-2 transposed conv up) in place of resampling residual blocks.
+conv down, a 4x4 stride-2 transposed conv up) in place of resampling residual blocks. NeMo's super-resolution
+U-Net (blocks/efficient_unet.py) shares `ImagenConditioning` and `TextAttention` (fused, and context-only
+"cross") with it.
 
 Contract: `ADMUNet` maps (sample [B, C_in, H, W], timesteps [B], optionally tokens and mask [B, S], class labels
 [B], unCLIP's conditioning, Imagen's text states [B, S, D]) to [B, C_out, H, W], H and W divisible by
@@ -29,7 +31,7 @@ from torch import nn
 
 from mmspec.blocks.attention import Attention, padding_bias
 from mmspec.blocks.conv import ResnetBlock
-from mmspec.blocks.pooling import AttentionPool
+from mmspec.blocks.pooling import AttentionPool, ScorePooling
 from mmspec.blocks.positions import TimestepEmbedding
 from mmspec.blocks.transformer import Block
 
@@ -40,16 +42,19 @@ class TextAttention(nn.Module):
     `add_v_proj`, as diffusers' SimpleCrossAttn names them) come before the pixels' own keys and values (GLIDE).
     `separate_norms` (NeMo's FusedCrossAttentionBlock, Imagen): the pixels' keys and values read a GroupNorm of
     their own (`norm_self`), and the context is group-normed over its D channels and S positions (`norm_context`)
-    before its projection."""
+    before its projection. `pixel_kv=False` (NeMo's CrossAttentionBlock): the keys and values are the context's
+    only, projected by the attention's own k and v (D -> C); the context is then required."""
 
     def __init__(self, channels: int, head_dim: int, groups: int, eps: float, context_dim: int | None,
-                 split_kv: bool = False, separate_norms: bool = False):
+                 split_kv: bool = False, separate_norms: bool = False, pixel_kv: bool = True):
         super().__init__()
+        self.pixel_kv = pixel_kv
         self.norm = nn.GroupNorm(groups, channels, eps=eps)
-        self.norm_self = nn.GroupNorm(groups, channels, eps=eps) if separate_norms else None
+        self.norm_self = nn.GroupNorm(groups, channels, eps=eps) if separate_norms and pixel_kv else None
         self.norm_context = nn.GroupNorm(groups, context_dim, eps=eps) if separate_norms and context_dim else None
-        self.attn = Attention(channels, channels, channels, channels // head_dim, channels)
-        fused = context_dim and not split_kv
+        kv_dim = channels if pixel_kv else context_dim
+        self.attn = Attention(channels, kv_dim, channels, channels // head_dim, channels)
+        fused = context_dim and not split_kv and pixel_kv
         self.encoder_kv = nn.Linear(context_dim, 2 * channels) if fused else None
         self.add_k_proj = nn.Linear(context_dim, channels) if context_dim and split_kv else None
         self.add_v_proj = nn.Linear(context_dim, channels) if context_dim and split_kv else None
@@ -59,6 +64,8 @@ class TextAttention(nn.Module):
         """`context_mask` [B, S] (1 = attend): the context keys it zeroes are hidden (padding)."""
         b, c, h, w = x.shape
         y = self.norm(x).flatten(2).transpose(1, 2)  # B,HW,C
+        if not self.pixel_kv:
+            return x + self.cross(y, context, context_mask).transpose(1, 2).reshape(b, c, h, w)  # B,C,H,W
         kv = y if self.norm_self is None else self.norm_self(x).flatten(2).transpose(1, 2)  # B,HW,C
         q = self.attn.split_heads(self.attn.q(y), b, h * w)  # B,H,HW,d
         k = self.attn.split_heads(self.attn.k(kv), b, h * w)  # B,H,HW,d
@@ -79,6 +86,13 @@ class TextAttention(nn.Module):
             bias = padding_bias(keep, y)  # B,1,1,S+HW
         y = self.attn.mix(q, k, v, bias, b, h * w)  # B,HW,C
         return x + y.transpose(1, 2).reshape(b, c, h, w)  # B,C,H,W
+
+    def cross(self, y: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None) -> torch.Tensor:
+        """The normed pixels y [B, HW, C] attending to the (group-normed) context alone -> [B, HW, C]."""
+        if self.norm_context is not None:
+            context = self.norm_context(context.transpose(1, 2)).transpose(1, 2)  # B,S,D
+        bias = None if context_mask is None else padding_bias(context_mask, y)  # B,1,1,S
+        return self.attn(y, context, bias)  # B,HW,C
 
 
 class Step(nn.ModuleList):
@@ -154,28 +168,40 @@ class UnclipConditioning(nn.Module):
 
 
 class ImagenConditioning(nn.Module):
-    """Imagen's text conditioning as NeMo's UNetModel builds it: a frozen encoder's token states [B, S, D] and
-    their mask [B, S] -> (the attention context [B, S, width], its key mask, the addition to the timestep embedding
-    [B, temb]). The padding states are zeroed (NeMo's T5 wrapper does it before the U-Net sees them); the context is
-    their projection (`text_to_cond`); the pooled summary is the states weighted by a softmax over all S positions
-    of a learned score (`pool_score`), layer-normed and projected to width, then LayerNorm, Linear, SiLU, Linear
-    (`to_time`) to temb."""
+    """Imagen's text conditioning as NeMo's UNetModel and EfficientUNetModel both build it: a frozen encoder's token
+    states [B, S, D] and their mask [B, S] -> (the attention context [B, S, width], or [B, S + 1, width] with
+    `null_token`; its key mask; the addition to the timestep embedding [B, temb]). The padding states are zeroed
+    (NeMo's T5 wrapper does it before either U-Net sees them); the context is their projection (`text_to_cond`)
+    and, with `null_token`, one learned always-visible token after it. The pooled summary, with
+    `pooling` "attention", is the states' softmax-score pooling over all S positions (`pool`) layer-normed and
+    projected to width, with "mean" the mean of the projected states over all S positions; then LayerNorm, Linear,
+    SiLU, Linear (`to_time`) to temb. The base U-Net projects to NeMo's cond_dim, the super-resolution U-Nets keep
+    width = D."""
 
-    def __init__(self, dim: int, width: int, temb: int):
+    def __init__(self, dim: int, width: int, temb: int, pooling: str = "attention", null_token: bool = False):
         super().__init__()
         self.text_to_cond = nn.Linear(dim, width)
-        self.pool_score = nn.Linear(dim, 1)
-        self.pool_norm = nn.LayerNorm(dim)
-        self.pool_proj = nn.Linear(dim, width)
+        attention = pooling == "attention"
+        self.pool = ScorePooling(dim) if attention else None
+        self.pool_norm = nn.LayerNorm(dim) if attention else None
+        self.pool_proj = nn.Linear(dim, width) if attention else None
         self.to_time = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, temb), nn.SiLU(), nn.Linear(temb, temb))
+        self.null_token = nn.Parameter(torch.randn(1, 1, width)) if null_token else None
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor | None
                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         if mask is not None:
             states = states * mask[..., None].type_as(states)  # B,S,D
-        weights = torch.softmax(self.pool_score(states), dim=1)  # B,S,1
-        pooled = self.pool_proj(self.pool_norm((weights * states).sum(dim=1)))  # B,width
-        return self.text_to_cond(states), mask, self.to_time(pooled)  # B,S,width; B,S; B,temb
+        context = self.text_to_cond(states)  # B,S,width
+        if self.pool is not None:
+            pooled = self.pool_proj(self.pool_norm(self.pool(states)))  # B,width
+        else:
+            pooled = context.mean(dim=1)  # B,width
+        if self.null_token is not None:
+            b = states.shape[0]
+            context = torch.cat([context, self.null_token.expand(b, -1, -1)], dim=1)  # B,S+1,width
+            mask = None if mask is None else torch.cat([mask, mask.new_ones(b, 1)], dim=1)  # B,S+1
+        return context, mask, self.to_time(pooled)  # B,S(+1),width; B,S(+1); B,temb
 
 
 class ADMDownPath(nn.Module):

@@ -4,7 +4,8 @@ residual blocks and one optional text attention; the mirrored level runs its blo
 upsamples (a 4x4 stride-2 transposed conv); the skip connections add (not concatenate) the down path's level
 outputs; every residual block has a 1x1 conv shortcut scaled by 1/sqrt(2). Time, the low-resolution image's
 augmentation level and the pooled text are embedded and summed; the text states, projected, are the attention
-context.
+context. The text conditioning and the fused / cross attentions are the base U-Net's (NeMo shares them):
+blocks.adm.ImagenConditioning and blocks.adm.TextAttention.
 
 Contract: `EfficientUNet` maps (sample [B, C, H, W] already concatenated with the resized low-resolution image,
 timesteps [B], context [B, S, D], its padding mask [B, S] or None, augmentation levels [B] or None) to
@@ -18,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from mmspec.blocks.attention import Attention, padding_bias
+from mmspec.blocks.adm import ImagenConditioning, TextAttention
 from mmspec.blocks.conv import ResnetBlock
 from mmspec.blocks.diffusion import SpatialSelfAttention
 from mmspec.blocks.mlp import GatedFeedForward
@@ -52,57 +53,6 @@ def time_embedding(width: int, learned: int, out: int) -> nn.Module:
     return LearnedTimestepEmbedding(learned, out) if learned else TimestepEmbedding(width, out)
 
 
-class ScorePooling(nn.Module):
-    """x [B, S, D] -> sum_s softmax_s(w . x_s + b) x_s [B, D]: one linear score per token, softmax over all tokens
-    (padding included; NeMo's SelfAttentionPooling)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.score = nn.Linear(dim, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = torch.softmax(self.score(x), dim=1)  # B,S,1
-        return (x * weights).sum(dim=1)  # B,D
-
-
-def _tokens(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
-    """GroupNorm over the channels of x [B, C, N] -> [B, N, C]."""
-    return norm(x).transpose(1, 2)  # B,N,C
-
-
-class TextAttention(nn.Module):
-    """x + out(attention) over the H*W positions: queries from GroupNorm(x); keys and values from the context
-    [B, S, D] GroupNorm-ed over its D channels (`norm_context`) and projected (k, v); with `fused`, also from the
-    pixels through a second GroupNorm (`norm_self`, `kv_self`: keys then values), those keys before the context's
-    (NeMo's FusedCrossAttentionBlock; without: CrossAttentionBlock). The context mask [B, S] (1 = token) hides
-    padded keys."""
-
-    def __init__(self, channels: int, context_dim: int, heads: int, groups: int, eps: float, fused: bool):
-        super().__init__()
-        self.norm = nn.GroupNorm(groups, channels, eps=eps)
-        self.norm_context = nn.GroupNorm(groups, context_dim, eps=eps)
-        self.norm_self = nn.GroupNorm(groups, channels, eps=eps) if fused else None
-        self.kv_self = nn.Linear(channels, 2 * channels) if fused else None
-        self.attn = Attention(channels, context_dim, channels, heads, channels)
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        b, c, h, w = x.shape
-        y = x.flatten(2)  # B,C,HW
-        a, s = self.attn, context.shape[1]
-        q = a.split_heads(a.q(_tokens(self.norm, y)), b, h * w)  # B,H,HW,d
-        ctx = _tokens(self.norm_context, context.transpose(1, 2))  # B,S,D
-        k, v = a.split_heads(a.k(ctx), b, s), a.split_heads(a.v(ctx), b, s)  # B,H,S,d each
-        if self.kv_self is not None:
-            ks, vs = self.kv_self(_tokens(self.norm_self, y)).chunk(2, dim=-1)  # B,HW,C each
-            k = torch.cat([a.split_heads(ks, b, h * w), k], dim=2)  # B,H,HW+S,d
-            v = torch.cat([a.split_heads(vs, b, h * w), v], dim=2)  # B,H,HW+S,d
-            if mask is not None:
-                mask = torch.cat([mask.new_ones(b, h * w), mask], dim=1)  # B,HW+S
-        bias = None if mask is None else padding_bias(mask, q)  # B,1,1,K
-        out = a.mix(q, k, v, bias, b, h * w)  # B,HW,C
-        return x + out.transpose(1, 2).reshape(b, c, h, w)  # B,C,H,W
-
-
 class StackedTextAttention(nn.Module):
     """x + proj_out(ff(cross(self(proj_in(GroupNorm(x)))))): pixel self-attention, cross-attention to the context
     and a GroupNorm + GEGLU (4x) feed-forward, each residual, between 1x1 convs (NeMo's
@@ -113,7 +63,7 @@ class StackedTextAttention(nn.Module):
         self.norm = nn.GroupNorm(groups, channels, eps=eps)
         self.proj_in = nn.Conv2d(channels, channels, 1)
         self.self_attention = SpatialSelfAttention(channels, channels // heads, groups, eps)
-        self.cross_attention = TextAttention(channels, context_dim, heads, groups, eps, fused=False)
+        self.cross_attention = cross_attention(channels, context_dim, heads, groups, eps, pixel_kv=False)
         self.norm_ff = nn.GroupNorm(groups, channels, eps=eps)
         self.ff = GatedFeedForward(channels, 4 * channels, "gelu", bias=True)
         self.proj_out = nn.Conv2d(channels, channels, 1)
@@ -122,8 +72,17 @@ class StackedTextAttention(nn.Module):
         b, c, hh, ww = x.shape
         h = self.self_attention(self.proj_in(self.norm(x)))  # B,C,H,W
         h = self.cross_attention(h, context, mask)  # B,C,H,W
-        h = h + self.ff(_tokens(self.norm_ff, h.flatten(2))).transpose(1, 2).reshape(b, c, hh, ww)  # B,C,H,W
+        h = h + self.ff(self.norm_ff(h.flatten(2)).transpose(1, 2)).transpose(1, 2).reshape(b, c, hh, ww)  # B,C,H,W
         return x + self.proj_out(h)  # B,C,H,W
+
+
+def cross_attention(channels: int, context_dim: int, heads: int, groups: int, eps: float, pixel_kv: bool
+                    ) -> TextAttention:
+    """NeMo's FusedCrossAttentionBlock (`pixel_kv`: the pixels' keys and values, then the context's) or
+    CrossAttentionBlock (the context's only): blocks.adm.TextAttention with its own GroupNorms for the pixels' keys
+    and values and for the context."""
+    return TextAttention(channels, channels // heads, groups, eps, context_dim, separate_norms=True,
+                         pixel_kv=pixel_kv)
 
 
 def text_attention(kind: str, channels: int, context_dim: int, heads: int, groups: int, eps: float) -> nn.Module:
@@ -132,7 +91,7 @@ def text_attention(kind: str, channels: int, context_dim: int, heads: int, group
         return SpatialSelfAttention(channels, channels // heads, groups, eps)
     if kind == "stacked":
         return StackedTextAttention(channels, context_dim, heads, groups, eps)
-    return TextAttention(channels, context_dim, heads, groups, eps, fused=kind == "fused")
+    return cross_attention(channels, context_dim, heads, groups, eps, pixel_kv=kind == "fused")
 
 
 class EfficientLevel(nn.Module):
@@ -169,11 +128,10 @@ class EfficientUNet(nn.Module):
     """Levels of widths[i] = width * mult[i] channels with depth[i] residual blocks, each level with a text
     attention of `attention_type` where attention[i]; `heads` heads, or channels / head_dim with `head_dim`. The
     time embedding is 4 * width wide: the timestep's sinusoid (`learned` > 0: learned frequencies) MLP, plus the
-    augmentation level's (`aug`) and the pooled text's (`pooling` "attention": ScorePooling + LayerNorm + Linear
-    of the raw context; "mean": the mean of the projected context; then LayerNorm, Linear, SiLU, Linear). The
-    context is projected (`context_proj`, D -> D) and, with `null_token`, extended by one learned always-visible
-    token. `scale_shift`: the residual blocks apply the time embedding as GroupNorm scale and shift;
-    `shortcut_scale`: their shortcut's factor."""
+    augmentation level's (`aug`) and the pooled text's; the text conditioning (`text`: padding zeroed, projected
+    D -> D as the context, `pooling` "attention" or "mean", optionally a learned `null_token`) is Imagen's
+    `ImagenConditioning` at width D. `scale_shift`: the residual blocks apply the time embedding as GroupNorm
+    scale and shift; `shortcut_scale`: their shortcut's factor."""
 
     def __init__(
         self,
@@ -203,13 +161,7 @@ class EfficientUNet(nn.Module):
         widths = [width * m for m in mult]
         self.time_embedding = time_embedding(width, learned, temb)
         self.aug_embedding = time_embedding(width, learned, temb) if aug else None
-        self.pool = ScorePooling(context_dim) if pooling == "attention" else None
-        self.pool_norm = nn.LayerNorm(context_dim) if self.pool is not None else None
-        self.pool_proj = nn.Linear(context_dim, context_dim) if self.pool is not None else None
-        self.context_proj = nn.Linear(context_dim, context_dim)
-        self.text_embedding = nn.Sequential(nn.LayerNorm(context_dim), nn.Linear(context_dim, temb), nn.SiLU(),
-                                            nn.Linear(temb, temb))
-        self.null_context = nn.Parameter(torch.randn(1, 1, context_dim)) if null_token else None
+        self.text = ImagenConditioning(context_dim, context_dim, temb, pooling, null_token)
         self.conv_in = nn.Conv2d(channels, widths[0], conv_in_kernel, padding=conv_in_kernel // 2)
         opts = {"groups": groups, "eps": eps, "time_norm": "scale_shift" if scale_shift else "default",
                 "shortcut_scale": shortcut_scale}
@@ -231,18 +183,8 @@ class EfficientUNet(nn.Module):
         emb = self.time_embedding(timesteps)  # B,4W
         if self.aug_embedding is not None:
             emb = emb + self.aug_embedding(aug_levels)  # B,4W
-        states = self.context_proj(context)  # B,S,D
-        if self.pool is not None:
-            pooled = self.pool_proj(self.pool_norm(self.pool(context)))  # B,D
-        else:
-            pooled = states.mean(dim=1)  # B,D
-        emb = emb + self.text_embedding(pooled)  # B,4W
-        mask = context_mask
-        if self.null_context is not None:
-            b = context.shape[0]
-            states = torch.cat([states, self.null_context.expand(b, -1, -1)], dim=1)  # B,S+1,D
-            if mask is not None:
-                mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)  # B,S+1
+        states, mask, added = self.text(context, context_mask)  # B,S(+1),D; B,S(+1); B,4W
+        emb = emb + added  # B,4W
         x = self.conv_in(sample)  # B,C0,H,W
         skips = []
         for level in self.down_blocks:

@@ -1,5 +1,5 @@
 """Sequence -> vector pooling (cls, eos, masked mean) with optional norm and dense layer; attention pooling of a
-feature map (CLIP's modified ResNet, ADM's noisy-image classifier)."""
+feature map (CLIP's modified ResNet, ADM's noisy-image classifier); softmax-score pooling of a sequence (Imagen)."""
 
 from __future__ import annotations
 
@@ -83,3 +83,16 @@ class AttentionPool(nn.Module):
         v = self.v(x).reshape(b, n, self.heads, d).transpose(1, 2)  # B,h,N,d
         weights = torch.softmax(q @ k.transpose(-1, -2) * d**-0.5, dim=-1)  # B,h,1,N
         return self.out((weights @ v).transpose(1, 2).reshape(b, c))  # B,output
+
+
+class ScorePooling(nn.Module):
+    """x [B, S, D] -> sum_s softmax_s(w . x_s + b) x_s [B, D]: one linear score per position, softmax over all S
+    positions, padding included (NeMo's SelfAttentionPooling, Imagen's pooled text)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.score = nn.Linear(dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(self.score(x), dim=1)  # B,S,1
+        return (weights * x).sum(dim=1)  # B,D

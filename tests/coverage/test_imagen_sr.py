@@ -1,6 +1,7 @@
 """Imagen's super-resolution stages (T2I-14, specs/imagen_sr.yaml): the efficient_unet encoder equals a torch
 rebuild of NVIDIA NeMo's EfficientUNetModel (tests/imagen_sr_references.py) in parameter count at NeMo's sr256-600m
-and sr1024-600m configurations and, with the rebuild's weights, in outputs for every attention type; guided DDIM
+and sr1024-600m configurations and, with the rebuild's weights, in outputs for every attention type (garbage in
+the padded T5 states, which the spec zeroes as NeMo's T5 wrapper does before the rebuild sees them); guided DDIM
 sampling of the exported denoiser with dynamic thresholding on ONNX Runtime equals the eager graph; training
 noises the low-resolution image at the drawn level; `fit` lowers the noise-prediction loss."""
 
@@ -74,7 +75,8 @@ def test_outputs_equal_the_rebuild_with_its_weights(variant, sets):
     unet = model.components["unet"]
     unet.load_state_dict(ISR.mmspec_state_dict(reference, loaded.spec.encoders["unet"].attention_type))
     x, t, text = torch.randn(2, 3, 8, 8), torch.tensor([10, 950]), torch.randn(2, 5, 32)  # B,3,8,8; B; B,S,D
-    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])  # B,S: the first caption is padded
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])  # B,S: the first caption is padded, garbage there
+    zeroed = text * mask[..., None]  # B,S,D: NeMo's T5 wrapper zeroes the padding states before the U-Net
     low, level = torch.randn(2, 3, 4, 4), torch.tensor([0, 600])  # B,3,4,4; B
 
     def ours(states, keep):
@@ -83,11 +85,13 @@ def test_outputs_equal_the_rebuild_with_its_weights(variant, sets):
         return unet(inputs)["eps"]  # B,3,8,8
 
     with torch.no_grad():
-        theirs = reference(x, t.float(), text, mask, low, level.float())
+        theirs = reference(x, t.float(), zeroed, mask, low, level.float())
+        garbage = reference(x, t.float(), text, mask, low, level.float())
         got = ours(text, mask)
         other = ours(torch.randn(2, 5, 32), mask)
         unmasked = ours(text, torch.ones_like(mask))
     assert (got - other).abs().max() > 0.01  # the text shows
+    assert (theirs - garbage).abs().max() > 1e-4  # the padding's garbage would show (pooled over all S positions)
     if loaded.spec.encoders["unet"].attention_type != "self":
         assert (got[0] - unmasked[0]).abs().max() > 1e-4  # the mask shows
     assert (got - theirs).abs().max().item() <= PARITY_ATOL

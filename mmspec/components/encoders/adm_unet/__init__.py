@@ -125,16 +125,21 @@ def resnet_params(cin: int, cout: int, temb: int, scale_shift: bool = True) -> i
     return 2 * cin + conv_params(cin, cout, 3) + temb * t + t + 2 * cout + conv_params(cout, cout, 3) + shortcut
 
 
-def attention_params(c: int, context: int | None, separate_norms: bool = False) -> int:
-    """GroupNorm, q/k/v/out projections and, with a text width, its key/value projection to 2c; `separate_norms`
-    adds the pixels' key/value GroupNorm and the context's."""
+def attention_params(c: int, context: int | None, separate_norms: bool = False, pixel_kv: bool = True) -> int:
+    """blocks.adm.TextAttention: GroupNorm, q/k/v/out projections and, with a text width, its key/value projection
+    to 2c; `separate_norms` adds the pixels' key/value GroupNorm and the context's; without `pixel_kv` k/v read the
+    context and there is no extra projection or pixel GroupNorm."""
+    if not pixel_kv:
+        return 2 * c + 2 * (c * c + c) + 2 * (context * c + c) + (2 * context if separate_norms else 0)
     norms = 2 * c + (2 * context if context else 0) if separate_norms else 0
     return 2 * c + 4 * (c * c + c) + (2 * c * context + 2 * c if context else 0) + norms
 
 
-def imagen_params(dim: int, width: int, temb: int) -> int:
-    """ImagenConditioning: the context projection, the pooling score, LayerNorm and projection, and the MLP to temb."""
-    return 2 * (dim * width + width) + dim + 1 + 2 * dim + 2 * width + (width * temb + temb) + (temb * temb + temb)
+def imagen_params(dim: int, width: int, temb: int, pooling: str = "attention", null_token: bool = False) -> int:
+    """blocks.adm.ImagenConditioning: the context projection, the pooling score, LayerNorm and projection (attention
+    pooling), the MLP to temb and the null token."""
+    pool = dim + 1 + 2 * dim + dim * width + width if pooling == "attention" else 0
+    return dim * width + width + pool + 2 * width + (width * temb + temb) + (temb * temb + temb) + null_token * width
 
 
 @register("encoders", examples=ADM_UNET_EXAMPLES)

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from mmspec.components.common import require, sequence_of
+from mmspec.components.encoders.adm_unet import attention_params, imagen_params
 from mmspec.components.examples import TEXT, text_encoder
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Ref
@@ -49,17 +50,15 @@ def _resnet(cin: int, cout: int, temb: int, scale_shift: bool) -> int:
 
 
 def _attention(kind: str, c: int, d: int) -> int:
-    """blocks.efficient_unet attentions: GroupNorms, projections with biases (self: q/k/v/out; cross: q, context
-    k/v and out; fused adds the pixels' GroupNorm and k/v; stacked: 1x1 convs around self, cross and a GroupNorm +
-    GEGLU feed-forward)."""
+    """blocks.efficient_unet attentions: self (q/k/v/out); fused and cross, blocks.adm.TextAttention with separate
+    norms, with and without the pixels' keys and values; stacked: 1x1 convs around self, cross and a GroupNorm +
+    GEGLU feed-forward."""
     self_attn = 2 * c + 4 * (c * c + c)
-    cross = 2 * c + 2 * d + 2 * (c * c + c) + 2 * (d * c + c)
+    cross = attention_params(c, d, separate_norms=True, pixel_kv=False)
     if kind == "self":
         return self_attn
-    if kind == "cross":
-        return cross
-    if kind == "fused":
-        return cross + 2 * c + 2 * c * c + 2 * c
+    if kind != "stacked":
+        return attention_params(c, d, separate_norms=True, pixel_kv=kind == "fused")
     ff = 2 * c + 2 * (c * 4 * c + 4 * c) + 4 * c * c + c
     return 2 * c + 2 * (c * c + c) + self_attn + cross + ff
 
@@ -91,7 +90,8 @@ class EfficientUNetEncoder(ComponentConfig):
     """The text states [batch, S, D] (T5): the attention context, pooled into the time embedding."""
     context_mask: Ref | None = None
     """The states' padding, [batch, S] with 1 = token (a bundle's `mask`, e.g. a tokens modality with
-    `mask: true`): the attentions leave padded keys out; none: every token is attended."""
+    `mask: true`): the padded states are zeroed (as NeMo's T5 wrapper does) and the attentions leave padded keys
+    out; none: every token is attended."""
     low_res: Ref
     """The low-resolution image, channels as `input`'s: resized bicubically (NeMo's F.interpolate) and
     concatenated to the input on the channels."""
@@ -207,8 +207,7 @@ class EfficientUNetEncoder(ComponentConfig):
         widths, depths, n = self._widths(), self._depths(), len(self.mult)
         temb, ss = 4 * self.width, self.scale_shift
         total = _time(self.width, self.learned_sinusoid, temb) * (2 if self.aug_level is not None else 1)
-        total += (d + 1) + 2 * d + (d * d + d) if self.pooling == "attention" else 0
-        total += (d * d + d) + 2 * d + (d * temb + temb) + (temb * temb + temb) + (d if self.null_token else 0)
+        total += imagen_params(d, d, temb, self.pooling, self.null_token)
         total += _conv(2 * channels, widths[0], self.conv_in_kernel) + _conv(widths[0], channels, 1)
         for i, c in enumerate(widths):
             above = widths[max(i - 1, 0)]
