@@ -37,3 +37,16 @@ def betas(kind: str, steps: int, beta_start: float = 1e-4, beta_end: float = 0.0
 def alphas_cumprod(kind: str, steps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
     """abar_t = prod_{s <= t} (1 - beta_s) of `betas`, [steps] float32: the signal kept at each noise level."""
     return torch.cumprod(1 - betas(kind, steps, beta_start, beta_end), 0).float()  # T
+
+
+def low_res_input(x: torch.Tensor, low: torch.Tensor, level: torch.Tensor | None, abar: torch.Tensor | None,
+                  training: bool, mode: str) -> torch.Tensor:
+    """A super-resolution U-Net's input: x [B, C, H, W] and the low-resolution image low [B, C', h, w] resized to
+    H x W (`mode`: an F.interpolate mode) -> [B, C + C', H, W]. While training, low is first noised at its
+    augmentation level [B] with the cumulative alphas `abar` [A] (Imagen's noise-conditioning augmentation); at
+    inference the caller passes the already noised image."""
+    if training and level is not None and abar is not None:
+        a = abar[level][:, None, None, None]  # B,1,1,1
+        low = a.sqrt() * low + (1 - a).sqrt() * torch.randn_like(low)  # B,C',h,w
+    low = torch.nn.functional.interpolate(low, size=(x.shape[2], x.shape[3]), mode=mode, align_corners=False)
+    return torch.cat([x, low], dim=1)  # B,C+C',H,W

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from mmspec.blocks.diffusion import DiffusionUNet
-from mmspec.blocks.schedules import alphas_cumprod
+from mmspec.blocks.schedules import alphas_cumprod, low_res_input
 
 
 class DiffusionUNetModule(DiffusionUNet):
@@ -28,10 +27,6 @@ class DiffusionUNetModule(DiffusionUNet):
         mask = inputs["context_mask"][self.mask_field] if self.mask_field else None  # B,S
         level = next(iter(inputs["aug_level"].values())) if "aug_level" in inputs else None  # B
         if "low_res" in inputs:
-            low = inputs["low_res"]["pixels"]  # B,C,h,w
-            if self.training and level is not None:  # noise-conditioning augmentation at the drawn level
-                abar = self.aug_abar[level][:, None, None, None]  # B,1,1,1
-                low = abar.sqrt() * low + (1 - abar).sqrt() * torch.randn_like(low)  # B,C,h,w
-            low = F.interpolate(low, size=(x.shape[2], x.shape[3]), mode="bilinear", align_corners=False)
-            x = torch.cat([x, low], dim=1)  # B,2C,H,W
+            x = low_res_input(x, inputs["low_res"]["pixels"], level, getattr(self, "aug_abar", None), self.training,
+                              "bilinear")  # B,2C,H,W
         return {"eps": super().forward(x, t, context, mask, level)}  # B,C_out,H,W
