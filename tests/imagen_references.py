@@ -224,7 +224,7 @@ def imagen() -> nn.ModuleList:
 
 _RENAMES = (("in_layers.0.", "norm1."), ("in_layers.2.", "conv1."), ("emb_layers.1.", "time_emb_proj."),
             ("out_layers.0.", "norm2."), ("out_layers.3.", "conv2."), ("skip_connection.", "conv_shortcut."),
-            ("op.", ""), ("conv.", ""), ("q.", "attn.q."), ("kv_context.", "encoder_kv."),
+            ("op.", "conv."), ("q.", "attn.q."), ("kv_context.", "encoder_kv."),
             ("proj_out.", "attn.out."), ("time_embed.1.", "time_embedding.linear_1."),
             ("time_embed.3.", "time_embedding.linear_2."), ("attention_pooling.0.W.", "imagen.pool.score."),
             ("attention_pooling.1.", "imagen.pool_norm."), ("attention_pooling.2.", "imagen.pool_proj."),

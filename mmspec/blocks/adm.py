@@ -33,6 +33,7 @@ from mmspec.blocks.attention import Attention, padding_bias
 from mmspec.blocks.conv import ResnetBlock
 from mmspec.blocks.pooling import AttentionPool, ScorePooling
 from mmspec.blocks.positions import TimestepEmbedding
+from mmspec.blocks.sampling import Downsample, Upsample
 from mmspec.blocks.transformer import Block
 
 
@@ -72,8 +73,7 @@ class TextAttention(nn.Module):
         v = self.attn.split_heads(self.attn.v(kv), b, h * w)  # B,H,HW,d
         if (self.encoder_kv is not None or self.add_k_proj is not None) and context is not None:
             s = context.shape[1]
-            if self.norm_context is not None:
-                context = self.norm_context(context.transpose(1, 2)).transpose(1, 2)  # B,S,D
+            context = self.normed(context)  # B,S,D
             if self.encoder_kv is not None:
                 ek, ev = self.encoder_kv(context).chunk(2, dim=-1)  # B,S,C each
             else:
@@ -89,10 +89,14 @@ class TextAttention(nn.Module):
 
     def cross(self, y: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None) -> torch.Tensor:
         """The normed pixels y [B, HW, C] attending to the (group-normed) context alone -> [B, HW, C]."""
-        if self.norm_context is not None:
-            context = self.norm_context(context.transpose(1, 2)).transpose(1, 2)  # B,S,D
         bias = None if context_mask is None else padding_bias(context_mask, y)  # B,1,1,S
-        return self.attn(y, context, bias)  # B,HW,C
+        return self.attn(y, self.normed(context), bias)  # B,HW,C
+
+    def normed(self, context: torch.Tensor) -> torch.Tensor:
+        """The context [B, S, D], group-normed over its D channels and S positions with `separate_norms`."""
+        if self.norm_context is None:
+            return context
+        return self.norm_context(context.transpose(1, 2)).transpose(1, 2)  # B,S,D
 
 
 class Step(nn.ModuleList):
@@ -255,13 +259,11 @@ class ADMDownPath(nn.Module):
         return ResnetBlock(cin, cout, o["temb"], o["groups"], o["eps"], o["dropout"], o["time_norm"], resample=resample)
 
     def downsample(self, channels: int) -> nn.Module:
-        if self.opts["resample"] == "conv":
-            return nn.Conv2d(channels, channels, 3, stride=2, padding=1)
-        return self.res(channels, channels, "down")
+        return Downsample(channels) if self.opts["resample"] == "conv" else self.res(channels, channels, "down")
 
     def upsample(self, channels: int) -> nn.Module:
         if self.opts["resample"] == "conv":
-            return nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1)
+            return Upsample(channels, mode="transpose")
         return self.res(channels, channels, "up")
 
     def attn(self, channels: int) -> TextAttention:
