@@ -165,6 +165,16 @@ def sequence_of(bundle: dict[str, TensorInfo], ref: str, field: str | tuple = "i
     return name, info
 
 
+def mask_of(bundle: dict[str, TensorInfo], ref: str, length, field: str = "context_mask") -> str:
+    """The field of a padding mask [batch, length] (1 = token) a bundle carries: its `mask`, else its one tensor; a
+    CheckError on `field` otherwise."""
+    name = "mask" if "mask" in bundle else next(iter(bundle)) if len(bundle) == 1 else None
+    mask = bundle.get(name)
+    if mask is None or mask.rank != 2 or mask.shape[1] != length:
+        raise CheckError(field, f"{ref!r} must give a mask [batch, {length}] (the context's length)")
+    return name
+
+
 def axis_max(spec, dim: Dim) -> int | None:
     """Largest size of an axis: itself when fixed; for a named or derived axis (`regions + text_len`), its value
     with every named axis at the smallest max_length / max_count of the modalities declaring it; None when a named

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mmspec.components.common import require, sequence_of
+from mmspec.components.common import mask_of, require, sequence_of
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Probability, Ref
 from mmspec.spec.layout import Rule
@@ -316,21 +316,11 @@ class ADMUNetEncoder(ComponentConfig):
                                         "unCLIP's conditioning (image_embed)")
         _, info = sequence_of(inputs["context"], self.context, "context")
         if self.context_mask is not None:
-            bundle = inputs["context_mask"]
-            mask = bundle.get("mask") or (next(iter(bundle.values())) if len(bundle) == 1 else None)
-            if mask is None or mask.rank != 2 or mask.shape[1] != info.shape[1]:
-                raise CheckError("context_mask", f"{self.context_mask!r} must give a mask [batch, {info.shape[1]}] "
-                                                 f"(the context's length)")
+            mask_of(inputs["context_mask"], self.context_mask, info.shape[1])
         if self.attention_norms == "separate" and self.context_width % self.groups:
             raise CheckError("groups", f"{self.groups} GroupNorm groups do not divide context_width "
                                        f"{self.context_width} (the context's GroupNorm)")
         return info.width
-
-    def _mask_field(self, inputs: dict[str, Bundle]) -> str | None:
-        if self.context_mask is None:
-            return None
-        bundle = inputs["context_mask"]
-        return "mask" if "mask" in bundle else next(iter(bundle))
 
     def infer(self, inputs: dict[str, Bundle], ctx) -> Bundle:
         pixels = require(inputs["input"].get("pixels"), "pixels", 4, "image")
@@ -420,11 +410,12 @@ class ADMUNetEncoder(ComponentConfig):
                                             "tokens": self.context_tokens}
         states = self._context(inputs)
         imagen = None if states is None else {"dim": states, "width": self.context_width}
-        field = sequence_of(inputs["context"], self.context, "context")[0] if states else None
+        field, info = sequence_of(inputs["context"], self.context, "context") if states else (None, None)
+        mask = mask_of(inputs["context_mask"], self.context_mask, info.shape[1]) if self.context_mask else None
         return ADMUNetModule(
             channels, self.learn_sigma, self.low_res_resize, self._in_channels(inputs),
             channels * (2 if self.learn_sigma else 1), self.width, self.mult, self.depth, self.attention,
             head_dim=self.head_dim, groups=self.groups, eps=self.eps, dropout=self.dropout, text=text_opts,
             classes=self.classes if self.label else None, unclip=unclip, imagen=imagen, scale_shift=self.scale_shift,
             middle_attention=self.middle_attention, resample=self.resample,
-            separate_norms=self.attention_norms == "separate", fields=(field, self._mask_field(inputs)))
+            separate_norms=self.attention_norms == "separate", fields=(field, mask))

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from mmspec.components.common import require, sequence_of
+from mmspec.components.common import mask_of, require, sequence_of
 from mmspec.components.examples import TEXT, text_encoder
 from mmspec.registry import Example, register
 from mmspec.spec.base import ComponentConfig, PositiveFloat, PositiveInt, Probability, Ref
@@ -191,12 +191,8 @@ class DiffusionUNetEncoder(ComponentConfig):
         if self.context_mask is not None:
             if context is None:
                 raise CheckError("context_mask", "masks the context's keys; give `context` too")
-            bundle = inputs["context_mask"]
-            mask = bundle.get("mask") or (next(iter(bundle.values())) if len(bundle) == 1 else None)
             length = sequence_of(inputs["context"], self.context, "context")[1].shape[1]
-            if mask is None or mask.rank != 2 or mask.shape[1] != length:
-                raise CheckError("context_mask", f"{self.context_mask!r} must give a mask [batch, {length}] (the "
-                                                 f"context's length)")
+            mask_of(inputs["context_mask"], self.context_mask, length)
         if self.pooled_heads is not None:
             if context is None:
                 raise CheckError("pooled_heads", "pools the context; give `context` too")
@@ -237,10 +233,8 @@ class DiffusionUNetEncoder(ComponentConfig):
         from mmspec.components.encoders.diffusion_unet.module import DiffusionUNetModule
 
         channels = inputs["input"]["pixels"].shape[1]
-        field = sequence_of(inputs["context"], self.context, "context")[0] if self.context else None
-        mask_field = None
-        if self.context_mask is not None:
-            mask_field = "mask" if "mask" in inputs["context_mask"] else next(iter(inputs["context_mask"]))
+        field, info = sequence_of(inputs["context"], self.context, "context") if self.context else (None, None)
+        mask_field = mask_of(inputs["context_mask"], self.context_mask, info.shape[1]) if self.context_mask else None
         aug_steps = self.aug_steps if self.aug_level is not None else None
         return DiffusionUNetModule(
             field, mask_field, aug_steps, self._in_channels(inputs), self.out_channels or channels, self.widths,

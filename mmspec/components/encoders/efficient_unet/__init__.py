@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from mmspec.components.common import require, sequence_of
+from mmspec.components.common import mask_of, require, sequence_of
 from mmspec.components.encoders.adm_unet import attention_params, imagen_params
 from mmspec.components.examples import TEXT, text_encoder
 from mmspec.registry import Example, register
@@ -190,11 +190,7 @@ class EfficientUNetEncoder(ComponentConfig):
             raise CheckError("conv_in_kernel", f"{self.conv_in_kernel} is even; the first conv keeps the size only "
                                                f"with an odd kernel")
         if self.context_mask is not None:
-            bundle = inputs["context_mask"]
-            mask = bundle.get("mask") or (next(iter(bundle.values())) if len(bundle) == 1 else None)
-            if mask is None or mask.rank != 2 or mask.shape[1] != context.shape[1]:
-                raise CheckError("context_mask", f"{self.context_mask!r} must give a mask [batch, "
-                                                 f"{context.shape[1]}] (the context's length)")
+            mask_of(inputs["context_mask"], self.context_mask, context.shape[1])
         factor = 2 ** (n - 1)
         if not (isinstance(h, int) and isinstance(w, int)) or h % factor or w % factor:
             raise CheckError("mult", f"{n} levels halve the image {n - 1} times, so height and width must divide by "
@@ -223,9 +219,7 @@ class EfficientUNetEncoder(ComponentConfig):
 
         channels = inputs["input"]["pixels"].shape[1]
         field, info = sequence_of(inputs["context"], self.context, "context")
-        mask_field = None
-        if self.context_mask is not None:
-            mask_field = "mask" if "mask" in inputs["context_mask"] else next(iter(inputs["context_mask"]))
+        mask_field = mask_of(inputs["context_mask"], self.context_mask, info.shape[1]) if self.context_mask else None
         return EfficientUNetModule(
             field, mask_field, self.aug_steps if self.aug_level is not None else None, 2 * channels, channels,
             info.width, self.width, self.mult, self._depths(), self.attention, attention_type=self.attention_type,
